@@ -1,0 +1,20 @@
+//! Herald's domain: the words of DESIGN.md as types that cannot hold invalid values, and the pure
+//! rules over them (schedule windows, template checks, address normalization).
+//!
+//! Nothing here does I/O or async work; time is always passed in.
+
+pub mod address;
+pub mod channel;
+pub mod error;
+pub mod language;
+pub mod model;
+pub mod schedule;
+pub mod template;
+
+pub use address::{Address, E164, EmailAddress};
+pub use channel::{Channel, Provider};
+pub use error::{FieldError, ValidationError};
+pub use language::Language;
+pub use model::*;
+pub use schedule::Schedule;
+pub use template::Template;

@@ -1,0 +1,466 @@
+//! The entities of DESIGN.md. `*Input` is what a request carries (plain strings); `*Spec` is the
+//! checked form a store accepts; the bare name is what a store returns (with id and timestamps).
+
+use crate::address::{Address, E164, EmailAddress};
+use crate::channel::{Channel, Provider};
+use crate::error::{Errors, ValidationError};
+use crate::language::Language;
+use crate::schedule::{Schedule, ScheduleInput};
+use crate::template::Template;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub const NAME_MAX: usize = 200;
+pub const DESCRIPTION_MAX: usize = 2_000;
+pub const BODY_MAX: usize = 20_000;
+
+fn check_name(errors: &mut Errors, field: &str, name: &str) -> String {
+    let name = name.trim();
+    if name.is_empty() {
+        errors.push(field, "is required");
+    } else if name.chars().count() > NAME_MAX {
+        errors.push(field, format!("is longer than {NAME_MAX} characters"));
+    }
+    name.to_string()
+}
+
+// ---------------------------------------------------------------- inbox
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct InboxInput {
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxSpec {
+    pub name: String,
+}
+
+impl InboxInput {
+    pub fn validate(&self) -> Result<InboxSpec, ValidationError> {
+        let mut errors = Errors::new();
+        let name = check_name(&mut errors, "name", &self.name);
+        errors.finish()?;
+        Ok(InboxSpec { name })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Inbox {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+// ---------------------------------------------------------------- sender
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct SenderInput {
+    #[serde(default)]
+    pub channel: String,
+    #[serde(default)]
+    pub address: String,
+    pub inbox_id: Option<Uuid>,
+    /// `file` when not given.
+    pub provider: Option<String>,
+    /// ISO 3166 region for a phone number written without `+country`.
+    pub default_region: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderSpec {
+    pub channel: Channel,
+    pub address: Address,
+    pub inbox_id: Uuid,
+    pub provider: Provider,
+}
+
+impl SenderInput {
+    pub fn validate(&self) -> Result<SenderSpec, ValidationError> {
+        let mut errors = Errors::new();
+        let channel = errors.take("channel", self.channel.parse::<Channel>());
+        if channel == Some(Channel::Chat) {
+            errors.push("channel", "chat campaigns have no sender; use sms, voice or email");
+        }
+        let address = match channel {
+            Some(c) if c.is_phone() => errors
+                .take(
+                    "address",
+                    E164::parse(&self.address, self.default_region.as_deref()),
+                )
+                .map(Address::Phone),
+            Some(Channel::Email) => errors
+                .take("address", EmailAddress::parse(&self.address))
+                .map(Address::Email),
+            _ => None,
+        };
+        if self.inbox_id.is_none() {
+            errors.push("inbox_id", "is required: replies to this sender land in that inbox");
+        }
+        let provider = match &self.provider {
+            None => Some(Provider::default()),
+            Some(p) => errors.take("provider", p.parse::<Provider>()),
+        };
+        if let (Some(p), Some(c)) = (provider, channel)
+            && c != Channel::Chat
+            && !p.supports(c)
+        {
+            errors.push("provider", format!("{p} cannot carry {c} messages"));
+        }
+        errors.finish()?;
+        match (channel, address, self.inbox_id, provider) {
+            (Some(channel), Some(address), Some(inbox_id), Some(provider)) => Ok(SenderSpec {
+                channel,
+                address,
+                inbox_id,
+                provider,
+            }),
+            _ => Err(ValidationError::single("", "incomplete sender")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sender {
+    pub id: Uuid,
+    pub channel: Channel,
+    pub address: Address,
+    pub inbox_id: Uuid,
+    pub provider: Provider,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+// ---------------------------------------------------------------- answer
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct AnswerVariantInput {
+    #[serde(default)]
+    pub language: String,
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct AnswerInput {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub variants: Vec<AnswerVariantInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnswerVariant {
+    pub language: Language,
+    pub subject: Option<Template>,
+    pub body: Template,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerSpec {
+    pub name: String,
+    pub variants: Vec<AnswerVariant>,
+}
+
+impl AnswerInput {
+    pub fn validate(&self) -> Result<AnswerSpec, ValidationError> {
+        let mut errors = Errors::new();
+        let name = check_name(&mut errors, "name", &self.name);
+        if self.variants.is_empty() {
+            errors.push("variants", "needs at least one language variant");
+        }
+        let mut variants: Vec<AnswerVariant> = Vec::new();
+        for (i, v) in self.variants.iter().enumerate() {
+            let field = |f: &str| format!("variants[{i}].{f}");
+            let language = errors.take(field("language"), Language::parse(&v.language));
+            if let Some(lang) = &language
+                && variants.iter().any(|o| &o.language == lang)
+            {
+                errors.push(field("language"), format!("{lang} has more than one variant"));
+            }
+            let subject = match v.subject.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(s) => errors.take(field("subject"), Template::parse(s)),
+            };
+            if v.body.trim().is_empty() {
+                errors.push(field("body"), "is required");
+            } else if v.body.len() > BODY_MAX {
+                errors.push(field("body"), format!("is longer than {BODY_MAX} bytes"));
+            }
+            let body = errors.take(field("body"), Template::parse(&v.body));
+            if let (Some(language), Some(body)) = (language, body) {
+                variants.push(AnswerVariant {
+                    language,
+                    subject,
+                    body,
+                });
+            }
+        }
+        errors.finish()?;
+        Ok(AnswerSpec { name, variants })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Answer {
+    pub id: Uuid,
+    pub name: String,
+    pub variants: Vec<AnswerVariant>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Answer {
+    pub fn variant(&self, language: &Language) -> Option<&AnswerVariant> {
+        self.variants.iter().find(|v| &v.language == language)
+    }
+
+    pub fn languages(&self) -> Vec<&Language> {
+        self.variants.iter().map(|v| &v.language).collect()
+    }
+}
+
+// ---------------------------------------------------------------- campaign
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct CampaignInput {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub channel: String,
+    pub sender_id: Option<Uuid>,
+    #[serde(default)]
+    pub language: String,
+    pub answer_id: Option<Uuid>,
+    pub schedule: Option<ScheduleInput>,
+    /// Never send SMS or voice before 08:00 or after 21:00 recipient-local time (default on).
+    pub quiet_hours: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignSpec {
+    pub name: String,
+    pub description: String,
+    pub channel: Channel,
+    pub sender_id: Option<Uuid>,
+    pub language: Language,
+    pub answer_id: Uuid,
+    pub schedule: Schedule,
+    pub quiet_hours: bool,
+}
+
+impl CampaignInput {
+    /// Checks the fields on their own; [`check_campaign_references`] checks them against the
+    /// sender and answer they name.
+    pub fn validate(&self) -> Result<CampaignSpec, ValidationError> {
+        let mut errors = Errors::new();
+        let name = check_name(&mut errors, "name", &self.name);
+        let description = self.description.trim().to_string();
+        if description.chars().count() > DESCRIPTION_MAX {
+            errors.push("description", format!("is longer than {DESCRIPTION_MAX} characters"));
+        }
+        let channel = errors.take("channel", self.channel.parse::<Channel>());
+        match (channel, self.sender_id) {
+            (Some(Channel::Chat), Some(_)) => {
+                errors.push("sender_id", "chat campaigns have no sender; leave it out")
+            }
+            (Some(c), None) if c.has_senders() => errors.push(
+                "sender_id",
+                format!("is required: the {c} sender this campaign sends from"),
+            ),
+            _ => {}
+        }
+        let language = errors.take("language", Language::parse(&self.language));
+        if self.answer_id.is_none() {
+            errors.push("answer_id", "is required: the answer this campaign sends");
+        }
+        let schedule = match &self.schedule {
+            None => {
+                errors.push(
+                    "schedule",
+                    "is required: the hours Herald may send, e.g. {\"timezone\": \"America/New_York\", \"days\": {\"mon\": [\"09:00-17:00\"]}}",
+                );
+                None
+            }
+            Some(s) => match Schedule::parse(s) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    errors.extend_prefixed("schedule", e);
+                    None
+                }
+            },
+        };
+        errors.finish()?;
+        match (channel, language, self.answer_id, schedule) {
+            (Some(channel), Some(language), Some(answer_id), Some(schedule)) => Ok(CampaignSpec {
+                name,
+                description,
+                channel,
+                sender_id: self.sender_id,
+                language,
+                answer_id,
+                schedule,
+                quiet_hours: self.quiet_hours.unwrap_or(true),
+            }),
+            _ => Err(ValidationError::single("", "incomplete campaign")),
+        }
+    }
+}
+
+/// The rules that tie a campaign to its sender and answer: the sender's channel is the
+/// campaign's, and the answer has a variant in the campaign's language (with a subject, for email).
+pub fn check_campaign_references(
+    spec: &CampaignSpec,
+    sender: Option<&Sender>,
+    answer: Option<&Answer>,
+) -> Result<(), ValidationError> {
+    let mut errors = Errors::new();
+    if let Some(sender_id) = spec.sender_id {
+        match sender {
+            None => errors.push("sender_id", format!("no sender has id {sender_id}")),
+            Some(s) if s.channel != spec.channel => errors.push(
+                "sender_id",
+                format!(
+                    "sender {} is a {} sender; a {} campaign needs a {} sender",
+                    s.address, s.channel, spec.channel, spec.channel
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    match answer {
+        None => errors.push("answer_id", format!("no answer has id {}", spec.answer_id)),
+        Some(a) => match a.variant(&spec.language) {
+            None => {
+                let have: Vec<_> = a.languages().iter().map(|l| l.to_string()).collect();
+                errors.push(
+                    "language",
+                    format!(
+                        "answer `{}` has no {} variant; it is available in: {}",
+                        a.name,
+                        spec.language,
+                        have.join(", ")
+                    ),
+                )
+            }
+            Some(v) if spec.channel == Channel::Email && v.subject.is_none() => errors.push(
+                "answer_id",
+                format!(
+                    "answer `{}` has no subject in {}; email campaigns need one",
+                    a.name, spec.language
+                ),
+            ),
+            Some(_) => {}
+        },
+    }
+    errors.finish()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Campaign {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub channel: Channel,
+    pub sender_id: Option<Uuid>,
+    pub language: Language,
+    pub answer_id: Uuid,
+    pub schedule: Schedule,
+    pub quiet_hours: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+// ---------------------------------------------------------------- API tokens
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Creates and changes campaigns, senders, answers and inboxes.
+    Admin,
+    /// Reads everything and works conversations; changes no configuration.
+    Agent,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Agent => "agent",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "admin" => Ok(Role::Admin),
+            "agent" => Ok(Role::Agent),
+            _ => Err(format!("`{s}` is not a role; use admin or agent")),
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An API token as stored: only the SHA-256 of the secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiToken {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    pub created_at: Timestamp,
+}
+
+// ---------------------------------------------------------------- pagination
+
+pub const PAGE_DEFAULT: u32 = 50;
+pub const PAGE_MAX: u32 = 500;
+
+/// Keyset pagination: items come in id order (uuid v7, so creation order), `after` is the last
+/// id of the previous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub limit: u32,
+    pub after: Option<Uuid>,
+}
+
+impl Page {
+    pub fn new(limit: Option<u32>, after: Option<Uuid>) -> Result<Self, ValidationError> {
+        let limit = limit.unwrap_or(PAGE_DEFAULT);
+        if limit == 0 || limit > PAGE_MAX {
+            return Err(ValidationError::single(
+                "limit",
+                format!("must be between 1 and {PAGE_MAX}"),
+            ));
+        }
+        Ok(Self { limit, after })
+    }
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self {
+            limit: PAGE_DEFAULT,
+            after: None,
+        }
+    }
+}
+
+/// One page of a list and the cursor for the next, if there is one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub next_after: Option<Uuid>,
+}

@@ -1,0 +1,105 @@
+//! Storage for Herald: one [`Store`] trait, implemented for SQLite (the embedded default) and
+//! PostgreSQL (how Herald scales past one machine).
+
+use async_trait::async_trait;
+use herald_core::{
+    Answer, AnswerSpec, ApiToken, Campaign, CampaignSpec, Inbox, InboxSpec, Listing, Page, Role,
+    Sender, SenderSpec,
+};
+use uuid::Uuid;
+
+/// What can go wrong in storage, in words the API can pass on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No row with that id.
+    #[error("no {entity} has id {id}")]
+    NotFound { entity: &'static str, id: Uuid },
+    /// A uniqueness rule was broken (`a campaign named "X" already exists on sms`).
+    #[error("{0}")]
+    Conflict(String),
+    /// The row is referenced and cannot be deleted (`sender is used by campaigns: A, B`).
+    #[error("{0}")]
+    InUse(String),
+    /// Stored data that no longer parses (should never happen; says which row).
+    #[error("stored {entity} {id} is corrupt: {reason}")]
+    Corrupt {
+        entity: &'static str,
+        id: String,
+        reason: String,
+    },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A token to store: only its SHA-256 hash (hex) is kept.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewToken {
+    pub name: String,
+    pub role: Role,
+    pub hash_hex: String,
+}
+
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("hash_hex", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Everything Herald keeps. Both backends pass the same conformance suite
+/// (`tests/conformance.rs`).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<()>;
+    /// A round trip to the database.
+    async fn ping(&self) -> Result<()>;
+
+    async fn create_inbox(&self, spec: &InboxSpec) -> Result<Inbox>;
+    async fn get_inbox(&self, id: Uuid) -> Result<Inbox>;
+    async fn list_inboxes(&self, page: Page) -> Result<Listing<Inbox>>;
+    async fn update_inbox(&self, id: Uuid, spec: &InboxSpec) -> Result<Inbox>;
+    /// Refused with [`StoreError::InUse`] while a sender links to the inbox.
+    async fn delete_inbox(&self, id: Uuid) -> Result<()>;
+
+    /// Refused with [`StoreError::Conflict`] if the same address is already a sender on the same
+    /// channel (the same number may be an SMS sender and a voice sender).
+    async fn create_sender(&self, spec: &SenderSpec) -> Result<Sender>;
+    async fn get_sender(&self, id: Uuid) -> Result<Sender>;
+    async fn list_senders(&self, page: Page) -> Result<Listing<Sender>>;
+    async fn update_sender(&self, id: Uuid, spec: &SenderSpec) -> Result<Sender>;
+    /// Refused with [`StoreError::InUse`] while a campaign uses the sender (names them).
+    async fn delete_sender(&self, id: Uuid) -> Result<()>;
+
+    async fn create_answer(&self, spec: &AnswerSpec) -> Result<Answer>;
+    async fn get_answer(&self, id: Uuid) -> Result<Answer>;
+    async fn list_answers(&self, page: Page) -> Result<Listing<Answer>>;
+    async fn update_answer(&self, id: Uuid, spec: &AnswerSpec) -> Result<Answer>;
+    /// Refused with [`StoreError::InUse`] while a campaign uses the answer (names them).
+    async fn delete_answer(&self, id: Uuid) -> Result<()>;
+
+    /// Refused with [`StoreError::Conflict`] if a campaign of that name exists on the channel.
+    async fn create_campaign(&self, spec: &CampaignSpec) -> Result<Campaign>;
+    async fn get_campaign(&self, id: Uuid) -> Result<Campaign>;
+    /// Optionally only the campaigns of one channel.
+    async fn list_campaigns(
+        &self,
+        channel: Option<herald_core::Channel>,
+        page: Page,
+    ) -> Result<Listing<Campaign>>;
+    async fn update_campaign(&self, id: Uuid, spec: &CampaignSpec) -> Result<Campaign>;
+    async fn delete_campaign(&self, id: Uuid) -> Result<()>;
+
+    async fn create_token(&self, token: &NewToken) -> Result<ApiToken>;
+    /// The token whose secret hashes to `hash_hex`, if any.
+    async fn find_token(&self, hash_hex: &str) -> Result<Option<ApiToken>>;
+}
