@@ -15,7 +15,9 @@ pub enum PhoneError {
     Empty,
     #[error("`{0}` is not a phone number")]
     NotANumber(String),
-    #[error("`{0}` has no country code; write it as +<country code><number> or give a default region")]
+    #[error(
+        "`{0}` has no country code; write it as +<country code><number> or give a default region"
+    )]
     NoCountry(String),
     #[error("`{0}` is not a valid phone number for its country")]
     Invalid(String),
@@ -53,7 +55,9 @@ impl E164 {
             _ => trimmed,
         };
         let number = phonenumber::parse(region, text).map_err(|e| match e {
-            phonenumber::ParseError::InvalidCountryCode => PhoneError::NoCountry(trimmed.to_string()),
+            phonenumber::ParseError::InvalidCountryCode => {
+                PhoneError::NoCountry(trimmed.to_string())
+            }
             _ => PhoneError::NotANumber(trimmed.to_string()),
         })?;
         if !phonenumber::is_valid(&number) {

@@ -7,6 +7,7 @@ use std::str::FromStr;
 /// The way a campaign reaches people. A sender has one of `sms`, `voice`, `email`; a campaign may
 /// also be `chat` (web-chat greetings, which need no sender).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     Sms,
@@ -64,6 +65,7 @@ impl FromStr for Channel {
 /// Who carries a sender's messages. `file` writes them to a local outbox (the default, so a new
 /// user sees output); `webhook` posts them to any gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     #[default]

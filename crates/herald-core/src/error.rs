@@ -4,6 +4,7 @@ use serde::Serialize;
 
 /// One problem with one field of an input, e.g. `schedule.days.mon[0]`: "window ends before it starts".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// The path of the field in the request body (`name`, `variants[1].body`, `schedule.timezone`).
     pub field: String,

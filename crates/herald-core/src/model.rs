@@ -27,6 +27,7 @@ fn check_name(errors: &mut Errors, field: &str, name: &str) -> String {
 
 // ---------------------------------------------------------------- inbox
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct InboxInput {
     #[serde(default)]
@@ -47,16 +48,20 @@ impl InboxInput {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Inbox {
     pub id: Uuid,
     pub name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
 // ---------------------------------------------------------------- sender
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct SenderInput {
     #[serde(default)]
@@ -83,7 +88,10 @@ impl SenderInput {
         let mut errors = Errors::new();
         let channel = errors.take("channel", self.channel.parse::<Channel>());
         if channel == Some(Channel::Chat) {
-            errors.push("channel", "chat campaigns have no sender; use sms, voice or email");
+            errors.push(
+                "channel",
+                "chat campaigns have no sender; use sms, voice or email",
+            );
         }
         let address = match channel {
             Some(c) if c.is_phone() => errors
@@ -98,7 +106,10 @@ impl SenderInput {
             _ => None,
         };
         if self.inbox_id.is_none() {
-            errors.push("inbox_id", "is required: replies to this sender land in that inbox");
+            errors.push(
+                "inbox_id",
+                "is required: replies to this sender land in that inbox",
+            );
         }
         let provider = match &self.provider {
             None => Some(Provider::default()),
@@ -123,19 +134,24 @@ impl SenderInput {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Sender {
     pub id: Uuid,
     pub channel: Channel,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub address: Address,
     pub inbox_id: Uuid,
     pub provider: Provider,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
 // ---------------------------------------------------------------- answer
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct AnswerVariantInput {
     #[serde(default)]
@@ -145,6 +161,7 @@ pub struct AnswerVariantInput {
     pub body: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct AnswerInput {
     #[serde(default)]
@@ -153,10 +170,14 @@ pub struct AnswerInput {
     pub variants: Vec<AnswerVariantInput>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AnswerVariant {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub language: Language,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub subject: Option<Template>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub body: Template,
 }
 
@@ -180,7 +201,10 @@ impl AnswerInput {
             if let Some(lang) = &language
                 && variants.iter().any(|o| &o.language == lang)
             {
-                errors.push(field("language"), format!("{lang} has more than one variant"));
+                errors.push(
+                    field("language"),
+                    format!("{lang} has more than one variant"),
+                );
             }
             let subject = match v.subject.as_deref().map(str::trim) {
                 None | Some("") => None,
@@ -205,12 +229,15 @@ impl AnswerInput {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Answer {
     pub id: Uuid,
     pub name: String,
     pub variants: Vec<AnswerVariant>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
@@ -226,6 +253,7 @@ impl Answer {
 
 // ---------------------------------------------------------------- campaign
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct CampaignInput {
     #[serde(default)]
@@ -263,7 +291,10 @@ impl CampaignInput {
         let name = check_name(&mut errors, "name", &self.name);
         let description = self.description.trim().to_string();
         if description.chars().count() > DESCRIPTION_MAX {
-            errors.push("description", format!("is longer than {DESCRIPTION_MAX} characters"));
+            errors.push(
+                "description",
+                format!("is longer than {DESCRIPTION_MAX} characters"),
+            );
         }
         let channel = errors.take("channel", self.channel.parse::<Channel>());
         match (channel, self.sender_id) {
@@ -362,6 +393,7 @@ pub fn check_campaign_references(
     errors.finish()
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Campaign {
     pub id: Uuid,
@@ -369,16 +401,21 @@ pub struct Campaign {
     pub description: String,
     pub channel: Channel,
     pub sender_id: Option<Uuid>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub language: Language,
     pub answer_id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schedule::ScheduleInput))]
     pub schedule: Schedule,
     pub quiet_hours: bool,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
 // ---------------------------------------------------------------- API tokens
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -415,11 +452,13 @@ impl std::fmt::Display for Role {
 }
 
 /// An API token as stored: only the SHA-256 of the secret is kept.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiToken {
     pub id: Uuid,
     pub name: String,
     pub role: Role,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
 }
 
@@ -460,6 +499,7 @@ impl Default for Page {
 
 /// One page of a list and the cursor for the next, if there is one.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Listing<T> {
     pub items: Vec<T>,
     pub next_after: Option<Uuid>,

@@ -5,6 +5,9 @@
 //! overlap and must end after they start (`24:00` is the end of the day).
 
 use crate::error::{Errors, ValidationError};
+use jiff::civil::{Date, DateTime, Time};
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,13 +31,15 @@ impl Window {
 
     /// Parses `HH:MM-HH:MM`.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let (a, b) = s
-            .split_once('-')
-            .ok_or_else(|| format!("`{s}` is not a window; write it as HH:MM-HH:MM, e.g. 09:00-17:00"))?;
+        let (a, b) = s.split_once('-').ok_or_else(|| {
+            format!("`{s}` is not a window; write it as HH:MM-HH:MM, e.g. 09:00-17:00")
+        })?;
         let start = parse_hhmm(a.trim())?;
         let end = parse_hhmm(b.trim())?;
         if start == 1440 {
-            return Err(format!("`{s}` starts at 24:00; a window must start before the day ends"));
+            return Err(format!(
+                "`{s}` starts at 24:00; a window must start before the day ends"
+            ));
         }
         Window::new(start, end).ok_or_else(|| format!("`{s}` ends before it starts"))
     }
@@ -78,6 +83,7 @@ pub struct Schedule {
 
 /// A schedule as it arrives in a request or is read from storage, before it is checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduleInput {
     #[serde(default)]
     pub timezone: String,
@@ -101,7 +107,10 @@ impl Schedule {
         let tz = errors.take("timezone", parse_timezone(&input.timezone));
         let mut days: [Vec<Window>; 7] = Default::default();
         for (key, windows) in &input.days {
-            let Some(idx) = WEEKDAYS.iter().position(|d| d.eq_ignore_ascii_case(key.trim())) else {
+            let Some(idx) = WEEKDAYS
+                .iter()
+                .position(|d| d.eq_ignore_ascii_case(key.trim()))
+            else {
                 errors.push(
                     format!("days.{key}"),
                     format!("`{key}` is not a weekday; use mon, tue, wed, thu, fri, sat, sun"),
@@ -167,6 +176,165 @@ impl Schedule {
         self.days.iter().all(Vec::is_empty)
     }
 
+    /// Is `at` inside a sending window, reading wall-clock time in `zone` (the recipient's zone) or,
+    /// when `None`, in the schedule's own zone?
+    ///
+    /// Windows are wall-clock times: `at` is open when the local weekday and time of day that a
+    /// clock in the zone shows at `at` fall inside one of that weekday's windows. So on a
+    /// spring-forward day a window that lies entirely in the skipped hour never opens, and one
+    /// that starts in it opens at the first real instant after the gap (New York, 2026-03-08:
+    /// `02:30-04:00` is open from 03:00 EDT). On a fall-back day the repeated hour is read twice:
+    /// `01:00-02:00` is open during both occurrences, while `01:30-03:00` opens at the first 01:30,
+    /// closes when the clock turns back to 01:00 and reopens at the second 01:30.
+    pub fn is_open(&self, at: Timestamp, zone: Option<&TimeZone>) -> bool {
+        let tz = zone.unwrap_or(&self.timezone);
+        self.window_at(tz.to_datetime(at)).is_some()
+    }
+
+    /// The earliest instant `>= at` that is inside a window (see [`Schedule::is_open`] for how
+    /// wall-clock windows meet DST changes); `at` itself when open.
+    ///
+    /// Exact to the nanosecond: no window is skipped, however short or however near a time zone
+    /// transition. Returns `None` when every day is closed. The search walks the zone's offset
+    /// transitions and never scans minute by minute; it gives up (returning `None`) only if no
+    /// window opens within [`NEXT_OPEN_LOOKAHEAD`], which a schedule with any open day cannot
+    /// reach in a real time zone.
+    pub fn next_open(&self, at: Timestamp, zone: Option<&TimeZone>) -> Option<Timestamp> {
+        if self.is_always_closed() {
+            return None;
+        }
+        let tz = zone.unwrap_or(&self.timezone);
+        let horizon = at
+            .checked_add(NEXT_OPEN_LOOKAHEAD)
+            .unwrap_or(Timestamp::MAX);
+        // Between two transitions the offset is fixed and local time moves with real time, so
+        // the first local opening at or after `t` is the answer if it comes before the next
+        // transition; otherwise look again from the transition, in its new offset.
+        let mut t = at;
+        while t <= horizon {
+            let offset = tz.to_offset(t);
+            let segment_end = next_transition(tz, t);
+            if let Some(local) = self.next_open_local(offset.to_datetime(t))
+                && let Ok(candidate) = offset.to_timestamp(local)
+                && segment_end.is_none_or(|end| candidate < end)
+            {
+                return Some(candidate);
+            }
+            t = segment_end?;
+        }
+        None
+    }
+
+    /// When open at `at`: the instant the current open stretch ends, i.e. the first instant after
+    /// `at` that is closed. `None` when closed at `at`.
+    ///
+    /// Windows that touch are one stretch, within a day (`09:00-12:00` + `12:00-13:00`) and across
+    /// midnight (Mon `22:00-24:00` + Tue `00:00-02:00`). A stretch may also end or continue at a
+    /// DST transition (see [`Schedule::is_open`]). The search looks at most
+    /// [`OPEN_UNTIL_LOOKAHEAD`] (8 days) ahead: when the stretch lasts at least that long — a
+    /// schedule open around the clock, say — the result is `at + OPEN_UNTIL_LOOKAHEAD`, read it
+    /// as "open at least until".
+    pub fn open_until(&self, at: Timestamp, zone: Option<&TimeZone>) -> Option<Timestamp> {
+        let tz = zone.unwrap_or(&self.timezone);
+        let horizon = at
+            .checked_add(OPEN_UNTIL_LOOKAHEAD)
+            .unwrap_or(Timestamp::MAX);
+        let mut t = at;
+        loop {
+            let offset = tz.to_offset(t);
+            let segment_end = next_transition(tz, t);
+            match self.open_until_local(offset.to_datetime(t)) {
+                // Closed at `at`, or (later rounds) closed right from a transition on.
+                LocalEnd::Closed => return (t != at).then_some(t),
+                LocalEnd::Ends(local) => match offset.to_timestamp(local) {
+                    Ok(end) if segment_end.is_none_or(|s| end < s) => {
+                        return Some(end.min(horizon));
+                    }
+                    // The stretch reaches the transition; whether it goes on depends on the
+                    // wall-clock time after it.
+                    Ok(_) => {}
+                    Err(_) => return Some(horizon),
+                },
+                LocalEnd::Beyond => {}
+            }
+            match segment_end {
+                Some(s) if s < horizon => t = s,
+                _ => return Some(horizon),
+            }
+        }
+    }
+
+    /// The window of the local weekday that holds the local time of day of `dt`.
+    fn window_at(&self, dt: DateTime) -> Option<(usize, usize)> {
+        let day = weekday_index(dt);
+        let tod = nanos_of_day(dt.time());
+        self.windows(day)
+            .iter()
+            .position(|w| minute_nanos(w.start) <= tod && tod < minute_nanos(w.end))
+            .map(|i| (day, i))
+    }
+
+    /// The earliest local date-time `>= dt` inside a window, looking up to a week ahead (the
+    /// same weekday next week), with no time zone involved.
+    fn next_open_local(&self, dt: DateTime) -> Option<DateTime> {
+        let day = weekday_index(dt);
+        let tod = nanos_of_day(dt.time());
+        // Windows are sorted and disjoint: the first one not yet over either holds `dt` or is
+        // the next to open today.
+        if let Some(w) = self.windows(day).iter().find(|w| tod < minute_nanos(w.end)) {
+            return if minute_nanos(w.start) <= tod {
+                Some(dt)
+            } else {
+                local_at(dt.date(), w.start)
+            };
+        }
+        let mut date = dt.date();
+        for k in 1..=7 {
+            date = date.tomorrow().ok()?;
+            if let Some(w) = self.windows((day + k) % 7).first() {
+                return local_at(date, w.start);
+            }
+        }
+        None
+    }
+
+    /// Where, in local date-time, the run of touching windows holding `dt` ends.
+    fn open_until_local(&self, dt: DateTime) -> LocalEnd {
+        let Some((mut day, mut i)) = self.window_at(dt) else {
+            return LocalEnd::Closed;
+        };
+        let mut date = dt.date();
+        // Days moved past `dt`'s date; past OPEN_UNTIL_DAYS the stretch is "long enough".
+        let mut days_ahead = 0;
+        loop {
+            let windows = self.windows(day);
+            let mut end = windows.get(i).map_or(0, |w| w.end);
+            while let Some(next) = windows.get(i + 1)
+                && next.start == end
+            {
+                end = next.end;
+                i += 1;
+            }
+            if end < DAY_MINUTES {
+                return local_at(date, end).map_or(LocalEnd::Beyond, LocalEnd::Ends);
+            }
+            // Open until 24:00: go on when the next day opens at 00:00.
+            let Ok(tomorrow) = date.tomorrow() else {
+                return LocalEnd::Beyond;
+            };
+            date = tomorrow;
+            day = (day + 1) % 7;
+            days_ahead += 1;
+            if days_ahead > OPEN_UNTIL_DAYS {
+                return LocalEnd::Beyond;
+            }
+            match self.windows(day).first() {
+                Some(w) if w.start == 0 => i = 0,
+                _ => return local_at(date, 0).map_or(LocalEnd::Beyond, LocalEnd::Ends),
+            }
+        }
+    }
+
     pub fn to_input(&self) -> ScheduleInput {
         ScheduleInput {
             timezone: self.timezone_name.clone(),
@@ -177,6 +345,62 @@ impl Schedule {
                 .collect(),
         }
     }
+}
+
+const DAY_MINUTES: Minute = 1440;
+const OPEN_UNTIL_DAYS: i64 = 8;
+
+/// How far [`Schedule::open_until`] looks ahead: 8 days. A stretch that lasts longer is reported
+/// as ending here.
+pub const OPEN_UNTIL_LOOKAHEAD: SignedDuration = SignedDuration::from_hours(OPEN_UNTIL_DAYS * 24);
+
+/// How far [`Schedule::next_open`] looks ahead before it gives up: a year. Any schedule with an
+/// open day opens within about a week (two when a window falls in a DST gap); the bound only
+/// keeps the search finite.
+pub const NEXT_OPEN_LOOKAHEAD: SignedDuration = SignedDuration::from_hours(366 * 24);
+
+/// Where a run of windows ends, in local date-time.
+enum LocalEnd {
+    /// Not inside a window.
+    Closed,
+    /// The first local date-time after the run.
+    Ends(DateTime),
+    /// Still open [`OPEN_UNTIL_DAYS`] days on (or past the end of the calendar).
+    Beyond,
+}
+
+/// The first transition of `tz` strictly after `t`, if any.
+fn next_transition(tz: &TimeZone, t: Timestamp) -> Option<Timestamp> {
+    tz.following(t)
+        .next()
+        .map(|tr| tr.timestamp())
+        .filter(|&s| s > t)
+}
+
+/// Monday = 0.
+fn weekday_index(dt: DateTime) -> usize {
+    usize::from(dt.weekday().to_monday_zero_offset().unsigned_abs())
+}
+
+const NANOS_PER_SECOND: i64 = 1_000_000_000;
+
+fn nanos_of_day(t: Time) -> i64 {
+    ((i64::from(t.hour()) * 60 + i64::from(t.minute())) * 60 + i64::from(t.second()))
+        * NANOS_PER_SECOND
+        + i64::from(t.subsec_nanosecond())
+}
+
+fn minute_nanos(m: Minute) -> i64 {
+    i64::from(m) * 60 * NANOS_PER_SECOND
+}
+
+/// `date` at local minute `m` (`0..1440`); `None` for a minute outside the day.
+fn local_at(date: Date, m: Minute) -> Option<DateTime> {
+    let hour = i8::try_from(m / 60).ok()?;
+    let minute = i8::try_from(m % 60).ok()?;
+    Time::new(hour, minute, 0, 0)
+        .ok()
+        .map(|t| date.to_datetime(t))
 }
 
 impl Serialize for Schedule {
@@ -226,7 +450,10 @@ mod tests {
     fn parses_and_round_trips() {
         let s = Schedule::parse(&input(
             "America/New_York",
-            &[("mon", &["13:00-17:00", "09:00-12:00"]), ("sat", &["10:00-24:00"])],
+            &[
+                ("mon", &["13:00-17:00", "09:00-12:00"]),
+                ("sat", &["10:00-24:00"]),
+            ],
         ))
         .unwrap();
         assert_eq!(s.windows(0).len(), 2);
@@ -258,6 +485,163 @@ mod tests {
         assert!(fields.contains(&"days.someday"), "{fields:?}");
         assert!(err.to_string().contains("overlap"));
         assert!(err.to_string().contains("ends before it starts"));
+    }
+
+    fn schedule(tz: &str, days: &[(&str, &[&str])]) -> Schedule {
+        Schedule::parse(&input(tz, days)).unwrap()
+    }
+
+    /// A zoned date-time such as `2026-03-06T16:59:59[America/New_York]` (add an offset,
+    /// `01:30-05:00[...]`, to pick one side of a fold) as an instant.
+    fn at(s: &str) -> Timestamp {
+        s.parse::<jiff::ZonedDateTime>().unwrap().timestamp()
+    }
+
+    fn local(s: &str) -> DateTime {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn next_open_local_finds_the_next_window_start() {
+        // 2026-03-02 is a Monday.
+        let s = schedule(
+            "UTC",
+            &[
+                ("mon", &["09:00-12:00", "13:00-17:00"]),
+                ("fri", &["10:00-11:00"]),
+            ],
+        );
+        let next = |dt: &str| s.next_open_local(local(dt));
+        assert_eq!(next("2026-03-02T08:00"), Some(local("2026-03-02T09:00")));
+        assert_eq!(next("2026-03-02T09:00"), Some(local("2026-03-02T09:00")));
+        assert_eq!(
+            next("2026-03-02T11:59:59.999999999"),
+            Some(local("2026-03-02T11:59:59.999999999"))
+        );
+        assert_eq!(next("2026-03-02T12:00"), Some(local("2026-03-02T13:00")));
+        assert_eq!(next("2026-03-02T17:00"), Some(local("2026-03-06T10:00")));
+        // Friday after its window: the same weekday comes round again only after the weekend.
+        assert_eq!(next("2026-03-06T11:00"), Some(local("2026-03-09T09:00")));
+        // A schedule with one window a week: seven days ahead is still found.
+        let weekly = schedule("UTC", &[("wed", &["10:00-11:00"])]);
+        assert_eq!(
+            weekly.next_open_local(local("2026-03-04T11:00")),
+            Some(local("2026-03-11T10:00"))
+        );
+        let closed = schedule("UTC", &[]);
+        assert_eq!(closed.next_open_local(local("2026-03-04T11:00")), None);
+    }
+
+    #[test]
+    fn open_until_local_merges_touching_windows() {
+        let s = schedule(
+            "UTC",
+            &[
+                ("mon", &["09:00-12:00", "12:00-13:00", "14:00-24:00"]),
+                ("tue", &["00:00-02:00", "02:00-03:00"]),
+                ("sun", &["22:00-24:00"]),
+            ],
+        );
+        let end = |dt: &str| match s.open_until_local(local(dt)) {
+            LocalEnd::Ends(e) => Some(e),
+            LocalEnd::Closed => None,
+            LocalEnd::Beyond => panic!("beyond"),
+        };
+        assert_eq!(end("2026-03-02T10:00"), Some(local("2026-03-02T13:00")));
+        assert_eq!(end("2026-03-02T13:00"), None);
+        assert_eq!(end("2026-03-02T15:00"), Some(local("2026-03-03T03:00")));
+        // Sunday 22:00-24:00 does not touch Monday 09:00.
+        assert_eq!(end("2026-03-01T23:00"), Some(local("2026-03-02T00:00")));
+        let always = schedule("UTC", &WEEKDAYS.map(|d| (d, &["00:00-24:00"] as &[&str])));
+        assert!(matches!(
+            always.open_until_local(local("2026-03-02T10:00")),
+            LocalEnd::Beyond
+        ));
+    }
+
+    #[test]
+    fn office_hours_on_a_friday_afternoon() {
+        let s = Schedule::office_hours("America/New_York").unwrap();
+        // 2026-03-06 is a Friday; the Sunday after is the US spring-forward day.
+        let t = at("2026-03-06T16:59:59[America/New_York]");
+        assert!(s.is_open(t, None));
+        assert_eq!(s.next_open(t, None), Some(t));
+        assert_eq!(
+            s.open_until(t, None),
+            Some(at("2026-03-06T17:00[America/New_York]"))
+        );
+        let t = at("2026-03-06T17:00[America/New_York]");
+        assert!(!s.is_open(t, None));
+        assert_eq!(s.open_until(t, None), None);
+        // Monday 09:00 EDT, not 09:00 EST: the offset changed over the weekend.
+        assert_eq!(
+            s.next_open(t, None),
+            Some("2026-03-09T13:00:00Z".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_window_in_the_spring_forward_gap_opens_after_it() {
+        let s = schedule(
+            "America/New_York",
+            &[("sun", &["02:30-04:00"]), ("mon", &["09:00-10:00"])],
+        );
+        let t = at("2026-03-08T01:00[America/New_York]");
+        let three_edt = at("2026-03-08T03:00-04:00[America/New_York]");
+        assert_eq!(s.next_open(t, None), Some(three_edt));
+        assert_eq!(
+            s.open_until(three_edt, None),
+            Some(at("2026-03-08T04:00[America/New_York]"))
+        );
+        let gap_only = schedule("America/New_York", &[("sun", &["02:00-02:30"])]);
+        assert_eq!(
+            gap_only.next_open(t, None),
+            Some(at("2026-03-15T02:00[America/New_York]"))
+        );
+    }
+
+    #[test]
+    fn a_window_in_the_fall_back_fold_is_read_twice() {
+        let s = schedule("America/New_York", &[("sun", &["01:30-03:00"])]);
+        let midnight = at("2026-11-01T00:00[America/New_York]");
+        let first = at("2026-11-01T01:30-04:00[America/New_York]");
+        let second = at("2026-11-01T01:30-05:00[America/New_York]");
+        assert_eq!(s.next_open(midnight, None), Some(first));
+        // The clock turns back from 02:00 EDT to 01:00 EST, before the window.
+        let turn = at("2026-11-01T01:00-05:00[America/New_York]");
+        assert_eq!(s.open_until(first, None), Some(turn));
+        assert_eq!(s.next_open(turn, None), Some(second));
+        assert_eq!(
+            s.open_until(second, None),
+            Some(at("2026-11-01T03:00[America/New_York]"))
+        );
+    }
+
+    #[test]
+    fn always_closed_and_always_open() {
+        let t: Timestamp = "2026-05-05T12:00:00Z".parse().unwrap();
+        let closed = schedule("Europe/Berlin", &[("mon", &[])]);
+        assert!(!closed.is_open(t, None));
+        assert_eq!(closed.next_open(t, None), None);
+        assert_eq!(closed.open_until(t, None), None);
+        let open = schedule(
+            "Europe/Berlin",
+            &WEEKDAYS.map(|d| (d, &["00:00-24:00"] as &[&str])),
+        );
+        assert_eq!(open.next_open(t, None), Some(t));
+        assert_eq!(open.open_until(t, None), Some(t + OPEN_UNTIL_LOOKAHEAD));
+    }
+
+    #[test]
+    fn the_ends_of_time_do_not_panic() {
+        let s = Schedule::office_hours("Pacific/Chatham").unwrap();
+        for t in [Timestamp::MIN, Timestamp::MAX] {
+            let _ = s.is_open(t, None);
+            let _ = s.next_open(t, None);
+            let _ = s.open_until(t, None);
+        }
+        let open = schedule("UTC", &WEEKDAYS.map(|d| (d, &["00:00-24:00"] as &[&str])));
+        assert_eq!(open.open_until(Timestamp::MAX, None), Some(Timestamp::MAX));
     }
 
     #[test]
