@@ -6,7 +6,16 @@ use herald_core::{
     Answer, AnswerSpec, ApiToken, Campaign, CampaignSpec, Inbox, InboxSpec, Listing, Page, Role,
     Sender, SenderSpec,
 };
+use std::sync::Arc;
 use uuid::Uuid;
+
+mod common;
+pub mod postgres;
+pub mod sqlite;
+pub mod testing;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 
 /// What can go wrong in storage, in words the API can pass on.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +36,19 @@ pub enum StoreError {
         id: String,
         reason: String,
     },
+    /// A field names a row that does not exist, or a combination the schema refuses
+    /// (`inbox_id: no inbox has id …`). The API answers it as it answers a validation error.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// [`connect`] was given a url for a database Herald cannot use. Only the scheme is kept:
+    /// a url may carry a password.
+    #[error(
+        "`{0}` is not a database Herald can use; give sqlite://PATH, sqlite::memory: or postgres://USER@HOST:PORT/DATABASE"
+    )]
+    UnsupportedUrl(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -102,4 +124,65 @@ pub trait Store: Send + Sync + 'static {
     async fn create_token(&self, token: &NewToken) -> Result<ApiToken>;
     /// The token whose secret hashes to `hash_hex`, if any.
     async fn find_token(&self, hash_hex: &str) -> Result<Option<ApiToken>>;
+}
+
+/// Opens the database a url names, without migrating it (call [`Store::migrate`]):
+/// `sqlite://PATH` (the file is created if missing), `sqlite::memory:`, or
+/// `postgres://…` / `postgresql://…`. Any other scheme is [`StoreError::UnsupportedUrl`].
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    match url_scheme(url).as_deref() {
+        Some("sqlite") => Ok(Arc::new(SqliteStore::connect(url).await?)),
+        Some("postgres" | "postgresql") => Ok(Arc::new(PgStore::connect(url).await?)),
+        Some(other) => Err(StoreError::UnsupportedUrl(format!("{other}:"))),
+        None => Err(StoreError::UnsupportedUrl(
+            "a url without a scheme".to_string(),
+        )),
+    }
+}
+
+/// The lower-cased scheme of a url (`sqlite` for `sqlite::memory:`), if it has one.
+fn url_scheme(url: &str) -> Option<String> {
+    let (scheme, _) = url.trim().split_once(':')?;
+    let valid = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then(|| scheme.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_are_read_without_the_rest_of_the_url() {
+        assert_eq!(url_scheme("sqlite::memory:").as_deref(), Some("sqlite"));
+        assert_eq!(url_scheme("SQLite://herald.db").as_deref(), Some("sqlite"));
+        assert_eq!(
+            url_scheme("postgresql://u:secret@h/db").as_deref(),
+            Some("postgresql")
+        );
+        assert_eq!(url_scheme("herald.db"), None);
+        assert_eq!(url_scheme("/tmp/a:b"), None);
+    }
+
+    #[tokio::test]
+    async fn other_schemes_are_refused_without_repeating_the_url() {
+        let err = match connect("mysql://root:hunter2@localhost/herald").await {
+            Err(e) => e,
+            Ok(_) => panic!("mysql urls must be refused"),
+        };
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::UnsupportedUrl(_)), "{err:?}");
+        assert!(msg.contains("`mysql:`"), "{msg}");
+        assert!(msg.contains("sqlite://PATH"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert!(matches!(
+            connect("herald.db").await,
+            Err(StoreError::UnsupportedUrl(_))
+        ));
+    }
 }

@@ -1,0 +1,1565 @@
+//! One conformance suite, run against both backends: every body below is an `async fn(&dyn Store)`,
+//! and `conformance!` makes a `sqlite::<name>` and a `postgres::<name>` test of each.
+//!
+//! The Postgres half needs `HERALD_TEST_POSTGRES_URL` (e.g. `postgres://root@127.0.0.1:5432/postgres`);
+//! without it those tests print a notice and pass, except in CI (`CI=true`), where they fail.
+
+use herald_core::schedule::ScheduleInput;
+use herald_core::{
+    Address, AnswerSpec, AnswerVariant, CampaignSpec, Channel, E164, EmailAddress, Inbox,
+    InboxSpec, Language, Page, Provider, Role, Schedule, SenderSpec, Template,
+};
+use herald_store::{NewToken, Store, StoreError};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let t = herald_store::testing::sqlite().await;
+                    assert_eq!(t.store.backend(), "sqlite");
+                    super::$name(&*t.store).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(t) = herald_store::testing::postgres().await else {
+                        return;
+                    };
+                    assert_eq!(t.store.backend(), "postgres");
+                    super::$name(&*t.store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    migrate_twice_and_ping,
+    inbox_round_trip,
+    sender_round_trip,
+    answer_round_trip,
+    answer_update_replaces_variants,
+    campaign_round_trip,
+    token_round_trip,
+    timestamps_keep_microseconds,
+    inboxes_page_by_id,
+    senders_answers_and_campaigns_page_by_id,
+    a_cursor_resumes_after_itself,
+    sender_address_is_unique_per_channel,
+    campaign_name_is_unique_per_channel,
+    token_hash_is_unique,
+    sender_in_use_is_not_deleted,
+    answer_in_use_is_not_deleted,
+    inbox_with_senders_is_not_deleted,
+    missing_rows_are_not_found,
+    missing_references_are_refused,
+    specs_the_schema_cannot_hold_are_refused,
+    sender_used_by_campaigns_keeps_its_channel,
+    answer_keeps_what_its_campaigns_use,
+    campaigns_filter_by_channel,
+    concurrent_creates_all_succeed,
+);
+
+// ---------------------------------------------------------------- fixtures
+
+fn phone(s: &str) -> E164 {
+    E164::parse(s, None).expect("test phone number")
+}
+
+fn email(s: &str) -> EmailAddress {
+    EmailAddress::parse(s).expect("test email address")
+}
+
+fn lang(s: &str) -> Language {
+    Language::parse(s).expect("test language")
+}
+
+fn tmpl(s: &str) -> Template {
+    Template::parse(s).expect("test template")
+}
+
+fn inbox_spec(name: &str) -> InboxSpec {
+    InboxSpec {
+        name: name.to_string(),
+    }
+}
+
+async fn inbox(store: &dyn Store, name: &str) -> Inbox {
+    store
+        .create_inbox(&inbox_spec(name))
+        .await
+        .expect("create inbox")
+}
+
+fn sender_spec(channel: Channel, address: Address, inbox_id: Uuid) -> SenderSpec {
+    SenderSpec {
+        channel,
+        address,
+        inbox_id,
+        provider: Provider::File,
+    }
+}
+
+fn sms(number: &str, inbox_id: Uuid) -> SenderSpec {
+    sender_spec(Channel::Sms, Address::Phone(phone(number)), inbox_id)
+}
+
+fn variant(language: &str, subject: Option<&str>, body: &str) -> AnswerVariant {
+    AnswerVariant {
+        language: lang(language),
+        subject: subject.map(tmpl),
+        body: tmpl(body),
+    }
+}
+
+fn answer_spec(name: &str) -> AnswerSpec {
+    AnswerSpec {
+        name: name.to_string(),
+        variants: vec![
+            variant(
+                "en-US",
+                Some("Your order {{ order_id }}"),
+                "Hi {{ first_name }}, your order is late.",
+            ),
+            variant("es", None, "Hola {{ first_name }}, su pedido se retrasa."),
+        ],
+    }
+}
+
+fn schedule() -> Schedule {
+    let mut days = BTreeMap::new();
+    days.insert(
+        "mon".to_string(),
+        vec!["13:00-17:30".to_string(), "08:15-12:00".to_string()],
+    );
+    days.insert("wed".to_string(), vec!["09:00-24:00".to_string()]);
+    days.insert("sat".to_string(), vec![]);
+    Schedule::parse(&ScheduleInput {
+        timezone: "America/New_York".to_string(),
+        days,
+    })
+    .expect("test schedule")
+}
+
+fn campaign_spec(
+    name: &str,
+    channel: Channel,
+    sender_id: Option<Uuid>,
+    answer_id: Uuid,
+) -> CampaignSpec {
+    CampaignSpec {
+        name: name.to_string(),
+        description: format!("Why we send {name}"),
+        channel,
+        sender_id,
+        language: lang("en-US"),
+        answer_id,
+        schedule: schedule(),
+        quiet_hours: true,
+    }
+}
+
+/// An inbox, an sms sender in it and an answer: what a campaign needs.
+struct World {
+    inbox: Uuid,
+    sender: Uuid,
+    answer: Uuid,
+}
+
+async fn world(store: &dyn Store) -> World {
+    let inbox = inbox(store, "Support").await.id;
+    let sender = store
+        .create_sender(&sms("+14155552671", inbox))
+        .await
+        .expect("create sender")
+        .id;
+    let answer = store
+        .create_answer(&answer_spec("Order delays"))
+        .await
+        .expect("create answer")
+        .id;
+    World {
+        inbox,
+        sender,
+        answer,
+    }
+}
+
+fn page(limit: u32, after: Option<Uuid>) -> Page {
+    Page::new(Some(limit), after).expect("page")
+}
+
+fn expect_conflict<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
+    match r {
+        Err(StoreError::Conflict(msg)) => msg,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+fn expect_in_use<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
+    match r {
+        Err(StoreError::InUse(msg)) => msg,
+        other => panic!("expected in-use, got {other:?}"),
+    }
+}
+
+fn expect_invalid<T: std::fmt::Debug>(r: Result<T, StoreError>) -> (&'static str, String) {
+    match r {
+        Err(StoreError::Invalid { field, message }) => (field, message),
+        other => panic!("expected an invalid-field error, got {other:?}"),
+    }
+}
+
+fn expect_not_found<T: std::fmt::Debug>(r: Result<T, StoreError>, entity: &str, id: Uuid) {
+    match r {
+        Err(StoreError::NotFound { entity: e, id: i }) => {
+            assert_eq!((e, i), (entity, id));
+        }
+        other => panic!("expected {entity} {id} not found, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------- round trips
+
+async fn migrate_twice_and_ping(store: &dyn Store) {
+    store.ping().await.expect("ping");
+    store.migrate().await.expect("migrating again is a no-op");
+    let w = world(store).await;
+    store.migrate().await.expect("and keeps data");
+    assert_eq!(
+        store.get_inbox(w.inbox).await.expect("inbox").name,
+        "Support"
+    );
+}
+
+async fn inbox_round_trip(store: &dyn Store) {
+    let created = inbox(store, "Billing").await;
+    assert_eq!(created.name, "Billing");
+    assert_eq!(created.created_at, created.updated_at);
+    assert_eq!(store.get_inbox(created.id).await.expect("get"), created);
+
+    let listed = store.list_inboxes(Page::default()).await.expect("list");
+    assert_eq!(listed.items, vec![created.clone()]);
+    assert_eq!(listed.next_after, None);
+
+    let updated = store
+        .update_inbox(created.id, &inbox_spec("Billing EU"))
+        .await
+        .expect("update");
+    assert_eq!(updated.id, created.id);
+    assert_eq!(updated.name, "Billing EU");
+    assert_eq!(updated.created_at, created.created_at);
+    assert!(updated.updated_at > created.updated_at);
+    assert_eq!(store.get_inbox(created.id).await.expect("get"), updated);
+
+    store.delete_inbox(created.id).await.expect("delete");
+    expect_not_found(store.get_inbox(created.id).await, "inbox", created.id);
+    assert!(
+        store
+            .list_inboxes(Page::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+}
+
+async fn sender_round_trip(store: &dyn Store) {
+    let support = inbox(store, "Support").await;
+    let sales = inbox(store, "Sales").await;
+    let specs = [
+        sms("+14155552671", support.id),
+        sender_spec(
+            Channel::Voice,
+            Address::Phone(phone("+442079460958")),
+            support.id,
+        ),
+        SenderSpec {
+            provider: Provider::Smtp,
+            ..sender_spec(
+                Channel::Email,
+                Address::Email(email("Help.Desk@example.com")),
+                sales.id,
+            )
+        },
+    ];
+    let mut created = Vec::new();
+    for spec in &specs {
+        let s = store.create_sender(spec).await.expect("create sender");
+        assert_eq!(
+            (s.channel, &s.address, s.inbox_id, s.provider),
+            (spec.channel, &spec.address, spec.inbox_id, spec.provider)
+        );
+        assert_eq!(s.created_at, s.updated_at);
+        assert_eq!(store.get_sender(s.id).await.expect("get"), s);
+        created.push(s);
+    }
+    let listed = store.list_senders(Page::default()).await.expect("list");
+    assert_eq!(listed.items, created);
+
+    // Move the sms sender to another number, inbox and provider.
+    let first = &created[0];
+    let spec = SenderSpec {
+        provider: Provider::Twilio,
+        ..sms("+14155552672", sales.id)
+    };
+    let updated = store.update_sender(first.id, &spec).await.expect("update");
+    assert_eq!(updated.address, Address::Phone(phone("+14155552672")));
+    assert_eq!(updated.inbox_id, sales.id);
+    assert_eq!(updated.provider, Provider::Twilio);
+    assert_eq!(updated.created_at, first.created_at);
+    assert!(updated.updated_at > first.updated_at);
+    assert_eq!(store.get_sender(first.id).await.expect("get"), updated);
+
+    store.delete_sender(first.id).await.expect("delete");
+    expect_not_found(store.get_sender(first.id).await, "sender", first.id);
+    let listed = store.list_senders(Page::default()).await.expect("list");
+    assert_eq!(listed.items, created[1..].to_vec());
+}
+
+async fn answer_round_trip(store: &dyn Store) {
+    let spec = AnswerSpec {
+        name: "Welcome".to_string(),
+        variants: vec![
+            variant(
+                "fr-CA",
+                Some("Bienvenue {{ name }}"),
+                "Bonjour {{ name }} !",
+            ),
+            variant("en", Some("Welcome"), "Hello {{ name | upper }}"),
+            variant("zh-Hant-TW", None, "{% if vip %}VIP {% endif %}歡迎"),
+        ],
+    };
+    let created = store.create_answer(&spec).await.expect("create");
+    assert_eq!(created.name, spec.name);
+    assert_eq!(created.variants, spec.variants, "variants keep their order");
+    assert_eq!(created.created_at, created.updated_at);
+    let got = store.get_answer(created.id).await.expect("get");
+    assert_eq!(got, created);
+    assert_eq!(
+        got.variants[1].body.variables().iter().collect::<Vec<_>>(),
+        vec!["name"]
+    );
+
+    let listed = store.list_answers(Page::default()).await.expect("list");
+    assert_eq!(listed.items, vec![created.clone()]);
+
+    store.delete_answer(created.id).await.expect("delete");
+    expect_not_found(store.get_answer(created.id).await, "answer", created.id);
+    assert!(
+        store
+            .list_answers(Page::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+}
+
+async fn answer_update_replaces_variants(store: &dyn Store) {
+    let created = store
+        .create_answer(&answer_spec("Order delays"))
+        .await
+        .expect("create");
+    let spec = AnswerSpec {
+        name: "Order delays (v2)".to_string(),
+        variants: vec![
+            variant("de", None, "Hallo {{ first_name }}"),
+            variant("en-US", None, "Hi {{ first_name }}, sorry."),
+        ],
+    };
+    let updated = store
+        .update_answer(created.id, &spec)
+        .await
+        .expect("update");
+    assert_eq!(updated.id, created.id);
+    assert_eq!(updated.name, spec.name);
+    assert_eq!(
+        updated.variants, spec.variants,
+        "old variants are gone, order kept"
+    );
+    assert_eq!(updated.created_at, created.created_at);
+    assert!(updated.updated_at > created.updated_at);
+    assert_eq!(store.get_answer(created.id).await.expect("get"), updated);
+
+    // A second answer is untouched by the first one's update.
+    let other = store
+        .create_answer(&answer_spec("Other"))
+        .await
+        .expect("create");
+    store
+        .update_answer(created.id, &answer_spec("Back"))
+        .await
+        .expect("update again");
+    assert_eq!(store.get_answer(other.id).await.expect("get"), other);
+    assert_eq!(
+        store.get_answer(created.id).await.expect("get").variants,
+        answer_spec("Back").variants
+    );
+}
+
+async fn campaign_round_trip(store: &dyn Store) {
+    let w = world(store).await;
+    let spec = CampaignSpec {
+        quiet_hours: false,
+        ..campaign_spec("Order delays", Channel::Sms, Some(w.sender), w.answer)
+    };
+    let created = store.create_campaign(&spec).await.expect("create");
+    assert_eq!(
+        (
+            &created.name,
+            &created.description,
+            created.channel,
+            created.sender_id,
+            &created.language,
+            created.answer_id,
+            &created.schedule,
+            created.quiet_hours
+        ),
+        (
+            &spec.name,
+            &spec.description,
+            spec.channel,
+            spec.sender_id,
+            &spec.language,
+            spec.answer_id,
+            &spec.schedule,
+            spec.quiet_hours
+        )
+    );
+    assert_eq!(created.created_at, created.updated_at);
+    let got = store.get_campaign(created.id).await.expect("get");
+    assert_eq!(got, created);
+    assert_eq!(
+        got.schedule.windows(0).len(),
+        2,
+        "monday keeps both windows"
+    );
+    assert_eq!(got.schedule.timezone_name(), "America/New_York");
+
+    // A chat campaign has no sender.
+    let chat = store
+        .create_campaign(&campaign_spec("Greeting", Channel::Chat, None, w.answer))
+        .await
+        .expect("chat campaign");
+    assert_eq!(chat.sender_id, None);
+    assert_eq!(store.get_campaign(chat.id).await.expect("get"), chat);
+
+    // Change every field: another channel, sender, answer, language, schedule.
+    let voice = store
+        .create_sender(&sender_spec(
+            Channel::Voice,
+            Address::Phone(phone("+442079460958")),
+            w.inbox,
+        ))
+        .await
+        .expect("voice sender");
+    let answer = store
+        .create_answer(&AnswerSpec {
+            name: "Callback".into(),
+            variants: vec![variant("es", None, "Le llamamos")],
+        })
+        .await
+        .expect("answer");
+    let spec = CampaignSpec {
+        name: "Callbacks".into(),
+        description: String::new(),
+        channel: Channel::Voice,
+        sender_id: Some(voice.id),
+        language: lang("es"),
+        answer_id: answer.id,
+        schedule: Schedule::office_hours("Europe/Madrid").expect("schedule"),
+        quiet_hours: true,
+    };
+    let updated = store
+        .update_campaign(created.id, &spec)
+        .await
+        .expect("update");
+    assert_eq!(updated.id, created.id);
+    assert_eq!(
+        (
+            &updated.name,
+            &updated.description,
+            updated.channel,
+            updated.sender_id,
+            &updated.language,
+            updated.answer_id,
+            &updated.schedule,
+            updated.quiet_hours
+        ),
+        (
+            &spec.name,
+            &spec.description,
+            spec.channel,
+            spec.sender_id,
+            &spec.language,
+            spec.answer_id,
+            &spec.schedule,
+            spec.quiet_hours
+        )
+    );
+    assert_eq!(updated.created_at, created.created_at);
+    assert!(updated.updated_at > created.updated_at);
+    assert_eq!(store.get_campaign(created.id).await.expect("get"), updated);
+
+    let listed = store
+        .list_campaigns(None, Page::default())
+        .await
+        .expect("list");
+    assert_eq!(listed.items, vec![updated.clone(), chat.clone()]);
+
+    store.delete_campaign(created.id).await.expect("delete");
+    expect_not_found(store.get_campaign(created.id).await, "campaign", created.id);
+    let listed = store
+        .list_campaigns(None, Page::default())
+        .await
+        .expect("list");
+    assert_eq!(listed.items, vec![chat]);
+}
+
+async fn token_round_trip(store: &dyn Store) {
+    let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let created = store
+        .create_token(&NewToken {
+            name: "ci deploy".into(),
+            role: Role::Agent,
+            hash_hex: hash.into(),
+        })
+        .await
+        .expect("create");
+    assert_eq!(
+        (created.name.as_str(), created.role),
+        ("ci deploy", Role::Agent)
+    );
+    let found = store.find_token(hash).await.expect("find");
+    assert_eq!(found, Some(created.clone()));
+
+    let admin = store
+        .create_token(&NewToken {
+            name: "lead".into(),
+            role: Role::Admin,
+            hash_hex: "ab".repeat(32),
+        })
+        .await
+        .expect("create admin");
+    assert_eq!(
+        store.find_token(&"ab".repeat(32)).await.expect("find"),
+        Some(admin)
+    );
+    assert_eq!(store.find_token(hash).await.expect("find"), Some(created));
+    assert_eq!(
+        store.find_token(&"cd".repeat(32)).await.expect("find"),
+        None
+    );
+    assert_eq!(store.find_token("").await.expect("find"), None);
+}
+
+async fn timestamps_keep_microseconds(store: &dyn Store) {
+    // Whatever the clock says, what a create returns is what a read returns: both backends keep
+    // whole microseconds, and the store hands back the value it wrote.
+    for i in 0..5 {
+        let created = inbox(store, &format!("Inbox {i}")).await;
+        assert_eq!(created.created_at.subsec_nanosecond() % 1_000, 0);
+        let got = store.get_inbox(created.id).await.expect("get");
+        assert_eq!(got.created_at, created.created_at);
+        assert_eq!(got.updated_at, created.updated_at);
+        let updated = store
+            .update_inbox(created.id, &inbox_spec("renamed"))
+            .await
+            .expect("update");
+        assert_eq!(store.get_inbox(created.id).await.expect("get"), updated);
+    }
+}
+
+// ---------------------------------------------------------------- pagination
+
+async fn inboxes_page_by_id(store: &dyn Store) {
+    let mut created = Vec::new();
+    for i in 0..7 {
+        created.push(inbox(store, &format!("Inbox {i}")).await);
+    }
+    let mut after = None;
+    let mut sizes = Vec::new();
+    let mut seen = Vec::new();
+    loop {
+        let listing = store.list_inboxes(page(3, after)).await.expect("list");
+        sizes.push(listing.items.len());
+        if let Some(next) = listing.next_after {
+            assert_eq!(Some(next), listing.items.last().map(|i| i.id));
+        }
+        seen.extend(listing.items);
+        match listing.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, vec![3, 3, 1]);
+    assert_eq!(seen, created, "every inbox once, in creation order");
+
+    // A page that ends exactly at the last row says there is no further page.
+    let all = store.list_inboxes(page(7, None)).await.expect("list");
+    assert_eq!(all.items.len(), 7);
+    assert_eq!(all.next_after, None);
+    let six = store.list_inboxes(page(6, None)).await.expect("list");
+    assert_eq!(six.next_after, Some(created[5].id));
+}
+
+async fn senders_answers_and_campaigns_page_by_id(store: &dyn Store) {
+    let inbox = inbox(store, "Support").await;
+    let mut senders = Vec::new();
+    for n in 0..5 {
+        let spec = sms(&format!("+1415555267{n}"), inbox.id);
+        senders.push(store.create_sender(&spec).await.expect("sender"));
+    }
+    let mut answers = Vec::new();
+    for n in 0..5 {
+        // Several variants each: pages count answers, not variant rows.
+        answers.push(
+            store
+                .create_answer(&answer_spec(&format!("Answer {n}")))
+                .await
+                .expect("answer"),
+        );
+    }
+    let mut campaigns = Vec::new();
+    for n in 0..5 {
+        let spec = campaign_spec(
+            &format!("Campaign {n}"),
+            Channel::Sms,
+            Some(senders[n].id),
+            answers[n].id,
+        );
+        campaigns.push(store.create_campaign(&spec).await.expect("campaign"));
+    }
+
+    let p1 = store.list_senders(page(2, None)).await.expect("senders");
+    let p2 = store
+        .list_senders(page(2, p1.next_after))
+        .await
+        .expect("senders");
+    let p3 = store
+        .list_senders(page(2, p2.next_after))
+        .await
+        .expect("senders");
+    assert_eq!(
+        [p1.items, p2.items, p3.items.clone()].concat(),
+        senders,
+        "senders in creation order"
+    );
+    assert_eq!(p3.items.len(), 1);
+    assert_eq!(p3.next_after, None);
+
+    let p1 = store.list_answers(page(2, None)).await.expect("answers");
+    assert_eq!(p1.items, answers[..2].to_vec());
+    assert_eq!(p1.next_after, Some(answers[1].id));
+    let p2 = store
+        .list_answers(page(2, p1.next_after))
+        .await
+        .expect("answers");
+    assert_eq!(p2.items, answers[2..4].to_vec());
+    let p3 = store
+        .list_answers(page(2, p2.next_after))
+        .await
+        .expect("answers");
+    assert_eq!(p3.items, answers[4..].to_vec());
+    assert_eq!(p3.next_after, None);
+
+    let p1 = store
+        .list_campaigns(None, page(4, None))
+        .await
+        .expect("campaigns");
+    assert_eq!(p1.items, campaigns[..4].to_vec());
+    let p2 = store
+        .list_campaigns(None, page(4, p1.next_after))
+        .await
+        .expect("campaigns");
+    assert_eq!(p2.items, campaigns[4..].to_vec());
+    assert_eq!(p2.next_after, None);
+}
+
+async fn a_cursor_resumes_after_itself(store: &dyn Store) {
+    let mut created = Vec::new();
+    for i in 0..7 {
+        created.push(inbox(store, &format!("Inbox {i}")).await);
+    }
+    let rest = store
+        .list_inboxes(page(10, Some(created[1].id)))
+        .await
+        .expect("list");
+    assert_eq!(rest.items, created[2..].to_vec());
+    assert_eq!(rest.next_after, None);
+
+    let two = store
+        .list_inboxes(page(2, Some(created[3].id)))
+        .await
+        .expect("list");
+    assert_eq!(two.items, created[4..6].to_vec());
+    assert_eq!(two.next_after, Some(created[5].id));
+
+    let end = store
+        .list_inboxes(page(3, Some(created[6].id)))
+        .await
+        .expect("list");
+    assert!(end.items.is_empty());
+    assert_eq!(end.next_after, None);
+
+    // A cursor need not be a row that still exists: it is a position in id order.
+    store.delete_inbox(created[2].id).await.expect("delete");
+    let after_deleted = store
+        .list_inboxes(page(2, Some(created[2].id)))
+        .await
+        .expect("list");
+    assert_eq!(after_deleted.items, created[3..5].to_vec());
+}
+
+// ---------------------------------------------------------------- uniqueness
+
+async fn sender_address_is_unique_per_channel(store: &dyn Store) {
+    let support = inbox(store, "Support").await;
+    let sales = inbox(store, "Sales").await;
+    let first = store
+        .create_sender(&sms("+14155552671", support.id))
+        .await
+        .expect("first");
+
+    // The same number on the same channel, written differently and in another inbox.
+    let again = sender_spec(
+        Channel::Sms,
+        Address::Phone(E164::parse("(415) 555-2671", Some("US")).expect("number")),
+        sales.id,
+    );
+    let msg = expect_conflict(store.create_sender(&again).await);
+    assert_eq!(msg, "+14155552671 is already an sms sender");
+
+    // The same number may be a voice sender.
+    let voice = store
+        .create_sender(&sender_spec(
+            Channel::Voice,
+            Address::Phone(phone("+14155552671")),
+            support.id,
+        ))
+        .await
+        .expect("the same number as a voice sender");
+    assert_eq!(voice.address, first.address);
+    let msg = expect_conflict(
+        store
+            .create_sender(&sender_spec(
+                Channel::Voice,
+                Address::Phone(phone("+14155552671")),
+                sales.id,
+            ))
+            .await,
+    );
+    assert_eq!(msg, "+14155552671 is already a voice sender");
+
+    let mail = sender_spec(
+        Channel::Email,
+        Address::Email(email("news@example.com")),
+        support.id,
+    );
+    store.create_sender(&mail).await.expect("email sender");
+    let msg = expect_conflict(store.create_sender(&mail).await);
+    assert_eq!(msg, "news@example.com is already an email sender");
+
+    // Moving another sms sender onto the number clashes too, and changes nothing.
+    let second = store
+        .create_sender(&sms("+14155552672", support.id))
+        .await
+        .expect("second");
+    let msg = expect_conflict(
+        store
+            .update_sender(second.id, &sms("+14155552671", support.id))
+            .await,
+    );
+    assert_eq!(msg, "+14155552671 is already an sms sender");
+    assert_eq!(store.get_sender(second.id).await.expect("get"), second);
+    // Updating a sender to its own address is no clash.
+    store
+        .update_sender(first.id, &sms("+14155552671", sales.id))
+        .await
+        .expect("same address, other inbox");
+    assert_eq!(
+        store
+            .list_senders(Page::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        4
+    );
+}
+
+async fn campaign_name_is_unique_per_channel(store: &dyn Store) {
+    let w = world(store).await;
+    let voice = store
+        .create_sender(&sender_spec(
+            Channel::Voice,
+            Address::Phone(phone("+14155552671")),
+            w.inbox,
+        ))
+        .await
+        .expect("voice sender");
+    store
+        .create_campaign(&campaign_spec(
+            "Order delays",
+            Channel::Sms,
+            Some(w.sender),
+            w.answer,
+        ))
+        .await
+        .expect("first");
+    let msg = expect_conflict(
+        store
+            .create_campaign(&campaign_spec(
+                "Order delays",
+                Channel::Sms,
+                Some(w.sender),
+                w.answer,
+            ))
+            .await,
+    );
+    assert_eq!(
+        msg,
+        "a campaign named \"Order delays\" already exists on sms"
+    );
+
+    let on_voice = store
+        .create_campaign(&campaign_spec(
+            "Order delays",
+            Channel::Voice,
+            Some(voice.id),
+            w.answer,
+        ))
+        .await
+        .expect("the same name on another channel");
+    store
+        .create_campaign(&campaign_spec(
+            "Order delays",
+            Channel::Chat,
+            None,
+            w.answer,
+        ))
+        .await
+        .expect("and on chat");
+
+    // Renaming into a taken name clashes; the campaign is left as it was.
+    let other = store
+        .create_campaign(&campaign_spec(
+            "Refunds",
+            Channel::Voice,
+            Some(voice.id),
+            w.answer,
+        ))
+        .await
+        .expect("other");
+    let msg = expect_conflict(
+        store
+            .update_campaign(
+                other.id,
+                &campaign_spec("Order delays", Channel::Voice, Some(voice.id), w.answer),
+            )
+            .await,
+    );
+    assert_eq!(
+        msg,
+        "a campaign named \"Order delays\" already exists on voice"
+    );
+    assert_eq!(store.get_campaign(other.id).await.expect("get"), other);
+    // Keeping one's own name is no clash.
+    store
+        .update_campaign(
+            on_voice.id,
+            &CampaignSpec {
+                description: "changed".into(),
+                ..campaign_spec("Order delays", Channel::Voice, Some(voice.id), w.answer)
+            },
+        )
+        .await
+        .expect("update keeping the name");
+}
+
+async fn token_hash_is_unique(store: &dyn Store) {
+    let token = |name: &str| NewToken {
+        name: name.into(),
+        role: Role::Admin,
+        hash_hex: "0f".repeat(32),
+    };
+    let first = store.create_token(&token("first")).await.expect("first");
+    let msg = expect_conflict(store.create_token(&token("second")).await);
+    assert!(msg.contains("same hash"), "{msg}");
+    assert!(
+        !msg.contains(&"0f".repeat(32)),
+        "the hash stays out of messages: {msg}"
+    );
+    assert_eq!(
+        store.find_token(&"0f".repeat(32)).await.expect("find"),
+        Some(first)
+    );
+}
+
+// ---------------------------------------------------------------- refusals to delete
+
+async fn sender_in_use_is_not_deleted(store: &dyn Store) {
+    let w = world(store).await;
+    let a = store
+        .create_campaign(&campaign_spec(
+            "Order delays",
+            Channel::Sms,
+            Some(w.sender),
+            w.answer,
+        ))
+        .await
+        .expect("campaign");
+    let b = store
+        .create_campaign(&campaign_spec(
+            "Appointment reminders",
+            Channel::Sms,
+            Some(w.sender),
+            w.answer,
+        ))
+        .await
+        .expect("campaign");
+    let msg = expect_in_use(store.delete_sender(w.sender).await);
+    assert_eq!(
+        msg,
+        "sender +14155552671 is used by campaigns: Appointment reminders, Order delays; \
+         change or delete those first"
+    );
+    store.get_sender(w.sender).await.expect("still there");
+
+    store.delete_campaign(a.id).await.expect("delete a");
+    let msg = expect_in_use(store.delete_sender(w.sender).await);
+    assert!(msg.contains("campaigns: Appointment reminders;"), "{msg}");
+    store.delete_campaign(b.id).await.expect("delete b");
+    store.delete_sender(w.sender).await.expect("now unused");
+    expect_not_found(store.get_sender(w.sender).await, "sender", w.sender);
+}
+
+async fn answer_in_use_is_not_deleted(store: &dyn Store) {
+    let w = world(store).await;
+    let c = store
+        .create_campaign(&campaign_spec("Greeting", Channel::Chat, None, w.answer))
+        .await
+        .expect("campaign");
+    let msg = expect_in_use(store.delete_answer(w.answer).await);
+    assert_eq!(
+        msg,
+        "answer \"Order delays\" is used by campaigns: Greeting; change or delete those first"
+    );
+    assert_eq!(
+        store
+            .get_answer(w.answer)
+            .await
+            .expect("still there")
+            .variants
+            .len(),
+        2
+    );
+    store.delete_campaign(c.id).await.expect("delete campaign");
+    store.delete_answer(w.answer).await.expect("now unused");
+    expect_not_found(store.get_answer(w.answer).await, "answer", w.answer);
+}
+
+async fn inbox_with_senders_is_not_deleted(store: &dyn Store) {
+    let support = inbox(store, "Support").await;
+    let a = store
+        .create_sender(&sms("+14155552671", support.id))
+        .await
+        .expect("sender");
+    let b = store
+        .create_sender(&sender_spec(
+            Channel::Email,
+            Address::Email(email("help@example.com")),
+            support.id,
+        ))
+        .await
+        .expect("sender");
+    let msg = expect_in_use(store.delete_inbox(support.id).await);
+    assert_eq!(
+        msg,
+        "inbox \"Support\" is linked to senders: +14155552671, help@example.com; \
+         link them to another inbox or delete them first"
+    );
+    // Moving one sender away and deleting the other frees the inbox.
+    let other = inbox(store, "Other").await;
+    store
+        .update_sender(a.id, &sms("+14155552671", other.id))
+        .await
+        .expect("move");
+    let msg = expect_in_use(store.delete_inbox(support.id).await);
+    assert!(msg.contains("senders: help@example.com;"), "{msg}");
+    store.delete_sender(b.id).await.expect("delete sender");
+    store.delete_inbox(support.id).await.expect("now empty");
+    expect_not_found(store.get_inbox(support.id).await, "inbox", support.id);
+}
+
+// ---------------------------------------------------------------- missing rows
+
+async fn missing_rows_are_not_found(store: &dyn Store) {
+    let w = world(store).await;
+    let id = Uuid::now_v7();
+
+    expect_not_found(store.get_inbox(id).await, "inbox", id);
+    expect_not_found(store.update_inbox(id, &inbox_spec("x")).await, "inbox", id);
+    expect_not_found(store.delete_inbox(id).await, "inbox", id);
+
+    expect_not_found(store.get_sender(id).await, "sender", id);
+    expect_not_found(
+        store.update_sender(id, &sms("+14155552679", w.inbox)).await,
+        "sender",
+        id,
+    );
+    expect_not_found(store.delete_sender(id).await, "sender", id);
+
+    expect_not_found(store.get_answer(id).await, "answer", id);
+    expect_not_found(
+        store.update_answer(id, &answer_spec("x")).await,
+        "answer",
+        id,
+    );
+    expect_not_found(store.delete_answer(id).await, "answer", id);
+
+    expect_not_found(store.get_campaign(id).await, "campaign", id);
+    expect_not_found(
+        store
+            .update_campaign(
+                id,
+                &campaign_spec("x", Channel::Sms, Some(w.sender), w.answer),
+            )
+            .await,
+        "campaign",
+        id,
+    );
+    expect_not_found(store.delete_campaign(id).await, "campaign", id);
+
+    let msg = StoreError::NotFound {
+        entity: "campaign",
+        id,
+    }
+    .to_string();
+    assert_eq!(msg, format!("no campaign has id {id}"));
+    // Nothing was written along the way.
+    assert_eq!(
+        store
+            .list_inboxes(Page::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .list_campaigns(None, Page::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+}
+
+async fn missing_references_are_refused(store: &dyn Store) {
+    let w = world(store).await;
+    let ghost = Uuid::now_v7();
+
+    let (field, msg) = expect_invalid(store.create_sender(&sms("+14155552679", ghost)).await);
+    assert_eq!(
+        (field, msg),
+        ("inbox_id", format!("no inbox has id {ghost}"))
+    );
+    let (field, _) = expect_invalid(
+        store
+            .update_sender(w.sender, &sms("+14155552671", ghost))
+            .await,
+    );
+    assert_eq!(field, "inbox_id");
+
+    let (field, msg) = expect_invalid(
+        store
+            .create_campaign(&campaign_spec("A", Channel::Sms, Some(ghost), w.answer))
+            .await,
+    );
+    assert_eq!(
+        (field, msg),
+        ("sender_id", format!("no sender has id {ghost}"))
+    );
+    let (field, msg) = expect_invalid(
+        store
+            .create_campaign(&campaign_spec("A", Channel::Sms, Some(w.sender), ghost))
+            .await,
+    );
+    assert_eq!(
+        (field, msg),
+        ("answer_id", format!("no answer has id {ghost}"))
+    );
+
+    let c = store
+        .create_campaign(&campaign_spec("A", Channel::Sms, Some(w.sender), w.answer))
+        .await
+        .expect("campaign");
+    let (field, _) = expect_invalid(
+        store
+            .update_campaign(
+                c.id,
+                &campaign_spec("A", Channel::Sms, Some(w.sender), ghost),
+            )
+            .await,
+    );
+    assert_eq!(field, "answer_id");
+    assert_eq!(store.get_campaign(c.id).await.expect("get"), c);
+    assert_eq!(
+        store
+            .list_senders(Page::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        1
+    );
+}
+
+async fn specs_the_schema_cannot_hold_are_refused(store: &dyn Store) {
+    let w = world(store).await;
+    // Specs are normally checked by the core, but their fields are public.
+    let twice = AnswerSpec {
+        name: "Twice".into(),
+        variants: vec![variant("en", None, "a"), variant("en", None, "b")],
+    };
+    let (field, msg) = expect_invalid(store.create_answer(&twice).await);
+    assert_eq!(
+        (field, msg.as_str()),
+        ("variants", "en has more than one variant")
+    );
+    let none = AnswerSpec {
+        name: "None".into(),
+        variants: vec![],
+    };
+    assert_eq!(
+        expect_invalid(store.create_answer(&none).await).0,
+        "variants"
+    );
+
+    let (field, _) = expect_invalid(
+        store
+            .create_campaign(&campaign_spec(
+                "Chat",
+                Channel::Chat,
+                Some(w.sender),
+                w.answer,
+            ))
+            .await,
+    );
+    assert_eq!(field, "sender_id");
+    let (field, _) = expect_invalid(
+        store
+            .create_campaign(&campaign_spec("Sms", Channel::Sms, None, w.answer))
+            .await,
+    );
+    assert_eq!(field, "sender_id");
+
+    let (field, _) = expect_invalid(
+        store
+            .create_sender(&sender_spec(
+                Channel::Email,
+                Address::Phone(phone("+14155552679")),
+                w.inbox,
+            ))
+            .await,
+    );
+    assert_eq!(field, "address");
+    let (field, _) = expect_invalid(
+        store
+            .create_sender(&sender_spec(
+                Channel::Chat,
+                Address::Phone(phone("+14155552679")),
+                w.inbox,
+            ))
+            .await,
+    );
+    assert_eq!(field, "channel");
+    assert_eq!(
+        store
+            .list_answers(Page::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        1
+    );
+}
+
+async fn sender_used_by_campaigns_keeps_its_channel(store: &dyn Store) {
+    let w = world(store).await;
+    store
+        .create_campaign(&campaign_spec(
+            "Order delays",
+            Channel::Sms,
+            Some(w.sender),
+            w.answer,
+        ))
+        .await
+        .expect("campaign");
+    let to_voice = sender_spec(
+        Channel::Voice,
+        Address::Phone(phone("+14155552671")),
+        w.inbox,
+    );
+    let msg = expect_in_use(store.update_sender(w.sender, &to_voice).await);
+    assert!(
+        msg.starts_with("sender +14155552671 is used by sms campaigns: Order delays;"),
+        "{msg}"
+    );
+    assert_eq!(
+        store.get_sender(w.sender).await.expect("get").channel,
+        Channel::Sms
+    );
+    // Other changes are fine.
+    let moved = store
+        .update_sender(
+            w.sender,
+            &SenderSpec {
+                provider: Provider::Webhook,
+                ..sms("+14155552671", w.inbox)
+            },
+        )
+        .await
+        .expect("provider change");
+    assert_eq!(moved.provider, Provider::Webhook);
+}
+
+async fn answer_keeps_what_its_campaigns_use(store: &dyn Store) {
+    let w = world(store).await;
+    let mail = store
+        .create_sender(&sender_spec(
+            Channel::Email,
+            Address::Email(email("news@example.com")),
+            w.inbox,
+        ))
+        .await
+        .expect("email sender");
+    store
+        .create_campaign(&campaign_spec(
+            "Newsletter",
+            Channel::Email,
+            Some(mail.id),
+            w.answer,
+        ))
+        .await
+        .expect("campaign");
+
+    // Dropping the en-US variant the campaign sends is refused.
+    let without_en = AnswerSpec {
+        name: "Order delays".into(),
+        variants: vec![variant("es", None, "Hola")],
+    };
+    let msg = expect_in_use(store.update_answer(w.answer, &without_en).await);
+    assert!(msg.contains("campaigns use: Newsletter;"), "{msg}");
+    // So is dropping the subject an email campaign needs.
+    let no_subject = AnswerSpec {
+        name: "Order delays".into(),
+        variants: vec![variant("en-US", None, "Hi")],
+    };
+    expect_in_use(store.update_answer(w.answer, &no_subject).await);
+    assert_eq!(
+        store.get_answer(w.answer).await.expect("get").variants,
+        answer_spec("x").variants
+    );
+    // Keeping it is fine.
+    let kept = AnswerSpec {
+        name: "Order delays".into(),
+        variants: vec![variant("en-US", Some("Late"), "Hi")],
+    };
+    let updated = store.update_answer(w.answer, &kept).await.expect("update");
+    assert_eq!(updated.variants, kept.variants);
+}
+
+async fn campaigns_filter_by_channel(store: &dyn Store) {
+    let w = world(store).await;
+    let mut sms_campaigns = Vec::new();
+    let mut chat_campaigns = Vec::new();
+    for i in 0..5 {
+        sms_campaigns.push(
+            store
+                .create_campaign(&campaign_spec(
+                    &format!("Sms {i}"),
+                    Channel::Sms,
+                    Some(w.sender),
+                    w.answer,
+                ))
+                .await
+                .expect("sms"),
+        );
+        chat_campaigns.push(
+            store
+                .create_campaign(&campaign_spec(
+                    &format!("Chat {i}"),
+                    Channel::Chat,
+                    None,
+                    w.answer,
+                ))
+                .await
+                .expect("chat"),
+        );
+    }
+    let sms = store
+        .list_campaigns(Some(Channel::Sms), Page::default())
+        .await
+        .expect("sms");
+    assert_eq!(sms.items, sms_campaigns);
+
+    // Paging within a channel: the cursor skips the other channel's rows.
+    let p1 = store
+        .list_campaigns(Some(Channel::Chat), page(3, None))
+        .await
+        .expect("chat");
+    assert_eq!(p1.items, chat_campaigns[..3].to_vec());
+    assert_eq!(p1.next_after, Some(chat_campaigns[2].id));
+    let p2 = store
+        .list_campaigns(Some(Channel::Chat), page(3, p1.next_after))
+        .await
+        .expect("chat");
+    assert_eq!(p2.items, chat_campaigns[3..].to_vec());
+    assert_eq!(p2.next_after, None);
+
+    let email = store
+        .list_campaigns(Some(Channel::Email), Page::default())
+        .await
+        .expect("email");
+    assert!(email.items.is_empty());
+    assert_eq!(email.next_after, None);
+    let all = store
+        .list_campaigns(None, page(500, None))
+        .await
+        .expect("all");
+    assert_eq!(all.items.len(), 10);
+}
+
+async fn concurrent_creates_all_succeed(store: &dyn Store) {
+    let creates = (0..20)
+        .map(|i| async move { store.create_inbox(&inbox_spec(&format!("Inbox {i}"))).await });
+    let results = futures_util::future::join_all(creates).await;
+    let mut ids = Vec::new();
+    for r in results {
+        ids.push(r.expect("every concurrent create succeeds").id);
+    }
+    let listed = store.list_inboxes(page(50, None)).await.expect("list");
+    assert_eq!(listed.items.len(), 20);
+    let mut listed_ids: Vec<Uuid> = listed.items.iter().map(|i| i.id).collect();
+    ids.sort();
+    listed_ids.sort();
+    assert_eq!(listed_ids, ids);
+
+    // Concurrent writers that check before they write (delete refusals, sender creates) too.
+    let inbox_id = ids[0];
+    let senders = (0..10).map(|n| async move {
+        store
+            .create_sender(&sms(&format!("+1415555267{n}"), inbox_id))
+            .await
+    });
+    for r in futures_util::future::join_all(senders).await {
+        r.expect("concurrent sender create");
+    }
+    let deletes = ids[1..].iter().map(|id| store.delete_inbox(*id));
+    for r in futures_util::future::join_all(deletes).await {
+        r.expect("concurrent delete");
+    }
+    assert_eq!(
+        store
+            .list_inboxes(Page::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .list_senders(Page::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        10
+    );
+}
+
+// ---------------------------------------------------------------- one backend only
+
+mod sqlite_only {
+    use herald_store::{SqliteStore, Store, StoreError};
+    use sqlx::Row;
+
+    #[tokio::test]
+    async fn connect_creates_the_file_and_sets_the_pragmas() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("new.db");
+        assert!(!path.exists());
+        let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("connect");
+        assert!(path.exists(), "the file is created");
+        let pool = store.pool();
+        let mode: String = sqlx::query("PRAGMA journal_mode")
+            .fetch_one(pool)
+            .await
+            .expect("journal_mode")
+            .get(0);
+        assert_eq!(mode, "wal");
+        let fk: i64 = sqlx::query("PRAGMA foreign_keys")
+            .fetch_one(pool)
+            .await
+            .expect("fk")
+            .get(0);
+        assert_eq!(fk, 1);
+        let busy: i64 = sqlx::query("PRAGMA busy_timeout")
+            .fetch_one(pool)
+            .await
+            .expect("busy")
+            .get(0);
+        assert_eq!(busy, 5000);
+        let sync: i64 = sqlx::query("PRAGMA synchronous")
+            .fetch_one(pool)
+            .await
+            .expect("sync")
+            .get(0);
+        assert_eq!(sync, 1, "NORMAL");
+
+        // Connecting does not migrate.
+        let tables: i64 = sqlx::query("SELECT count(*) FROM sqlite_master WHERE name = 'inboxes'")
+            .fetch_one(pool)
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(tables, 0);
+        store.migrate().await.expect("migrate");
+        store.ping().await.expect("ping");
+    }
+
+    #[tokio::test]
+    async fn connect_picks_the_backend_by_scheme() {
+        let store = herald_store::connect("sqlite::memory:")
+            .await
+            .expect("memory");
+        assert_eq!(store.backend(), "sqlite");
+        store.migrate().await.expect("migrate");
+        // One in-memory database, kept across uses of the pool.
+        let inbox = store
+            .create_inbox(&herald_core::InboxSpec { name: "Mem".into() })
+            .await
+            .expect("create");
+        assert_eq!(store.get_inbox(inbox.id).await.expect("get"), inbox);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite:{}", dir.path().join("plain.db").display());
+        let store = herald_store::connect(&url).await.expect("sqlite:PATH");
+        assert_eq!(store.backend(), "sqlite");
+
+        match herald_store::connect("mysql://localhost/herald").await {
+            Err(StoreError::UnsupportedUrl(scheme)) => assert_eq!(scheme, "mysql:"),
+            Err(e) => panic!("expected UnsupportedUrl, got {e:?}"),
+            Ok(_) => panic!("expected UnsupportedUrl, got a store"),
+        }
+    }
+
+    #[tokio::test]
+    async fn corrupt_rows_are_reported_not_unwrapped() {
+        let t = herald_store::testing::sqlite().await;
+        let store = SqliteStore::connect(&t.url).await.expect("connect");
+        let inbox = store
+            .create_inbox(&herald_core::InboxSpec {
+                name: "Support".into(),
+            })
+            .await
+            .expect("inbox");
+        let sender = store
+            .create_sender(&herald_core::SenderSpec {
+                channel: herald_core::Channel::Sms,
+                address: herald_core::Address::Phone(
+                    herald_core::E164::parse("+14155552671", None).expect("number"),
+                ),
+                inbox_id: inbox.id,
+                provider: herald_core::Provider::File,
+            })
+            .await
+            .expect("sender");
+        sqlx::query("UPDATE senders SET address = 'not a number' WHERE id = $1")
+            .bind(sender.id)
+            .execute(store.pool())
+            .await
+            .expect("corrupt it");
+        match store.get_sender(sender.id).await {
+            Err(StoreError::Corrupt { entity, id, reason }) => {
+                assert_eq!(entity, "sender");
+                assert_eq!(id, sender.id.to_string());
+                assert!(reason.contains("address"), "{reason}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert!(matches!(
+            store.list_senders(herald_core::Page::default()).await,
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+}
+
+mod postgres_only {
+    #[tokio::test]
+    async fn connect_picks_the_backend_by_scheme() {
+        let Some(t) = herald_store::testing::postgres().await else {
+            return;
+        };
+        for url in [
+            t.url.clone(),
+            t.url.replacen("postgres://", "postgresql://", 1),
+        ] {
+            let store = herald_store::connect(&url).await.expect("connect");
+            assert_eq!(store.backend(), "postgres");
+            store.ping().await.expect("ping");
+        }
+        // The test database is migrated and empty.
+        let listed = t
+            .store
+            .list_inboxes(herald_core::Page::default())
+            .await
+            .expect("list");
+        assert!(listed.items.is_empty());
+    }
+
+    #[tokio::test]
+    async fn test_databases_are_dropped() {
+        let Some(t) = herald_store::testing::postgres().await else {
+            return;
+        };
+        let admin_url =
+            std::env::var(herald_store::testing::POSTGRES_URL_VAR).expect("variable is set");
+        let name = t.url.rsplit('/').next().expect("database name").to_string();
+        assert!(name.starts_with("herald_test_"), "{name}");
+        let exists = |admin_url: String, name: String| async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .expect("admin");
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+                .bind(&name)
+                .fetch_one(&mut conn)
+                .await
+                .expect("count");
+            n
+        };
+        assert_eq!(exists(admin_url.clone(), name.clone()).await, 1);
+        drop(t);
+        assert_eq!(
+            exists(admin_url, name).await,
+            0,
+            "dropped with the TestStore"
+        );
+    }
+}
