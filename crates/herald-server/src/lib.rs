@@ -1,0 +1,109 @@
+//! Herald's HTTP face: the JSON API under `/api/v1` (documented by a generated OpenAPI 3.1
+//! document), bearer-token auth, and health.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod routes;
+
+use axum::Router;
+use axum::http::Request;
+use herald_store::Store;
+use std::sync::Arc;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Herald",
+        description = "Proactive outreach by SMS, email, voice and web chat. Every `/api/v1` route needs `Authorization: Bearer <token>`; routes whose security names the `admin` scope need an admin token.",
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "inboxes", description = "Where conversations land"),
+        (name = "senders", description = "Numbers and addresses Herald sends from"),
+        (name = "answers", description = "Message templates, one variant per language"),
+        (name = "campaigns", description = "One reason to reach out"),
+        (name = "health", description = "Liveness"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The `/api/v1` routes with their OpenAPI description (paths relative to `/api/v1`).
+fn api_v1() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(routes::inboxes::router())
+        .merge(routes::senders::router())
+        .merge(routes::answers::router())
+        .merge(routes::campaigns::router())
+}
+
+/// The OpenAPI document of the whole API, generated from the routes themselves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(utoipa_axum::routes!(routes::health::healthz))
+        .nest("/api/v1", api_v1())
+        .split_for_parts();
+    api
+}
+
+/// The complete HTTP application.
+pub fn app(state: AppState) -> Router {
+    let (v1, _) = api_v1().split_for_parts();
+    let doc = openapi();
+    let v1 = v1
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { axum::Json(doc) }),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", axum::routing::get(routes::health::healthz))
+        .nest("/api/v1", v1)
+        .fallback(routes::not_found)
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    tracing::info_span!(
+                        "http",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        token = tracing::field::Empty,
+                    )
+                })
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO),
+                ),
+        )
+        .with_state(state)
+}

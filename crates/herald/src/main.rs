@@ -1,1 +1,183 @@
-fn main() {}
+//! The `herald` command: serve the API, migrate the database, create API tokens.
+
+mod config;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::{Config, redact_url};
+use herald_core::Role;
+use herald_store::{NewToken, Store};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "Proactive outreach by SMS, email, voice and web chat"
+)]
+struct Cli {
+    /// Configuration file (default: herald.toml in the working directory, when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Database URL; overrides the configuration (sqlite://herald.db, postgres://...).
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the HTTP API (migrates the database first).
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<SocketAddr>,
+    },
+    /// Applies pending database migrations and exits.
+    Migrate,
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Creates a token and prints it once; only its hash is stored.
+    Create {
+        /// A name that says who or what uses the token.
+        #[arg(long)]
+        name: String,
+        /// `admin` changes configuration; `agent` reads and works conversations.
+        #[arg(long, default_value = "agent")]
+        role: Role,
+    },
+}
+
+fn init_tracing(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let store = herald_store::connect(&cfg.database_url)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact_url(&cfg.database_url)))?;
+    store.migrate().await.context("database migration failed")?;
+    Ok(store)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    if let Some(url) = cli.database_url {
+        cfg.database_url = url;
+    }
+    init_tracing(&cfg.log.format);
+
+    match cli.command {
+        Command::Serve { bind } => {
+            if let Some(bind) = bind {
+                cfg.server.bind = bind;
+            }
+            serve(cfg).await
+        }
+        Command::Migrate => {
+            let store = open_store(&cfg).await?;
+            println!(
+                "database {} ({}) is up to date",
+                redact_url(&cfg.database_url),
+                store.backend()
+            );
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Create { name, role },
+        } => {
+            let name = name.trim().to_string();
+            anyhow::ensure!(!name.is_empty(), "--name must not be empty");
+            let store = open_store(&cfg).await?;
+            let secret = herald_server::auth::generate_token();
+            let token = store
+                .create_token(&NewToken {
+                    name,
+                    role,
+                    hash_hex: secret.hash_hex.clone(),
+                })
+                .await?;
+            eprintln!(
+                "Created {} token `{}` ({}). It is shown only this once:",
+                token.role, token.name, token.id
+            );
+            println!("{}", secret.secret);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let store = open_store(&cfg).await?;
+    let app = herald_server::app(herald_server::AppState::new(store.clone()));
+    let listener = tokio::net::TcpListener::bind(cfg.server.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.server.bind))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, backend = store.backend(), database = %redact_url(&cfg.database_url), "herald is listening");
+    eprintln!("Herald is listening on http://{addr} (health: http://{addr}/healthz)");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
+    tracing::info!("herald stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM; in-flight requests then finish before the process exits.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

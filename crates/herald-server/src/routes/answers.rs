@@ -1,0 +1,100 @@
+use super::PageQuery;
+use super::campaigns::all_campaigns;
+use crate::AppState;
+use crate::error::{ApiResult, Problem};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use herald_core::{Answer, AnswerInput, Channel, Listing, ValidationError};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_answers, create_answer))
+        .routes(routes!(get_answer, update_answer, delete_answer))
+}
+
+/// Answers in creation order.
+#[utoipa::path(get, path = "/answers", tag = "answers", params(PageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = Listing<Answer>), (status = 401, body = Problem)))]
+async fn list_answers(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Listing<Answer>>> {
+    Ok(Json(s.store.list_answers(q.page()?).await?))
+}
+
+/// Saves an answer. Every variant's body (and subject) must be a template that parses; a
+/// broken one is refused with its line and the reason.
+#[utoipa::path(post, path = "/answers", tag = "answers", request_body = AnswerInput,
+    security(("bearer" = ["admin"])),
+    responses((status = 201, body = Answer), (status = 422, body = Problem)))]
+async fn create_answer(
+    State(s): State<AppState>,
+    ApiJson(input): ApiJson<AnswerInput>,
+) -> ApiResult<(StatusCode, Json<Answer>)> {
+    let spec = input.validate()?;
+    Ok((
+        StatusCode::CREATED,
+        Json(s.store.create_answer(&spec).await?),
+    ))
+}
+
+/// One answer with its variants.
+#[utoipa::path(get, path = "/answers/{id}", tag = "answers", params(("id" = Uuid, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = Answer), (status = 404, body = Problem)))]
+async fn get_answer(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<Answer>> {
+    Ok(Json(s.store.get_answer(id).await?))
+}
+
+/// Replaces an answer's name and variants. A variant that a campaign uses cannot be removed
+/// (nor lose its subject, for email campaigns).
+#[utoipa::path(put, path = "/answers/{id}", tag = "answers", params(("id" = Uuid, Path)),
+    request_body = AnswerInput, security(("bearer" = ["admin"])),
+    responses((status = 200, body = Answer), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn update_answer(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(input): ApiJson<AnswerInput>,
+) -> ApiResult<Json<Answer>> {
+    s.store.get_answer(id).await?;
+    let spec = input.validate()?;
+    let mut errors = Vec::new();
+    for c in all_campaigns(&s, |c| c.answer_id == id).await? {
+        match spec.variants.iter().find(|v| v.language == c.language) {
+            None => errors.push(format!(
+                "campaign `{}` sends the {} variant",
+                c.name, c.language
+            )),
+            Some(v) if c.channel == Channel::Email && v.subject.is_none() => errors.push(format!(
+                "email campaign `{}` needs a subject in {}",
+                c.name, c.language
+            )),
+            Some(_) => {}
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ValidationError::single("variants", errors.join("; ")).into());
+    }
+    Ok(Json(s.store.update_answer(id, &spec).await?))
+}
+
+/// Deletes an answer no campaign uses.
+#[utoipa::path(delete, path = "/answers/{id}", tag = "answers", params(("id" = Uuid, Path)),
+    security(("bearer" = ["admin"])),
+    responses((status = 204), (status = 404, body = Problem), (status = 409, description = "A campaign uses it", body = Problem)))]
+async fn delete_answer(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<StatusCode> {
+    s.store.delete_answer(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

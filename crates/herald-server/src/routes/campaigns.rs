@@ -1,0 +1,140 @@
+use super::PageQuery;
+use crate::AppState;
+use crate::error::{ApiResult, Problem};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use herald_core::{
+    Campaign, CampaignInput, CampaignSpec, Channel, Listing, PAGE_MAX, Page,
+    check_campaign_references,
+};
+use herald_store::StoreError;
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_campaigns, create_campaign))
+        .routes(routes!(get_campaign, update_campaign, delete_campaign))
+}
+
+/// Every campaign that matches, across all pages.
+pub(crate) async fn all_campaigns(
+    s: &AppState,
+    keep: impl Fn(&Campaign) -> bool,
+) -> ApiResult<Vec<Campaign>> {
+    let mut out = Vec::new();
+    let mut page = Page {
+        limit: PAGE_MAX,
+        after: None,
+    };
+    loop {
+        let listing = s.store.list_campaigns(None, page).await?;
+        out.extend(listing.items.into_iter().filter(&keep));
+        match listing.next_after {
+            Some(after) => page.after = Some(after),
+            None => return Ok(out),
+        }
+    }
+}
+
+fn absent<T>(r: Result<T, StoreError>) -> ApiResult<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Checks a campaign input on its own and against the sender and answer it names.
+async fn checked(s: &AppState, input: &CampaignInput) -> ApiResult<CampaignSpec> {
+    let spec = input.validate()?;
+    let sender = match spec.sender_id {
+        Some(id) => absent(s.store.get_sender(id).await)?,
+        None => None,
+    };
+    let answer = absent(s.store.get_answer(spec.answer_id).await)?;
+    check_campaign_references(&spec, sender.as_ref(), answer.as_ref())?;
+    Ok(spec)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CampaignQuery {
+    /// Only campaigns of this channel.
+    pub channel: Option<Channel>,
+    pub limit: Option<u32>,
+    pub after: Option<Uuid>,
+}
+
+/// Campaigns in creation order, optionally of one channel.
+#[utoipa::path(get, path = "/campaigns", tag = "campaigns", params(CampaignQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = Listing<Campaign>), (status = 401, body = Problem)))]
+async fn list_campaigns(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<CampaignQuery>,
+) -> ApiResult<Json<Listing<Campaign>>> {
+    let page = PageQuery {
+        limit: q.limit,
+        after: q.after,
+    }
+    .page()?;
+    Ok(Json(s.store.list_campaigns(q.channel, page).await?))
+}
+
+/// Creates a campaign. The sender must be of the campaign's channel, the answer must have a
+/// variant in the campaign's language, and names are unique per channel.
+#[utoipa::path(post, path = "/campaigns", tag = "campaigns", request_body = CampaignInput,
+    security(("bearer" = ["admin"])),
+    responses((status = 201, body = Campaign), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn create_campaign(
+    State(s): State<AppState>,
+    ApiJson(input): ApiJson<CampaignInput>,
+) -> ApiResult<(StatusCode, Json<Campaign>)> {
+    let spec = checked(&s, &input).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(s.store.create_campaign(&spec).await?),
+    ))
+}
+
+/// One campaign.
+#[utoipa::path(get, path = "/campaigns/{id}", tag = "campaigns", params(("id" = Uuid, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = Campaign), (status = 404, body = Problem)))]
+async fn get_campaign(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<Campaign>> {
+    Ok(Json(s.store.get_campaign(id).await?))
+}
+
+/// Replaces a campaign's details, under the same rules as creation.
+#[utoipa::path(put, path = "/campaigns/{id}", tag = "campaigns", params(("id" = Uuid, Path)),
+    request_body = CampaignInput, security(("bearer" = ["admin"])),
+    responses((status = 200, body = Campaign), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn update_campaign(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(input): ApiJson<CampaignInput>,
+) -> ApiResult<Json<Campaign>> {
+    s.store.get_campaign(id).await?;
+    let spec = checked(&s, &input).await?;
+    Ok(Json(s.store.update_campaign(id, &spec).await?))
+}
+
+/// Deletes a campaign.
+#[utoipa::path(delete, path = "/campaigns/{id}", tag = "campaigns", params(("id" = Uuid, Path)),
+    security(("bearer" = ["admin"])),
+    responses((status = 204), (status = 404, body = Problem)))]
+async fn delete_campaign(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<StatusCode> {
+    s.store.delete_campaign(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,36 @@
+//! The API's handlers, one module per resource.
+
+pub mod answers;
+pub mod campaigns;
+pub mod health;
+pub mod inboxes;
+pub mod senders;
+
+use crate::error::{ApiError, ApiResult};
+use axum::http::Uri;
+use herald_core::Page;
+use serde::Deserialize;
+use uuid::Uuid;
+
+/// `?limit=50&after=<id>`: keyset pagination in creation order.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// The `next_after` of the previous page.
+    pub after: Option<Uuid>,
+}
+
+impl PageQuery {
+    pub fn page(&self) -> ApiResult<Page> {
+        Ok(Page::new(self.limit, self.after)?)
+    }
+}
+
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "nothing at {}; the API lives under /api/v1 (see /api/v1/openapi.json)",
+        uri.path()
+    ))
+}

@@ -1,0 +1,580 @@
+//! The JSON API over real HTTP, against SQLite and PostgreSQL.
+
+use herald_core::Role;
+use herald_server::auth::{AGENT_WRITABLE, generate_token};
+use herald_store::NewToken;
+use herald_store::testing::TestStore;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+struct App {
+    base: String,
+    http: reqwest::Client,
+    admin: String,
+    agent: String,
+    _db: TestStore,
+}
+
+async fn start(db: TestStore) -> App {
+    let mut secrets = Vec::new();
+    for (name, role) in [("test-admin", Role::Admin), ("test-agent", Role::Agent)] {
+        let t = generate_token();
+        db.store
+            .create_token(&NewToken {
+                name: name.into(),
+                role,
+                hash_hex: t.hash_hex.clone(),
+            })
+            .await
+            .expect("create token");
+        secrets.push(t.secret);
+    }
+    let app = herald_server::app(herald_server::AppState::new(db.store.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    App {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        agent: secrets.pop().unwrap(),
+        admin: secrets.pop().unwrap(),
+        _db: db,
+    }
+}
+
+impl App {
+    async fn call(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap_or_default();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value, headers)
+    }
+
+    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let (s, v, _) = self
+            .call(Some(&self.admin.clone()), method, path, body)
+            .await;
+        (s, v)
+    }
+
+    async fn create(&self, path: &str, body: Value) -> Value {
+        let (s, v) = self.admin(Method::POST, path, Some(body)).await;
+        assert_eq!(s, StatusCode::CREATED, "POST {path}: {v}");
+        v
+    }
+}
+
+/// Runs one test body against both backends.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::start(herald_store::testing::sqlite().await).await).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(db) = herald_store::testing::postgres().await {
+                    super::$name(super::start(db).await).await;
+                }
+            }
+        }
+    )*};
+}
+
+both!(
+    health_needs_no_token,
+    every_route_needs_a_token_and_admin_routes_refuse_agents,
+    openapi_is_3_1_and_lists_the_routes,
+    full_crud_of_every_resource,
+    campaign_rules_are_enforced_with_specific_messages,
+    pagination_walks_every_item_once,
+    malformed_requests_get_problem_json,
+    in_use_resources_cannot_be_deleted,
+);
+
+fn field_messages(problem: &Value) -> Vec<(String, String)> {
+    problem["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    (
+                        e["field"].as_str().unwrap_or("").to_string(),
+                        e["message"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn has_error(problem: &Value, field: &str, needle: &str) -> bool {
+    field_messages(problem)
+        .iter()
+        .any(|(f, m)| f == field && m.contains(needle))
+}
+
+async fn health_needs_no_token(app: App) {
+    let (s, v, _) = app.call(None, Method::GET, "/healthz", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["database"], "up");
+    assert!(v["backend"] == "sqlite" || v["backend"] == "postgres");
+}
+
+async fn every_route_needs_a_token_and_admin_routes_refuse_agents(app: App) {
+    let (s, spec) = app.admin(Method::GET, "/api/v1/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let paths = spec["paths"].as_object().expect("paths");
+    let mut checked = 0;
+    for (path, item) in paths {
+        if !path.starts_with("/api/v1/") {
+            continue;
+        }
+        let concrete = path.replace("{id}", &uuid::Uuid::now_v7().to_string());
+        for (method, op) in item.as_object().unwrap() {
+            let Ok(m) = method.to_uppercase().parse::<Method>() else {
+                continue;
+            };
+            let body = (m != Method::GET && m != Method::DELETE).then(|| json!({}));
+            // No token, and a token Herald never issued: 401 with a problem document.
+            let (s, v, h) = app.call(None, m.clone(), &concrete, body.clone()).await;
+            assert_eq!(
+                s,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} without token: {v}"
+            );
+            assert_eq!(h["content-type"], "application/problem+json");
+            assert!(h.contains_key("www-authenticate"));
+            let (s, _, _) = app
+                .call(
+                    Some("hrld_not-a-real-token"),
+                    m.clone(),
+                    &concrete,
+                    body.clone(),
+                )
+                .await;
+            assert_eq!(
+                s,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with unknown token"
+            );
+
+            let scopes: Vec<String> = op["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["bearer"].as_array())
+                .flatten()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect();
+            assert!(
+                op["security"].as_array().is_some_and(|a| !a.is_empty()),
+                "{method} {path} documents no security requirement"
+            );
+            let api_path = path.trim_start_matches("/api/v1");
+            let agent_writable = AGENT_WRITABLE
+                .iter()
+                .any(|(am, ap)| am.eq_ignore_ascii_case(method) && *ap == api_path);
+            if m != Method::GET && !agent_writable {
+                assert!(
+                    scopes.iter().any(|s| s == "admin"),
+                    "{method} {path} changes data but is not documented as admin-only"
+                );
+            }
+            let (s, v, _) = app
+                .call(Some(&app.agent), m.clone(), &concrete, body.clone())
+                .await;
+            if scopes.iter().any(|s| s == "admin") {
+                assert_eq!(s, StatusCode::FORBIDDEN, "{method} {path} as agent: {v}");
+                assert!(v["detail"].as_str().unwrap_or("").contains("only admins"));
+            } else {
+                assert!(
+                    s != StatusCode::UNAUTHORIZED && s != StatusCode::FORBIDDEN,
+                    "{method} {path} as agent got {s}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    // Inboxes, senders, answers, campaigns: 5 operations each.
+    assert!(checked >= 20, "only {checked} operations found");
+    let (s, _, _) = app
+        .call(None, Method::GET, "/api/v1/openapi.json", None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+async fn openapi_is_3_1_and_lists_the_routes(app: App) {
+    let (_, spec) = app.admin(Method::GET, "/api/v1/openapi.json", None).await;
+    assert!(
+        spec["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        spec["openapi"]
+    );
+    for p in [
+        "/healthz",
+        "/api/v1/inboxes",
+        "/api/v1/inboxes/{id}",
+        "/api/v1/senders/{id}",
+        "/api/v1/answers",
+        "/api/v1/campaigns/{id}",
+    ] {
+        assert!(
+            spec["paths"].get(p).is_some(),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+    assert!(spec["components"]["schemas"].get("Campaign").is_some());
+    assert!(
+        spec["components"]["securitySchemes"]
+            .get("bearer")
+            .is_some()
+    );
+}
+
+async fn setup_sms(app: &App) -> (Value, Value, Value) {
+    let inbox = app
+        .create("/api/v1/inboxes", json!({"name": "Support"}))
+        .await;
+    let sender = app
+        .create(
+            "/api/v1/senders",
+            json!({"channel": "sms", "address": "(415) 555-2671", "default_region": "US", "inbox_id": inbox["id"]}),
+        )
+        .await;
+    let answer = app
+        .create(
+            "/api/v1/answers",
+            json!({"name": "Order delay", "variants": [
+                {"language": "en-us", "body": "Hi {{ first_name }}, order {{ order }} is late."},
+                {"language": "es", "body": "Hola {{ first_name }}, su pedido {{ order }} llega tarde."}
+            ]}),
+        )
+        .await;
+    (inbox, sender, answer)
+}
+
+fn schedule() -> Value {
+    json!({"timezone": "America/New_York", "days": {"mon": ["09:00-17:00"], "fri": ["09:00-12:00", "13:00-17:00"]}})
+}
+
+async fn full_crud_of_every_resource(app: App) {
+    let (inbox, sender, answer) = setup_sms(&app).await;
+    assert_eq!(sender["address"], "+14155552671", "stored in E.164");
+    assert_eq!(sender["provider"], "file");
+    assert_eq!(answer["variants"][0]["language"], "en-US");
+
+    let campaign = app
+        .create(
+            "/api/v1/campaigns",
+            json!({"name": "Late orders", "description": "Tell customers their order is late",
+                   "channel": "sms", "sender_id": sender["id"], "language": "en-US",
+                   "answer_id": answer["id"], "schedule": schedule()}),
+        )
+        .await;
+    assert_eq!(
+        campaign["schedule"]["days"]["fri"],
+        json!(["09:00-12:00", "13:00-17:00"])
+    );
+    assert_eq!(campaign["schedule"]["days"]["sun"], json!([]));
+    assert_eq!(campaign["quiet_hours"], true);
+
+    let id = campaign["id"].as_str().unwrap();
+    let (s, got, _) = app
+        .call(
+            Some(&app.agent),
+            Method::GET,
+            &format!("/api/v1/campaigns/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "agents may read");
+    assert_eq!(got, campaign);
+
+    let (s, updated) = app
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/campaigns/{id}"),
+            Some(
+                json!({"name": "Late orders (Spanish)", "description": "", "channel": "sms",
+                        "sender_id": sender["id"], "language": "es", "answer_id": answer["id"],
+                        "schedule": schedule(), "quiet_hours": false}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{updated}");
+    assert_eq!(updated["language"], "es");
+    assert_eq!(updated["quiet_hours"], false);
+    assert_eq!(updated["created_at"], campaign["created_at"]);
+
+    let (s, list) = app
+        .admin(Method::GET, "/api/v1/campaigns?channel=sms", None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let (_, list) = app
+        .admin(Method::GET, "/api/v1/campaigns?channel=email", None)
+        .await;
+    assert_eq!(list["items"], json!([]));
+
+    let iid = inbox["id"].as_str().unwrap();
+    let (s, renamed) = app
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/inboxes/{iid}"),
+            Some(json!({"name": "Care"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(renamed["name"], "Care");
+
+    // Delete in dependency order; each resource is gone afterwards.
+    for path in [
+        format!("/api/v1/campaigns/{id}"),
+        format!("/api/v1/senders/{}", sender["id"].as_str().unwrap()),
+        format!("/api/v1/answers/{}", answer["id"].as_str().unwrap()),
+        format!("/api/v1/inboxes/{iid}"),
+    ] {
+        let (s, v) = app.admin(Method::DELETE, &path, None).await;
+        assert_eq!(s, StatusCode::NO_CONTENT, "DELETE {path}: {v}");
+        let (s, v) = app.admin(Method::GET, &path, None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+        assert!(v["detail"].as_str().unwrap().contains("no "), "{v}");
+    }
+}
+
+async fn campaign_rules_are_enforced_with_specific_messages(app: App) {
+    let (inbox, sms, answer) = setup_sms(&app).await;
+    // The same number may be a voice sender too, but not a second SMS sender.
+    let voice = app
+        .create(
+            "/api/v1/senders",
+            json!({"channel": "voice", "address": "+14155552671", "inbox_id": inbox["id"]}),
+        )
+        .await;
+    let (s, v) = app
+        .admin(
+            Method::POST,
+            "/api/v1/senders",
+            Some(json!({"channel": "sms", "address": "+1 415 555 2671", "inbox_id": inbox["id"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("+14155552671"),
+        "{v}"
+    );
+
+    // Sender of another channel.
+    let mut body = json!({"name": "Calls", "channel": "sms", "sender_id": voice["id"], "language": "en-US",
+                          "answer_id": answer["id"], "schedule": schedule()});
+    let (s, v) = app
+        .admin(Method::POST, "/api/v1/campaigns", Some(body.clone()))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(has_error(&v, "sender_id", "is a voice sender"), "{v}");
+
+    // Answer not available in the language.
+    body["sender_id"] = sms["id"].clone();
+    body["language"] = json!("fr-CA");
+    let (s, v) = app
+        .admin(Method::POST, "/api/v1/campaigns", Some(body.clone()))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(has_error(&v, "language", "no fr-CA variant"), "{v}");
+    assert!(has_error(&v, "language", "en-US, es"), "{v}");
+
+    // Overlapping windows, bad zone: every problem listed at once.
+    body["language"] = json!("en-US");
+    body["schedule"] =
+        json!({"timezone": "Mars/Base", "days": {"mon": ["09:00-12:00", "11:00-13:00"]}});
+    let (s, v) = app
+        .admin(Method::POST, "/api/v1/campaigns", Some(body.clone()))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(has_error(&v, "schedule.timezone", "Mars/Base"), "{v}");
+    assert!(has_error(&v, "schedule.days.mon", "overlap"), "{v}");
+
+    // Names are unique per channel.
+    body["schedule"] = schedule();
+    app.create("/api/v1/campaigns", body.clone()).await;
+    let (s, v) = app
+        .admin(Method::POST, "/api/v1/campaigns", Some(body.clone()))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("Calls"), "{v}");
+    body["channel"] = json!("voice");
+    body["sender_id"] = voice["id"].clone();
+    app.create("/api/v1/campaigns", body.clone()).await;
+
+    // Email campaigns need an email sender; chat campaigns have none.
+    body["channel"] = json!("chat");
+    let (s, v) = app
+        .admin(Method::POST, "/api/v1/campaigns", Some(body.clone()))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        has_error(&v, "sender_id", "chat campaigns have no sender"),
+        "{v}"
+    );
+
+    // A template that does not parse is refused with its line.
+    let (s, v) = app
+        .admin(
+            Method::POST,
+            "/api/v1/answers",
+            Some(json!({"name": "Broken", "variants": [{"language": "en", "body": "Hello\n{{ name "}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(has_error(&v, "variants[0].body", "line 2"), "{v}");
+
+    // An email address without a dot in its domain.
+    let (s, v) = app
+        .admin(
+            Method::POST,
+            "/api/v1/senders",
+            Some(json!({"channel": "email", "address": "support@localhost", "inbox_id": inbox["id"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(has_error(&v, "address", "domain with a dot"), "{v}");
+
+    // Removing a variant a campaign uses is refused.
+    let aid = answer["id"].as_str().unwrap();
+    let (s, v) = app
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/answers/{aid}"),
+            Some(json!({"name": "Order delay", "variants": [{"language": "es", "body": "Hola"}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        has_error(&v, "variants", "campaign `Calls` sends the en-US variant"),
+        "{v}"
+    );
+}
+
+async fn pagination_walks_every_item_once(app: App) {
+    let mut made = Vec::new();
+    for i in 0..7 {
+        let v = app
+            .create("/api/v1/inboxes", json!({"name": format!("Inbox {i}")}))
+            .await;
+        made.push(v["id"].as_str().unwrap().to_string());
+    }
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/inboxes?limit=3".to_string();
+    let mut pages = 0;
+    loop {
+        let (s, page) = app.admin(Method::GET, &path, None).await;
+        assert_eq!(s, StatusCode::OK);
+        pages += 1;
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["id"].as_str().unwrap().to_string());
+        }
+        match page["next_after"].as_str() {
+            Some(after) => path = format!("/api/v1/inboxes?limit=3&after={after}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, made, "creation order, each once");
+    let (s, v) = app
+        .admin(Method::GET, "/api/v1/inboxes?limit=0", None)
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(has_error(&v, "limit", "between 1 and"), "{v}");
+}
+
+async fn malformed_requests_get_problem_json(app: App) {
+    let res = app
+        .http
+        .post(format!("{}/api/v1/inboxes", app.base))
+        .bearer_auth(&app.admin)
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let v: Value = res.json().await.unwrap();
+    assert!(
+        v["detail"].as_str().unwrap().contains("not valid JSON"),
+        "{v}"
+    );
+    assert_eq!(v["status"], 400);
+
+    let (s, v) = app
+        .admin(Method::GET, "/api/v1/campaigns/not-a-uuid", None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["detail"].as_str().unwrap().contains("UUID"), "{v}");
+
+    let (s, v) = app
+        .admin(Method::POST, "/api/v1/inboxes", Some(json!({"name": "  "})))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(has_error(&v, "name", "is required"), "{v}");
+
+    let (s, v) = app
+        .admin(Method::POST, "/api/v1/campaigns", Some(json!({})))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<String> = field_messages(&v).into_iter().map(|(f, _)| f).collect();
+    for f in ["name", "channel", "language", "answer_id", "schedule"] {
+        assert!(fields.iter().any(|x| x == f), "{f} not reported: {v}");
+    }
+
+    let (s, _) = app.admin(Method::GET, "/nowhere", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+async fn in_use_resources_cannot_be_deleted(app: App) {
+    let (inbox, sender, answer) = setup_sms(&app).await;
+    app.create(
+        "/api/v1/campaigns",
+        json!({"name": "Appointment moved", "channel": "sms", "sender_id": sender["id"],
+               "language": "es", "answer_id": answer["id"], "schedule": schedule()}),
+    )
+    .await;
+    for (path, needle) in [
+        (
+            format!("/api/v1/senders/{}", sender["id"].as_str().unwrap()),
+            "Appointment moved",
+        ),
+        (
+            format!("/api/v1/answers/{}", answer["id"].as_str().unwrap()),
+            "Appointment moved",
+        ),
+        (
+            format!("/api/v1/inboxes/{}", inbox["id"].as_str().unwrap()),
+            "+14155552671",
+        ),
+    ] {
+        let (s, v) = app.admin(Method::DELETE, &path, None).await;
+        assert_eq!(s, StatusCode::CONFLICT, "DELETE {path}: {v}");
+        assert!(v["detail"].as_str().unwrap().contains(needle), "{v}");
+        let (s, _) = app.admin(Method::GET, &path, None).await;
+        assert_eq!(s, StatusCode::OK, "still there: {path}");
+    }
+}

@@ -1,0 +1,161 @@
+//! The `herald` binary as a user runs it: migrate, create a token, serve, stop on SIGTERM.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn herald(dir: &Path, db: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.current_dir(dir)
+        .env("HERALD_DATABASE_URL", db)
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+/// Starts `herald serve` on a free port and returns the child and its base URL.
+fn serve(dir: &Path, db: &str) -> (Child, String) {
+    let mut child = herald(dir, db)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn herald serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("herald serve exited before listening")
+            .expect("read stderr");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, base)
+}
+
+fn stop(mut child: Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("send SIGTERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(
+                status.success(),
+                "herald exited with {status} after SIGTERM"
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "herald did not stop within 10s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn walk_through(dir: &Path, db: &str) {
+    let out = herald(dir, db).arg("migrate").output().expect("migrate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("up to date"));
+
+    let out = herald(dir, db)
+        .args(["token", "create", "--name", "ops", "--role", "admin"])
+        .output()
+        .expect("token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(token.starts_with("hrld_") && token.len() == 69, "{token}");
+    let out = herald(dir, db)
+        .args(["token", "create", "--name", "x", "--role", "owner"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use admin or agent"));
+
+    let (child, base) = serve(dir, db);
+    let http = reqwest::Client::new();
+    let health: Value = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["database"], "up");
+    let res = http
+        .post(format!("{base}/api/v1/inboxes"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "Support"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let res = http
+        .get(format!("{base}/api/v1/inboxes"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    stop(child);
+
+    // The data outlives the process.
+    let (child, base) = serve(dir, db);
+    let list: Value = http
+        .get(format!("{base}/api/v1/inboxes"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"][0]["name"], "Support");
+    stop(child);
+}
+
+#[tokio::test]
+async fn sqlite_default_file_in_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    walk_through(dir.path(), "sqlite://herald.db").await;
+    assert!(
+        dir.path().join("herald.db").exists(),
+        "the database file is created where Herald runs"
+    );
+}
+
+#[tokio::test]
+async fn postgres() {
+    let Some(db) = herald_store::testing::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    walk_through(dir.path(), &db.url).await;
+}
+
+#[test]
+fn an_unknown_database_scheme_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = herald(dir.path(), "mysql://root@localhost/herald")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mysql://"), "{err}");
+}
