@@ -1,0 +1,449 @@
+//! The import pass: a reader thread splits records into chunks, worker threads validate the
+//! chunks, and the calling thread takes the results back in file order, drops duplicates and
+//! feeds the sink. Channels are bounded, so memory stays flat however long the file is.
+
+use crate::error::{FileError, ImportError};
+use crate::header::Plan;
+use crate::model::{ImportOptions, ImportSink, ImportSummary, Recipient, RowError};
+use crate::row::{DedupKey, Outcome, Validator};
+use crate::scan::{Fail, Scan, scan};
+use crate::split::{ByteBuf, Splitter, is_blank};
+use crate::text::{Counted, TextSource};
+use crossbeam_channel::{Receiver, Sender, bounded};
+use herald_core::{Address, Channel};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Rows per chunk handed to a worker.
+const CHUNK_ROWS: usize = 4096;
+/// A chunk is also handed over once its field bytes pass this size.
+const CHUNK_BYTES: usize = 4 << 20;
+/// More validation threads than this buy nothing.
+const MAX_WORKERS: usize = 64;
+
+/// Reads a CSV recipient list, validates every row, and hands accepted recipients and row
+/// errors to `sink` in batches, in file order.
+///
+/// `input` is read twice: a fast validation pass settles every whole-file question (size,
+/// encoding, binary content, header, row count) before anything reaches the sink, then the
+/// import pass validates rows on [`ImportOptions::workers`] threads. `suppressions` is asked
+/// about every valid row (from the worker threads); `progress` is told the bytes read so far
+/// during the import pass (from the calling thread, as is every sink call).
+///
+/// On `Err`, `sink.finish` was not called; see [`ImportSink`] for when batches may already have
+/// been handed over.
+pub fn import<R, S>(
+    mut input: R,
+    opts: &ImportOptions,
+    suppressions: &(dyn Fn(&Address) -> bool + Sync),
+    sink: &mut S,
+    progress: &dyn Fn(u64),
+) -> Result<ImportSummary, ImportError<S::Error>>
+where
+    R: Read + Seek + Send,
+    S: ImportSink,
+{
+    if opts.channel == Channel::Chat {
+        return Err(ImportError::Options(
+            "chat campaigns greet visitors on a web page; they have no recipient lists".into(),
+        ));
+    }
+    if opts.batch_size == 0 {
+        return Err(ImportError::Options("batch_size must be at least 1".into()));
+    }
+    let region = match &opts.default_region {
+        Some(code) => {
+            herald_core::address::parse_region(code)
+                .map_err(|e| ImportError::Options(e.to_string()))?;
+            Some(code.trim().to_ascii_uppercase())
+        }
+        None => None,
+    };
+
+    let scan = scan(&mut input, opts).map_err(fail_to_import)?;
+    let plan = Plan::new(&scan.header, opts)?;
+    if scan.rows == 0 {
+        return Err(FileError::NoRows.into());
+    }
+    input.seek(SeekFrom::Start(0))?;
+
+    let validator = Validator::new(&plan, scan.decode, region.as_deref(), suppressions);
+    let workers = match opts.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    }
+    .min(MAX_WORKERS);
+    let mut consumer = Consumer::new(&plan, &scan, opts, sink);
+    let cancel = AtomicBool::new(false);
+
+    let read_result = std::thread::scope(|s| -> Result<(), Fail> {
+        let (work_tx, work_rx) = bounded::<Job>(workers);
+        let (order_tx, order_rx) = bounded::<Receiver<Done>>(workers + 2);
+        let cancel = &cancel;
+        let validator = &validator;
+        let mut started = 0;
+        for i in 0..workers {
+            let work_rx = work_rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("herald-import-{i}"))
+                .spawn_scoped(s, move || {
+                    for job in work_rx.iter() {
+                        if cancel.load(Ordering::Relaxed) {
+                            continue;
+                        }
+                        let done = validate_chunk(validator, job.chunk);
+                        let _ = job.reply.send(done);
+                    }
+                });
+            match spawned {
+                Ok(_) => started += 1,
+                Err(e) if started == 0 => return Err(Fail::Io(e)),
+                Err(_) => break, // go on with the threads we have
+            }
+        }
+        drop(work_rx);
+        let scan = &scan;
+        let reader = std::thread::Builder::new()
+            .name("herald-import-read".into())
+            .spawn_scoped(s, move || {
+                read_pass(input, scan, opts, cancel, &work_tx, &order_tx)
+            })
+            // A reader that never started dropped its senders: the workers end by themselves.
+            .map_err(Fail::Io)?;
+        for reply in order_rx.iter() {
+            let Ok(done) = reply.recv() else {
+                // A worker went away without answering: it panicked, and the scope will say so.
+                consumer.failed = true;
+                break;
+            };
+            if consumer.take(done).is_err() {
+                break;
+            }
+            progress(consumer.bytes_read);
+        }
+        if consumer.failed() {
+            cancel.store(true, Ordering::Relaxed);
+        }
+        drop(order_rx);
+        match reader.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    });
+
+    if let Some(e) = consumer.sink_error.take() {
+        return Err(ImportError::Sink(e));
+    }
+    read_result.map_err(fail_to_import)?;
+    if consumer.failed {
+        return Err(ImportError::Io(std::io::Error::other(
+            "a validation thread stopped before answering",
+        )));
+    }
+    consumer.finish().map_err(ImportError::Sink)
+}
+
+fn fail_to_import<E: std::error::Error + 'static>(fail: Fail) -> ImportError<E> {
+    match fail {
+        Fail::File(e) => ImportError::File(e),
+        Fail::Io(e) => ImportError::Io(e),
+    }
+}
+
+struct Rec {
+    line: u64,
+    /// Offset of the record's first byte in `Chunk::data`.
+    start: u32,
+    /// Index of its first field end in `Chunk::ends`.
+    first: u32,
+    fields: u32,
+}
+
+/// Records on their way to a worker, stored flat: one byte buffer, one list of field ends.
+struct Chunk {
+    data: ByteBuf,
+    ends: Vec<u32>,
+    records: Vec<Rec>,
+    blank: u64,
+    bytes_read: u64,
+}
+
+impl Default for Chunk {
+    fn default() -> Self {
+        Chunk {
+            data: ByteBuf::with_capacity(512 * 1024),
+            ends: Vec::with_capacity(CHUNK_ROWS * 8),
+            records: Vec::with_capacity(CHUNK_ROWS),
+            blank: 0,
+            bytes_read: 0,
+        }
+    }
+}
+
+struct Job {
+    chunk: Chunk,
+    reply: Sender<Done>,
+}
+
+struct Done {
+    outcomes: Vec<Outcome>,
+    blank: u64,
+    bytes_read: u64,
+}
+
+fn validate_chunk(validator: &Validator<'_>, chunk: Chunk) -> Done {
+    let data = chunk.data.as_slice();
+    let mut outcomes = Vec::with_capacity(chunk.records.len());
+    let mut fields: Vec<&[u8]> = Vec::new();
+    for rec in &chunk.records {
+        fields.clear();
+        let first = rec.first as usize;
+        let ends = chunk
+            .ends
+            .get(first..first + rec.fields as usize)
+            .unwrap_or_default();
+        let mut start = rec.start as usize;
+        for &end in ends {
+            fields.push(data.get(start..end as usize).unwrap_or_default());
+            start = end as usize;
+        }
+        outcomes.push(validator.row(rec.line, &fields));
+    }
+    Done {
+        outcomes,
+        blank: chunk.blank,
+        bytes_read: chunk.bytes_read,
+    }
+}
+
+/// The reader thread: splits the file into chunks of records and hands each to the workers,
+/// and its reply slot to the calling thread, in file order.
+fn read_pass<R: Read>(
+    input: R,
+    scan: &Scan,
+    opts: &ImportOptions,
+    cancel: &AtomicBool,
+    work_tx: &Sender<Job>,
+    order_tx: &Sender<Receiver<Done>>,
+) -> Result<(), Fail> {
+    let max_bytes = opts.max_bytes;
+    let counted = Counted::new(input, max_bytes);
+    let counter = counted.counter();
+    let text = TextSource::open(counted, scan.bom).map_err(|e| Fail::from_io(e, max_bytes))?;
+    let mut splitter = Splitter::new(text, scan.delimiter.as_byte());
+    let mut chunk = Chunk::default();
+    let mut header_seen = false;
+    let mut rows = 0u64;
+    // Hands a chunk over; false when the calling thread has stopped listening.
+    let send = |mut chunk: Chunk| -> bool {
+        chunk.bytes_read = counter.load(Ordering::Relaxed);
+        let (reply, slot) = bounded(1);
+        work_tx.send(Job { chunk, reply }).is_ok() && order_tx.send(slot).is_ok()
+    };
+    loop {
+        let start = chunk.data.len();
+        let Some(line) = splitter
+            .next_record(&mut chunk.data)
+            .map_err(|e| Fail::from_split(e, max_bytes))?
+        else {
+            break;
+        };
+        let bytes = chunk.data.as_slice().get(start..).unwrap_or_default();
+        if is_blank(bytes) {
+            chunk.data.truncate(start);
+            if header_seen {
+                chunk.blank += 1;
+            }
+            continue;
+        }
+        if !header_seen {
+            header_seen = true;
+            chunk.data.truncate(start);
+            continue;
+        }
+        rows += 1;
+        if rows > opts.max_rows {
+            // Only if the file changed since the validation pass, which counted the rows.
+            return Err(FileError::TooManyRows {
+                limit: opts.max_rows,
+            }
+            .into());
+        }
+        let first = chunk.ends.len() as u32;
+        let ends = splitter.ends();
+        chunk.ends.extend(ends.iter().map(|&e| (start + e) as u32));
+        chunk.records.push(Rec {
+            line,
+            start: start as u32,
+            first,
+            fields: ends.len() as u32,
+        });
+        let full = chunk.records.len() >= CHUNK_ROWS || chunk.data.len() >= CHUNK_BYTES;
+        if full && (cancel.load(Ordering::Relaxed) || !send(std::mem::take(&mut chunk))) {
+            return Ok(());
+        }
+    }
+    if !chunk.records.is_empty() || chunk.blank > 0 {
+        send(chunk);
+    }
+    Ok(())
+}
+
+/// Hashes a [`DedupKey`] by passing its bits through: it is a hash already.
+#[derive(Default)]
+struct PassHasher(u64);
+
+impl Hasher for PassHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The calling thread's side: dedupe, count, batch, and feed the sink.
+struct Consumer<'a, S: ImportSink> {
+    sink: &'a mut S,
+    summary: ImportSummary,
+    batch_size: usize,
+    seen: HashMap<DedupKey, u32, BuildHasherDefault<PassHasher>>,
+    recipients: Vec<Recipient>,
+    errors: Vec<RowError>,
+    contact_column: String,
+    bytes_read: u64,
+    sink_error: Option<S::Error>,
+    failed: bool,
+}
+
+impl<'a, S: ImportSink> Consumer<'a, S> {
+    fn new(plan: &Plan, scan: &Scan, opts: &ImportOptions, sink: &'a mut S) -> Self {
+        let contact_column = plan.column_name(plan.contact);
+        let batch_size = opts.batch_size;
+        Consumer {
+            sink,
+            summary: ImportSummary {
+                rows: 0,
+                accepted: 0,
+                invalid: 0,
+                duplicates: 0,
+                suppressed: 0,
+                blank: 0,
+                encoding: scan.encoding,
+                delimiter: scan.delimiter,
+                contact_column: contact_column.clone(),
+                timezone_column: plan.timezone.map(|i| plan.column_name(i)),
+                variables: plan.variables.iter().map(|(_, n)| n.clone()).collect(),
+            },
+            batch_size,
+            seen: HashMap::with_capacity_and_hasher(
+                usize::try_from(scan.rows).unwrap_or(usize::MAX),
+                BuildHasherDefault::default(),
+            ),
+            recipients: Vec::with_capacity(batch_size.min(CHUNK_ROWS * 4)),
+            errors: Vec::new(),
+            contact_column,
+            bytes_read: 0,
+            sink_error: None,
+            failed: false,
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.failed || self.sink_error.is_some()
+    }
+
+    fn take(&mut self, done: Done) -> Result<(), ()> {
+        self.summary.blank += done.blank;
+        self.bytes_read = done.bytes_read;
+        for outcome in done.outcomes {
+            self.summary.rows += 1;
+            match outcome {
+                Outcome::Invalid(errors) => {
+                    self.summary.invalid += 1;
+                    for e in errors {
+                        self.push_error(e)?;
+                    }
+                }
+                Outcome::Valid { recipient, key } => match self.seen.entry(key) {
+                    Entry::Occupied(first) => {
+                        self.summary.duplicates += 1;
+                        let reason = match *first.get() {
+                            u32::MAX => "duplicate of an earlier line".to_string(),
+                            line => format!("duplicate of line {line}"),
+                        };
+                        let e = RowError {
+                            line: recipient.line,
+                            column: Some(self.contact_column.clone()),
+                            value: recipient.address.as_str().to_string(),
+                            reason,
+                        };
+                        self.push_error(e)?;
+                    }
+                    Entry::Vacant(slot) => {
+                        slot.insert(u32::try_from(recipient.line).unwrap_or(u32::MAX));
+                        self.summary.accepted += 1;
+                        if recipient.suppressed {
+                            self.summary.suppressed += 1;
+                        }
+                        self.recipients.push(recipient);
+                        if self.recipients.len() >= self.batch_size {
+                            self.flush_recipients()?;
+                        }
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
+    fn push_error(&mut self, e: RowError) -> Result<(), ()> {
+        self.errors.push(e);
+        if self.errors.len() >= self.batch_size {
+            self.flush_errors()?;
+        }
+        Ok(())
+    }
+
+    fn flush_recipients(&mut self) -> Result<(), ()> {
+        if self.recipients.is_empty() {
+            return Ok(());
+        }
+        let cap = self.batch_size.min(CHUNK_ROWS * 4);
+        let batch = std::mem::replace(&mut self.recipients, Vec::with_capacity(cap));
+        self.sink
+            .recipients(batch)
+            .map_err(|e| self.sink_error = Some(e))
+    }
+
+    fn flush_errors(&mut self) -> Result<(), ()> {
+        if self.errors.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.errors);
+        self.sink
+            .row_errors(batch)
+            .map_err(|e| self.sink_error = Some(e))
+    }
+
+    fn finish(mut self) -> Result<ImportSummary, S::Error> {
+        let flushed = self.flush_recipients().and_then(|()| self.flush_errors());
+        if flushed.is_err()
+            && let Some(e) = self.sink_error.take()
+        {
+            return Err(e);
+        }
+        self.sink.finish(&self.summary)?;
+        Ok(self.summary)
+    }
+}

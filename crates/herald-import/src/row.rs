@@ -1,0 +1,263 @@
+//! Validating one row: contact address, time zone, required variables, and the variables as a
+//! JSON object. Runs on the worker threads.
+
+use crate::header::{ContactKind, Plan};
+use crate::model::{Recipient, RowError};
+use crate::text::FieldDecode;
+use herald_core::schedule::parse_timezone;
+use herald_core::{Address, E164, EmailAddress};
+use std::borrow::Cow;
+
+/// Longest value quoted back in a row error, in characters.
+const MAX_VALUE_CHARS: usize = 200;
+
+/// What became of one non-blank row.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Valid { recipient: Recipient, key: DedupKey },
+    Invalid(Vec<RowError>),
+}
+
+/// 96 bits of the xxh3-128 hash of a normalized address: collisions are out of reach
+/// (~1e-16 at 5 million rows) and a map entry with its `u32` line is 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DedupKey(pub(crate) [u32; 3]);
+
+impl DedupKey {
+    pub(crate) fn of(address: &str) -> Self {
+        let h = xxhash_rust::xxh3::xxh3_128(address.as_bytes());
+        DedupKey([h as u32, (h >> 32) as u32, (h >> 64) as u32])
+    }
+}
+
+impl std::hash::Hash for DedupKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Already a hash: hand 64 of its bits to the map as they are.
+        state.write_u64(u64::from(self.0[0]) | (u64::from(self.0[1]) << 32));
+    }
+}
+
+/// Everything a worker needs to validate rows, shared read-only.
+pub(crate) struct Validator<'a> {
+    pub(crate) plan: &'a Plan,
+    pub(crate) decode: FieldDecode,
+    pub(crate) region: Option<&'a str>,
+    pub(crate) suppressions: &'a (dyn Fn(&Address) -> bool + Sync),
+    /// `"name":` for each variable column, escaped once.
+    keys: Vec<String>,
+}
+
+impl<'a> Validator<'a> {
+    pub(crate) fn new(
+        plan: &'a Plan,
+        decode: FieldDecode,
+        region: Option<&'a str>,
+        suppressions: &'a (dyn Fn(&Address) -> bool + Sync),
+    ) -> Self {
+        let keys = plan
+            .variables
+            .iter()
+            .map(|(_, name)| {
+                let mut key = String::with_capacity(name.len() + 3);
+                push_json_string(&mut key, name);
+                key.push(':');
+                key
+            })
+            .collect();
+        Self {
+            plan,
+            decode,
+            region,
+            suppressions,
+            keys,
+        }
+    }
+
+    fn field<'f>(&self, fields: &[&'f [u8]], index: usize) -> Cow<'f, str> {
+        match fields.get(index) {
+            Some(bytes) => self.decode.decode(bytes),
+            None => Cow::Borrowed(""),
+        }
+    }
+
+    /// Validates a non-blank row whose fields are `fields`.
+    pub(crate) fn row(&self, line: u64, fields: &[&[u8]]) -> Outcome {
+        let plan = self.plan;
+        let expected = plan.original.len();
+        if fields.len() != expected {
+            return Outcome::Invalid(vec![RowError {
+                line,
+                column: None,
+                value: String::new(),
+                reason: format!(
+                    "expected {expected} {}, found {}",
+                    plural(expected, "field", "fields"),
+                    fields.len()
+                ),
+            }]);
+        }
+        let mut errors = Vec::new();
+        let contact_raw = self.field(fields, plan.contact);
+        let contact = contact_raw.trim();
+        let address = match plan.kind {
+            ContactKind::Phone => E164::parse(contact, self.region)
+                .map(Address::Phone)
+                .map_err(|e| e.to_string()),
+            ContactKind::Email => EmailAddress::parse(contact)
+                .map(Address::Email)
+                .map_err(|e| e.to_string()),
+        };
+        let address = match address {
+            Ok(a) => Some(a),
+            Err(reason) => {
+                errors.push(self.error(line, plan.contact, contact, reason));
+                None
+            }
+        };
+        let mut timezone = None;
+        if let Some(tz_col) = plan.timezone {
+            let raw = self.field(fields, tz_col);
+            let name = raw.trim();
+            if !name.is_empty() {
+                match parse_timezone(name) {
+                    Ok(tz) => {
+                        timezone = Some(tz.iana_name().unwrap_or(name).to_string());
+                    }
+                    Err(reason) => errors.push(self.error(line, tz_col, name, reason)),
+                }
+            }
+        }
+        for &col in &plan.required {
+            if col == plan.contact {
+                continue; // already checked, with a better reason
+            }
+            let raw = self.field(fields, col);
+            if raw.trim().is_empty() {
+                let name = plan.normalized.get(col).map_or("", String::as_str);
+                errors.push(self.error(
+                    line,
+                    col,
+                    "",
+                    format!("`{name}` is empty, but the answer uses it"),
+                ));
+            }
+        }
+        let Some(address) = address else {
+            return Outcome::Invalid(errors);
+        };
+        if !errors.is_empty() {
+            return Outcome::Invalid(errors);
+        }
+        let variables_json = self.variables_json(fields);
+        let key = match &address {
+            Address::Phone(p) => DedupKey::of(p.as_str()),
+            // Mailboxes differing only in letter case are one person in practice.
+            Address::Email(e) => DedupKey::of(&e.as_str().to_lowercase()),
+        };
+        let suppressed = (self.suppressions)(&address);
+        Outcome::Valid {
+            recipient: Recipient {
+                line,
+                address,
+                timezone,
+                variables_json,
+                suppressed,
+            },
+            key,
+        }
+    }
+
+    fn variables_json(&self, fields: &[&[u8]]) -> String {
+        let mut out =
+            String::with_capacity(16 + fields.iter().map(|f| f.len() + 16).sum::<usize>());
+        out.push('{');
+        for (n, ((col, _), key)) in self.plan.variables.iter().zip(&self.keys).enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            out.push_str(key);
+            let value = self.field(fields, *col);
+            push_json_string(&mut out, value.trim());
+        }
+        out.push('}');
+        out
+    }
+
+    fn error(&self, line: u64, column: usize, value: &str, reason: String) -> RowError {
+        RowError {
+            line,
+            column: Some(self.plan.column_name(column)),
+            value: clip(value),
+            reason,
+        }
+    }
+}
+
+fn plural<'s>(n: usize, one: &'s str, many: &'s str) -> &'s str {
+    if n == 1 { one } else { many }
+}
+
+/// Cuts a value quoted back in an error report to a readable length.
+pub(crate) fn clip(value: &str) -> String {
+    match value.char_indices().nth(MAX_VALUE_CHARS) {
+        Some((cut, _)) => {
+            let mut s = value.get(..cut).unwrap_or_default().to_string();
+            s.push('…');
+            s
+        }
+        None => value.to_string(),
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub(crate) fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0C => "\\f",
+            0x00..=0x1F => "",
+            _ => continue,
+        };
+        // `i` is at an ASCII byte, so both slices fall on character boundaries.
+        out.push_str(s.get(start..i).unwrap_or_default());
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xF)]));
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(s.get(start..).unwrap_or_default());
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_escape_what_json_requires() {
+        let mut s = String::new();
+        push_json_string(&mut s, "a\"b\\c\nd\u{1}é\u{2028}");
+        assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001é\u{2028}\"");
+    }
+
+    #[test]
+    fn long_values_are_clipped() {
+        let long = "é".repeat(300);
+        let clipped = clip(&long);
+        assert_eq!(clipped.chars().count(), 201);
+        assert!(clipped.ends_with('…'));
+        assert_eq!(clip("short"), "short");
+    }
+}
