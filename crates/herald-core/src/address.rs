@@ -167,6 +167,13 @@ pub enum Address {
 }
 
 impl Address {
+    pub fn into_string(self) -> String {
+        match self {
+            Address::Phone(p) => p.0,
+            Address::Email(e) => e.0,
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         match self {
             Address::Phone(p) => p.as_str(),

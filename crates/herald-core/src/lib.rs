@@ -18,3 +18,16 @@ pub use language::Language;
 pub use model::*;
 pub use schedule::Schedule;
 pub use template::Template;
+
+pub mod outreach;
+pub mod quiet;
+pub mod render;
+pub mod sms;
+
+pub use outreach::{
+    CrashPolicy, DeliveryState, OutreachAction, OutreachClock, OutreachStatus, Progress,
+    SkipReason, idempotency_key,
+};
+pub use quiet::{SendingHours, recipient_zone};
+pub use render::{RenderError, Rendered, Renderer};
+pub use sms::{SmsEncoding, SmsInfo};
