@@ -19,11 +19,16 @@ use utoipa_axum::router::OpenApiRouter;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Size and row limits of one recipient upload.
+    pub import_limits: herald_engine::ImportLimits,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            import_limits: herald_engine::ImportLimits::default(),
+        }
     }
 }
 
@@ -39,6 +44,7 @@ impl AppState {
         (name = "senders", description = "Numbers and addresses Herald sends from"),
         (name = "answers", description = "Message templates, one variant per language"),
         (name = "campaigns", description = "One reason to reach out"),
+        (name = "outreaches", description = "One launch of a campaign to an uploaded recipient list"),
         (name = "health", description = "Liveness"),
     )
 )]
@@ -63,6 +69,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
         .merge(routes::senders::router())
         .merge(routes::answers::router())
         .merge(routes::campaigns::router())
+        .merge(routes::outreaches::router())
 }
 
 /// The OpenAPI document of the whole API, generated from the routes themselves.

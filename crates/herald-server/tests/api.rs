@@ -1,101 +1,11 @@
 //! The JSON API over real HTTP, against SQLite and PostgreSQL.
 
-use herald_core::Role;
-use herald_server::auth::{AGENT_WRITABLE, generate_token};
-use herald_store::NewToken;
-use herald_store::testing::TestStore;
+mod common;
+
+use common::{App, field_messages, has_error};
+use herald_server::auth::AGENT_WRITABLE;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-struct App {
-    base: String,
-    http: reqwest::Client,
-    admin: String,
-    agent: String,
-    _db: TestStore,
-}
-
-async fn start(db: TestStore) -> App {
-    let mut secrets = Vec::new();
-    for (name, role) in [("test-admin", Role::Admin), ("test-agent", Role::Agent)] {
-        let t = generate_token();
-        db.store
-            .create_token(&NewToken {
-                name: name.into(),
-                role,
-                hash_hex: t.hash_hex.clone(),
-            })
-            .await
-            .expect("create token");
-        secrets.push(t.secret);
-    }
-    let app = herald_server::app(herald_server::AppState::new(db.store.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    App {
-        base: format!("http://{addr}"),
-        http: reqwest::Client::new(),
-        agent: secrets.pop().unwrap(),
-        admin: secrets.pop().unwrap(),
-        _db: db,
-    }
-}
-
-impl App {
-    async fn call(
-        &self,
-        token: Option<&str>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.expect("request");
-        let status = res.status();
-        let headers = res.headers().clone();
-        let text = res.text().await.unwrap_or_default();
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, value, headers)
-    }
-
-    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let (s, v, _) = self
-            .call(Some(&self.admin.clone()), method, path, body)
-            .await;
-        (s, v)
-    }
-
-    async fn create(&self, path: &str, body: Value) -> Value {
-        let (s, v) = self.admin(Method::POST, path, Some(body)).await;
-        assert_eq!(s, StatusCode::CREATED, "POST {path}: {v}");
-        v
-    }
-}
-
-/// Runs one test body against both backends.
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(super::start(herald_store::testing::sqlite().await).await).await;
-            }
-            #[tokio::test]
-            async fn postgres() {
-                if let Some(db) = herald_store::testing::postgres().await {
-                    super::$name(super::start(db).await).await;
-                }
-            }
-        }
-    )*};
-}
 
 both!(
     health_needs_no_token,
@@ -107,28 +17,6 @@ both!(
     malformed_requests_get_problem_json,
     in_use_resources_cannot_be_deleted,
 );
-
-fn field_messages(problem: &Value) -> Vec<(String, String)> {
-    problem["errors"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| {
-                    (
-                        e["field"].as_str().unwrap_or("").to_string(),
-                        e["message"].as_str().unwrap_or("").to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn has_error(problem: &Value, field: &str, needle: &str) -> bool {
-    field_messages(problem)
-        .iter()
-        .any(|(f, m)| f == field && m.contains(needle))
-}
 
 async fn health_needs_no_token(app: App) {
     let (s, v, _) = app.call(None, Method::GET, "/healthz", None).await;

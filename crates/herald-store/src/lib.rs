@@ -2,16 +2,24 @@
 //! PostgreSQL (how Herald scales past one machine).
 
 use async_trait::async_trait;
+use herald_core::outreach::OutreachStatus;
 use herald_core::{
     Answer, AnswerSpec, ApiToken, Campaign, CampaignSpec, Inbox, InboxSpec, Listing, Page, Role,
     Sender, SenderSpec,
 };
+pub use outreach::{
+    ImportErrorRecord, ImportSummary, ImportedRecipient, NewOutreach, Outreach, OutreachImport,
+};
+use std::collections::HashSet;
 use std::sync::Arc;
 use uuid::Uuid;
 
 mod common;
+pub mod outreach;
+mod pg_outreach;
 pub mod postgres;
 pub mod sqlite;
+mod sqlite_outreach;
 pub mod testing;
 
 pub use postgres::PgStore;
@@ -124,6 +132,38 @@ pub trait Store: Send + Sync + 'static {
     async fn create_token(&self, token: &NewToken) -> Result<ApiToken>;
     /// The token whose secret hashes to `hash_hex`, if any.
     async fn find_token(&self, hash_hex: &str) -> Result<Option<ApiToken>>;
+
+    /// Starts importing an outreach of the campaign: one transaction, rolled back unless the
+    /// returned import is committed. [`StoreError::NotFound`] if the campaign does not exist.
+    async fn begin_outreach(&self, new: &NewOutreach) -> Result<Box<dyn OutreachImport>>;
+    async fn get_outreach(&self, id: Uuid) -> Result<Outreach>;
+    /// A campaign's outreaches in creation order, optionally of one status.
+    async fn list_outreaches(
+        &self,
+        campaign_id: Uuid,
+        status: Option<OutreachStatus>,
+        page: Page,
+    ) -> Result<Listing<Outreach>>;
+    /// The import report of an outreach, in file order: at most `limit` entries whose cursor
+    /// (the first element) is greater than `after` (start with 0).
+    async fn import_errors(
+        &self,
+        outreach_id: Uuid,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, ImportErrorRecord)>>;
+
+    /// Addresses that must not be messaged from the sender: those suppressed for it and those
+    /// suppressed for every sender.
+    async fn suppressed_addresses(&self, sender_id: Option<Uuid>) -> Result<HashSet<String>>;
+    /// Puts an address on the opt-out list, for one sender or (None) all of them. False when it
+    /// was already there.
+    async fn add_suppression(
+        &self,
+        address: &str,
+        sender_id: Option<Uuid>,
+        reason: &str,
+    ) -> Result<bool>;
 }
 
 /// Opens the database a url names, without migrating it (call [`Store::migrate`]):

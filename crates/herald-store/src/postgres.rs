@@ -8,14 +8,17 @@
 use crate::common::{
     self, AnswerRow, CampaignRow, InboxRow, SenderRow, TokenRow, VariantRow, Violation, col,
 };
+use crate::outreach::{ImportErrorRecord, NewOutreach, Outreach, OutreachImport};
 use crate::{NewToken, Result, Store, StoreError};
 use async_trait::async_trait;
+use herald_core::outreach::OutreachStatus;
 use herald_core::{
     Answer, AnswerSpec, ApiToken, Campaign, CampaignSpec, Channel, Inbox, InboxSpec, Listing, Page,
     Sender, SenderSpec,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 use uuid::Uuid;
@@ -875,6 +878,45 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| token_row(&r)?.parse()).transpose()
+    }
+
+    async fn begin_outreach(&self, new: &NewOutreach) -> Result<Box<dyn OutreachImport>> {
+        crate::pg_outreach::begin(&self.pool, new).await
+    }
+
+    async fn get_outreach(&self, id: Uuid) -> Result<Outreach> {
+        crate::pg_outreach::get(&self.pool, id).await
+    }
+
+    async fn list_outreaches(
+        &self,
+        campaign_id: Uuid,
+        status: Option<OutreachStatus>,
+        page: Page,
+    ) -> Result<Listing<Outreach>> {
+        crate::pg_outreach::list(&self.pool, campaign_id, status, page).await
+    }
+
+    async fn import_errors(
+        &self,
+        outreach_id: Uuid,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, ImportErrorRecord)>> {
+        crate::pg_outreach::import_errors(&self.pool, outreach_id, after, limit).await
+    }
+
+    async fn suppressed_addresses(&self, sender_id: Option<Uuid>) -> Result<HashSet<String>> {
+        crate::pg_outreach::suppressed_addresses(&self.pool, sender_id).await
+    }
+
+    async fn add_suppression(
+        &self,
+        address: &str,
+        sender_id: Option<Uuid>,
+        reason: &str,
+    ) -> Result<bool> {
+        crate::pg_outreach::add_suppression(&self.pool, address, sender_id, reason).await
     }
 }
 

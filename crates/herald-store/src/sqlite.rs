@@ -7,8 +7,10 @@
 use crate::common::{
     self, AnswerRow, CampaignRow, InboxRow, SenderRow, TokenRow, VariantRow, Violation, col,
 };
+use crate::outreach::{ImportErrorRecord, NewOutreach, Outreach, OutreachImport};
 use crate::{NewToken, Result, Store, StoreError};
 use async_trait::async_trait;
+use herald_core::outreach::OutreachStatus;
 use herald_core::{
     Answer, AnswerSpec, ApiToken, Campaign, CampaignSpec, Channel, Inbox, InboxSpec, Listing, Page,
     Sender, SenderSpec,
@@ -18,6 +20,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 use uuid::Uuid;
@@ -867,6 +870,45 @@ impl Store for SqliteStore {
                 .fetch_optional(&self.pool)
                 .await?;
         row.map(|r| token_row(&r)?.parse()).transpose()
+    }
+
+    async fn begin_outreach(&self, new: &NewOutreach) -> Result<Box<dyn OutreachImport>> {
+        crate::sqlite_outreach::begin(&self.pool, new).await
+    }
+
+    async fn get_outreach(&self, id: Uuid) -> Result<Outreach> {
+        crate::sqlite_outreach::get(&self.pool, id).await
+    }
+
+    async fn list_outreaches(
+        &self,
+        campaign_id: Uuid,
+        status: Option<OutreachStatus>,
+        page: Page,
+    ) -> Result<Listing<Outreach>> {
+        crate::sqlite_outreach::list(&self.pool, campaign_id, status, page).await
+    }
+
+    async fn import_errors(
+        &self,
+        outreach_id: Uuid,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, ImportErrorRecord)>> {
+        crate::sqlite_outreach::import_errors(&self.pool, outreach_id, after, limit).await
+    }
+
+    async fn suppressed_addresses(&self, sender_id: Option<Uuid>) -> Result<HashSet<String>> {
+        crate::sqlite_outreach::suppressed_addresses(&self.pool, sender_id).await
+    }
+
+    async fn add_suppression(
+        &self,
+        address: &str,
+        sender_id: Option<Uuid>,
+        reason: &str,
+    ) -> Result<bool> {
+        crate::sqlite_outreach::add_suppression(&self.pool, address, sender_id, reason).await
     }
 }
 

@@ -66,6 +66,10 @@ conformance!(
     answer_keeps_what_its_campaigns_use,
     campaigns_filter_by_channel,
     concurrent_creates_all_succeed,
+    outreach_import_is_one_transaction,
+    a_dropped_import_leaves_nothing,
+    outreaches_go_with_their_campaign,
+    suppressions_per_sender_and_for_all,
 );
 
 // ---------------------------------------------------------------- fixtures
@@ -1562,4 +1566,228 @@ mod postgres_only {
             "dropped with the TestStore"
         );
     }
+}
+
+// ---------------------------------------------------------------- outreaches
+
+fn new_outreach(campaign_id: Uuid) -> herald_store::NewOutreach {
+    herald_store::NewOutreach {
+        campaign_id,
+        file_name: "list.csv".into(),
+        start_at: "2026-12-01T09:00:00Z".parse().unwrap(),
+        end_at: Some("2026-12-02T09:00:00Z".parse().unwrap()),
+        default_region: Some("US".into()),
+    }
+}
+
+fn recipients(from_line: u64, n: u64) -> Vec<herald_store::ImportedRecipient> {
+    (from_line..from_line + n)
+        .map(|line| herald_store::ImportedRecipient {
+            line,
+            address: format!("+1415555{:04}", line),
+            timezone: (line % 2 == 0).then(|| "Europe/Berlin".to_string()),
+            variables_json: format!(r#"{{"first_name":"Tab\there {line}","note":"back\\slash"}}"#),
+            suppressed: line % 5 == 0,
+        })
+        .collect()
+}
+
+async fn sms_campaign(store: &dyn Store) -> Uuid {
+    let w = world(store).await;
+    store
+        .create_campaign(&campaign_spec(
+            "Delays",
+            Channel::Sms,
+            Some(w.sender),
+            w.answer,
+        ))
+        .await
+        .expect("campaign")
+        .id
+}
+
+async fn outreach_import_is_one_transaction(store: &dyn Store) {
+    let campaign = sms_campaign(store).await;
+    let mut import = store
+        .begin_outreach(&new_outreach(campaign))
+        .await
+        .expect("begin");
+    import
+        .recipients(&recipients(2, 3000))
+        .await
+        .expect("batch 1");
+    import
+        .recipients(&recipients(3002, 10))
+        .await
+        .expect("batch 2");
+    let errors: Vec<_> = (0..2500)
+        .map(|i| herald_store::ImportErrorRecord {
+            line: 5000 + i,
+            column: (i % 2 == 0).then(|| "phone".to_string()),
+            value: format!("bad\tvalue {i}"),
+            reason: "not a phone number".into(),
+        })
+        .collect();
+    import.row_errors(&errors).await.expect("errors");
+    let id = import.outreach_id();
+    // Nothing is visible before the commit.
+    assert!(matches!(
+        store.get_outreach(id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let summary = herald_store::ImportSummary {
+        rows: 5510,
+        accepted: 3010,
+        invalid: 2500,
+        duplicates: 0,
+        suppressed: 602,
+        encoding: "windows-1252".into(),
+    };
+    let outreach = import.commit(&summary).await.expect("commit");
+    assert_eq!(outreach.id, id);
+    assert_eq!(outreach.summary, summary);
+    assert_eq!(outreach.status, herald_core::OutreachStatus::Scheduled);
+    assert_eq!(outreach.start_at.to_string(), "2026-12-01T09:00:00Z");
+    assert_eq!(
+        outreach.end_at.map(|t| t.to_string()).as_deref(),
+        Some("2026-12-02T09:00:00Z")
+    );
+    assert_eq!(outreach.default_region.as_deref(), Some("US"));
+    assert_eq!(store.get_outreach(id).await.expect("get"), outreach);
+
+    // The report pages in file order and keeps every byte.
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .import_errors(id, after, 1000)
+            .await
+            .expect("errors page");
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().unwrap().0;
+        seen.extend(page.into_iter().map(|(_, e)| e));
+    }
+    assert_eq!(seen, errors);
+
+    let listing = store
+        .list_outreaches(
+            campaign,
+            Some(herald_core::OutreachStatus::Scheduled),
+            Page::default(),
+        )
+        .await
+        .expect("list");
+    assert_eq!(listing.items, vec![outreach]);
+    let none = store
+        .list_outreaches(
+            campaign,
+            Some(herald_core::OutreachStatus::Stopped),
+            Page::default(),
+        )
+        .await
+        .expect("list");
+    assert!(none.items.is_empty());
+}
+
+async fn a_dropped_import_leaves_nothing(store: &dyn Store) {
+    let campaign = sms_campaign(store).await;
+    let mut import = store
+        .begin_outreach(&new_outreach(campaign))
+        .await
+        .expect("begin");
+    import.recipients(&recipients(2, 100)).await.expect("batch");
+    let id = import.outreach_id();
+    drop(import);
+    assert!(matches!(
+        store.get_outreach(id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(
+        store
+            .import_errors(id, 0, 10)
+            .await
+            .expect("errors")
+            .is_empty()
+    );
+    let listing = store
+        .list_outreaches(campaign, None, Page::default())
+        .await
+        .expect("list");
+    assert!(listing.items.is_empty());
+    // The store is usable afterwards (no lock left behind).
+    store
+        .create_inbox(&InboxSpec {
+            name: "After".into(),
+        })
+        .await
+        .expect("write after rollback");
+    assert!(matches!(
+        store.begin_outreach(&new_outreach(Uuid::now_v7())).await,
+        Err(StoreError::NotFound {
+            entity: "campaign",
+            ..
+        })
+    ));
+}
+
+async fn outreaches_go_with_their_campaign(store: &dyn Store) {
+    let campaign = sms_campaign(store).await;
+    let mut import = store
+        .begin_outreach(&new_outreach(campaign))
+        .await
+        .expect("begin");
+    import.recipients(&recipients(2, 10)).await.expect("batch");
+    let outreach = import
+        .commit(&herald_store::ImportSummary::default())
+        .await
+        .expect("commit");
+    store
+        .delete_campaign(campaign)
+        .await
+        .expect("delete campaign");
+    assert!(matches!(
+        store.get_outreach(outreach.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn suppressions_per_sender_and_for_all(store: &dyn Store) {
+    let w = world(store).await;
+    assert!(
+        store
+            .add_suppression("+14155550001", Some(w.sender), "STOP")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .add_suppression("+14155550001", Some(w.sender), "STOP again")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .add_suppression("+14155550002", None, "asked by phone")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .add_suppression("+14155550002", None, "twice")
+            .await
+            .unwrap()
+    );
+    let for_sender = store.suppressed_addresses(Some(w.sender)).await.unwrap();
+    assert_eq!(for_sender.len(), 2);
+    assert!(for_sender.contains("+14155550001") && for_sender.contains("+14155550002"));
+    let other = store
+        .suppressed_addresses(Some(Uuid::now_v7()))
+        .await
+        .unwrap();
+    assert_eq!(
+        other.into_iter().collect::<Vec<_>>(),
+        vec!["+14155550002".to_string()]
+    );
 }

@@ -68,7 +68,10 @@ fn the_readme_tour_works_as_written() {
     let _ = server.wait();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "tour failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "tour failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     for expected in [
         "\"status\":\"ok\"",
         "\"address\":\"+14155552671\"",
@@ -76,7 +79,13 @@ fn the_readme_tour_works_as_written() {
         "has no fr variant",
         "\"/api/v1/campaigns/{id}\"",
     ] {
-        assert!(stdout.contains(expected), "missing {expected}\nstdout:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "missing {expected}\nstdout:\n{stdout}"
+        );
     }
-    assert!(stdout.contains("\"errors\":[{\"field\":\"language\""), "{stdout}");
+    assert!(
+        stdout.contains("\"errors\":[{\"field\":\"language\""),
+        "{stdout}"
+    );
 }

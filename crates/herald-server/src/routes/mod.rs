@@ -4,6 +4,7 @@ pub mod answers;
 pub mod campaigns;
 pub mod health;
 pub mod inboxes;
+pub mod outreaches;
 pub mod senders;
 
 use crate::error::{ApiError, ApiResult};

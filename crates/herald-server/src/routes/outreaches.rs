@@ -1,0 +1,292 @@
+//! Outreaches: upload a recipient list to launch a campaign, read the result and its report.
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{ApiPath, ApiQuery};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use herald_core::outreach::OutreachStatus;
+use herald_core::{Listing, ValidationError};
+use herald_engine::{ImportOutreachError, OutreachUpload, import_outreach};
+use herald_store::{Outreach, Store};
+use jiff::Timestamp;
+use serde::Deserialize;
+use std::io::Write;
+use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_outreach, list_outreaches))
+        .layer(DefaultBodyLimit::disable())
+        .routes(routes!(get_outreach))
+        .routes(routes!(outreach_errors))
+}
+
+/// The multipart form of an upload.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the form; the handler reads the fields as a stream
+pub struct OutreachForm {
+    /// The recipient list: a CSV with a header row and a `phone` (sms, voice) or `email` column.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// RFC 3339; defaults to now.
+    start_at: Option<String>,
+    /// RFC 3339; when it passes, the outreach completes and unsent recipients expire.
+    end_at: Option<String>,
+    /// ISO 3166 alpha-2 region for numbers written without `+country`; defaults to the sender
+    /// number's region.
+    default_region: Option<String>,
+}
+
+fn parse_time(field: &'static str, value: &str) -> ApiResult<Timestamp> {
+    value.trim().parse::<Timestamp>().map_err(|_| {
+        ApiError::invalid(ValidationError::single(
+            field,
+            format!("`{value}` is not an RFC 3339 time such as 2026-12-01T09:00:00Z"),
+        ))
+    })
+}
+
+/// Spools a multipart file field to an anonymous temp file, refusing it past `max_bytes`.
+async fn spool(
+    field: &mut axum::extract::multipart::Field<'_>,
+    max_bytes: u64,
+) -> ApiResult<std::fs::File> {
+    let mut file = tempfile::tempfile()
+        .map_err(|e| ApiError::internal(format!("cannot spool the upload: {e}")))?;
+    let mut written: u64 = 0;
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("the upload was cut off: {e}")))?
+    {
+        written += chunk.len() as u64;
+        if written > max_bytes {
+            return Err(ApiError::invalid(ValidationError::single(
+                "file",
+                herald_import::FileError::TooLarge { limit: max_bytes }.to_string(),
+            )));
+        }
+        file.write_all(&chunk)
+            .map_err(|e| ApiError::internal(format!("cannot spool the upload: {e}")))?;
+    }
+    Ok(file)
+}
+
+impl From<ImportOutreachError> for ApiError {
+    fn from(e: ImportOutreachError) -> Self {
+        match e {
+            ImportOutreachError::Invalid { field, message } => {
+                ApiError::invalid(ValidationError::single(field, message))
+            }
+            ImportOutreachError::File(e) => {
+                ApiError::invalid(ValidationError::single("file", e.to_string()))
+            }
+            ImportOutreachError::Store(e) => e.into(),
+            ImportOutreachError::Io(e) => {
+                ApiError::internal(format!("reading the upload failed: {e}"))
+            }
+            ImportOutreachError::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
+/// Launches an outreach of the campaign to an uploaded recipient list (multipart form).
+///
+/// The file is checked as a whole first: a refused file stores nothing. Rows that fail are
+/// counted in the summary and listed in `errors.csv`; duplicates (by normalized address) keep
+/// their first row; addresses on the opt-out list are stored as suppressed, never messaged.
+#[utoipa::path(post, path = "/campaigns/{id}/outreaches", tag = "outreaches",
+    params(("id" = Uuid, Path, description = "campaign id")),
+    request_body(content = OutreachForm, content_type = "multipart/form-data"),
+    security(("bearer" = ["admin"])),
+    responses((status = 201, body = Outreach), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn create_outreach(
+    State(s): State<AppState>,
+    ApiPath(campaign_id): ApiPath<Uuid>,
+    mut form: Multipart,
+) -> ApiResult<(StatusCode, Json<Outreach>)> {
+    // Refuse an unknown campaign before reading the file.
+    s.store.get_campaign(campaign_id).await?;
+    let mut file = None;
+    let mut file_name = String::new();
+    let mut start_at = None;
+    let mut end_at = None;
+    let mut default_region = None;
+    while let Some(mut field) = form
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("the form could not be read: {e}")))?
+    {
+        let name = field.name().unwrap_or_default().to_string();
+        match name.as_str() {
+            "file" => {
+                file_name = field.file_name().unwrap_or("recipients.csv").to_string();
+                file = Some(spool(&mut field, s.import_limits.max_bytes).await?);
+            }
+            "start_at" | "end_at" | "default_region" => {
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|e| ApiError::bad_request(format!("field `{name}`: {e}")))?;
+                if text.trim().is_empty() {
+                    continue;
+                }
+                match name.as_str() {
+                    "start_at" => start_at = Some(parse_time("start_at", &text)?),
+                    "end_at" => end_at = Some(parse_time("end_at", &text)?),
+                    _ => default_region = Some(text.trim().to_string()),
+                }
+            }
+            other => {
+                return Err(ApiError::invalid(ValidationError::single(
+                    other.to_string(),
+                    "is not a field of this form; send file, start_at, end_at, default_region",
+                )));
+            }
+        }
+    }
+    let Some(file) = file else {
+        return Err(ApiError::invalid(ValidationError::single(
+            "file",
+            "is required: the CSV of recipients",
+        )));
+    };
+    let upload = OutreachUpload {
+        campaign_id,
+        file,
+        file_name,
+        start_at: start_at.unwrap_or_else(Timestamp::now),
+        end_at,
+        default_region,
+        limits: s.import_limits,
+    };
+    let outreach = import_outreach(s.store.clone(), upload, Arc::new(|_| {})).await?;
+    Ok((StatusCode::CREATED, Json(outreach)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OutreachQuery {
+    /// Only outreaches of this status (the UI's tabs).
+    pub status: Option<OutreachStatus>,
+    pub limit: Option<u32>,
+    pub after: Option<Uuid>,
+}
+
+/// A campaign's outreaches in creation order.
+#[utoipa::path(get, path = "/campaigns/{id}/outreaches", tag = "outreaches",
+    params(("id" = Uuid, Path, description = "campaign id"), OutreachQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = Listing<Outreach>), (status = 404, body = Problem)))]
+async fn list_outreaches(
+    State(s): State<AppState>,
+    ApiPath(campaign_id): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<OutreachQuery>,
+) -> ApiResult<Json<Listing<Outreach>>> {
+    s.store.get_campaign(campaign_id).await?;
+    let page = herald_core::Page::new(q.limit, q.after)?;
+    Ok(Json(
+        s.store.list_outreaches(campaign_id, q.status, page).await?,
+    ))
+}
+
+/// One outreach with its import summary.
+#[utoipa::path(get, path = "/outreaches/{id}", tag = "outreaches",
+    params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Outreach), (status = 404, body = Problem)))]
+async fn get_outreach(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<Outreach>> {
+    Ok(Json(s.store.get_outreach(id).await?))
+}
+
+const ERROR_PAGE: u32 = 10_000;
+
+/// The rows of the upload that were not imported, as CSV (`line,column,value,reason`), safe to
+/// open in a spreadsheet: cells that start with `=`, `+`, `-` or `@` are neutralized.
+#[utoipa::path(get, path = "/outreaches/{id}/errors.csv", tag = "outreaches",
+    params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 404, body = Problem)))]
+async fn outreach_errors(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Response> {
+    let outreach = s.store.get_outreach(id).await?;
+    let store = s.store.clone();
+    let header_row = csv_rows(&[], true);
+    let pages = futures_util::stream::unfold(Some(0i64), move |cursor| {
+        let store: Arc<dyn Store> = store.clone();
+        async move {
+            let after = cursor?;
+            match store.import_errors(id, after, ERROR_PAGE).await {
+                Ok(page) if page.is_empty() => None,
+                Ok(page) => {
+                    let next = page.last().map(|(c, _)| *c);
+                    let done = page.len() < ERROR_PAGE as usize;
+                    let records: Vec<_> = page.into_iter().map(|(_, e)| e).collect();
+                    let bytes = csv_rows(&records, false);
+                    Some((
+                        Ok::<_, std::io::Error>(bytes),
+                        if done { None } else { next },
+                    ))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, outreach_id = %id, "reading the error report failed");
+                    Some((Err(std::io::Error::other(e.to_string())), None))
+                }
+            }
+        }
+    });
+    let body = futures_util::StreamExt::chain(
+        futures_util::stream::once(async move { Ok(header_row) }),
+        pages,
+    );
+    let stem = outreach
+        .file_name
+        .trim_end_matches(".csv")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>();
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/csv; charset=utf-8")
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{stem}-errors.csv\""),
+        )
+        .body(Body::from_stream(body))
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+fn csv_rows(records: &[herald_store::ImportErrorRecord], header_only: bool) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let result = if header_only {
+        w.write_record(["line", "column", "value", "reason"])
+    } else {
+        records.iter().try_for_each(|e| {
+            w.write_record([
+                e.line.to_string(),
+                herald_import::neutralize_cell(e.column.as_deref().unwrap_or("")),
+                herald_import::neutralize_cell(&e.value),
+                herald_import::neutralize_cell(&e.reason),
+            ])
+        })
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "writing the error report failed");
+    }
+    w.into_inner().unwrap_or_default()
+}

@@ -1,0 +1,144 @@
+//! What the API test suites share: a real server on a free port over a fresh database.
+#![allow(dead_code)] // each suite uses a part
+
+use herald_core::Role;
+use herald_server::auth::generate_token;
+use herald_store::NewToken;
+use herald_store::testing::TestStore;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+pub struct App {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub admin: String,
+    pub agent: String,
+    pub db: std::sync::Arc<TestStore>,
+}
+
+pub async fn start(db: TestStore) -> App {
+    start_with(db, |_| {}).await
+}
+
+pub async fn start_with(
+    db: TestStore,
+    configure: impl FnOnce(&mut herald_server::AppState),
+) -> App {
+    start_shared(std::sync::Arc::new(db), configure).await
+}
+
+/// Another server over the same database (for instance with other settings).
+pub async fn start_shared(
+    db: std::sync::Arc<TestStore>,
+    configure: impl FnOnce(&mut herald_server::AppState),
+) -> App {
+    let mut secrets = Vec::new();
+    for (name, role) in [("test-admin", Role::Admin), ("test-agent", Role::Agent)] {
+        let t = generate_token();
+        db.store
+            .create_token(&NewToken {
+                name: name.into(),
+                role,
+                hash_hex: t.hash_hex.clone(),
+            })
+            .await
+            .expect("create token");
+        secrets.push(t.secret);
+    }
+    let mut state = herald_server::AppState::new(db.store.clone());
+    configure(&mut state);
+    let app = herald_server::app(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    App {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        agent: secrets.pop().unwrap(),
+        admin: secrets.pop().unwrap(),
+        db,
+    }
+}
+
+impl App {
+    pub async fn call(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap_or_default();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value, headers)
+    }
+
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let (s, v, _) = self
+            .call(Some(&self.admin.clone()), method, path, body)
+            .await;
+        (s, v)
+    }
+
+    pub async fn create(&self, path: &str, body: Value) -> Value {
+        let (s, v) = self.admin(Method::POST, path, Some(body)).await;
+        assert_eq!(s, StatusCode::CREATED, "POST {path}: {v}");
+        v
+    }
+}
+
+/// Runs one test body against both backends.
+#[macro_export]
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name($crate::common::start(herald_store::testing::sqlite().await).await).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(db) = herald_store::testing::postgres().await {
+                    super::$name($crate::common::start(db).await).await;
+                }
+            }
+        }
+    )*};
+}
+
+pub fn field_messages(problem: &Value) -> Vec<(String, String)> {
+    problem["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    (
+                        e["field"].as_str().unwrap_or("").to_string(),
+                        e["message"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn has_error(problem: &Value, field: &str, needle: &str) -> bool {
+    field_messages(problem)
+        .iter()
+        .any(|(f, m)| f == field && m.contains(needle))
+}

@@ -1,0 +1,269 @@
+//! Outreaches as stored: the record of one upload, its recipients and its import report.
+
+use async_trait::async_trait;
+use herald_core::outreach::OutreachStatus;
+use jiff::Timestamp;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::Result;
+
+/// An outreach about to be created by an import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOutreach {
+    pub campaign_id: Uuid,
+    pub file_name: String,
+    pub start_at: Timestamp,
+    pub end_at: Option<Timestamp>,
+    pub default_region: Option<String>,
+}
+
+/// One accepted row, as the import hands it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedRecipient {
+    pub line: u64,
+    /// E.164 or normalized email.
+    pub address: String,
+    pub timezone: Option<String>,
+    /// A JSON object of the row's variables.
+    pub variables_json: String,
+    /// On the opt-out list: stored as `skipped: suppressed`, never messaged.
+    pub suppressed: bool,
+}
+
+/// Why one row of an upload was not imported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImportErrorRecord {
+    pub line: u64,
+    pub column: Option<String>,
+    pub value: String,
+    pub reason: String,
+}
+
+/// What an import counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImportSummary {
+    /// Data rows in the file (blank rows not counted).
+    pub rows: u64,
+    /// Rows stored as recipients (suppressed ones included).
+    pub accepted: u64,
+    /// Rows refused; see the error report.
+    pub invalid: u64,
+    /// Rows whose address appeared on an earlier line.
+    pub duplicates: u64,
+    /// Accepted rows on the opt-out list: never messaged.
+    pub suppressed: u64,
+    /// `utf-8`, `utf-16le`, `utf-16be` or `windows-1252`.
+    pub encoding: String,
+}
+
+/// One launch of a campaign to one uploaded list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Outreach {
+    pub id: Uuid,
+    pub campaign_id: Uuid,
+    pub status: OutreachStatus,
+    pub file_name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub start_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub end_at: Option<Timestamp>,
+    pub default_region: Option<String>,
+    pub summary: ImportSummary,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub updated_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub finished_at: Option<Timestamp>,
+}
+
+/// An import in progress: one transaction. Dropping it without [`OutreachImport::commit`]
+/// rolls everything back, so a refused or failed upload stores nothing.
+#[async_trait]
+pub trait OutreachImport: Send {
+    /// The outreach's id (fixed when the import began).
+    fn outreach_id(&self) -> Uuid;
+    async fn recipients(&mut self, batch: &[ImportedRecipient]) -> Result<()>;
+    async fn row_errors(&mut self, batch: &[ImportErrorRecord]) -> Result<()>;
+    /// Records the summary and makes the outreach and its recipients visible at once.
+    async fn commit(self: Box<Self>, summary: &ImportSummary) -> Result<Outreach>;
+}
+
+/// Appends `s` to a PostgreSQL COPY text-format buffer, escaped.
+pub(crate) fn copy_text(buf: &mut Vec<u8>, s: &str) {
+    for b in s.bytes() {
+        match b {
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            _ => buf.push(b),
+        }
+    }
+}
+
+/// An outreach row with timestamps as unix microseconds (both backends select them so).
+pub(crate) struct OutreachRow {
+    pub id: Uuid,
+    pub campaign_id: Uuid,
+    pub status: String,
+    pub file_name: String,
+    pub encoding: String,
+    pub default_region: Option<String>,
+    pub start_us: i64,
+    pub end_us: Option<i64>,
+    pub rows_total: i64,
+    pub accepted: i64,
+    pub invalid: i64,
+    pub duplicates: i64,
+    pub suppressed: i64,
+    pub created_us: i64,
+    pub updated_us: i64,
+    pub finished_us: Option<i64>,
+}
+
+/// The columns of [`OutreachRow`] for SQLite; PostgreSQL converts its timestamps to the same
+/// names.
+macro_rules! outreach_cols_sqlite {
+    () => {
+        "id, campaign_id, status, file_name, encoding, \
+     default_region, start_at, end_at, rows_total, accepted, invalid, duplicates, suppressed, \
+     created_at, updated_at, finished_at"
+    };
+}
+pub(crate) use outreach_cols_sqlite;
+
+macro_rules! outreach_cols_pg {
+    () => {
+        "id, campaign_id, status, file_name, encoding, \
+     default_region, (extract(epoch from start_at) * 1000000)::int8 AS start_at, \
+     (extract(epoch from end_at) * 1000000)::int8 AS end_at, rows_total, accepted, invalid, \
+     duplicates, suppressed, (extract(epoch from created_at) * 1000000)::int8 AS created_at, \
+     (extract(epoch from updated_at) * 1000000)::int8 AS updated_at, \
+     (extract(epoch from finished_at) * 1000000)::int8 AS finished_at"
+    };
+}
+pub(crate) use outreach_cols_pg;
+
+pub(crate) fn outreach_row<R>(r: &R) -> Result<OutreachRow>
+where
+    R: sqlx::Row,
+    for<'a> Uuid: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    &'static str: sqlx::ColumnIndex<R>,
+{
+    use crate::common::col;
+    let e = "outreach";
+    let id: Uuid = col(r, e, None, "id")?;
+    let i = Some(id);
+    Ok(OutreachRow {
+        id,
+        campaign_id: col(r, e, i, "campaign_id")?,
+        status: col(r, e, i, "status")?,
+        file_name: col(r, e, i, "file_name")?,
+        encoding: col(r, e, i, "encoding")?,
+        default_region: col(r, e, i, "default_region")?,
+        start_us: col(r, e, i, "start_at")?,
+        end_us: col(r, e, i, "end_at")?,
+        rows_total: col(r, e, i, "rows_total")?,
+        accepted: col(r, e, i, "accepted")?,
+        invalid: col(r, e, i, "invalid")?,
+        duplicates: col(r, e, i, "duplicates")?,
+        suppressed: col(r, e, i, "suppressed")?,
+        created_us: col(r, e, i, "created_at")?,
+        updated_us: col(r, e, i, "updated_at")?,
+        finished_us: col(r, e, i, "finished_at")?,
+    })
+}
+
+impl OutreachRow {
+    pub fn parse(self) -> Result<Outreach> {
+        let id = self.id;
+        let bad =
+            |what: &str, e: String| crate::common::corrupt("outreach", id, format!("{what}: {e}"));
+        let ts = |what: &str, us: i64| {
+            Timestamp::from_microsecond(us).map_err(|e| bad(what, e.to_string()))
+        };
+        let opt_ts = |what: &str, us: Option<i64>| us.map(|us| ts(what, us)).transpose();
+        let count = |what: &str, n: i64| u64::try_from(n).map_err(|e| bad(what, e.to_string()));
+        Ok(Outreach {
+            id,
+            campaign_id: self.campaign_id,
+            status: self.status.parse().map_err(
+                |e: herald_core::outreach::UnknownOutreachStatus| bad("status", e.to_string()),
+            )?,
+            file_name: self.file_name,
+            created_at: ts("created_at", self.created_us)?,
+            start_at: ts("start_at", self.start_us)?,
+            end_at: opt_ts("end_at", self.end_us)?,
+            default_region: self.default_region,
+            summary: ImportSummary {
+                rows: count("rows_total", self.rows_total)?,
+                accepted: count("accepted", self.accepted)?,
+                invalid: count("invalid", self.invalid)?,
+                duplicates: count("duplicates", self.duplicates)?,
+                suppressed: count("suppressed", self.suppressed)?,
+                encoding: self.encoding,
+            },
+            updated_at: ts("updated_at", self.updated_us)?,
+            finished_at: opt_ts("finished_at", self.finished_us)?,
+        })
+    }
+}
+
+/// A timestamp as the unix microseconds both schemas keep.
+pub(crate) fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+/// The JSON array SQLite's `json_each` reads a recipient batch from:
+/// `[[line, address, timezone|null, {variables}, suppressed], ...]`.
+pub(crate) fn recipients_json(batch: &[ImportedRecipient]) -> String {
+    let mut out = String::with_capacity(batch.len() * 128);
+    out.push('[');
+    for (i, r) in batch.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        out.push_str(&r.line.to_string());
+        out.push(',');
+        push_json_str(&mut out, &r.address);
+        out.push(',');
+        match &r.timezone {
+            Some(tz) => push_json_str(&mut out, tz),
+            None => out.push_str("null"),
+        }
+        out.push(',');
+        push_json_str(&mut out, &r.variables_json);
+        out.push(',');
+        out.push(if r.suppressed { '1' } else { '0' });
+        out.push(']');
+    }
+    out.push(']');
+    out
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    // serde_json's escaping of a &str into a String cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_text_escapes_what_copy_would_misread() {
+        let mut buf = Vec::new();
+        copy_text(&mut buf, "a\tb\\c\nd\re");
+        assert_eq!(buf, b"a\\tb\\\\c\\nd\\re");
+    }
+}

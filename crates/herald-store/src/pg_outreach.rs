@@ -1,0 +1,291 @@
+//! Outreach storage on PostgreSQL: an import is one transaction; recipients go in with `COPY`,
+//! one per batch.
+
+use crate::outreach::{
+    ImportErrorRecord, ImportSummary, ImportedRecipient, NewOutreach, Outreach, OutreachImport,
+    copy_text, micros, outreach_cols_pg, outreach_row,
+};
+use crate::{Result, StoreError, common};
+use async_trait::async_trait;
+use herald_core::outreach::OutreachStatus;
+use herald_core::{Listing, Page};
+use sqlx::{PgPool, Postgres, Transaction};
+use std::collections::HashSet;
+use uuid::Uuid;
+
+/// Write a timestamp parameter given as unix microseconds.
+macro_rules! ts {
+    ($n:literal) => {
+        concat!(
+            "(timestamptz 'epoch' + $",
+            $n,
+            "::int8 * interval '1 microsecond')"
+        )
+    };
+}
+
+pub(crate) struct PgImport {
+    tx: Transaction<'static, Postgres>,
+    pool: PgPool,
+    id: Uuid,
+    /// `start_at` as COPY text, the recipients' first due time.
+    start_text: String,
+    buf: Vec<u8>,
+}
+
+pub(crate) async fn begin(pool: &PgPool, new: &NewOutreach) -> Result<Box<dyn OutreachImport>> {
+    let mut tx = pool.begin().await?;
+    let found = sqlx::query("SELECT 1 FROM campaigns WHERE id = $1 FOR SHARE")
+        .bind(new.campaign_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if found.is_none() {
+        return Err(StoreError::NotFound {
+            entity: "campaign",
+            id: new.campaign_id,
+        });
+    }
+    let id = Uuid::now_v7();
+    let (_, now_us) = common::now();
+    sqlx::query(concat!(
+        "INSERT INTO outreaches (id, campaign_id, status, file_name, encoding, default_region, \
+         start_at, end_at, rows_total, accepted, invalid, duplicates, suppressed, created_at, \
+         updated_at) VALUES ($1, $2, 'scheduled', $3, 'utf-8', $4, ",
+        ts!("5"),
+        ", CASE WHEN $6::int8 IS NULL THEN NULL ELSE ",
+        ts!("6"),
+        " END, 0, 0, 0, 0, 0, ",
+        ts!("7"),
+        ", ",
+        ts!("7"),
+        ")"
+    ))
+    .bind(id)
+    .bind(new.campaign_id)
+    .bind(&new.file_name)
+    .bind(&new.default_region)
+    .bind(micros(new.start_at))
+    .bind(new.end_at.map(micros))
+    .bind(now_us)
+    .execute(&mut *tx)
+    .await?;
+    Ok(Box::new(PgImport {
+        tx,
+        pool: pool.clone(),
+        id,
+        start_text: new.start_at.to_string(),
+        buf: Vec::new(),
+    }))
+}
+
+#[async_trait]
+impl OutreachImport for PgImport {
+    fn outreach_id(&self) -> Uuid {
+        self.id
+    }
+
+    async fn recipients(&mut self, batch: &[ImportedRecipient]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let id = self.id.to_string();
+        let buf = &mut self.buf;
+        buf.clear();
+        for r in batch {
+            buf.extend_from_slice(id.as_bytes());
+            buf.push(b'\t');
+            buf.extend_from_slice(r.line.to_string().as_bytes());
+            buf.push(b'\t');
+            copy_text(buf, &r.address);
+            buf.push(b'\t');
+            match &r.timezone {
+                Some(tz) => copy_text(buf, tz),
+                None => buf.extend_from_slice(b"\\N"),
+            }
+            buf.push(b'\t');
+            copy_text(buf, &r.variables_json);
+            buf.extend_from_slice(if r.suppressed {
+                b"\tskipped\tsuppressed\t"
+            } else {
+                b"\tpending\t\\N\t"
+            });
+            buf.extend_from_slice(self.start_text.as_bytes());
+            buf.push(b'\n');
+        }
+        let mut copy = self
+            .tx
+            .copy_in_raw(
+                "COPY recipients (outreach_id, line, address, timezone, variables, state, \
+                 skip_reason, due_at) FROM STDIN",
+            )
+            .await?;
+        copy.send(buf.as_slice()).await?;
+        copy.finish().await?;
+        Ok(())
+    }
+
+    async fn row_errors(&mut self, batch: &[ImportErrorRecord]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let id = self.id.to_string();
+        let buf = &mut self.buf;
+        buf.clear();
+        for e in batch {
+            buf.extend_from_slice(id.as_bytes());
+            buf.push(b'\t');
+            buf.extend_from_slice(e.line.to_string().as_bytes());
+            buf.push(b'\t');
+            match &e.column {
+                Some(c) => copy_text(buf, c),
+                None => buf.extend_from_slice(b"\\N"),
+            }
+            buf.push(b'\t');
+            copy_text(buf, &e.value);
+            buf.push(b'\t');
+            copy_text(buf, &e.reason);
+            buf.push(b'\n');
+        }
+        let mut copy = self
+            .tx
+            .copy_in_raw(
+                "COPY import_errors (outreach_id, line, column_name, value, reason) FROM STDIN",
+            )
+            .await?;
+        copy.send(buf.as_slice()).await?;
+        copy.finish().await?;
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>, summary: &ImportSummary) -> Result<Outreach> {
+        let (_, now_us) = common::now();
+        sqlx::query(concat!(
+            "UPDATE outreaches SET rows_total = $2, accepted = $3, invalid = $4, \
+             duplicates = $5, suppressed = $6, encoding = $7, updated_at = ",
+            ts!("8"),
+            " WHERE id = $1"
+        ))
+        .bind(self.id)
+        .bind(summary.rows as i64)
+        .bind(summary.accepted as i64)
+        .bind(summary.invalid as i64)
+        .bind(summary.duplicates as i64)
+        .bind(summary.suppressed as i64)
+        .bind(&summary.encoding)
+        .bind(now_us)
+        .execute(&mut *self.tx)
+        .await?;
+        let PgImport { tx, pool, id, .. } = *self;
+        tx.commit().await?;
+        get(&pool, id).await
+    }
+}
+
+pub(crate) async fn get(pool: &PgPool, id: Uuid) -> Result<Outreach> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        outreach_cols_pg!(),
+        " FROM outreaches WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(StoreError::NotFound {
+        entity: "outreach",
+        id,
+    })?;
+    outreach_row(&row)?.parse()
+}
+
+pub(crate) async fn list(
+    pool: &PgPool,
+    campaign_id: Uuid,
+    status: Option<OutreachStatus>,
+    page: Page,
+) -> Result<Listing<Outreach>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        outreach_cols_pg!(),
+        " FROM outreaches \
+         WHERE campaign_id = $1 AND ($2::text IS NULL OR status = $2) \
+           AND ($3::uuid IS NULL OR id > $3) ORDER BY id LIMIT $4"
+    ))
+    .bind(campaign_id)
+    .bind(status.map(|s| s.as_str()))
+    .bind(page.after)
+    .bind(common::fetch_count(&page))
+    .fetch_all(pool)
+    .await?;
+    let items = rows
+        .iter()
+        .map(|r| outreach_row(r)?.parse())
+        .collect::<Result<Vec<_>>>()?;
+    Ok(common::listing(&page, items, |o| o.id))
+}
+
+pub(crate) async fn import_errors(
+    pool: &PgPool,
+    outreach_id: Uuid,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<(i64, ImportErrorRecord)>> {
+    let rows: Vec<(i64, i64, Option<String>, String, String)> = sqlx::query_as(
+        "SELECT id, line, column_name, value, reason FROM import_errors \
+         WHERE outreach_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+    )
+    .bind(outreach_id)
+    .bind(after)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, line, column, value, reason)| {
+            (
+                id,
+                ImportErrorRecord {
+                    line: u64::try_from(line).unwrap_or_default(),
+                    column,
+                    value,
+                    reason,
+                },
+            )
+        })
+        .collect())
+}
+
+pub(crate) async fn suppressed_addresses(
+    pool: &PgPool,
+    sender_id: Option<Uuid>,
+) -> Result<HashSet<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT address FROM suppressions WHERE sender_id IS NULL OR sender_id = $1",
+    )
+    .bind(sender_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(a,)| a).collect())
+}
+
+pub(crate) async fn add_suppression(
+    pool: &PgPool,
+    address: &str,
+    sender_id: Option<Uuid>,
+    reason: &str,
+) -> Result<bool> {
+    let (_, now_us) = common::now();
+    let done = sqlx::query(concat!(
+        "INSERT INTO suppressions (id, address, sender_id, reason, created_at) \
+         VALUES ($1, $2, $3, $4, ",
+        ts!("5"),
+        ") ON CONFLICT DO NOTHING"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(address)
+    .bind(sender_id)
+    .bind(reason)
+    .bind(now_us)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

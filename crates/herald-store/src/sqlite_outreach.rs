@@ -1,0 +1,229 @@
+//! Outreach storage on SQLite: an import is one `BEGIN IMMEDIATE` transaction; recipients go in
+//! batches through `json_each`, one statement per batch.
+
+use crate::outreach::{
+    ImportErrorRecord, ImportSummary, ImportedRecipient, NewOutreach, Outreach, OutreachImport,
+    micros, outreach_cols_sqlite, outreach_row, recipients_json,
+};
+use crate::{Result, StoreError, common};
+use async_trait::async_trait;
+use herald_core::outreach::OutreachStatus;
+use herald_core::{Listing, Page};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+use std::collections::HashSet;
+use uuid::Uuid;
+
+pub(crate) struct SqliteImport {
+    tx: Transaction<'static, Sqlite>,
+    pool: SqlitePool,
+    id: Uuid,
+}
+
+pub(crate) async fn begin(pool: &SqlitePool, new: &NewOutreach) -> Result<Box<dyn OutreachImport>> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let found = sqlx::query("SELECT 1 FROM campaigns WHERE id = $1")
+        .bind(new.campaign_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if found.is_none() {
+        return Err(StoreError::NotFound {
+            entity: "campaign",
+            id: new.campaign_id,
+        });
+    }
+    let id = Uuid::now_v7();
+    let (_, now_us) = common::now();
+    sqlx::query(
+        "INSERT INTO outreaches (id, campaign_id, status, file_name, encoding, default_region, \
+         start_at, end_at, rows_total, accepted, invalid, duplicates, suppressed, created_at, \
+         updated_at) VALUES ($1, $2, 'scheduled', $3, 'utf-8', $4, $5, $6, 0, 0, 0, 0, 0, $7, $7)",
+    )
+    .bind(id)
+    .bind(new.campaign_id)
+    .bind(&new.file_name)
+    .bind(&new.default_region)
+    .bind(micros(new.start_at))
+    .bind(new.end_at.map(micros))
+    .bind(now_us)
+    .execute(&mut *tx)
+    .await?;
+    Ok(Box::new(SqliteImport {
+        tx,
+        pool: pool.clone(),
+        id,
+    }))
+}
+
+#[async_trait]
+impl OutreachImport for SqliteImport {
+    fn outreach_id(&self) -> Uuid {
+        self.id
+    }
+
+    async fn recipients(&mut self, batch: &[ImportedRecipient]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (_, now_us) = common::now();
+        sqlx::query(
+            "INSERT INTO recipients (outreach_id, line, address, timezone, variables, state, \
+             skip_reason, due_at, updated_at) \
+             SELECT $1, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, \
+                    CASE j.value ->> 4 WHEN 1 THEN 'skipped' ELSE 'pending' END, \
+                    CASE j.value ->> 4 WHEN 1 THEN 'suppressed' END, \
+                    (SELECT start_at FROM outreaches WHERE id = $1), $2 \
+             FROM json_each($3) AS j",
+        )
+        .bind(self.id)
+        .bind(now_us)
+        .bind(recipients_json(batch))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn row_errors(&mut self, batch: &[ImportErrorRecord]) -> Result<()> {
+        for chunk in batch.chunks(1000) {
+            let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+                "INSERT INTO import_errors (outreach_id, line, column_name, value, reason) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(self.id)
+                    .push_bind(e.line as i64)
+                    .push_bind(&e.column)
+                    .push_bind(&e.value)
+                    .push_bind(&e.reason);
+            });
+            q.build().execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>, summary: &ImportSummary) -> Result<Outreach> {
+        let (_, now_us) = common::now();
+        sqlx::query(
+            "UPDATE outreaches SET rows_total = $2, accepted = $3, invalid = $4, duplicates = $5, \
+             suppressed = $6, encoding = $7, updated_at = $8 WHERE id = $1",
+        )
+        .bind(self.id)
+        .bind(summary.rows as i64)
+        .bind(summary.accepted as i64)
+        .bind(summary.invalid as i64)
+        .bind(summary.duplicates as i64)
+        .bind(summary.suppressed as i64)
+        .bind(&summary.encoding)
+        .bind(now_us)
+        .execute(&mut *self.tx)
+        .await?;
+        let SqliteImport { tx, pool, id } = *self;
+        tx.commit().await?;
+        get(&pool, id).await
+    }
+}
+
+pub(crate) async fn get(pool: &SqlitePool, id: Uuid) -> Result<Outreach> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        outreach_cols_sqlite!(),
+        " FROM outreaches WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(StoreError::NotFound {
+        entity: "outreach",
+        id,
+    })?;
+    outreach_row(&row)?.parse()
+}
+
+pub(crate) async fn list(
+    pool: &SqlitePool,
+    campaign_id: Uuid,
+    status: Option<OutreachStatus>,
+    page: Page,
+) -> Result<Listing<Outreach>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        outreach_cols_sqlite!(),
+        " FROM outreaches \
+         WHERE campaign_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR id > $3) \
+         ORDER BY id LIMIT $4"
+    ))
+    .bind(campaign_id)
+    .bind(status.map(|s| s.as_str()))
+    .bind(page.after)
+    .bind(common::fetch_count(&page))
+    .fetch_all(pool)
+    .await?;
+    let items = rows
+        .iter()
+        .map(|r| outreach_row(r)?.parse())
+        .collect::<Result<Vec<_>>>()?;
+    Ok(common::listing(&page, items, |o| o.id))
+}
+
+pub(crate) async fn import_errors(
+    pool: &SqlitePool,
+    outreach_id: Uuid,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<(i64, ImportErrorRecord)>> {
+    let rows: Vec<(i64, i64, Option<String>, String, String)> = sqlx::query_as(
+        "SELECT id, line, column_name, value, reason FROM import_errors \
+         WHERE outreach_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+    )
+    .bind(outreach_id)
+    .bind(after)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, line, column, value, reason)| {
+            (
+                id,
+                ImportErrorRecord {
+                    line: u64::try_from(line).unwrap_or_default(),
+                    column,
+                    value,
+                    reason,
+                },
+            )
+        })
+        .collect())
+}
+
+pub(crate) async fn suppressed_addresses(
+    pool: &SqlitePool,
+    sender_id: Option<Uuid>,
+) -> Result<HashSet<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT address FROM suppressions WHERE sender_id IS NULL OR sender_id = $1",
+    )
+    .bind(sender_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(a,)| a).collect())
+}
+
+pub(crate) async fn add_suppression(
+    pool: &SqlitePool,
+    address: &str,
+    sender_id: Option<Uuid>,
+    reason: &str,
+) -> Result<bool> {
+    let (_, now_us) = common::now();
+    let done = sqlx::query(
+        "INSERT INTO suppressions (id, address, sender_id, reason, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(Uuid::now_v7())
+    .bind(address)
+    .bind(sender_id)
+    .bind(reason)
+    .bind(now_us)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
