@@ -49,6 +49,34 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Outreaches: launches of a campaign to a recipient list.
+    Outreach {
+        #[command(subcommand)]
+        command: OutreachCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutreachCommand {
+    /// Imports a CSV of recipients as a new outreach of a campaign and prints its summary.
+    Create {
+        /// The campaign's id.
+        #[arg(long)]
+        campaign: uuid::Uuid,
+        /// The recipient list (header row; a `phone` or `email` column; others are variables).
+        #[arg(long, value_name = "FILE")]
+        csv: PathBuf,
+        /// When sending may begin (RFC 3339; default now).
+        #[arg(long, value_name = "TIME")]
+        start: Option<jiff::Timestamp>,
+        /// When the outreach ends, whoever was not reached (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        end: Option<jiff::Timestamp>,
+        /// Region (ISO 3166 alpha-2) for numbers written without +country; default: the
+        /// sender number's.
+        #[arg(long, value_name = "CC")]
+        region: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -133,7 +161,82 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", secret.secret);
             Ok(())
         }
+        Command::Outreach {
+            command:
+                OutreachCommand::Create {
+                    campaign,
+                    csv,
+                    start,
+                    end,
+                    region,
+                },
+        } => {
+            let store = open_store(&cfg).await?;
+            create_outreach(store, campaign, &csv, start, end, region).await
+        }
     }
+}
+
+/// `herald outreach create`: the same import path as the API, with a progress bar on large
+/// files and the summary at the end.
+async fn create_outreach(
+    store: Arc<dyn Store>,
+    campaign_id: uuid::Uuid,
+    csv: &std::path::Path,
+    start: Option<jiff::Timestamp>,
+    end: Option<jiff::Timestamp>,
+    region: Option<String>,
+) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::open(csv).with_context(|| format!("cannot open {}", csv.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = if size >= 8 << 20 {
+        let bar = indicatif::ProgressBar::new(size);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} importing [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let progress_bar = bar.clone();
+    let upload = herald_engine::OutreachUpload {
+        campaign_id,
+        file,
+        file_name: csv
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "recipients.csv".into()),
+        start_at: start.unwrap_or_else(jiff::Timestamp::now),
+        end_at: end,
+        default_region: region,
+        limits: herald_engine::ImportLimits::default(),
+    };
+    let result = herald_engine::import_outreach(
+        store,
+        upload,
+        Arc::new(move |bytes| progress_bar.set_position(bytes)),
+    )
+    .await;
+    bar.finish_and_clear();
+    let outreach = result.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let s = &outreach.summary;
+    println!("outreach {} ({})", outreach.id, outreach.status);
+    println!(
+        "rows {}  accepted {}  invalid {}  duplicates {}  suppressed {}  encoding {}",
+        s.rows, s.accepted, s.invalid, s.duplicates, s.suppressed, s.encoding
+    );
+    if s.invalid + s.duplicates > 0 {
+        println!(
+            "error report: GET /api/v1/outreaches/{}/errors.csv",
+            outreach.id
+        );
+    }
+    Ok(())
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {

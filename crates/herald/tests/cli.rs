@@ -112,6 +112,93 @@ async fn walk_through(dir: &Path, db: &str) {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+
+    // A campaign, then an outreach from a CSV through the CLI.
+    let post = |path: &str, body: Value| {
+        let req = http
+            .post(format!("{base}/api/v1/{path}"))
+            .bearer_auth(&token)
+            .json(&body);
+        async move {
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), 201);
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let inbox = post("inboxes", serde_json::json!({"name": "Care"})).await;
+    let sender = post(
+        "senders",
+        serde_json::json!({"channel": "sms", "address": "+14155550100", "inbox_id": inbox["id"]}),
+    )
+    .await;
+    let answer = post(
+        "answers",
+        serde_json::json!({"name": "A", "variants": [{"language": "en", "body": "Hi {{ name }}"}]}),
+    )
+    .await;
+    let campaign = post(
+        "campaigns",
+        serde_json::json!({"name": "C", "channel": "sms", "sender_id": sender["id"], "language": "en",
+               "answer_id": answer["id"], "schedule": {"timezone": "UTC", "days": {"mon": ["09:00-17:00"]}}}),
+    )
+    .await;
+    std::fs::write(
+        dir.join("list.csv"),
+        "phone,name\n(415) 555-2671,Ann\n+14155552671,Ann again\nnope,Bob\n+442079460958,Cy\n",
+    )
+    .unwrap();
+    let out = herald(dir, db)
+        .args([
+            "outreach",
+            "create",
+            "--campaign",
+            campaign["id"].as_str().unwrap(),
+        ])
+        .args(["--csv", "list.csv", "--start", "2026-12-01T09:00:00Z"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("rows 4  accepted 2  invalid 1  duplicates 1  suppressed 0"),
+        "{stdout}"
+    );
+    let outreach_id = stdout.split_whitespace().nth(1).unwrap().to_string();
+    let got: Value = http
+        .get(format!("{base}/api/v1/outreaches/{outreach_id}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["summary"]["accepted"], 2, "{got}");
+    assert_eq!(got["start_at"], "2026-12-01T09:00:00Z");
+    // A refused file: a clear message and a failing exit code.
+    std::fs::write(dir.join("bad.csv"), "Tel,Name\n+14155552671,Ann\n").unwrap();
+    let out = herald(dir, db)
+        .args([
+            "outreach",
+            "create",
+            "--campaign",
+            campaign["id"].as_str().unwrap(),
+            "--csv",
+            "bad.csv",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("column `phone` is missing; found: Tel, Name"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stop(child);
 
     // The data outlives the process.

@@ -77,6 +77,8 @@ fn the_readme_tour_works_as_written() {
         "\"address\":\"+14155552671\"",
         "\"name\":\"Late orders\"",
         "has no fr variant",
+        "{\"rows\":3,\"accepted\":2,\"invalid\":1,\"duplicates\":0,\"suppressed\":0,\"encoding\":\"utf-8\"}",
+        "line,column,value,reason\n4,phone,not a number,",
         "\"/api/v1/campaigns/{id}\"",
     ] {
         assert!(

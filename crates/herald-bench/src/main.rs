@@ -1,0 +1,397 @@
+//! `herald-bench`: Herald's figures beside a bare baseline, measured in the same run.
+//!
+//! `herald-bench import --rows N [--postgres URL]` generates a realistic recipient CSV, imports it
+//! through Herald's real import path (validation, normalization, deduplication, storage) into a
+//! fresh database, and times the database's own bulk loader on the same file into a bare table:
+//! the `sqlite3` CLI's `.import`, and `psql`'s `\copy`. One JSON line per backend.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use herald_core::schedule::ScheduleInput;
+use herald_core::{
+    Address, AnswerInput, AnswerVariantInput, CampaignInput, E164, InboxSpec, Provider, SenderSpec,
+};
+use herald_store::Store;
+use rand::{RngExt, SeedableRng};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "herald-bench",
+    about = "Herald's benchmarks, each with its baseline"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// CSV import: Herald's import path against the database's bare bulk load of the same file.
+    Import {
+        /// Recipients in the generated file.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Also measure PostgreSQL on this server (a throw-away database is created there).
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        /// Seed of the generated file, for repeatable runs.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Bench::Import {
+            rows,
+            postgres,
+            seed,
+        } => import_bench(rows, postgres.as_deref(), seed).await,
+    }
+}
+
+// ---------------------------------------------------------------- the file
+
+const FIRST: &[&str] = &[
+    "Ana", "Ben", "Chloé", "Dmitri", "Eve", "Farah", "Günter", "Hana", "Ivan", "Jo", "Kofi",
+    "Lena", "Mateo", "Nia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tariq", "Uma", "Viktor",
+    "Wen", "Yara",
+];
+const LAST: &[&str] = &[
+    "Smith", "García", "Müller", "Nguyen", "O'Brien", "Kowalski", "Rossi", "Haddad", "Kim",
+    "Silva", "Johnson", "Dubois", "Novak", "Tanaka", "Okafor", "Larsen",
+];
+const ZONES: &[&str] = &[
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Los_Angeles",
+    "America/Phoenix",
+    "Europe/London",
+    "Europe/Berlin",
+    "",
+];
+const AREA: &[u32] = &[
+    212, 213, 305, 312, 404, 415, 503, 512, 617, 702, 720, 206, 214, 303,
+];
+const CITIES: &[&str] = &[
+    "Springfield",
+    "Riverside",
+    "Franklin",
+    "Greenville",
+    "Bristol",
+    "Salem",
+];
+
+/// Writes `rows` recipients: phone (US numbers in several spellings, some UK), names, email,
+/// time zone, order id and city; about 2% invalid numbers and 1% repeated numbers.
+fn generate(path: &Path, rows: u64, seed: u64) -> anyhow::Result<()> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    writeln!(
+        out,
+        "phone,first_name,last_name,email,timezone,order_id,city"
+    )?;
+    let mut recent: Vec<String> = Vec::with_capacity(1024);
+    for i in 0..rows {
+        let roll = rng.random_range(0..1000u32);
+        let phone = if roll < 20 {
+            [
+                "555-01",
+                "call me",
+                "+1 212 000 0000",
+                "12345",
+                "+999 12 3456",
+            ][i as usize % 5]
+                .to_string()
+        } else if roll < 30 && !recent.is_empty() {
+            recent[rng.random_range(0..recent.len())].clone()
+        } else {
+            let area = AREA[rng.random_range(0..AREA.len())];
+            let exchange = rng.random_range(200..999u32);
+            let exchange = if exchange % 100 == 11 {
+                exchange + 1
+            } else {
+                exchange
+            };
+            let line = rng.random_range(0..10_000u32);
+            let p = match roll % 4 {
+                0 => format!("+1 ({area}) {exchange}-{line:04}"),
+                1 => format!("({area}) {exchange}-{line:04}"),
+                2 => format!("+1{area}{exchange}{line:04}"),
+                _ if roll % 50 == 3 => format!("+44 20 7946 {:04}", line % 1000),
+                _ => format!("{area}.{exchange}.{line:04}"),
+            };
+            if recent.len() < 1024 {
+                recent.push(p.clone());
+            } else {
+                let k = rng.random_range(0..1024);
+                recent[k] = p.clone();
+            }
+            p
+        };
+        let first = FIRST[rng.random_range(0..FIRST.len())];
+        let last = LAST[rng.random_range(0..LAST.len())];
+        let zone = ZONES[rng.random_range(0..ZONES.len())];
+        let city = CITIES[rng.random_range(0..CITIES.len())];
+        writeln!(
+            out,
+            "{phone},{first},\"{last}\",{}.{}{i}@example.com,{zone},ORD-{:08},{city}",
+            first.to_lowercase(),
+            last.to_lowercase().replace('\'', ""),
+            rng.random_range(0..100_000_000u32)
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- measuring
+
+/// The process's peak resident set since the last reset, in MiB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Resets the peak resident set (Linux: writing 5 to clear_refs), so each backend reports its own.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+async fn campaign(store: &dyn Store) -> anyhow::Result<uuid::Uuid> {
+    let inbox = store
+        .create_inbox(&InboxSpec {
+            name: "Bench".into(),
+        })
+        .await?;
+    let sender = store
+        .create_sender(&SenderSpec {
+            channel: herald_core::Channel::Sms,
+            address: Address::Phone(E164::parse("+14155550100", None)?),
+            inbox_id: inbox.id,
+            provider: Provider::File,
+        })
+        .await?;
+    let answer = store
+        .create_answer(
+            &AnswerInput {
+                name: "Order update".into(),
+                variants: vec![AnswerVariantInput {
+                    language: "en-US".into(),
+                    subject: None,
+                    body: "Hi {{ first_name }}, order {{ order_id }} ships late.".into(),
+                }],
+            }
+            .validate()?,
+        )
+        .await?;
+    let spec = CampaignInput {
+        name: "Bench".into(),
+        channel: "sms".into(),
+        sender_id: Some(sender.id),
+        language: "en-US".into(),
+        answer_id: Some(answer.id),
+        schedule: Some(ScheduleInput {
+            timezone: "America/New_York".into(),
+            days: [("mon".to_string(), vec!["09:00-17:00".to_string()])].into(),
+        }),
+        ..CampaignInput::default()
+    }
+    .validate()?;
+    Ok(store.create_campaign(&spec).await?.id)
+}
+
+/// Herald's import of the file into `store`: seconds and the summary.
+async fn herald_import(
+    store: Arc<dyn Store>,
+    csv: &Path,
+) -> anyhow::Result<(f64, herald_store::ImportSummary)> {
+    let campaign_id = campaign(store.as_ref()).await?;
+    reset_peak_rss();
+    let started = Instant::now();
+    let outreach = herald_engine::import_outreach(
+        store,
+        herald_engine::OutreachUpload {
+            campaign_id,
+            file: std::fs::File::open(csv)?,
+            file_name: "bench.csv".into(),
+            start_at: jiff::Timestamp::now(),
+            end_at: None,
+            default_region: None,
+            limits: herald_engine::ImportLimits::default(),
+        },
+        Arc::new(|_| {}),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((started.elapsed().as_secs_f64(), outreach.summary))
+}
+
+fn run_timed(cmd: &mut Command) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(secs)
+}
+
+fn report(
+    backend: &str,
+    rows: u64,
+    herald_s: f64,
+    baseline_s: f64,
+    peak: f64,
+    summary: &herald_store::ImportSummary,
+) {
+    println!(
+        "{}",
+        serde_json::json!({
+            "backend": backend,
+            "rows": rows,
+            "herald_s": (herald_s * 1000.0).round() / 1000.0,
+            "baseline_s": (baseline_s * 1000.0).round() / 1000.0,
+            "ratio": ((herald_s / baseline_s) * 100.0).round() / 100.0,
+            "peak_rss_mb": peak.round(),
+            "accepted": summary.accepted,
+            "invalid": summary.invalid,
+            "duplicates": summary.duplicates,
+        })
+    );
+}
+
+async fn import_bench(rows: u64, postgres: Option<&str>, seed: u64) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let csv = dir.path().join("recipients.csv");
+    generate(&csv, rows, seed)?;
+    let csv_text = csv.to_str().context("temp path is not UTF-8")?.to_string();
+
+    // SQLite: Herald into a fresh database file, then sqlite3's .import into a bare table.
+    let db = dir.path().join("herald.db");
+    let store = herald_store::connect(&format!("sqlite://{}", db.display())).await?;
+    store.migrate().await?;
+    let (herald_s, summary) = herald_import(store.clone(), &csv).await?;
+    let peak = peak_rss_mb();
+    drop(store);
+    let bare = dir.path().join("bare.db");
+    let baseline_s = run_timed(
+        Command::new("sqlite3")
+            .arg(&bare)
+            .arg(".mode csv")
+            .arg(format!(".import {csv_text} recipients")),
+    )?;
+    report("sqlite", rows, herald_s, baseline_s, peak, &summary);
+
+    if let Some(url) = postgres {
+        let name = format!("herald_bench_{}", uuid::Uuid::now_v7().simple());
+        let admin = sqlx::PgPool::connect(url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await?;
+        let db_url = with_database(url, &name);
+        let result = async {
+            let store = herald_store::connect(&db_url).await?;
+            store.migrate().await?;
+            let (herald_s, summary) = herald_import(store.clone(), &csv).await?;
+            let peak = peak_rss_mb();
+            drop(store);
+            run_timed(Command::new("psql").args([
+                &db_url,
+                "-q",
+                "-c",
+                "CREATE TABLE bare (phone text, first_name text, last_name text, email text, \
+                 timezone text, order_id text, city text)",
+            ]))?;
+            let baseline_s = run_timed(Command::new("psql").args([
+                &db_url,
+                "-q",
+                "-c",
+                &format!("\\copy bare FROM '{csv_text}' WITH (FORMAT csv, HEADER true)"),
+            ]))?;
+            report("postgres", rows, herald_s, baseline_s, peak, &summary);
+            anyhow::Ok(())
+        }
+        .await;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await?;
+        result?;
+    }
+    Ok(())
+}
+
+/// The same server url with another database name.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_name_is_replaced() {
+        assert_eq!(
+            with_database("postgres://root@127.0.0.1:5432/postgres", "b"),
+            "postgres://root@127.0.0.1:5432/b"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "b"),
+            "postgres://u:p@h/b?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "b"), "postgres://h/b");
+    }
+
+    #[test]
+    fn generated_file_has_the_promised_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.csv");
+        generate(&path, 2000, 1).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2001);
+        assert_eq!(
+            lines[0],
+            "phone,first_name,last_name,email,timezone,order_id,city"
+        );
+        let invalid = lines[1..]
+            .iter()
+            .filter(|l| {
+                let phone = l.split(',').next().unwrap();
+                E164::parse(phone, Some("US")).is_err()
+            })
+            .count();
+        assert!((20..=70).contains(&invalid), "{invalid} invalid of 2000");
+    }
+}
