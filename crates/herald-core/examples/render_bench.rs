@@ -1,5 +1,6 @@
 //! Micro-benchmark of the dispatcher's per-recipient work in herald-core: rendering a short SMS
-//! answer with a compiled [`Renderer`], counting its segments, and the sending-hours check.
+//! answer with a compiled [`Renderer`] (plain placeholders, and with a filter, which goes through
+//! the template engine), counting its segments, and the sending-hours check.
 //!
 //! Run: `cargo run --release -p herald-core --example render_bench [iterations]`.
 //! Prints one line per measurement, nanoseconds per call (best of five rounds).
@@ -72,6 +73,19 @@ fn main() {
         let vars = &pairs[(i % 1024) as usize];
         black_box(renderer.render_pairs(black_box(vars)).is_ok());
     });
+    // The same answer with a filter goes through the template engine.
+    if let Ok(engine) =
+        Renderer::from_sources(None, &BODY.replace("{{ day }}", "{{ day | lower }}"))
+    {
+        measure("Renderer::render_json (engine path)", iterations, |i| {
+            let vars = &json[(i % 1024) as usize];
+            black_box(engine.render_json(black_box(vars)).is_ok());
+        });
+        measure("Renderer::render_pairs (engine path)", iterations, |i| {
+            let vars = &pairs[(i % 1024) as usize];
+            black_box(engine.render_pairs(black_box(vars)).is_ok());
+        });
+    }
     measure("render_json + sms::analyze", iterations, |i| {
         let vars = &json[(i % 1024) as usize];
         if let Ok(r) = renderer.render_json(black_box(vars)) {

@@ -1,6 +1,9 @@
 //! Contact addresses: E.164 phone numbers and email addresses, parsed once and valid ever after.
 
+use crate::phone_fast::FastError;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 use std::str::FromStr;
 
@@ -28,43 +31,40 @@ pub enum PhoneError {
 impl E164 {
     /// Parses a number as a person might write it. A number without `+country` is read in
     /// `default_region` (ISO 3166 alpha-2), if one is given.
+    ///
+    /// Common shapes (digits, spaces, `-`, `.`, `(`, `)`, a leading `+`) take a lock-free fast
+    /// path (`phone_fast`) that gives the same results as the `phonenumber` crate; everything
+    /// else is handed to `phonenumber` itself.
     pub fn parse(input: &str, default_region: Option<&str>) -> Result<Self, PhoneError> {
-        let trimmed = input.trim();
-        if trimmed.is_empty() {
-            return Err(PhoneError::Empty);
+        let (trimmed, region, text) = prepare(input, default_region)?;
+        if let Some(fast) = crate::phone_fast::parse(&text, region.as_ref().map(|id| id.as_ref())) {
+            return fast.map(Self).map_err(|e| e.into_phone_error(trimmed));
         }
-        if !trimmed.chars().any(|c| c.is_ascii_digit()) {
-            return Err(PhoneError::NotANumber(trimmed.to_string()));
-        }
-        let region = match default_region {
-            Some(code) => Some(parse_region(code)?),
-            None => None,
+        parse_with_phonenumber(trimmed, region, &text)
+    }
+
+    /// [`E164::parse`] with every number handed to the `phonenumber` crate: the reference the
+    /// fast path is tested against, and the baseline of `examples/phone_bench.rs`. Slow, and it
+    /// does not scale across threads (one process-wide regex-cache mutex).
+    #[doc(hidden)]
+    pub fn parse_reference(input: &str, default_region: Option<&str>) -> Result<Self, PhoneError> {
+        let (trimmed, region, text) = prepare(input, default_region)?;
+        parse_with_phonenumber(trimmed, region, &text)
+    }
+
+    /// Only the fast path of [`E164::parse`]: `None` where it would fall back to `phonenumber`.
+    /// For the equivalence tests and the benchmark.
+    #[doc(hidden)]
+    pub fn parse_fast_only(
+        input: &str,
+        default_region: Option<&str>,
+    ) -> Option<Result<Self, PhoneError>> {
+        let (trimmed, region, text) = match prepare(input, default_region) {
+            Ok(prepared) => prepared,
+            Err(e) => return Some(Err(e)),
         };
-        let has_plus = trimmed.starts_with('+') || trimmed.starts_with("00");
-        if region.is_none() && !has_plus {
-            return Err(PhoneError::NoCountry(trimmed.to_string()));
-        }
-        // `00` is the international prefix in most of the world; without a region to tell us,
-        // read it as `+`.
-        let normalized;
-        let text = match trimmed.strip_prefix("00") {
-            Some(rest) if region.is_none() => {
-                normalized = format!("+{rest}");
-                normalized.as_str()
-            }
-            _ => trimmed,
-        };
-        let number = phonenumber::parse(region, text).map_err(|e| match e {
-            phonenumber::ParseError::InvalidCountryCode => {
-                PhoneError::NoCountry(trimmed.to_string())
-            }
-            _ => PhoneError::NotANumber(trimmed.to_string()),
-        })?;
-        if !phonenumber::is_valid(&number) {
-            return Err(PhoneError::Invalid(trimmed.to_string()));
-        }
-        let formatted = number.format().mode(phonenumber::Mode::E164).to_string();
-        Ok(Self(formatted))
+        let fast = crate::phone_fast::parse(&text, region.as_ref().map(|id| id.as_ref()))?;
+        Some(fast.map(Self).map_err(|e| e.into_phone_error(trimmed)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -78,10 +78,94 @@ impl E164 {
     }
 }
 
+/// The checks and rewriting `E164::parse` does before `phonenumber::parse`: the trimmed input,
+/// the default region, and the text to parse.
+fn prepare<'a>(
+    input: &'a str,
+    default_region: Option<&str>,
+) -> Result<(&'a str, Option<phonenumber::country::Id>, Cow<'a, str>), PhoneError> {
+    let trimmed = input.trim();
+    if trimmed.is_empty() {
+        return Err(PhoneError::Empty);
+    }
+    if !trimmed.chars().any(|c| c.is_ascii_digit()) {
+        return Err(PhoneError::NotANumber(trimmed.to_string()));
+    }
+    let region = match default_region {
+        Some(code) => Some(parse_region(code)?),
+        None => None,
+    };
+    let has_plus = trimmed.starts_with('+') || trimmed.starts_with("00");
+    if region.is_none() && !has_plus {
+        return Err(PhoneError::NoCountry(trimmed.to_string()));
+    }
+    // `00` is the international prefix in most of the world; without a region to tell us,
+    // read it as `+`.
+    let text = match trimmed.strip_prefix("00") {
+        Some(rest) if region.is_none() => Cow::Owned(format!("+{rest}")),
+        _ => Cow::Borrowed(trimmed),
+    };
+    Ok((trimmed, region, text))
+}
+
+fn parse_with_phonenumber(
+    trimmed: &str,
+    region: Option<phonenumber::country::Id>,
+    text: &str,
+) -> Result<E164, PhoneError> {
+    // `phonenumber` can panic on a few odd inputs (an unwrap in its national-prefix handling);
+    // input must never take the process down, so such a number is simply not a number.
+    let parsed = std::panic::catch_unwind(|| phonenumber::parse(region, text))
+        .map_err(|_| PhoneError::NotANumber(trimmed.to_string()))?;
+    let number = parsed.map_err(|e| match e {
+        phonenumber::ParseError::InvalidCountryCode => PhoneError::NoCountry(trimmed.to_string()),
+        _ => PhoneError::NotANumber(trimmed.to_string()),
+    })?;
+    if !phonenumber::is_valid(&number) {
+        return Err(PhoneError::Invalid(trimmed.to_string()));
+    }
+    let formatted = number.format().mode(phonenumber::Mode::E164).to_string();
+    Ok(E164(formatted))
+}
+
+impl FastError {
+    fn into_phone_error(self, trimmed: &str) -> PhoneError {
+        match self {
+            FastError::NotANumber => PhoneError::NotANumber(trimmed.to_string()),
+            FastError::NoCountry => PhoneError::NoCountry(trimmed.to_string()),
+            FastError::Invalid => PhoneError::Invalid(trimmed.to_string()),
+        }
+    }
+}
+
 /// Parses an ISO 3166 alpha-2 region code known to libphonenumber.
 pub fn parse_region(code: &str) -> Result<phonenumber::country::Id, PhoneError> {
-    phonenumber::country::Id::from_str(&code.trim().to_ascii_uppercase())
-        .map_err(|_| PhoneError::UnknownRegion(code.trim().to_string()))
+    // `Id::from_str` tries the ~250 names one by one; an import parses the same default region
+    // for every row, so each thread remembers the last one.
+    thread_local! {
+        static LAST: Cell<Option<([u8; 4], phonenumber::country::Id)>> = const { Cell::new(None) };
+    }
+    let trimmed = code.trim();
+    // The key is the exact text `Id::from_str` gets: up to 3 upper-cased bytes and the length.
+    let mut key = [0u8; 4];
+    let short = trimmed.len() <= 3;
+    if short {
+        key[3] = trimmed.len() as u8;
+        for (k, b) in key.iter_mut().zip(trimmed.bytes()) {
+            *k = b.to_ascii_uppercase();
+        }
+        if let Some((last, id)) = LAST.get()
+            && last == key
+        {
+            return Ok(id);
+        }
+    }
+    let id = phonenumber::country::Id::from_str(&trimmed.to_ascii_uppercase())
+        .map_err(|_| PhoneError::UnknownRegion(trimmed.to_string()))?;
+    if short {
+        LAST.set(Some((key, id)));
+    }
+    Ok(id)
 }
 
 impl fmt::Display for E164 {

@@ -31,3 +31,5 @@ pub use outreach::{
 pub use quiet::{SendingHours, recipient_zone};
 pub use render::{RenderError, Rendered, Renderer};
 pub use sms::{SmsEncoding, SmsInfo};
+
+mod phone_fast;

@@ -265,6 +265,24 @@ fn the_three_ways_to_pass_variables_agree() {
 }
 
 #[test]
+fn values_that_are_not_strings_still_render() {
+    // Numbers and booleans go through the engine, which writes booleans the Python way.
+    let r = Renderer::from_sources(None, "{{ n }} {{ ok }} {{ s }}").unwrap();
+    assert_eq!(
+        r.render_json(r#"{"n": 5, "ok": true, "s": "x\u00e9\n"}"#)
+            .unwrap()
+            .body,
+        "5 True x\u{e9}\n"
+    );
+    assert_eq!(
+        r.render(&vars(json!({"n": 1.5, "ok": false, "s": ""})))
+            .unwrap()
+            .body,
+        "1.5 False "
+    );
+}
+
+#[test]
 fn variables_that_are_not_an_object_are_refused() {
     let r = Renderer::from_sources(None, "{{ a }}").unwrap();
     for bad in ["", "[1,2]", "\"a\"", "{\"a\":", "null"] {
@@ -326,9 +344,128 @@ fn values_never_run_as_template_code() {
     );
 }
 
+#[test]
+fn output_near_the_fuel_limit_is_decided_by_the_engine() {
+    // minijinja charges a fuel per 64 bytes written: 50,000 fuel is about 3.2 MB of output.
+    let r = Renderer::from_sources(None, "<{{ a }}>").unwrap();
+    let big = "x".repeat(1_000_000);
+    assert_eq!(
+        r.render_pairs(&[("a", big.as_str())]).unwrap().body.len(),
+        1_000_002
+    );
+    let huge = "x".repeat(4_000_000);
+    assert_eq!(
+        r.render_pairs(&[("a", huge.as_str())]).unwrap_err(),
+        RenderError::OutOfFuel { part: Part::Body }
+    );
+    let json = serde_json::to_string(&json!({ "a": huge })).unwrap();
+    assert_eq!(
+        r.render_json(&json).unwrap_err(),
+        RenderError::OutOfFuel { part: Part::Body }
+    );
+    // Many placeholders: the engine runs out of fuel, and so does the renderer.
+    let many = "{{ a }}".repeat(30_000);
+    let r = Renderer::from_sources(None, &many).unwrap();
+    assert_eq!(
+        r.render_pairs(&[("a", "")]).unwrap_err(),
+        RenderError::OutOfFuel { part: Part::Body }
+    );
+}
+
+/// What minijinja itself renders, in Herald's environment: the reference for the fast path.
+fn oracle(source: &str, pairs: &[(String, String)]) -> Result<String, ()> {
+    let env = herald_core::template::environment();
+    let ctx = minijinja::Value::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    env.render_str(source, ctx).map_err(|_| ())
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;
+    use proptest::sample::select;
+
+    /// Templates mostly made of text and `{{ name }}` placeholders, with characters that come
+    /// close to template syntax, and now and then something only the engine can render.
+    fn template() -> impl Strategy<Value = String> {
+        let text = prop::collection::vec(
+            select(vec![
+                "a", "Hi ", " ", "\n", "\r", "\r\n", "{", "}", "}}", "%", "#", "-", "ж", "😀",
+                "{ {", "{%", "{#", "#}", "%}",
+            ]),
+            0..4,
+        )
+        .prop_map(|v| v.concat());
+        let ws = || select(vec!["", " ", "  ", "\n", "\t"]);
+        let var = (
+            ws(),
+            select(vec!["a", "b", "first_name", "range", "true", "loop"]),
+            ws(),
+        )
+            .prop_map(|(l, n, r)| format!("{{{{{l}{n}{r}}}}}"));
+        let other = select(vec![
+            "{{ a | upper }}",
+            "{{- a }}",
+            "{{ a -}}",
+            "{% if a %}A{% endif %}",
+            "{# c #}",
+            "{{ a ~ b }}",
+        ])
+        .prop_map(str::to_string);
+        let piece = prop_oneof![4 => text, 4 => var, 1 => other];
+        prop::collection::vec(piece, 0..8).prop_map(|v| v.concat())
+    }
+
+    fn pairs() -> impl Strategy<Value = Vec<(String, String)>> {
+        prop::collection::vec(
+            (
+                select(vec!["a", "b", "first_name", "loop", "c"]).prop_map(str::to_string),
+                prop_oneof![
+                    any::<String>(),
+                    select(vec!["", "{{ a }}", "x\n", "Jane"]).prop_map(str::to_string)
+                ],
+            ),
+            0..5,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// The renderer, whichever path it takes, renders what minijinja renders, and fails
+        /// where minijinja fails.
+        #[test]
+        fn agrees_with_minijinja(source in template(), vars in pairs()) {
+            let expected = oracle(&source, &vars);
+            let Ok(r) = Renderer::from_sources(Some(&source), &source) else {
+                prop_assert!(expected.is_err(), "compiles in minijinja: {:?}", source);
+                return Ok(());
+            };
+            let by_pairs = r.render_pairs(&vars);
+            let map: serde_json::Map<String, Value> = vars
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            let by_json = r.render_json(&serde_json::to_string(&Value::Object(map.clone())).unwrap());
+            let by_map = r.render(&map);
+            match &expected {
+                Ok(body) => {
+                    for got in [&by_pairs, &by_json, &by_map] {
+                        let got = got.as_ref().map_err(|e| e.to_string());
+                        prop_assert_eq!(got.as_ref().map(|g| g.body.as_str()), Ok(body.as_str()), "{:?}", source);
+                        prop_assert_eq!(got.as_ref().map(|g| g.subject.as_deref()), Ok(Some(body.as_str())));
+                    }
+                }
+                Err(()) => {
+                    prop_assert!(by_pairs.is_err(), "{:?} rendered {:?}", source, by_pairs);
+                    prop_assert!(by_json.is_err(), "{:?} rendered {:?}", source, by_json);
+                    prop_assert!(by_map.is_err(), "{:?} rendered {:?}", source, by_map);
+                    // The three routes give the same error.
+                    prop_assert_eq!(by_pairs.as_ref().err(), by_json.as_ref().err());
+                    prop_assert_eq!(by_pairs.as_ref().err(), by_map.as_ref().err());
+                }
+            }
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
