@@ -125,7 +125,7 @@ fn generate(path: &Path, rows: u64, seed: u64) -> anyhow::Result<()> {
                 0 => format!("+1 ({area}) {exchange}-{line:04}"),
                 1 => format!("({area}) {exchange}-{line:04}"),
                 2 => format!("+1{area}{exchange}{line:04}"),
-                _ if roll % 50 == 3 => format!("+44 20 7946 {:04}", line % 1000),
+                _ if roll % 50 == 3 => format!("+44 7911 {:06}", rng.random_range(0..1_000_000u32)),
                 _ => format!("{area}.{exchange}.{line:04}"),
             };
             if recent.len() < 1024 {

@@ -223,39 +223,6 @@ pub(crate) fn micros(t: Timestamp) -> i64 {
     t.as_microsecond()
 }
 
-/// The JSON array SQLite's `json_each` reads a recipient batch from:
-/// `[[line, address, timezone|null, {variables}, suppressed], ...]`.
-pub(crate) fn recipients_json(batch: &[ImportedRecipient]) -> String {
-    let mut out = String::with_capacity(batch.len() * 128);
-    out.push('[');
-    for (i, r) in batch.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('[');
-        out.push_str(&r.line.to_string());
-        out.push(',');
-        push_json_str(&mut out, &r.address);
-        out.push(',');
-        match &r.timezone {
-            Some(tz) => push_json_str(&mut out, tz),
-            None => out.push_str("null"),
-        }
-        out.push(',');
-        push_json_str(&mut out, &r.variables_json);
-        out.push(',');
-        out.push(if r.suppressed { '1' } else { '0' });
-        out.push(']');
-    }
-    out.push(']');
-    out
-}
-
-fn push_json_str(out: &mut String, s: &str) {
-    // serde_json's escaping of a &str into a String cannot fail.
-    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string()));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

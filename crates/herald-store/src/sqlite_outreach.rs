@@ -1,9 +1,9 @@
 //! Outreach storage on SQLite: an import is one `BEGIN IMMEDIATE` transaction; recipients go in
-//! batches through `json_each`, one statement per batch.
+//! multi-row INSERTs of bound values.
 
 use crate::outreach::{
     ImportErrorRecord, ImportSummary, ImportedRecipient, NewOutreach, Outreach, OutreachImport,
-    micros, outreach_cols_sqlite, outreach_row, recipients_json,
+    micros, outreach_cols_sqlite, outreach_row,
 };
 use crate::{Result, StoreError, common};
 use async_trait::async_trait;
@@ -17,6 +17,8 @@ pub(crate) struct SqliteImport {
     tx: Transaction<'static, Sqlite>,
     pool: SqlitePool,
     id: Uuid,
+    /// The outreach's start, the first due time of its recipients (unix microseconds).
+    start_us: i64,
 }
 
 pub(crate) async fn begin(pool: &SqlitePool, new: &NewOutreach) -> Result<Box<dyn OutreachImport>> {
@@ -51,6 +53,7 @@ pub(crate) async fn begin(pool: &SqlitePool, new: &NewOutreach) -> Result<Box<dy
         tx,
         pool: pool.clone(),
         id,
+        start_us: micros(new.start_at),
     }))
 }
 
@@ -61,24 +64,33 @@ impl OutreachImport for SqliteImport {
     }
 
     async fn recipients(&mut self, batch: &[ImportedRecipient]) -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
+        // Multi-row INSERTs with bound values: far fewer statements than rows, and no text
+        // re-parsing inside SQLite. 6,000 rows x 5 values stays under SQLite's 32,766 limit.
+        for chunk in batch.chunks(6_000) {
+            let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+                "INSERT INTO recipients (outreach_id, due_at, updated_at, line, address, \
+                 timezone, variables, state, skip_reason) ",
+            );
+            let prefix = format!(
+                "X'{}', {}, {}, ",
+                self.id.simple(),
+                self.start_us,
+                self.start_us
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_unseparated(&prefix)
+                    .push_bind(r.line as i64)
+                    .push_bind(r.address.as_str())
+                    .push_bind(r.timezone.as_deref())
+                    .push_bind(r.variables_json.as_str());
+                if r.suppressed {
+                    b.push("'skipped', 'suppressed'");
+                } else {
+                    b.push("'pending', NULL");
+                }
+            });
+            q.build().execute(&mut *self.tx).await?;
         }
-        let (_, now_us) = common::now();
-        sqlx::query(
-            "INSERT INTO recipients (outreach_id, line, address, timezone, variables, state, \
-             skip_reason, due_at, updated_at) \
-             SELECT $1, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, \
-                    CASE j.value ->> 4 WHEN 1 THEN 'skipped' ELSE 'pending' END, \
-                    CASE j.value ->> 4 WHEN 1 THEN 'suppressed' END, \
-                    (SELECT start_at FROM outreaches WHERE id = $1), $2 \
-             FROM json_each($3) AS j",
-        )
-        .bind(self.id)
-        .bind(now_us)
-        .bind(recipients_json(batch))
-        .execute(&mut *self.tx)
-        .await?;
         Ok(())
     }
 
@@ -115,7 +127,7 @@ impl OutreachImport for SqliteImport {
         .bind(now_us)
         .execute(&mut *self.tx)
         .await?;
-        let SqliteImport { tx, pool, id } = *self;
+        let SqliteImport { tx, pool, id, .. } = *self;
         tx.commit().await?;
         get(&pool, id).await
     }
