@@ -223,6 +223,25 @@ pub(crate) fn micros(t: Timestamp) -> i64 {
     t.as_microsecond()
 }
 
+/// An `import_errors` row as selected: cursor, line, column, value, reason.
+pub(crate) type ErrorRow = (i64, i64, Option<String>, String, String);
+
+/// Import-report rows as the store hands them out, each with its paging cursor.
+pub(crate) fn error_records(rows: Vec<ErrorRow>) -> Vec<(i64, ImportErrorRecord)> {
+    rows.into_iter()
+        .map(|(id, line, column, value, reason)| {
+            let record = ImportErrorRecord {
+                // Lines are written from u64 values; a negative one cannot be stored by Herald.
+                line: u64::try_from(line).unwrap_or_default(),
+                column,
+                value,
+                reason,
+            };
+            (id, record)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -229,7 +229,7 @@ pub(crate) async fn import_errors(
     after: i64,
     limit: u32,
 ) -> Result<Vec<(i64, ImportErrorRecord)>> {
-    let rows: Vec<(i64, i64, Option<String>, String, String)> = sqlx::query_as(
+    let rows: Vec<crate::outreach::ErrorRow> = sqlx::query_as(
         "SELECT id, line, column_name, value, reason FROM import_errors \
          WHERE outreach_id = $1 AND id > $2 ORDER BY id LIMIT $3",
     )
@@ -238,20 +238,7 @@ pub(crate) async fn import_errors(
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, line, column, value, reason)| {
-            (
-                id,
-                ImportErrorRecord {
-                    line: u64::try_from(line).unwrap_or_default(),
-                    column,
-                    value,
-                    reason,
-                },
-            )
-        })
-        .collect())
+    Ok(crate::outreach::error_records(rows))
 }
 
 pub(crate) async fn suppressed_addresses(
