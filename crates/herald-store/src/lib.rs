@@ -2,11 +2,13 @@
 //! PostgreSQL (how Herald scales past one machine).
 
 use async_trait::async_trait;
-use herald_core::outreach::OutreachStatus;
+use herald_core::outreach::{CrashPolicy, DeliveryState, OutreachStatus, Progress};
+use jiff::Timestamp;
 use herald_core::{
     Answer, AnswerSpec, ApiToken, Campaign, CampaignSpec, Inbox, InboxSpec, Listing, Page, Role,
     Sender, SenderSpec,
 };
+pub use dispatch::{ClaimedRecipient, DeliveryResult, LiveOutreach, Outcome, RecipientRecord};
 pub use outreach::{
     ImportErrorRecord, ImportSummary, ImportedRecipient, NewOutreach, Outreach, OutreachImport,
 };
@@ -15,6 +17,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 mod common;
+pub mod dispatch;
 pub mod outreach;
 mod pg_outreach;
 pub mod postgres;
@@ -164,6 +167,72 @@ pub trait Store: Send + Sync + 'static {
         sender_id: Option<Uuid>,
         reason: &str,
     ) -> Result<bool>;
+
+    // ------------------------------------------------------------ dispatch
+    //
+    // Every method takes the current instant from the caller (the dispatcher's clock), never
+    // from the system, so tests can drive time.
+
+    /// Every outreach that is `scheduled` or `in_progress`, with whether it has `pending` and
+    /// `sending` recipients (cheap `EXISTS` checks, not counts).
+    async fn live_outreaches(&self) -> Result<Vec<LiveOutreach>>;
+    /// The outreach's status alone (cheap; the dispatcher checks it mid-batch for a stop).
+    async fn outreach_status(&self, id: Uuid) -> Result<OutreachStatus>;
+    /// `scheduled → in_progress`. False (and nothing changes) if it was not `scheduled`.
+    async fn start_outreach(&self, id: Uuid, now: Timestamp) -> Result<bool>;
+    /// `scheduled | in_progress → completed`, `finished_at = now`, but only while no recipient
+    /// is `pending` or `sending` (checked in the same statement). False if nothing changed.
+    async fn complete_outreach(&self, id: Uuid, now: Timestamp) -> Result<bool>;
+    /// Every `pending` recipient becomes `skipped: expired` (the end time passed). The count.
+    async fn expire_pending(&self, id: Uuid, now: Timestamp) -> Result<u64>;
+    /// `scheduled | in_progress → stopped`, `finished_at = now`; every `pending` recipient
+    /// becomes `skipped: stopped` in the same transaction (`sending` ones are left for their
+    /// results). [`StoreError::Conflict`] with the words of
+    /// [`herald_core::outreach::OutreachTransitionError`] if the outreach is already final.
+    async fn stop_outreach(&self, id: Uuid, now: Timestamp) -> Result<Outreach>;
+    /// Puts every `failed` recipient back to `pending` (`attempts = 0`, `due_at` cleared, the
+    /// last error kept until the next attempt) and, if the outreach had `completed`, moves it back
+    /// to `in_progress` (`finished_at` cleared). The number re-queued. [`StoreError::Conflict`]
+    /// for a stopped outreach, or one whose end time has passed (`now >= end_at`).
+    async fn retry_failed(&self, id: Uuid, now: Timestamp) -> Result<u64>;
+    /// Claims at most `limit` recipients of an `in_progress` outreach that are `pending` and due
+    /// (`due_at` unset or `<= now`), in order of `due_at` then id: `sending`,
+    /// `lease_until = lease_until`, `attempts + 1`. One statement (SQLite `UPDATE … RETURNING`,
+    /// PostgreSQL `FOR UPDATE SKIP LOCKED`), so two dispatchers never claim the same recipient.
+    /// Uses an index, so recipients deferred to a later window are not scanned on every claim.
+    async fn claim_due(
+        &self,
+        outreach_id: Uuid,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ClaimedRecipient>>;
+    /// Records the outcomes of claimed recipients in one transaction; `updated_at = now`,
+    /// `lease_until` cleared. Applies only to recipients still `sending` (a result for a recipient
+    /// already resolved by lease recovery is ignored), except that `Sent` also resolves an
+    /// `unknown` one. `Retry` and `Defer` of a recipient whose outreach was stopped meanwhile
+    /// become `skipped: stopped` instead, so nothing is left pending in a final outreach.
+    async fn record_results(&self, now: Timestamp, results: &[DeliveryResult]) -> Result<()>;
+    /// Recipients of the outreach left `sending` with `lease_until < now` (the Herald sending
+    /// them died): `unknown` (at-most-once) or back to `pending`, due at once (at-least-once);
+    /// `lease_until` cleared. The count.
+    async fn recover_expired_leases(
+        &self,
+        outreach_id: Uuid,
+        now: Timestamp,
+        policy: CrashPolicy,
+    ) -> Result<u64>;
+    /// How far the outreach got (a `GROUP BY state` over its recipients).
+    async fn outreach_progress(&self, id: Uuid) -> Result<Progress>;
+    /// The outreach's recipients in id order, optionally of one state: at most `limit` with an
+    /// id greater than `after` (start with 0). [`StoreError::NotFound`] for an unknown outreach.
+    async fn list_recipients(
+        &self,
+        outreach_id: Uuid,
+        state: Option<DeliveryState>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<RecipientRecord>>;
 }
 
 /// Opens the database a url names, without migrating it (call [`Store::migrate`]):

@@ -1,7 +1,7 @@
 //! Outreaches as stored: the record of one upload, its recipients and its import report.
 
 use async_trait::async_trait;
-use herald_core::outreach::OutreachStatus;
+use herald_core::outreach::{OutreachStatus, Progress};
 use jiff::Timestamp;
 use serde::Serialize;
 use uuid::Uuid;
@@ -75,6 +75,8 @@ pub struct Outreach {
     pub end_at: Option<Timestamp>,
     pub default_region: Option<String>,
     pub summary: ImportSummary,
+    /// How far sending got: `{total, sent, delivered, failed, skipped, pending, replied}`.
+    pub progress: Progress,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
@@ -212,6 +214,8 @@ impl OutreachRow {
                 suppressed: count("suppressed", self.suppressed)?,
                 encoding: self.encoding,
             },
+            // Filled in by the backend from the recipients (see `Store::outreach_progress`).
+            progress: Progress::default(),
             updated_at: ts("updated_at", self.updated_us)?,
             finished_at: opt_ts("finished_at", self.finished_us)?,
         })

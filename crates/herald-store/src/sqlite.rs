@@ -10,6 +10,10 @@ use crate::common::{
 use crate::outreach::{ImportErrorRecord, NewOutreach, Outreach, OutreachImport};
 use crate::{NewToken, Result, Store, StoreError};
 use async_trait::async_trait;
+use crate::dispatch::{ClaimedRecipient, DeliveryResult, LiveOutreach, RecipientRecord};
+use herald_core::outreach::{CrashPolicy, DeliveryState, Progress};
+use jiff::Timestamp;
+
 use herald_core::outreach::OutreachStatus;
 use herald_core::{
     Answer, AnswerSpec, ApiToken, Campaign, CampaignSpec, Channel, Inbox, InboxSpec, Listing, Page,
@@ -909,6 +913,60 @@ impl Store for SqliteStore {
         reason: &str,
     ) -> Result<bool> {
         crate::sqlite_outreach::add_suppression(&self.pool, address, sender_id, reason).await
+    }
+
+    async fn live_outreaches(&self) -> Result<Vec<LiveOutreach>> {
+        todo!("dispatch store")
+    }
+    async fn outreach_status(&self, _id: Uuid) -> Result<OutreachStatus> {
+        todo!("dispatch store")
+    }
+    async fn start_outreach(&self, _id: Uuid, _now: Timestamp) -> Result<bool> {
+        todo!("dispatch store")
+    }
+    async fn complete_outreach(&self, _id: Uuid, _now: Timestamp) -> Result<bool> {
+        todo!("dispatch store")
+    }
+    async fn expire_pending(&self, _id: Uuid, _now: Timestamp) -> Result<u64> {
+        todo!("dispatch store")
+    }
+    async fn stop_outreach(&self, _id: Uuid, _now: Timestamp) -> Result<Outreach> {
+        todo!("dispatch store")
+    }
+    async fn retry_failed(&self, _id: Uuid, _now: Timestamp) -> Result<u64> {
+        todo!("dispatch store")
+    }
+    async fn claim_due(
+        &self,
+        _outreach_id: Uuid,
+        _now: Timestamp,
+        _lease_until: Timestamp,
+        _limit: u32,
+    ) -> Result<Vec<ClaimedRecipient>> {
+        todo!("dispatch store")
+    }
+    async fn record_results(&self, _now: Timestamp, _results: &[DeliveryResult]) -> Result<()> {
+        todo!("dispatch store")
+    }
+    async fn recover_expired_leases(
+        &self,
+        _outreach_id: Uuid,
+        _now: Timestamp,
+        _policy: CrashPolicy,
+    ) -> Result<u64> {
+        todo!("dispatch store")
+    }
+    async fn outreach_progress(&self, _id: Uuid) -> Result<Progress> {
+        todo!("dispatch store")
+    }
+    async fn list_recipients(
+        &self,
+        _outreach_id: Uuid,
+        _state: Option<DeliveryState>,
+        _after: i64,
+        _limit: u32,
+    ) -> Result<Vec<RecipientRecord>> {
+        todo!("dispatch store")
     }
 }
 
