@@ -87,6 +87,19 @@ impl OutreachStatus {
         self.transition(OutreachStatus::Completed)
     }
 
+    /// `completed → in_progress`, the one way back: a person asked to retry the failed
+    /// recipients of a completed outreach (`retry-failed`). Not part of [`Self::can_transition`],
+    /// which is the machine the scheduler follows on its own; a stopped outreach stays stopped.
+    pub fn reopen(self) -> Result<OutreachStatus, OutreachTransitionError> {
+        match self {
+            OutreachStatus::Completed | OutreachStatus::InProgress => Ok(OutreachStatus::InProgress),
+            from => Err(OutreachTransitionError {
+                from,
+                to: OutreachStatus::InProgress,
+            }),
+        }
+    }
+
     /// `scheduled | in_progress → stopped`: a person stopped it. Final.
     pub fn stop(self) -> Result<OutreachStatus, OutreachTransitionError> {
         self.transition(OutreachStatus::Stopped)
@@ -533,20 +546,25 @@ impl CrashPolicy {
 }
 
 /// The idempotency key every send of one recipient of one outreach carries:
-/// `<outreach id>-<recipient id>`, each as 32 lower-case hex digits (65 ASCII characters, safe in
-/// an HTTP header, a URL and the local part of a `Message-ID`). The same inputs always give the
-/// same key.
-pub fn idempotency_key(outreach_id: Uuid, recipient_id: Uuid) -> String {
-    format!("{}-{}", outreach_id.simple(), recipient_id.simple())
+/// `<outreach id>-<recipient id>`, the outreach as 32 lower-case hex digits and the recipient's
+/// store id in decimal (ASCII only, safe in an HTTP header, a URL and the local part of a
+/// `Message-ID`). The same inputs always give the same key.
+pub fn idempotency_key(outreach_id: Uuid, recipient_id: i64) -> String {
+    format!("{}-{recipient_id}", outreach_id.simple())
 }
 
 /// The outreach and recipient ids back from an [`idempotency_key`]; `None` for anything else.
-pub fn parse_idempotency_key(key: &str) -> Option<(Uuid, Uuid)> {
+pub fn parse_idempotency_key(key: &str) -> Option<(Uuid, i64)> {
     let (o, r) = key.split_once('-')?;
-    if o.len() != 32 || r.len() != 32 {
+    if o.len() != 32 || r.is_empty() || !r.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some((Uuid::try_parse(o).ok()?, Uuid::try_parse(r).ok()?))
+    let recipient: i64 = r.parse().ok()?;
+    // One spelling per key: no leading zeros.
+    if recipient.to_string() != r {
+        return None;
+    }
+    Some((Uuid::try_parse(o).ok()?, recipient))
 }
 
 #[cfg(test)]

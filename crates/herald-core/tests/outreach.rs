@@ -387,20 +387,30 @@ fn crash_policy_per_channel() {
 #[test]
 fn idempotency_keys_are_deterministic() {
     let o = Uuid::parse_str("0190f1c2-0000-7000-8000-000000000001").unwrap();
-    let r = Uuid::parse_str("0190f1c2-0000-7000-8000-0000000000ff").unwrap();
-    let key = idempotency_key(o, r);
-    assert_eq!(
-        key,
-        "0190f1c2000070008000000000000001-0190f1c20000700080000000000000ff"
-    );
-    assert_eq!(key, idempotency_key(o, r));
-    assert_ne!(key, idempotency_key(r, o));
-    assert_eq!(key.len(), 65);
+    let key = idempotency_key(o, 255);
+    assert_eq!(key, "0190f1c2000070008000000000000001-255");
+    assert_eq!(key, idempotency_key(o, 255));
+    assert_ne!(key, idempotency_key(o, 256));
     assert!(key.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'));
-    assert_eq!(parse_idempotency_key(&key), Some((o, r)));
-    for bad in ["", "-", "abc-def", &o.to_string(), &format!("{key}x")] {
+    assert_eq!(parse_idempotency_key(&key), Some((o, 255)));
+    let padded = format!("{}-0255", o.simple());
+    for bad in ["", "-", "abc-def", &o.to_string(), &format!("{key}x"), &padded] {
         assert_eq!(parse_idempotency_key(bad), None, "{bad}");
     }
+}
+
+#[test]
+fn only_a_completed_outreach_reopens_for_a_retry() {
+    assert_eq!(Completed.reopen(), Ok(InProgress));
+    assert_eq!(InProgress.reopen(), Ok(InProgress));
+    assert!(
+        Stopped
+            .reopen()
+            .unwrap_err()
+            .to_string()
+            .contains("cannot be restarted")
+    );
+    assert!(Scheduled.reopen().is_err());
 }
 
 mod properties {
@@ -471,7 +481,7 @@ mod properties {
         }
 
         #[test]
-        fn idempotency_keys_round_trip(o in uuid(), r in uuid(), o2 in uuid(), r2 in uuid()) {
+        fn idempotency_keys_round_trip(o in uuid(), r in 0i64.., o2 in uuid(), r2 in 0i64..) {
             let key = idempotency_key(o, r);
             prop_assert_eq!(parse_idempotency_key(&key), Some((o, r)));
             prop_assert_eq!(&key, &idempotency_key(o, r));
