@@ -18,7 +18,7 @@ pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 ///
 /// ```json
 /// {"idempotency_key":"…","channel":"sms","from":"+1…","to":"+1…","subject":null,"body":"…",
-///  "language":"en-US","campaign_id":"…","outreach_id":"…","recipient_id":"…",
+///  "language":"en-US","campaign_id":"…","outreach_id":"…","recipient_id":42,
 ///  "sent_at":"2026-03-01T14:00:00Z"}
 /// ```
 ///
@@ -43,7 +43,7 @@ struct Line<'a> {
     language: &'a Language,
     campaign_id: Uuid,
     outreach_id: Uuid,
-    recipient_id: Uuid,
+    recipient_id: i64,
     sent_at: Timestamp,
 }
 

@@ -11,9 +11,10 @@
 //! whether trying again may help ([`SendError::Transient`]) or not ([`SendError::Permanent`]). The
 //! engine decides about retries, backoff and crash recovery; transports never retry by themselves.
 //!
-//! Every message carries a deterministic idempotency key ([`idempotency_key`]: outreach id +
-//! recipient id). SMTP derives the `Message-ID` from it (so a re-sent email is recognisably the
-//! same), the webhook sends it as `Idempotency-Key`, the file sink writes it on every line.
+//! Every message carries a deterministic idempotency key ([`idempotency_key`], herald-core's:
+//! `<outreach id as 32 hex digits>-<recipient id>`). SMTP derives the `Message-ID` from it (so a
+//! re-sent email is recognisably the same), the webhook sends it as `Idempotency-Key`, the file
+//! sink writes it on every line.
 //!
 //! TLS is rustls with the `ring` provider everywhere (never aws-lc-rs): see [`http`]
 //! for why the HTTP transports use hyper directly rather than reqwest.
@@ -47,12 +48,11 @@ pub use twilio::{
 };
 pub use webhook::{WebhookTransport, verify_webhook_signature, webhook_signature};
 
-/// The deterministic idempotency key of one send: `{outreach_id}.{recipient_id}` (hyphenated
-/// UUIDs). It contains only characters that are valid in an email `Message-ID`, an HTTP header and
-/// a file name, so every transport can use it as it is.
-pub fn idempotency_key(outreach_id: Uuid, recipient_id: Uuid) -> String {
-    format!("{outreach_id}.{recipient_id}")
-}
+/// The deterministic idempotency key of one send: `<outreach id>-<recipient id>` (the outreach as
+/// 32 lower-case hex digits, the recipient's store id in decimal), from [`herald_core::outreach`].
+/// It contains only characters that are valid in an email `Message-ID`, an HTTP header and a file
+/// name, so every transport can use it as it is.
+pub use herald_core::outreach::idempotency_key;
 
 /// One message to one recipient, rendered and ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +73,8 @@ pub struct OutboundMessage {
     pub language: Language,
     pub campaign_id: Uuid,
     pub outreach_id: Uuid,
-    pub recipient_id: Uuid,
+    /// The recipient's id in the store.
+    pub recipient_id: i64,
     /// Email only: the one-click unsubscribe target, sent as `List-Unsubscribe` together with
     /// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058).
     pub unsubscribe_url: Option<String>,
@@ -237,14 +238,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn idempotency_key_is_deterministic() {
+    fn the_idempotency_key_is_cores() {
         let o = Uuid::from_u128(1);
-        let r = Uuid::from_u128(2);
-        assert_eq!(idempotency_key(o, r), idempotency_key(o, r));
-        assert_eq!(
-            idempotency_key(o, r),
-            "00000000-0000-0000-0000-000000000001.00000000-0000-0000-0000-000000000002"
-        );
+        assert_eq!(idempotency_key(o, 2), idempotency_key(o, 2));
+        assert_eq!(idempotency_key(o, 2), "00000000000000000000000000000001-2");
     }
 
     #[test]

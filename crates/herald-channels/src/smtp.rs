@@ -406,6 +406,38 @@ mod tests {
     }
 
     #[test]
+    fn the_message_id_is_the_idempotency_key_at_the_senders_domain() {
+        let outreach_id = uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0002);
+        let key = crate::idempotency_key(outreach_id, 1234);
+        let msg = OutboundMessage {
+            idempotency_key: key.clone(),
+            channel: Channel::Email,
+            from: Address::Email(
+                herald_core::EmailAddress::parse("support@acme.example.com").unwrap(),
+            ),
+            to: Address::Email(herald_core::EmailAddress::parse("jane@example.org").unwrap()),
+            subject: Some("Hi".into()),
+            body: "body".into(),
+            language: herald_core::Language::parse("en-US").unwrap(),
+            campaign_id: uuid::Uuid::from_u128(1),
+            outreach_id,
+            recipient_id: 1234,
+            unsubscribe_url: None,
+            agent_number: None,
+        };
+        let id = message_id(&msg).unwrap();
+        assert_eq!(
+            id,
+            "<01900000000070008000000000000002-1234@acme.example.com>"
+        );
+        assert_eq!(id, format!("<{key}@acme.example.com>"));
+        // lettre takes it as it is (a dot-atom local part: hex digits, one hyphen, digits).
+        let email = build_email(&msg).unwrap();
+        let raw = String::from_utf8(email.formatted()).unwrap();
+        assert!(raw.contains(&format!("Message-ID: {id}\r\n")), "{raw}");
+    }
+
+    #[test]
     fn config_checks() {
         let mut c = SmtpConfig::new("smtp://127.0.0.1:2525");
         c.username = Some("u".into());

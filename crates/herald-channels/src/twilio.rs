@@ -413,7 +413,8 @@ pub fn gather_response_twiml(
 }
 
 /// Where Twilio posts the digit a person pressed:
-/// `{base}/webhooks/twilio/voice/gather?campaign_id=…&outreach_id=…&recipient_id=…&agent=%2B…&language=…`.
+/// `{base}/webhooks/twilio/voice/gather?campaign_id=…&outreach_id=…&recipient_id=42&agent=%2B…&language=…`
+/// (the campaign and outreach as hyphenated UUIDs, the recipient's store id in decimal).
 /// The query carries what [`gather_response_twiml`] needs, so the handler needs no lookup; Twilio
 /// signs the full URL, so [`verify_twilio_signature`] also protects these values.
 pub fn gather_action_url(base: &str, msg: &OutboundMessage, agent: &E164) -> String {
@@ -431,7 +432,7 @@ fn gather_url(
     base: &str,
     campaign_id: Uuid,
     outreach_id: Uuid,
-    recipient_id: Uuid,
+    recipient_id: i64,
     agent: &E164,
     language: &Language,
 ) -> String {
@@ -631,13 +632,13 @@ mod tests {
             "https://herald.example.com/",
             Uuid::from_u128(1),
             Uuid::from_u128(2),
-            Uuid::from_u128(3),
+            3,
             &agent,
             &lang,
         );
         assert_eq!(
             url,
-            "https://herald.example.com/webhooks/twilio/voice/gather?campaign_id=00000000-0000-0000-0000-000000000001&outreach_id=00000000-0000-0000-0000-000000000002&recipient_id=00000000-0000-0000-0000-000000000003&agent=%2B14155550100&language=fr-CA"
+            "https://herald.example.com/webhooks/twilio/voice/gather?campaign_id=00000000-0000-0000-0000-000000000001&outreach_id=00000000-0000-0000-0000-000000000002&recipient_id=3&agent=%2B14155550100&language=fr-CA"
         );
     }
 

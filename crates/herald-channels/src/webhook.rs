@@ -3,11 +3,11 @@
 //! ```http
 //! POST /send HTTP/1.1
 //! Content-Type: application/json
-//! Idempotency-Key: 0190…-….0190…-…
+//! Idempotency-Key: 01900000000070008000000000000002-42
 //! X-Herald-Signature: t=1767225600,v1=5d41402abc4b2a76b9719d911017c592…   (when a secret is set)
 //!
 //! {"idempotency_key":"…","channel":"sms","from":"+1…","to":"+1…","subject":null,"body":"…",
-//!  "language":"en-US","campaign_id":"…","outreach_id":"…","recipient_id":"…",
+//!  "language":"en-US","campaign_id":"…","outreach_id":"…","recipient_id":42,
 //!  "unsubscribe_url":null,"agent_number":null}
 //! ```
 //!
@@ -64,7 +64,7 @@ pub struct WebhookPayload<'a> {
     pub language: &'a Language,
     pub campaign_id: Uuid,
     pub outreach_id: Uuid,
-    pub recipient_id: Uuid,
+    pub recipient_id: i64,
     pub unsubscribe_url: Option<&'a str>,
     pub agent_number: Option<&'a E164>,
 }

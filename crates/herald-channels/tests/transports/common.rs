@@ -1,5 +1,6 @@
 use herald_channels::{OutboundMessage, idempotency_key};
 use herald_core::{Address, Channel, E164, EmailAddress, Language};
+pub use herald_testkit::closed_port;
 use std::path::PathBuf;
 use uuid::Uuid;
 
@@ -13,7 +14,7 @@ pub fn email_address(s: &str) -> Address {
 
 pub fn message(channel: Channel, from: Address, to: Address, body: &str) -> OutboundMessage {
     let outreach_id = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0002);
-    let recipient_id = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0003);
+    let recipient_id: i64 = 3;
     OutboundMessage {
         idempotency_key: idempotency_key(outreach_id, recipient_id),
         channel,
@@ -65,14 +66,4 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// A port on 127.0.0.1 where nothing listens (bound, then released).
-pub async fn closed_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    drop(listener);
-    port
 }

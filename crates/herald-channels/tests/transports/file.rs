@@ -3,7 +3,6 @@ use herald_channels::{FileTransport, Transport, codes};
 use herald_core::Channel;
 use std::collections::HashSet;
 use std::sync::Arc;
-use uuid::Uuid;
 
 fn fixed_clock() -> herald_channels::Clock {
     Arc::new(|| "2026-03-01T14:00:00Z".parse().expect("timestamp"))
@@ -42,7 +41,7 @@ async fn writes_one_json_line_per_message() {
             "language": "en-US",
             "campaign_id": "01900000-0000-7000-8000-000000000001",
             "outreach_id": "01900000-0000-7000-8000-000000000002",
-            "recipient_id": "01900000-0000-7000-8000-000000000003",
+            "recipient_id": 3,
             "sent_at": "2026-03-01T14:00:00Z",
         })
     );
@@ -76,10 +75,10 @@ async fn fifty_concurrent_sends_make_fifty_intact_lines() {
     // A long body makes torn or interleaved writes visible.
     let body = "x".repeat(8 * 1024);
     let mut tasks = Vec::new();
-    for i in 0..50u128 {
+    for i in 0..50i64 {
         let transport = Arc::clone(&transport);
         let mut msg = sms(&body);
-        msg.recipient_id = Uuid::from_u128(i);
+        msg.recipient_id = i;
         msg.idempotency_key = herald_channels::idempotency_key(msg.outreach_id, msg.recipient_id);
         tasks.push(tokio::spawn(async move { transport.send(&msg).await }));
     }

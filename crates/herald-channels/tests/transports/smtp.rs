@@ -1,7 +1,7 @@
 use crate::common::{closed_port, email, sms};
-use crate::fake_smtp::FakeSmtp;
 use base64::Engine;
 use herald_channels::{SmtpConfig, SmtpTransport, Transport, codes};
+use herald_testkit::FakeSmtp;
 
 /// Splits a raw message into (unfolded headers, body).
 fn parse(data: &str) -> (Vec<(String, String)>, String) {
@@ -55,13 +55,17 @@ const BODY: &str = "Grüße, Jane!\nВаш заказ готов ✓ — 注文�
 
 #[tokio::test]
 async fn an_email_goes_through_a_real_smtp_conversation() {
-    let server = FakeSmtp::start().await;
-    let smtp = transport(&server.url);
+    let server = FakeSmtp::start();
+    let smtp = transport(&server.url());
     let mut msg = email("Your order is ready", BODY);
     msg.unsubscribe_url = Some("https://herald.example.com/unsubscribe/abc?sig=1".into());
 
     let accepted = smtp.send(&msg).await.expect("accepted");
     let message_id = format!("<{}@acme.example.com>", msg.idempotency_key);
+    assert_eq!(
+        message_id,
+        "<01900000000070008000000000000002-3@acme.example.com>"
+    );
     assert_eq!(
         accepted.provider_message_id.as_deref(),
         Some(message_id.as_str())
@@ -96,8 +100,8 @@ async fn an_email_goes_through_a_real_smtp_conversation() {
 
 #[tokio::test]
 async fn a_resend_carries_the_same_message_id_and_reuses_the_connection() {
-    let server = FakeSmtp::start().await;
-    let smtp = transport(&server.url);
+    let server = FakeSmtp::start();
+    let smtp = transport(&server.url());
     let msg = email("Reminder", "See you tomorrow.");
     for _ in 0..3 {
         smtp.send(&msg).await.expect("accepted");
@@ -123,8 +127,8 @@ async fn a_resend_carries_the_same_message_id_and_reuses_the_connection() {
 
 #[tokio::test]
 async fn no_list_unsubscribe_without_a_url() {
-    let server = FakeSmtp::start().await;
-    let smtp = transport(&server.url);
+    let server = FakeSmtp::start();
+    let smtp = transport(&server.url());
     smtp.send(&email("Hi", "Plain ASCII body."))
         .await
         .expect("accepted");
@@ -136,8 +140,8 @@ async fn no_list_unsubscribe_without_a_url() {
 
 #[tokio::test]
 async fn smtp_4xx_is_transient_and_5xx_permanent() {
-    let server = FakeSmtp::start().await;
-    let smtp = transport(&server.url);
+    let server = FakeSmtp::start();
+    let smtp = transport(&server.url());
     let msg = email("Hi", "body");
 
     server.fail_next_rcpt("451 4.3.0 mailbox busy, try later");
@@ -168,7 +172,7 @@ async fn smtp_4xx_is_transient_and_5xx_permanent() {
 
 #[tokio::test]
 async fn a_refused_connection_is_transient() {
-    let port = closed_port().await;
+    let port = closed_port();
     let smtp = transport(&format!("smtp://127.0.0.1:{port}"));
     let err = smtp.send(&email("Hi", "body")).await.expect_err("refused");
     assert!(err.is_transient(), "{err}");
@@ -178,8 +182,8 @@ async fn a_refused_connection_is_transient() {
 
 #[tokio::test]
 async fn a_silent_server_times_out_as_transient() {
-    let server = FakeSmtp::start_silent().await;
-    let mut config = SmtpConfig::new(&server.url);
+    let server = FakeSmtp::start_silent();
+    let mut config = SmtpConfig::new(server.url());
     config.timeout_secs = 1;
     let smtp = SmtpTransport::new(&config).expect("transport");
     let started = std::time::Instant::now();
@@ -192,8 +196,8 @@ async fn a_silent_server_times_out_as_transient() {
 #[tokio::test]
 async fn implicit_tls_against_a_plain_server_fails_as_transient_tls() {
     // Exercises rustls with the ring provider end to end: the handshake starts and fails.
-    let server = FakeSmtp::start().await;
-    let mut config = SmtpConfig::new(format!("smtps://127.0.0.1:{}", server.port));
+    let server = FakeSmtp::start();
+    let mut config = SmtpConfig::new(format!("smtps://127.0.0.1:{}", server.port()));
     config.timeout_secs = 2;
     let smtp = SmtpTransport::new(&config).expect("transport");
     let err = smtp.send(&email("Hi", "body")).await.expect_err("tls");
@@ -204,8 +208,8 @@ async fn implicit_tls_against_a_plain_server_fails_as_transient_tls() {
 
 #[tokio::test]
 async fn only_email_and_only_email_addresses() {
-    let server = FakeSmtp::start().await;
-    let smtp = transport(&server.url);
+    let server = FakeSmtp::start();
+    let smtp = transport(&server.url());
     let err = smtp.send(&sms("hi")).await.expect_err("sms");
     assert_eq!(err.code(), Some(codes::UNSUPPORTED_CHANNEL));
     let mut msg = sms("hi");
@@ -222,8 +226,8 @@ async fn only_email_and_only_email_addresses() {
 
 #[tokio::test]
 async fn a_line_break_in_the_subject_cannot_add_headers() {
-    let server = FakeSmtp::start().await;
-    let smtp = transport(&server.url);
+    let server = FakeSmtp::start();
+    let smtp = transport(&server.url());
     smtp.send(&email("Hello\r\nBcc: evil@example.net", "body"))
         .await
         .expect("accepted");

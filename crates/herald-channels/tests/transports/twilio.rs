@@ -1,18 +1,17 @@
 use crate::common::{closed_port, email, message, phone, sms};
-use crate::fake_http::{FakeHttp, Reply};
 use herald_channels::{Transport, TwilioConfig, TwilioTransport, codes};
 use herald_core::{Channel, E164, Language};
+use herald_testkit::{FakeHttp, Reply};
 use std::time::Duration;
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "twilio-auth-token-secret";
 
-async fn fake_twilio() -> FakeHttp {
+fn fake_twilio() -> FakeHttp {
     FakeHttp::start(Reply::new(
         201,
         r#"{"sid":"SM00000000000000000000000000000001","status":"queued"}"#,
     ))
-    .await
 }
 
 fn config(base: &str) -> TwilioConfig {
@@ -41,8 +40,8 @@ fn basic(user: &str, password: &str) -> String {
 
 #[tokio::test]
 async fn sms_posts_the_exact_form_with_basic_auth() {
-    let fake = fake_twilio().await;
-    let twilio = transport(&fake.base);
+    let fake = fake_twilio();
+    let twilio = transport(&fake.base_url());
     let body = "Hi Jane & co: 50% off = today+tomorrow ✓";
     let accepted = twilio.send(&sms(body)).await.expect("accepted");
     assert_eq!(
@@ -76,9 +75,9 @@ async fn sms_posts_the_exact_form_with_basic_auth() {
 
 #[tokio::test]
 async fn no_status_callback_without_a_public_url() {
-    let fake = fake_twilio().await;
+    let fake = fake_twilio();
     let mut c = TwilioConfig::new(SID, TOKEN);
-    c.base_url = fake.base.clone();
+    c.base_url = fake.base_url();
     let twilio = TwilioTransport::new(&c).expect("transport");
     twilio.send(&sms("hello")).await.expect("accepted");
     assert_eq!(
@@ -96,9 +95,8 @@ async fn a_voice_call_speaks_the_message_and_offers_an_agent() {
     let fake = FakeHttp::start(Reply::new(
         201,
         r#"{"sid":"CA00000000000000000000000000000009"}"#,
-    ))
-    .await;
-    let twilio = transport(&fake.base);
+    ));
+    let twilio = transport(&fake.base_url());
     let mut call = message(
         Channel::Voice,
         phone("+14155550100"),
@@ -121,7 +119,7 @@ async fn a_voice_call_speaks_the_message_and_offers_an_agent() {
         "<Gather numDigits=\"1\" timeout=\"5\" action=\"https://herald.example.com/webhooks/twilio/voice/gather",
         "?campaign_id=01900000-0000-7000-8000-000000000001",
         "&amp;outreach_id=01900000-0000-7000-8000-000000000002",
-        "&amp;recipient_id=01900000-0000-7000-8000-000000000003",
+        "&amp;recipient_id=3",
         "&amp;agent=%2B14155550142&amp;language=en-US\" method=\"POST\">",
         "<Say language=\"en-US\">Press 1 to speak to an agent.</Say>",
         "</Gather>",
@@ -144,8 +142,8 @@ async fn a_voice_call_speaks_the_message_and_offers_an_agent() {
 
 #[tokio::test]
 async fn a_call_without_an_agent_number_only_speaks_the_message() {
-    let fake = FakeHttp::start(Reply::new(201, r#"{"sid":"CA1"}"#)).await;
-    let twilio = transport(&fake.base);
+    let fake = FakeHttp::start(Reply::new(201, r#"{"sid":"CA1"}"#));
+    let twilio = transport(&fake.base_url());
     let mut call = message(
         Channel::Voice,
         phone("+14155550100"),
@@ -166,8 +164,8 @@ async fn a_call_without_an_agent_number_only_speaks_the_message() {
 
 #[tokio::test]
 async fn a_call_whose_twiml_is_too_long_is_refused_before_sending() {
-    let fake = fake_twilio().await;
-    let twilio = transport(&fake.base);
+    let fake = fake_twilio();
+    let twilio = transport(&fake.base_url());
     let call = message(
         Channel::Voice,
         phone("+14155550100"),
@@ -181,8 +179,8 @@ async fn a_call_whose_twiml_is_too_long_is_refused_before_sending() {
 
 #[tokio::test]
 async fn twilio_errors_map_to_transient_or_permanent() {
-    let fake = fake_twilio().await;
-    let twilio = transport(&fake.base);
+    let fake = fake_twilio();
+    let twilio = transport(&fake.base_url());
     let msg = sms("hello");
 
     fake.then(
@@ -258,9 +256,9 @@ async fn twilio_errors_map_to_transient_or_permanent() {
 
 #[tokio::test]
 async fn a_slow_twilio_times_out_as_transient_and_maybe_sent() {
-    let fake = fake_twilio().await;
+    let fake = fake_twilio();
     fake.then(Reply::new(201, r#"{"sid":"SM1"}"#).delayed(Duration::from_secs(5)));
-    let mut c = config(&fake.base);
+    let mut c = config(&fake.base_url());
     c.timeout_secs = 1;
     let twilio = TwilioTransport::new(&c).expect("transport");
     let started = std::time::Instant::now();
@@ -273,7 +271,7 @@ async fn a_slow_twilio_times_out_as_transient_and_maybe_sent() {
 
 #[tokio::test]
 async fn a_refused_connection_is_transient_and_not_sent() {
-    let port = closed_port().await;
+    let port = closed_port();
     let twilio = transport(&format!("http://127.0.0.1:{port}"));
     let err = twilio.send(&sms("hi")).await.expect_err("refused");
     assert!(err.is_transient());
@@ -284,8 +282,8 @@ async fn a_refused_connection_is_transient_and_not_sent() {
 #[tokio::test]
 async fn https_uses_rustls_with_ring() {
     // The fake speaks plain HTTP, so the TLS handshake fails; it must fail as an error, not panic.
-    let fake = fake_twilio().await;
-    let https = fake.base.replace("http://", "https://");
+    let fake = fake_twilio();
+    let https = fake.base_url().replace("http://", "https://");
     let twilio = transport(&https);
     let err = twilio.send(&sms("hi")).await.expect_err("tls");
     assert!(err.is_transient());
@@ -294,8 +292,8 @@ async fn https_uses_rustls_with_ring() {
 
 #[tokio::test]
 async fn email_is_not_for_twilio() {
-    let fake = fake_twilio().await;
-    let twilio = transport(&fake.base);
+    let fake = fake_twilio();
+    let twilio = transport(&fake.base_url());
     let err = twilio.send(&email("Hi", "body")).await.expect_err("email");
     assert_eq!(err.code(), Some(codes::UNSUPPORTED_CHANNEL));
     let mut wrong = email("Hi", "body");
