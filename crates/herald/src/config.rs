@@ -14,11 +14,45 @@ pub struct Config {
     pub database_url: String,
     pub server: ServerConfig,
     pub log: LogConfig,
+    /// `[channels]`: the providers messages go out through (the file sink is always there).
+    #[serde(default, skip_serializing)]
+    pub channels: herald_channels::ChannelsConfig,
+    /// `[dispatch]`: batch size, concurrency, lease, retries, rates per sender.
+    #[serde(default, skip_serializing)]
+    pub dispatch: herald_engine::DispatchConfig,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ServerConfig {
     pub bind: SocketAddr,
+    /// The URL providers and customers reach Herald at (status callbacks, voice callbacks,
+    /// unsubscribe links). Default `http://<bind>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// The key that signs unsubscribe links. Without it Herald makes one per start, and links
+    /// sent before a restart stop working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl ServerConfig {
+    /// `public_url` without a trailing slash, else `http://<bind>`.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.bind),
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("bind", &self.bind)
+            .field("public_url", &self.public_url)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,10 +67,14 @@ impl Default for Config {
             database_url: "sqlite://herald.db".into(),
             server: ServerConfig {
                 bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                public_url: None,
+                secret: None,
             },
             log: LogConfig {
                 format: "text".into(),
             },
+            channels: herald_channels::ChannelsConfig::default(),
+            dispatch: herald_engine::DispatchConfig::default(),
         }
     }
 }
@@ -47,6 +85,8 @@ impl std::fmt::Debug for Config {
             .field("database_url", &redact_url(&self.database_url))
             .field("server", &self.server)
             .field("log", &self.log)
+            .field("channels", &self.channels)
+            .field("dispatch", &self.dispatch)
             .finish()
     }
 }
@@ -124,5 +164,59 @@ mod tests {
             assert_eq!(cfg.server.bind.port(), 7777);
             Ok(())
         });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn channels_and_dispatch_come_from_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "herald.toml",
+                r#"
+[server]
+bind = "127.0.0.1:9999"
+public_url = "https://herald.example.com/"
+secret = "s3cret-key"
+[channels.file]
+path = "out/outbox.jsonl"
+[channels.twilio]
+account_sid = "AC123"
+auth_token = "tok3n"
+base_url = "http://127.0.0.1:4010"
+[dispatch]
+batch_size = 50
+[dispatch.rates]
+email = 5.0
+[dispatch.rates.senders]
+"+15550001234" = 100.0
+"#,
+            )?;
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.server.public_url(), "https://herald.example.com");
+            assert_eq!(
+                cfg.channels.file.path,
+                std::path::PathBuf::from("out/outbox.jsonl")
+            );
+            let twilio = cfg.channels.twilio.as_ref().expect("twilio");
+            assert_eq!(twilio.base_url, "http://127.0.0.1:4010");
+            assert_eq!(cfg.dispatch.batch_size, 50);
+            assert_eq!(cfg.dispatch.rates.email, 5.0);
+            assert_eq!(cfg.dispatch.rates.sms, 1.0, "defaults stay");
+            assert_eq!(cfg.dispatch.rates.senders["+15550001234"], 100.0);
+            let shown = format!("{cfg:?}");
+            assert!(
+                !shown.contains("tok3n") && !shown.contains("s3cret-key"),
+                "{shown}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn public_url_defaults_to_the_bind_address() {
+        assert_eq!(
+            Config::default().server.public_url(),
+            "http://127.0.0.1:8080"
+        );
     }
 }

@@ -241,17 +241,56 @@ async fn create_outreach(
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let store = open_store(&cfg).await?;
-    let app = herald_server::app(herald_server::AppState::new(store.clone()));
+    let public_url = cfg.server.public_url();
+    cfg.dispatch
+        .rates
+        .validate()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let transports = herald_channels::Transports::from_config(&cfg.channels, Some(&public_url))
+        .context("the [channels] configuration is not usable")?;
+    let key = match &cfg.server.secret {
+        Some(secret) => secret.as_bytes().to_vec(),
+        None => {
+            tracing::warn!(
+                "server.secret is not set: unsubscribe links are signed with a key made for this run only, and stop working after a restart"
+            );
+            rand::random::<[u8; 32]>().to_vec()
+        }
+    };
+    let dispatcher = Arc::new(
+        herald_engine::Dispatcher::new(
+            store.clone(),
+            transports,
+            Arc::new(herald_engine::SystemClock),
+            cfg.dispatch.clone(),
+        )
+        .with_unsubscribe_links(herald_engine::UnsubscribeLinks::new(&public_url, &key)),
+    );
+    let state = herald_server::AppState::new(store.clone());
+    let app = herald_server::app(state.clone());
     let listener = tokio::net::TcpListener::bind(cfg.server.bind)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.server.bind))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = store.backend(), database = %redact_url(&cfg.database_url), "herald is listening");
     eprintln!("Herald is listening on http://{addr} (health: http://{addr}/healthz)");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let dispatch = tokio::spawn(dispatcher.run(async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|stop| *stop).await;
+    }));
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+            // Event streams last until their outreach is final; end them so shutdown can finish.
+            state.close_event_streams();
+        })
         .await
         .context("the HTTP server failed")?;
+    // The dispatcher finishes the batch it is sending and records it before Herald exits.
+    dispatch.await.context("the dispatcher failed")?;
     tracing::info!("herald stopped");
     Ok(())
 }

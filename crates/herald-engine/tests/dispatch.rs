@@ -1,0 +1,998 @@
+//! The dispatcher against a real store (SQLite and PostgreSQL) with an injected clock and a
+//! recording transport: sending hours in each recipient's zone, DST, quiet hours, end time, stop,
+//! rate limits, retries and crash recovery.
+//!
+//! Every test body is an `async fn(TestStore)`; `both!` runs it on SQLite and on PostgreSQL
+//! (`HERALD_TEST_POSTGRES_URL`; required under `CI=true`).
+
+use async_trait::async_trait;
+use herald_channels::{Accepted, OutboundMessage, SendError, Transport, Transports};
+use herald_core::outreach::{DeliveryState, OutreachStatus, SkipReason};
+use herald_core::schedule::ScheduleInput;
+use herald_core::{
+    Address, AnswerSpec, AnswerVariant, CampaignSpec, Channel, E164, EmailAddress, InboxSpec,
+    Language, Provider, Schedule, SenderSpec, Template,
+};
+use herald_engine::{
+    Clock, DispatchConfig, Dispatcher, ManualClock, OutreachUpload, RateConfig, import_outreach,
+};
+use herald_store::testing::TestStore;
+use herald_store::{RecipientRecord, Store};
+use jiff::{SignedDuration, Timestamp};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use uuid::Uuid;
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(herald_store::testing::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(t) = herald_store::testing::postgres().await else { return };
+                    super::$name(t).await;
+                }
+            )*
+        }
+    };
+}
+
+both!(
+    start_outside_the_window_waits_for_it,
+    window_closing_mid_outreach_defers_the_rest_to_the_next_window,
+    three_time_zones_each_get_their_own_nine_o_clock,
+    dst_change_moves_the_window_in_utc,
+    end_time_expires_what_is_left,
+    stop_skips_the_rest_and_nothing_more_is_sent,
+    quiet_hours_hold_sms_but_not_email_and_can_be_turned_off,
+    rate_limit_is_shared_by_outreaches_of_a_sender,
+    transient_failures_retry_with_backoff_then_fail,
+    retry_failed_sends_the_failed_again,
+    opted_out_and_invalid_numbers_fail_at_once,
+    crash_mid_send_never_resends_sms_and_resends_email_with_the_same_key,
+    render_errors_fail_the_recipient_with_the_reason,
+);
+
+// ---------------------------------------------------------------- a recording transport
+
+#[derive(Debug, Clone)]
+struct Delivered {
+    to: String,
+    body: String,
+    subject: Option<String>,
+    key: String,
+    at: Timestamp,
+}
+
+/// Accepts everything (unless told to fail a number) and writes down when it did.
+struct Recorder {
+    clock: Arc<ManualClock>,
+    sent: Mutex<Vec<Delivered>>,
+    /// Per address: errors to answer, in order, before accepting.
+    failures: Mutex<HashMap<String, Vec<SendError>>>,
+}
+
+impl Recorder {
+    fn new(clock: Arc<ManualClock>) -> Arc<Self> {
+        Arc::new(Self {
+            clock,
+            sent: Mutex::new(Vec::new()),
+            failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn fail(&self, address: &str, errors: Vec<SendError>) {
+        self.failures
+            .lock()
+            .unwrap()
+            .insert(address.to_string(), errors);
+    }
+
+    fn sent(&self) -> Vec<Delivered> {
+        self.sent.lock().unwrap().clone()
+    }
+
+    fn sent_to(&self) -> Vec<String> {
+        let mut to: Vec<String> = self.sent().into_iter().map(|d| d.to).collect();
+        to.sort();
+        to
+    }
+}
+
+#[async_trait]
+impl Transport for Recorder {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+
+    async fn send(&self, msg: &OutboundMessage) -> Result<Accepted, SendError> {
+        let to = msg.to.as_str().to_string();
+        if let Some(errors) = self.failures.lock().unwrap().get_mut(&to)
+            && !errors.is_empty()
+        {
+            return Err(errors.remove(0));
+        }
+        self.sent.lock().unwrap().push(Delivered {
+            to,
+            body: msg.body.clone(),
+            subject: msg.subject.clone(),
+            key: msg.idempotency_key.clone(),
+            at: self.clock.now(),
+        });
+        Ok(Accepted {
+            provider_message_id: Some(format!("rec-{}", msg.idempotency_key)),
+        })
+    }
+}
+
+// ---------------------------------------------------------------- the world
+
+fn at(s: &str) -> Timestamp {
+    s.parse::<jiff::ZonedDateTime>()
+        .map(|z| z.timestamp())
+        .or_else(|_| s.parse::<Timestamp>())
+        .unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+fn schedule(tz: &str, days: &[(&str, &str)]) -> Schedule {
+    let mut map = BTreeMap::new();
+    for (day, window) in days {
+        map.insert(day.to_string(), vec![window.to_string()]);
+    }
+    Schedule::parse(&ScheduleInput {
+        timezone: tz.to_string(),
+        days: map,
+    })
+    .expect("schedule")
+}
+
+fn every_day(tz: &str, window: &str) -> Schedule {
+    let days: Vec<(&str, &str)> = herald_core::schedule::WEEKDAYS
+        .iter()
+        .map(|d| (*d, window))
+        .collect();
+    schedule(tz, &days)
+}
+
+struct World {
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+    recorder: Arc<Recorder>,
+    dispatcher: Dispatcher,
+    _db: TestStore,
+}
+
+struct CampaignOpts {
+    channel: Channel,
+    schedule: Schedule,
+    quiet_hours: bool,
+    sender: &'static str,
+    body: &'static str,
+}
+
+impl Default for CampaignOpts {
+    fn default() -> Self {
+        Self {
+            channel: Channel::Sms,
+            schedule: every_day("UTC", "00:00-24:00"),
+            quiet_hours: false,
+            sender: "+14155550100",
+            body: "Hi {{ name }}, your order is late.",
+        }
+    }
+}
+
+impl World {
+    async fn new(db: TestStore, now: &str, config: DispatchConfig) -> Self {
+        let clock = Arc::new(ManualClock::new(at(now)));
+        let recorder = Recorder::new(clock.clone());
+        let mut transports = Transports::new();
+        transports.insert(Provider::File, recorder.clone());
+        let store = db.store.clone();
+        let dispatcher = Dispatcher::new(store.clone(), transports, clock.clone(), config);
+        Self {
+            store,
+            clock,
+            recorder,
+            dispatcher,
+            _db: db,
+        }
+    }
+
+    fn config() -> DispatchConfig {
+        DispatchConfig {
+            rates: RateConfig {
+                sms: f64::INFINITY,
+                voice: f64::INFINITY,
+                email: f64::INFINITY,
+                senders: BTreeMap::new(),
+            },
+            backoff_base_ms: 1_000,
+            backoff_max_secs: 60,
+            max_attempts: 3,
+            lease_secs: 60,
+            ..DispatchConfig::default()
+        }
+    }
+
+    async fn campaign(&self, name: &str, o: CampaignOpts) -> Uuid {
+        let inbox = self
+            .store
+            .create_inbox(&InboxSpec {
+                name: format!("{name} inbox"),
+            })
+            .await
+            .expect("inbox")
+            .id;
+        let address = match o.channel {
+            Channel::Email => Address::Email(EmailAddress::parse(o.sender).unwrap()),
+            _ => Address::Phone(E164::parse(o.sender, None).unwrap()),
+        };
+        let sender = match self
+            .store
+            .create_sender(&SenderSpec {
+                channel: o.channel,
+                address,
+                inbox_id: inbox,
+                provider: Provider::File,
+            })
+            .await
+        {
+            Ok(s) => s.id,
+            // A second campaign of the same sender.
+            Err(_) => {
+                let all = self
+                    .store
+                    .list_senders(herald_core::Page::default())
+                    .await
+                    .unwrap();
+                all.items
+                    .into_iter()
+                    .find(|s| s.address.as_str() == o.sender)
+                    .expect("sender")
+                    .id
+            }
+        };
+        let language = Language::parse("en-US").unwrap();
+        let answer = self
+            .store
+            .create_answer(&AnswerSpec {
+                name: format!("{name} answer"),
+                variants: vec![AnswerVariant {
+                    language: language.clone(),
+                    subject: (o.channel == Channel::Email)
+                        .then(|| Template::parse("About your order").unwrap()),
+                    body: Template::parse(o.body).unwrap(),
+                }],
+            })
+            .await
+            .expect("answer")
+            .id;
+        self.store
+            .create_campaign(&CampaignSpec {
+                name: name.to_string(),
+                description: String::new(),
+                channel: o.channel,
+                sender_id: Some(sender),
+                language,
+                answer_id: answer,
+                schedule: o.schedule,
+                quiet_hours: o.quiet_hours,
+            })
+            .await
+            .expect("campaign")
+            .id
+    }
+
+    async fn outreach(&self, campaign: Uuid, csv: &str, start: &str, end: Option<&str>) -> Uuid {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(csv.as_bytes()).unwrap();
+        let o = import_outreach(
+            self.store.clone(),
+            OutreachUpload {
+                campaign_id: campaign,
+                file,
+                file_name: "list.csv".into(),
+                start_at: at(start),
+                end_at: end.map(at),
+                default_region: None,
+                limits: Default::default(),
+            },
+            Arc::new(|_| {}),
+        )
+        .await
+        .expect("import");
+        o.id
+    }
+
+    async fn tick(&self) -> herald_engine::TickReport {
+        self.dispatcher.tick().await.expect("tick")
+    }
+
+    /// Ticks until a tick does nothing more (at a fixed instant).
+    async fn settle(&self) {
+        for _ in 0..50 {
+            let r = self.tick().await;
+            if !r.more_due
+                && r.sent + r.deferred + r.retried + r.failed + r.skipped + r.unknown + r.started
+                    == 0
+            {
+                return;
+            }
+        }
+        panic!("the dispatcher did not settle");
+    }
+
+    fn set(&self, now: &str) {
+        self.clock.set(at(now));
+    }
+
+    async fn status(&self, id: Uuid) -> OutreachStatus {
+        self.store.get_outreach(id).await.unwrap().status
+    }
+
+    async fn recipients(&self, id: Uuid) -> Vec<RecipientRecord> {
+        self.store
+            .list_recipients(id, None, 0, 10_000)
+            .await
+            .expect("recipients")
+    }
+
+    async fn states(&self, id: Uuid) -> BTreeMap<String, DeliveryState> {
+        self.recipients(id)
+            .await
+            .into_iter()
+            .map(|r| (r.address, r.state))
+            .collect()
+    }
+}
+
+fn phones(n: usize) -> String {
+    let mut csv = String::from("phone,name\n");
+    for i in 0..n {
+        csv.push_str(&format!("+1415555{:04},Customer {i}\n", 1000 + i));
+    }
+    csv
+}
+
+// ---------------------------------------------------------------- the tests
+
+async fn start_outside_the_window_waits_for_it(db: TestStore) {
+    // Monday 2026-03-02, 07:00 in New York; office hours open at 09:00.
+    let w = World::new(db, "2026-03-02T07:00[America/New_York]", World::config()).await;
+    let c = w
+        .campaign(
+            "Late orders",
+            CampaignOpts {
+                schedule: Schedule::office_hours("America/New_York").unwrap(),
+                ..Default::default()
+            },
+        )
+        .await;
+    let o = w
+        .outreach(c, &phones(3), "2026-03-02T08:00[America/New_York]", None)
+        .await;
+
+    w.settle().await;
+    assert_eq!(w.status(o).await, OutreachStatus::Scheduled, "before start");
+    assert!(w.recorder.sent().is_empty());
+
+    w.set("2026-03-02T08:00[America/New_York]");
+    w.settle().await;
+    assert_eq!(w.status(o).await, OutreachStatus::InProgress);
+    assert!(w.recorder.sent().is_empty(), "nothing before 09:00");
+    for r in w.recipients(o).await {
+        assert_eq!(r.state, DeliveryState::Pending);
+        assert_eq!(r.attempts, 0, "a deferral is not an attempt");
+        assert_eq!(r.due_at, Some(at("2026-03-02T09:00[America/New_York]")));
+    }
+
+    w.set("2026-03-02T08:59:59[America/New_York]");
+    w.settle().await;
+    assert!(w.recorder.sent().is_empty());
+
+    w.set("2026-03-02T09:00[America/New_York]");
+    w.settle().await;
+    let sent = w.recorder.sent();
+    assert_eq!(sent.len(), 3);
+    assert!(
+        sent.iter()
+            .all(|d| d.at == at("2026-03-02T09:00[America/New_York]"))
+    );
+    assert!(
+        sent.iter()
+            .any(|d| d.body == "Hi Customer 0, your order is late.")
+    );
+    w.settle().await;
+    assert_eq!(w.status(o).await, OutreachStatus::Completed);
+    let p = w.store.get_outreach(o).await.unwrap().progress;
+    assert_eq!((p.sent, p.total, p.label()), (3, 3, "3/3".to_string()));
+}
+
+async fn window_closing_mid_outreach_defers_the_rest_to_the_next_window(db: TestStore) {
+    let mut config = World::config();
+    config.rates.sms = 1.0;
+    let w = World::new(db, "2026-03-02T16:59:57[America/New_York]", config).await;
+    let c = w
+        .campaign(
+            "Late orders",
+            CampaignOpts {
+                schedule: Schedule::office_hours("America/New_York").unwrap(),
+                ..Default::default()
+            },
+        )
+        .await;
+    let o = w
+        .outreach(c, &phones(5), "2026-03-02T16:00[America/New_York]", None)
+        .await;
+    // One a second: 16:59:57, :58, :59 go out; at 17:00 the window is shut.
+    for s in ["16:59:57", "16:59:58", "16:59:59"] {
+        w.set(&format!("2026-03-02T{s}[America/New_York]"));
+        w.settle().await;
+    }
+    assert_eq!(w.recorder.sent().len(), 3);
+    w.set("2026-03-02T17:00[America/New_York]");
+    w.settle().await;
+    assert_eq!(
+        w.recorder.sent().len(),
+        3,
+        "nothing after the window closed"
+    );
+    assert_eq!(w.status(o).await, OutreachStatus::InProgress);
+    let waiting: Vec<_> = w
+        .recipients(o)
+        .await
+        .into_iter()
+        .filter(|r| r.state == DeliveryState::Pending)
+        .collect();
+    assert_eq!(waiting.len(), 2);
+    assert!(
+        waiting
+            .iter()
+            .all(|r| r.due_at == Some(at("2026-03-03T09:00[America/New_York]"))),
+        "{waiting:?}"
+    );
+    // The next morning, one a second again.
+    w.set("2026-03-03T09:00[America/New_York]");
+    w.settle().await;
+    w.set("2026-03-03T09:00:01[America/New_York]");
+    w.settle().await;
+    w.settle().await;
+    assert_eq!(w.recorder.sent().len(), 5);
+    assert_eq!(w.status(o).await, OutreachStatus::Completed);
+}
+
+async fn three_time_zones_each_get_their_own_nine_o_clock(db: TestStore) {
+    let w = World::new(db, "2026-03-02T00:00Z", World::config()).await;
+    let c = w
+        .campaign(
+            "Renewals",
+            CampaignOpts {
+                schedule: every_day("UTC", "09:00-12:00"),
+                ..Default::default()
+            },
+        )
+        .await;
+    let csv = "phone,name,timezone\n\
+               +14155550001,Ann,America/Los_Angeles\n\
+               +14155550002,Bo,Europe/Berlin\n\
+               +14155550003,Cy,Asia/Tokyo\n\
+               +14155550004,Di,\n";
+    let o = w.outreach(c, csv, "2026-03-02T00:00Z", None).await;
+    w.settle().await;
+    // 00:00Z is 09:00 in Tokyo: only Cy.
+    assert_eq!(w.recorder.sent_to(), vec!["+14155550003"]);
+    let due: BTreeMap<String, Option<Timestamp>> = w
+        .recipients(o)
+        .await
+        .into_iter()
+        .map(|r| (r.address, r.due_at))
+        .collect();
+    assert_eq!(
+        due["+14155550002"],
+        Some(at("2026-03-02T09:00[Europe/Berlin]"))
+    );
+    assert_eq!(
+        due["+14155550001"],
+        Some(at("2026-03-02T09:00[America/Los_Angeles]"))
+    );
+    // No timezone and a US number (several zones): the schedule's zone, UTC.
+    assert_eq!(due["+14155550004"], Some(at("2026-03-02T09:00Z")));
+
+    for (when, expected) in [
+        ("2026-03-02T08:00Z", 2), // 09:00 Berlin
+        ("2026-03-02T09:00Z", 3), // 09:00 UTC
+        ("2026-03-02T17:00Z", 4), // 09:00 Los Angeles
+    ] {
+        w.set(when);
+        w.settle().await;
+        assert_eq!(w.recorder.sent().len(), expected, "at {when}");
+    }
+    for d in w.recorder.sent() {
+        let zone = match d.to.as_str() {
+            "+14155550001" => "America/Los_Angeles",
+            "+14155550002" => "Europe/Berlin",
+            "+14155550003" => "Asia/Tokyo",
+            _ => "UTC",
+        };
+        let local =
+            d.at.to_zoned_datetime(jiff::tz::TimeZone::get(zone).unwrap());
+        assert_eq!(
+            (local.hour(), local.minute()),
+            (9, 0),
+            "{} at {local}",
+            d.to
+        );
+    }
+}
+
+async fn dst_change_moves_the_window_in_utc(db: TestStore) {
+    // Saturday 2026-03-07; New York springs forward on Sunday 2026-03-08.
+    let w = World::new(db, "2026-03-07T12:00Z", World::config()).await;
+    let c = w
+        .campaign(
+            "Renewals",
+            CampaignOpts {
+                schedule: Schedule::office_hours("America/New_York").unwrap(),
+                ..Default::default()
+            },
+        )
+        .await;
+    let o = w.outreach(c, &phones(2), "2026-03-07T12:00Z", None).await;
+    w.settle().await;
+    assert!(w.recorder.sent().is_empty(), "closed at the weekend");
+    // Friday's 09:00 was 14:00Z (EST); Monday's is 13:00Z (EDT).
+    for r in w.recipients(o).await {
+        assert_eq!(r.due_at, Some(at("2026-03-09T13:00Z")));
+    }
+    w.set("2026-03-09T12:59:59Z");
+    w.settle().await;
+    assert!(w.recorder.sent().is_empty());
+    w.set("2026-03-09T13:00Z");
+    w.settle().await;
+    assert_eq!(w.recorder.sent().len(), 2);
+}
+
+async fn end_time_expires_what_is_left(db: TestStore) {
+    let w = World::new(db, "2026-03-02T07:00[America/New_York]", World::config()).await;
+    let c = w
+        .campaign(
+            "Flash sale",
+            CampaignOpts {
+                schedule: Schedule::office_hours("America/New_York").unwrap(),
+                ..Default::default()
+            },
+        )
+        .await;
+    // Ends at 08:30, before the window opens at 09:00.
+    let o = w
+        .outreach(
+            c,
+            &phones(4),
+            "2026-03-02T07:00[America/New_York]",
+            Some("2026-03-02T08:30[America/New_York]"),
+        )
+        .await;
+    w.settle().await;
+    assert_eq!(w.status(o).await, OutreachStatus::InProgress);
+    w.set("2026-03-02T08:30[America/New_York]");
+    w.settle().await;
+    assert!(w.recorder.sent().is_empty());
+    assert_eq!(w.status(o).await, OutreachStatus::Completed);
+    for r in w.recipients(o).await {
+        assert_eq!(
+            (r.state, r.skip_reason),
+            (DeliveryState::Skipped, Some(SkipReason::Expired))
+        );
+    }
+    // Nothing happens later either.
+    w.set("2026-03-02T09:00[America/New_York]");
+    w.settle().await;
+    assert!(w.recorder.sent().is_empty());
+}
+
+async fn stop_skips_the_rest_and_nothing_more_is_sent(db: TestStore) {
+    let mut config = World::config();
+    config.rates.sms = 2.0;
+    let w = World::new(db, "2026-03-02T12:00Z", config).await;
+    let c = w.campaign("Late orders", CampaignOpts::default()).await;
+    let o = w.outreach(c, &phones(10), "2026-03-02T12:00Z", None).await;
+    w.settle().await;
+    assert_eq!(w.recorder.sent().len(), 2, "two a second");
+    let stopped = w
+        .store
+        .stop_outreach(o, at("2026-03-02T12:00:00.5Z"))
+        .await
+        .expect("stop");
+    assert_eq!(stopped.status, OutreachStatus::Stopped);
+    for s in 1..5 {
+        w.set(&format!("2026-03-02T12:00:0{s}Z"));
+        w.settle().await;
+    }
+    assert_eq!(w.recorder.sent().len(), 2, "nothing after the stop");
+    let states = w.states(o).await;
+    assert_eq!(
+        states
+            .values()
+            .filter(|s| **s == DeliveryState::Sent)
+            .count(),
+        2
+    );
+    let skipped: Vec<_> = w
+        .recipients(o)
+        .await
+        .into_iter()
+        .filter(|r| r.state == DeliveryState::Skipped)
+        .collect();
+    assert_eq!(skipped.len(), 8);
+    assert!(
+        skipped
+            .iter()
+            .all(|r| r.skip_reason == Some(SkipReason::Stopped))
+    );
+    assert_eq!(w.status(o).await, OutreachStatus::Stopped);
+}
+
+async fn quiet_hours_hold_sms_but_not_email_and_can_be_turned_off(db: TestStore) {
+    // 06:00 in Paris; the schedule is open all day, every day.
+    let w = World::new(db, "2026-06-01T06:00[Europe/Paris]", World::config()).await;
+    let guarded = w
+        .campaign(
+            "Guarded",
+            CampaignOpts {
+                schedule: every_day("Europe/Paris", "00:00-24:00"),
+                quiet_hours: true,
+                ..Default::default()
+            },
+        )
+        .await;
+    let unguarded = w
+        .campaign(
+            "Unguarded",
+            CampaignOpts {
+                schedule: every_day("Europe/Paris", "00:00-24:00"),
+                quiet_hours: false,
+                sender: "+14155550199",
+                ..Default::default()
+            },
+        )
+        .await;
+    let email = w
+        .campaign(
+            "Email",
+            CampaignOpts {
+                channel: Channel::Email,
+                schedule: every_day("Europe/Paris", "00:00-24:00"),
+                quiet_hours: true,
+                sender: "support@example.com",
+                ..Default::default()
+            },
+        )
+        .await;
+    let g = w
+        .outreach(
+            guarded,
+            "phone,name\n+33612345678,Amélie\n",
+            "2026-06-01T04:00Z",
+            None,
+        )
+        .await;
+    w.outreach(
+        unguarded,
+        "phone,name\n+33612345679,Bruno\n",
+        "2026-06-01T04:00Z",
+        None,
+    )
+    .await;
+    w.outreach(
+        email,
+        "email,name\ncara@example.com,Cara\n",
+        "2026-06-01T04:00Z",
+        None,
+    )
+    .await;
+    w.settle().await;
+    assert_eq!(
+        w.recorder.sent_to(),
+        vec!["+33612345679", "cara@example.com"],
+        "the guarded SMS waits"
+    );
+    // The French number's zone comes from its region (FR has one zone).
+    let due = w.recipients(g).await[0].due_at;
+    assert_eq!(due, Some(at("2026-06-01T08:00[Europe/Paris]")));
+    w.set("2026-06-01T08:00[Europe/Paris]");
+    w.settle().await;
+    assert_eq!(w.recorder.sent().len(), 3);
+    let amelie = w
+        .recorder
+        .sent()
+        .into_iter()
+        .find(|d| d.to == "+33612345678")
+        .unwrap();
+    assert_eq!(amelie.at, at("2026-06-01T08:00[Europe/Paris]"));
+    assert_eq!(amelie.body, "Hi Amélie, your order is late.");
+    let cara = w
+        .recorder
+        .sent()
+        .into_iter()
+        .find(|d| d.to == "cara@example.com")
+        .unwrap();
+    assert_eq!(cara.subject.as_deref(), Some("About your order"));
+}
+
+async fn rate_limit_is_shared_by_outreaches_of_a_sender(db: TestStore) {
+    let mut config = World::config();
+    config.rates.sms = 1.0;
+    let w = World::new(db, "2026-03-02T12:00Z", config).await;
+    let a = w.campaign("A", CampaignOpts::default()).await;
+    let b = w.campaign("B", CampaignOpts::default()).await; // same sender
+    w.outreach(a, &phones(3), "2026-03-02T12:00Z", None).await;
+    w.outreach(
+        b,
+        "phone,name\n+14155559001,X\n+14155559002,Y\n+14155559003,Z\n",
+        "2026-03-02T12:00Z",
+        None,
+    )
+    .await;
+    for s in 0..6 {
+        w.set(&format!("2026-03-02T12:00:0{s}Z"));
+        w.settle().await;
+        w.settle().await;
+        assert_eq!(w.recorder.sent().len(), s + 1, "one a second at second {s}");
+    }
+    // Both outreaches got turns.
+    let sent = w.recorder.sent_to();
+    assert!(sent.iter().any(|t| t.starts_with("+1415555900")));
+    assert!(sent.iter().any(|t| t.starts_with("+14155551")));
+}
+
+async fn transient_failures_retry_with_backoff_then_fail(db: TestStore) {
+    let w = World::new(db, "2026-03-02T12:00Z", World::config()).await;
+    let c = w.campaign("Late orders", CampaignOpts::default()).await;
+    // +14155551000: two failures, then accepted. +14155551001: always failing (3 attempts).
+    w.recorder.fail(
+        "+14155551000",
+        vec![
+            SendError::transient("503", "service unavailable"),
+            SendError::Transient {
+                code: Some("429".into()),
+                message: "too many requests".into(),
+                retry_after: Some(Duration::from_secs(30)),
+            },
+        ],
+    );
+    w.recorder.fail(
+        "+14155551001",
+        (0..5)
+            .map(|_| SendError::transient("451", "try later"))
+            .collect(),
+    );
+    let o = w.outreach(c, &phones(2), "2026-03-02T12:00Z", None).await;
+    w.settle().await;
+    let r = w.recipients(o).await;
+    assert_eq!(r[0].state, DeliveryState::Pending);
+    assert_eq!(r[0].attempts, 1);
+    assert_eq!(r[0].error_code.as_deref(), Some("503"));
+    // First back-off: between half and all of 1 s.
+    let due = r[0].due_at.unwrap();
+    let wait = due.duration_since(at("2026-03-02T12:00Z"));
+    assert!(
+        wait >= SignedDuration::from_millis(500) && wait <= SignedDuration::from_secs(1),
+        "{wait:?}"
+    );
+    w.set("2026-03-02T12:00:01Z");
+    w.settle().await;
+    let r = w.recipients(o).await;
+    assert_eq!(
+        (r[0].attempts, r[0].error_code.as_deref()),
+        (2, Some("429"))
+    );
+    // Retry-After: 30 s beats the 2 s back-off.
+    assert!(r[0].due_at.unwrap() >= at("2026-03-02T12:00:31Z"));
+    assert_eq!(r[1].attempts, 2);
+    w.set("2026-03-02T12:01:00Z");
+    w.settle().await;
+    let r = w.recipients(o).await;
+    assert_eq!(r[0].state, DeliveryState::Sent);
+    assert_eq!(r[0].attempts, 3);
+    assert_eq!(r[1].state, DeliveryState::Failed);
+    assert_eq!(r[1].attempts, 3);
+    assert!(
+        r[1].error_message
+            .as_deref()
+            .unwrap()
+            .contains("gave up after 3 attempts"),
+        "{:?}",
+        r[1].error_message
+    );
+    w.settle().await;
+    assert_eq!(w.status(o).await, OutreachStatus::Completed);
+    assert_eq!(w.recorder.sent_to(), vec!["+14155551000"]);
+}
+
+async fn retry_failed_sends_the_failed_again(db: TestStore) {
+    let w = World::new(db, "2026-03-02T12:00Z", World::config()).await;
+    let c = w.campaign("Late orders", CampaignOpts::default()).await;
+    w.recorder.fail(
+        "+14155551001",
+        vec![SendError::permanent("30003", "unreachable handset")],
+    );
+    let o = w.outreach(c, &phones(3), "2026-03-02T12:00Z", None).await;
+    w.settle().await;
+    w.settle().await;
+    assert_eq!(w.status(o).await, OutreachStatus::Completed);
+    let p = w.store.get_outreach(o).await.unwrap().progress;
+    assert_eq!((p.sent, p.failed), (2, 1));
+    let requeued = w
+        .store
+        .retry_failed(o, at("2026-03-02T13:00Z"))
+        .await
+        .expect("retry");
+    assert_eq!(requeued, 1);
+    assert_eq!(w.status(o).await, OutreachStatus::InProgress);
+    w.set("2026-03-02T13:00Z");
+    w.settle().await;
+    w.settle().await;
+    assert_eq!(w.status(o).await, OutreachStatus::Completed);
+    let sent = w.recorder.sent_to();
+    assert_eq!(sent.len(), 3, "each number once: {sent:?}");
+    assert_eq!(w.states(o).await["+14155551001"], DeliveryState::Sent);
+}
+
+async fn opted_out_and_invalid_numbers_fail_at_once(db: TestStore) {
+    let w = World::new(db, "2026-03-02T12:00Z", World::config()).await;
+    let c = w.campaign("Late orders", CampaignOpts::default()).await;
+    w.recorder.fail(
+        "+14155551000",
+        vec![SendError::permanent(
+            "21610",
+            "Attempt to send to unsubscribed recipient",
+        )],
+    );
+    w.recorder.fail(
+        "+14155551001",
+        vec![SendError::permanent("21211", "Invalid 'To' Phone Number")],
+    );
+    let o = w.outreach(c, &phones(3), "2026-03-02T12:00Z", None).await;
+    w.settle().await;
+    let r = w.recipients(o).await;
+    assert_eq!(
+        (r[0].state, r[0].skip_reason, r[0].attempts),
+        (DeliveryState::Skipped, Some(SkipReason::OptedOut), 1)
+    );
+    assert_eq!(
+        (r[1].state, r[1].error_code.as_deref(), r[1].attempts),
+        (DeliveryState::Failed, Some("21211"), 1)
+    );
+    assert_eq!(r[2].state, DeliveryState::Sent);
+    let campaign = w.store.get_campaign(c).await.unwrap();
+    let suppressed = w
+        .store
+        .suppressed_addresses(campaign.sender_id)
+        .await
+        .unwrap();
+    assert!(suppressed.contains("+14155551000"));
+    assert!(!suppressed.contains("+14155551001"));
+}
+
+async fn crash_mid_send_never_resends_sms_and_resends_email_with_the_same_key(db: TestStore) {
+    let w = World::new(db, "2026-03-02T12:00Z", World::config()).await;
+    let sms = w.campaign("Texts", CampaignOpts::default()).await;
+    let email = w
+        .campaign(
+            "Mails",
+            CampaignOpts {
+                channel: Channel::Email,
+                sender: "support@example.com",
+                ..Default::default()
+            },
+        )
+        .await;
+    w.outreach(sms, &phones(2), "2026-03-02T12:00Z", None).await;
+    w.outreach(
+        email,
+        "email,name\na@example.com,A\nb@example.com,B\n",
+        "2026-03-02T12:00Z",
+        None,
+    )
+    .await;
+    // First, ordinary sends on both channels.
+    w.settle().await;
+    assert_eq!(w.recorder.sent().len(), 4);
+    // Then a Herald claims one recipient of each new outreach and dies before it records
+    // anything (its claim, made directly here, is all that is left of it).
+    let sms2 = w
+        .outreach(
+            sms,
+            "phone,name\n+14155552000,Z\n",
+            "2026-03-02T12:00Z",
+            None,
+        )
+        .await;
+    let email2 = w
+        .outreach(
+            email,
+            "email,name\nz@example.com,Z\n",
+            "2026-03-02T12:00Z",
+            None,
+        )
+        .await;
+    let now = at("2026-03-02T12:00Z");
+    for o in [sms2, email2] {
+        assert!(w.store.start_outreach(o, now).await.unwrap());
+        let claimed = w
+            .store
+            .claim_due(o, now, at("2026-03-02T12:01Z"), 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+    }
+    // Before the lease ends nothing is touched.
+    w.set("2026-03-02T12:00:30Z");
+    w.settle().await;
+    assert_eq!(w.states(sms2).await["+14155552000"], DeliveryState::Sending);
+    assert_eq!(
+        w.states(email2).await["z@example.com"],
+        DeliveryState::Sending
+    );
+    // After it: the SMS is unknown and never sent; the email is sent, keyed as the first try was.
+    w.set("2026-03-02T12:01:01Z");
+    w.settle().await;
+    w.settle().await;
+    let s = &w.recipients(sms2).await[0];
+    assert_eq!(s.state, DeliveryState::Unknown);
+    assert_eq!(s.error_code.as_deref(), Some("lease_expired"));
+    let e = &w.recipients(email2).await[0];
+    assert_eq!(e.state, DeliveryState::Sent);
+    assert_eq!(e.attempts, 2);
+    let sent = w.recorder.sent();
+    assert!(
+        !sent.iter().any(|d| d.to == "+14155552000"),
+        "no second text"
+    );
+    let z: Vec<_> = sent.iter().filter(|d| d.to == "z@example.com").collect();
+    assert_eq!(z.len(), 1);
+    assert_eq!(
+        z[0].key,
+        herald_core::outreach::idempotency_key(email2, e.id)
+    );
+    assert_eq!(w.status(sms2).await, OutreachStatus::Completed);
+    assert_eq!(w.status(email2).await, OutreachStatus::Completed);
+}
+
+async fn render_errors_fail_the_recipient_with_the_reason(db: TestStore) {
+    let w = World::new(db, "2026-03-02T12:00Z", World::config()).await;
+    let c = w
+        .campaign(
+            "Loops",
+            CampaignOpts {
+                body: "Hi {{ name.first }}",
+                ..Default::default()
+            },
+        )
+        .await;
+    let o = w
+        .outreach(
+            c,
+            "phone,name\n+14155550001,Ann\n",
+            "2026-03-02T12:00Z",
+            None,
+        )
+        .await;
+    w.settle().await;
+    let r = &w.recipients(o).await[0];
+    assert_eq!(r.state, DeliveryState::Failed);
+    assert_eq!(r.error_code.as_deref(), Some("render"));
+    assert!(r.error_message.as_deref().is_some_and(|m| !m.is_empty()));
+    assert!(w.recorder.sent().is_empty());
+}

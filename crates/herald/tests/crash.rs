@@ -1,0 +1,397 @@
+//! Crash safety, end to end: a real `herald serve` sending a 10,000-recipient outreach is killed
+//! with SIGKILL mid-send and started again. Every recipient must end terminal; no SMS may reach
+//! a number twice (at-most-once), and every email re-sent after the crash must carry the
+//! `Message-ID` of its first try (at-least-once).
+
+use herald_testkit::{FakeSmtp, FakeTwilio};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RECIPIENTS: usize = 10_000;
+
+fn herald(dir: &Path, db: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.current_dir(dir)
+        .env("HERALD_DATABASE_URL", db)
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+/// A running `herald serve`; killed if the test fails before it stops it.
+struct Herald(Option<Child>);
+
+impl Herald {
+    fn take(mut self) -> Child {
+        self.0.take().expect("running")
+    }
+}
+
+impl Drop for Herald {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn serve(dir: &Path, db: &str) -> (Herald, String) {
+    let mut child = herald(dir, db)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn herald serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("herald serve exited before listening")
+            .expect("read stderr");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if line.contains("ERROR") || line.contains("panicked") {
+                eprintln!("herald: {line}");
+            }
+        }
+    });
+    (Herald(Some(child)), base)
+}
+
+fn kill9(child: Herald) {
+    let mut child = child.take();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("SIGKILL");
+    child.wait().expect("reap");
+}
+
+fn term(child: Herald) {
+    let mut child = child.take();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let status = child.wait().expect("wait");
+    assert!(
+        status.success(),
+        "herald exited with {status} after SIGTERM"
+    );
+}
+
+fn token(dir: &Path, db: &str) -> String {
+    let out = herald(dir, db)
+        .args(["token", "create", "--name", "ops", "--role", "admin"])
+        .output()
+        .expect("token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+struct Api {
+    http: reqwest::Client,
+    token: String,
+}
+
+impl Api {
+    async fn post(&self, base: &str, path: &str, body: Value) -> Value {
+        let res = self
+            .http
+            .post(format!("{base}/api/v1/{path}"))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let body: Value = res.json().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {body}");
+        body
+    }
+
+    async fn get(&self, base: &str, path: &str) -> Value {
+        self.http
+            .get(format!("{base}/api/v1/{path}"))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn all_recipients(&self, base: &str, outreach: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut after = 0i64;
+        loop {
+            let page = self
+                .get(
+                    base,
+                    &format!("outreaches/{outreach}/recipients?after={after}&limit=500"),
+                )
+                .await;
+            let items = page["items"].as_array().expect("items").clone();
+            if items.is_empty() {
+                break;
+            }
+            after = items.last().unwrap()["id"].as_i64().unwrap();
+            all.extend(items);
+        }
+        all
+    }
+}
+
+/// Sets up a campaign on `channel` whose sender uses `provider`, uploads `csv` and returns the
+/// outreach id.
+async fn launch(
+    dir: &Path,
+    db: &str,
+    base: &str,
+    api: &Api,
+    channel: &str,
+    from: &str,
+    provider: &str,
+    csv: &str,
+) -> String {
+    let inbox = api.post(base, "inboxes", json!({"name": "Care"})).await;
+    let sender = api
+        .post(
+            base,
+            "senders",
+            json!({"channel": channel, "address": from, "inbox_id": inbox["id"], "provider": provider}),
+        )
+        .await;
+    let subject = (channel == "email").then_some("Your order");
+    let answer = api
+        .post(
+            base,
+            "answers",
+            json!({"name": "Late", "variants": [{"language": "en", "subject": subject, "body": "Hi {{ name }}, your order is late."}]}),
+        )
+        .await;
+    let days: BTreeMap<&str, Vec<&str>> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .into_iter()
+        .map(|d| (d, vec!["00:00-24:00"]))
+        .collect();
+    let campaign = api
+        .post(
+            base,
+            "campaigns",
+            json!({"name": "Late orders", "channel": channel, "sender_id": sender["id"], "language": "en",
+                   "answer_id": answer["id"], "quiet_hours": false,
+                   "schedule": {"timezone": "UTC", "days": days}}),
+        )
+        .await;
+    std::fs::write(dir.join("list.csv"), csv).unwrap();
+    let out = herald(dir, db)
+        .args(["outreach", "create", "--campaign"])
+        .arg(campaign["id"].as_str().unwrap())
+        .args(["--csv", "list.csv"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.split_whitespace().nth(1).unwrap().to_string()
+}
+
+fn config(dir: &Path, channels: &str) {
+    std::fs::write(
+        dir.join("herald.toml"),
+        format!(
+            "{channels}\n[dispatch]\nlease_secs = 2\nbatch_size = 100\nconcurrency = 8\npoll_ms = 50\n\
+             [dispatch.rates]\nsms = inf\nemail = inf\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// Waits until `done()` or panics after `limit`.
+async fn wait_until(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn sms_crash(db: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let twilio = FakeTwilio::builder()
+        .latency(Duration::from_millis(2))
+        .start();
+    config(dir, &twilio.config_toml());
+    let api = Api {
+        http: reqwest::Client::new(),
+        token: token(dir, db),
+    };
+    let (child, base) = serve(dir, db);
+    let mut csv = String::from("phone,name\n");
+    for i in 0..RECIPIENTS {
+        csv.push_str(&format!("+1415{:07},Customer {i}\n", 2_000_000 + i));
+    }
+    let outreach = launch(dir, db, &base, &api, "sms", "+14155550100", "twilio", &csv).await;
+
+    // Kill it somewhere in the middle.
+    wait_until(Duration::from_secs(120), "the first sends", async || {
+        twilio.accepted().len() >= RECIPIENTS / 5
+    })
+    .await;
+    kill9(child);
+    let at_kill = twilio.accepted().len();
+    assert!(
+        at_kill < RECIPIENTS,
+        "the crash came too late to test anything"
+    );
+
+    let (child, base) = serve(dir, db);
+    wait_until(
+        Duration::from_secs(300),
+        "the outreach to complete",
+        async || api.get(&base, &format!("outreaches/{outreach}")).await["status"] == "completed",
+    )
+    .await;
+
+    let recipients = api.all_recipients(&base, &outreach).await;
+    assert_eq!(recipients.len(), RECIPIENTS, "no recipient vanished");
+    let states: BTreeMap<String, usize> = recipients.iter().fold(BTreeMap::new(), |mut m, r| {
+        *m.entry(r["state"].as_str().unwrap().to_string())
+            .or_default() += 1;
+        m
+    });
+    assert!(
+        states.keys().all(|s| s == "sent" || s == "unknown"),
+        "every recipient sent, or unknown if the crash hit its send: {states:?}"
+    );
+    let by_to = twilio.accepted_count_by_to();
+    let twice: Vec<_> = by_to.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "numbers texted twice: {twice:?}");
+    // Everything marked sent reached Twilio; unknown ones are at most the in-flight batch.
+    for r in &recipients {
+        if r["state"] == "sent" {
+            assert!(by_to.contains_key(r["address"].as_str().unwrap()), "{r}");
+        }
+    }
+    let unknown = states.get("unknown").copied().unwrap_or(0);
+    assert!(
+        unknown <= 100,
+        "only the sends in flight at the crash are unknown: {unknown}"
+    );
+    let progress = api.get(&base, &format!("outreaches/{outreach}")).await["progress"].clone();
+    assert_eq!(progress["pending"], 0, "{progress}");
+    assert_eq!(progress["total"], RECIPIENTS, "{progress}");
+    term(child);
+}
+
+async fn email_crash(db: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let smtp = FakeSmtp::start();
+    config(dir, &smtp.config_toml());
+    let api = Api {
+        http: reqwest::Client::new(),
+        token: token(dir, db),
+    };
+    let (child, base) = serve(dir, db);
+    let mut csv = String::from("email,name\n");
+    for i in 0..RECIPIENTS {
+        csv.push_str(&format!("customer{i}@example.com,Customer {i}\n"));
+    }
+    let outreach = launch(
+        dir,
+        db,
+        &base,
+        &api,
+        "email",
+        "care@shop.example",
+        "smtp",
+        &csv,
+    )
+    .await;
+    wait_until(Duration::from_secs(120), "the first emails", async || {
+        smtp.messages().len() >= RECIPIENTS / 5
+    })
+    .await;
+    kill9(child);
+    assert!(
+        smtp.messages().len() < RECIPIENTS,
+        "the crash came too late"
+    );
+
+    let (child, base) = serve(dir, db);
+    wait_until(
+        Duration::from_secs(300),
+        "the outreach to complete",
+        async || api.get(&base, &format!("outreaches/{outreach}")).await["status"] == "completed",
+    )
+    .await;
+    let recipients = api.all_recipients(&base, &outreach).await;
+    assert_eq!(recipients.len(), RECIPIENTS);
+    assert!(
+        recipients.iter().all(|r| r["state"] == "sent"),
+        "at-least-once: every email ends sent"
+    );
+    // Every address got mail, and all of an address's copies share one Message-ID.
+    let mut ids: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for m in smtp.messages() {
+        let id = m.header("Message-ID").expect("Message-ID");
+        for to in m.recipients() {
+            ids.entry(to).or_default().insert(id.clone());
+        }
+    }
+    assert_eq!(ids.len(), RECIPIENTS, "every customer got the email");
+    let differing: Vec<_> = ids.iter().filter(|(_, set)| set.len() > 1).collect();
+    assert!(
+        differing.is_empty(),
+        "re-sends with a new Message-ID: {differing:?}"
+    );
+    let unsubscribe = smtp.messages()[0]
+        .header("List-Unsubscribe")
+        .expect("List-Unsubscribe");
+    assert!(unsubscribe.contains("/unsubscribe/"), "{unsubscribe}");
+    assert_eq!(
+        smtp.messages()[0]
+            .header("List-Unsubscribe-Post")
+            .as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
+    term(child);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_sms_killed_mid_outreach_sends_no_sms_twice() {
+    sms_crash("sqlite://herald.db").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_email_killed_mid_outreach_resends_with_the_same_message_id() {
+    email_crash("sqlite://herald.db").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sms_killed_mid_outreach_sends_no_sms_twice() {
+    let Some(db) = herald_store::testing::postgres().await else {
+        return;
+    };
+    sms_crash(&db.url).await;
+}
