@@ -45,6 +45,19 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad-request", detail)
     }
 
+    /// A 400 about one query parameter, with a field error saying what to send instead.
+    pub fn bad_param(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let field = field.into();
+        let message = message.into();
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            format!("{field}: {message}"),
+        );
+        e.errors = vec![FieldError::new(field, message)];
+        e
+    }
+
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
         e.www_authenticate = true;

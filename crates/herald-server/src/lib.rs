@@ -10,6 +10,7 @@ use axum::Router;
 use axum::http::Request;
 use herald_store::Store;
 use std::sync::Arc;
+use std::time::Duration;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -21,13 +22,40 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Size and row limits of one recipient upload.
     pub import_limits: herald_engine::ImportLimits,
+    /// How often an outreach's event stream (`GET /outreaches/{id}/events`) looks at the store
+    /// for a change of progress.
+    pub events_interval: Duration,
+    /// Set by [`AppState::close_event_streams`]; every open event stream ends when it is.
+    events_closed: Arc<tokio::sync::watch::Sender<bool>>,
 }
+
+/// The default of [`AppState::events_interval`].
+pub const EVENTS_INTERVAL: Duration = Duration::from_secs(1);
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,
             import_limits: herald_engine::ImportLimits::default(),
+            events_interval: EVENTS_INTERVAL,
+            events_closed: Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
+    }
+
+    /// Ends every open event stream (and any opened later). Call it when the server begins a
+    /// graceful shutdown: an event stream is a request that otherwise lasts until its outreach
+    /// is final, and the shutdown waits for requests in flight.
+    pub fn close_event_streams(&self) {
+        self.events_closed.send_replace(true);
+    }
+
+    /// Resolves once [`AppState::close_event_streams`] has been called.
+    pub(crate) fn event_streams_closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.events_closed.subscribe();
+        async move {
+            // The sender lives in the state, which outlives every stream; an error means it is
+            // gone, so there is nothing left to wait for either.
+            let _ = rx.wait_for(|closed| *closed).await;
         }
     }
 }
@@ -70,6 +98,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
         .merge(routes::answers::router())
         .merge(routes::campaigns::router())
         .merge(routes::outreaches::router())
+        .merge(routes::tracking::router())
 }
 
 /// The OpenAPI document of the whole API, generated from the routes themselves.

@@ -123,6 +123,11 @@ async fn openapi_is_3_1_and_lists_the_routes(app: App) {
         "/api/v1/senders/{id}",
         "/api/v1/answers",
         "/api/v1/campaigns/{id}",
+        "/api/v1/outreaches/{id}",
+        "/api/v1/outreaches/{id}/stop",
+        "/api/v1/outreaches/{id}/retry-failed",
+        "/api/v1/outreaches/{id}/recipients",
+        "/api/v1/outreaches/{id}/events",
     ] {
         assert!(
             spec["paths"].get(p).is_some(),
@@ -130,6 +135,43 @@ async fn openapi_is_3_1_and_lists_the_routes(app: App) {
         );
     }
     assert!(spec["components"]["schemas"].get("Campaign").is_some());
+    // Outreaches show how far sending got.
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(
+        schemas["Outreach"]["properties"]["progress"]["$ref"], "#/components/schemas/Progress",
+        "{}",
+        schemas["Outreach"]
+    );
+    for field in [
+        "total",
+        "sent",
+        "delivered",
+        "failed",
+        "skipped",
+        "pending",
+        "replied",
+    ] {
+        assert!(
+            schemas["Progress"]["properties"].get(field).is_some(),
+            "Progress.{field} missing: {}",
+            schemas["Progress"]
+        );
+    }
+    let events = &spec["paths"]["/api/v1/outreaches/{id}/events"]["get"];
+    assert!(
+        events["responses"]["200"]["content"]
+            .get("text/event-stream")
+            .is_some(),
+        "{events}"
+    );
+    let recipients = &spec["paths"]["/api/v1/outreaches/{id}/recipients"]["get"];
+    let params: Vec<&str> = recipients["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(params, ["id", "state", "limit", "after"], "{recipients}");
     assert!(
         spec["components"]["securitySchemes"]
             .get("bearer")

@@ -6,6 +6,7 @@ pub mod health;
 pub mod inboxes;
 pub mod outreaches;
 pub mod senders;
+pub mod tracking;
 
 use crate::error::{ApiError, ApiResult};
 use axum::http::Uri;

@@ -1,0 +1,260 @@
+//! Following an outreach once it is launched: stop it, retry its failed recipients, list its
+//! recipients, and watch its progress live as Server-Sent Events.
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{ApiPath, ApiQuery};
+use axum::Json;
+use axum::extract::State;
+use axum::http::header::HeaderName;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use herald_core::Page;
+use herald_core::outreach::{DeliveryState, OutreachStatus, Progress};
+use herald_store::{Outreach, RecipientRecord, Store};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(stop_outreach))
+        .routes(routes!(retry_failed))
+        .routes(routes!(list_recipients))
+        .routes(routes!(outreach_events))
+}
+
+/// Stops an outreach: no recipient is messaged from now on. Recipients still waiting become
+/// `skipped` (reason `stopped`); sends already handed to a provider are still recorded. A stopped
+/// outreach cannot be restarted.
+#[utoipa::path(post, path = "/outreaches/{id}/stop", tag = "outreaches",
+    params(("id" = Uuid, Path)), security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "The stopped outreach", body = Outreach),
+        (status = 404, body = Problem),
+        (status = 409, description = "The outreach is already completed or stopped", body = Problem)))]
+async fn stop_outreach(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<Outreach>> {
+    Ok(Json(s.store.stop_outreach(id, Timestamp::now()).await?))
+}
+
+/// What `retry-failed` did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RetryFailed {
+    /// Failed recipients put back in the queue.
+    pub requeued: u64,
+    /// The outreach afterwards (a completed one is `in_progress` again).
+    pub outreach: Outreach,
+}
+
+/// Queues every `failed` recipient of the outreach again (their attempts start over). A
+/// completed outreach goes back to `in_progress`. Refused for a stopped outreach and for one
+/// whose end time has passed.
+#[utoipa::path(post, path = "/outreaches/{id}/retry-failed", tag = "outreaches",
+    params(("id" = Uuid, Path)), security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, body = RetryFailed),
+        (status = 404, body = Problem),
+        (status = 409, description = "The outreach is stopped or past its end time", body = Problem)))]
+async fn retry_failed(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<RetryFailed>> {
+    let requeued = s.store.retry_failed(id, Timestamp::now()).await?;
+    let outreach = s.store.get_outreach(id).await?;
+    Ok(Json(RetryFailed { requeued, outreach }))
+}
+
+/// `?state=failed&limit=50&after=0`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecipientQuery {
+    /// Only recipients in this delivery state.
+    #[param(value_type = Option<DeliveryState>)]
+    pub state: Option<String>,
+    /// Items per page, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// The `next_after` of the previous page (recipient ids are integers; omit or send 0 for the
+    /// first page).
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
+}
+
+/// One page of an outreach's recipients and the cursor for the next, if there is one.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RecipientListing {
+    pub items: Vec<RecipientRecord>,
+    /// Send it as `after` for the next page; null on the last page.
+    pub next_after: Option<i64>,
+}
+
+/// The outreach's recipients in upload order (by id), optionally of one delivery state: what
+/// each was sent, when, and why it failed or was skipped.
+#[utoipa::path(get, path = "/outreaches/{id}/recipients", tag = "outreaches",
+    params(("id" = Uuid, Path), RecipientQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, body = RecipientListing),
+        (status = 400, description = "`state` is not a delivery state", body = Problem),
+        (status = 404, body = Problem),
+        (status = 422, description = "`limit` is out of range", body = Problem)))]
+async fn list_recipients(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<RecipientQuery>,
+) -> ApiResult<Json<RecipientListing>> {
+    let state = match q.state.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(name) => Some(
+            name.parse::<DeliveryState>()
+                .map_err(|e| ApiError::bad_param("state", e.to_string()))?,
+        ),
+    };
+    let limit = Page::new(q.limit, None)?.limit;
+    let after = q.after.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::bad_param(
+            "after",
+            "must be 0 or the `next_after` of the previous page",
+        ));
+    }
+    // One more than asked tells whether another page follows without a second query.
+    let mut items = s.store.list_recipients(id, state, after, limit + 1).await?;
+    let next_after = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(Json(RecipientListing { items, next_after }))
+}
+
+/// The data of a `progress` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ProgressEvent {
+    /// The outreach.
+    pub id: Uuid,
+    pub status: OutreachStatus,
+    pub progress: Progress,
+    /// `sent/total`, e.g. `7/11`.
+    pub label: String,
+}
+
+impl ProgressEvent {
+    fn of(o: &Outreach) -> Self {
+        Self {
+            id: o.id,
+            status: o.status,
+            progress: o.progress,
+            label: o.progress.label(),
+        }
+    }
+}
+
+/// How often an idle event stream sends a comment, so proxies keep the connection open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The outreach's progress as it changes, as Server-Sent Events (`text/event-stream`).
+///
+/// An event `progress` comes at once, then again whenever the status or a count changes; its
+/// data is a `ProgressEvent`. Once the outreach is completed or stopped, its last `progress`
+/// event is sent and the stream ends (an `EventSource` should `close()` when it sees a final
+/// status, or it reconnects and gets that last event again). If the outreach cannot be read
+/// any more, an event `error` carries a problem document and the stream ends. A comment every
+/// 15 s keeps an idle connection open.
+#[utoipa::path(get, path = "/outreaches/{id}/events", tag = "outreaches",
+    params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`progress` events whose data is a ProgressEvent",
+            content_type = "text/event-stream", body = ProgressEvent),
+        (status = 404, body = Problem)))]
+async fn outreach_events(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<(
+    [(HeaderName, &'static str); 1],
+    Sse<impl Stream<Item = Result<Event, axum::Error>>>,
+)> {
+    // An unknown outreach is a 404, not a stream.
+    let first = ProgressEvent::of(&s.store.get_outreach(id).await?);
+    let stream = progress_events(
+        s.store.clone(),
+        id,
+        first,
+        s.events_interval,
+        Box::pin(s.event_streams_closed()),
+    );
+    Ok((
+        // Tells nginx and the like not to buffer the stream.
+        [(HeaderName::from_static("x-accel-buffering"), "no")],
+        Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)),
+    ))
+}
+
+enum Watch {
+    /// Send this, then end if it is final.
+    Emit(ProgressEvent),
+    /// Look again after the interval; this was the last event sent.
+    Poll(ProgressEvent),
+    Done,
+}
+
+type Closed = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn progress_events(
+    store: Arc<dyn Store>,
+    id: Uuid,
+    first: ProgressEvent,
+    interval: Duration,
+    closed: Closed,
+) -> impl Stream<Item = Result<Event, axum::Error>> {
+    futures_util::stream::unfold(
+        (Watch::Emit(first), closed),
+        move |(mut watch, mut closed)| {
+            let store = store.clone();
+            async move {
+                loop {
+                    match watch {
+                        Watch::Done => return None,
+                        Watch::Emit(ev) => {
+                            let event = Event::default().event("progress").json_data(&ev);
+                            let next = if ev.status.is_final() {
+                                Watch::Done
+                            } else {
+                                Watch::Poll(ev)
+                            };
+                            return Some((event, (next, closed)));
+                        }
+                        Watch::Poll(last) => {
+                            tokio::select! {
+                                () = tokio::time::sleep(interval) => {}
+                                () = &mut closed => return None,
+                            }
+                            watch = match store.get_outreach(id).await {
+                                Ok(o) => {
+                                    let now = ProgressEvent::of(&o);
+                                    if now == last {
+                                        Watch::Poll(last)
+                                    } else {
+                                        Watch::Emit(now)
+                                    }
+                                }
+                                Err(e) => {
+                                    let problem = ApiError::from(e).to_problem();
+                                    let event = Event::default().event("error").json_data(problem);
+                                    return Some((event, (Watch::Done, closed)));
+                                }
+                            };
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
