@@ -1,0 +1,393 @@
+//! The dispatcher against fake providers over real HTTP and SMTP: a flaky Twilio (30% 5xx and
+//! 429 with `Retry-After`), the exact form fields and TwiML Twilio receives, and email through a
+//! real SMTP conversation.
+
+use herald_channels::{SmtpTransport, Transports, TwilioTransport};
+use herald_core::outreach::{DeliveryState, OutreachStatus};
+use herald_core::schedule::ScheduleInput;
+use herald_core::{
+    Address, AnswerSpec, AnswerVariant, CampaignSpec, Channel, E164, EmailAddress, InboxSpec,
+    Language, Provider, Schedule, SenderSpec, Template,
+};
+use herald_engine::{
+    DispatchConfig, Dispatcher, ManualClock, OutreachUpload, RateConfig, UnsubscribeLinks,
+    import_outreach,
+};
+use herald_store::Store;
+use herald_testkit::{FakeSmtp, FakeTwilio};
+use jiff::{SignedDuration, Timestamp};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+use uuid::Uuid;
+
+const PUBLIC: &str = "https://herald.example.com";
+
+fn now() -> Timestamp {
+    "2026-03-02T15:00:00Z".parse().unwrap()
+}
+
+fn config(max_attempts: u32) -> DispatchConfig {
+    DispatchConfig {
+        max_attempts,
+        backoff_base_ms: 500,
+        backoff_max_secs: 8,
+        batch_size: 50,
+        concurrency: 16,
+        rates: RateConfig {
+            sms: f64::INFINITY,
+            voice: f64::INFINITY,
+            email: f64::INFINITY,
+            senders: BTreeMap::new(),
+        },
+        ..DispatchConfig::default()
+    }
+}
+
+/// An always-open campaign on `channel` from `from` through `provider`; returns its id.
+async fn campaign(
+    store: &dyn Store,
+    channel: Channel,
+    from: Address,
+    provider: Provider,
+    body: &str,
+) -> Uuid {
+    let inbox = store
+        .create_inbox(&InboxSpec {
+            name: "Care".into(),
+        })
+        .await
+        .unwrap()
+        .id;
+    let sender = store
+        .create_sender(&SenderSpec {
+            channel,
+            address: from,
+            inbox_id: inbox,
+            provider,
+        })
+        .await
+        .unwrap()
+        .id;
+    let language = Language::parse("en-US").unwrap();
+    let answer = store
+        .create_answer(&AnswerSpec {
+            name: "Late".into(),
+            variants: vec![AnswerVariant {
+                language: language.clone(),
+                subject: (channel == Channel::Email)
+                    .then(|| Template::parse("Your order {{ order }}").unwrap()),
+                body: Template::parse(body).unwrap(),
+            }],
+        })
+        .await
+        .unwrap()
+        .id;
+    let days = herald_core::schedule::WEEKDAYS
+        .iter()
+        .map(|d| (d.to_string(), vec!["00:00-24:00".to_string()]))
+        .collect();
+    store
+        .create_campaign(&CampaignSpec {
+            name: "Late orders".into(),
+            description: String::new(),
+            channel,
+            sender_id: Some(sender),
+            language,
+            answer_id: answer,
+            schedule: Schedule::parse(&ScheduleInput {
+                timezone: "UTC".into(),
+                days,
+            })
+            .unwrap(),
+            quiet_hours: false,
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+async fn outreach(store: Arc<dyn Store>, campaign: Uuid, csv: &str) -> Uuid {
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(csv.as_bytes()).unwrap();
+    import_outreach(
+        store,
+        OutreachUpload {
+            campaign_id: campaign,
+            file,
+            file_name: "list.csv".into(),
+            start_at: now(),
+            end_at: None,
+            default_region: None,
+            limits: Default::default(),
+        },
+        Arc::new(|_| {}),
+    )
+    .await
+    .expect("import")
+    .id
+}
+
+/// Ticks, moving the clock on by `step` each time, until the outreach is final.
+async fn run_to_the_end(
+    d: &Dispatcher,
+    clock: &ManualClock,
+    store: &dyn Store,
+    id: Uuid,
+    step: SignedDuration,
+) -> u32 {
+    for round in 0..500 {
+        d.tick().await.expect("tick");
+        if store.outreach_status(id).await.unwrap() == OutreachStatus::Completed {
+            return round;
+        }
+        clock.advance(step);
+    }
+    panic!("the outreach never completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_percent_transient_failures_and_429s_still_end_every_recipient_terminal() {
+    let db = herald_store::testing::sqlite().await;
+    let store = db.store.clone();
+    let twilio = FakeTwilio::builder().seed(7).transient_rate(0.3).start();
+    let mut transports = Transports::new();
+    transports.insert(
+        Provider::Twilio,
+        Arc::new(TwilioTransport::new(&twilio.config().with_public_url(PUBLIC)).unwrap()),
+    );
+    let clock = Arc::new(ManualClock::new(now()));
+    let max_attempts = 6;
+    let d = Dispatcher::new(
+        store.clone(),
+        transports,
+        clock.clone(),
+        config(max_attempts),
+    );
+    let c = campaign(
+        &*store,
+        Channel::Sms,
+        Address::Phone(E164::parse("+14155550100", None).unwrap()),
+        Provider::Twilio,
+        "Hi {{ name }}, your order {{ order }} is late.",
+    )
+    .await;
+    let n = 300;
+    let mut csv = String::from("phone,name,order\n");
+    for i in 0..n {
+        csv.push_str(&format!("+1415{:07},Customer {i},A-{i}\n", 3_000_000 + i));
+    }
+    let o = outreach(store.clone(), c, &csv).await;
+    run_to_the_end(&d, &clock, &*store, o, SignedDuration::from_secs(2)).await;
+
+    let requests = twilio.requests();
+    let statuses: BTreeMap<u16, usize> = requests.iter().fold(BTreeMap::new(), |mut m, r| {
+        *m.entry(r.status).or_default() += 1;
+        m
+    });
+    assert!(
+        statuses.get(&429).copied().unwrap_or(0) > 10,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.get(&500).copied().unwrap_or(0) > 10,
+        "{statuses:?}"
+    );
+
+    let recipients = store.list_recipients(o, None, 0, 1000).await.unwrap();
+    assert_eq!(recipients.len(), n);
+    let accepted = twilio.accepted_count_by_to();
+    for r in &recipients {
+        assert!(r.state.is_terminal(), "{r:?}");
+        assert!(r.attempts >= 1 && r.attempts <= max_attempts, "{r:?}");
+        match r.state {
+            DeliveryState::Sent => {
+                assert_eq!(
+                    accepted.get(&r.address),
+                    Some(&1),
+                    "sent exactly once: {r:?}"
+                );
+                assert!(
+                    r.provider_message_id
+                        .as_deref()
+                        .is_some_and(|s| s.starts_with("SM"))
+                );
+            }
+            DeliveryState::Failed => {
+                assert_eq!(r.attempts, max_attempts, "fails only when retries run out");
+                assert!(accepted.get(&r.address).is_none());
+            }
+            other => panic!("unexpected {other}: {r:?}"),
+        }
+    }
+    // Each number's requests: one per attempt, never more.
+    let mut tries: BTreeMap<String, u32> = BTreeMap::new();
+    for r in &requests {
+        *tries.entry(r.field("To").unwrap().to_string()).or_default() += 1;
+    }
+    for r in &recipients {
+        assert_eq!(tries.get(&r.address).copied(), Some(r.attempts), "{r:?}");
+    }
+    let retried = recipients.iter().filter(|r| r.attempts > 1).count();
+    assert!(retried > 50, "the failures were retried: {retried}");
+    let sent = recipients
+        .iter()
+        .filter(|r| r.state == DeliveryState::Sent)
+        .count();
+    assert!(
+        sent >= n - 2,
+        "with 6 attempts at 30% nearly all get through: {sent}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_gets_exact_sms_fields_and_call_twiml() {
+    let db = herald_store::testing::sqlite().await;
+    let store = db.store.clone();
+    let twilio = FakeTwilio::start();
+    let mut transports = Transports::new();
+    transports.insert(
+        Provider::Twilio,
+        Arc::new(TwilioTransport::new(&twilio.config().with_public_url(PUBLIC)).unwrap()),
+    );
+    let clock = Arc::new(ManualClock::new(now()));
+    let d = Dispatcher::new(store.clone(), transports, clock.clone(), config(3));
+    let sms = campaign(
+        &*store,
+        Channel::Sms,
+        Address::Phone(E164::parse("+14155550100", None).unwrap()),
+        Provider::Twilio,
+        "Hi {{ name }} & co, order {{ order }} <late>.",
+    )
+    .await;
+    let o = outreach(
+        store.clone(),
+        sms,
+        "phone,name,order\n(415) 555-0123,Ann,A-1\n",
+    )
+    .await;
+    run_to_the_end(&d, &clock, &*store, o, SignedDuration::from_secs(1)).await;
+    let accepted = twilio.accepted();
+    assert_eq!(accepted.len(), 1);
+    let m = &accepted[0];
+    assert!(m.is_sms());
+    assert_eq!(
+        m.form,
+        vec![
+            ("To".to_string(), "+14155550123".to_string()),
+            ("From".to_string(), "+14155550100".to_string()),
+            (
+                "Body".to_string(),
+                "Hi Ann & co, order A-1 <late>.".to_string()
+            ),
+            (
+                "StatusCallback".to_string(),
+                format!("{PUBLIC}/webhooks/twilio/status")
+            ),
+        ]
+    );
+    let r = &store.list_recipients(o, None, 0, 10).await.unwrap()[0];
+    assert_eq!(r.provider_message_id.as_deref(), Some(m.sid.as_str()));
+    let request = &twilio.requests()[0];
+    assert_eq!(
+        request.path,
+        format!(
+            "/2010-04-01/Accounts/{}/Messages.json",
+            twilio.account_sid()
+        )
+    );
+    assert_eq!(
+        request.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+
+    // A voice campaign: a call whose TwiML speaks the answer in the campaign's language.
+    let inbox_store = store.clone();
+    let voice = campaign(
+        &*inbox_store,
+        Channel::Voice,
+        Address::Phone(E164::parse("+14155550199", None).unwrap()),
+        Provider::Twilio,
+        "Hello {{ name }}, your order is late.",
+    )
+    .await;
+    let o = outreach(store.clone(), voice, "phone,name\n+14155550124,Bo\n").await;
+    run_to_the_end(&d, &clock, &*store, o, SignedDuration::from_secs(1)).await;
+    let call = twilio
+        .accepted()
+        .into_iter()
+        .find(|m| m.is_call())
+        .expect("a call");
+    assert_eq!(call.to, "+14155550124");
+    assert_eq!(call.from, "+14155550199");
+    assert_eq!(
+        call.twiml.as_deref(),
+        Some("<Response><Say language=\"en-US\">Hello Bo, your order is late.</Say></Response>")
+    );
+    assert_eq!(call.machine_detection.as_deref(), Some("Enable"));
+    assert_eq!(
+        call.status_callback.as_deref(),
+        Some(format!("{PUBLIC}/webhooks/twilio/status").as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_goes_through_a_real_smtp_conversation_with_unsubscribe_headers() {
+    let db = herald_store::testing::sqlite().await;
+    let store = db.store.clone();
+    let smtp = FakeSmtp::builder().seed(3).transient_rate(0.3).start();
+    let mut transports = Transports::new();
+    transports.insert(
+        Provider::Smtp,
+        Arc::new(SmtpTransport::new(&smtp.config()).unwrap()),
+    );
+    let clock = Arc::new(ManualClock::new(now()));
+    let links = UnsubscribeLinks::new(PUBLIC, b"test key");
+    let d = Dispatcher::new(store.clone(), transports, clock.clone(), config(8))
+        .with_unsubscribe_links(links.clone());
+    let c = campaign(
+        &*store,
+        Channel::Email,
+        Address::Email(EmailAddress::parse("care@shop.example").unwrap()),
+        Provider::Smtp,
+        "Dear {{ name }}, order {{ order }} is late.",
+    )
+    .await;
+    let mut csv = String::from("email,name,order\n");
+    for i in 0..40 {
+        csv.push_str(&format!("c{i}@example.com,Customer {i},B-{i}\n"));
+    }
+    let o = outreach(store.clone(), c, &csv).await;
+    run_to_the_end(&d, &clock, &*store, o, SignedDuration::from_secs(10)).await;
+    assert!(!smtp.rejections().is_empty(), "failures were injected");
+    let recipients = store.list_recipients(o, None, 0, 100).await.unwrap();
+    assert!(recipients.iter().all(|r| r.state == DeliveryState::Sent));
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 40, "each email accepted once");
+    let first = recipients
+        .iter()
+        .find(|r| r.address == "c0@example.com")
+        .unwrap();
+    let m = messages
+        .iter()
+        .find(|m| m.recipients() == vec!["c0@example.com".to_string()])
+        .unwrap();
+    let key = herald_core::outreach::idempotency_key(o, first.id);
+    assert_eq!(
+        m.header("Message-ID").as_deref(),
+        Some(format!("<{key}@shop.example>").as_str())
+    );
+    assert_eq!(m.subject.as_deref(), Some("Your order B-0"));
+    assert!(m.body().contains("Dear Customer 0, order B-0 is late."));
+    let unsubscribe = m.header("List-Unsubscribe").unwrap();
+    assert_eq!(unsubscribe, format!("<{}>", links.url(&key)));
+    assert!(links.verify(&key, &links.sign(&key)));
+    assert!(!links.verify(
+        &herald_core::outreach::idempotency_key(o, first.id + 1),
+        &links.sign(&key)
+    ));
+    assert_eq!(
+        m.header("List-Unsubscribe-Post").as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
+}
