@@ -80,6 +80,10 @@ fn the_readme_tour_works_as_written() {
         "{\"rows\":3,\"accepted\":2,\"invalid\":1,\"duplicates\":0,\"suppressed\":0,\"encoding\":\"utf-8\"}",
         "line,column,value,reason\n4,phone,not a number,",
         "\"/api/v1/campaigns/{id}\"",
+        "\"total\":2,\"sent\":2,\"delivered\":0,\"failed\":0,\"skipped\":0,\"pending\":0",
+        "{\"address\":\"+14155552671\",\"state\":\"sent\",\"attempts\":1}",
+        "{\"to\":\"+14155552672\",\"body\":\"Hi Ben, your order A-1002 is running late. Reply here with questions.\"}",
+        "{\"status\":\"stopped\",",
     ] {
         assert!(
             stdout.contains(expected),
