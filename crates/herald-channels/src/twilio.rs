@@ -10,15 +10,20 @@
 //!
 //! # Voice calls
 //!
-//! When a call is created nobody knows yet who will answer, so the inline TwiML is the one for a
-//! person ([`voice_twiml_person`]): it says the message in the campaign's language, then gathers
-//! one digit with "Press 1 to speak to an agent." Twilio posts the digit to
-//! `{voice_callback_base}/webhooks/twilio/voice/gather?…` (see [`gather_action_url`]); the
-//! server answers that with [`gather_response_twiml`], which dials the agent number on `1`. An
-//! answering machine presses nothing, so it is left the message and the prompt, and the call ends
-//! when the gather times out. [`voice_twiml_machine`] (message only) is what a call gets when
-//! there is no agent number or no public callback URL, and what the server can serve when it
-//! learns `AnsweredBy=machine_*` (for example from an asynchronous AMD callback).
+//! When a call is created nobody knows yet who will answer. With a public callback URL the call
+//! is created with `Url={voice_callback_base}/webhooks/twilio/voice?…` ([`voice_answer_url`]) and
+//! `MachineDetection=Enable`: Twilio first listens to who picked up, then fetches the TwiML from
+//! Herald with `AnsweredBy` set, and the server answers with [`voice_answer_twiml`]: an answering
+//! machine (`machine_*`, `fax`) is left the message only ([`voice_twiml_machine`]); a person hears
+//! the message, then "Press 1 to speak to an agent." ([`voice_twiml_person`]), whose digit Twilio
+//! posts to `{voice_callback_base}/webhooks/twilio/voice/gather?…` ([`gather_action_url`]),
+//! answered with [`gather_response_twiml`] (a `<Dial>` to the agent number on `1`). The URLs carry
+//! what the answers need (message, language, agent number); Twilio signs the full URL with the
+//! account's auth token, so the server can trust them after [`verify_twilio_signature`].
+//!
+//! Without a public callback URL (or when the message is too long for a URL) the call carries
+//! inline TwiML: the message only, or — with an agent number and a callback base — the person's
+//! version.
 //!
 //! # Errors
 //!
@@ -48,6 +53,8 @@ use uuid::Uuid;
 
 /// Twilio refuses inline TwiML longer than this many characters.
 pub const MAX_TWIML_CHARS: usize = 4000;
+/// Twilio refuses callback URLs longer than this many characters.
+pub const MAX_URL_CHARS: usize = 4000;
 
 /// Sends SMS and places voice calls through Twilio.
 pub struct TwilioTransport {
@@ -138,8 +145,8 @@ impl TwilioTransport {
         Ok(form)
     }
 
-    /// The TwiML a call is created with: for a person when the message has an agent number and
-    /// a voice callback base is configured, else the message only.
+    /// The inline TwiML of a call that cannot use [`voice_answer_url`]: for a person when the
+    /// message has an agent number and a voice callback base is configured, else the message only.
     pub fn voice_twiml(&self, msg: &OutboundMessage) -> String {
         match (&self.voice_callback_base, &msg.agent_number) {
             (Some(base), Some(agent)) => voice_twiml_person(
@@ -167,12 +174,20 @@ impl TwilioTransport {
                 ),
             ));
         }
-        let mut form = vec![
-            ("To", to.to_string()),
-            ("From", from.to_string()),
-            ("Twiml", twiml),
-            ("MachineDetection", "Enable".to_string()),
-        ];
+        let answer_url = self
+            .voice_callback_base
+            .as_deref()
+            .map(|base| voice_answer_url(base, msg))
+            .filter(|url| url.len() <= MAX_URL_CHARS);
+        let mut form = vec![("To", to.to_string()), ("From", from.to_string())];
+        match answer_url {
+            Some(url) => {
+                form.push(("Url", url));
+                form.push(("Method", "POST".to_string()));
+            }
+            None => form.push(("Twiml", twiml)),
+        }
+        form.push(("MachineDetection", "Enable".to_string()));
         if let Some(cb) = &self.status_callback_url {
             form.push(("StatusCallback", cb.clone()));
         }
@@ -410,6 +425,67 @@ pub fn gather_response_twiml(
             say(language, prompts.goodbye)
         ),
     }
+}
+
+/// Where Twilio fetches a call's TwiML once it knows who answered:
+/// `{base}/webhooks/twilio/voice?outreach_id=…&recipient_id=42&language=…&body=…[&agent=%2B…]`.
+/// Twilio signs the full URL, so the server can trust the values after
+/// [`verify_twilio_signature`].
+pub fn voice_answer_url(base: &str, msg: &OutboundMessage) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("campaign_id", &msg.campaign_id.to_string())
+        .append_pair("outreach_id", &msg.outreach_id.to_string())
+        .append_pair("recipient_id", &msg.recipient_id.to_string())
+        .append_pair("language", msg.language.as_str())
+        .append_pair("body", &msg.body);
+    if let Some(agent) = &msg.agent_number {
+        query.append_pair("agent", agent.as_str());
+    }
+    format!(
+        "{}/webhooks/twilio/voice?{}",
+        base.trim_end_matches('/'),
+        query.finish()
+    )
+}
+
+/// Whether Twilio's `AnsweredBy` says a machine (or a fax) picked up.
+pub fn answered_by_machine(answered_by: &str) -> bool {
+    let a = answered_by.trim();
+    a.starts_with("machine") || a == "fax"
+}
+
+/// The TwiML for [`voice_answer_url`]: a machine gets the message only; a person the message and,
+/// when there is an agent number, "Press 1 to speak to an agent." gathered to `gather_url`.
+pub fn voice_answer_twiml(
+    answered_by: &str,
+    body: &str,
+    language: &Language,
+    gather_url: Option<&str>,
+) -> String {
+    match gather_url {
+        Some(url) if !answered_by_machine(answered_by) => voice_twiml_person(body, language, url),
+        _ => voice_twiml_machine(body, language),
+    }
+}
+
+/// [`gather_action_url`] from the values of a [`voice_answer_url`].
+pub fn gather_url_for(
+    base: &str,
+    campaign_id: Uuid,
+    outreach_id: Uuid,
+    recipient_id: i64,
+    agent: &E164,
+    language: &Language,
+) -> String {
+    gather_url(
+        base,
+        campaign_id,
+        outreach_id,
+        recipient_id,
+        agent,
+        language,
+    )
 }
 
 /// Where Twilio posts the digit a person pressed:

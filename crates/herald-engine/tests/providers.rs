@@ -320,9 +320,23 @@ async fn twilio_gets_exact_sms_fields_and_call_twiml() {
         .expect("a call");
     assert_eq!(call.to, "+14155550124");
     assert_eq!(call.from, "+14155550199");
+    // The call fetches its TwiML from Herald once answering-machine detection has decided.
+    let call_recipient = &store.list_recipients(o, None, 0, 10).await.unwrap()[0];
     assert_eq!(
-        call.twiml.as_deref(),
-        Some("<Response><Say language=\"en-US\">Hello Bo, your order is late.</Say></Response>")
+        call.url.as_deref(),
+        Some(
+            format!(
+                "{PUBLIC}/webhooks/twilio/voice?campaign_id={voice}&outreach_id={o}&recipient_id={}\
+                 &language=en-US&body=Hello+Bo%2C+your+order+is+late.",
+                call_recipient.id
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(call.twiml, None);
+    assert!(
+        call.form
+            .contains(&("Method".to_string(), "POST".to_string()))
     );
     assert_eq!(call.machine_detection.as_deref(), Some("Enable"));
     assert_eq!(

@@ -27,6 +27,8 @@ pub struct AppState {
     pub events_interval: Duration,
     /// Set by [`AppState::close_event_streams`]; every open event stream ends when it is.
     events_closed: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Checks Twilio's webhooks; `None` when Twilio is not configured (they answer 404).
+    pub twilio: Option<routes::webhooks::TwilioWebhooks>,
 }
 
 /// The default of [`AppState::events_interval`].
@@ -39,7 +41,17 @@ impl AppState {
             import_limits: herald_engine::ImportLimits::default(),
             events_interval: EVENTS_INTERVAL,
             events_closed: Arc::new(tokio::sync::watch::Sender::new(false)),
+            twilio: None,
         }
+    }
+
+    /// Accepts Twilio's webhooks signed with `auth_token` for URLs under `public_url`.
+    pub fn with_twilio(mut self, auth_token: &str, public_url: &str) -> Self {
+        self.twilio = Some(routes::webhooks::TwilioWebhooks {
+            auth_token: auth_token.to_string(),
+            public_url: public_url.trim_end_matches('/').to_string(),
+        });
+        self
     }
 
     /// Ends every open event stream (and any opened later). Call it when the server begins a
@@ -126,6 +138,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(routes::health::healthz))
         .nest("/api/v1", v1)
+        .nest("/webhooks", routes::webhooks::router())
         .fallback(routes::not_found)
         .layer(
             TraceLayer::new_for_http()

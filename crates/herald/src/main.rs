@@ -266,7 +266,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         )
         .with_unsubscribe_links(herald_engine::UnsubscribeLinks::new(&public_url, &key)),
     );
-    let state = herald_server::AppState::new(store.clone());
+    let mut state = herald_server::AppState::new(store.clone());
+    if let Some(twilio) = &cfg.channels.twilio {
+        state = state.with_twilio(twilio.auth_token.expose(), &public_url);
+    }
     let app = herald_server::app(state.clone());
     let listener = tokio::net::TcpListener::bind(cfg.server.bind)
         .await

@@ -113,7 +113,40 @@ async fn a_voice_call_speaks_the_message_and_offers_an_agent() {
     let r = &fake.requests()[0];
     assert_eq!(r.path, format!("/2010-04-01/Accounts/{SID}/Calls.json"));
     assert_eq!(r.header("authorization"), Some(basic(SID, TOKEN)));
-    let twiml = concat!(
+    // The call fetches its TwiML from Herald once answering-machine detection has decided.
+    let answer_url = concat!(
+        "https://herald.example.com/webhooks/twilio/voice",
+        "?campaign_id=01900000-0000-7000-8000-000000000001",
+        "&outreach_id=01900000-0000-7000-8000-000000000002",
+        "&recipient_id=3&language=en-US",
+        "&body=Your+appointment+is+tomorrow+at+10+%26+not+later.",
+        "&agent=%2B14155550142"
+    );
+    assert_eq!(
+        r.form(),
+        pairs(&[
+            ("To", "+14155550199"),
+            ("From", "+14155550100"),
+            ("Url", answer_url),
+            ("Method", "POST"),
+            ("MachineDetection", "Enable"),
+            (
+                "StatusCallback",
+                "https://herald.example.com/webhooks/twilio/status"
+            ),
+        ])
+    );
+
+    // What Herald answers at that URL: a person hears the message and the offer of an agent...
+    let gather = herald_channels::gather_url_for(
+        "https://herald.example.com",
+        call.campaign_id,
+        call.outreach_id,
+        call.recipient_id,
+        call.agent_number.as_ref().unwrap(),
+        &call.language,
+    );
+    let person = concat!(
         "<Response>",
         "<Say language=\"en-US\">Your appointment is tomorrow at 10 &amp; not later.</Say>",
         "<Gather numDigits=\"1\" timeout=\"5\" action=\"https://herald.example.com/webhooks/twilio/voice/gather",
@@ -125,19 +158,36 @@ async fn a_voice_call_speaks_the_message_and_offers_an_agent() {
         "</Gather>",
         "</Response>"
     );
-    assert_eq!(
-        r.form(),
-        pairs(&[
-            ("To", "+14155550199"),
-            ("From", "+14155550100"),
-            ("Twiml", twiml),
-            ("MachineDetection", "Enable"),
-            (
-                "StatusCallback",
-                "https://herald.example.com/webhooks/twilio/status"
-            ),
-        ])
+    for human in ["human", "unknown", ""] {
+        assert_eq!(
+            herald_channels::voice_answer_twiml(human, &call.body, &call.language, Some(&gather)),
+            person,
+            "{human}"
+        );
+    }
+    // ...an answering machine the message only.
+    let machine = concat!(
+        "<Response>",
+        "<Say language=\"en-US\">Your appointment is tomorrow at 10 &amp; not later.</Say>",
+        "</Response>"
     );
+    for answered_by in [
+        "machine_start",
+        "machine_end_beep",
+        "machine_end_silence",
+        "fax",
+    ] {
+        assert_eq!(
+            herald_channels::voice_answer_twiml(
+                answered_by,
+                &call.body,
+                &call.language,
+                Some(&gather)
+            ),
+            machine,
+            "{answered_by}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -151,7 +201,11 @@ async fn a_call_without_an_agent_number_only_speaks_the_message() {
         "Bonjour <Jeanne>",
     );
     call.language = Language::parse("fr-FR").expect("lang");
-    twilio.send(&call).await.expect("accepted");
+    // Without a public callback URL the call carries its TwiML inline: the message only.
+    let mut config = herald_channels::TwilioConfig::new(SID, TOKEN);
+    config.base_url = fake.base_url();
+    let inline = TwilioTransport::new(&config).expect("transport");
+    inline.send(&call).await.expect("accepted");
     let form = fake.requests()[0].form();
     assert_eq!(
         form[2],
@@ -159,6 +213,15 @@ async fn a_call_without_an_agent_number_only_speaks_the_message() {
             "Twiml".to_string(),
             "<Response><Say language=\"fr-FR\">Bonjour &lt;Jeanne&gt;</Say></Response>".to_string()
         )
+    );
+    // With one, a call without an agent number gets the message only, whoever answers.
+    twilio.send(&call).await.expect("accepted");
+    let form = fake.requests()[1].form();
+    assert_eq!(form[2].0, "Url");
+    assert!(!form[2].1.contains("agent="), "{}", form[2].1);
+    assert_eq!(
+        herald_channels::voice_answer_twiml("human", &call.body, &call.language, None),
+        "<Response><Say language=\"fr-FR\">Bonjour &lt;Jeanne&gt;</Say></Response>"
     );
 }
 

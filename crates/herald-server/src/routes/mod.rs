@@ -7,6 +7,7 @@ pub mod inboxes;
 pub mod outreaches;
 pub mod senders;
 pub mod tracking;
+pub mod webhooks;
 
 use crate::error::{ApiError, ApiResult};
 use axum::http::Uri;
