@@ -14,7 +14,57 @@ use uuid::Uuid;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_answers, create_answer))
+        .routes(routes!(preview_answer))
         .routes(routes!(get_answer, update_answer, delete_answer))
+}
+
+/// What to preview: a variant's subject and body as typed, and sample variables.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct PreviewInput {
+    pub subject: Option<String>,
+    pub body: String,
+    /// Sample values, as a row of the recipient list would give them.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub variables: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A rendered preview, with what the body costs as an SMS.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Preview {
+    pub subject: Option<String>,
+    pub body: String,
+    /// Encoding (GSM-7 or UCS-2), segments and length of the body sent as an SMS.
+    pub sms: herald_core::SmsInfo,
+}
+
+/// Renders a subject and body with sample variables, as a recipient would get them, and says
+/// how many SMS segments the body takes and in which encoding. Nothing is stored: call it as
+/// the answer is typed.
+#[utoipa::path(post, path = "/answers/preview", tag = "answers", request_body = PreviewInput,
+    security(("bearer" = ["admin"])),
+    responses((status = 200, body = Preview), (status = 422, body = Problem)))]
+async fn preview_answer(ApiJson(input): ApiJson<PreviewInput>) -> ApiResult<Json<Preview>> {
+    use herald_core::render::{Part, RenderError, Renderer};
+    let field = |part: Part| match part {
+        Part::Subject => "subject",
+        Part::Body => "body",
+    };
+    let renderer = Renderer::from_sources(input.subject.as_deref(), &input.body).map_err(|e| {
+        let part = match &e {
+            RenderError::Template { part, .. } => *part,
+            _ => Part::Body,
+        };
+        ValidationError::single(field(part), e.to_string())
+    })?;
+    let rendered = renderer
+        .render(&input.variables)
+        .map_err(|e| ValidationError::single("variables", e.to_string()))?;
+    Ok(Json(Preview {
+        sms: herald_core::sms::analyze(&rendered.body),
+        subject: rendered.subject,
+        body: rendered.body,
+    }))
 }
 
 /// Answers in creation order.

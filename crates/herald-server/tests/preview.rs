@@ -1,0 +1,69 @@
+//! The answer preview: rendered with sample variables, with its SMS encoding and segments.
+
+mod common;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+#[tokio::test]
+async fn previews_render_and_count_sms_segments() {
+    let app = common::start(herald_store::testing::sqlite().await).await;
+    let (s, v) = app
+        .admin(
+            Method::POST,
+            "/api/v1/answers/preview",
+            Some(json!({"subject": "Order {{ order }}", "body": "Hi {{ name }}, order {{ order }} is late.",
+                        "variables": {"name": "Ana", "order": "A-1"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["subject"], "Order A-1");
+    assert_eq!(v["body"], "Hi Ana, order A-1 is late.");
+    assert_eq!(v["sms"]["encoding"], "gsm7");
+    assert_eq!(v["sms"]["segments"], 1);
+    assert_eq!(v["sms"]["units"], 26);
+
+    // One emoji makes it UCS-2; 71 UCS-2 units take two segments (67 per part).
+    let body = format!("{}🙂", "a".repeat(69));
+    let (s, v) = app
+        .admin(
+            Method::POST,
+            "/api/v1/answers/preview",
+            Some(json!({"body": body})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["sms"]["encoding"], "ucs2");
+    assert_eq!(v["sms"]["units"], 71);
+    assert_eq!(v["sms"]["segments"], 2);
+
+    // A missing sample variable, a broken template: said next to the field.
+    let (s, v) = app
+        .admin(
+            Method::POST,
+            "/api/v1/answers/preview",
+            Some(json!({"body": "Hi {{ name }}"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(common::has_error(&v, "variables", "name"), "{v}");
+    let (s, v) = app
+        .admin(
+            Method::POST,
+            "/api/v1/answers/preview",
+            Some(json!({"body": "Hi {{ name"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(common::has_error(&v, "body", ""), "{v}");
+    // Agents may not (it belongs to editing answers).
+    let (s, _, _) = app
+        .call(
+            Some(&app.agent.clone()),
+            Method::POST,
+            "/api/v1/answers/preview",
+            Some(json!({"body": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
