@@ -552,6 +552,8 @@ impl Dispatcher {
         let mut results = Vec::with_capacity(claimed.len());
         let mut ready: Vec<(ClaimedRecipient, OutboundMessage)> = Vec::new();
         let mut zones: HashMap<String, TimeZone> = HashMap::new();
+        // Tokens spent in this batch: messages, or SMS segments.
+        let mut used: u32 = 0;
         for r in claimed {
             let zone = self.zone_of(&r, ctx, &mut zones);
             if !ctx.hours.may_send_now(now, Some(&zone)) {
@@ -567,21 +569,26 @@ impl Dispatcher {
                 });
                 continue;
             }
-            if ready.len() as u32 >= budget {
-                // Over the sender's rate for now: back in the queue for the next token.
-                let wait = SignedDuration::try_from(self.limiter.wait(ctx.sender.id, now))
-                    .unwrap_or(SignedDuration::from_secs(1))
-                    .max(SignedDuration::from_millis(
-                        (1000.0 / ctx.rate.max(0.001)).min(60_000.0) as i64,
-                    ));
-                results.push(DeliveryResult {
-                    recipient_id: r.id,
-                    outcome: Outcome::Defer { due_at: now + wait },
-                });
+            let over_budget = |cost: u32| used > 0 && used.saturating_add(cost) > budget;
+            if used >= budget {
+                results.push(self.rate_deferral(ctx, &r, now));
                 continue;
             }
             match self.message(o, ctx, &r) {
-                Ok(msg) => ready.push((r, msg)),
+                Ok(msg) => {
+                    // Carriers meter SMS by the segment: a two-part text costs two tokens.
+                    let cost = if ctx.campaign.channel == Channel::Sms {
+                        herald_core::sms::analyze(&msg.body).segments.max(1)
+                    } else {
+                        1
+                    };
+                    if over_budget(cost) {
+                        results.push(self.rate_deferral(ctx, &r, now));
+                        continue;
+                    }
+                    used = used.saturating_add(cost);
+                    ready.push((r, msg));
+                }
                 Err(outcome) => results.push(DeliveryResult {
                     recipient_id: r.id,
                     outcome,
@@ -591,8 +598,7 @@ impl Dispatcher {
         if ready.is_empty() {
             return Ok(results);
         }
-        self.limiter
-            .take(ctx.sender.id, ctx.rate, now, ready.len() as u32);
+        self.limiter.take(ctx.sender.id, ctx.rate, now, used);
 
         // A stop must take effect within a second, even in the middle of a slow batch.
         let stopped = Arc::new(AtomicBool::new(false));
@@ -650,6 +656,19 @@ impl Dispatcher {
             });
         }
         Ok(results)
+    }
+
+    /// Over the sender's rate for now: back in the queue until the next token.
+    fn rate_deferral(&self, ctx: &Ctx, r: &ClaimedRecipient, now: Timestamp) -> DeliveryResult {
+        let per_token =
+            SignedDuration::from_millis((1000.0 / ctx.rate.max(0.001)).min(60_000.0) as i64);
+        let wait = SignedDuration::try_from(self.limiter.wait(ctx.sender.id, now))
+            .unwrap_or(SignedDuration::from_secs(1))
+            .max(per_token);
+        DeliveryResult {
+            recipient_id: r.id,
+            outcome: Outcome::Defer { due_at: now + wait },
+        }
     }
 
     /// The recipient's time zone: the CSV's, else their phone region's single zone, else the

@@ -61,6 +61,7 @@ both!(
     opted_out_and_invalid_numbers_fail_at_once,
     crash_mid_send_never_resends_sms_and_resends_email_with_the_same_key,
     render_errors_fail_the_recipient_with_the_reason,
+    a_two_segment_sms_costs_two_seconds_of_a_long_code,
 );
 
 // ---------------------------------------------------------------- a recording transport
@@ -995,4 +996,36 @@ async fn render_errors_fail_the_recipient_with_the_reason(db: TestStore) {
     assert_eq!(r.error_code.as_deref(), Some("render"));
     assert!(r.error_message.as_deref().is_some_and(|m| !m.is_empty()));
     assert!(w.recorder.sent().is_empty());
+}
+
+async fn a_two_segment_sms_costs_two_seconds_of_a_long_code(db: TestStore) {
+    let mut config = World::config();
+    config.rates.sms = 1.0;
+    let w = World::new(db, "2026-03-02T12:00Z", config).await;
+    // 170 GSM-7 characters: two segments.
+    let c = w
+        .campaign(
+            "Long",
+            CampaignOpts {
+                body: "Hi {{ name }}, we are sorry: your order is running late because of the storm that closed our warehouse this week. We will text you again as soon as it ships. Thank you for your patience with us.",
+                ..Default::default()
+            },
+        )
+        .await;
+    w.outreach(c, &phones(3), "2026-03-02T12:00Z", None).await;
+    let mut sent_at = Vec::new();
+    for s in 0..6 {
+        w.set(&format!("2026-03-02T12:00:0{s}Z"));
+        w.settle().await;
+        sent_at.push(w.recorder.sent().len());
+    }
+    assert_eq!(
+        herald_core::sms::analyze(&w.recorder.sent()[0].body).segments,
+        2
+    );
+    assert_eq!(
+        sent_at,
+        vec![1, 1, 2, 2, 3, 3],
+        "one two-part text every two seconds"
+    );
 }
