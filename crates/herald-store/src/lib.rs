@@ -2,13 +2,13 @@
 //! PostgreSQL (how Herald scales past one machine).
 
 use async_trait::async_trait;
+pub use dispatch::{ClaimedRecipient, DeliveryResult, LiveOutreach, Outcome, RecipientRecord};
 use herald_core::outreach::{CrashPolicy, DeliveryState, OutreachStatus, Progress};
-use jiff::Timestamp;
 use herald_core::{
     Answer, AnswerSpec, ApiToken, Campaign, CampaignSpec, Inbox, InboxSpec, Listing, Page, Role,
     Sender, SenderSpec,
 };
-pub use dispatch::{ClaimedRecipient, DeliveryResult, LiveOutreach, Outcome, RecipientRecord};
+use jiff::Timestamp;
 pub use outreach::{
     ImportErrorRecord, ImportSummary, ImportedRecipient, NewOutreach, Outreach, OutreachImport,
 };
@@ -19,9 +19,11 @@ use uuid::Uuid;
 mod common;
 pub mod dispatch;
 pub mod outreach;
+mod pg_dispatch;
 mod pg_outreach;
 pub mod postgres;
 pub mod sqlite;
+mod sqlite_dispatch;
 mod sqlite_outreach;
 pub mod testing;
 
@@ -197,8 +199,9 @@ pub trait Store: Send + Sync + 'static {
     async fn retry_failed(&self, id: Uuid, now: Timestamp) -> Result<u64>;
     /// Claims at most `limit` recipients of an `in_progress` outreach that are `pending` and due
     /// (`due_at` unset or `<= now`), in order of `due_at` then id: `sending`,
-    /// `lease_until = lease_until`, `attempts + 1`. One statement (SQLite `UPDATE … RETURNING`,
-    /// PostgreSQL `FOR UPDATE SKIP LOCKED`), so two dispatchers never claim the same recipient.
+    /// `lease_until = lease_until`, `attempts + 1`. Atomic (PostgreSQL: one `UPDATE` of rows
+    /// taken `FOR UPDATE SKIP LOCKED`; SQLite: one `BEGIN IMMEDIATE` transaction, SQLite's single
+    /// writer), so two dispatchers never claim the same recipient.
     /// Uses an index, so recipients deferred to a later window are not scanned on every claim.
     async fn claim_due(
         &self,

@@ -7,10 +7,10 @@
 use crate::common::{
     self, AnswerRow, CampaignRow, InboxRow, SenderRow, TokenRow, VariantRow, Violation, col,
 };
+use crate::dispatch::{ClaimedRecipient, DeliveryResult, LiveOutreach, RecipientRecord};
 use crate::outreach::{ImportErrorRecord, NewOutreach, Outreach, OutreachImport};
 use crate::{NewToken, Result, Store, StoreError};
 use async_trait::async_trait;
-use crate::dispatch::{ClaimedRecipient, DeliveryResult, LiveOutreach, RecipientRecord};
 use herald_core::outreach::{CrashPolicy, DeliveryState, Progress};
 use jiff::Timestamp;
 
@@ -916,57 +916,69 @@ impl Store for SqliteStore {
     }
 
     async fn live_outreaches(&self) -> Result<Vec<LiveOutreach>> {
-        todo!("dispatch store")
+        crate::sqlite_dispatch::live_outreaches(&self.pool).await
     }
-    async fn outreach_status(&self, _id: Uuid) -> Result<OutreachStatus> {
-        todo!("dispatch store")
+
+    async fn outreach_status(&self, id: Uuid) -> Result<OutreachStatus> {
+        crate::sqlite_dispatch::outreach_status(&self.pool, id).await
     }
-    async fn start_outreach(&self, _id: Uuid, _now: Timestamp) -> Result<bool> {
-        todo!("dispatch store")
+
+    async fn start_outreach(&self, id: Uuid, now: Timestamp) -> Result<bool> {
+        crate::sqlite_dispatch::start_outreach(&self.pool, id, now).await
     }
-    async fn complete_outreach(&self, _id: Uuid, _now: Timestamp) -> Result<bool> {
-        todo!("dispatch store")
+
+    async fn complete_outreach(&self, id: Uuid, now: Timestamp) -> Result<bool> {
+        crate::sqlite_dispatch::complete_outreach(&self.pool, id, now).await
     }
-    async fn expire_pending(&self, _id: Uuid, _now: Timestamp) -> Result<u64> {
-        todo!("dispatch store")
+
+    async fn expire_pending(&self, id: Uuid, now: Timestamp) -> Result<u64> {
+        crate::sqlite_dispatch::expire_pending(&self.pool, id, now).await
     }
-    async fn stop_outreach(&self, _id: Uuid, _now: Timestamp) -> Result<Outreach> {
-        todo!("dispatch store")
+
+    async fn stop_outreach(&self, id: Uuid, now: Timestamp) -> Result<Outreach> {
+        crate::sqlite_dispatch::stop_outreach(&self.pool, id, now).await
     }
-    async fn retry_failed(&self, _id: Uuid, _now: Timestamp) -> Result<u64> {
-        todo!("dispatch store")
+
+    async fn retry_failed(&self, id: Uuid, now: Timestamp) -> Result<u64> {
+        crate::sqlite_dispatch::retry_failed(&self.pool, id, now).await
     }
+
     async fn claim_due(
         &self,
-        _outreach_id: Uuid,
-        _now: Timestamp,
-        _lease_until: Timestamp,
-        _limit: u32,
+        outreach_id: Uuid,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
     ) -> Result<Vec<ClaimedRecipient>> {
-        todo!("dispatch store")
+        crate::sqlite_dispatch::claim_due(&self.pool, outreach_id, now, lease_until, limit).await
     }
-    async fn record_results(&self, _now: Timestamp, _results: &[DeliveryResult]) -> Result<()> {
-        todo!("dispatch store")
+
+    async fn record_results(&self, now: Timestamp, results: &[DeliveryResult]) -> Result<()> {
+        crate::sqlite_dispatch::record_results(&self.pool, now, results).await
     }
+
     async fn recover_expired_leases(
         &self,
-        _outreach_id: Uuid,
-        _now: Timestamp,
-        _policy: CrashPolicy,
+        outreach_id: Uuid,
+        now: Timestamp,
+        policy: CrashPolicy,
     ) -> Result<u64> {
-        todo!("dispatch store")
+        crate::sqlite_dispatch::recover_expired_leases(&self.pool, outreach_id, now, policy).await
     }
-    async fn outreach_progress(&self, _id: Uuid) -> Result<Progress> {
-        todo!("dispatch store")
+
+    async fn outreach_progress(&self, id: Uuid) -> Result<Progress> {
+        let mut conn = self.pool.acquire().await?;
+        crate::sqlite_dispatch::progress(&mut conn, id).await
     }
+
     async fn list_recipients(
         &self,
-        _outreach_id: Uuid,
-        _state: Option<DeliveryState>,
-        _after: i64,
-        _limit: u32,
+        outreach_id: Uuid,
+        state: Option<DeliveryState>,
+        after: i64,
+        limit: u32,
     ) -> Result<Vec<RecipientRecord>> {
-        todo!("dispatch store")
+        crate::sqlite_dispatch::list_recipients(&self.pool, outreach_id, state, after, limit).await
     }
 }
 

@@ -9,7 +9,7 @@ use crate::{Result, StoreError, common};
 use async_trait::async_trait;
 use herald_core::outreach::OutreachStatus;
 use herald_core::{Listing, Page};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 use std::collections::HashSet;
 use uuid::Uuid;
 
@@ -134,19 +134,27 @@ impl OutreachImport for SqliteImport {
 }
 
 pub(crate) async fn get(pool: &SqlitePool, id: Uuid) -> Result<Outreach> {
+    let mut conn = pool.acquire().await?;
+    get_in(&mut conn, id).await
+}
+
+/// The outreach with its progress, read on one connection (inside a transaction, if it is in
+/// one).
+pub(crate) async fn get_in(conn: &mut SqliteConnection, id: Uuid) -> Result<Outreach> {
     let row = sqlx::query(concat!(
         "SELECT ",
         outreach_cols_sqlite!(),
         " FROM outreaches WHERE id = $1"
     ))
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?
     .ok_or(StoreError::NotFound {
         entity: "outreach",
         id,
     })?;
-    outreach_row(&row)?.parse()
+    let outreach = outreach_row(&row)?.parse()?;
+    crate::sqlite_dispatch::with_progress(conn, outreach).await
 }
 
 pub(crate) async fn list(
@@ -155,6 +163,7 @@ pub(crate) async fn list(
     status: Option<OutreachStatus>,
     page: Page,
 ) -> Result<Listing<Outreach>> {
+    let mut conn = pool.acquire().await?;
     let rows = sqlx::query(concat!(
         "SELECT ",
         outreach_cols_sqlite!(),
@@ -166,13 +175,17 @@ pub(crate) async fn list(
     .bind(status.map(|s| s.as_str()))
     .bind(page.after)
     .bind(common::fetch_count(&page))
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let items = rows
         .iter()
         .map(|r| outreach_row(r)?.parse())
         .collect::<Result<Vec<_>>>()?;
-    Ok(common::listing(&page, items, |o| o.id))
+    let mut listing = common::listing(&page, items, |o| o.id);
+    for o in &mut listing.items {
+        o.progress = crate::sqlite_dispatch::progress(&mut conn, o.id).await?;
+    }
+    Ok(listing)
 }
 
 pub(crate) async fn import_errors(

@@ -70,6 +70,19 @@ conformance!(
     a_dropped_import_leaves_nothing,
     outreaches_go_with_their_campaign,
     suppressions_per_sender_and_for_all,
+    claims_only_due_recipients_of_outreaches_in_progress,
+    concurrent_claims_are_disjoint,
+    each_outcome_changes_the_row_as_documented,
+    late_results_are_ignored_but_sent_resolves_unknown,
+    retries_after_a_stop_are_skipped,
+    expired_leases_follow_the_crash_policy,
+    expire_pending_skips_what_is_left,
+    stop_skips_pending_and_is_refused_once_final,
+    complete_waits_for_pending_and_sending,
+    retry_failed_requeues_and_reopens,
+    progress_counts_every_state,
+    live_outreaches_say_what_is_pending_and_in_flight,
+    recipients_list_by_state_and_page,
 );
 
 // ---------------------------------------------------------------- fixtures
@@ -1789,5 +1802,1012 @@ async fn suppressions_per_sender_and_for_all(store: &dyn Store) {
     assert_eq!(
         other.into_iter().collect::<Vec<_>>(),
         vec!["+14155550002".to_string()]
+    );
+}
+
+// ---------------------------------------------------------------- dispatch
+
+use herald_core::outreach::{CrashPolicy, DeliveryState, OutreachStatus, Progress, SkipReason};
+use herald_store::{DeliveryResult, Outcome, Outreach, RecipientRecord};
+use jiff::{SignedDuration, Timestamp};
+
+/// The outreaches' start (see `new_outreach`): what the import makes every recipient due at.
+const START: &str = "2026-12-01T09:00:00Z";
+
+/// `secs` seconds after the outreach's start.
+fn t(secs: i64) -> Timestamp {
+    START
+        .parse::<Timestamp>()
+        .unwrap()
+        .checked_add(SignedDuration::from_secs(secs))
+        .unwrap()
+}
+
+/// `n` recipients from line 2, none suppressed.
+fn plain_recipients(n: u64) -> Vec<herald_store::ImportedRecipient> {
+    (2..n + 2)
+        .map(|line| herald_store::ImportedRecipient {
+            line,
+            address: format!("+1415556{:04}", line),
+            timezone: (line % 2 == 0).then(|| "America/New_York".to_string()),
+            variables_json: format!(r#"{{"first_name":"R{line}","n":{line}}}"#),
+            suppressed: false,
+        })
+        .collect()
+}
+
+/// An outreach of the campaign with these recipients, committed (still `scheduled`).
+async fn import(
+    store: &dyn Store,
+    campaign: Uuid,
+    rows: &[herald_store::ImportedRecipient],
+) -> Outreach {
+    let mut import = store
+        .begin_outreach(&new_outreach(campaign))
+        .await
+        .expect("begin");
+    import.recipients(rows).await.expect("recipients");
+    let summary = herald_store::ImportSummary {
+        rows: rows.len() as u64,
+        accepted: rows.len() as u64,
+        suppressed: rows.iter().filter(|r| r.suppressed).count() as u64,
+        encoding: "utf-8".into(),
+        ..Default::default()
+    };
+    import.commit(&summary).await.expect("commit")
+}
+
+/// A started outreach of `n` plain recipients on a new campaign.
+async fn started(store: &dyn Store, n: u64) -> Outreach {
+    let campaign = sms_campaign(store).await;
+    let outreach = import(store, campaign, &plain_recipients(n)).await;
+    assert!(
+        store
+            .start_outreach(outreach.id, t(0))
+            .await
+            .expect("start")
+    );
+    outreach
+}
+
+/// Every recipient of the outreach, by id.
+async fn recipients_by_id(store: &dyn Store, outreach: Uuid) -> BTreeMap<i64, RecipientRecord> {
+    let mut all = BTreeMap::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .list_recipients(outreach, None, after, 7)
+            .await
+            .expect("list recipients");
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        all.extend(page.into_iter().map(|r| (r.id, r)));
+    }
+    all
+}
+
+async fn recipient(store: &dyn Store, outreach: Uuid, id: i64) -> RecipientRecord {
+    recipients_by_id(store, outreach)
+        .await
+        .remove(&id)
+        .expect("recipient")
+}
+
+fn result(recipient_id: i64, outcome: Outcome) -> DeliveryResult {
+    DeliveryResult {
+        recipient_id,
+        outcome,
+    }
+}
+
+fn sent(provider_message_id: &str) -> Outcome {
+    Outcome::Sent {
+        provider_message_id: Some(provider_message_id.to_string()),
+    }
+}
+
+fn ids(claimed: &[herald_store::ClaimedRecipient]) -> Vec<i64> {
+    claimed.iter().map(|c| c.id).collect()
+}
+
+async fn claims_only_due_recipients_of_outreaches_in_progress(store: &dyn Store) {
+    let campaign = sms_campaign(store).await;
+    let outreach = import(store, campaign, &plain_recipients(6)).await;
+    let id = outreach.id;
+    // Scheduled: nothing is claimed, even when due.
+    assert!(
+        store
+            .claim_due(id, t(60), t(120), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.outreach_status(id).await.unwrap(),
+        OutreachStatus::Scheduled
+    );
+    assert!(store.start_outreach(id, t(1)).await.unwrap());
+    assert!(!store.start_outreach(id, t(2)).await.unwrap(), "only once");
+    let got = store.get_outreach(id).await.unwrap();
+    assert_eq!(got.status, OutreachStatus::InProgress);
+    assert_eq!(got.updated_at, t(1));
+    assert_eq!(got.finished_at, None);
+    // Recipients are due at the outreach's start, not before.
+    assert!(
+        store
+            .claim_due(id, t(-1), t(120), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // In id order, at most `limit`, each once.
+    let all: Vec<i64> = recipients_by_id(store, id).await.into_keys().collect();
+    assert_eq!(all.len(), 6);
+    let first = store.claim_due(id, t(0), t(300), 2).await.unwrap();
+    assert_eq!(ids(&first), all[..2]);
+    let c = &first[0];
+    assert_eq!(c.outreach_id, id);
+    assert_eq!(c.line, 2);
+    assert_eq!(c.address, "+14155560002");
+    assert_eq!(c.timezone.as_deref(), Some("America/New_York"));
+    assert_eq!(c.variables_json, r#"{"first_name":"R2","n":2}"#);
+    assert_eq!(c.attempts, 1);
+    assert_eq!(first[1].timezone, None);
+    let r = recipient(store, id, c.id).await;
+    assert_eq!(r.state, DeliveryState::Sending);
+    assert_eq!(r.attempts, 1);
+    assert_eq!(r.updated_at, Some(t(0)));
+
+    // A recipient deferred to later is not due until then; the others come first.
+    store
+        .record_results(t(10), &[result(all[0], Outcome::Defer { due_at: t(3600) })])
+        .await
+        .unwrap();
+    let next = store.claim_due(id, t(20), t(300), 10).await.unwrap();
+    assert_eq!(ids(&next), all[2..]);
+    assert!(
+        store
+            .claim_due(id, t(3599), t(4000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let later = store.claim_due(id, t(3600), t(4000), 10).await.unwrap();
+    assert_eq!(ids(&later), vec![all[0]]);
+    assert_eq!(later[0].attempts, 1, "a deferral does not count");
+
+    // Unset due times (re-queued at once) come before any set one, then in id order.
+    store
+        .record_results(
+            t(4001),
+            &[
+                result(all[0], Outcome::Defer { due_at: t(4500) }),
+                result(all[3], Outcome::Defer { due_at: t(5000) }),
+                result(all[2], Outcome::Defer { due_at: t(4500) }),
+                result(all[5], Outcome::Defer { due_at: t(4500) }),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .recover_expired_leases(id, t(4002), CrashPolicy::AtLeastOnce)
+            .await
+            .unwrap(),
+        2,
+        "all[1] and all[4] were still leased until t(300)"
+    );
+    let order = store.claim_due(id, t(6000), t(7000), 10).await.unwrap();
+    assert_eq!(
+        ids(&order),
+        vec![all[1], all[4], all[0], all[2], all[5], all[3]]
+    );
+
+    // A stopped or completed outreach has nothing to claim.
+    store
+        .record_results(
+            t(6001),
+            &order
+                .iter()
+                .map(|c| result(c.id, Outcome::Defer { due_at: t(6000) }))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    store.stop_outreach(id, t(6002)).await.unwrap();
+    assert!(
+        store
+            .claim_due(id, t(9000), t(9999), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let unknown = Uuid::now_v7();
+    assert!(
+        store
+            .claim_due(unknown, t(9000), t(9999), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    expect_not_found(store.outreach_status(unknown).await, "outreach", unknown);
+    expect_not_found(
+        store.start_outreach(unknown, t(0)).await,
+        "outreach",
+        unknown,
+    );
+}
+
+async fn concurrent_claims_are_disjoint(store: &dyn Store) {
+    let outreach = started(store, 3000).await;
+    let claimer = || async {
+        let mut mine = Vec::new();
+        loop {
+            let batch = store
+                .claim_due(outreach.id, t(1), t(600), 37)
+                .await
+                .expect("claim");
+            if batch.is_empty() {
+                break;
+            }
+            mine.extend(ids(&batch));
+        }
+        mine
+    };
+    let (a, b) = tokio::join!(claimer(), claimer());
+    assert!(!a.is_empty() && !b.is_empty(), "both claimers got work");
+    let a_set: std::collections::HashSet<i64> = a.iter().copied().collect();
+    let b_set: std::collections::HashSet<i64> = b.iter().copied().collect();
+    assert_eq!(
+        a_set.len(),
+        a.len(),
+        "a claimer never gets a recipient twice"
+    );
+    assert_eq!(b_set.len(), b.len());
+    assert!(a_set.is_disjoint(&b_set), "two claimers shared a recipient");
+    assert_eq!(a.len() + b.len(), 3000);
+    let progress = store.outreach_progress(outreach.id).await.unwrap();
+    assert_eq!((progress.total, progress.pending), (3000, 3000));
+    let sending = store
+        .list_recipients(outreach.id, Some(DeliveryState::Sending), 0, 5000)
+        .await
+        .unwrap();
+    assert_eq!(sending.len(), 3000);
+    assert!(sending.iter().all(|r| r.attempts == 1));
+}
+
+async fn each_outcome_changes_the_row_as_documented(store: &dyn Store) {
+    let outreach = started(store, 8).await;
+    let id = outreach.id;
+    let c = ids(&store.claim_due(id, t(0), t(300), 8).await.unwrap());
+    let now = t(5);
+    store
+        .record_results(
+            now,
+            &[
+                result(c[0], sent("SM0")),
+                result(
+                    c[1],
+                    Outcome::Failed {
+                        code: Some("21211".into()),
+                        message: "not a valid phone number".into(),
+                    },
+                ),
+                result(
+                    c[2],
+                    Outcome::Retry {
+                        due_at: t(65),
+                        code: Some("503".into()),
+                        message: "provider unavailable".into(),
+                    },
+                ),
+                result(c[3], Outcome::Defer { due_at: t(7200) }),
+                result(
+                    c[4],
+                    Outcome::Unknown {
+                        code: None,
+                        message: "timed out after the request was sent".into(),
+                    },
+                ),
+                result(
+                    c[5],
+                    Outcome::Skipped {
+                        reason: SkipReason::OptedOut,
+                        code: Some("21610".into()),
+                        message: Some("unsubscribed".into()),
+                    },
+                ),
+                result(
+                    c[6],
+                    Outcome::Skipped {
+                        reason: SkipReason::Invalid,
+                        code: None,
+                        message: None,
+                    },
+                ),
+                result(
+                    c[7],
+                    Outcome::Sent {
+                        provider_message_id: None,
+                    },
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    let rows = recipients_by_id(store, id).await;
+    let r = |i: usize| rows[&c[i]].clone();
+
+    let s = r(0);
+    assert_eq!(s.state, DeliveryState::Sent);
+    assert_eq!(s.provider_message_id.as_deref(), Some("SM0"));
+    assert_eq!((s.sent_at, s.updated_at), (Some(now), Some(now)));
+    assert_eq!((s.attempts, s.error_code, s.error_message), (1, None, None));
+    assert_eq!(s.due_at, Some(t(0)), "the import's due time stays");
+    assert_eq!(s.variables, serde_json::json!({"first_name": "R2", "n": 2}));
+    assert_eq!((s.line, s.address.as_str()), (2, "+14155560002"));
+
+    let f = r(1);
+    assert_eq!(f.state, DeliveryState::Failed);
+    assert_eq!(f.error_code.as_deref(), Some("21211"));
+    assert_eq!(f.error_message.as_deref(), Some("not a valid phone number"));
+    assert_eq!((f.attempts, f.sent_at, f.skip_reason), (1, None, None));
+
+    let rt = r(2);
+    assert_eq!(rt.state, DeliveryState::Pending);
+    assert_eq!(rt.due_at, Some(t(65)));
+    assert_eq!(rt.attempts, 1, "a retry counts the attempt");
+    assert_eq!(rt.error_code.as_deref(), Some("503"));
+    assert_eq!(rt.error_message.as_deref(), Some("provider unavailable"));
+
+    let d = r(3);
+    assert_eq!(d.state, DeliveryState::Pending);
+    assert_eq!(d.due_at, Some(t(7200)));
+    assert_eq!(d.attempts, 0, "a deferral does not count");
+    assert_eq!((d.error_code, d.error_message), (None, None));
+
+    let u = r(4);
+    assert_eq!(u.state, DeliveryState::Unknown);
+    assert_eq!(u.error_code, None);
+    assert_eq!(
+        u.error_message.as_deref(),
+        Some("timed out after the request was sent")
+    );
+
+    let o = r(5);
+    assert_eq!(o.state, DeliveryState::Skipped);
+    assert_eq!(o.skip_reason, Some(SkipReason::OptedOut));
+    assert_eq!(o.error_code.as_deref(), Some("21610"));
+    assert_eq!(o.error_message.as_deref(), Some("unsubscribed"));
+
+    let i = r(6);
+    assert_eq!(i.state, DeliveryState::Skipped);
+    assert_eq!(i.skip_reason, Some(SkipReason::Invalid));
+    assert_eq!((i.error_code, i.error_message), (None, None));
+
+    let n = r(7);
+    assert_eq!(n.state, DeliveryState::Sent);
+    assert_eq!(n.provider_message_id, None);
+    assert!(rows.values().all(|r| r.updated_at == Some(now)));
+
+    // The retried recipient comes back when due; sending it clears the last error.
+    let again = store.claim_due(id, t(65), t(400), 10).await.unwrap();
+    assert_eq!(ids(&again), vec![c[2]]);
+    assert_eq!(again[0].attempts, 2);
+    store
+        .record_results(t(70), &[result(c[2], sent("SM2"))])
+        .await
+        .unwrap();
+    let done = recipient(store, id, c[2]).await;
+    assert_eq!(done.state, DeliveryState::Sent);
+    assert_eq!((done.attempts, done.sent_at), (2, Some(t(70))));
+    assert_eq!((done.error_code, done.error_message), (None, None));
+
+    // A large uniform batch (more rows than one statement takes) lands in one call.
+    let big = import(store, outreach.campaign_id, &plain_recipients(2500))
+        .await
+        .id;
+    assert!(store.start_outreach(big, t(0)).await.unwrap());
+    let claimed = store.claim_due(big, t(0), t(300), 5000).await.unwrap();
+    assert_eq!(claimed.len(), 2500);
+    let results: Vec<_> = claimed
+        .iter()
+        .map(|c| result(c.id, sent(&format!("SM{}", c.id))))
+        .collect();
+    store.record_results(t(9), &results).await.unwrap();
+    let rows = recipients_by_id(store, big).await;
+    assert!(rows.values().all(|r| r.state == DeliveryState::Sent
+        && r.provider_message_id.as_deref() == Some(format!("SM{}", r.id).as_str())));
+    let p = store.outreach_progress(big).await.unwrap();
+    assert_eq!((p.total, p.sent, p.pending), (2500, 2500, 0));
+    store
+        .record_results(t(9), &[])
+        .await
+        .expect("nothing to record");
+}
+
+async fn late_results_are_ignored_but_sent_resolves_unknown(store: &dyn Store) {
+    let outreach = started(store, 5).await;
+    let id = outreach.id;
+    let c = ids(&store.claim_due(id, t(0), t(30), 3).await.unwrap());
+    let pending: Vec<i64> = recipients_by_id(store, id)
+        .await
+        .into_values()
+        .filter(|r| r.state == DeliveryState::Pending)
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(pending.len(), 2);
+    // The dispatcher died: its leases expire and the sends become unknown.
+    assert_eq!(
+        store
+            .recover_expired_leases(id, t(31), CrashPolicy::AtMostOnce)
+            .await
+            .unwrap(),
+        3
+    );
+    let failed = Outcome::Failed {
+        code: None,
+        message: "late".into(),
+    };
+    store
+        .record_results(
+            t(40),
+            &[
+                result(c[0], failed.clone()),
+                result(c[1], sent("SM1")),
+                result(
+                    c[2],
+                    Outcome::Retry {
+                        due_at: t(50),
+                        code: None,
+                        message: "late".into(),
+                    },
+                ),
+                // Never claimed: a result for it changes nothing.
+                result(pending[0], sent("SMx")),
+                result(pending[1], failed),
+            ],
+        )
+        .await
+        .unwrap();
+    let rows = recipients_by_id(store, id).await;
+    assert_eq!(rows[&c[0]].state, DeliveryState::Unknown);
+    assert_eq!(rows[&c[0]].error_code.as_deref(), Some("lease_expired"));
+    assert_eq!(rows[&c[0]].updated_at, Some(t(31)));
+    let resolved = &rows[&c[1]];
+    assert_eq!(resolved.state, DeliveryState::Sent);
+    assert_eq!(resolved.provider_message_id.as_deref(), Some("SM1"));
+    assert_eq!(resolved.sent_at, Some(t(40)));
+    assert_eq!(
+        (&resolved.error_code, &resolved.error_message),
+        (&None, &None)
+    );
+    assert_eq!(rows[&c[2]].state, DeliveryState::Unknown);
+    for p in &pending {
+        assert_eq!(rows[p].state, DeliveryState::Pending);
+        assert_eq!(rows[p].provider_message_id, None);
+        assert_eq!(rows[p].attempts, 0);
+    }
+    // A second recording of the same result is ignored too.
+    store
+        .record_results(t(41), &[result(c[1], sent("SM1-again"))])
+        .await
+        .unwrap();
+    let again = recipient(store, id, c[1]).await;
+    assert_eq!(again.provider_message_id.as_deref(), Some("SM1"));
+    assert_eq!(again.updated_at, Some(t(40)));
+}
+
+async fn retries_after_a_stop_are_skipped(store: &dyn Store) {
+    let outreach = started(store, 7).await;
+    let id = outreach.id;
+    let c = ids(&store.claim_due(id, t(0), t(300), 4).await.unwrap());
+    let stopped = store.stop_outreach(id, t(10)).await.unwrap();
+    assert_eq!(
+        stopped.progress.pending, 4,
+        "sending ones wait for their results"
+    );
+    assert_eq!(stopped.progress.skipped, 3);
+    store
+        .record_results(
+            t(20),
+            &[
+                result(
+                    c[0],
+                    Outcome::Retry {
+                        due_at: t(80),
+                        code: Some("429".into()),
+                        message: "slow down".into(),
+                    },
+                ),
+                result(c[1], Outcome::Defer { due_at: t(9000) }),
+                result(c[2], sent("SM2")),
+                result(
+                    c[3],
+                    Outcome::Failed {
+                        code: None,
+                        message: "no".into(),
+                    },
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    let rows = recipients_by_id(store, id).await;
+    for i in [0, 1] {
+        let r = &rows[&c[i]];
+        assert_eq!(r.state, DeliveryState::Skipped, "{r:?}");
+        assert_eq!(r.skip_reason, Some(SkipReason::Stopped));
+    }
+    assert_eq!(rows[&c[0]].attempts, 1);
+    assert_eq!(rows[&c[1]].attempts, 0);
+    assert_eq!(rows[&c[2]].state, DeliveryState::Sent);
+    assert_eq!(rows[&c[3]].state, DeliveryState::Failed);
+    assert!(
+        !rows.values().any(|r| !r.state.is_terminal()),
+        "nothing is left pending in a stopped outreach"
+    );
+    let p = store.outreach_progress(id).await.unwrap();
+    assert_eq!((p.skipped, p.sent, p.failed, p.pending), (5, 1, 1, 0));
+}
+
+async fn expired_leases_follow_the_crash_policy(store: &dyn Store) {
+    let outreach = started(store, 6).await;
+    let id = outreach.id;
+    let short = ids(&store.claim_due(id, t(0), t(30), 2).await.unwrap());
+    let long = ids(&store.claim_due(id, t(0), t(600), 2).await.unwrap());
+    // Nothing expired yet.
+    assert_eq!(
+        store
+            .recover_expired_leases(id, t(30), CrashPolicy::AtMostOnce)
+            .await
+            .unwrap(),
+        0
+    );
+    // At most once: unknown, never sent again.
+    assert_eq!(
+        store
+            .recover_expired_leases(id, t(31), CrashPolicy::AtMostOnce)
+            .await
+            .unwrap(),
+        2
+    );
+    let rows = recipients_by_id(store, id).await;
+    for i in &short {
+        let r = &rows[i];
+        assert_eq!(r.state, DeliveryState::Unknown);
+        assert_eq!(r.error_code.as_deref(), Some("lease_expired"));
+        let msg = r.error_message.as_deref().unwrap();
+        assert!(
+            msg.contains("not sent again") && msg.contains("duplicate"),
+            "{msg}"
+        );
+        assert_eq!((r.attempts, r.updated_at), (1, Some(t(31))));
+    }
+    for i in &long {
+        assert_eq!(rows[i].state, DeliveryState::Sending, "lease not expired");
+    }
+    // At least once: back in the queue, due at once, ahead of the rest.
+    assert_eq!(
+        store
+            .recover_expired_leases(id, t(601), CrashPolicy::AtLeastOnce)
+            .await
+            .unwrap(),
+        2
+    );
+    let rows = recipients_by_id(store, id).await;
+    for i in &long {
+        let r = &rows[i];
+        assert_eq!(r.state, DeliveryState::Pending);
+        assert_eq!((r.due_at, r.attempts), (None, 1));
+    }
+    let next = store.claim_due(id, t(602), t(700), 10).await.unwrap();
+    assert_eq!(ids(&next)[..2], long[..]);
+    assert!(next[..2].iter().all(|c| c.attempts == 2));
+    assert_eq!(next.len(), 4);
+
+    // At least once after a stop: skipped, not re-queued into a final outreach.
+    store.stop_outreach(id, t(650)).await.unwrap();
+    assert_eq!(
+        store
+            .recover_expired_leases(id, t(701), CrashPolicy::AtLeastOnce)
+            .await
+            .unwrap(),
+        4
+    );
+    let rows = recipients_by_id(store, id).await;
+    for c in &next {
+        assert_eq!(rows[&c.id].state, DeliveryState::Skipped);
+        assert_eq!(rows[&c.id].skip_reason, Some(SkipReason::Stopped));
+    }
+    let unknown = Uuid::now_v7();
+    expect_not_found(
+        store
+            .recover_expired_leases(unknown, t(0), CrashPolicy::AtMostOnce)
+            .await,
+        "outreach",
+        unknown,
+    );
+}
+
+async fn expire_pending_skips_what_is_left(store: &dyn Store) {
+    let outreach = started(store, 5).await;
+    let id = outreach.id;
+    let c = ids(&store.claim_due(id, t(0), t(300), 2).await.unwrap());
+    assert_eq!(store.expire_pending(id, t(100)).await.unwrap(), 3);
+    assert_eq!(store.expire_pending(id, t(101)).await.unwrap(), 0);
+    let rows = recipients_by_id(store, id).await;
+    for r in rows.values() {
+        if c.contains(&r.id) {
+            assert_eq!(r.state, DeliveryState::Sending);
+        } else {
+            assert_eq!(r.state, DeliveryState::Skipped);
+            assert_eq!(r.skip_reason, Some(SkipReason::Expired));
+            assert_eq!(r.updated_at, Some(t(100)));
+        }
+    }
+    let unknown = Uuid::now_v7();
+    expect_not_found(
+        store.expire_pending(unknown, t(0)).await,
+        "outreach",
+        unknown,
+    );
+}
+
+async fn stop_skips_pending_and_is_refused_once_final(store: &dyn Store) {
+    let campaign = sms_campaign(store).await;
+    let outreach = import(store, campaign, &plain_recipients(5)).await;
+    let id = outreach.id;
+    store.start_outreach(id, t(0)).await.unwrap();
+    let c = ids(&store.claim_due(id, t(0), t(300), 2).await.unwrap());
+    let stopped = store.stop_outreach(id, t(42)).await.unwrap();
+    assert_eq!(stopped.id, id);
+    assert_eq!(stopped.status, OutreachStatus::Stopped);
+    assert_eq!(stopped.updated_at, t(42));
+    assert_eq!(stopped.finished_at, Some(t(42)));
+    assert_eq!(
+        stopped.progress,
+        Progress {
+            total: 5,
+            skipped: 3,
+            pending: 2,
+            ..Progress::default()
+        }
+    );
+    assert_eq!(store.get_outreach(id).await.unwrap(), stopped);
+    let rows = recipients_by_id(store, id).await;
+    for r in rows.values() {
+        if c.contains(&r.id) {
+            assert_eq!(r.state, DeliveryState::Sending);
+        } else {
+            assert_eq!(r.state, DeliveryState::Skipped);
+            assert_eq!(r.skip_reason, Some(SkipReason::Stopped));
+        }
+    }
+    assert_eq!(
+        expect_conflict(store.stop_outreach(id, t(43)).await),
+        "the outreach is already stopped"
+    );
+    assert!(!store.complete_outreach(id, t(44)).await.unwrap());
+    assert!(!store.start_outreach(id, t(44)).await.unwrap());
+    assert_eq!(store.get_outreach(id).await.unwrap(), stopped, "unchanged");
+
+    // A scheduled outreach can be stopped; a completed one cannot.
+    let scheduled = import(store, campaign, &plain_recipients(2)).await;
+    let s = store.stop_outreach(scheduled.id, t(1)).await.unwrap();
+    assert_eq!((s.status, s.progress.skipped), (OutreachStatus::Stopped, 2));
+    let empty = import(store, campaign, &[]).await;
+    assert!(store.complete_outreach(empty.id, t(2)).await.unwrap());
+    assert_eq!(
+        expect_conflict(store.stop_outreach(empty.id, t(3)).await),
+        "the outreach has already completed; there is nothing left to stop"
+    );
+    let unknown = Uuid::now_v7();
+    expect_not_found(
+        store.stop_outreach(unknown, t(0)).await,
+        "outreach",
+        unknown,
+    );
+}
+
+async fn complete_waits_for_pending_and_sending(store: &dyn Store) {
+    let outreach = started(store, 3).await;
+    let id = outreach.id;
+    assert!(!store.complete_outreach(id, t(1)).await.unwrap(), "pending");
+    let c = ids(&store.claim_due(id, t(1), t(300), 3).await.unwrap());
+    assert!(!store.complete_outreach(id, t(2)).await.unwrap(), "sending");
+    store
+        .record_results(
+            t(3),
+            &c.iter().map(|&i| result(i, sent("SM"))).collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    assert!(store.complete_outreach(id, t(4)).await.unwrap());
+    assert!(!store.complete_outreach(id, t(5)).await.unwrap(), "once");
+    let done = store.get_outreach(id).await.unwrap();
+    assert_eq!(done.status, OutreachStatus::Completed);
+    assert_eq!((done.updated_at, done.finished_at), (t(4), Some(t(4))));
+    assert_eq!((done.progress.sent, done.progress.total), (3, 3));
+    assert!(store.live_outreaches().await.unwrap().is_empty());
+    let unknown = Uuid::now_v7();
+    expect_not_found(
+        store.complete_outreach(unknown, t(0)).await,
+        "outreach",
+        unknown,
+    );
+}
+
+async fn retry_failed_requeues_and_reopens(store: &dyn Store) {
+    let campaign = sms_campaign(store).await;
+    let outreach = import(store, campaign, &plain_recipients(3)).await;
+    let id = outreach.id;
+    store.start_outreach(id, t(0)).await.unwrap();
+    let c = ids(&store.claim_due(id, t(0), t(300), 3).await.unwrap());
+    let failed = |code: &str| Outcome::Failed {
+        code: Some(code.into()),
+        message: format!("failed with {code}"),
+    };
+    store
+        .record_results(
+            t(5),
+            &[
+                result(c[0], failed("30003")),
+                result(c[1], sent("SM1")),
+                result(c[2], failed("30005")),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(store.complete_outreach(id, t(6)).await.unwrap());
+
+    assert_eq!(store.retry_failed(id, t(100)).await.unwrap(), 2);
+    let reopened = store.get_outreach(id).await.unwrap();
+    assert_eq!(reopened.status, OutreachStatus::InProgress);
+    assert_eq!((reopened.finished_at, reopened.updated_at), (None, t(100)));
+    assert_eq!(
+        (reopened.progress.pending, reopened.progress.failed),
+        (2, 0)
+    );
+    let rows = recipients_by_id(store, id).await;
+    for (i, code) in [(0, "30003"), (2, "30005")] {
+        let r = &rows[&c[i]];
+        assert_eq!(r.state, DeliveryState::Pending);
+        assert_eq!((r.attempts, r.due_at), (0, None));
+        assert_eq!(
+            r.error_code.as_deref(),
+            Some(code),
+            "the last error is kept"
+        );
+    }
+    assert_eq!(rows[&c[1]].state, DeliveryState::Sent);
+    let again = store.claim_due(id, t(101), t(300), 10).await.unwrap();
+    assert_eq!(ids(&again), vec![c[0], c[2]]);
+    assert!(again.iter().all(|c| c.attempts == 1));
+    store
+        .record_results(t(102), &[result(c[0], failed("30003"))])
+        .await
+        .unwrap();
+
+    // In progress: re-queued, the status stays.
+    store
+        .recover_expired_leases(id, t(301), CrashPolicy::AtMostOnce)
+        .await
+        .unwrap();
+    assert_eq!(store.retry_failed(id, t(302)).await.unwrap(), 1);
+    assert_eq!(
+        store.outreach_status(id).await.unwrap(),
+        OutreachStatus::InProgress
+    );
+    // Nothing failed: a completed outreach stays completed.
+    store.expire_pending(id, t(303)).await.unwrap();
+    assert!(store.complete_outreach(id, t(304)).await.unwrap());
+    assert_eq!(store.retry_failed(id, t(305)).await.unwrap(), 0);
+    assert_eq!(
+        store.outreach_status(id).await.unwrap(),
+        OutreachStatus::Completed
+    );
+
+    // Past the end time, or stopped: refused.
+    let end = new_outreach(campaign).end_at.unwrap();
+    let late = import(store, campaign, &plain_recipients(1)).await;
+    assert_eq!(
+        expect_conflict(store.retry_failed(late.id, end).await),
+        "the outreach's end time has passed; failed recipients can no longer be retried"
+    );
+    store.stop_outreach(late.id, t(1)).await.unwrap();
+    assert_eq!(
+        expect_conflict(store.retry_failed(late.id, t(2)).await),
+        "a stopped outreach cannot be restarted; upload the recipients again in a new outreach"
+    );
+    let unknown = Uuid::now_v7();
+    expect_not_found(store.retry_failed(unknown, t(0)).await, "outreach", unknown);
+}
+
+async fn progress_counts_every_state(store: &dyn Store) {
+    let campaign = sms_campaign(store).await;
+    let mut rows = plain_recipients(10);
+    rows[9].suppressed = true;
+    rows[8].suppressed = true;
+    let outreach = import(store, campaign, &rows).await;
+    let id = outreach.id;
+    assert_eq!(
+        outreach.progress,
+        Progress {
+            total: 10,
+            skipped: 2,
+            pending: 8,
+            ..Progress::default()
+        },
+        "the import's commit returns the progress"
+    );
+    store.start_outreach(id, t(0)).await.unwrap();
+    let c = ids(&store.claim_due(id, t(0), t(30), 6).await.unwrap());
+    store
+        .record_results(
+            t(1),
+            &[
+                result(c[0], sent("SM0")),
+                result(c[1], sent("SM1")),
+                result(
+                    c[2],
+                    Outcome::Failed {
+                        code: None,
+                        message: "no".into(),
+                    },
+                ),
+                result(
+                    c[3],
+                    Outcome::Unknown {
+                        code: None,
+                        message: "maybe".into(),
+                    },
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    let expected = Progress {
+        total: 10,
+        sent: 3,
+        failed: 1,
+        skipped: 2,
+        pending: 4,
+        ..Progress::default()
+    };
+    assert_eq!(store.outreach_progress(id).await.unwrap(), expected);
+    assert_eq!(store.get_outreach(id).await.unwrap().progress, expected);
+    let listed = store
+        .list_outreaches(campaign, None, Page::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].progress, expected);
+    assert_eq!(expected.label(), "3/10");
+
+    let empty = import(store, campaign, &[]).await;
+    assert_eq!(empty.progress, Progress::default());
+    assert_eq!(
+        store.outreach_progress(empty.id).await.unwrap(),
+        Progress::default()
+    );
+    let unknown = Uuid::now_v7();
+    expect_not_found(store.outreach_progress(unknown).await, "outreach", unknown);
+}
+
+async fn live_outreaches_say_what_is_pending_and_in_flight(store: &dyn Store) {
+    let campaign = sms_campaign(store).await;
+    let scheduled = import(store, campaign, &plain_recipients(2)).await;
+    let sending = import(store, campaign, &plain_recipients(1)).await;
+    store.start_outreach(sending.id, t(0)).await.unwrap();
+    store.claim_due(sending.id, t(0), t(30), 1).await.unwrap();
+    let mixed = import(store, campaign, &plain_recipients(2)).await;
+    store.start_outreach(mixed.id, t(0)).await.unwrap();
+    store.claim_due(mixed.id, t(0), t(30), 1).await.unwrap();
+    let skipped_only = import(
+        store,
+        campaign,
+        &[herald_store::ImportedRecipient {
+            suppressed: true,
+            ..plain_recipients(1).remove(0)
+        }],
+    )
+    .await;
+    let completed = import(store, campaign, &[]).await;
+    store.complete_outreach(completed.id, t(0)).await.unwrap();
+    let stopped = import(store, campaign, &plain_recipients(1)).await;
+    store.stop_outreach(stopped.id, t(0)).await.unwrap();
+
+    let live = store.live_outreaches().await.unwrap();
+    let flags: Vec<_> = live
+        .iter()
+        .map(|l| (l.id, l.status, l.has_pending, l.has_in_flight))
+        .collect();
+    assert_eq!(
+        flags,
+        vec![
+            (scheduled.id, OutreachStatus::Scheduled, true, false),
+            (sending.id, OutreachStatus::InProgress, false, true),
+            (mixed.id, OutreachStatus::InProgress, true, true),
+            (skipped_only.id, OutreachStatus::Scheduled, false, false),
+        ]
+    );
+    let l = &live[0];
+    assert_eq!(l.campaign_id, campaign);
+    assert_eq!(l.start_at, scheduled.start_at);
+    assert_eq!(l.end_at, scheduled.end_at);
+}
+
+async fn recipients_list_by_state_and_page(store: &dyn Store) {
+    let campaign = sms_campaign(store).await;
+    let mut rows = plain_recipients(9);
+    for r in rows.iter_mut().step_by(3) {
+        r.suppressed = true;
+    }
+    let outreach = import(store, campaign, &rows).await;
+    let id = outreach.id;
+    let all = recipients_by_id(store, id).await;
+    assert_eq!(all.len(), 9);
+    let lines: Vec<u64> = all.values().map(|r| r.line).collect();
+    assert_eq!(lines, (2..11).collect::<Vec<_>>(), "id order is file order");
+    let first = &all.values().next().unwrap();
+    assert_eq!(
+        first.variables,
+        serde_json::json!({"first_name": "R2", "n": 2})
+    );
+    assert_eq!(first.timezone.as_deref(), Some("America/New_York"));
+    assert_eq!(first.address, "+14155560002");
+    assert_eq!(first.state, DeliveryState::Skipped);
+    assert_eq!(first.skip_reason, Some(SkipReason::Suppressed));
+    assert_eq!((first.attempts, first.sent_at), (0, None));
+
+    let skipped = store
+        .list_recipients(id, Some(DeliveryState::Skipped), 0, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        skipped.iter().map(|r| r.line).collect::<Vec<_>>(),
+        vec![2, 5]
+    );
+    let rest = store
+        .list_recipients(id, Some(DeliveryState::Skipped), skipped[1].id, 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|r| r.line).collect::<Vec<_>>(), vec![8]);
+    let pending = store
+        .list_recipients(id, Some(DeliveryState::Pending), 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 6);
+    assert!(pending.iter().all(|r| r.skip_reason.is_none()));
+    let page = store
+        .list_recipients(id, None, all.keys().nth(3).copied().unwrap(), 2)
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|r| r.line).collect::<Vec<_>>(), vec![6, 7]);
+    assert!(
+        store
+            .list_recipients(id, Some(DeliveryState::Sent), 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_recipients(id, None, i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another outreach's recipients are not listed.
+    let other = import(store, campaign, &plain_recipients(3)).await;
+    assert_eq!(recipients_by_id(store, other.id).await.len(), 3);
+    assert_eq!(recipients_by_id(store, id).await.len(), 9);
+    let unknown = Uuid::now_v7();
+    expect_not_found(
+        store.list_recipients(unknown, None, 0, 10).await,
+        "outreach",
+        unknown,
     );
 }
