@@ -32,19 +32,36 @@ fn check_name(errors: &mut Errors, field: &str, name: &str) -> String {
 pub struct InboxInput {
     #[serde(default)]
     pub name: String,
+    /// The phone number a person who answers a campaign call and presses 1 is connected to.
+    #[serde(default)]
+    pub agent_number: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InboxSpec {
     pub name: String,
+    pub agent_number: Option<E164>,
 }
 
 impl InboxInput {
     pub fn validate(&self) -> Result<InboxSpec, ValidationError> {
         let mut errors = Errors::new();
         let name = check_name(&mut errors, "name", &self.name);
+        let agent_number = match self.agent_number.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(raw) => match E164::parse(raw, None) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    errors.push(
+                        "agent_number",
+                        format!("{e}; give the number with its country code, like +14155550142"),
+                    );
+                    None
+                }
+            },
+        };
         errors.finish()?;
-        Ok(InboxSpec { name })
+        Ok(InboxSpec { name, agent_number })
     }
 }
 
@@ -53,6 +70,9 @@ impl InboxInput {
 pub struct Inbox {
     pub id: Uuid,
     pub name: String,
+    /// Where campaign calls connect a person who presses 1 (E.164), if anywhere.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub agent_number: Option<E164>,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]

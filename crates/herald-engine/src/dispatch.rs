@@ -249,6 +249,8 @@ struct Ctx {
     hours: SendingHours,
     policy: CrashPolicy,
     rate: f64,
+    /// Voice: where a person who presses 1 is connected (the sender's inbox's agent number).
+    agent_number: Option<E164>,
 }
 
 /// The dispatcher. Share it in an `Arc`; [`Dispatcher::run`] is its loop.
@@ -426,6 +428,7 @@ impl Dispatcher {
             )));
         };
         let sender = self.store.get_sender(sender_id).await?;
+        let agent_number = self.store.get_inbox(sender.inbox_id).await?.agent_number;
         let answer = self.store.get_answer(campaign.answer_id).await?;
         let Some(variant) = answer
             .variants
@@ -471,6 +474,7 @@ impl Dispatcher {
             renderer,
             hours,
             rate,
+            agent_number,
         }))
     }
 
@@ -756,7 +760,10 @@ impl Dispatcher {
             outreach_id: o.id,
             recipient_id: r.id,
             unsubscribe_url,
-            agent_number: None,
+            agent_number: match ctx.campaign.channel {
+                Channel::Voice => ctx.agent_number.clone(),
+                _ => None,
+            },
         })
     }
 

@@ -230,7 +230,10 @@ impl World {
         let inbox = self
             .store
             .create_inbox(&InboxSpec {
-                name: format!("{name} inbox"),
+                name: format!(
+                    "{name,
+                ..Default::default()} inbox"
+                ),
             })
             .await
             .expect("inbox")

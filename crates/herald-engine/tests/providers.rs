@@ -55,6 +55,9 @@ async fn campaign(
     let inbox = store
         .create_inbox(&InboxSpec {
             name: "Care".into(),
+            // Voice: a person who presses 1 is connected here.
+            agent_number: (channel == Channel::Voice)
+                .then(|| E164::parse("+14155550142", None).unwrap()),
         })
         .await
         .unwrap()
@@ -327,7 +330,7 @@ async fn twilio_gets_exact_sms_fields_and_call_twiml() {
         Some(
             format!(
                 "{PUBLIC}/webhooks/twilio/voice?campaign_id={voice}&outreach_id={o}&recipient_id={}\
-                 &language=en-US&body=Hello+Bo%2C+your+order+is+late.",
+                 &language=en-US&body=Hello+Bo%2C+your+order+is+late.&agent=%2B14155550142",
                 call_recipient.id
             )
             .as_str()

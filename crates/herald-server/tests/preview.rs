@@ -67,3 +67,24 @@ async fn previews_render_and_count_sms_segments() {
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn an_inbox_keeps_the_agent_number_calls_connect_to() {
+    let app = common::start(herald_store::testing::sqlite().await).await;
+    let (s, v) = app
+        .admin(
+            Method::POST,
+            "/api/v1/inboxes",
+            Some(json!({"name": "Voice desk", "agent_number": "nope"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(common::has_error(&v, "agent_number", "country code"), "{v}");
+    let created = app
+        .create(
+            "/api/v1/inboxes",
+            json!({"name": "Voice desk", "agent_number": "+1 415 555 0142"}),
+        )
+        .await;
+    assert_eq!(created["agent_number"], "+14155550142");
+}

@@ -39,14 +39,21 @@ pub(crate) fn corrupt(entity: &'static str, id: Uuid, reason: impl Into<String>)
 pub(crate) struct InboxRow {
     pub id: Uuid,
     pub name: String,
+    pub agent_number: Option<String>,
     pub created_us: i64,
     pub updated_us: i64,
 }
 
 impl InboxRow {
     pub fn parse(self) -> Result<Inbox> {
+        let agent_number = self
+            .agent_number
+            .map(|n| E164::parse(&n, None))
+            .transpose()
+            .map_err(|e| corrupt("inbox", self.id, format!("agent_number: {e}")))?;
         Ok(Inbox {
             id: self.id,
+            agent_number,
             created_at: timestamp("inbox", self.id, self.created_us)?,
             updated_at: timestamp("inbox", self.id, self.updated_us)?,
             name: self.name,

@@ -81,6 +81,7 @@ fn inbox_row(r: &PgRow) -> Result<InboxRow> {
     Ok(InboxRow {
         id,
         name: col(r, e, Some(id), "name")?,
+        agent_number: col(r, e, Some(id), "agent_number")?,
         created_us: col(r, e, Some(id), "created_at")?,
         updated_us: col(r, e, Some(id), "updated_at")?,
     })
@@ -161,7 +162,7 @@ fn schedule_json(spec: &CampaignSpec) -> Result<serde_json::Value> {
 
 macro_rules! inbox_cols {
     () => {
-        "id, name, (extract(epoch from created_at) * 1000000)::int8 AS created_at, \
+        "id, name, agent_number, (extract(epoch from created_at) * 1000000)::int8 AS created_at, \
          (extract(epoch from updated_at) * 1000000)::int8 AS updated_at"
     };
 }
@@ -294,18 +295,20 @@ impl Store for PgStore {
         let id = Uuid::now_v7();
         let (now, now_us) = common::now();
         sqlx::query(
-            "INSERT INTO inboxes (id, name, created_at, updated_at) \
-             VALUES ($1, $2, (timestamptz 'epoch' + $3::int8 * interval '1 microsecond'), (timestamptz 'epoch' + $3::int8 * interval '1 microsecond'))",
+            "INSERT INTO inboxes (id, name, created_at, updated_at, agent_number) \
+             VALUES ($1, $2, (timestamptz 'epoch' + $3::int8 * interval '1 microsecond'), (timestamptz 'epoch' + $3::int8 * interval '1 microsecond'), $4)",
         )
         .bind(id)
         .bind(&spec.name)
         .bind(now_us)
+        .bind(spec.agent_number.as_ref().map(|n| n.as_str()))
         .execute(&self.pool)
         .await?;
         tracing::debug!(inbox_id = %id, "created inbox");
         Ok(Inbox {
             id,
             name: spec.name.clone(),
+            agent_number: spec.agent_number.clone(),
             created_at: now,
             updated_at: now,
         })
@@ -347,13 +350,14 @@ impl Store for PgStore {
     async fn update_inbox(&self, id: Uuid, spec: &InboxSpec) -> Result<Inbox> {
         let (_, now_us) = common::now();
         let row = sqlx::query(concat!(
-            "UPDATE inboxes SET name = $2, updated_at = greatest((timestamptz 'epoch' + $3::int8 * interval '1 microsecond'), updated_at + interval '1 microsecond') WHERE id = $1 \
+            "UPDATE inboxes SET name = $2, agent_number = $4, updated_at = greatest((timestamptz 'epoch' + $3::int8 * interval '1 microsecond'), updated_at + interval '1 microsecond') WHERE id = $1 \
              RETURNING ",
             inbox_cols!()
         ))
         .bind(id)
         .bind(&spec.name)
         .bind(now_us)
+        .bind(spec.agent_number.as_ref().map(|n| n.as_str()))
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound { entity: "inbox", id })?;

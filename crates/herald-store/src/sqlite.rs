@@ -95,6 +95,7 @@ fn inbox_row(r: &SqliteRow) -> Result<InboxRow> {
     Ok(InboxRow {
         id,
         name: col(r, e, Some(id), "name")?,
+        agent_number: col(r, e, Some(id), "agent_number")?,
         created_us: col(r, e, Some(id), "created_at")?,
         updated_us: col(r, e, Some(id), "updated_at")?,
     })
@@ -175,7 +176,7 @@ fn schedule_text(spec: &CampaignSpec) -> Result<String> {
 
 macro_rules! inbox_cols {
     () => {
-        "id, name, created_at, updated_at"
+        "id, name, agent_number, created_at, updated_at"
     };
 }
 
@@ -301,17 +302,19 @@ impl Store for SqliteStore {
         let id = Uuid::now_v7();
         let (now, now_us) = common::now();
         sqlx::query(
-            "INSERT INTO inboxes (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)",
+            "INSERT INTO inboxes (id, name, created_at, updated_at, agent_number) VALUES ($1, $2, $3, $3, $4)",
         )
         .bind(id)
         .bind(&spec.name)
         .bind(now_us)
+        .bind(spec.agent_number.as_ref().map(|n| n.as_str()))
         .execute(&self.pool)
         .await?;
         tracing::debug!(inbox_id = %id, "created inbox");
         Ok(Inbox {
             id,
             name: spec.name.clone(),
+            agent_number: spec.agent_number.clone(),
             created_at: now,
             updated_at: now,
         })
@@ -353,13 +356,14 @@ impl Store for SqliteStore {
     async fn update_inbox(&self, id: Uuid, spec: &InboxSpec) -> Result<Inbox> {
         let (_, now_us) = common::now();
         let row = sqlx::query(concat!(
-            "UPDATE inboxes SET name = $2, updated_at = max($3, updated_at + 1) WHERE id = $1 \
+            "UPDATE inboxes SET name = $2, agent_number = $4, updated_at = max($3, updated_at + 1) WHERE id = $1 \
              RETURNING ",
             inbox_cols!()
         ))
         .bind(id)
         .bind(&spec.name)
         .bind(now_us)
+        .bind(spec.agent_number.as_ref().map(|n| n.as_str()))
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound {

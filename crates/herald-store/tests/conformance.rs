@@ -43,6 +43,7 @@ macro_rules! conformance {
 
 conformance!(
     migrate_twice_and_ping,
+    inbox_agent_number_round_trip,
     inbox_round_trip,
     sender_round_trip,
     answer_round_trip,
@@ -106,6 +107,7 @@ fn tmpl(s: &str) -> Template {
 fn inbox_spec(name: &str) -> InboxSpec {
     InboxSpec {
         name: name.to_string(),
+        ..Default::default()
     }
 }
 
@@ -1469,7 +1471,10 @@ mod sqlite_only {
         store.migrate().await.expect("migrate");
         // One in-memory database, kept across uses of the pool.
         let inbox = store
-            .create_inbox(&herald_core::InboxSpec { name: "Mem".into() })
+            .create_inbox(&herald_core::InboxSpec {
+                name: "Mem".into(),
+                ..Default::default()
+            })
             .await
             .expect("create");
         assert_eq!(store.get_inbox(inbox.id).await.expect("get"), inbox);
@@ -1493,6 +1498,7 @@ mod sqlite_only {
         let inbox = store
             .create_inbox(&herald_core::InboxSpec {
                 name: "Support".into(),
+                ..Default::default()
             })
             .await
             .expect("inbox");
@@ -1733,6 +1739,7 @@ async fn a_dropped_import_leaves_nothing(store: &dyn Store) {
     store
         .create_inbox(&InboxSpec {
             name: "After".into(),
+            ..Default::default()
         })
         .await
         .expect("write after rollback");
@@ -2810,4 +2817,29 @@ async fn recipients_list_by_state_and_page(store: &dyn Store) {
         "outreach",
         unknown,
     );
+}
+
+async fn inbox_agent_number_round_trip(store: &dyn Store) {
+    let agent = E164::parse("+14155550142", None).unwrap();
+    let created = store
+        .create_inbox(&InboxSpec {
+            name: "Voice desk".into(),
+            agent_number: Some(agent.clone()),
+        })
+        .await
+        .expect("create");
+    assert_eq!(created.agent_number.as_ref(), Some(&agent));
+    assert_eq!(store.get_inbox(created.id).await.unwrap(), created);
+    let updated = store
+        .update_inbox(
+            created.id,
+            &InboxSpec {
+                name: "Voice desk".into(),
+                agent_number: None,
+            },
+        )
+        .await
+        .expect("update");
+    assert_eq!(updated.agent_number, None);
+    assert_eq!(store.get_inbox(created.id).await.unwrap().agent_number, None);
 }
