@@ -92,7 +92,9 @@ impl OutreachStatus {
     /// which is the machine the scheduler follows on its own; a stopped outreach stays stopped.
     pub fn reopen(self) -> Result<OutreachStatus, OutreachTransitionError> {
         match self {
-            OutreachStatus::Completed | OutreachStatus::InProgress => Ok(OutreachStatus::InProgress),
+            OutreachStatus::Completed | OutreachStatus::InProgress => {
+                Ok(OutreachStatus::InProgress)
+            }
             from => Err(OutreachTransitionError {
                 from,
                 to: OutreachStatus::InProgress,

@@ -394,7 +394,14 @@ fn idempotency_keys_are_deterministic() {
     assert!(key.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'));
     assert_eq!(parse_idempotency_key(&key), Some((o, 255)));
     let padded = format!("{}-0255", o.simple());
-    for bad in ["", "-", "abc-def", &o.to_string(), &format!("{key}x"), &padded] {
+    for bad in [
+        "",
+        "-",
+        "abc-def",
+        &o.to_string(),
+        &format!("{key}x"),
+        &padded,
+    ] {
         assert_eq!(parse_idempotency_key(bad), None, "{bad}");
     }
 }

@@ -230,10 +230,8 @@ impl World {
         let inbox = self
             .store
             .create_inbox(&InboxSpec {
-                name: format!(
-                    "{name,
-                ..Default::default()} inbox"
-                ),
+                name: format!("{name} inbox"),
+                ..Default::default()
             })
             .await
             .expect("inbox")

@@ -218,7 +218,7 @@ async fn thirty_percent_transient_failures_and_429s_still_end_every_recipient_te
             }
             DeliveryState::Failed => {
                 assert_eq!(r.attempts, max_attempts, "fails only when retries run out");
-                assert!(accepted.get(&r.address).is_none());
+                assert!(!accepted.contains_key(&r.address));
             }
             other => panic!("unexpected {other}: {r:?}"),
         }

@@ -2841,5 +2841,8 @@ async fn inbox_agent_number_round_trip(store: &dyn Store) {
         .await
         .expect("update");
     assert_eq!(updated.agent_number, None);
-    assert_eq!(store.get_inbox(created.id).await.unwrap().agent_number, None);
+    assert_eq!(
+        store.get_inbox(created.id).await.unwrap().agent_number,
+        None
+    );
 }
