@@ -408,3 +408,74 @@ async fn email_goes_through_a_real_smtp_conversation_with_unsubscribe_headers() 
         Some("List-Unsubscribe=One-Click")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_takes_effect_within_a_second_even_mid_batch() {
+    let db = herald_store::testing::sqlite().await;
+    let store = db.store.clone();
+    // A slow Twilio: 200 ms a message, one at a time, 50 to a batch (10 s of sending).
+    let twilio = FakeTwilio::builder()
+        .latency(std::time::Duration::from_millis(200))
+        .start();
+    let mut transports = Transports::new();
+    transports.insert(
+        Provider::Twilio,
+        Arc::new(TwilioTransport::new(&twilio.config()).unwrap()),
+    );
+    let clock = Arc::new(ManualClock::new(now()));
+    let mut cfg = config(3);
+    cfg.concurrency = 1;
+    let d = Arc::new(Dispatcher::new(store.clone(), transports, clock, cfg));
+    let c = campaign(
+        &*store,
+        Channel::Sms,
+        Address::Phone(E164::parse("+14155550100", None).unwrap()),
+        Provider::Twilio,
+        "Hi {{ name }}",
+    )
+    .await;
+    let mut csv = String::from("phone,name\n");
+    for i in 0..50 {
+        csv.push_str(&format!("+1415{:07},C{i}\n", 4_000_000 + i));
+    }
+    let o = outreach(store.clone(), c, &csv).await;
+    let ticking = tokio::spawn({
+        let d = d.clone();
+        async move { d.tick().await.expect("tick") }
+    });
+    while twilio.accepted().len() < 3 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let stopped_at = std::time::Instant::now();
+    store.stop_outreach(o, now()).await.expect("stop");
+    let at_stop = twilio.accepted().len();
+    let report = ticking.await.unwrap();
+    let after = twilio.accepted().len() - at_stop;
+    assert!(
+        stopped_at.elapsed() < std::time::Duration::from_secs(3),
+        "the batch ended soon after the stop"
+    );
+    // 250 ms to notice, one send in flight at 200 ms: a few at most, never the other 40-odd.
+    assert!(after <= 3, "{after} messages went out after the stop");
+    let recipients = store.list_recipients(o, None, 0, 100).await.unwrap();
+    let sent = recipients
+        .iter()
+        .filter(|r| r.state == DeliveryState::Sent)
+        .count();
+    assert_eq!(sent, twilio.accepted().len(), "every send made is recorded");
+    assert_eq!(report.sent as usize, sent);
+    assert!(
+        recipients.iter().all(|r| r.state.is_terminal()),
+        "nothing left pending or sending"
+    );
+    assert!(
+        recipients
+            .iter()
+            .filter(|r| r.state == DeliveryState::Skipped)
+            .all(|r| r.skip_reason == Some(herald_core::outreach::SkipReason::Stopped))
+    );
+    assert_eq!(
+        store.outreach_status(o).await.unwrap(),
+        OutreachStatus::Stopped
+    );
+}
