@@ -4,6 +4,11 @@
 //! through Herald's real import path (validation, normalization, deduplication, storage) into a
 //! fresh database, and times the database's own bulk loader on the same file into a bare table:
 //! the `sqlite3` CLI's `.import`, and `psql`'s `\copy`. One JSON line per backend.
+//!
+//! `herald-bench dispatch --recipients N [--batch B] [--postgres URL] [--profile]` sends an
+//! outreach of N recipients through Herald's real dispatcher to a channel that accepts at once,
+//! and sets as many rows of another outreach to `sent` by plain SQL, B a transaction: the bare
+//! store limit. One JSON line per backend (see [`dispatch`]).
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -18,6 +23,8 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
+
+mod dispatch;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +50,36 @@ enum Bench {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Dispatch: an outreach sent through Herald's dispatcher against the same rows set to
+    /// `sent` by plain SQL.
+    Dispatch {
+        /// Recipients in the outreach.
+        #[arg(long, default_value_t = 100_000)]
+        recipients: u64,
+        /// Recipients claimed (and recorded) per batch by Herald, rows per transaction by the
+        /// baseline.
+        #[arg(long, default_value_t = 1000)]
+        batch: u32,
+        /// Also measure PostgreSQL on this server (a throw-away database is created there).
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        /// Add where Herald's time went (each kind of store call, and the rest) and the floor of
+        /// its design: the same rows written twice by plain SQL (claimed, then sent).
+        #[arg(long)]
+        profile: bool,
+    },
+    /// Fills a database for `dispatch` (run by it as a child process, so that the import's
+    /// memory is not counted in the dispatch's peak).
+    #[command(hide = true)]
+    Prepare {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        recipients: u64,
+        /// A third outreach, for `--profile`'s two-update floor.
+        #[arg(long)]
+        floor: bool,
+    },
 }
 
 #[tokio::main]
@@ -53,6 +90,17 @@ async fn main() -> anyhow::Result<()> {
             postgres,
             seed,
         } => import_bench(rows, postgres.as_deref(), seed).await,
+        Bench::Dispatch {
+            recipients,
+            batch,
+            postgres,
+            profile,
+        } => dispatch::dispatch_bench(recipients, batch, postgres.as_deref(), profile).await,
+        Bench::Prepare {
+            url,
+            recipients,
+            floor,
+        } => dispatch::prepare(&url, recipients, floor).await,
     }
 }
 
@@ -176,6 +224,7 @@ async fn campaign(store: &dyn Store) -> anyhow::Result<uuid::Uuid> {
     let inbox = store
         .create_inbox(&InboxSpec {
             name: "Bench".into(),
+            ..Default::default()
         })
         .await?;
     let sender = store
