@@ -643,8 +643,13 @@ async fn bench_backend(
     let (store, pool) = open(url).await?;
     store.ping().await?;
     reset_peak_rss();
-    let (herald_s, breakdown) =
+    // Just after a reset the peak is the resident set now: the process at rest.
+    let at_rest = peak_rss_mb();
+    let (herald_s, mut breakdown) =
         herald_run(store.clone(), prepared.herald, recipients, batch, profile).await?;
+    if let Some(b) = &mut breakdown {
+        b["rss_at_start_mb"] = at_rest.round().into();
+    }
     let peak = peak_rss_mb();
     let baseline_s = baseline_run(&pool, prepared.baseline, recipients, batch).await?;
     let breakdown = match (breakdown, prepared.floor) {
