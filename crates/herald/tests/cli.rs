@@ -1,64 +1,11 @@
 //! The `herald` binary as a user runs it: migrate, create a token, serve, stop on SIGTERM.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-fn herald(dir: &Path, db: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
-    cmd.current_dir(dir)
-        .env("HERALD_DATABASE_URL", db)
-        .env("RUST_LOG", "warn");
-    cmd
-}
+mod common;
 
-/// Starts `herald serve` on a free port and returns the child and its base URL.
-fn serve(dir: &Path, db: &str) -> (Child, String) {
-    let mut child = herald(dir, db)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn herald serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("herald serve exited before listening")
-            .expect("read stderr");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, base)
-}
-
-fn stop(mut child: Child) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("send SIGTERM");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            assert!(
-                status.success(),
-                "herald exited with {status} after SIGTERM"
-            );
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "herald did not stop within 10s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use common::{herald, serve};
 
 async fn walk_through(dir: &Path, db: &str) {
     let out = herald(dir, db).arg("migrate").output().expect("migrate");
@@ -199,7 +146,7 @@ async fn walk_through(dir: &Path, db: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    stop(child);
+    child.stop();
 
     // The data outlives the process.
     let (child, base) = serve(dir, db);
@@ -213,7 +160,7 @@ async fn walk_through(dir: &Path, db: &str) {
         .await
         .unwrap();
     assert_eq!(list["items"][0]["name"], "Support");
-    stop(child);
+    child.stop();
 }
 
 #[tokio::test]

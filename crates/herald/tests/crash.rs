@@ -6,89 +6,14 @@
 use herald_testkit::{FakeSmtp, FakeTwilio};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const RECIPIENTS: usize = 10_000;
 
-fn herald(dir: &Path, db: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
-    cmd.current_dir(dir)
-        .env("HERALD_DATABASE_URL", db)
-        .env("RUST_LOG", "warn");
-    cmd
-}
+mod common;
 
-/// A running `herald serve`; killed if the test fails before it stops it.
-struct Herald(Option<Child>);
-
-impl Herald {
-    fn take(mut self) -> Child {
-        self.0.take().expect("running")
-    }
-}
-
-impl Drop for Herald {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn serve(dir: &Path, db: &str) -> (Herald, String) {
-    let mut child = herald(dir, db)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn herald serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("herald serve exited before listening")
-            .expect("read stderr");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            if line.contains("ERROR") || line.contains("panicked") {
-                eprintln!("herald: {line}");
-            }
-        }
-    });
-    (Herald(Some(child)), base)
-}
-
-fn kill9(child: Herald) {
-    let mut child = child.take();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("SIGKILL");
-    child.wait().expect("reap");
-}
-
-fn term(child: Herald) {
-    let mut child = child.take();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("SIGTERM");
-    let status = child.wait().expect("wait");
-    assert!(
-        status.success(),
-        "herald exited with {status} after SIGTERM"
-    );
-}
+use common::{herald, serve};
 
 fn token(dir: &Path, db: &str) -> String {
     let out = herald(dir, db)
@@ -258,7 +183,7 @@ async fn sms_crash(db: &str) {
         twilio.accepted().len() >= RECIPIENTS / 5
     })
     .await;
-    kill9(child);
+    child.kill9();
     let at_kill = twilio.accepted().len();
     assert!(
         at_kill < RECIPIENTS,
@@ -301,7 +226,7 @@ async fn sms_crash(db: &str) {
     let progress = api.get(&base, &format!("outreaches/{outreach}")).await["progress"].clone();
     assert_eq!(progress["pending"], 0, "{progress}");
     assert_eq!(progress["total"], RECIPIENTS, "{progress}");
-    term(child);
+    child.stop();
 }
 
 async fn email_crash(db: &str) {
@@ -333,7 +258,7 @@ async fn email_crash(db: &str) {
         smtp.messages().len() >= RECIPIENTS / 5
     })
     .await;
-    kill9(child);
+    child.kill9();
     assert!(
         smtp.messages().len() < RECIPIENTS,
         "the crash came too late"
@@ -376,7 +301,7 @@ async fn email_crash(db: &str) {
             .as_deref(),
         Some("List-Unsubscribe=One-Click")
     );
-    term(child);
+    child.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
