@@ -72,15 +72,15 @@ async fn an_sms_and_a_call_are_accepted_and_recorded() {
     assert_eq!(c.to, number(2));
     assert_eq!(c.body, None);
     assert_eq!(c.machine_detection.as_deref(), Some("Enable"));
-    let twiml = c.twiml.as_deref().expect("twiml");
+    // With a public URL the call fetches its TwiML from Herald (answering-machine detection).
+    assert_eq!(c.twiml, None);
+    let url = c.url.as_deref().expect("url");
     assert!(
-        twiml.starts_with(
-            "<Response><Say language=\"en-US\">Your appointment is tomorrow.</Say><Gather"
-        ),
-        "{twiml}"
+        url.starts_with("https://herald.example.com/webhooks/twilio/voice?"),
+        "{url}"
     );
-    assert!(twiml.contains("recipient_id=2&amp;"), "{twiml}");
-    assert_eq!(c.url, None);
+    assert!(url.contains("recipient_id=2&"), "{url}");
+    assert!(url.contains("agent=%2B14155550142"), "{url}");
 
     let requests = fake.requests();
     assert_eq!(requests.len(), 2);
