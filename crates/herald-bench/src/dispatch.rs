@@ -14,9 +14,8 @@ use herald_channels::{Accepted, OutboundMessage, SendError, Transport, Transport
 use herald_core::outreach::{CrashPolicy, DeliveryState, OutreachStatus, Progress};
 use herald_core::schedule::ScheduleInput;
 use herald_core::{
-    Address, Answer, AnswerInput, AnswerSpec, AnswerVariantInput, ApiToken, Campaign,
-    CampaignInput, CampaignSpec, Channel, EmailAddress, Inbox, InboxSpec, Listing, Page, Provider,
-    Sender, SenderSpec,
+    Address, Answer, AnswerSpec, AnswerVariantInput, ApiToken, Campaign, CampaignSpec, Channel,
+    EmailAddress, Inbox, InboxSpec, Listing, Page, Provider, Sender, SenderSpec,
 };
 use herald_engine::{DispatchConfig, Dispatcher, RateConfig, SystemClock, UnsubscribeLinks};
 use herald_store::{
@@ -70,52 +69,26 @@ fn generate(path: &Path, rows: u64) -> anyhow::Result<()> {
 
 /// An email campaign open all day, every day, with a subject and a body that use variables.
 async fn email_campaign(store: &dyn Store) -> anyhow::Result<Uuid> {
-    let inbox = store
-        .create_inbox(&InboxSpec {
-            name: "Bench".into(),
-            ..Default::default()
-        })
-        .await?;
-    let sender = store
-        .create_sender(&SenderSpec {
-            channel: Channel::Email,
-            address: Address::Email(EmailAddress::parse("orders@shop.example.com")?),
-            inbox_id: inbox.id,
-            provider: Provider::File,
-        })
-        .await?;
-    let answer = store
-        .create_answer(
-            &AnswerInput {
-                name: "Shipping update".into(),
-                variants: vec![AnswerVariantInput {
-                    language: "en-US".into(),
-                    subject: Some("Your order {{ order_id }} has shipped".into()),
-                    body: "Hello {{ name }}, your order {{ order_id }} is on its way and should \
-                           arrive within three days. Reply to this email if anything is wrong."
-                        .into(),
-                }],
-            }
-            .validate()?,
-        )
-        .await?;
     let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
         .map(|d| (d.to_string(), vec!["00:00-24:00".to_string()]))
         .into();
-    let spec = CampaignInput {
-        name: "Bench".into(),
-        channel: "email".into(),
-        sender_id: Some(sender.id),
-        language: "en-US".into(),
-        answer_id: Some(answer.id),
-        schedule: Some(ScheduleInput {
+    crate::bench_campaign(
+        store,
+        Channel::Email,
+        Address::Email(EmailAddress::parse("orders@shop.example.com")?),
+        AnswerVariantInput {
+            language: "en-US".into(),
+            subject: Some("Your order {{ order_id }} has shipped".into()),
+            body: "Hello {{ name }}, your order {{ order_id }} is on its way and should \
+                   arrive within three days. Reply to this email if anything is wrong."
+                .into(),
+        },
+        ScheduleInput {
             timezone: "UTC".into(),
             days,
-        }),
-        ..CampaignInput::default()
-    }
-    .validate()?;
-    Ok(store.create_campaign(&spec).await?.id)
+        },
+    )
+    .await
 }
 
 async fn import(

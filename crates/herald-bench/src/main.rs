@@ -220,7 +220,15 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-async fn campaign(store: &dyn Store) -> anyhow::Result<uuid::Uuid> {
+/// A campaign on `channel` from `from` (provider `file`, in a new inbox) with one answer variant
+/// and `schedule`: the world both benchmarks set up before they measure.
+pub(crate) async fn bench_campaign(
+    store: &dyn Store,
+    channel: herald_core::Channel,
+    from: Address,
+    variant: AnswerVariantInput,
+    schedule: ScheduleInput,
+) -> anyhow::Result<uuid::Uuid> {
     let inbox = store
         .create_inbox(&InboxSpec {
             name: "Bench".into(),
@@ -229,39 +237,52 @@ async fn campaign(store: &dyn Store) -> anyhow::Result<uuid::Uuid> {
         .await?;
     let sender = store
         .create_sender(&SenderSpec {
-            channel: herald_core::Channel::Sms,
-            address: Address::Phone(E164::parse("+14155550100", None)?),
+            channel,
+            address: from,
             inbox_id: inbox.id,
             provider: Provider::File,
         })
         .await?;
+    let language = variant.language.clone();
     let answer = store
         .create_answer(
             &AnswerInput {
-                name: "Order update".into(),
-                variants: vec![AnswerVariantInput {
-                    language: "en-US".into(),
-                    subject: None,
-                    body: "Hi {{ first_name }}, order {{ order_id }} ships late.".into(),
-                }],
+                name: "Bench answer".into(),
+                variants: vec![variant],
             }
             .validate()?,
         )
         .await?;
     let spec = CampaignInput {
         name: "Bench".into(),
-        channel: "sms".into(),
+        channel: channel.to_string(),
         sender_id: Some(sender.id),
-        language: "en-US".into(),
+        language,
         answer_id: Some(answer.id),
-        schedule: Some(ScheduleInput {
-            timezone: "America/New_York".into(),
-            days: [("mon".to_string(), vec!["09:00-17:00".to_string()])].into(),
-        }),
+        schedule: Some(schedule),
         ..CampaignInput::default()
     }
     .validate()?;
     Ok(store.create_campaign(&spec).await?.id)
+}
+
+/// The import benchmark's SMS campaign.
+async fn campaign(store: &dyn Store) -> anyhow::Result<uuid::Uuid> {
+    bench_campaign(
+        store,
+        herald_core::Channel::Sms,
+        Address::Phone(E164::parse("+14155550100", None)?),
+        AnswerVariantInput {
+            language: "en-US".into(),
+            subject: None,
+            body: "Hi {{ first_name }}, order {{ order_id }} ships late.".into(),
+        },
+        ScheduleInput {
+            timezone: "America/New_York".into(),
+            days: [("mon".to_string(), vec!["09:00-17:00".to_string()])].into(),
+        },
+    )
+    .await
 }
 
 /// Herald's import of the file into `store`: seconds and the summary.
