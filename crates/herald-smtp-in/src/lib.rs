@@ -1,0 +1,155 @@
+//! Herald's inbound SMTP listener: how customers' email replies get back into Herald.
+//!
+//! Herald sends outreach email from a handful of sender addresses. When a customer
+//! hits "reply", their mail server delivers the answer over SMTP to the host those
+//! addresses point at; this crate is the piece that listens there. It speaks a small,
+//! strict subset of RFC 5321 over plain TCP (no TLS, no AUTH: it is meant to sit behind
+//! an MX relay or on a trusted network), accepts mail only for the addresses a
+//! [`Mailbox`] says it knows, and hands every accepted message over parsed into a
+//! [`ReceivedMail`]: sender, decoded subject and body, the reply without the quoted
+//! original ([`ReceivedMail::reply_text`]), and the `Message-ID` / `In-Reply-To` /
+//! `References` ids that Herald uses to thread the reply into its conversation.
+//!
+//! Delivery is synchronous with the protocol: the server answers `250` to the end of
+//! `DATA` only after [`Mailbox::deliver`] has returned `Ok`, so a `250` means the
+//! message is stored. If the mailbox fails temporarily the client gets `451` and its
+//! mail server retries later; nothing is lost in between.
+//!
+//! The crate knows nothing about Herald's storage: the caller supplies the
+//! [`Mailbox`]. [`parse`] can also be used on its own, e.g. to import `.eml` files.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use herald_smtp_in::{Mailbox, ReceivedMail, Reject, SmtpConfig};
+//! struct Replies;
+//! #[async_trait::async_trait]
+//! impl Mailbox for Replies {
+//!     async fn accepts(&self, rcpt: &str) -> Result<bool, String> {
+//!         Ok(rcpt == "support@example.com")
+//!     }
+//!     async fn deliver(&self, mail: ReceivedMail) -> Result<(), Reject> {
+//!         println!("reply from {:?}: {}", mail.from, mail.reply_text);
+//!         Ok(())
+//!     }
+//! }
+//! # async fn run() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:2525").await?;
+//! let config = SmtpConfig::new("mx.example.com");
+//! herald_smtp_in::serve(listener, Arc::new(Replies), config, std::future::pending()).await
+//! # }
+//! ```
+
+mod html;
+mod parse;
+mod reply;
+mod server;
+
+use std::time::Duration;
+
+pub use html::html_to_text;
+pub use parse::parse;
+pub use reply::reply_text;
+pub use server::serve;
+
+/// One message accepted over SMTP (or read by [`parse`]), decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceivedMail {
+    /// The envelope sender (`MAIL FROM`), as given. Empty for bounces (`MAIL FROM:<>`)
+    /// and when the mail came from [`parse`].
+    pub envelope_from: String,
+    /// The accepted envelope recipients (`RCPT TO`), lower-cased, without duplicates,
+    /// in the order given. Empty when the mail came from [`parse`].
+    pub recipients: Vec<String>,
+    /// The `From` header's address, lower-cased, without the display name.
+    pub from: Option<String>,
+    /// The `Subject` header, RFC 2047 decoded and trimmed.
+    pub subject: Option<String>,
+    /// The plain-text body: the `text/plain` part(s) decoded (transfer encoding and
+    /// charset, `format=flowed` joined); if the message only has HTML, a plain-text
+    /// rendering of it (see [`html_to_text`]). Trimmed.
+    pub text: String,
+    /// [`text`](Self::text) without the quoted original (see [`reply_text`]); equal to
+    /// `text` when stripping would leave nothing.
+    pub reply_text: String,
+    /// The `Message-ID`, without angle brackets.
+    pub message_id: Option<String>,
+    /// The `In-Reply-To` ids, without angle brackets.
+    pub in_reply_to: Vec<String>,
+    /// The `References` ids, without angle brackets, in header order.
+    pub references: Vec<String>,
+    /// Set for mail that no person wrote, which Herald must not take as a customer's
+    /// reply: an `Auto-Submitted` header other than `no` (RFC 3834), the older
+    /// auto-reply markers (`X-Autoreply`, `X-Autorespond`, `Precedence: bulk | junk |
+    /// auto_reply`), a delivery or read report (`multipart/report`), or — when received
+    /// over SMTP — a bounce (empty envelope sender).
+    pub auto_submitted: bool,
+    /// Size in bytes of the message data (after dot-unstuffing).
+    pub size: usize,
+}
+
+/// Why [`Mailbox::deliver`] refused a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Reject {
+    /// Try again later: answered `451`, the sending server keeps the message and retries.
+    #[error("temporary failure: {0}")]
+    Temporary(String),
+    /// Never: answered `554`, the sending server bounces the message to its author.
+    #[error("permanent failure: {0}")]
+    Permanent(String),
+}
+
+/// Where accepted mail goes: the caller's side of the listener.
+#[async_trait::async_trait]
+pub trait Mailbox: Send + Sync + 'static {
+    /// Whether mail for this (lower-cased) address is accepted; `Err` is a temporary
+    /// failure (answered `451`, the client may retry).
+    async fn accepts(&self, rcpt: &str) -> Result<bool, String>;
+
+    /// Stores the message. `Ok` is answered `250` (the sender forgets the message),
+    /// `Err(Reject::Temporary(_))` `451`, `Err(Reject::Permanent(_))` `554`.
+    /// The reason text is sent to the client (on one line), so keep secrets out of it.
+    async fn deliver(&self, mail: ReceivedMail) -> Result<(), Reject>;
+}
+
+/// Settings of the SMTP listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpConfig {
+    /// The name the server gives in its greeting and `EHLO` answer.
+    pub hostname: String,
+    /// Largest message accepted, in bytes (advertised as `SIZE`). Default 10 MiB.
+    pub max_message_bytes: usize,
+    /// Most recipients in one transaction; more get `452`. Default 50.
+    pub max_recipients: usize,
+    /// How long the server waits for the client's next command or data line before
+    /// answering `421` and closing. Default 5 minutes.
+    pub command_timeout: Duration,
+}
+
+impl SmtpConfig {
+    /// Default limit on a message's size: 10 MiB.
+    pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
+    /// Default limit on recipients per message.
+    pub const DEFAULT_MAX_RECIPIENTS: usize = 50;
+    /// Default wait for the client's next command.
+    pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+    /// The defaults, with this hostname.
+    pub fn new(hostname: impl Into<String>) -> Self {
+        SmtpConfig {
+            hostname: hostname.into(),
+            ..SmtpConfig::default()
+        }
+    }
+}
+
+impl Default for SmtpConfig {
+    /// Hostname `localhost`, 10 MiB, 50 recipients, 5 minutes.
+    fn default() -> Self {
+        SmtpConfig {
+            hostname: "localhost".to_owned(),
+            max_message_bytes: Self::DEFAULT_MAX_MESSAGE_BYTES,
+            max_recipients: Self::DEFAULT_MAX_RECIPIENTS,
+            command_timeout: Self::DEFAULT_COMMAND_TIMEOUT,
+        }
+    }
+}
