@@ -11,7 +11,7 @@ use crate::{peak_rss_mb, reset_peak_rss, with_database};
 use anyhow::{Context, bail, ensure};
 use async_trait::async_trait;
 use herald_channels::{Accepted, OutboundMessage, SendError, Transport, Transports};
-use herald_core::outreach::{CrashPolicy, DeliveryState, OutreachStatus, Progress};
+use herald_core::outreach::{CrashPolicy, DeliveryState, OutreachStatus, Progress, SkipReason};
 use herald_core::schedule::ScheduleInput;
 use herald_core::{
     Address, Answer, AnswerSpec, AnswerVariantInput, ApiToken, Campaign, CampaignSpec, Channel,
@@ -19,8 +19,9 @@ use herald_core::{
 };
 use herald_engine::{DispatchConfig, Dispatcher, RateConfig, SystemClock, UnsubscribeLinks};
 use herald_store::{
-    ClaimedRecipient, DeliveryResult, ImportErrorRecord, LiveOutreach, NewOutreach, NewToken,
-    Outreach, OutreachImport, RecipientRecord, Store,
+    ClaimedRecipient, Conversation, Customer, DeliveryResult, ImportErrorRecord, InboundMessage,
+    LiveOutreach, Message, NewOutreach, NewToken, OutboundRecord, Outreach, OutreachImport,
+    Received, RecipientRecord, SentMessage, StatusApplied, StatusReport, Store, Suppression,
 };
 use jiff::{SignedDuration, Timestamp};
 use std::collections::HashSet;
@@ -738,7 +739,8 @@ struct TimedStore {
     status: Tally,
     /// The campaign, sender and answer, read once per tick.
     context: Tally,
-    /// Start, complete, expire, lease recovery, suppression.
+    /// Start, complete, expire, lease recovery, suppression (the opt-out checks of each batch
+    /// included).
     other: Tally,
 }
 
@@ -911,6 +913,115 @@ impl Store for TimedStore {
             self.inner.add_suppression(address, sender_id, reason)
         )
     }
+    async fn suppressed_among(
+        &self,
+        sender_id: Uuid,
+        addresses: &[String],
+    ) -> herald_store::Result<HashSet<String>> {
+        timed!(
+            self.other,
+            self.inner.suppressed_among(sender_id, addresses)
+        )
+    }
+    async fn suppression_for(
+        &self,
+        address: &str,
+        sender_id: Uuid,
+    ) -> herald_store::Result<Option<Suppression>> {
+        self.inner.suppression_for(address, sender_id).await
+    }
+    async fn list_suppressions(
+        &self,
+        address: Option<&str>,
+        page: Page,
+    ) -> herald_store::Result<Listing<Suppression>> {
+        self.inner.list_suppressions(address, page).await
+    }
+    async fn get_suppression(&self, id: Uuid) -> herald_store::Result<Suppression> {
+        self.inner.get_suppression(id).await
+    }
+    async fn delete_suppression(&self, id: Uuid) -> herald_store::Result<()> {
+        self.inner.delete_suppression(id).await
+    }
+    async fn remove_suppression(
+        &self,
+        address: &str,
+        sender_id: Option<Uuid>,
+    ) -> herald_store::Result<bool> {
+        self.inner.remove_suppression(address, sender_id).await
+    }
+    async fn skip_pending_for_address(
+        &self,
+        address: &str,
+        sender_id: Option<Uuid>,
+        reason: SkipReason,
+        now: Timestamp,
+    ) -> herald_store::Result<u64> {
+        timed!(
+            self.other,
+            self.inner
+                .skip_pending_for_address(address, sender_id, reason, now)
+        )
+    }
+    async fn find_sender(
+        &self,
+        channel: Channel,
+        address: &str,
+    ) -> herald_store::Result<Option<Sender>> {
+        self.inner.find_sender(channel, address).await
+    }
+    async fn get_recipient(
+        &self,
+        outreach_id: Uuid,
+        recipient_id: i64,
+    ) -> herald_store::Result<RecipientRecord> {
+        self.inner.get_recipient(outreach_id, recipient_id).await
+    }
+    async fn receive_message(&self, msg: &InboundMessage) -> herald_store::Result<Received> {
+        self.inner.receive_message(msg).await
+    }
+    async fn add_outbound(&self, msg: &OutboundRecord) -> herald_store::Result<Message> {
+        self.inner.add_outbound(msg).await
+    }
+    async fn get_conversation(&self, id: Uuid) -> herald_store::Result<Conversation> {
+        self.inner.get_conversation(id).await
+    }
+    async fn list_conversations(
+        &self,
+        inbox_id: Uuid,
+        page: Page,
+    ) -> herald_store::Result<Listing<Conversation>> {
+        self.inner.list_conversations(inbox_id, page).await
+    }
+    async fn conversation_messages(
+        &self,
+        conversation_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> herald_store::Result<Vec<Message>> {
+        self.inner
+            .conversation_messages(conversation_id, after, limit)
+            .await
+    }
+    async fn get_customer(&self, id: Uuid) -> herald_store::Result<Customer> {
+        self.inner.get_customer(id).await
+    }
+    async fn find_customer(&self, address: &str) -> herald_store::Result<Option<Customer>> {
+        self.inner.find_customer(address).await
+    }
+    async fn customer_messages(
+        &self,
+        customer_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> herald_store::Result<Vec<Message>> {
+        self.inner
+            .customer_messages(customer_id, after, limit)
+            .await
+    }
+    async fn apply_status(&self, report: &StatusReport) -> herald_store::Result<StatusApplied> {
+        self.inner.apply_status(report).await
+    }
     async fn live_outreaches(&self) -> herald_store::Result<Vec<LiveOutreach>> {
         timed!(self.live, self.inner.live_outreaches())
     }
@@ -950,6 +1061,17 @@ impl Store for TimedStore {
         results: &[DeliveryResult],
     ) -> herald_store::Result<()> {
         timed!(self.record, self.inner.record_results(now, results))
+    }
+    async fn record_results_with_messages(
+        &self,
+        now: Timestamp,
+        results: &[DeliveryResult],
+        sent: &[SentMessage],
+    ) -> herald_store::Result<()> {
+        timed!(
+            self.record,
+            self.inner.record_results_with_messages(now, results, sent)
+        )
     }
     async fn recover_expired_leases(
         &self,

@@ -418,3 +418,12 @@ pub(crate) fn not_found(id: Uuid) -> crate::StoreError {
 pub(crate) fn padded(n: usize) -> usize {
     n.next_power_of_two()
 }
+
+/// [`crate::StoreError::NotFound`] for a recipient. Its id is a number, not a uuid: it is given
+/// as the uuid whose low 64 bits are the number (`…-00000000002a` for recipient 42).
+pub(crate) fn recipient_not_found(recipient_id: i64) -> crate::StoreError {
+    crate::StoreError::NotFound {
+        entity: "recipient",
+        id: Uuid::from_u64_pair(0, recipient_id as u64),
+    }
+}

@@ -2,6 +2,10 @@
 //! PostgreSQL (how Herald scales past one machine).
 
 use async_trait::async_trait;
+pub use conversation::{
+    Author, Conversation, Customer, Direction, InboundMessage, Message, OutboundRecord, Received,
+    SentMessage, StatusApplied, StatusReport, Suppression,
+};
 pub use dispatch::{ClaimedRecipient, DeliveryResult, LiveOutreach, Outcome, RecipientRecord};
 use herald_core::outreach::{CrashPolicy, DeliveryState, OutreachStatus, Progress};
 use herald_core::{
@@ -17,12 +21,15 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 mod common;
+pub mod conversation;
 pub mod dispatch;
 pub mod outreach;
+mod pg_conversation;
 mod pg_dispatch;
 mod pg_outreach;
 pub mod postgres;
 pub mod sqlite;
+mod sqlite_conversation;
 mod sqlite_dispatch;
 mod sqlite_outreach;
 pub mod testing;
@@ -170,6 +177,95 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
     ) -> Result<bool>;
 
+    /// Of `addresses`, those that must not be messaged from the sender (suppressed for it or
+    /// for every sender). One query, for a batch about to be sent.
+    async fn suppressed_among(
+        &self,
+        sender_id: Uuid,
+        addresses: &[String],
+    ) -> Result<HashSet<String>>;
+    /// The suppression that keeps the sender from messaging the address (one for that sender
+    /// first, else one for every sender), if any.
+    async fn suppression_for(&self, address: &str, sender_id: Uuid) -> Result<Option<Suppression>>;
+    /// The opt-out list, newest first (keyset by id), optionally for one address.
+    async fn list_suppressions(
+        &self,
+        address: Option<&str>,
+        page: Page,
+    ) -> Result<Listing<Suppression>>;
+    async fn get_suppression(&self, id: Uuid) -> Result<Suppression>;
+    /// Lifts one suppression. [`StoreError::NotFound`] if there is none with that id.
+    async fn delete_suppression(&self, id: Uuid) -> Result<()>;
+    /// Lifts the suppression of the address for exactly that sender (None: the one for every
+    /// sender). False when there was none.
+    async fn remove_suppression(&self, address: &str, sender_id: Option<Uuid>) -> Result<bool>;
+    /// Every `pending` recipient with the address, in a `scheduled` or `in_progress` outreach of
+    /// a campaign sending from the sender (None: from any sender), becomes `skipped` with
+    /// `reason`. The count.
+    async fn skip_pending_for_address(
+        &self,
+        address: &str,
+        sender_id: Option<Uuid>,
+        reason: herald_core::outreach::SkipReason,
+        now: Timestamp,
+    ) -> Result<u64>;
+
+    // ------------------------------------------------------------ conversations
+
+    /// The sender whose channel is `channel` and whose address is `address`, if any (inbound
+    /// messages are routed by the address they were sent to).
+    async fn find_sender(
+        &self,
+        channel: herald_core::Channel,
+        address: &str,
+    ) -> Result<Option<Sender>>;
+    /// One recipient of an outreach. [`StoreError::NotFound`] (entity `recipient`) if the
+    /// outreach has no recipient with that id (a recipient id is a number: the error's uuid is
+    /// the one whose low 64 bits are that number).
+    async fn get_recipient(&self, outreach_id: Uuid, recipient_id: i64) -> Result<RecipientRecord>;
+    /// Records a message from a customer, in one transaction: creates the customer if new,
+    /// attributes it (see [`InboundMessage::attribute_since`] and
+    /// [`InboundMessage::in_reply_to`]: the attributed recipient becomes `replied` if
+    /// [`DeliveryState::apply_callback`] allows it), creates or updates the conversation of the
+    /// sender and the customer (its inbox is the sender's; `campaign_id`/`outreach_id` set to the
+    /// attribution, if any; `last_message_at`), and stores the message (`status = received`,
+    /// `author = customer`, the attribution's campaign/outreach/recipient). A message whose
+    /// `provider_message_id` was already received changes nothing (`duplicate`).
+    async fn receive_message(&self, msg: &InboundMessage) -> Result<Received>;
+    /// Records an outbound message on a conversation (after the provider accepted it) and moves
+    /// its `last_message_at`. `status = sent`. [`StoreError::NotFound`] for an unknown
+    /// conversation.
+    async fn add_outbound(&self, msg: &OutboundRecord) -> Result<Message>;
+    async fn get_conversation(&self, id: Uuid) -> Result<Conversation>;
+    /// An inbox's conversations, the most recent `last_message_at` first (ties by id, newest
+    /// first); `page.after` is the id of the last conversation of the previous page.
+    async fn list_conversations(&self, inbox_id: Uuid, page: Page)
+    -> Result<Listing<Conversation>>;
+    /// A conversation's timeline, oldest first: every message between its customer and its
+    /// sender, the proactive ones included; `after` is the id of the last message already seen.
+    async fn conversation_messages(
+        &self,
+        conversation_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Message>>;
+    async fn get_customer(&self, id: Uuid) -> Result<Customer>;
+    async fn find_customer(&self, address: &str) -> Result<Option<Customer>>;
+    /// A customer's whole timeline (every sender), oldest first.
+    async fn customer_messages(
+        &self,
+        customer_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Message>>;
+    /// A provider's report on a message it accepted: the message's status (and error code) and,
+    /// for a proactive message, its recipient's state as [`DeliveryState::apply_callback`]
+    /// allows (`error_code`/`error_message` kept on the recipient for `failed`/`undelivered`).
+    /// A report whose state changes nothing is [`StatusApplied::Unchanged`]. A report for an id no
+    /// message has yet is kept and applied by the `record_results_with_messages` that records
+    /// it ([`StatusApplied::Kept`]); a kept report replayed is kept once.
+    async fn apply_status(&self, report: &StatusReport) -> Result<StatusApplied>;
+
     // ------------------------------------------------------------ dispatch
     //
     // Every method takes the current instant from the caller (the dispatcher's clock), never
@@ -215,7 +311,19 @@ pub trait Store: Send + Sync + 'static {
     /// already resolved by lease recovery is ignored), except that `Sent` also resolves an
     /// `unknown` one. `Retry` and `Defer` of a recipient whose outreach was stopped meanwhile
     /// become `skipped: stopped` instead, so nothing is left pending in a final outreach.
-    async fn record_results(&self, now: Timestamp, results: &[DeliveryResult]) -> Result<()>;
+    async fn record_results(&self, now: Timestamp, results: &[DeliveryResult]) -> Result<()> {
+        self.record_results_with_messages(now, results, &[]).await
+    }
+    /// [`Store::record_results`], and in the same transaction records each accepted proactive
+    /// message on its customer's timeline (creating the customer if new) — only for recipients
+    /// whose `Sent` result was applied — then applies any status reports kept for their
+    /// provider message ids.
+    async fn record_results_with_messages(
+        &self,
+        now: Timestamp,
+        results: &[DeliveryResult],
+        sent: &[SentMessage],
+    ) -> Result<()>;
     /// Recipients of the outreach left `sending` with `lease_until < now` (the Herald sending
     /// them died): `unknown` (at-most-once) or back to `pending`, due at once (at-least-once);
     /// `lease_until` cleared. The count.

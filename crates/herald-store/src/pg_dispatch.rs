@@ -4,7 +4,9 @@
 //! statement, so concurrent dispatchers (on one machine or many) take disjoint recipients; the
 //! subquery walks the partial index `recipients_due` (`migrations/postgres/0003_dispatch.sql`) in
 //! claim order. Results are written in one transaction, one `UPDATE … FROM unnest(…)` statement
-//! for the accepted sends and one for every other outcome.
+//! for the accepted sends and one for every other outcome; the accepted proactive messages go on
+//! their customers' timelines in the same transaction (`pg_conversation::record_messages`), and
+//! only then does the sends' update return the ids it changed.
 //!
 //! A write that depends on the outreach's status locks the outreach row first (`FOR UPDATE` to
 //! change it, `FOR SHARE` to rely on it), so the statements after the lock see what the other
@@ -12,6 +14,7 @@
 //! batch of retries recorded after a stop sees it and skips instead.
 
 use crate::Result;
+use crate::conversation::SentMessage;
 use crate::dispatch::{
     self, ClaimRow, ClaimedRecipient, DeliveryResult, LEASE_EXPIRED_CODE, LEASE_EXPIRED_MESSAGE,
     LiveOutreach, LiveRow, OtherRow, RecipientRecord, SentRow, not_found,
@@ -303,6 +306,7 @@ pub(crate) async fn record_results(
     pool: &PgPool,
     now: Timestamp,
     results: &[DeliveryResult],
+    messages: &[SentMessage],
 ) -> Result<()> {
     if results.is_empty() {
         return Ok(());
@@ -314,35 +318,70 @@ pub(crate) async fn record_results(
         record_other(&mut tx, now_us, &other).await?;
     }
     if !sent.is_empty() {
-        record_sent(&mut tx, now_us, &sent).await?;
+        // Which recipients the sends resolved, only when there are messages to record for them.
+        let applied = record_sent(&mut tx, now_us, &sent, !messages.is_empty()).await?;
+        if !applied.is_empty() {
+            crate::pg_conversation::record_messages(&mut tx, now_us, &applied, messages).await?;
+        }
     }
     tx.commit().await?;
     Ok(())
 }
 
-/// `sent` for every recipient of `rows` still `sending` (or `unknown`).
-async fn record_sent(conn: &mut PgConnection, now_us: i64, rows: &[SentRow<'_>]) -> Result<()> {
+/// The update of [`record_sent`].
+///
+/// The state check is written so that it names `v` (`v.id` is never NULL, so it changes
+/// nothing): it is then a join filter rather than a filter of the scan of `recipients`. As a scan
+/// filter it is estimated from statistics gathered while nothing was `sending` (an autoanalyze
+/// mid-outreach) at one row, and the plan became a sequential scan of every recipient nested
+/// around the batch's ids: measured on 20,000 recipients, 95 ms a batch of 1,000 instead of 8.
+/// Joined, the batch's ids drive primary-key lookups whatever the statistics say.
+macro_rules! sent_update {
+    () => {
+        concat!(
+            "UPDATE recipients r SET state = 'sent', provider_message_id = v.provider_message_id, \
+             error_code = NULL, error_message = NULL, lease_until = NULL, sent_at = ",
+            ts!("1"),
+            ", updated_at = ",
+            ts!("1"),
+            " FROM unnest($2::int8[], $3::text[]) AS v (id, provider_message_id) \
+             WHERE r.id = v.id AND (r.state IN ('sending', 'unknown') OR v.id IS NULL)"
+        )
+    };
+}
+
+/// `sent` for every recipient of `rows` still `sending` (or `unknown`). With `returning`, the ids
+/// of the recipients it changed (else none).
+async fn record_sent(
+    conn: &mut PgConnection,
+    now_us: i64,
+    rows: &[SentRow<'_>],
+    returning: bool,
+) -> Result<Vec<i64>> {
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let provider_ids: Vec<Option<&str>> = rows.iter().map(|r| r.provider_message_id).collect();
-    sqlx::query(concat!(
-        "UPDATE recipients r SET state = 'sent', provider_message_id = v.provider_message_id, \
-         error_code = NULL, error_message = NULL, lease_until = NULL, sent_at = ",
-        ts!("1"),
-        ", updated_at = ",
-        ts!("1"),
-        " FROM unnest($2::int8[], $3::text[]) AS v (id, provider_message_id) \
-         WHERE r.id = v.id AND r.state IN ('sending', 'unknown')"
-    ))
-    .bind(now_us)
-    .bind(ids)
-    .bind(provider_ids)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    if !returning {
+        sqlx::query(sent_update!())
+            .bind(now_us)
+            .bind(ids)
+            .bind(provider_ids)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(Vec::new());
+    }
+    Ok(
+        sqlx::query_scalar(concat!(sent_update!(), " RETURNING r.id"))
+            .bind(now_us)
+            .bind(ids)
+            .bind(provider_ids)
+            .fetch_all(&mut *conn)
+            .await?,
+    )
 }
 
 /// Every other outcome, for recipients of `rows` still `sending`. A recipient going back to
-/// `pending` whose outreach was stopped is `skipped: stopped` instead.
+/// `pending` whose outreach was stopped is `skipped: stopped` instead. The state check names `v`
+/// for the reason given at `sent_update!`.
 async fn record_other(conn: &mut PgConnection, now_us: i64, rows: &[OtherRow<'_>]) -> Result<()> {
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     if rows.iter().any(|r| r.state == "pending") {
@@ -374,7 +413,7 @@ async fn record_other(conn: &mut PgConnection, now_us: i64, rows: &[OtherRow<'_>
               AS v (id, state, skip_reason, due_us, set_error, error_code, error_message, \
                     attempts_delta), \
               outreaches o \
-         WHERE r.id = v.id AND r.state = 'sending' AND o.id = r.outreach_id"
+         WHERE r.id = v.id AND (r.state = 'sending' OR v.id IS NULL) AND o.id = r.outreach_id"
     ))
     .bind(now_us)
     .bind(ids)
@@ -485,4 +524,22 @@ pub(crate) async fn list_recipients(
     rows.iter()
         .map(|r| dispatch::recipient_row(r)?.parse())
         .collect()
+}
+
+pub(crate) async fn get_recipient(
+    pool: &PgPool,
+    outreach_id: Uuid,
+    recipient_id: i64,
+) -> Result<RecipientRecord> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        recipient_cols!(),
+        " FROM recipients WHERE id = $1 AND outreach_id = $2"
+    ))
+    .bind(recipient_id)
+    .bind(outreach_id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| dispatch::recipient_not_found(recipient_id))?;
+    dispatch::recipient_row(&row)?.parse()
 }

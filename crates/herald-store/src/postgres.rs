@@ -8,11 +8,15 @@
 use crate::common::{
     self, AnswerRow, CampaignRow, InboxRow, SenderRow, TokenRow, VariantRow, Violation, col,
 };
+use crate::conversation::{
+    Conversation, Customer, InboundMessage, Message, OutboundRecord, Received, SentMessage,
+    StatusApplied, StatusReport, Suppression,
+};
 use crate::dispatch::{ClaimedRecipient, DeliveryResult, LiveOutreach, RecipientRecord};
 use crate::outreach::{ImportErrorRecord, NewOutreach, Outreach, OutreachImport};
 use crate::{NewToken, Result, Store, StoreError};
 use async_trait::async_trait;
-use herald_core::outreach::{CrashPolicy, DeliveryState, Progress};
+use herald_core::outreach::{CrashPolicy, DeliveryState, Progress, SkipReason};
 use jiff::Timestamp;
 
 use herald_core::outreach::OutreachStatus;
@@ -87,7 +91,7 @@ fn inbox_row(r: &PgRow) -> Result<InboxRow> {
     })
 }
 
-fn sender_row(r: &PgRow) -> Result<SenderRow> {
+pub(crate) fn sender_row(r: &PgRow) -> Result<SenderRow> {
     let e = "sender";
     let id: Uuid = col(r, e, None, "id")?;
     Ok(SenderRow {
@@ -927,6 +931,110 @@ impl Store for PgStore {
         crate::pg_outreach::add_suppression(&self.pool, address, sender_id, reason).await
     }
 
+    async fn suppressed_among(
+        &self,
+        sender_id: Uuid,
+        addresses: &[String],
+    ) -> Result<HashSet<String>> {
+        crate::pg_conversation::suppressed_among(&self.pool, sender_id, addresses).await
+    }
+
+    async fn suppression_for(&self, address: &str, sender_id: Uuid) -> Result<Option<Suppression>> {
+        crate::pg_conversation::suppression_for(&self.pool, address, sender_id).await
+    }
+
+    async fn list_suppressions(
+        &self,
+        address: Option<&str>,
+        page: Page,
+    ) -> Result<Listing<Suppression>> {
+        crate::pg_conversation::list_suppressions(&self.pool, address, page).await
+    }
+
+    async fn get_suppression(&self, id: Uuid) -> Result<Suppression> {
+        crate::pg_conversation::get_suppression(&self.pool, id).await
+    }
+
+    async fn delete_suppression(&self, id: Uuid) -> Result<()> {
+        crate::pg_conversation::delete_suppression(&self.pool, id).await
+    }
+
+    async fn remove_suppression(&self, address: &str, sender_id: Option<Uuid>) -> Result<bool> {
+        crate::pg_conversation::remove_suppression(&self.pool, address, sender_id).await
+    }
+
+    async fn skip_pending_for_address(
+        &self,
+        address: &str,
+        sender_id: Option<Uuid>,
+        reason: SkipReason,
+        now: Timestamp,
+    ) -> Result<u64> {
+        crate::pg_conversation::skip_pending_for_address(
+            &self.pool, address, sender_id, reason, now,
+        )
+        .await
+    }
+
+    async fn find_sender(&self, channel: Channel, address: &str) -> Result<Option<Sender>> {
+        crate::pg_conversation::find_sender(&self.pool, channel, address).await
+    }
+
+    async fn get_recipient(&self, outreach_id: Uuid, recipient_id: i64) -> Result<RecipientRecord> {
+        crate::pg_dispatch::get_recipient(&self.pool, outreach_id, recipient_id).await
+    }
+
+    async fn receive_message(&self, msg: &InboundMessage) -> Result<Received> {
+        crate::pg_conversation::receive_message(&self.pool, msg).await
+    }
+
+    async fn add_outbound(&self, msg: &OutboundRecord) -> Result<Message> {
+        crate::pg_conversation::add_outbound(&self.pool, msg).await
+    }
+
+    async fn get_conversation(&self, id: Uuid) -> Result<Conversation> {
+        crate::pg_conversation::get_conversation(&self.pool, id).await
+    }
+
+    async fn list_conversations(
+        &self,
+        inbox_id: Uuid,
+        page: Page,
+    ) -> Result<Listing<Conversation>> {
+        crate::pg_conversation::list_conversations(&self.pool, inbox_id, page).await
+    }
+
+    async fn conversation_messages(
+        &self,
+        conversation_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
+        crate::pg_conversation::conversation_messages(&self.pool, conversation_id, after, limit)
+            .await
+    }
+
+    async fn get_customer(&self, id: Uuid) -> Result<Customer> {
+        crate::pg_conversation::get_customer(&self.pool, id).await
+    }
+
+    async fn find_customer(&self, address: &str) -> Result<Option<Customer>> {
+        crate::pg_conversation::find_customer(&self.pool, address).await
+    }
+
+    async fn customer_messages(
+        &self,
+        customer_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
+        crate::pg_conversation::customer_messages(&self.pool, customer_id, after, limit).await
+    }
+
+    async fn apply_status(&self, report: &StatusReport) -> Result<StatusApplied> {
+        crate::pg_conversation::apply_status(&self.pool, report).await
+    }
+
     async fn live_outreaches(&self) -> Result<Vec<LiveOutreach>> {
         crate::pg_dispatch::live_outreaches(&self.pool).await
     }
@@ -965,8 +1073,13 @@ impl Store for PgStore {
         crate::pg_dispatch::claim_due(&self.pool, outreach_id, now, lease_until, limit).await
     }
 
-    async fn record_results(&self, now: Timestamp, results: &[DeliveryResult]) -> Result<()> {
-        crate::pg_dispatch::record_results(&self.pool, now, results).await
+    async fn record_results_with_messages(
+        &self,
+        now: Timestamp,
+        results: &[DeliveryResult],
+        sent: &[SentMessage],
+    ) -> Result<()> {
+        crate::pg_dispatch::record_results(&self.pool, now, results, sent).await
     }
 
     async fn recover_expired_leases(

@@ -16,8 +16,11 @@
 //! Results are written in one `BEGIN IMMEDIATE` transaction as `UPDATE … FROM (VALUES …)`
 //! statements of up to [`CHUNK`] rows, padded to a power of two so that a few prepared
 //! statements serve every batch size: the accepted sends of a batch in one, every other outcome
-//! in another.
+//! in another. When the batch has proactive messages to put on their customers' timelines, the
+//! sends' update returns the ids it changed and `sqlite_conversation::record_messages` writes the
+//! messages of those in the same transaction; without, nothing more is done.
 
+use crate::conversation::SentMessage;
 use crate::dispatch::{
     self, ClaimedRecipient, DeliveryResult, LEASE_EXPIRED_CODE, LEASE_EXPIRED_MESSAGE,
     LiveOutreach, LiveRow, OtherRow, RecipientRecord, SentRow, not_found,
@@ -345,6 +348,7 @@ pub(crate) async fn record_results(
     pool: &SqlitePool,
     now: Timestamp,
     results: &[DeliveryResult],
+    messages: &[SentMessage],
 ) -> Result<()> {
     if results.is_empty() {
         return Ok(());
@@ -352,21 +356,28 @@ pub(crate) async fn record_results(
     let (sent, other) = dispatch::group_results(results);
     let now_us = micros(now);
     let mut tx = write(pool).await?;
+    // Which recipients the sends resolved, only when there are messages to record for them.
+    let mut applied = (!messages.is_empty()).then(Vec::new);
     for chunk in sent.chunks(CHUNK) {
-        record_sent(&mut tx, now_us, chunk).await?;
+        record_sent(&mut tx, now_us, chunk, applied.as_mut()).await?;
     }
     for chunk in other.chunks(CHUNK) {
         record_other(&mut tx, now_us, chunk).await?;
+    }
+    if let Some(applied) = applied.filter(|a| !a.is_empty()) {
+        crate::sqlite_conversation::record_messages(&mut tx, now_us, &applied, messages).await?;
     }
     tx.commit().await?;
     Ok(())
 }
 
-/// `sent` for every recipient of `chunk` still `sending` (or `unknown`).
+/// `sent` for every recipient of `chunk` still `sending` (or `unknown`). With `applied`, the ids
+/// of the recipients it changed are added to it.
 async fn record_sent(
     conn: &mut SqliteConnection,
     now_us: i64,
     chunk: &[SentRow<'_>],
+    applied: Option<&mut Vec<i64>>,
 ) -> Result<()> {
     let mut q = sqlx::QueryBuilder::<Sqlite>::new(
         "UPDATE recipients SET state = 'sent', provider_message_id = v.column2, \
@@ -385,7 +396,15 @@ async fn record_sent(
             .push_bind(r.and_then(|r| r.provider_message_id));
     });
     q.push(") AS v WHERE recipients.id = v.column1 AND recipients.state IN ('sending', 'unknown')");
-    q.build().execute(&mut *conn).await?;
+    match applied {
+        None => {
+            q.build().execute(&mut *conn).await?;
+        }
+        Some(applied) => {
+            q.push(" RETURNING id");
+            applied.extend(q.build_query_scalar::<i64>().fetch_all(&mut *conn).await?);
+        }
+    }
     Ok(())
 }
 
@@ -519,6 +538,24 @@ pub(crate) async fn list_recipients(
     rows.iter()
         .map(|r| dispatch::recipient_row(r)?.parse())
         .collect()
+}
+
+pub(crate) async fn get_recipient(
+    pool: &SqlitePool,
+    outreach_id: Uuid,
+    recipient_id: i64,
+) -> Result<RecipientRecord> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        recipient_cols!(),
+        " FROM recipients WHERE id = $1 AND outreach_id = $2"
+    ))
+    .bind(recipient_id)
+    .bind(outreach_id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| dispatch::recipient_not_found(recipient_id))?;
+    dispatch::recipient_row(&row)?.parse()
 }
 
 #[cfg(test)]

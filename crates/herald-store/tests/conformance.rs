@@ -84,6 +84,16 @@ conformance!(
     progress_counts_every_state,
     live_outreaches_say_what_is_pending_and_in_flight,
     recipients_list_by_state_and_page,
+    timeline_records_only_applied_sends,
+    kept_status_reports_apply_when_the_send_is_recorded,
+    status_reports_move_messages_and_recipients,
+    replies_within_the_window_are_attributed,
+    replies_outside_the_window_are_not_attributed,
+    in_reply_to_beats_the_window,
+    conversations_list_newest_first_and_page,
+    suppressions_list_look_up_and_lift,
+    skip_pending_touches_only_live_outreaches_of_the_sender,
+    concurrent_replays_and_early_reports_settle,
 );
 
 // ---------------------------------------------------------------- fixtures
@@ -2845,4 +2855,1080 @@ async fn inbox_agent_number_round_trip(store: &dyn Store) {
         store.get_inbox(created.id).await.unwrap().agent_number,
         None
     );
+}
+
+// ---------------------------------------------------------------- conversations
+
+use herald_store::{
+    Author, ClaimedRecipient, Direction, InboundMessage, OutboundRecord, SentMessage,
+    StatusApplied, StatusReport,
+};
+
+/// The sender every `world` has.
+const SENDER_ADDRESS: &str = "+14155552671";
+
+/// An outreach being sent, and what its messages name.
+struct Sending {
+    outreach: Uuid,
+    campaign: Uuid,
+    sender: Uuid,
+    inbox: Uuid,
+}
+
+/// A started outreach of `n` plain recipients on a new campaign.
+async fn sending(store: &dyn Store, n: u64) -> Sending {
+    let outreach = started(store, n).await;
+    let campaign = store.get_campaign(outreach.campaign_id).await.unwrap();
+    let sender = store.get_sender(campaign.sender_id.unwrap()).await.unwrap();
+    Sending {
+        outreach: outreach.id,
+        campaign: campaign.id,
+        sender: sender.id,
+        inbox: sender.inbox_id,
+    }
+}
+
+/// The proactive message sent to a claimed recipient, accepted with provider id `pid`.
+fn sent_message(s: &Sending, r: &ClaimedRecipient, pid: &str) -> SentMessage {
+    SentMessage {
+        recipient_id: r.id,
+        sender_id: s.sender,
+        channel: Channel::Sms,
+        campaign_id: s.campaign,
+        outreach_id: r.outreach_id,
+        from: SENDER_ADDRESS.to_string(),
+        to: r.address.clone(),
+        subject: None,
+        body: format!("Hi {}, your order is late.", r.line),
+        provider_message_id: Some(pid.to_string()),
+    }
+}
+
+/// Claims every due recipient of the outreach and records each as sent (`SM<id>`), with its
+/// message, at `at`.
+async fn send_all(
+    store: &dyn Store,
+    s: &Sending,
+    outreach: Uuid,
+    at: Timestamp,
+) -> Vec<ClaimedRecipient> {
+    let claimed = store
+        .claim_due(outreach, at, at + SignedDuration::from_secs(60), 100)
+        .await
+        .unwrap();
+    let results: Vec<_> = claimed
+        .iter()
+        .map(|r| result(r.id, sent(&format!("SM{}", r.id))))
+        .collect();
+    let messages: Vec<_> = claimed
+        .iter()
+        .map(|r| sent_message(s, r, &format!("SM{}", r.id)))
+        .collect();
+    store
+        .record_results_with_messages(at, &results, &messages)
+        .await
+        .unwrap();
+    claimed
+}
+
+fn inbound(
+    s: &Sending,
+    from: &str,
+    pid: Option<&str>,
+    at: Timestamp,
+    since: Timestamp,
+) -> InboundMessage {
+    InboundMessage {
+        sender_id: s.sender,
+        from: from.to_string(),
+        to: SENDER_ADDRESS.to_string(),
+        subject: None,
+        body: format!("reply at {at}"),
+        provider_message_id: pid.map(str::to_string),
+        received_at: at,
+        attribute_since: since,
+        in_reply_to: None,
+    }
+}
+
+fn report(pid: &str, state: DeliveryState, code: Option<&str>, at: Timestamp) -> StatusReport {
+    StatusReport {
+        provider_message_id: pid.to_string(),
+        state,
+        error_code: code.map(str::to_string),
+        error_message: code.map(|c| format!("error {c}")),
+        at,
+    }
+}
+
+async fn timeline(store: &dyn Store, address: &str) -> Vec<herald_store::Message> {
+    let Some(customer) = store.find_customer(address).await.unwrap() else {
+        return Vec::new();
+    };
+    store
+        .customer_messages(customer.id, None, 100)
+        .await
+        .unwrap()
+}
+
+async fn timeline_records_only_applied_sends(store: &dyn Store) {
+    let s = sending(store, 4).await;
+    let c = store.claim_due(s.outreach, t(0), t(300), 3).await.unwrap();
+    let pending = recipients_by_id(store, s.outreach)
+        .await
+        .into_values()
+        .find(|r| r.state == DeliveryState::Pending)
+        .unwrap();
+    let never_claimed = ClaimedRecipient {
+        id: pending.id,
+        outreach_id: s.outreach,
+        line: pending.line,
+        address: pending.address.clone(),
+        timezone: None,
+        variables_json: "{}".into(),
+        attempts: 0,
+    };
+    store
+        .record_results_with_messages(
+            t(10),
+            &[
+                result(c[0].id, sent("SM0")),
+                result(c[1].id, sent("SM1")),
+                result(
+                    c[2].id,
+                    Outcome::Failed {
+                        code: None,
+                        message: "refused".into(),
+                    },
+                ),
+                // Never claimed: its result is ignored, and so is its message.
+                result(never_claimed.id, sent("SMx")),
+            ],
+            &[
+                sent_message(&s, &c[0], "SM0"),
+                sent_message(&s, &c[1], "SM1"),
+                sent_message(&s, &c[2], "SM2"),
+                sent_message(&s, &never_claimed, "SMx"),
+            ],
+        )
+        .await
+        .unwrap();
+    let customer = store
+        .find_customer(&c[0].address)
+        .await
+        .unwrap()
+        .expect("the customer is created with the message");
+    assert_eq!(customer.address, c[0].address);
+    assert_eq!(customer.created_at, t(10));
+    assert_eq!(store.get_customer(customer.id).await.unwrap(), customer);
+    let messages = store
+        .customer_messages(customer.id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert_eq!(m.customer_id, customer.id);
+    assert_eq!(m.sender_id, s.sender);
+    assert_eq!(m.direction, Direction::Outbound);
+    assert_eq!(m.author, Author::Outreach);
+    assert_eq!(m.channel, Channel::Sms);
+    assert_eq!(m.from, SENDER_ADDRESS);
+    assert_eq!(m.to, c[0].address);
+    assert_eq!(m.body, format!("Hi {}, your order is late.", c[0].line));
+    assert_eq!(m.subject, None);
+    assert_eq!(m.campaign_id, Some(s.campaign));
+    assert_eq!(m.outreach_id, Some(s.outreach));
+    assert_eq!(m.recipient_id, Some(c[0].id));
+    assert_eq!(m.provider_message_id.as_deref(), Some("SM0"));
+    assert_eq!(m.status, "sent");
+    assert_eq!(m.error_code, None);
+    assert_eq!(m.created_at, t(10));
+    assert_eq!(timeline(store, &c[1].address).await.len(), 1);
+    // Neither the failed send nor the ignored result is on a timeline.
+    assert!(store.find_customer(&c[2].address).await.unwrap().is_none());
+    assert!(
+        store
+            .find_customer(&never_claimed.address)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // The same result again is ignored, message included.
+    store
+        .record_results_with_messages(
+            t(11),
+            &[result(c[0].id, sent("SM0"))],
+            &[sent_message(&s, &c[0], "SM0")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(timeline(store, &c[0].address).await.len(), 1);
+    // Plain results record no message.
+    let rest = store
+        .claim_due(s.outreach, t(20), t(300), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&rest), vec![never_claimed.id]);
+    store
+        .record_results(t(21), &[result(never_claimed.id, sent("SM3"))])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .find_customer(&never_claimed.address)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A second outreach to the same addresses: the customers are not made again.
+    let second = import(store, s.campaign, &plain_recipients(4)).await;
+    assert!(store.start_outreach(second.id, t(30)).await.unwrap());
+    send_all(store, &s, second.id, t(40)).await;
+    let again = store.find_customer(&c[0].address).await.unwrap().unwrap();
+    assert_eq!(again, customer);
+    let messages = store
+        .customer_messages(customer.id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[1].outreach_id, Some(second.id));
+    assert_eq!(messages[1].created_at, t(40));
+    assert_eq!(timeline(store, &never_claimed.address).await.len(), 1);
+
+    // get_recipient reads one row of one outreach.
+    let listed = recipient(store, s.outreach, c[0].id).await;
+    assert_eq!(
+        store.get_recipient(s.outreach, c[0].id).await.unwrap(),
+        listed
+    );
+    for (outreach, id) in [(s.outreach, 999_999), (second.id, c[0].id)] {
+        match store.get_recipient(outreach, id).await {
+            Err(StoreError::NotFound { entity, .. }) => assert_eq!(entity, "recipient"),
+            other => panic!("expected recipient not found, got {other:?}"),
+        }
+    }
+}
+
+async fn kept_status_reports_apply_when_the_send_is_recorded(store: &dyn Store) {
+    let s = sending(store, 2).await;
+    let c = store.claim_due(s.outreach, t(0), t(300), 2).await.unwrap();
+    let pid = format!("SM{}", c[0].id);
+    // The callbacks beat the recording of the send.
+    let delivered = report(&pid, DeliveryState::Delivered, None, t(5));
+    assert_eq!(
+        store.apply_status(&delivered).await.unwrap(),
+        StatusApplied::Kept
+    );
+    assert_eq!(
+        store.apply_status(&delivered).await.unwrap(),
+        StatusApplied::Kept
+    );
+    assert_eq!(
+        store
+            .apply_status(&report(&pid, DeliveryState::Sent, None, t(4)))
+            .await
+            .unwrap(),
+        StatusApplied::Kept
+    );
+    // Nothing changed yet.
+    assert_eq!(
+        recipient(store, s.outreach, c[0].id).await.state,
+        DeliveryState::Sending
+    );
+    // Now the sends are recorded.
+    store
+        .record_results_with_messages(
+            t(10),
+            &[result(c[0].id, sent(&pid)), result(c[1].id, sent("other"))],
+            &[
+                sent_message(&s, &c[0], &pid),
+                sent_message(&s, &c[1], "other"),
+            ],
+        )
+        .await
+        .unwrap();
+    let r = recipient(store, s.outreach, c[0].id).await;
+    assert_eq!(r.state, DeliveryState::Delivered);
+    assert_eq!(r.updated_at, Some(t(5)));
+    assert_eq!(r.sent_at, Some(t(10)));
+    let m = timeline(store, &c[0].address).await;
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].status, "delivered");
+    let other = recipient(store, s.outreach, c[1].id).await;
+    assert_eq!(other.state, DeliveryState::Sent);
+    assert_eq!(other.updated_at, Some(t(10)));
+    // The kept reports are gone: a replay now finds its message and changes nothing.
+    assert_eq!(
+        store.apply_status(&delivered).await.unwrap(),
+        StatusApplied::Unchanged
+    );
+}
+
+async fn status_reports_move_messages_and_recipients(store: &dyn Store) {
+    let s = sending(store, 3).await;
+    let c = send_all(store, &s, s.outreach, t(10)).await;
+    assert_eq!(c.len(), 3);
+    let pid = |i: usize| format!("SM{}", c[i].id);
+
+    let delivered = report(&pid(0), DeliveryState::Delivered, None, t(20));
+    assert_eq!(
+        store.apply_status(&delivered).await.unwrap(),
+        StatusApplied::Applied
+    );
+    let r = recipient(store, s.outreach, c[0].id).await;
+    assert_eq!(r.state, DeliveryState::Delivered);
+    assert_eq!(r.updated_at, Some(t(20)));
+    assert_eq!(timeline(store, &c[0].address).await[0].status, "delivered");
+    // A replay, and a late report of an earlier state, change nothing (not even updated_at).
+    let replay = StatusReport {
+        at: t(25),
+        ..delivered.clone()
+    };
+    assert_eq!(
+        store.apply_status(&replay).await.unwrap(),
+        StatusApplied::Unchanged
+    );
+    assert_eq!(
+        store
+            .apply_status(&report(&pid(0), DeliveryState::Sent, None, t(26)))
+            .await
+            .unwrap(),
+        StatusApplied::Unchanged
+    );
+    assert_eq!(recipient(store, s.outreach, c[0].id).await, r);
+
+    // Undelivered keeps the error on the recipient and the message.
+    assert_eq!(
+        store
+            .apply_status(&report(
+                &pid(1),
+                DeliveryState::Undelivered,
+                Some("30003"),
+                t(30)
+            ))
+            .await
+            .unwrap(),
+        StatusApplied::Applied
+    );
+    let r = recipient(store, s.outreach, c[1].id).await;
+    assert_eq!(r.state, DeliveryState::Undelivered);
+    assert_eq!(r.error_code.as_deref(), Some("30003"));
+    assert_eq!(r.error_message.as_deref(), Some("error 30003"));
+    assert_eq!(r.updated_at, Some(t(30)));
+    let m = &timeline(store, &c[1].address).await[0];
+    assert_eq!(m.status, "undelivered");
+    assert_eq!(m.error_code.as_deref(), Some("30003"));
+    // Delivered after all (callbacks out of order): the error goes.
+    assert_eq!(
+        store
+            .apply_status(&report(&pid(1), DeliveryState::Delivered, None, t(31)))
+            .await
+            .unwrap(),
+        StatusApplied::Applied
+    );
+    let r = recipient(store, s.outreach, c[1].id).await;
+    assert_eq!(r.state, DeliveryState::Delivered);
+    assert_eq!((r.error_code, r.error_message), (None, None));
+    assert_eq!(timeline(store, &c[1].address).await[0].error_code, None);
+
+    // Failed.
+    assert_eq!(
+        store
+            .apply_status(&report(
+                &pid(2),
+                DeliveryState::Failed,
+                Some("30007"),
+                t(40)
+            ))
+            .await
+            .unwrap(),
+        StatusApplied::Applied
+    );
+    let r = recipient(store, s.outreach, c[2].id).await;
+    assert_eq!(r.state, DeliveryState::Failed);
+    assert_eq!(r.error_code.as_deref(), Some("30007"));
+    assert_eq!(timeline(store, &c[2].address).await[0].status, "failed");
+    // A state no provider reports is ignored.
+    assert_eq!(
+        store
+            .apply_status(&report(&pid(2), DeliveryState::Pending, None, t(41)))
+            .await
+            .unwrap(),
+        StatusApplied::Unchanged
+    );
+    let progress = store.outreach_progress(s.outreach).await.unwrap();
+    assert_eq!(progress.delivered, 2);
+    assert_eq!(progress.failed, 1);
+}
+
+async fn replies_within_the_window_are_attributed(store: &dyn Store) {
+    let s = sending(store, 2).await;
+    let c = send_all(store, &s, s.outreach, t(10)).await;
+    let address = c[0].address.clone();
+
+    let got = store
+        .receive_message(&inbound(&s, &address, Some("IN1"), t(100), t(0)))
+        .await
+        .unwrap();
+    assert!(!got.duplicate);
+    assert_eq!(got.attributed, Some((s.campaign, s.outreach, c[0].id)));
+    let m = &got.message;
+    assert_eq!(m.direction, Direction::Inbound);
+    assert_eq!(m.author, Author::Customer);
+    assert_eq!(m.status, "received");
+    assert_eq!(m.channel, Channel::Sms);
+    assert_eq!(m.from, address);
+    assert_eq!(m.to, SENDER_ADDRESS);
+    assert_eq!(m.provider_message_id.as_deref(), Some("IN1"));
+    assert_eq!(
+        (m.campaign_id, m.outreach_id, m.recipient_id),
+        (Some(s.campaign), Some(s.outreach), Some(c[0].id))
+    );
+    assert_eq!(m.created_at, t(100));
+    let conv = &got.conversation;
+    assert_eq!(conv.inbox_id, s.inbox);
+    assert_eq!(conv.sender_id, s.sender);
+    assert_eq!(conv.customer_address, address);
+    assert_eq!(conv.channel, Channel::Sms);
+    assert_eq!(conv.campaign_id, Some(s.campaign));
+    assert_eq!(conv.outreach_id, Some(s.outreach));
+    assert_eq!(conv.created_at, t(100));
+    assert_eq!(conv.last_message_at, t(100));
+    assert_eq!(store.get_conversation(conv.id).await.unwrap(), *conv);
+    let customer = store.find_customer(&address).await.unwrap().unwrap();
+    assert_eq!(conv.customer_id, customer.id);
+    assert_eq!(m.customer_id, customer.id);
+    let r = recipient(store, s.outreach, c[0].id).await;
+    assert_eq!(r.state, DeliveryState::Replied);
+    assert_eq!(r.updated_at, Some(t(100)));
+    // The other recipient is untouched.
+    assert_eq!(
+        recipient(store, s.outreach, c[1].id).await.state,
+        DeliveryState::Sent
+    );
+    // The timeline holds the proactive message and the reply.
+    let thread = store
+        .conversation_messages(conv.id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(thread.len(), 2);
+    assert_eq!(thread[0].author, Author::Outreach);
+    assert_eq!(thread[1], got.message);
+
+    // A replay changes nothing and answers with what was stored.
+    let replay = store
+        .receive_message(&InboundMessage {
+            body: "replayed".into(),
+            received_at: t(200),
+            ..inbound(&s, &address, Some("IN1"), t(200), t(0))
+        })
+        .await
+        .unwrap();
+    assert!(replay.duplicate);
+    assert_eq!(replay.message, got.message);
+    assert_eq!(replay.conversation, got.conversation);
+    assert_eq!(replay.attributed, got.attributed);
+    assert_eq!(
+        store
+            .conversation_messages(conv.id, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(recipient(store, s.outreach, c[0].id).await, r);
+
+    // A later reply without a provider id; the recipient stays replied.
+    let later = store
+        .receive_message(&inbound(&s, &address, None, t(300), t(0)))
+        .await
+        .unwrap();
+    assert!(!later.duplicate);
+    assert_eq!(later.conversation.id, conv.id);
+    assert_eq!(later.conversation.last_message_at, t(300));
+    assert_eq!(later.conversation.created_at, t(100));
+    assert_eq!(
+        recipient(store, s.outreach, c[0].id).await.updated_at,
+        Some(t(100))
+    );
+
+    // An unknown sender.
+    let nobody = Uuid::now_v7();
+    expect_not_found(
+        store
+            .receive_message(&InboundMessage {
+                sender_id: nobody,
+                ..inbound(&s, &address, Some("IN9"), t(400), t(0))
+            })
+            .await,
+        "sender",
+        nobody,
+    );
+}
+
+async fn replies_outside_the_window_are_not_attributed(store: &dyn Store) {
+    let s = sending(store, 1).await;
+    let c = send_all(store, &s, s.outreach, t(10)).await;
+    let address = c[0].address.clone();
+    let got = store
+        .receive_message(&inbound(&s, &address, Some("IN1"), t(100), t(11)))
+        .await
+        .unwrap();
+    assert_eq!(got.attributed, None);
+    assert_eq!(
+        (
+            got.message.campaign_id,
+            got.message.outreach_id,
+            got.message.recipient_id
+        ),
+        (None, None, None)
+    );
+    assert_eq!(got.conversation.campaign_id, None);
+    assert_eq!(got.conversation.outreach_id, None);
+    assert_eq!(
+        recipient(store, s.outreach, c[0].id).await.state,
+        DeliveryState::Sent
+    );
+    // Attributed next time; an unattributed reply after that keeps the conversation's campaign.
+    let attributed = store
+        .receive_message(&inbound(&s, &address, Some("IN2"), t(110), t(10)))
+        .await
+        .unwrap();
+    assert_eq!(attributed.conversation.campaign_id, Some(s.campaign));
+    let after = store
+        .receive_message(&inbound(&s, &address, Some("IN3"), t(120), t(115)))
+        .await
+        .unwrap();
+    assert_eq!(after.attributed, None);
+    assert_eq!(after.conversation.campaign_id, Some(s.campaign));
+    assert_eq!(after.conversation.outreach_id, Some(s.outreach));
+    assert_eq!(after.conversation.id, got.conversation.id);
+}
+
+async fn in_reply_to_beats_the_window(store: &dyn Store) {
+    let s = sending(store, 1).await;
+    let first = send_all(store, &s, s.outreach, t(10)).await;
+    let second = import(store, s.campaign, &plain_recipients(1)).await;
+    assert!(store.start_outreach(second.id, t(15)).await.unwrap());
+    let later = send_all(store, &s, second.id, t(20)).await;
+    let address = first[0].address.clone();
+    assert_eq!(later[0].address, address);
+
+    // Named by the channel: used whatever its age, though a newer one exists.
+    let got = store
+        .receive_message(&InboundMessage {
+            in_reply_to: Some((s.outreach, first[0].id)),
+            ..inbound(&s, &address, Some("IN1"), t(100), t(50))
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.attributed, Some((s.campaign, s.outreach, first[0].id)));
+    assert_eq!(got.conversation.outreach_id, Some(s.outreach));
+    assert_eq!(
+        recipient(store, s.outreach, first[0].id).await.state,
+        DeliveryState::Replied
+    );
+    assert_eq!(
+        recipient(store, second.id, later[0].id).await.state,
+        DeliveryState::Sent
+    );
+    // A reference to no message of this sender to this customer: the newest in the window.
+    let got = store
+        .receive_message(&InboundMessage {
+            in_reply_to: Some((s.outreach, 999_999)),
+            ..inbound(&s, &address, Some("IN2"), t(110), t(0))
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.attributed, Some((s.campaign, second.id, later[0].id)));
+    assert_eq!(got.conversation.outreach_id, Some(second.id));
+    assert_eq!(
+        recipient(store, second.id, later[0].id).await.state,
+        DeliveryState::Replied
+    );
+}
+
+async fn conversations_list_newest_first_and_page(store: &dyn Store) {
+    let w = world(store).await;
+    let s = Sending {
+        outreach: Uuid::nil(),
+        campaign: Uuid::nil(),
+        sender: w.sender,
+        inbox: w.inbox,
+    };
+    let a = "+14155550101";
+    let receive = |from: &'static str, at: Timestamp| {
+        let msg = inbound(&s, from, None, at, at);
+        async move { store.receive_message(&msg).await.unwrap().conversation }
+    };
+    let ca = receive(a, t(10)).await;
+    let cb = receive("+14155550102", t(20)).await;
+    let cc = receive("+14155550103", t(30)).await;
+    let cd = receive("+14155550104", t(30)).await;
+    let ce = receive("+14155550105", t(40)).await;
+    let ca = {
+        let again = receive(a, t(50)).await;
+        assert_eq!(again.id, ca.id);
+        again
+    };
+    // An older message does not move a conversation back.
+    let cb2 = receive("+14155550102", t(5)).await;
+    assert_eq!(cb2.last_message_at, t(20));
+    // Another inbox's conversation.
+    let other_inbox = inbox(store, "Other").await.id;
+    let other_sender = store
+        .create_sender(&sms("+14155552672", other_inbox))
+        .await
+        .unwrap();
+    store
+        .receive_message(&InboundMessage {
+            sender_id: other_sender.id,
+            to: "+14155552672".into(),
+            ..inbound(&s, a, None, t(60), t(60))
+        })
+        .await
+        .unwrap();
+
+    // Newest first; the tie at t(30) by id, newest first.
+    let expected = [ca.id, ce.id, cd.id, cc.id, cb.id];
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let listing = store
+            .list_conversations(w.inbox, page(2, after))
+            .await
+            .unwrap();
+        seen.extend(listing.items.iter().map(|c| c.id));
+        match listing.next_after {
+            Some(next) => {
+                assert_eq!(Some(&next), seen.last());
+                after = Some(next);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+    let all = store
+        .list_conversations(w.inbox, Page::default())
+        .await
+        .unwrap();
+    assert_eq!(all.items[0], ca);
+    assert_eq!(all.next_after, None);
+    assert_eq!(
+        store
+            .list_conversations(other_inbox, Page::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+
+    // An agent answers A: the message goes from the sender to the customer and moves the
+    // conversation.
+    let out = store
+        .add_outbound(&OutboundRecord {
+            conversation_id: ca.id,
+            author: Author::Agent,
+            subject: None,
+            body: "We are on it.".into(),
+            provider_message_id: Some("SMagent".into()),
+            sent_at: t(70),
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.direction, Direction::Outbound);
+    assert_eq!(out.author, Author::Agent);
+    assert_eq!(out.status, "sent");
+    assert_eq!((out.from.as_str(), out.to.as_str()), (SENDER_ADDRESS, a));
+    assert_eq!(out.sender_id, w.sender);
+    assert_eq!(out.customer_id, ca.customer_id);
+    assert_eq!(out.created_at, t(70));
+    assert_eq!(
+        store.get_conversation(ca.id).await.unwrap().last_message_at,
+        t(70)
+    );
+    // Its delivery report moves it.
+    assert_eq!(
+        store
+            .apply_status(&report("SMagent", DeliveryState::Delivered, None, t(71)))
+            .await
+            .unwrap(),
+        StatusApplied::Applied
+    );
+    let thread = store.conversation_messages(ca.id, None, 10).await.unwrap();
+    assert_eq!(
+        thread.iter().map(|m| m.created_at).collect::<Vec<_>>(),
+        vec![t(10), t(50), t(70)]
+    );
+    assert_eq!(thread[2].status, "delivered");
+    // Paged after a message; the other sender's message to A is not on this thread, but is on
+    // A's whole timeline.
+    let rest = store
+        .conversation_messages(ca.id, Some(thread[0].id), 1)
+        .await
+        .unwrap();
+    assert_eq!(rest, vec![thread[1].clone()]);
+    assert!(
+        store
+            .conversation_messages(ca.id, Some(thread[2].id), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let whole = store
+        .customer_messages(ca.customer_id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(whole.len(), 4);
+    assert_eq!(whole[2].sender_id, other_sender.id);
+    let tail = store
+        .customer_messages(ca.customer_id, Some(whole[1].id), 10)
+        .await
+        .unwrap();
+    assert_eq!(tail, whole[2..].to_vec());
+
+    // Refusals and misses.
+    let missing = Uuid::now_v7();
+    expect_not_found(
+        store
+            .add_outbound(&OutboundRecord {
+                conversation_id: missing,
+                author: Author::Agent,
+                subject: None,
+                body: "x".into(),
+                provider_message_id: None,
+                sent_at: t(80),
+            })
+            .await,
+        "conversation",
+        missing,
+    );
+    let (field, _) = expect_invalid(
+        store
+            .add_outbound(&OutboundRecord {
+                conversation_id: ca.id,
+                author: Author::Customer,
+                subject: None,
+                body: "x".into(),
+                provider_message_id: None,
+                sent_at: t(80),
+            })
+            .await,
+    );
+    assert_eq!(field, "author");
+    expect_not_found(
+        store.get_conversation(missing).await,
+        "conversation",
+        missing,
+    );
+    expect_not_found(store.get_customer(missing).await, "customer", missing);
+    expect_not_found(
+        store.conversation_messages(missing, None, 10).await,
+        "conversation",
+        missing,
+    );
+    expect_not_found(
+        store.customer_messages(missing, None, 10).await,
+        "customer",
+        missing,
+    );
+    assert_eq!(store.find_customer("+14155550199").await.unwrap(), None);
+
+    // Senders are found by channel and address.
+    let found = store
+        .find_sender(Channel::Sms, SENDER_ADDRESS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, store.get_sender(w.sender).await.unwrap());
+    assert_eq!(
+        store
+            .find_sender(Channel::Voice, SENDER_ADDRESS)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn suppressions_list_look_up_and_lift(store: &dyn Store) {
+    let w = world(store).await;
+    let other = store
+        .create_sender(&sms("+14155552672", w.inbox))
+        .await
+        .unwrap()
+        .id;
+    let (a, b, c, d) = (
+        "+14155550001",
+        "+14155550002",
+        "+14155550003",
+        "+14155550004",
+    );
+    assert!(
+        store
+            .add_suppression(a, Some(w.sender), "STOP")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .add_suppression(a, None, "asked by phone")
+            .await
+            .unwrap()
+    );
+    assert!(store.add_suppression(b, None, "complaint").await.unwrap());
+    assert!(store.add_suppression(c, Some(other), "STOP").await.unwrap());
+
+    let batch: Vec<String> = [a, b, c, d].iter().map(|s| s.to_string()).collect();
+    let set = |v: &[&str]| {
+        v.iter()
+            .map(|s| s.to_string())
+            .collect::<std::collections::HashSet<_>>()
+    };
+    assert_eq!(
+        store.suppressed_among(w.sender, &batch).await.unwrap(),
+        set(&[a, b])
+    );
+    assert_eq!(
+        store.suppressed_among(other, &batch).await.unwrap(),
+        set(&[a, b, c])
+    );
+    assert!(
+        store
+            .suppressed_among(w.sender, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The sender's own suppression first, else the one for every sender.
+    let own = store.suppression_for(a, w.sender).await.unwrap().unwrap();
+    assert_eq!(
+        (own.sender_id, own.reason.as_str()),
+        (Some(w.sender), "STOP")
+    );
+    let global = store.suppression_for(a, other).await.unwrap().unwrap();
+    assert_eq!(
+        (global.sender_id, global.reason.as_str()),
+        (None, "asked by phone")
+    );
+    assert_eq!(store.suppression_for(c, w.sender).await.unwrap(), None);
+    assert_eq!(store.suppression_for(d, w.sender).await.unwrap(), None);
+
+    // Newest first, paged by id.
+    let first = store.list_suppressions(None, page(2, None)).await.unwrap();
+    assert_eq!(
+        first
+            .items
+            .iter()
+            .map(|s| s.address.as_str())
+            .collect::<Vec<_>>(),
+        vec![c, b]
+    );
+    assert_eq!(first.next_after, Some(first.items[1].id));
+    let second = store
+        .list_suppressions(None, page(2, first.next_after))
+        .await
+        .unwrap();
+    assert_eq!(second.items, vec![global.clone(), own.clone()]);
+    assert_eq!(second.next_after, None);
+    let of_a = store
+        .list_suppressions(Some(a), Page::default())
+        .await
+        .unwrap();
+    assert_eq!(of_a.items, vec![global.clone(), own.clone()]);
+    assert_eq!(store.get_suppression(own.id).await.unwrap(), own);
+
+    // Lifting: exactly the sender's, then the one for every sender.
+    assert!(store.remove_suppression(a, Some(w.sender)).await.unwrap());
+    assert!(!store.remove_suppression(a, Some(w.sender)).await.unwrap());
+    assert_eq!(
+        store.suppression_for(a, w.sender).await.unwrap(),
+        Some(global.clone())
+    );
+    assert!(store.remove_suppression(a, None).await.unwrap());
+    assert!(!store.remove_suppression(a, None).await.unwrap());
+    assert_eq!(store.suppression_for(a, w.sender).await.unwrap(), None);
+    let b_id = store
+        .suppression_for(b, w.sender)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    store.delete_suppression(b_id).await.unwrap();
+    expect_not_found(store.delete_suppression(b_id).await, "suppression", b_id);
+    expect_not_found(store.get_suppression(b_id).await, "suppression", b_id);
+    assert_eq!(
+        store.suppressed_among(other, &batch).await.unwrap(),
+        set(&[c])
+    );
+}
+
+async fn skip_pending_touches_only_live_outreaches_of_the_sender(store: &dyn Store) {
+    let w = world(store).await;
+    let campaign = store
+        .create_campaign(&campaign_spec(
+            "Delays",
+            Channel::Sms,
+            Some(w.sender),
+            w.answer,
+        ))
+        .await
+        .unwrap()
+        .id;
+    let other_sender = store
+        .create_sender(&sms("+14155552672", w.inbox))
+        .await
+        .unwrap()
+        .id;
+    let other_campaign = store
+        .create_campaign(&campaign_spec(
+            "Other",
+            Channel::Sms,
+            Some(other_sender),
+            w.answer,
+        ))
+        .await
+        .unwrap()
+        .id;
+    let rows = plain_recipients(3);
+    let address = |i: usize| rows[i].address.clone();
+    // In progress, its first recipient being sent.
+    let running = import(store, campaign, &rows).await.id;
+    assert!(store.start_outreach(running, t(0)).await.unwrap());
+    let claimed = store.claim_due(running, t(0), t(300), 1).await.unwrap();
+    assert_eq!(claimed[0].address, address(0));
+    // Scheduled.
+    let scheduled = import(store, campaign, &rows).await.id;
+    // Stopped: its pending recipients were skipped already.
+    let stopped = import(store, campaign, &rows).await.id;
+    store.stop_outreach(stopped, t(1)).await.unwrap();
+    // Another sender's.
+    let others = import(store, other_campaign, &rows).await.id;
+
+    let skipped = store
+        .skip_pending_for_address(&address(1), Some(w.sender), SkipReason::OptedOut, t(5))
+        .await
+        .unwrap();
+    assert_eq!(skipped, 2);
+    for outreach in [running, scheduled] {
+        let r = recipients_by_id(store, outreach)
+            .await
+            .into_values()
+            .find(|r| r.address == address(1))
+            .unwrap();
+        assert_eq!(r.state, DeliveryState::Skipped);
+        assert_eq!(r.skip_reason, Some(SkipReason::OptedOut));
+        assert_eq!(r.updated_at, Some(t(5)));
+    }
+    let untouched = |outreach: Uuid, i: usize| {
+        let address = address(i);
+        async move {
+            recipients_by_id(store, outreach)
+                .await
+                .into_values()
+                .find(|r| r.address == address)
+                .unwrap()
+        }
+    };
+    assert_eq!(untouched(others, 1).await.state, DeliveryState::Pending);
+    let stopped_row = untouched(stopped, 1).await;
+    assert_eq!(stopped_row.skip_reason, Some(SkipReason::Stopped));
+    // The one being sent is left for its result.
+    assert_eq!(
+        store
+            .skip_pending_for_address(&address(0), Some(w.sender), SkipReason::OptedOut, t(6))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(untouched(running, 0).await.state, DeliveryState::Sending);
+    assert_eq!(untouched(scheduled, 0).await.state, DeliveryState::Skipped);
+    assert_eq!(untouched(others, 0).await.state, DeliveryState::Pending);
+    // Every sender.
+    assert_eq!(
+        store
+            .skip_pending_for_address(&address(2), None, SkipReason::Suppressed, t(7))
+            .await
+            .unwrap(),
+        3
+    );
+    let r = untouched(others, 2).await;
+    assert_eq!(r.state, DeliveryState::Skipped);
+    assert_eq!(r.skip_reason, Some(SkipReason::Suppressed));
+    assert_eq!(untouched(others, 1).await.state, DeliveryState::Pending);
+    // Nothing left to skip.
+    assert_eq!(
+        store
+            .skip_pending_for_address(&address(2), None, SkipReason::Suppressed, t(8))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn concurrent_replays_and_early_reports_settle(store: &dyn Store) {
+    let s = sending(store, 20).await;
+    let claimed = store.claim_due(s.outreach, t(0), t(300), 20).await.unwrap();
+    let pid = |r: &ClaimedRecipient| format!("SM{}", r.id);
+    // Every report races the recording of its send: whichever commits first, each ends
+    // applied.
+    let record = async {
+        let results: Vec<_> = claimed
+            .iter()
+            .map(|r| result(r.id, sent(&pid(r))))
+            .collect();
+        let messages: Vec<_> = claimed
+            .iter()
+            .map(|r| sent_message(&s, r, &pid(r)))
+            .collect();
+        store
+            .record_results_with_messages(t(10), &results, &messages)
+            .await
+            .unwrap();
+    };
+    let reports = futures_util::future::join_all(claimed.iter().map(|r| async move {
+        store
+            .apply_status(&report(&pid(r), DeliveryState::Delivered, None, t(20)))
+            .await
+            .unwrap()
+    }));
+    let ((), outcomes) = tokio::join!(record, reports);
+    assert!(
+        outcomes.iter().all(|o| *o != StatusApplied::Unchanged),
+        "{outcomes:?}"
+    );
+    for r in &claimed {
+        let row = recipient(store, s.outreach, r.id).await;
+        assert_eq!(row.state, DeliveryState::Delivered, "{outcomes:?}");
+        assert_eq!(timeline(store, &r.address).await[0].status, "delivered");
+        // Nothing is left kept: a replay finds the message.
+        assert_eq!(
+            store
+                .apply_status(&report(&pid(r), DeliveryState::Delivered, None, t(20)))
+                .await
+                .unwrap(),
+            StatusApplied::Unchanged
+        );
+    }
+
+    // The same inbound message delivered several times at once is stored once.
+    let address = "+14155550177";
+    let replays = futures_util::future::join_all((0..6).map(|_| async {
+        store
+            .receive_message(&inbound(&s, address, Some("INX"), t(100), t(0)))
+            .await
+            .unwrap()
+    }))
+    .await;
+    assert_eq!(replays.iter().filter(|r| !r.duplicate).count(), 1);
+    assert!(replays.iter().all(|r| r.message == replays[0].message));
+    assert!(
+        replays
+            .iter()
+            .all(|r| r.conversation.id == replays[0].conversation.id)
+    );
+    assert_eq!(timeline(store, address).await.len(), 1);
 }

@@ -1,0 +1,611 @@
+//! Customers, conversations and their messages; provider status callbacks; the opt-out list.
+//!
+//! A **customer** is one address (an E.164 number or a normalized email address), created the
+//! first time Herald messages it or it writes in. A **conversation** is the thread between one
+//! customer and one sender, and belongs to the sender's inbox. Its timeline is every message
+//! between the two, the proactive outreach messages included (those are recorded when the
+//! provider accepts them, in the same transaction as the delivery result).
+//!
+//! A conversation is created when the customer first writes (or an agent first writes to
+//! them): an outreach to a million customers does not put a million conversations in the
+//! inbox, but the proactive message is on each customer's timeline, and on the conversation's
+//! once it exists.
+
+use herald_core::Channel;
+use herald_core::outreach::DeliveryState;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Someone Herald has messaged or who wrote in, keyed by address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Customer {
+    pub id: Uuid,
+    /// E.164 (`+15551234567`) or a normalized email address.
+    pub address: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: Timestamp,
+}
+
+/// Which way a message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// From the customer.
+    Inbound,
+    /// To the customer (an outreach, an agent, or an automatic reply).
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "inbound" => Some(Direction::Inbound),
+            "outbound" => Some(Direction::Outbound),
+            _ => None,
+        }
+    }
+}
+
+/// Who wrote an outbound message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Author {
+    /// The customer (every inbound message).
+    Customer,
+    /// An outreach's proactive message.
+    Outreach,
+    /// An agent, through the API or the web UI.
+    Agent,
+    /// Herald itself (the HELP reply).
+    Auto,
+}
+
+impl Author {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Author::Customer => "customer",
+            Author::Outreach => "outreach",
+            Author::Agent => "agent",
+            Author::Auto => "auto",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "customer" => Some(Author::Customer),
+            "outreach" => Some(Author::Outreach),
+            "agent" => Some(Author::Agent),
+            "auto" => Some(Author::Auto),
+            _ => None,
+        }
+    }
+}
+
+/// The thread between one customer and one sender, in the sender's inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Conversation {
+    pub id: Uuid,
+    pub inbox_id: Uuid,
+    pub sender_id: Uuid,
+    pub customer_id: Uuid,
+    pub customer_address: String,
+    pub channel: Channel,
+    /// The campaign the latest attributed reply answered, if any.
+    pub campaign_id: Option<Uuid>,
+    pub outreach_id: Option<Uuid>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: Timestamp,
+    /// The newest message's time: inboxes list conversations newest first.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub last_message_at: Timestamp,
+}
+
+/// One message on a timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Message {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub sender_id: Uuid,
+    pub direction: Direction,
+    pub author: Author,
+    pub channel: Channel,
+    /// Who sent it: the customer's address (inbound) or the sender's (outbound).
+    pub from: String,
+    pub to: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub campaign_id: Option<Uuid>,
+    pub outreach_id: Option<Uuid>,
+    /// The outreach recipient the message was sent to (proactive messages), or whose outreach
+    /// message an inbound reply answers (attributed replies).
+    pub recipient_id: Option<i64>,
+    /// Twilio's MessageSid, the email Message-ID, ... Unique per direction: a replayed inbound
+    /// webhook is recognised by it.
+    pub provider_message_id: Option<String>,
+    /// `received` (inbound), `sent`, `delivered`, `undelivered`, `failed`.
+    pub status: String,
+    pub error_code: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: Timestamp,
+}
+
+/// A proactive message the provider accepted, recorded with its recipient's result
+/// ([`crate::Store::record_results_with_messages`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMessage {
+    pub recipient_id: i64,
+    pub sender_id: Uuid,
+    pub channel: Channel,
+    pub campaign_id: Uuid,
+    pub outreach_id: Uuid,
+    /// The sender's address.
+    pub from: String,
+    /// The recipient's address (the customer's key).
+    pub to: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub provider_message_id: Option<String>,
+}
+
+/// A message from a customer to a sender ([`crate::Store::receive_message`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    pub sender_id: Uuid,
+    /// The customer's address (E.164 or normalized email).
+    pub from: String,
+    /// The sender's address as the customer wrote to it.
+    pub to: String,
+    pub subject: Option<String>,
+    pub body: String,
+    /// MessageSid, email Message-ID: a second message with the same id (a replayed webhook, a
+    /// re-delivered email) changes nothing.
+    pub provider_message_id: Option<String>,
+    pub received_at: Timestamp,
+    /// Replies are attributed to the newest proactive message the sender sent the customer at
+    /// or after this instant (received_at minus the attribution window).
+    pub attribute_since: Timestamp,
+    /// The proactive message this one answers, when the channel says so (an email's
+    /// `In-Reply-To`): (outreach id, recipient id). Used instead of the newest one, whatever its
+    /// age, when that recipient was sent from this sender to this customer.
+    pub in_reply_to: Option<(Uuid, i64)>,
+}
+
+/// What [`crate::Store::receive_message`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// The message had been received before: nothing changed, the stored one is returned.
+    pub duplicate: bool,
+    pub conversation: Conversation,
+    pub message: Message,
+    /// The proactive message the reply was attributed to: (campaign, outreach, recipient).
+    pub attributed: Option<(Uuid, Uuid, i64)>,
+}
+
+/// An outbound message outside an outreach: an agent's reply, Herald's HELP answer
+/// ([`crate::Store::add_outbound`]). Recorded after the provider accepted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRecord {
+    pub conversation_id: Uuid,
+    pub author: Author,
+    pub subject: Option<String>,
+    pub body: String,
+    pub provider_message_id: Option<String>,
+    pub sent_at: Timestamp,
+}
+
+/// A provider's report on a message it accepted (Twilio `MessageStatus`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReport {
+    pub provider_message_id: String,
+    /// `sent`, `delivered`, `undelivered` or `failed` (other Twilio statuses are not reported).
+    pub state: DeliveryState,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub at: Timestamp,
+}
+
+/// What [`crate::Store::apply_status`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusApplied {
+    /// The message (and its recipient, for a proactive one) moved to the reported state.
+    Applied,
+    /// Known message, but the report changes nothing (a replay, or a late report of an earlier
+    /// state: `sent` after `delivered`).
+    Unchanged,
+    /// No message has that id yet (the callback beat the recording of the send): kept, and
+    /// applied when the send is recorded.
+    Kept,
+}
+
+/// An address that must not be messaged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Suppression {
+    pub id: Uuid,
+    pub address: String,
+    /// Only this sender may not message the address (an SMS STOP, as carriers do); `null` means
+    /// no sender may.
+    pub sender_id: Option<Uuid>,
+    pub reason: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: Timestamp,
+}
+
+// ---------------------------------------------------------------- shared by both backends
+
+/// The states a provider's status report may carry (`replied` comes from an inbound message, not
+/// a report; the others are Herald's own).
+pub(crate) fn reportable(state: DeliveryState) -> bool {
+    matches!(
+        state,
+        DeliveryState::Sent
+            | DeliveryState::Delivered
+            | DeliveryState::Undelivered
+            | DeliveryState::Failed
+    )
+}
+
+/// Whether a message or recipient in `state` keeps the report's error code and message (else
+/// they are cleared: a message that was delivered after all has no error).
+pub(crate) fn keeps_error(state: DeliveryState) -> bool {
+    matches!(state, DeliveryState::Failed | DeliveryState::Undelivered)
+}
+
+/// The proactive messages of `sent` to record: those whose recipient's `Sent` result was applied
+/// (`applied`, the recipients the update touched), once per recipient, in the given order.
+pub(crate) fn to_record<'a>(applied: &[i64], sent: &'a [SentMessage]) -> Vec<&'a SentMessage> {
+    let applied: std::collections::HashSet<i64> = applied.iter().copied().collect();
+    let mut seen = std::collections::HashSet::new();
+    sent.iter()
+        .filter(|m| applied.contains(&m.recipient_id) && seen.insert(m.recipient_id))
+        .collect()
+}
+
+/// The outbound message a status report names, as the report needs it.
+pub(crate) struct Outbound {
+    pub id: Uuid,
+    pub status: String,
+    pub outreach_id: Option<Uuid>,
+    pub recipient_id: Option<i64>,
+}
+
+/// A delivery state as stored on a message or recipient.
+pub(crate) fn stored_state(
+    entity: &'static str,
+    id: String,
+    state: &str,
+) -> crate::Result<DeliveryState> {
+    state
+        .parse()
+        .map_err(
+            |e: herald_core::outreach::UnknownDeliveryState| crate::StoreError::Corrupt {
+                entity,
+                id,
+                reason: format!("state: {e}"),
+            },
+        )
+}
+
+/// What a report does to a message or recipient in `current` (stored as text): `Some(new
+/// state)`, or `None` when it changes nothing.
+pub(crate) fn callback(
+    entity: &'static str,
+    id: String,
+    current: &str,
+    report: &StatusReport,
+) -> crate::Result<Option<DeliveryState>> {
+    Ok(stored_state(entity, id, current)?.apply_callback(report.state))
+}
+
+/// A `messages` row with its timestamp as unix microseconds (both backends select them so).
+pub(crate) struct MessageRow {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub sender_id: Uuid,
+    pub direction: String,
+    pub author: String,
+    pub channel: String,
+    pub from: String,
+    pub to: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub campaign_id: Option<Uuid>,
+    pub outreach_id: Option<Uuid>,
+    pub recipient_id: Option<i64>,
+    pub provider_message_id: Option<String>,
+    pub status: String,
+    pub error_code: Option<String>,
+    pub created_us: i64,
+}
+
+/// The columns of [`MessageRow`] for SQLite.
+macro_rules! message_cols_sqlite {
+    () => {
+        "id, customer_id, sender_id, direction, author, channel, from_address, to_address, \
+         subject, body, campaign_id, outreach_id, recipient_id, provider_message_id, status, \
+         error_code, created_at"
+    };
+}
+pub(crate) use message_cols_sqlite;
+
+/// The columns of [`MessageRow`] for PostgreSQL, the timestamp as unix microseconds.
+macro_rules! message_cols_pg {
+    () => {
+        "id, customer_id, sender_id, direction, author, channel, from_address, to_address, \
+         subject, body, campaign_id, outreach_id, recipient_id, provider_message_id, status, \
+         error_code, (extract(epoch from created_at) * 1000000)::int8 AS created_at"
+    };
+}
+pub(crate) use message_cols_pg;
+
+/// Reads a [`MessageRow`] selected with the columns above.
+pub(crate) fn message_row<R>(r: &R) -> crate::Result<MessageRow>
+where
+    R: sqlx::Row,
+    for<'a> Uuid: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<Uuid>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    &'static str: sqlx::ColumnIndex<R>,
+{
+    use crate::common::col;
+    let e = "message";
+    let id: Uuid = col(r, e, None, "id")?;
+    let i = Some(id);
+    Ok(MessageRow {
+        id,
+        customer_id: col(r, e, i, "customer_id")?,
+        sender_id: col(r, e, i, "sender_id")?,
+        direction: col(r, e, i, "direction")?,
+        author: col(r, e, i, "author")?,
+        channel: col(r, e, i, "channel")?,
+        from: col(r, e, i, "from_address")?,
+        to: col(r, e, i, "to_address")?,
+        subject: col(r, e, i, "subject")?,
+        body: col(r, e, i, "body")?,
+        campaign_id: col(r, e, i, "campaign_id")?,
+        outreach_id: col(r, e, i, "outreach_id")?,
+        recipient_id: col(r, e, i, "recipient_id")?,
+        provider_message_id: col(r, e, i, "provider_message_id")?,
+        status: col(r, e, i, "status")?,
+        error_code: col(r, e, i, "error_code")?,
+        created_us: col(r, e, i, "created_at")?,
+    })
+}
+
+fn timestamp(entity: &'static str, id: Uuid, what: &str, us: i64) -> crate::Result<Timestamp> {
+    Timestamp::from_microsecond(us)
+        .map_err(|e| crate::common::corrupt(entity, id, format!("{what}: {e}")))
+}
+
+fn channel(entity: &'static str, id: Uuid, s: &str) -> crate::Result<Channel> {
+    s.parse()
+        .map_err(|e| crate::common::corrupt(entity, id, format!("channel: {e}")))
+}
+
+impl MessageRow {
+    pub fn parse(self) -> crate::Result<Message> {
+        let id = self.id;
+        let bad = |reason: String| crate::common::corrupt("message", id, reason);
+        Ok(Message {
+            id,
+            customer_id: self.customer_id,
+            sender_id: self.sender_id,
+            direction: Direction::parse(&self.direction)
+                .ok_or_else(|| bad(format!("direction: `{}`", self.direction)))?,
+            author: Author::parse(&self.author)
+                .ok_or_else(|| bad(format!("author: `{}`", self.author)))?,
+            channel: channel("message", id, &self.channel)?,
+            from: self.from,
+            to: self.to,
+            subject: self.subject,
+            body: self.body,
+            campaign_id: self.campaign_id,
+            outreach_id: self.outreach_id,
+            recipient_id: self.recipient_id,
+            provider_message_id: self.provider_message_id,
+            status: self.status,
+            error_code: self.error_code,
+            created_at: timestamp("message", id, "created_at", self.created_us)?,
+        })
+    }
+}
+
+/// A `conversations` row joined with its customer's address, timestamps as unix microseconds.
+pub(crate) struct ConversationRow {
+    pub id: Uuid,
+    pub inbox_id: Uuid,
+    pub sender_id: Uuid,
+    pub customer_id: Uuid,
+    pub customer_address: String,
+    pub channel: String,
+    pub campaign_id: Option<Uuid>,
+    pub outreach_id: Option<Uuid>,
+    pub created_us: i64,
+    pub last_message_us: i64,
+}
+
+/// `conversations c JOIN customers cu` columns for SQLite.
+macro_rules! conversation_cols_sqlite {
+    () => {
+        "c.id, c.inbox_id, c.sender_id, c.customer_id, cu.address AS customer_address, \
+         c.channel, c.campaign_id, c.outreach_id, c.created_at, c.last_message_at"
+    };
+}
+pub(crate) use conversation_cols_sqlite;
+
+/// `conversations c JOIN customers cu` columns for PostgreSQL.
+macro_rules! conversation_cols_pg {
+    () => {
+        "c.id, c.inbox_id, c.sender_id, c.customer_id, cu.address AS customer_address, \
+         c.channel, c.campaign_id, c.outreach_id, \
+         (extract(epoch from c.created_at) * 1000000)::int8 AS created_at, \
+         (extract(epoch from c.last_message_at) * 1000000)::int8 AS last_message_at"
+    };
+}
+pub(crate) use conversation_cols_pg;
+
+pub(crate) fn conversation_row<R>(r: &R) -> crate::Result<ConversationRow>
+where
+    R: sqlx::Row,
+    for<'a> Uuid: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<Uuid>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    &'static str: sqlx::ColumnIndex<R>,
+{
+    use crate::common::col;
+    let e = "conversation";
+    let id: Uuid = col(r, e, None, "id")?;
+    let i = Some(id);
+    Ok(ConversationRow {
+        id,
+        inbox_id: col(r, e, i, "inbox_id")?,
+        sender_id: col(r, e, i, "sender_id")?,
+        customer_id: col(r, e, i, "customer_id")?,
+        customer_address: col(r, e, i, "customer_address")?,
+        channel: col(r, e, i, "channel")?,
+        campaign_id: col(r, e, i, "campaign_id")?,
+        outreach_id: col(r, e, i, "outreach_id")?,
+        created_us: col(r, e, i, "created_at")?,
+        last_message_us: col(r, e, i, "last_message_at")?,
+    })
+}
+
+impl ConversationRow {
+    pub fn parse(self) -> crate::Result<Conversation> {
+        let id = self.id;
+        let e = "conversation";
+        Ok(Conversation {
+            id,
+            inbox_id: self.inbox_id,
+            sender_id: self.sender_id,
+            customer_id: self.customer_id,
+            customer_address: self.customer_address,
+            channel: channel(e, id, &self.channel)?,
+            campaign_id: self.campaign_id,
+            outreach_id: self.outreach_id,
+            created_at: timestamp(e, id, "created_at", self.created_us)?,
+            last_message_at: timestamp(e, id, "last_message_at", self.last_message_us)?,
+        })
+    }
+}
+
+/// A customer as selected: id, address, created_at (unix microseconds).
+pub(crate) type CustomerRow = (Uuid, String, i64);
+
+pub(crate) fn customer((id, address, created_us): CustomerRow) -> crate::Result<Customer> {
+    Ok(Customer {
+        id,
+        address,
+        created_at: timestamp("customer", id, "created_at", created_us)?,
+    })
+}
+
+/// A suppression as selected: id, address, sender_id, reason, created_at (unix microseconds).
+pub(crate) type SuppressionRow = (Uuid, String, Option<Uuid>, String, i64);
+
+pub(crate) fn suppression(
+    (id, address, sender_id, reason, created_us): SuppressionRow,
+) -> crate::Result<Suppression> {
+    Ok(Suppression {
+        id,
+        address,
+        sender_id,
+        reason,
+        created_at: timestamp("suppression", id, "created_at", created_us)?,
+    })
+}
+
+/// A kept status report as selected: provider id, state, error code and message, at (unix
+/// microseconds).
+pub(crate) type KeptRow = (String, String, Option<String>, Option<String>, i64);
+
+pub(crate) fn kept_report(
+    (provider_message_id, state, error_code, error_message, at_us): KeptRow,
+) -> crate::Result<StatusReport> {
+    let bad = |reason: String| crate::StoreError::Corrupt {
+        entity: "status report",
+        id: provider_message_id.clone(),
+        reason,
+    };
+    let state = state
+        .parse()
+        .map_err(|e: herald_core::outreach::UnknownDeliveryState| bad(format!("state: {e}")))?;
+    let at = Timestamp::from_microsecond(at_us).map_err(|e| bad(format!("at: {e}")))?;
+    Ok(StatusReport {
+        provider_message_id,
+        state,
+        error_code,
+        error_message,
+        at,
+    })
+}
+
+/// The attribution of a reply, as selected from the proactive message it answers: campaign,
+/// outreach, recipient (all set on an outreach's message).
+pub(crate) type AttributionRow = (Option<Uuid>, Option<Uuid>, Option<i64>);
+
+pub(crate) fn attribution(row: Option<AttributionRow>) -> Option<(Uuid, Uuid, i64)> {
+    match row? {
+        (Some(c), Some(o), Some(r)) => Some((c, o, r)),
+        _ => None,
+    }
+}
+
+/// What a duplicate inbound message was attributed to when it was first received.
+pub(crate) fn attributed_of(m: &Message) -> Option<(Uuid, Uuid, i64)> {
+    Some((m.campaign_id?, m.outreach_id?, m.recipient_id?))
+}
+
+/// Refuses an outbound message said to be written by the customer.
+pub(crate) fn check_outbound_author(author: Author) -> crate::Result<()> {
+    if author == Author::Customer {
+        return Err(crate::StoreError::Invalid {
+            field: "author",
+            message: "an outbound message is written by an outreach, an agent or Herald (auto), \
+                      not the customer"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// A timeline's rows, read in order.
+pub(crate) fn messages<R>(rows: &[R]) -> crate::Result<Vec<Message>>
+where
+    R: sqlx::Row,
+    for<'a> Uuid: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<Uuid>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    &'static str: sqlx::ColumnIndex<R>,
+{
+    rows.iter().map(|r| message_row(r)?.parse()).collect()
+}
+
+/// An outbound message whose provider id is already recorded is refused in words.
+pub(crate) fn outbound_violation(e: sqlx::Error, msg: &OutboundRecord) -> crate::StoreError {
+    match crate::common::Violation::of(e) {
+        crate::common::Violation::Unique(_) => crate::StoreError::Conflict(format!(
+            "an outbound message with provider id {} is already recorded",
+            msg.provider_message_id.as_deref().unwrap_or_default()
+        )),
+        v => v.into(),
+    }
+}
