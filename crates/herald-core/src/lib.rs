@@ -6,6 +6,7 @@
 pub mod address;
 pub mod channel;
 pub mod error;
+pub mod keywords;
 pub mod language;
 pub mod model;
 pub mod schedule;

@@ -380,6 +380,132 @@ impl FakeTwilio {
     }
 }
 
+/// What Herald answered a webhook the fake posted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookReply {
+    pub status: u16,
+    /// The `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// The body (TwiML for an inbound message).
+    pub body: String,
+}
+
+/// An inbound SMS the fake delivered to Herald.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundSms {
+    /// The `MessageSid` it carried (`SM` + 32 hex digits); post it again to replay it.
+    pub sid: String,
+    pub params: Vec<(String, String)>,
+    pub reply: WebhookReply,
+}
+
+impl FakeTwilio {
+    /// Posts `params` to `url` as Twilio posts a webhook: form-encoded, with
+    /// `X-Twilio-Signature` computed over the URL and the parameters with this fake's auth token.
+    /// `signature` replaces the computed one when given (a forgery test); `Some("")` sends none.
+    pub async fn post_webhook(
+        &self,
+        url: &str,
+        params: &[(String, String)],
+        signature: Option<&str>,
+    ) -> WebhookReply {
+        let computed = self.sign(url, params);
+        let signature = signature.unwrap_or(&computed);
+        let mut request = reqwest::Client::new().post(url).form(params);
+        if !signature.is_empty() {
+            request = request.header("X-Twilio-Signature", signature);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("fake twilio: posting a webhook to {url}: {e}"));
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response.text().await.unwrap_or_default();
+        WebhookReply {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    /// The status callback of an accepted message, as Twilio posts it to the message's
+    /// `StatusCallback` URL: `MessageSid`, `MessageStatus` (`sent`, `delivered`, `undelivered`,
+    /// `failed`), `ErrorCode` when given, and the message's `To`/`From`. Panics if the fake
+    /// accepted no message with that sid or it had no `StatusCallback`.
+    pub fn status_params(
+        &self,
+        sid: &str,
+        status: &str,
+        error_code: Option<&str>,
+    ) -> (String, Vec<(String, String)>) {
+        let m = self
+            .accepted()
+            .into_iter()
+            .find(|m| m.sid == sid)
+            .unwrap_or_else(|| panic!("fake twilio accepted no message {sid}"));
+        let url = m
+            .status_callback
+            .clone()
+            .unwrap_or_else(|| panic!("message {sid} was sent without a StatusCallback"));
+        let mut params = vec![
+            ("AccountSid".to_string(), self.account_sid().to_string()),
+            ("MessageSid".to_string(), m.sid.clone()),
+            ("SmsSid".to_string(), m.sid.clone()),
+            ("MessageStatus".to_string(), status.to_string()),
+            ("SmsStatus".to_string(), status.to_string()),
+            ("To".to_string(), m.to.clone()),
+            ("From".to_string(), m.from.clone()),
+            ("ApiVersion".to_string(), "2010-04-01".to_string()),
+        ];
+        if let Some(code) = error_code {
+            params.push(("ErrorCode".to_string(), code.to_string()));
+        }
+        (url, params)
+    }
+
+    /// Posts the signed status callback of an accepted message (see
+    /// [`status_params`](Self::status_params)).
+    pub async fn post_status(
+        &self,
+        sid: &str,
+        status: &str,
+        error_code: Option<&str>,
+    ) -> WebhookReply {
+        let (url, params) = self.status_params(sid, status, error_code);
+        self.post_webhook(&url, &params, None).await
+    }
+
+    /// A customer texts `body` from `from` to the number `to`: the fake posts Twilio's inbound
+    /// message webhook (`MessageSid`, `From`, `To`, `Body`, `NumMedia` ...) to `url`, signed.
+    pub async fn send_inbound(&self, url: &str, from: &str, to: &str, body: &str) -> InboundSms {
+        let n = self.shared.created.fetch_add(1, Ordering::Relaxed);
+        // The counter accepted messages use: never the sid of one of them.
+        let low = mix(n ^ self.shared.seed);
+        let sid = format!("SM{:016x}{low:016x}", mix(low));
+        let params = vec![
+            ("ToCountry".to_string(), "US".to_string()),
+            ("SmsMessageSid".to_string(), sid.clone()),
+            ("NumMedia".to_string(), "0".to_string()),
+            ("SmsSid".to_string(), sid.clone()),
+            ("SmsStatus".to_string(), "received".to_string()),
+            ("Body".to_string(), body.to_string()),
+            ("To".to_string(), to.to_string()),
+            ("NumSegments".to_string(), "1".to_string()),
+            ("MessageSid".to_string(), sid.clone()),
+            ("AccountSid".to_string(), self.account_sid().to_string()),
+            ("From".to_string(), from.to_string()),
+            ("ApiVersion".to_string(), "2010-04-01".to_string()),
+        ];
+        let reply = self.post_webhook(url, &params, None).await;
+        InboundSms { sid, params, reply }
+    }
+}
+
 impl std::fmt::Debug for FakeTwilio {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FakeTwilio")
