@@ -45,7 +45,7 @@ pub use smtp::SmtpTransport;
 pub use twilio::{
     TwilioTransport, answered_by_machine, gather_response_twiml, gather_url_for, twilio_signature,
     verify_twilio_signature, voice_answer_twiml, voice_answer_url, voice_twiml_machine,
-    voice_twiml_person,
+    voice_twiml_person, xml_escape,
 };
 pub use webhook::{WebhookTransport, verify_webhook_signature, webhook_signature};
 

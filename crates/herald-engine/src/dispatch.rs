@@ -27,7 +27,9 @@ use herald_core::outreach::{
 };
 use herald_core::quiet::{SendingHours, resolve_recipient_zone};
 use herald_core::{Address, Campaign, Channel, E164, EmailAddress, Renderer, Sender};
-use herald_store::{ClaimedRecipient, DeliveryResult, LiveOutreach, Outcome, Store, StoreError};
+use herald_store::{
+    ClaimedRecipient, DeliveryResult, LiveOutreach, Outcome, SentMessage, Store, StoreError,
+};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
@@ -512,18 +514,21 @@ impl Dispatcher {
                 return Ok(());
             }
             let full = claimed.len() as u32 == want;
-            let results = match ctx {
+            let (results, timeline) = match ctx {
                 Ok(c) => self.process(o, c, claimed, budget).await?,
-                Err(message) => claimed
-                    .iter()
-                    .map(|r| DeliveryResult {
-                        recipient_id: r.id,
-                        outcome: Outcome::Failed {
-                            code: Some("config".into()),
-                            message: message.clone(),
-                        },
-                    })
-                    .collect(),
+                Err(message) => (
+                    claimed
+                        .iter()
+                        .map(|r| DeliveryResult {
+                            recipient_id: r.id,
+                            outcome: Outcome::Failed {
+                                code: Some("config".into()),
+                                message: message.clone(),
+                            },
+                        })
+                        .collect(),
+                    Vec::new(),
+                ),
             };
             only_deferred = results
                 .iter()
@@ -532,7 +537,7 @@ impl Dispatcher {
                 report.count(&r.outcome);
             }
             self.store
-                .record_results(self.clock.now(), &results)
+                .record_results_with_messages(self.clock.now(), &results, &timeline)
                 .await?;
             if !full {
                 return Ok(());
@@ -551,7 +556,7 @@ impl Dispatcher {
         ctx: &Ctx,
         claimed: Vec<ClaimedRecipient>,
         budget: u32,
-    ) -> Result<Vec<DeliveryResult>, DispatchError> {
+    ) -> Result<(Vec<DeliveryResult>, Vec<SentMessage>), DispatchError> {
         let now = self.clock.now();
         let mut results = Vec::with_capacity(claimed.len());
         let mut ready: Vec<(ClaimedRecipient, OutboundMessage)> = Vec::new();
@@ -599,8 +604,41 @@ impl Dispatcher {
                 }),
             }
         }
+        // An opt-out that arrived after the import (a STOP to this sender, an unsubscribe, an
+        // address added through the API) holds as much as one known at upload time.
+        if !ready.is_empty() {
+            let addresses: Vec<String> = ready.iter().map(|(r, _)| r.address.clone()).collect();
+            let suppressed = self
+                .store
+                .suppressed_among(ctx.sender.id, &addresses)
+                .await?;
+            if !suppressed.is_empty() {
+                ready.retain(|(r, msg)| {
+                    if !suppressed.contains(&r.address) {
+                        return true;
+                    }
+                    if ctx.campaign.channel == Channel::Sms {
+                        let cost = herald_core::sms::analyze(&msg.body).segments.max(1);
+                        used = used.saturating_sub(cost);
+                    } else {
+                        used = used.saturating_sub(1);
+                    }
+                    results.push(DeliveryResult {
+                        recipient_id: r.id,
+                        outcome: Outcome::Skipped {
+                            reason: SkipReason::Suppressed,
+                            code: None,
+                            message: Some(
+                                "the address opted out after the list was uploaded".into(),
+                            ),
+                        },
+                    });
+                    false
+                });
+            }
+        }
         if ready.is_empty() {
-            return Ok(results);
+            return Ok((results, Vec::new()));
         }
         self.limiter.take(ctx.sender.id, ctx.rate, now, used);
 
@@ -620,21 +658,23 @@ impl Dispatcher {
                 }
             })
         };
-        let sent: Vec<(
+        type Attempt = (
             ClaimedRecipient,
+            OutboundMessage,
             Result<herald_channels::Accepted, SendError>,
             bool,
-        )> = futures_util::stream::iter(ready)
+        );
+        let sent: Vec<Attempt> = futures_util::stream::iter(ready)
             .map(|(r, msg)| {
                 let transport = ctx.transport.clone();
                 let stopped = stopped.clone();
                 async move {
                     if stopped.load(Ordering::Relaxed) {
                         let skipped = SendError::permanent("stopped", "the outreach was stopped");
-                        return (r, Err(skipped), true);
+                        return (r, msg, Err(skipped), true);
                     }
                     let result = transport.send(&msg).await;
-                    (r, result, false)
+                    (r, msg, result, false)
                 }
             })
             .buffer_unordered(self.config.concurrency.max(1))
@@ -644,7 +684,8 @@ impl Dispatcher {
         watcher.abort();
 
         let now = self.clock.now();
-        for (r, result, was_stopped) in sent {
+        let mut timeline = Vec::new();
+        for (r, msg, result, was_stopped) in sent {
             let outcome = if was_stopped {
                 Outcome::Skipped {
                     reason: SkipReason::Stopped,
@@ -654,12 +695,29 @@ impl Dispatcher {
             } else {
                 self.outcome(ctx, &r, result, now).await?
             };
+            if let Outcome::Sent {
+                provider_message_id,
+            } = &outcome
+            {
+                timeline.push(SentMessage {
+                    recipient_id: r.id,
+                    sender_id: ctx.sender.id,
+                    channel: ctx.campaign.channel,
+                    campaign_id: ctx.campaign.id,
+                    outreach_id: o.id,
+                    from: ctx.sender.address.to_string(),
+                    to: r.address.clone(),
+                    subject: msg.subject,
+                    body: msg.body,
+                    provider_message_id: provider_message_id.clone(),
+                });
+            }
             results.push(DeliveryResult {
                 recipient_id: r.id,
                 outcome,
             });
         }
-        Ok(results)
+        Ok((results, timeline))
     }
 
     /// Over the sender's rate for now: back in the queue until the next token.

@@ -7,13 +7,19 @@
 //! [`dispatch`] sends live outreaches: claims due recipients with a lease, renders, honours each
 //! recipient's sending hours and the sender's rate, sends through `herald-channels`, retries
 //! transient failures, and resolves the sends of a Herald that died mid-send.
+//!
+//! [`replies`] takes in what customers send back (SMS webhooks, email over SMTP), routes it to
+//! the sender's inbox, acts on STOP/START/HELP, and sends agents' replies.
 
 pub mod clock;
 pub mod dispatch;
 pub mod import;
 pub mod rate;
+pub mod replies;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dispatch::{DispatchConfig, Dispatcher, RateConfig, TickReport, UnsubscribeLinks};
+
+pub use replies::{EmailInbox, Inbound, Replies, RepliesConfig, ReplyError, UnsubscribeError};
 
 pub use import::{ImportLimits, ImportOutreachError, OutreachUpload, import_outreach};
