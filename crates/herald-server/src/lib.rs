@@ -29,6 +29,8 @@ pub struct AppState {
     events_closed: Arc<tokio::sync::watch::Sender<bool>>,
     /// Checks Twilio's webhooks; `None` when Twilio is not configured (they answer 404).
     pub twilio: Option<routes::webhooks::TwilioWebhooks>,
+    /// Inbound messages, agent replies and unsubscribes.
+    pub replies: herald_engine::Replies,
 }
 
 /// The default of [`AppState::events_interval`].
@@ -37,12 +39,24 @@ pub const EVENTS_INTERVAL: Duration = Duration::from_secs(1);
 impl AppState {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
-            store,
             import_limits: herald_engine::ImportLimits::default(),
             events_interval: EVENTS_INTERVAL,
             events_closed: Arc::new(tokio::sync::watch::Sender::new(false)),
             twilio: None,
+            replies: herald_engine::Replies::new(
+                store.clone(),
+                Arc::new(herald_channels::Transports::new()),
+                herald_engine::RepliesConfig::default(),
+            ),
+            store,
         }
+    }
+
+    /// Handles replies with these (configured transports, `[replies]` settings, unsubscribe
+    /// links).
+    pub fn with_replies(mut self, replies: herald_engine::Replies) -> Self {
+        self.replies = replies;
+        self
     }
 
     /// Accepts Twilio's webhooks signed with `auth_token` for URLs under `public_url`.
@@ -85,6 +99,8 @@ impl AppState {
         (name = "answers", description = "Message templates, one variant per language"),
         (name = "campaigns", description = "One reason to reach out"),
         (name = "outreaches", description = "One launch of a campaign to an uploaded recipient list"),
+        (name = "conversations", description = "Customers' replies, their timelines, and agents' answers"),
+        (name = "suppressions", description = "Addresses that must not be messaged"),
         (name = "health", description = "Liveness"),
     )
 )]
@@ -111,6 +127,8 @@ fn api_v1() -> OpenApiRouter<AppState> {
         .merge(routes::campaigns::router())
         .merge(routes::outreaches::router())
         .merge(routes::tracking::router())
+        .merge(routes::conversations::router())
+        .merge(routes::suppressions::router())
 }
 
 /// The OpenAPI document of the whole API, generated from the routes themselves.
@@ -139,6 +157,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", axum::routing::get(routes::health::healthz))
         .nest("/api/v1", v1)
         .nest("/webhooks", routes::webhooks::router())
+        .merge(routes::unsubscribe::router())
         .fallback(routes::not_found)
         .layer(
             TraceLayer::new_for_http()

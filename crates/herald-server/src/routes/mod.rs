@@ -2,11 +2,14 @@
 
 pub mod answers;
 pub mod campaigns;
+pub mod conversations;
 pub mod health;
 pub mod inboxes;
 pub mod outreaches;
 pub mod senders;
+pub mod suppressions;
 pub mod tracking;
+pub mod unsubscribe;
 pub mod webhooks;
 
 use crate::error::{ApiError, ApiResult};

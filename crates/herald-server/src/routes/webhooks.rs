@@ -1,8 +1,15 @@
-//! What providers call: Twilio's voice callbacks. Not under `/api/v1` and without bearer tokens;
+//! What providers call: Twilio's messaging and voice callbacks. Not under `/api/v1` and without bearer tokens;
 //! every request must instead carry a valid `X-Twilio-Signature` (HMAC-SHA1 of Herald's public
 //! URL of the request and its form parameters, keyed with the account's auth token). A missing or
 //! wrong signature gets 403 and nothing else happens.
 //!
+//! - `POST /webhooks/twilio/sms` — a customer's text (`From`, `To`, `Body`, `MessageSid`): routed
+//!   to the conversation of the sender whose number it was sent to (see
+//!   [`herald_engine::replies`]); STOP/START/HELP are acted on; a replayed `MessageSid` changes
+//!   nothing. Answered with TwiML (`<Message>` for HELP).
+//! - `POST /webhooks/twilio/status` — a message's (`MessageSid`, `MessageStatus`, `ErrorCode`) or
+//!   a call's (`CallSid`, `CallStatus`) status: updates the message and its recipient's delivery
+//!   state. A report that arrives before Herald recorded the send is kept and applied then.
 //! - `POST /webhooks/twilio/voice?…` — Twilio fetches a call's TwiML here once answering-machine
 //!   detection decided (`AnsweredBy`): a machine is left the message; a person hears it and
 //!   "Press 1 to speak to an agent." (when the sender's inbox has an agent number).
@@ -15,7 +22,10 @@ use axum::extract::{OriginalUri, Query, State};
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use herald_core::{E164, Language};
+use herald_core::outreach::DeliveryState;
+use herald_core::{Channel, E164, Language};
+use herald_store::{StatusApplied, StatusReport};
+use jiff::Timestamp;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -38,6 +48,8 @@ impl std::fmt::Debug for TwilioWebhooks {
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/twilio/sms", post(inbound_sms))
+        .route("/twilio/status", post(status))
         .route("/twilio/voice", post(voice))
         .route("/twilio/voice/gather", post(gather))
 }
@@ -154,4 +166,133 @@ async fn gather(
         Some(&agent),
         &language,
     )))
+}
+
+/// `<Response/>`, or `<Response><Message>text</Message></Response>`.
+fn message_twiml(reply: Option<&str>) -> Response {
+    twiml(match reply {
+        Some(text) => format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>{}</Message></Response>",
+            herald_channels::xml_escape(text)
+        ),
+        None => "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>".to_string(),
+    })
+}
+
+async fn inbound_sms(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let (_, params) = verified(&state, &uri, &headers, &body)?;
+    let to_raw = param(&params, "To");
+    let to = E164::parse(to_raw, None)
+        .map_err(|e| ApiError::bad_param("To", format!("`{to_raw}`: {e}")))?;
+    let from_raw = param(&params, "From");
+    let from = E164::parse(from_raw, None)
+        .map_err(|e| ApiError::bad_param("From", format!("`{from_raw}`: {e}")))?;
+    let Some(sender) = state.store.find_sender(Channel::Sms, to.as_str()).await? else {
+        tracing::warn!(to = %to, "an SMS arrived for a number that is not an SMS sender");
+        return Err(ApiError::not_found(format!(
+            "no SMS sender has the number {to}; add it under /api/v1/senders so its replies reach an inbox"
+        )));
+    };
+    let sid = Some(param(&params, "MessageSid")).filter(|s| !s.is_empty());
+    let inbound = state
+        .replies
+        .receive_sms(
+            &sender,
+            &from,
+            param(&params, "Body"),
+            sid,
+            Timestamp::now(),
+        )
+        .await?;
+    tracing::info!(
+        conversation = %inbound.received.conversation.id,
+        duplicate = inbound.received.duplicate,
+        attributed = inbound.received.attributed.is_some(),
+        keyword = inbound.keyword.map(|k| k.as_str()),
+        "inbound SMS"
+    );
+    Ok(message_twiml(inbound.auto_reply.as_deref()))
+}
+
+/// Twilio's message and call statuses in Herald's words; `None` for the ones on the way
+/// (`queued`, `sending`, `ringing`, ...), which change nothing.
+fn reported_state(status: &str) -> Option<DeliveryState> {
+    match status {
+        "sent" => Some(DeliveryState::Sent),
+        "delivered" | "read" | "completed" => Some(DeliveryState::Delivered),
+        "undelivered" | "busy" | "no-answer" => Some(DeliveryState::Undelivered),
+        "failed" | "canceled" => Some(DeliveryState::Failed),
+        _ => None,
+    }
+}
+
+async fn status(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let (_, params) = verified(&state, &uri, &headers, &body)?;
+    let (sid, status) = match param(&params, "MessageSid") {
+        "" => (param(&params, "CallSid"), param(&params, "CallStatus")),
+        sid => (sid, param(&params, "MessageStatus")),
+    };
+    if sid.is_empty() {
+        return Err(ApiError::bad_param(
+            "MessageSid",
+            "is missing (and so is CallSid)",
+        ));
+    }
+    let Some(reported) = reported_state(status) else {
+        return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+    };
+    let error_code = Some(param(&params, "ErrorCode"))
+        .filter(|c| !c.is_empty() && *c != "0")
+        .map(str::to_string);
+    let error_message = error_code.as_deref().map(twilio_error_text).or_else(|| {
+        matches!(reported, DeliveryState::Undelivered | DeliveryState::Failed)
+            .then(|| format!("Twilio reports the message {status}"))
+    });
+    let applied = state
+        .store
+        .apply_status(&StatusReport {
+            provider_message_id: sid.to_string(),
+            state: reported,
+            error_code,
+            error_message,
+            at: Timestamp::now(),
+        })
+        .await?;
+    tracing::debug!(sid, status, ?applied, "provider status");
+    if applied == StatusApplied::Kept {
+        tracing::info!(
+            sid,
+            status,
+            "status report for a send not recorded yet; kept for it"
+        );
+    }
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+/// Words for Twilio's delivery error codes (the ones a status callback carries).
+fn twilio_error_text(code: &str) -> String {
+    let text = match code {
+        "30001" => "queue overflow at Twilio",
+        "30002" => "the Twilio account is suspended",
+        "30003" => "the handset is unreachable (off or out of coverage)",
+        "30004" => "the message was blocked (the number cannot receive it, or blocked the sender)",
+        "30005" => "the number is unknown or no longer exists",
+        "30006" => "the number is a landline or cannot receive texts",
+        "30007" => "the carrier filtered the message as spam",
+        "30008" => "the carrier reported an unknown error",
+        "30034" => "the sender number is not registered for A2P 10DLC",
+        "21610" => "the recipient opted out (replied STOP)",
+        _ => "Twilio reported an error",
+    };
+    format!("{text} (Twilio {code})")
 }

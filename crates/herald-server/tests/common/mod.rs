@@ -32,6 +32,15 @@ pub async fn start_shared(
     db: std::sync::Arc<TestStore>,
     configure: impl FnOnce(&mut herald_server::AppState),
 ) -> App {
+    start_at(db, |state, _| configure(state)).await
+}
+
+/// A server whose settings need its own base URL (`http://127.0.0.1:port`), as providers'
+/// callbacks do: `configure` gets it.
+pub async fn start_at(
+    db: std::sync::Arc<TestStore>,
+    configure: impl FnOnce(&mut herald_server::AppState, &str),
+) -> App {
     let mut secrets = Vec::new();
     for (name, role) in [("test-admin", Role::Admin), ("test-agent", Role::Agent)] {
         let t = generate_token();
@@ -45,11 +54,11 @@ pub async fn start_shared(
             .expect("create token");
         secrets.push(t.secret);
     }
-    let mut state = herald_server::AppState::new(db.store.clone());
-    configure(&mut state);
-    let app = herald_server::app(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let mut state = herald_server::AppState::new(db.store.clone());
+    configure(&mut state, &format!("http://{addr}"));
+    let app = herald_server::app(state);
     tokio::spawn(async move { axum::serve(listener, app).await });
     App {
         base: format!("http://{addr}"),

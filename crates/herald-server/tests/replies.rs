@@ -1,0 +1,856 @@
+//! Replies end to end, on SQLite and PostgreSQL: an outreach goes out through the real
+//! dispatcher to a fake Twilio over HTTP; the fake posts signed status callbacks and customers'
+//! texts back to Herald's webhooks; replies land in the sender's inbox attributed to the
+//! campaign; agents answer through the API and the fake receives it. STOP/START/HELP, forged and
+//! replayed webhooks, the opt-out list and email unsubscribes.
+
+mod common;
+
+use common::App;
+use herald_channels::{Transports, TwilioTransport};
+use herald_core::Provider;
+use herald_engine::{DispatchConfig, Dispatcher, RateConfig, Replies, RepliesConfig, SystemClock};
+use herald_store::testing::TestStore;
+use herald_testkit::FakeTwilio;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use uuid::Uuid;
+
+macro_rules! both_db {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(herald_store::testing::sqlite().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = herald_store::testing::postgres().await {
+                    super::$name(db).await;
+                }
+            }
+        }
+    )*};
+}
+
+both_db!(
+    a_reply_reaches_the_inbox_attributed_and_the_agent_answer_reaches_the_customer,
+    status_callbacks_update_the_delivery_record_once,
+    stop_mid_outreach_skips_the_number_for_that_sender_only,
+    keywords_are_single_words_in_any_case,
+    start_lifts_the_opt_out_and_help_answers,
+    forged_and_missing_signatures_change_nothing,
+    suppressions_are_managed_through_the_api,
+);
+
+const SENDER: &str = "+14155550100";
+const OTHER_SENDER: &str = "+14155550199";
+const HELP: &str = "Acme Care: call 415-555-0100 for help. Reply STOP to opt out.";
+
+struct Setup {
+    app: App,
+    twilio: FakeTwilio,
+    dispatcher: Dispatcher,
+    base: String,
+    inbox: String,
+    campaign: String,
+}
+
+impl Setup {
+    fn sms_url(&self) -> String {
+        format!("{}/webhooks/twilio/sms", self.base)
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (s, v) = self.app.admin(Method::GET, path, None).await;
+        assert_eq!(s, StatusCode::OK, "GET {path}: {v}");
+        v
+    }
+}
+
+/// A fake Twilio; Herald serving webhooks for it; an SMS sender (inbox "Care") and a campaign
+/// open around the clock.
+async fn setup(db: TestStore) -> Setup {
+    let twilio = FakeTwilio::start();
+    let db = Arc::new(db);
+    let mut built = None;
+    let app = common::start_at(db.clone(), |state, base| {
+        let mut transports = Transports::new();
+        transports.insert(
+            Provider::Twilio,
+            Arc::new(TwilioTransport::new(&twilio.config().with_public_url(base)).unwrap()),
+        );
+        let replies = Replies::new(
+            state.store.clone(),
+            Arc::new(transports.clone()),
+            RepliesConfig {
+                help_text: HELP.to_string(),
+                ..RepliesConfig::default()
+            },
+        );
+        *state = state
+            .clone()
+            .with_twilio(twilio.auth_token(), base)
+            .with_replies(replies);
+        built = Some((transports, base.to_string()));
+    })
+    .await;
+    let (transports, base) = built.unwrap();
+    let dispatcher = Dispatcher::new(
+        db.store.clone(),
+        transports,
+        Arc::new(SystemClock),
+        DispatchConfig {
+            rates: RateConfig {
+                sms: f64::INFINITY,
+                ..RateConfig::default()
+            },
+            ..DispatchConfig::default()
+        },
+    );
+    let inbox = app.create("/api/v1/inboxes", json!({"name": "Care"})).await;
+    let campaign = campaign(&app, &inbox, SENDER, "Late order").await;
+    Setup {
+        app,
+        twilio,
+        dispatcher,
+        base,
+        inbox: inbox["id"].as_str().unwrap().to_string(),
+        campaign,
+    }
+}
+
+/// An SMS campaign sending from `number` (a new Twilio sender in `inbox`); its id.
+async fn campaign(app: &App, inbox: &Value, number: &str, name: &str) -> String {
+    let sender = app
+        .create(
+            "/api/v1/senders",
+            json!({"channel": "sms", "address": number, "inbox_id": inbox["id"],
+                   "provider": "twilio"}),
+        )
+        .await;
+    let answer = app
+        .create(
+            "/api/v1/answers",
+            json!({"name": format!("{name} answer"), "variants": [{"language": "en",
+                   "body": "Hi {{ first_name }}, your order is late. Reply to talk to us."}]}),
+        )
+        .await;
+    let all_day = json!(["00:00-24:00"]);
+    let campaign = app
+        .create(
+            "/api/v1/campaigns",
+            json!({"name": name, "channel": "sms", "language": "en",
+                   "sender_id": sender["id"], "answer_id": answer["id"], "quiet_hours": false,
+                   "schedule": {"timezone": "UTC", "days": {"mon": all_day, "tue": all_day,
+                     "wed": all_day, "thu": all_day, "fri": all_day, "sat": all_day,
+                     "sun": all_day}}}),
+        )
+        .await;
+    campaign["id"].as_str().unwrap().to_string()
+}
+
+/// Uploads an outreach of `campaign` to `phones` (first names `C0`, `C1`, ...), starting now or
+/// at `start_at`; its id.
+async fn launch(app: &App, campaign: &str, phones: &[&str], start_at: Option<&str>) -> String {
+    let mut csv = String::from("phone,first_name\n");
+    for (i, p) in phones.iter().enumerate() {
+        csv.push_str(&format!("{p},C{i}\n"));
+    }
+    let mut form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("list.csv"),
+    );
+    if let Some(at) = start_at {
+        form = form.text("start_at", at.to_string());
+    }
+    let res = app
+        .http
+        .post(format!(
+            "{}/api/v1/campaigns/{campaign}/outreaches",
+            app.base
+        ))
+        .bearer_auth(&app.admin)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let o: Value = res.json().await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{o}");
+    o["id"].as_str().unwrap().to_string()
+}
+
+/// Ticks the dispatcher until the outreach is no longer `scheduled`/`in_progress` with pending
+/// recipients (at most 50 ticks).
+async fn run(s: &Setup, outreach: &str) -> Value {
+    for _ in 0..50 {
+        s.dispatcher.tick().await.unwrap();
+        let o = s.get(&format!("/api/v1/outreaches/{outreach}")).await;
+        if o["status"] == "completed" || o["status"] == "stopped" {
+            return o;
+        }
+    }
+    panic!("outreach {outreach} did not complete");
+}
+
+async fn recipients(s: &Setup, outreach: &str) -> Vec<Value> {
+    let v = s
+        .get(&format!(
+            "/api/v1/outreaches/{outreach}/recipients?limit=500"
+        ))
+        .await;
+    v["items"].as_array().unwrap().clone()
+}
+
+fn by_address<'a>(rs: &'a [Value], address: &str) -> &'a Value {
+    rs.iter()
+        .find(|r| r["address"] == address)
+        .unwrap_or_else(|| panic!("no recipient {address} in {rs:?}"))
+}
+
+async fn conversations(s: &Setup) -> Vec<Value> {
+    let v = s
+        .get(&format!("/api/v1/inboxes/{}/conversations", s.inbox))
+        .await;
+    v["items"].as_array().unwrap().clone()
+}
+
+async fn conversation_of(s: &Setup, customer: &str) -> Value {
+    let list = conversations(s).await;
+    let c = list
+        .iter()
+        .find(|c| c["customer_address"] == customer)
+        .unwrap_or_else(|| panic!("no conversation with {customer} in {list:?}"));
+    s.get(&format!(
+        "/api/v1/conversations/{}",
+        c["id"].as_str().unwrap()
+    ))
+    .await
+}
+
+fn sids_to(twilio: &FakeTwilio, to: &str) -> Vec<String> {
+    twilio
+        .accepted()
+        .into_iter()
+        .filter(|m| m.to == to && m.is_sms())
+        .map(|m| m.sid)
+        .collect()
+}
+
+async fn a_reply_reaches_the_inbox_attributed_and_the_agent_answer_reaches_the_customer(
+    db: TestStore,
+) {
+    let s = setup(db).await;
+    let outreach = launch(
+        &s.app,
+        &s.campaign,
+        &["+14155552601", "+14155552602", "+14155552603"],
+        None,
+    )
+    .await;
+    let done = run(&s, &outreach).await;
+    assert_eq!(done["progress"]["sent"], 3, "{done}");
+    assert_eq!(s.twilio.accepted().len(), 3);
+
+    // The proactive message is on the customer's timeline before they answer.
+    let (st, customer) = s
+        .app
+        .admin(
+            Method::GET,
+            "/api/v1/customers?address=%2B14155552601",
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{customer}");
+    let timeline = customer["messages"].as_array().unwrap();
+    assert_eq!(timeline.len(), 1, "{customer}");
+    assert_eq!(timeline[0]["author"], "outreach");
+    assert_eq!(
+        timeline[0]["body"],
+        "Hi C0, your order is late. Reply to talk to us."
+    );
+    assert_eq!(timeline[0]["campaign_id"], s.campaign.as_str());
+    assert!(
+        conversations(&s).await.is_empty(),
+        "no reply, no conversation"
+    );
+
+    let reply = s
+        .twilio
+        .send_inbound(
+            &s.sms_url(),
+            "+14155552601",
+            SENDER,
+            "Where is it? Call me please",
+        )
+        .await;
+    assert_eq!(reply.reply.status, 200, "{:?}", reply.reply);
+    assert!(
+        reply.reply.body.contains("<Response/>"),
+        "no automatic answer to a normal reply: {}",
+        reply.reply.body
+    );
+
+    let list = conversations(&s).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["campaign_id"], s.campaign.as_str());
+    assert_eq!(list[0]["outreach_id"], outreach.as_str());
+    assert_eq!(list[0]["inbox_id"], s.inbox.as_str());
+    let view = conversation_of(&s, "+14155552601").await;
+    let messages = view["messages"].as_array().unwrap();
+    let bodies: Vec<(&str, &str)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m["direction"].as_str().unwrap(),
+                m["body"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        bodies,
+        vec![
+            (
+                "outbound",
+                "Hi C0, your order is late. Reply to talk to us."
+            ),
+            ("inbound", "Where is it? Call me please"),
+        ]
+    );
+    assert_eq!(messages[1]["provider_message_id"], reply.sid.as_str());
+    assert_eq!(messages[1]["campaign_id"], s.campaign.as_str());
+    assert_eq!(view["opted_out"], false);
+
+    // The recipient is `replied`; the outreach counts it.
+    let rs = recipients(&s, &outreach).await;
+    assert_eq!(by_address(&rs, "+14155552601")["state"], "replied");
+    assert_eq!(by_address(&rs, "+14155552602")["state"], "sent");
+    let o = s.get(&format!("/api/v1/outreaches/{outreach}")).await;
+    assert_eq!(o["progress"]["replied"], 1, "{o}");
+
+    // A replay of the same webhook changes nothing.
+    let again = s
+        .twilio
+        .post_webhook(&s.sms_url(), &reply.params, None)
+        .await;
+    assert_eq!(again.status, 200);
+    let view = conversation_of(&s, "+14155552601").await;
+    assert_eq!(view["messages"].as_array().unwrap().len(), 2, "{view}");
+    assert_eq!(conversations(&s).await.len(), 1);
+
+    // An agent answers; the fake Twilio gets it from the same sender.
+    let id = view["conversation"]["id"].as_str().unwrap();
+    let agent = s.app.agent.clone();
+    let (st, sent, _) = s
+        .app
+        .call(
+            Some(&agent),
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/messages"),
+            Some(json!({"body": "Calling you in 5 minutes."})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{sent}");
+    assert_eq!(sent["author"], "agent");
+    let last = s.twilio.accepted().last().cloned().unwrap();
+    assert_eq!(last.to, "+14155552601");
+    assert_eq!(last.from, SENDER);
+    assert_eq!(last.body.as_deref(), Some("Calling you in 5 minutes."));
+    assert_eq!(sent["provider_message_id"], last.sid.as_str());
+    let view = conversation_of(&s, "+14155552601").await;
+    assert_eq!(view["messages"].as_array().unwrap().len(), 3);
+
+    // Agents may reply, but not change campaigns.
+    let (st, _, _) = s
+        .app
+        .call(
+            Some(&agent),
+            Method::DELETE,
+            &format!("/api/v1/campaigns/{}", s.campaign),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // An empty reply is refused, not sent.
+    let before = s.twilio.accepted().len();
+    let (st, problem, _) = s
+        .app
+        .call(
+            Some(&agent),
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/messages"),
+            Some(json!({"body": "   "})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(s.twilio.accepted().len(), before);
+}
+
+async fn status_callbacks_update_the_delivery_record_once(db: TestStore) {
+    let s = setup(db).await;
+    let outreach = launch(
+        &s.app,
+        &s.campaign,
+        &["+14155552611", "+14155552612", "+14155552613"],
+        None,
+    )
+    .await;
+    run(&s, &outreach).await;
+    let first = sids_to(&s.twilio, "+14155552611").pop().unwrap();
+    let second = sids_to(&s.twilio, "+14155552612").pop().unwrap();
+    let third = sids_to(&s.twilio, "+14155552613").pop().unwrap();
+
+    for (sid, status, code) in [
+        (&first, "sent", None),
+        (&first, "delivered", None),
+        (&second, "undelivered", Some("30003")),
+        (&third, "failed", Some("30006")),
+    ] {
+        let r = s.twilio.post_status(sid, status, code).await;
+        assert!(r.status < 300, "{status}: {r:?}");
+    }
+    let rs = recipients(&s, &outreach).await;
+    assert_eq!(by_address(&rs, "+14155552611")["state"], "delivered");
+    let undelivered = by_address(&rs, "+14155552612");
+    assert_eq!(undelivered["state"], "undelivered");
+    assert_eq!(undelivered["error_code"], "30003");
+    assert!(
+        undelivered["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable"),
+        "{undelivered}"
+    );
+    let failed = by_address(&rs, "+14155552613");
+    assert_eq!(failed["state"], "failed");
+    assert_eq!(failed["error_code"], "30006");
+
+    // Replays and late, older reports change nothing, not even the time of the last change.
+    let updated = by_address(&rs, "+14155552611")["updated_at"].clone();
+    for status in ["delivered", "sent"] {
+        let r = s.twilio.post_status(&first, status, None).await;
+        assert!(r.status < 300);
+    }
+    let rs = recipients(&s, &outreach).await;
+    let delivered = by_address(&rs, "+14155552611");
+    assert_eq!(delivered["state"], "delivered");
+    assert_eq!(delivered["updated_at"], updated);
+
+    // Progress counts them.
+    let o = s.get(&format!("/api/v1/outreaches/{outreach}")).await;
+    assert_eq!(o["progress"]["delivered"], 1, "{o}");
+    assert_eq!(o["progress"]["failed"], 1, "{o}");
+
+    // A report for a message Herald has not recorded yet is kept (not lost, not an error).
+    let (url, mut params) = s.twilio.status_params(&first, "delivered", None);
+    for p in params.iter_mut() {
+        if p.0 == "MessageSid" || p.0 == "SmsSid" {
+            p.1 = "SM0000000000000000000000000000beef".into();
+        }
+    }
+    let r = s.twilio.post_webhook(&url, &params, None).await;
+    assert!(r.status < 300, "{r:?}");
+}
+
+async fn stop_mid_outreach_skips_the_number_for_that_sender_only(db: TestStore) {
+    let s = setup(db).await;
+    let stopper = "+14155552621";
+    // Today's outreach reaches the customer; next week's (same sender) and another sender's
+    // are still waiting when they text STOP.
+    let today = launch(&s.app, &s.campaign, &[stopper, "+14155552622"], None).await;
+    run(&s, &today).await;
+    let next_week = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 6)).to_string();
+    let later = launch(
+        &s.app,
+        &s.campaign,
+        &["+14155552623", stopper, "+14155552624"],
+        Some(&next_week),
+    )
+    .await;
+    let inbox = json!({"id": s.inbox});
+    let other_campaign = campaign(&s.app, &inbox, OTHER_SENDER, "Other line").await;
+    let other = launch(&s.app, &other_campaign, &[stopper], Some(&next_week)).await;
+
+    let r = s
+        .twilio
+        .send_inbound(&s.sms_url(), stopper, SENDER, "  Stop \n")
+        .await;
+    assert_eq!(r.reply.status, 200, "{:?}", r.reply);
+
+    let rs = recipients(&s, &later).await;
+    let skipped = by_address(&rs, stopper);
+    assert_eq!(skipped["state"], "skipped", "{skipped}");
+    assert_eq!(skipped["skip_reason"], "opted_out");
+    assert_eq!(by_address(&rs, "+14155552623")["state"], "pending");
+    // Another sender's outreach still reaches them: a carrier STOP is per sender.
+    let rs = recipients(&s, &other).await;
+    assert_eq!(by_address(&rs, stopper)["state"], "pending");
+
+    // The suppression is listed for that sender.
+    let list = s.get("/api/v1/suppressions?address=%2B14155552621").await;
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list}");
+    assert!(items[0]["sender_id"].is_string());
+    assert!(
+        items[0]["reason"].as_str().unwrap().contains("STOP"),
+        "{list}"
+    );
+
+    // An upload after the STOP reports the number as suppressed.
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(
+            format!("phone,first_name\n{stopper},Stu\n+14155552625,Pat\n").into_bytes(),
+        )
+        .file_name("list.csv"),
+    );
+    let res = s
+        .app
+        .http
+        .post(format!(
+            "{}/api/v1/campaigns/{}/outreaches",
+            s.app.base, s.campaign
+        ))
+        .bearer_auth(&s.app.admin)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let upload: Value = res.json().await.unwrap();
+    assert_eq!(upload["summary"]["suppressed"], 1, "{upload}");
+    let upload_id = upload["id"].as_str().unwrap().to_string();
+    run(&s, &upload_id).await;
+    assert_eq!(
+        sids_to(&s.twilio, stopper).len(),
+        1,
+        "the number got only the message it received before STOP"
+    );
+    assert_eq!(sids_to(&s.twilio, "+14155552625").len(), 1);
+
+    // An agent's reply to them is refused with the reason, and nothing is sent.
+    let view = conversation_of(&s, stopper).await;
+    assert_eq!(view["opted_out"], true);
+    let id = view["conversation"]["id"].as_str().unwrap();
+    let before = s.twilio.accepted().len();
+    let agent = s.app.agent.clone();
+    let (st, problem, _) = s
+        .app
+        .call(
+            Some(&agent),
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/messages"),
+            Some(json!({"body": "Are you sure?"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("opted out"), "{detail}");
+    assert!(detail.contains("START"), "{detail}");
+    assert_eq!(s.twilio.accepted().len(), before);
+}
+
+async fn keywords_are_single_words_in_any_case(db: TestStore) {
+    let s = setup(db).await;
+    let outreach = launch(
+        &s.app,
+        &s.campaign,
+        &[
+            "+14155552631",
+            "+14155552632",
+            "+14155552633",
+            "+14155552634",
+        ],
+        None,
+    )
+    .await;
+    run(&s, &outreach).await;
+    for (from, body) in [
+        ("+14155552631", "stop"),
+        ("+14155552632", "Please stop texting me"),
+        ("+14155552633", "  UnSubscribe  "),
+        (
+            "+14155552634",
+            "I will cancel my order if this happens again",
+        ),
+    ] {
+        let r = s
+            .twilio
+            .send_inbound(&s.sms_url(), from, SENDER, body)
+            .await;
+        assert_eq!(r.reply.status, 200, "{body}: {:?}", r.reply);
+    }
+    let suppressed: Vec<String> = s.get("/api/v1/suppressions").await["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["address"].as_str().unwrap().to_string())
+        .collect();
+    let mut suppressed = suppressed;
+    suppressed.sort();
+    assert_eq!(suppressed, vec!["+14155552631", "+14155552633"]);
+    // Every message, keyword or not, is on its conversation for the agents.
+    for (from, body) in [
+        ("+14155552632", "Please stop texting me"),
+        ("+14155552631", "stop"),
+    ] {
+        let view = conversation_of(&s, from).await;
+        let last = view["messages"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["body"], body);
+    }
+}
+
+async fn start_lifts_the_opt_out_and_help_answers(db: TestStore) {
+    let s = setup(db).await;
+    let number = "+14155552641";
+    let outreach = launch(&s.app, &s.campaign, &[number], None).await;
+    run(&s, &outreach).await;
+
+    let help = s
+        .twilio
+        .send_inbound(&s.sms_url(), number, SENDER, "help")
+        .await;
+    assert_eq!(help.reply.status, 200);
+    assert!(
+        help.reply
+            .content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("text/xml")),
+        "{:?}",
+        help.reply
+    );
+    assert!(
+        help.reply.body.contains(
+            "<Message>Acme Care: call 415-555-0100 for help. Reply STOP to opt out.</Message>"
+        ),
+        "{}",
+        help.reply.body
+    );
+    // The automatic answer is on the timeline too.
+    let view = conversation_of(&s, number).await;
+    let last = view["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["author"], "auto");
+    assert_eq!(last["body"], HELP);
+
+    s.twilio
+        .send_inbound(&s.sms_url(), number, SENDER, "STOP")
+        .await;
+    assert_eq!(conversation_of(&s, number).await["opted_out"], true);
+    let start = s
+        .twilio
+        .send_inbound(&s.sms_url(), number, SENDER, "Start")
+        .await;
+    assert_eq!(start.reply.status, 200);
+    assert_eq!(conversation_of(&s, number).await["opted_out"], false);
+    let list = s.get("/api/v1/suppressions").await;
+    assert!(list["items"].as_array().unwrap().is_empty(), "{list}");
+
+    // After START the agent may write again.
+    let id = conversation_of(&s, number).await["conversation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, v) = s
+        .app
+        .admin(
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/messages"),
+            Some(json!({"body": "Welcome back!"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        s.twilio.accepted().last().unwrap().body.as_deref(),
+        Some("Welcome back!")
+    );
+}
+
+async fn forged_and_missing_signatures_change_nothing(db: TestStore) {
+    let s = setup(db).await;
+    let number = "+14155552651";
+    let outreach = launch(&s.app, &s.campaign, &[number], None).await;
+    run(&s, &outreach).await;
+    let sid = sids_to(&s.twilio, number).pop().unwrap();
+
+    let params = |body: &str| -> Vec<(String, String)> {
+        [
+            ("MessageSid", "SM11111111111111111111111111111111"),
+            ("From", number),
+            ("To", SENDER),
+            ("Body", body),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    };
+    // Signed with another token; signed for other parameters; no signature at all; signed for
+    // another URL.
+    let other_token =
+        herald_channels::twilio_signature("not-the-token", &s.sms_url(), &params("STOP"));
+    let other_params = s.twilio.sign(&s.sms_url(), &params("hello"));
+    let other_url = s.twilio.sign(
+        "https://elsewhere.example/webhooks/twilio/sms",
+        &params("STOP"),
+    );
+    for signature in [
+        other_token.as_str(),
+        other_params.as_str(),
+        "",
+        other_url.as_str(),
+    ] {
+        let r = s
+            .twilio
+            .post_webhook(&s.sms_url(), &params("STOP"), Some(signature))
+            .await;
+        assert_eq!(r.status, 403, "{signature:?}: {r:?}");
+    }
+    assert!(
+        conversations(&s).await.is_empty(),
+        "a forged text was recorded"
+    );
+    let list = s.get("/api/v1/suppressions").await;
+    assert!(
+        list["items"].as_array().unwrap().is_empty(),
+        "a forged STOP suppressed: {list}"
+    );
+
+    // A forged status callback changes nothing either.
+    let (url, status_params) = s.twilio.status_params(&sid, "failed", Some("30006"));
+    let forged = s
+        .twilio
+        .post_webhook(&url, &status_params, Some("c2lnbmF0dXJl"))
+        .await;
+    assert_eq!(forged.status, 403);
+    let missing = s.twilio.post_webhook(&url, &status_params, Some("")).await;
+    assert_eq!(missing.status, 403);
+    let rs = recipients(&s, &outreach).await;
+    assert_eq!(by_address(&rs, number)["state"], "sent");
+
+    // A replayed STOP (same MessageSid) is one opt-out and one message.
+    let stop = s
+        .twilio
+        .send_inbound(&s.sms_url(), number, SENDER, "STOP")
+        .await;
+    assert_eq!(stop.reply.status, 200);
+    let again = s
+        .twilio
+        .post_webhook(&s.sms_url(), &stop.params, None)
+        .await;
+    assert_eq!(again.status, 200);
+    let view = conversation_of(&s, number).await;
+    let inbound = view["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["direction"] == "inbound")
+        .count();
+    assert_eq!(inbound, 1, "{view}");
+    assert_eq!(
+        s.get("/api/v1/suppressions").await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A text to a number that is not a sender is refused, and says why.
+    let stray = s
+        .twilio
+        .send_inbound(&s.sms_url(), number, "+14155550777", "hello?")
+        .await;
+    assert_eq!(stray.reply.status, 404);
+    assert!(
+        stray.reply.body.contains("+14155550777"),
+        "{:?}",
+        stray.reply
+    );
+}
+
+async fn suppressions_are_managed_through_the_api(db: TestStore) {
+    let s = setup(db).await;
+    let next_week = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 6)).to_string();
+    let outreach = launch(
+        &s.app,
+        &s.campaign,
+        &["+14155552661", "+14155552662"],
+        Some(&next_week),
+    )
+    .await;
+    let (st, created) = s
+        .app
+        .admin(
+            Method::POST,
+            "/api/v1/suppressions",
+            Some(json!({"address": "(415) 555-2661", "region": "US", "reason": "asked by phone"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    assert_eq!(created["suppression"]["address"], "+14155552661");
+    assert_eq!(created["suppression"]["sender_id"], Value::Null);
+    assert_eq!(created["skipped_recipients"], 1);
+    let rs = recipients(&s, &outreach).await;
+    assert_eq!(by_address(&rs, "+14155552661")["state"], "skipped");
+    assert_eq!(by_address(&rs, "+14155552662")["state"], "pending");
+
+    // Adding it again is not an error and creates nothing.
+    let (st, again) = s
+        .app
+        .admin(
+            Method::POST,
+            "/api/v1/suppressions",
+            Some(json!({"address": "+14155552661"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{again}");
+    assert_eq!(again["created"], false);
+    assert_eq!(again["suppression"]["id"], created["suppression"]["id"]);
+
+    // Bad input is refused with what to fix.
+    for (body, field) in [
+        (json!({"address": "not a number"}), "address"),
+        (
+            json!({"address": "+14155552663", "sender_id": Uuid::now_v7()}),
+            "sender_id",
+        ),
+    ] {
+        let (st, problem) = s
+            .app
+            .admin(Method::POST, "/api/v1/suppressions", Some(body))
+            .await;
+        assert!(st.is_client_error(), "{problem}");
+        assert!(common::has_error(&problem, field, ""), "{problem}");
+    }
+    // Agents may read the list, not change it.
+    let agent = s.app.agent.clone();
+    let (st, _, _) = s
+        .app
+        .call(
+            Some(&agent),
+            Method::POST,
+            "/api/v1/suppressions",
+            Some(json!({"address": "+14155552664"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _, _) = s
+        .app
+        .call(Some(&agent), Method::GET, "/api/v1/suppressions", None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+
+    let id = created["suppression"]["id"].as_str().unwrap();
+    let one = s.get(&format!("/api/v1/suppressions/{id}")).await;
+    assert_eq!(one["reason"], "asked by phone");
+    let (st, _) = s
+        .app
+        .admin(Method::DELETE, &format!("/api/v1/suppressions/{id}"), None)
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _) = s
+        .app
+        .admin(Method::GET, &format!("/api/v1/suppressions/{id}"), None)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+}
