@@ -20,6 +20,9 @@ pub struct Config {
     /// `[dispatch]`: batch size, concurrency, lease, retries, rates per sender.
     #[serde(default, skip_serializing)]
     pub dispatch: herald_engine::DispatchConfig,
+    /// `[replies]`: the attribution window, the HELP text and opt-out confirmations.
+    #[serde(default, skip_serializing)]
+    pub replies: herald_engine::RepliesConfig,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -33,6 +36,10 @@ pub struct ServerConfig {
     /// sent before a restart stop working.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// Where to accept customers' email replies over SMTP (`127.0.0.1:2525`); off when unset.
+    /// Point the MX (or a forwarding rule) of the email senders' domain at it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_bind: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -51,6 +58,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("bind", &self.bind)
             .field("public_url", &self.public_url)
             .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("smtp_bind", &self.smtp_bind)
             .finish()
     }
 }
@@ -69,12 +77,14 @@ impl Default for Config {
                 bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 public_url: None,
                 secret: None,
+                smtp_bind: None,
             },
             log: LogConfig {
                 format: "text".into(),
             },
             channels: herald_channels::ChannelsConfig::default(),
             dispatch: herald_engine::DispatchConfig::default(),
+            replies: herald_engine::RepliesConfig::default(),
         }
     }
 }
@@ -87,6 +97,7 @@ impl std::fmt::Debug for Config {
             .field("log", &self.log)
             .field("channels", &self.channels)
             .field("dispatch", &self.dispatch)
+            .field("replies", &self.replies)
             .finish()
     }
 }

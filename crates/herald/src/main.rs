@@ -41,6 +41,10 @@ enum Command {
         /// Address to listen on (default 127.0.0.1:8080).
         #[arg(long, value_name = "ADDR")]
         bind: Option<SocketAddr>,
+        /// Also accept customers' email replies over SMTP on this address (e.g.
+        /// 127.0.0.1:2525); off by default.
+        #[arg(long, value_name = "ADDR")]
+        smtp_bind: Option<SocketAddr>,
     },
     /// Applies pending database migrations and exits.
     Migrate,
@@ -125,9 +129,12 @@ async fn main() -> anyhow::Result<()> {
     init_tracing(&cfg.log.format);
 
     match cli.command {
-        Command::Serve { bind } => {
+        Command::Serve { bind, smtp_bind } => {
             if let Some(bind) = bind {
                 cfg.server.bind = bind;
+            }
+            if smtp_bind.is_some() {
+                cfg.server.smtp_bind = smtp_bind;
             }
             serve(cfg).await
         }
@@ -257,6 +264,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             rand::random::<[u8; 32]>().to_vec()
         }
     };
+    let links = herald_engine::UnsubscribeLinks::new(&public_url, &key);
+    let replies = herald_engine::Replies::new(
+        store.clone(),
+        Arc::new(transports.clone()),
+        cfg.replies.clone(),
+    )
+    .with_unsubscribe_links(links.clone());
     let dispatcher = Arc::new(
         herald_engine::Dispatcher::new(
             store.clone(),
@@ -264,9 +278,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             Arc::new(herald_engine::SystemClock),
             cfg.dispatch.clone(),
         )
-        .with_unsubscribe_links(herald_engine::UnsubscribeLinks::new(&public_url, &key)),
+        .with_unsubscribe_links(links),
     );
-    let mut state = herald_server::AppState::new(store.clone());
+    let mut state = herald_server::AppState::new(store.clone()).with_replies(replies.clone());
     if let Some(twilio) = &cfg.channels.twilio {
         state = state.with_twilio(twilio.auth_token.expose(), &public_url);
     }
@@ -279,10 +293,35 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     eprintln!("Herald is listening on http://{addr} (health: http://{addr}/healthz)");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let dispatch = tokio::spawn(dispatcher.run(async move {
-        let mut rx = stop_rx;
-        let _ = rx.wait_for(|stop| *stop).await;
-    }));
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let smtp = match cfg.server.smtp_bind {
+        Some(bind) => {
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen for SMTP on {bind}"))?;
+            let smtp_addr = listener.local_addr()?;
+            let hostname = url_host(&public_url).unwrap_or_else(|| "localhost".to_string());
+            let mailbox = Arc::new(herald_engine::EmailInbox::new(replies.clone()));
+            eprintln!("Herald accepts email replies over SMTP on {smtp_addr}");
+            tracing::info!(addr = %smtp_addr, "smtp listener started");
+            Some(tokio::spawn(herald_smtp_in::serve(
+                listener,
+                mailbox,
+                herald_smtp_in::SmtpConfig {
+                    hostname,
+                    ..herald_smtp_in::SmtpConfig::default()
+                },
+                stopped(),
+            )))
+        }
+        None => None,
+    };
+    let dispatch = tokio::spawn(dispatcher.run(stopped()));
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
@@ -294,8 +333,25 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .context("the HTTP server failed")?;
     // The dispatcher finishes the batch it is sending and records it before Herald exits.
     dispatch.await.context("the dispatcher failed")?;
+    if let Some(smtp) = smtp {
+        smtp.await
+            .context("the SMTP listener failed")?
+            .context("the SMTP listener failed")?;
+    }
     tracing::info!("herald stopped");
     Ok(())
+}
+
+/// The host of a URL (`herald.example.com` of `https://herald.example.com:8443/x`).
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => host.split(':').next()?,
+    };
+    (!host.is_empty()).then(|| host.to_string())
 }
 
 /// Resolves on Ctrl-C or SIGTERM; in-flight requests then finish before the process exits.

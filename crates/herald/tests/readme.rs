@@ -84,6 +84,8 @@ fn the_readme_tour_works_as_written() {
         "{\"address\":\"+14155552671\",\"state\":\"sent\",\"attempts\":1}",
         "{\"to\":\"+14155552672\",\"body\":\"Hi Ben, your order A-1002 is running late. Reply here with questions.\"}",
         "{\"status\":\"stopped\",",
+        "{\"created\":true,\"address\":\"+14155550123\"}",
+        "{\"address\":\"+14155550123\",\"reason\":\"asked on the phone\"}",
     ] {
         assert!(
             stdout.contains(expected),
