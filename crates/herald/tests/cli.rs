@@ -193,3 +193,44 @@ fn an_unknown_database_scheme_is_refused_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("mysql://"), "{err}");
 }
+
+#[test]
+fn serve_takes_email_replies_over_smtp_only_when_asked() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let (herald, _, smtp) = common::serve_with(dir.path(), &db, &["--smtp-bind", "127.0.0.1:0"]);
+    let smtp = smtp.expect("the SMTP listener's address is printed");
+    let stream = std::net::TcpStream::connect(&smtp).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut reply = |command: Option<&str>| -> String {
+        if let Some(c) = command {
+            writer.write_all(format!("{c}\r\n").as_bytes()).unwrap();
+        }
+        // The last line of a reply has a space after the code.
+        let mut last = String::new();
+        loop {
+            last.clear();
+            reader.read_line(&mut last).unwrap();
+            if last.len() < 4 || last.as_bytes()[3] == b' ' {
+                return last;
+            }
+        }
+    };
+    assert!(reply(None).starts_with("220 "), "greeting");
+    assert!(reply(Some("EHLO test.example")).starts_with("250 "));
+    assert!(reply(Some("MAIL FROM:<ada@example.com>")).starts_with("250"));
+    // No email sender has this address: refused at once, nothing stored.
+    let refused = reply(Some("RCPT TO:<nobody@shop.example>"));
+    assert!(refused.starts_with("550"), "{refused}");
+    assert!(reply(Some("QUIT")).starts_with("221"));
+    herald.stop();
+
+    let (herald, _, smtp) = common::serve_with(dir.path(), &db, &[]);
+    assert!(smtp.is_none(), "SMTP is off by default");
+    herald.stop();
+}

@@ -69,22 +69,35 @@ impl Drop for Herald {
 /// Starts `herald serve` on a free port; the running instance and its base URL. Its log lines
 /// with errors or panics are echoed to the test's output.
 pub fn serve(dir: &Path, db: &str) -> (Herald, String) {
+    let (herald, base, _) = serve_with(dir, db, &[]);
+    (herald, base)
+}
+
+/// [`serve`] with more arguments; with `--smtp-bind`, also the address of the SMTP listener.
+pub fn serve_with(dir: &Path, db: &str, args: &[&str]) -> (Herald, String, Option<String>) {
     let mut child = herald(dir, db)
         .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(args)
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn herald serve");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
-    let base = loop {
+    let wants_smtp = args.contains(&"--smtp-bind");
+    let (mut base, mut smtp) = (None, None);
+    while base.is_none() || (wants_smtp && smtp.is_none()) {
         let line = lines
             .next()
             .expect("herald serve exited before listening")
             .expect("read stderr");
         if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
+            base = Some(rest.split_whitespace().next().unwrap().to_string());
         }
-    };
+        if let Some(rest) = line.split("over SMTP on ").nth(1) {
+            smtp = Some(rest.trim().to_string());
+        }
+    }
+    let base = base.unwrap();
     // Keep draining stderr so the child never blocks on a full pipe.
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
@@ -93,5 +106,5 @@ pub fn serve(dir: &Path, db: &str) -> (Herald, String) {
             }
         }
     });
-    (Herald(Some(child)), base)
+    (Herald(Some(child)), base, smtp)
 }
