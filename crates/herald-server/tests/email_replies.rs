@@ -19,23 +19,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-macro_rules! both_db {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(herald_store::testing::sqlite().await).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(db) = herald_store::testing::postgres().await {
-                    super::$name(db).await;
-                }
-            }
-        }
-    )*};
-}
-
 both_db!(
     an_email_reply_threads_into_the_outreach_conversation,
     the_unsubscribe_link_is_signed_and_one_click,

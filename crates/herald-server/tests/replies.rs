@@ -17,23 +17,6 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use uuid::Uuid;
 
-macro_rules! both_db {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(herald_store::testing::sqlite().await).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(db) = herald_store::testing::postgres().await {
-                    super::$name(db).await;
-                }
-            }
-        }
-    )*};
-}
-
 both_db!(
     a_reply_reaches_the_inbox_attributed_and_the_agent_answer_reaches_the_customer,
     status_callbacks_update_the_delivery_record_once,
