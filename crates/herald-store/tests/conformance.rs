@@ -2069,11 +2069,18 @@ async fn concurrent_claims_are_disjoint(store: &dyn Store) {
                 break;
             }
             mine.extend(ids(&batch));
+            // Let the other claimer in between batches.
+            tokio::task::yield_now().await;
         }
         mine
     };
     let (a, b) = tokio::join!(claimer(), claimer());
-    assert!(!a.is_empty() && !b.is_empty(), "both claimers got work");
+    // PostgreSQL's SKIP LOCKED hands both claimers work. SQLite has one writer: a claimer
+    // waiting in SQLite's busy handler (which sleeps, up to 100 ms at a time) may find the other
+    // has taken every batch meanwhile; what must hold there too is below.
+    if store.backend() == "postgres" {
+        assert!(!a.is_empty() && !b.is_empty(), "both claimers got work");
+    }
     let a_set: std::collections::HashSet<i64> = a.iter().copied().collect();
     let b_set: std::collections::HashSet<i64> = b.iter().copied().collect();
     assert_eq!(
