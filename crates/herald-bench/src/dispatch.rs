@@ -871,6 +871,72 @@ impl Store for TimedStore {
     async fn find_token(&self, hash_hex: &str) -> herald_store::Result<Option<ApiToken>> {
         self.inner.find_token(hash_hex).await
     }
+    async fn count_users(&self) -> herald_store::Result<u64> {
+        self.inner.count_users().await
+    }
+    async fn create_user(
+        &self,
+        email: &str,
+        role: herald_core::Role,
+        password_hash: &str,
+    ) -> herald_store::Result<herald_store::User> {
+        self.inner.create_user(email, role, password_hash).await
+    }
+    async fn find_user_by_email(
+        &self,
+        email: &str,
+    ) -> herald_store::Result<Option<(herald_store::User, String)>> {
+        self.inner.find_user_by_email(email).await
+    }
+    async fn get_user(&self, id: Uuid) -> herald_store::Result<herald_store::User> {
+        self.inner.get_user(id).await
+    }
+    async fn create_setup_token(
+        &self,
+        hash_hex: &str,
+        email: Option<&str>,
+        role: herald_core::Role,
+        expires_at: Timestamp,
+    ) -> herald_store::Result<()> {
+        self.inner
+            .create_setup_token(hash_hex, email, role, expires_at)
+            .await
+    }
+    async fn find_setup_token(
+        &self,
+        hash_hex: &str,
+        now: Timestamp,
+    ) -> herald_store::Result<Option<(Option<String>, herald_core::Role)>> {
+        self.inner.find_setup_token(hash_hex, now).await
+    }
+    async fn take_setup_token(
+        &self,
+        hash_hex: &str,
+        now: Timestamp,
+    ) -> herald_store::Result<Option<(Option<String>, herald_core::Role)>> {
+        self.inner.take_setup_token(hash_hex, now).await
+    }
+    async fn create_session(
+        &self,
+        hash_hex: &str,
+        user_id: Uuid,
+        csrf_token: &str,
+        expires_at: Timestamp,
+    ) -> herald_store::Result<()> {
+        self.inner
+            .create_session(hash_hex, user_id, csrf_token, expires_at)
+            .await
+    }
+    async fn find_session(
+        &self,
+        hash_hex: &str,
+        now: Timestamp,
+    ) -> herald_store::Result<Option<(herald_store::User, String)>> {
+        self.inner.find_session(hash_hex, now).await
+    }
+    async fn delete_session(&self, hash_hex: &str) -> herald_store::Result<()> {
+        self.inner.delete_session(hash_hex).await
+    }
     async fn begin_outreach(
         &self,
         new: &NewOutreach,

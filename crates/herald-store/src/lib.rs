@@ -18,6 +18,7 @@ pub use outreach::{
 };
 use std::collections::HashSet;
 use std::sync::Arc;
+pub use users::User;
 use uuid::Uuid;
 
 mod common;
@@ -27,12 +28,15 @@ pub mod outreach;
 mod pg_conversation;
 mod pg_dispatch;
 mod pg_outreach;
+mod pg_users;
 pub mod postgres;
 pub mod sqlite;
 mod sqlite_conversation;
 mod sqlite_dispatch;
 mod sqlite_outreach;
+mod sqlite_users;
 pub mod testing;
+pub mod users;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -344,6 +348,55 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> Result<Vec<RecipientRecord>>;
+
+    // ------------------------------------------------------------ web accounts
+    //
+    // Session and setup tokens are given as the SHA-256 (lower-case hex) of the secret: the
+    // secret itself is never stored. Emails are trimmed and lower-cased by the store.
+
+    /// How many users exist (none: `herald serve` offers a link to create the first admin).
+    async fn count_users(&self) -> Result<u64>;
+    /// [`StoreError::Conflict`] if a user has the email (compared lower-cased).
+    async fn create_user(&self, email: &str, role: Role, password_hash: &str) -> Result<User>;
+    /// The user with the email (compared lower-cased) and their argon2 PHC password hash.
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<(User, String)>>;
+    /// [`StoreError::NotFound`] (entity `user`) for an unknown id.
+    async fn get_user(&self, id: Uuid) -> Result<User>;
+    /// A one-time link creating a user with `role` (and, if given, that email).
+    async fn create_setup_token(
+        &self,
+        hash_hex: &str,
+        email: Option<&str>,
+        role: Role,
+        expires_at: Timestamp,
+    ) -> Result<()>;
+    /// The setup token's email and role while it is unused and `now < expires_at`; changes
+    /// nothing (the setup form shows it).
+    async fn find_setup_token(
+        &self,
+        hash_hex: &str,
+        now: Timestamp,
+    ) -> Result<Option<(Option<String>, Role)>>;
+    /// [`Store::find_setup_token`], marking the token used in the same statement: of two
+    /// concurrent takers only one gets it. None when unknown, used or expired.
+    async fn take_setup_token(
+        &self,
+        hash_hex: &str,
+        now: Timestamp,
+    ) -> Result<Option<(Option<String>, Role)>>;
+    /// A signed-in browser of the user until `expires_at`. [`StoreError::NotFound`] for an
+    /// unknown user. Expired sessions are swept.
+    async fn create_session(
+        &self,
+        hash_hex: &str,
+        user_id: Uuid,
+        csrf_token: &str,
+        expires_at: Timestamp,
+    ) -> Result<()>;
+    /// The session's user and CSRF token, while `now < expires_at`.
+    async fn find_session(&self, hash_hex: &str, now: Timestamp) -> Result<Option<(User, String)>>;
+    /// Signs the session out (nothing happens for an unknown one).
+    async fn delete_session(&self, hash_hex: &str) -> Result<()>;
 }
 
 /// Opens the database a url names, without migrating it (call [`Store::migrate`]):

@@ -14,7 +14,7 @@ use crate::conversation::{
 };
 use crate::dispatch::{ClaimedRecipient, DeliveryResult, LiveOutreach, RecipientRecord};
 use crate::outreach::{ImportErrorRecord, NewOutreach, Outreach, OutreachImport};
-use crate::{NewToken, Result, Store, StoreError};
+use crate::{NewToken, Result, Store, StoreError, User};
 use async_trait::async_trait;
 use herald_core::outreach::{CrashPolicy, DeliveryState, Progress, SkipReason};
 use jiff::Timestamp;
@@ -22,7 +22,7 @@ use jiff::Timestamp;
 use herald_core::outreach::OutreachStatus;
 use herald_core::{
     Answer, AnswerSpec, ApiToken, Campaign, CampaignSpec, Channel, Inbox, InboxSpec, Listing, Page,
-    Sender, SenderSpec,
+    Role, Sender, SenderSpec,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
@@ -890,6 +890,68 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| token_row(&r)?.parse()).transpose()
+    }
+
+    // ------------------------------------------------------------ web accounts
+
+    async fn count_users(&self) -> Result<u64> {
+        crate::pg_users::count_users(&self.pool).await
+    }
+
+    async fn create_user(&self, email: &str, role: Role, password_hash: &str) -> Result<User> {
+        crate::pg_users::create_user(&self.pool, email, role, password_hash).await
+    }
+
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<(User, String)>> {
+        crate::pg_users::find_user_by_email(&self.pool, email).await
+    }
+
+    async fn get_user(&self, id: Uuid) -> Result<User> {
+        crate::pg_users::get_user(&self.pool, id).await
+    }
+
+    async fn create_setup_token(
+        &self,
+        hash_hex: &str,
+        email: Option<&str>,
+        role: Role,
+        expires_at: Timestamp,
+    ) -> Result<()> {
+        crate::pg_users::create_setup_token(&self.pool, hash_hex, email, role, expires_at).await
+    }
+
+    async fn find_setup_token(
+        &self,
+        hash_hex: &str,
+        now: Timestamp,
+    ) -> Result<Option<(Option<String>, Role)>> {
+        crate::pg_users::find_setup_token(&self.pool, hash_hex, now).await
+    }
+
+    async fn take_setup_token(
+        &self,
+        hash_hex: &str,
+        now: Timestamp,
+    ) -> Result<Option<(Option<String>, Role)>> {
+        crate::pg_users::take_setup_token(&self.pool, hash_hex, now).await
+    }
+
+    async fn create_session(
+        &self,
+        hash_hex: &str,
+        user_id: Uuid,
+        csrf_token: &str,
+        expires_at: Timestamp,
+    ) -> Result<()> {
+        crate::pg_users::create_session(&self.pool, hash_hex, user_id, csrf_token, expires_at).await
+    }
+
+    async fn find_session(&self, hash_hex: &str, now: Timestamp) -> Result<Option<(User, String)>> {
+        crate::pg_users::find_session(&self.pool, hash_hex, now).await
+    }
+
+    async fn delete_session(&self, hash_hex: &str) -> Result<()> {
+        crate::pg_users::delete_session(&self.pool, hash_hex).await
     }
 
     async fn begin_outreach(&self, new: &NewOutreach) -> Result<Box<dyn OutreachImport>> {

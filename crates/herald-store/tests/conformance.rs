@@ -94,6 +94,11 @@ conformance!(
     suppressions_list_look_up_and_lift,
     skip_pending_touches_only_live_outreaches_of_the_sender,
     concurrent_replays_and_early_reports_settle,
+    users_round_trip,
+    user_emails_are_unique_whatever_their_case,
+    setup_tokens_work_once_until_they_expire,
+    concurrent_takes_of_a_setup_token_yield_one,
+    sessions_find_their_user_until_they_expire,
 );
 
 // ---------------------------------------------------------------- fixtures
@@ -3938,4 +3943,227 @@ async fn concurrent_replays_and_early_reports_settle(store: &dyn Store) {
             .all(|r| r.conversation.id == replays[0].conversation.id)
     );
     assert_eq!(timeline(store, address).await.len(), 1);
+}
+
+// ---------------------------------------------------------------- web accounts
+
+/// A fake SHA-256 hex of a secret: 64 hex characters.
+fn hash64(byte: u8) -> String {
+    format!("{byte:02x}").repeat(32)
+}
+
+/// Now, cut to microseconds (what both schemas keep).
+fn now_us() -> Timestamp {
+    Timestamp::from_microsecond(Timestamp::now().as_microsecond()).unwrap()
+}
+
+async fn users_round_trip(store: &dyn Store) {
+    assert_eq!(store.count_users().await.unwrap(), 0);
+    let before = now_us();
+    let ann = store
+        .create_user(
+            "  Ann@Example.ORG ",
+            Role::Admin,
+            "$argon2id$v=19$hash-of-ann",
+        )
+        .await
+        .expect("create ann");
+    assert_eq!(ann.email, "ann@example.org");
+    assert_eq!(ann.role, Role::Admin);
+    assert!(ann.created_at >= before, "{} < {before}", ann.created_at);
+    let bob = store
+        .create_user("bob@example.org", Role::Agent, "$argon2id$v=19$hash-of-bob")
+        .await
+        .expect("create bob");
+    assert_ne!(ann.id, bob.id);
+    assert_eq!(store.count_users().await.unwrap(), 2);
+
+    // Found by email whatever its case, with the hash; read back exactly (microseconds too).
+    let (found, hash) = store
+        .find_user_by_email("ANN@example.org")
+        .await
+        .unwrap()
+        .expect("ann by email");
+    assert_eq!(found, ann);
+    assert_eq!(hash, "$argon2id$v=19$hash-of-ann");
+    let (found, hash) = store
+        .find_user_by_email("bob@example.org")
+        .await
+        .unwrap()
+        .expect("bob by email");
+    assert_eq!(
+        (found.role, hash.as_str()),
+        (Role::Agent, "$argon2id$v=19$hash-of-bob")
+    );
+    assert_eq!(store.get_user(bob.id).await.unwrap(), bob);
+    assert_eq!(store.get_user(ann.id).await.unwrap(), ann);
+    assert!(
+        store
+            .find_user_by_email("cy@example.org")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let nobody = Uuid::now_v7();
+    expect_not_found(store.get_user(nobody).await, "user", nobody);
+    let (field, _) = expect_invalid(store.create_user("  ", Role::Agent, "h").await);
+    assert_eq!(field, "email");
+    assert_eq!(store.count_users().await.unwrap(), 2);
+}
+
+async fn user_emails_are_unique_whatever_their_case(store: &dyn Store) {
+    let first = store
+        .create_user("dee@example.org", Role::Agent, "h1")
+        .await
+        .unwrap();
+    let msg = expect_conflict(
+        store
+            .create_user("Dee@EXAMPLE.org", Role::Admin, "h2")
+            .await,
+    );
+    assert!(msg.contains("dee@example.org"), "{msg}");
+    assert_eq!(store.count_users().await.unwrap(), 1);
+    // The first is untouched.
+    let (found, hash) = store
+        .find_user_by_email("dee@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((found, hash.as_str()), (first, "h1"));
+}
+
+async fn setup_tokens_work_once_until_they_expire(store: &dyn Store) {
+    // An invitation naming an email (stored lower-cased), valid until t(3600).
+    let invite = hash64(0x1a);
+    store
+        .create_setup_token(&invite, Some("Eve@Example.org"), Role::Agent, t(3600))
+        .await
+        .expect("create invite");
+    let expected = Some((Some("eve@example.org".to_string()), Role::Agent));
+    // Looking does not use it up.
+    assert_eq!(
+        store.find_setup_token(&invite, t(0)).await.unwrap(),
+        expected
+    );
+    assert_eq!(
+        store.find_setup_token(&invite, t(0)).await.unwrap(),
+        expected
+    );
+    // Taken once; after that it is gone for both calls.
+    assert_eq!(
+        store.take_setup_token(&invite, t(10)).await.unwrap(),
+        expected
+    );
+    assert_eq!(store.take_setup_token(&invite, t(11)).await.unwrap(), None);
+    assert_eq!(store.find_setup_token(&invite, t(11)).await.unwrap(), None);
+
+    // A first-admin link (no email) expiring at t(100): usable before, not at or after.
+    let first = hash64(0x2b);
+    store
+        .create_setup_token(&first, None, Role::Admin, t(100))
+        .await
+        .expect("create first-admin link");
+    assert_eq!(store.find_setup_token(&first, t(100)).await.unwrap(), None);
+    assert_eq!(store.take_setup_token(&first, t(100)).await.unwrap(), None);
+    assert_eq!(store.take_setup_token(&first, t(101)).await.unwrap(), None);
+    // Still unused: a refused take (expired) did not mark it.
+    assert_eq!(
+        store.take_setup_token(&first, t(99)).await.unwrap(),
+        Some((None, Role::Admin))
+    );
+
+    // Unknown hashes find nothing; a hash is unique.
+    assert_eq!(
+        store.find_setup_token(&hash64(0x3c), t(0)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.take_setup_token(&hash64(0x3c), t(0)).await.unwrap(),
+        None
+    );
+    expect_conflict(
+        store
+            .create_setup_token(&invite, None, Role::Admin, t(7200))
+            .await,
+    );
+}
+
+async fn concurrent_takes_of_a_setup_token_yield_one(store: &dyn Store) {
+    let hash = hash64(0x4d);
+    store
+        .create_setup_token(&hash, None, Role::Admin, t(3600))
+        .await
+        .unwrap();
+    let takes = futures_util::future::join_all(
+        (0..8).map(|_| async { store.take_setup_token(&hash, t(1)).await.unwrap() }),
+    )
+    .await;
+    assert_eq!(takes.iter().filter(|t| t.is_some()).count(), 1, "{takes:?}");
+}
+
+async fn sessions_find_their_user_until_they_expire(store: &dyn Store) {
+    let ann = store
+        .create_user("ann@example.org", Role::Admin, "h")
+        .await
+        .unwrap();
+    let bob = store
+        .create_user("bob@example.org", Role::Agent, "h")
+        .await
+        .unwrap();
+    let now = now_us();
+    let hour = SignedDuration::from_hours(1);
+    let later = now.checked_add(hour).unwrap();
+    let (s_ann, s_bob) = (hash64(0x51), hash64(0x52));
+    store
+        .create_session(&s_ann, ann.id, "csrf-ann", later)
+        .await
+        .expect("ann's session");
+    store
+        .create_session(&s_bob, bob.id, "csrf-bob", later)
+        .await
+        .expect("bob's session");
+    assert_eq!(
+        store.find_session(&s_ann, now).await.unwrap(),
+        Some((ann.clone(), "csrf-ann".to_string()))
+    );
+    assert_eq!(
+        store.find_session(&s_bob, now).await.unwrap(),
+        Some((bob.clone(), "csrf-bob".to_string()))
+    );
+    // Not at or after its end.
+    assert_eq!(store.find_session(&s_ann, later).await.unwrap(), None);
+    assert_eq!(store.find_session(&hash64(0x53), now).await.unwrap(), None);
+
+    // Signing out deletes only that session; deleting an unknown one is fine.
+    store.delete_session(&s_ann).await.unwrap();
+    assert_eq!(store.find_session(&s_ann, now).await.unwrap(), None);
+    assert!(store.find_session(&s_bob, now).await.unwrap().is_some());
+    store.delete_session(&hash64(0x53)).await.unwrap();
+
+    // A session needs a user; the same secret cannot make two sessions.
+    let nobody = Uuid::now_v7();
+    expect_not_found(
+        store
+            .create_session(&hash64(0x54), nobody, "c", later)
+            .await,
+        "user",
+        nobody,
+    );
+    expect_conflict(store.create_session(&s_bob, ann.id, "c", later).await);
+
+    // Sessions that have ended are swept when another begins.
+    let ended = now.checked_sub(hour).unwrap();
+    let old = hash64(0x55);
+    store
+        .create_session(&old, ann.id, "c-old", ended)
+        .await
+        .unwrap();
+    let long_ago = ended.checked_sub(hour).unwrap();
+    assert!(store.find_session(&old, long_ago).await.unwrap().is_some());
+    store
+        .create_session(&hash64(0x56), ann.id, "c-new", later)
+        .await
+        .unwrap();
+    assert_eq!(store.find_session(&old, long_ago).await.unwrap(), None);
+    assert!(store.find_session(&s_bob, now).await.unwrap().is_some());
 }

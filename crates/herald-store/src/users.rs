@@ -1,0 +1,73 @@
+//! Accounts of the web UI: users (email, role, argon2 password hash), their sign-in sessions and
+//! the one-time setup links that create a user (the first admin, invited users).
+//!
+//! Only SHA-256 hashes (lower-case hex) of session and setup tokens are stored: the tokens
+//! themselves live in the browser's cookie and in the link, never in the database.
+
+use crate::common::corrupt;
+use crate::{Result, StoreError};
+use herald_core::Role;
+use jiff::Timestamp;
+use uuid::Uuid;
+
+/// A user of the web UI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: Uuid,
+    /// Lower-cased, trimmed.
+    pub email: String,
+    pub role: Role,
+    pub created_at: Timestamp,
+}
+
+/// An email as users are keyed: trimmed and lower-cased, so `Ann@X.org` and `ann@x.org` are one
+/// user.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+pub(crate) fn user_conflict(email: &str) -> StoreError {
+    StoreError::Conflict(format!("a user with the email {email} already exists"))
+}
+
+pub(crate) fn invalid_email() -> StoreError {
+    StoreError::Invalid {
+        field: "email",
+        message: "must not be empty".to_string(),
+    }
+}
+
+/// A `users` row as selected (timestamps as unix microseconds).
+pub(crate) struct UserRow {
+    pub id: Uuid,
+    pub email: String,
+    pub role: String,
+    pub created_us: i64,
+}
+
+impl UserRow {
+    pub fn parse(self) -> Result<User> {
+        let id = self.id;
+        let role: Role = self
+            .role
+            .parse()
+            .map_err(|e: String| corrupt("user", id, format!("role: {e}")))?;
+        let created_at = Timestamp::from_microsecond(self.created_us)
+            .map_err(|e| corrupt("user", id, format!("timestamp: {e}")))?;
+        Ok(User {
+            id,
+            email: self.email,
+            role,
+            created_at,
+        })
+    }
+}
+
+/// A setup token's role column.
+pub(crate) fn parse_role(role: &str) -> Result<Role> {
+    role.parse().map_err(|e: String| StoreError::Corrupt {
+        entity: "setup token",
+        id: "(hash withheld)".to_string(),
+        reason: format!("role: {e}"),
+    })
+}
