@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod routes;
+pub mod web;
 
 use axum::Router;
 use axum::http::Request;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub twilio: Option<routes::webhooks::TwilioWebhooks>,
     /// Inbound messages, agent replies and unsubscribes.
     pub replies: herald_engine::Replies,
+    /// Web UI cookies carry `Secure` (set when the public URL is https).
+    pub secure_cookies: bool,
 }
 
 /// The default of [`AppState::events_interval`].
@@ -43,6 +46,7 @@ impl AppState {
             events_interval: EVENTS_INTERVAL,
             events_closed: Arc::new(tokio::sync::watch::Sender::new(false)),
             twilio: None,
+            secure_cookies: false,
             replies: herald_engine::Replies::new(
                 store.clone(),
                 Arc::new(herald_channels::Transports::new()),
@@ -56,6 +60,13 @@ impl AppState {
     /// links).
     pub fn with_replies(mut self, replies: herald_engine::Replies) -> Self {
         self.replies = replies;
+        self
+    }
+
+    /// Marks the web UI's cookies `Secure` (only sent over https): set it when the public URL is
+    /// https.
+    pub fn with_secure_cookies(mut self, secure: bool) -> Self {
+        self.secure_cookies = secure;
         self
     }
 
@@ -158,6 +169,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v1", v1)
         .nest("/webhooks", routes::webhooks::router())
         .merge(routes::unsubscribe::router())
+        .merge(web::router())
         .fallback(routes::not_found)
         .layer(
             TraceLayer::new_for_http()

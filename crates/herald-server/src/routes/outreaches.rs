@@ -54,7 +54,7 @@ fn parse_time(field: &'static str, value: &str) -> ApiResult<Timestamp> {
 }
 
 /// Spools a multipart file field to an anonymous temp file, refusing it past `max_bytes`.
-async fn spool(
+pub(crate) async fn spool(
     field: &mut axum::extract::multipart::Field<'_>,
     max_bytes: u64,
 ) -> ApiResult<std::fs::File> {
@@ -215,7 +215,7 @@ const ERROR_PAGE: u32 = 10_000;
 #[utoipa::path(get, path = "/outreaches/{id}/errors.csv", tag = "outreaches",
     params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 200, content_type = "text/csv", body = String), (status = 404, body = Problem)))]
-async fn outreach_errors(
+pub(crate) async fn outreach_errors(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Response> {

@@ -174,7 +174,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
         (status = 200, description = "`progress` events whose data is a ProgressEvent",
             content_type = "text/event-stream", body = ProgressEvent),
         (status = 404, body = Problem)))]
-async fn outreach_events(
+pub(crate) async fn outreach_events(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<(

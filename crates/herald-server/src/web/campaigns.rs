@@ -1,0 +1,946 @@
+//! Campaigns: the list per channel (tabs SMS / Email / Voice / Chat), the create and edit form
+//! (sender of the channel, language, the answers that have that language — refreshed by htmx
+//! from `GET /campaigns/answers-for` — and the weekly schedule), delete, and the campaign page
+//! with its outreach tabs (rendered by [`super::outreaches::section_html`]).
+//!
+//! Everyone signed in can read campaigns; creating, changing and deleting them needs an admin.
+//! The form is checked with `herald_core::CampaignInput::validate` and
+//! `check_campaign_references`, as the API's `POST /api/v1/campaigns` is, so the messages are
+//! the API's; each is shown next to its field (schedule errors next to the schedule table).
+
+use super::render_status;
+use super::session::{Admin, Chrome, CurrentUser};
+use super::settings::{Choice, FieldErrors, FormPairs, collect_all, error_page, parse_id};
+use crate::AppState;
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use herald_core::schedule::{ScheduleInput, WEEKDAYS, Window};
+use herald_core::{
+    Answer, Campaign, CampaignInput, CampaignSpec, Channel, Language, Schedule, Sender,
+    ValidationError, check_campaign_references,
+};
+use herald_store::StoreError;
+use jiff::Timestamp;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::OnceLock;
+use uuid::Uuid;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/campaigns", get(list).post(create))
+        .route("/campaigns/new", get(new_form))
+        .route("/campaigns/answers-for", get(answers_for))
+        .route("/campaigns/{id}", get(show).post(update))
+        .route("/campaigns/{id}/edit", get(edit_form))
+        .route("/campaigns/{id}/delete", post(delete))
+}
+
+type PageResult = Result<Response, Response>;
+
+/// The tabs, in the order the list shows them.
+const TABS: [Channel; 4] = [Channel::Sms, Channel::Email, Channel::Voice, Channel::Chat];
+
+const DAY_LABELS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
+/// `SMS`, `Email`, `Voice`, `Chat`.
+pub fn channel_label(c: Channel) -> &'static str {
+    match c {
+        Channel::Sms => "SMS",
+        Channel::Email => "Email",
+        Channel::Voice => "Voice",
+        Channel::Chat => "Chat",
+    }
+}
+
+/// What the sender select is called for a channel (`None`: chat campaigns have no sender).
+fn sender_label(c: Channel) -> Option<&'static str> {
+    match c {
+        Channel::Sms | Channel::Voice => Some("Phone Number"),
+        Channel::Email => Some("Email Address"),
+        Channel::Chat => None,
+    }
+}
+
+/// `?channel=`; missing or unknown is SMS.
+fn channel_param(raw: Option<&str>) -> Channel {
+    raw.and_then(|c| c.parse().ok()).unwrap_or(Channel::Sms)
+}
+
+fn campaigns_err(user: &CurrentUser) -> impl Fn(StoreError) -> Response + '_ {
+    move |e| error_page(user, "campaigns", e)
+}
+
+fn date(ts: Timestamp) -> String {
+    ts.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn absent<T>(r: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+// ------------------------------------------------------------------ list
+
+#[derive(Deserialize)]
+struct ListQuery {
+    channel: Option<String>,
+}
+
+struct Tab {
+    key: &'static str,
+    label: &'static str,
+    current: bool,
+}
+
+struct CampaignRow {
+    id: Uuid,
+    name: String,
+    sender: String,
+    language: String,
+    answer: String,
+    timezone: String,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "campaigns.html")]
+struct ListPage {
+    chrome: Chrome,
+    channel: &'static str,
+    channel_label: &'static str,
+    has_senders: bool,
+    tabs: Vec<Tab>,
+    rows: Vec<CampaignRow>,
+}
+
+async fn list(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<ListQuery>,
+) -> PageResult {
+    let err = campaigns_err(&user);
+    let channel = channel_param(q.channel.as_deref());
+    let campaigns = collect_all(|p| s.store.list_campaigns(Some(channel), p))
+        .await
+        .map_err(&err)?;
+    let senders: HashMap<Uuid, String> = collect_all(|p| s.store.list_senders(p))
+        .await
+        .map_err(&err)?
+        .into_iter()
+        .map(|x| (x.id, x.address.to_string()))
+        .collect();
+    let answers: HashMap<Uuid, String> = collect_all(|p| s.store.list_answers(p))
+        .await
+        .map_err(&err)?
+        .into_iter()
+        .map(|a| (a.id, a.name))
+        .collect();
+    let rows = campaigns
+        .into_iter()
+        .map(|c| CampaignRow {
+            id: c.id,
+            sender: c
+                .sender_id
+                .and_then(|id| senders.get(&id).cloned())
+                .unwrap_or_default(),
+            language: c.language.to_string(),
+            answer: answers.get(&c.answer_id).cloned().unwrap_or_default(),
+            timezone: c.schedule.timezone_name().to_string(),
+            created: date(c.created_at),
+            name: c.name,
+        })
+        .collect();
+    Ok(super::render(&ListPage {
+        chrome: Chrome::new(&user, "Campaigns", "campaigns"),
+        channel: channel.as_str(),
+        channel_label: channel_label(channel),
+        has_senders: channel.has_senders(),
+        tabs: TABS
+            .iter()
+            .map(|c| Tab {
+                key: c.as_str(),
+                label: channel_label(*c),
+                current: *c == channel,
+            })
+            .collect(),
+        rows,
+    }))
+}
+
+// ------------------------------------------------------------------ the form
+
+/// One weekday row of the schedule table.
+struct DayRow {
+    key: &'static str,
+    label: &'static str,
+    /// `Mon`, for narrow screens.
+    short: &'static str,
+    closed: bool,
+    from: String,
+    to: String,
+    /// Further windows of the day (`13:00-17:00, 18:00-20:00`), kept as they are: the form
+    /// edits one window a day.
+    extra: String,
+}
+
+/// What the form shows in its fields.
+struct CampaignValues {
+    name: String,
+    description: String,
+    sender_id: String,
+    language: String,
+    answer_id: String,
+    timezone: String,
+    quiet_hours: bool,
+    days: Vec<DayRow>,
+}
+
+impl CampaignValues {
+    fn blank() -> Self {
+        Self {
+            name: String::new(),
+            description: String::new(),
+            sender_id: String::new(),
+            language: String::new(),
+            answer_id: String::new(),
+            timezone: "UTC".into(),
+            quiet_hours: true,
+            days: WEEKDAYS
+                .iter()
+                .zip(DAY_LABELS)
+                .map(|(key, label)| DayRow {
+                    key,
+                    label,
+                    short: &label[..3],
+                    closed: true,
+                    from: "09:00".into(),
+                    to: "17:00".into(),
+                    extra: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    fn of(c: &Campaign) -> Self {
+        let days = WEEKDAYS
+            .iter()
+            .zip(DAY_LABELS)
+            .enumerate()
+            .map(|(i, (key, label))| {
+                let windows = c.schedule.windows(i);
+                let (from, to) = match windows.first() {
+                    Some(w) => (hhmm(w.start), hhmm(w.end)),
+                    None => ("09:00".into(), "17:00".into()),
+                };
+                DayRow {
+                    key,
+                    label,
+                    short: &label[..3],
+                    closed: windows.is_empty(),
+                    from,
+                    to,
+                    extra: windows
+                        .iter()
+                        .skip(1)
+                        .map(Window::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+            })
+            .collect();
+        Self {
+            name: c.name.clone(),
+            description: c.description.clone(),
+            sender_id: c.sender_id.map(|id| id.to_string()).unwrap_or_default(),
+            language: c.language.to_string(),
+            answer_id: c.answer_id.to_string(),
+            timezone: c.schedule.timezone_name().to_string(),
+            quiet_hours: c.quiet_hours,
+            days,
+        }
+    }
+
+    fn submitted(form: &FormPairs) -> Self {
+        Self {
+            name: form.get("name").to_string(),
+            description: form.get("description").to_string(),
+            sender_id: form.get("sender_id").to_string(),
+            language: form.get("language").to_string(),
+            answer_id: form.get("answer_id").to_string(),
+            timezone: form.get("timezone").to_string(),
+            quiet_hours: form.has("quiet_hours"),
+            days: WEEKDAYS
+                .iter()
+                .zip(DAY_LABELS)
+                .map(|(key, label)| DayRow {
+                    key,
+                    label,
+                    short: &label[..3],
+                    closed: form.has(&format!("{key}_closed")),
+                    from: form.get(&format!("{key}_from")).to_string(),
+                    to: form.get(&format!("{key}_to")).to_string(),
+                    extra: form.get(&format!("{key}_extra")).to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The schedule as the API takes it: a window per open day (plus its kept extra windows).
+    fn schedule(&self) -> ScheduleInput {
+        let mut days = BTreeMap::new();
+        for d in &self.days {
+            if d.closed {
+                continue;
+            }
+            let mut windows = vec![format!(
+                "{}-{}",
+                time_value(&d.from),
+                end_value(&time_value(&d.to))
+            )];
+            windows.extend(
+                d.extra
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_string),
+            );
+            days.insert(d.key.to_string(), windows);
+        }
+        ScheduleInput {
+            timezone: self.timezone.clone(),
+            days,
+        }
+    }
+}
+
+/// `HH:MM` for a minute of the day; the end of the day (24:00) is `00:00`, as a time input
+/// shows it.
+fn hhmm(minute: u16) -> String {
+    let minute = minute % 1440;
+    format!("{:02}:{:02}", minute / 60, minute % 60)
+}
+
+/// A time input's value without seconds (`09:00:00` → `09:00`).
+fn time_value(raw: &str) -> String {
+    let raw = raw.trim();
+    match raw.len() {
+        8 if raw.ends_with(":00") => raw[..5].to_string(),
+        _ => raw.to_string(),
+    }
+}
+
+/// A window ending at `00:00` ends at midnight: `24:00`.
+fn end_value(to: &str) -> String {
+    if to == "00:00" {
+        "24:00".into()
+    } else {
+        to.to_string()
+    }
+}
+
+/// The answer select (`#answer-select`), alone as the htmx fragment or inside the form.
+struct AnswerSelect {
+    language: String,
+    options: Vec<AnswerOption>,
+    invalid: bool,
+}
+
+struct AnswerOption {
+    value: String,
+    label: String,
+    selected: bool,
+    disabled: bool,
+}
+
+/// The answers that have a variant in `language`; for email, those without a subject in it are
+/// listed but cannot be chosen.
+fn answer_select(
+    answers: &[Answer],
+    channel: Channel,
+    language: &str,
+    selected: &str,
+    invalid: bool,
+) -> AnswerSelect {
+    let options = match Language::parse(language) {
+        Err(_) => Vec::new(),
+        Ok(lang) => answers
+            .iter()
+            .filter_map(|a| {
+                let v = a.variant(&lang)?;
+                let no_subject = channel == Channel::Email && v.subject.is_none();
+                Some(AnswerOption {
+                    value: a.id.to_string(),
+                    label: if no_subject {
+                        format!("{} (no subject in {lang}: email needs one)", a.name)
+                    } else {
+                        a.name.clone()
+                    },
+                    selected: a.id.to_string() == selected.trim(),
+                    disabled: no_subject,
+                })
+            })
+            .collect(),
+    };
+    AnswerSelect {
+        language: language.trim().to_string(),
+        options,
+        invalid,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "campaign_answer_select.html")]
+struct AnswerSelectFragment {
+    answer_select: AnswerSelect,
+}
+
+#[derive(Template)]
+#[template(path = "campaign_form.html")]
+struct FormPage {
+    chrome: Chrome,
+    /// `None` for a new campaign.
+    id: Option<Uuid>,
+    channel: &'static str,
+    channel_label: &'static str,
+    sender_label: Option<&'static str>,
+    phone: bool,
+    values: CampaignValues,
+    senders: Vec<Choice>,
+    languages: Vec<Choice>,
+    answer_select: AnswerSelect,
+    timezones: &'static [String],
+    errors: FieldErrors,
+}
+
+/// Every IANA time zone name, for the time zone field's suggestions.
+fn timezones() -> &'static [String] {
+    static ZONES: OnceLock<Vec<String>> = OnceLock::new();
+    ZONES.get_or_init(|| {
+        let mut zones: Vec<String> = jiff::tz::db()
+            .available()
+            .map(|n| n.as_str().to_string())
+            .filter(|n| n.contains('/') && !n.starts_with("Etc/"))
+            .collect();
+        zones.push("UTC".into());
+        zones.sort();
+        zones.dedup();
+        zones
+    })
+}
+
+async fn form_page(
+    s: &AppState,
+    user: &CurrentUser,
+    status: StatusCode,
+    id: Option<Uuid>,
+    channel: Channel,
+    mut values: CampaignValues,
+    errors: FieldErrors,
+) -> PageResult {
+    let err = campaigns_err(user);
+    let answers = collect_all(|p| s.store.list_answers(p))
+        .await
+        .map_err(&err)?;
+    let senders: Vec<Sender> = collect_all(|p| s.store.list_senders(p))
+        .await
+        .map_err(&err)?
+        .into_iter()
+        .filter(|x| x.channel == channel)
+        .collect();
+    let mut languages: BTreeSet<String> = answers
+        .iter()
+        .flat_map(|a| a.languages())
+        .map(|l| l.to_string())
+        .collect();
+    if values.language.trim().is_empty() {
+        values.language = languages.iter().next().cloned().unwrap_or_default();
+    } else {
+        languages.insert(values.language.trim().to_string());
+    }
+    let title = match id {
+        None => format!("New {} campaign", channel_label(channel)),
+        Some(_) => format!("Edit campaign {}", values.name),
+    };
+    let page = FormPage {
+        chrome: Chrome::new(user, title, "campaigns"),
+        id,
+        channel: channel.as_str(),
+        channel_label: channel_label(channel),
+        sender_label: sender_label(channel),
+        phone: channel.is_phone(),
+        senders: senders
+            .iter()
+            .map(|x| Choice {
+                value: x.id.to_string(),
+                label: x.address.to_string(),
+                selected: x.id.to_string() == values.sender_id.trim(),
+            })
+            .collect(),
+        languages: languages
+            .into_iter()
+            .map(|l| Choice {
+                selected: l == values.language.trim(),
+                value: l.clone(),
+                label: l,
+            })
+            .collect(),
+        answer_select: answer_select(
+            &answers,
+            channel,
+            &values.language,
+            &values.answer_id,
+            errors.has("answer_id"),
+        ),
+        timezones: timezones(),
+        values,
+        errors,
+    };
+    Ok(render_status(status, &page))
+}
+
+#[derive(Deserialize)]
+struct NewQuery {
+    channel: Option<String>,
+}
+
+async fn new_form(
+    State(s): State<AppState>,
+    Admin(user): Admin,
+    Query(q): Query<NewQuery>,
+) -> PageResult {
+    let channel = channel_param(q.channel.as_deref());
+    form_page(
+        &s,
+        &user,
+        StatusCode::OK,
+        None,
+        channel,
+        CampaignValues::blank(),
+        FieldErrors::new(),
+    )
+    .await
+}
+
+async fn edit_form(
+    State(s): State<AppState>,
+    Admin(user): Admin,
+    Path(id): Path<Uuid>,
+) -> PageResult {
+    let c = s
+        .store
+        .get_campaign(id)
+        .await
+        .map_err(campaigns_err(&user))?;
+    form_page(
+        &s,
+        &user,
+        StatusCode::OK,
+        Some(id),
+        c.channel,
+        CampaignValues::of(&c),
+        FieldErrors::new(),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct AnswersForQuery {
+    #[serde(default)]
+    language: String,
+    channel: Option<String>,
+    #[serde(default)]
+    answer_id: String,
+}
+
+/// `<select id="answer-select" name="answer_id">` with the answers that have a variant in
+/// `language` (the language select's htmx refresh).
+async fn answers_for(
+    State(s): State<AppState>,
+    Admin(user): Admin,
+    Query(q): Query<AnswersForQuery>,
+) -> PageResult {
+    let answers = collect_all(|p| s.store.list_answers(p))
+        .await
+        .map_err(campaigns_err(&user))?;
+    let channel = channel_param(q.channel.as_deref());
+    Ok(super::render(&AnswerSelectFragment {
+        answer_select: answer_select(&answers, channel, &q.language, &q.answer_id, false),
+    }))
+}
+
+/// Where an API error about a campaign field goes on the form, and its message there.
+fn place_error(field: &str, message: &str) -> (String, String) {
+    let label = |l: &str| {
+        if message.starts_with("is ") {
+            format!("{l} {message}")
+        } else {
+            message.to_string()
+        }
+    };
+    match field {
+        "name" => ("name".into(), label("Name")),
+        "description" => ("description".into(), label("Description")),
+        "sender_id" => ("sender_id".into(), label("Sender")),
+        "language" => ("language".into(), label("Language")),
+        "answer_id" => ("answer_id".into(), label("Answer")),
+        "quiet_hours" => ("quiet_hours".into(), message.to_string()),
+        "schedule.timezone" | "timezone" => ("timezone".into(), message.to_string()),
+        f if f.starts_with("schedule") => {
+            // `schedule.days.mon[0]` → "Monday: ..."
+            let day = f
+                .strip_prefix("schedule.days.")
+                .and_then(|rest| WEEKDAYS.iter().position(|d| rest.starts_with(d)))
+                .map(|i| DAY_LABELS[i]);
+            match day {
+                Some(day) => ("schedule".into(), format!("{day}: {message}")),
+                None => ("schedule".into(), label("The schedule")),
+            }
+        }
+        _ => ("form".into(), message.to_string()),
+    }
+}
+
+fn placed(e: &ValidationError) -> FieldErrors {
+    let mut out = FieldErrors::new();
+    for fe in &e.0 {
+        let (field, message) = place_error(&fe.field, &fe.message);
+        out.push(field, message);
+    }
+    out
+}
+
+/// The form checked as the API checks a campaign: on its own, then against its sender and
+/// answer. `Ok(Err(errors))` when the form must be shown again.
+async fn checked(
+    s: &AppState,
+    channel: Channel,
+    values: &CampaignValues,
+) -> Result<Result<CampaignSpec, FieldErrors>, StoreError> {
+    let mut unreadable = FieldErrors::new();
+    let sender_id = if channel.has_senders() {
+        parse_id(&mut unreadable, "sender_id", &values.sender_id)
+    } else {
+        None
+    };
+    let answer_id = parse_id(&mut unreadable, "answer_id", &values.answer_id);
+    let input = CampaignInput {
+        name: values.name.clone(),
+        description: values.description.clone(),
+        channel: channel.as_str().to_string(),
+        sender_id,
+        language: values.language.clone(),
+        answer_id,
+        schedule: Some(values.schedule()),
+        quiet_hours: channel.is_phone().then_some(values.quiet_hours),
+    };
+    let spec = match input.validate() {
+        Ok(spec) if unreadable.is_empty() => spec,
+        Ok(_) => return Ok(Err(unreadable)),
+        Err(e) => {
+            let mut errors = placed(&e);
+            for field in ["sender_id", "answer_id"] {
+                if let Some(m) = unreadable.get(field) {
+                    // Said instead of "is required".
+                    errors.remove(field);
+                    errors.push(field, m);
+                }
+            }
+            return Ok(Err(errors));
+        }
+    };
+    let sender = match spec.sender_id {
+        Some(id) => absent(s.store.get_sender(id).await)?,
+        None => None,
+    };
+    let answer = absent(s.store.get_answer(spec.answer_id).await)?;
+    match check_campaign_references(&spec, sender.as_ref(), answer.as_ref()) {
+        Ok(()) => Ok(Ok(spec)),
+        Err(e) => Ok(Err(placed(&e))),
+    }
+}
+
+/// A store refusal on save, on the form (a name taken on the channel goes next to the name).
+fn store_refusal(e: StoreError) -> Result<FieldErrors, StoreError> {
+    let mut errors = FieldErrors::new();
+    match e {
+        StoreError::Conflict(m) => errors.push("name", m),
+        StoreError::Invalid { field, message } => {
+            let (f, m) = place_error(field, &message);
+            errors.push(f, m);
+        }
+        other => return Err(other),
+    }
+    Ok(errors)
+}
+
+async fn create(
+    State(s): State<AppState>,
+    Admin(user): Admin,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> PageResult {
+    let form = FormPairs(pairs);
+    user.check_csrf(form.get("csrf"))?;
+    let err = campaigns_err(&user);
+    let values = CampaignValues::submitted(&form);
+    let channel = match form.get("channel").parse::<Channel>() {
+        Ok(c) => c,
+        Err(e) => {
+            let mut errors = FieldErrors::new();
+            errors.push("form", e.to_string());
+            return form_page(
+                &s,
+                &user,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Channel::Sms,
+                values,
+                errors,
+            )
+            .await;
+        }
+    };
+    let errors = match checked(&s, channel, &values).await.map_err(&err)? {
+        Ok(spec) => match s.store.create_campaign(&spec).await {
+            Ok(c) => return Ok(Redirect::to(&format!("/campaigns/{}", c.id)).into_response()),
+            Err(e) => store_refusal(e).map_err(&err)?,
+        },
+        Err(errors) => errors,
+    };
+    form_page(
+        &s,
+        &user,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        None,
+        channel,
+        values,
+        errors,
+    )
+    .await
+}
+
+async fn update(
+    State(s): State<AppState>,
+    Admin(user): Admin,
+    Path(id): Path<Uuid>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> PageResult {
+    let form = FormPairs(pairs);
+    user.check_csrf(form.get("csrf"))?;
+    let err = campaigns_err(&user);
+    let current = s.store.get_campaign(id).await.map_err(&err)?;
+    // The form edits a campaign within its channel.
+    let channel = current.channel;
+    let values = CampaignValues::submitted(&form);
+    let errors = match checked(&s, channel, &values).await.map_err(&err)? {
+        Ok(spec) => match s.store.update_campaign(id, &spec).await {
+            Ok(c) => return Ok(Redirect::to(&format!("/campaigns/{}", c.id)).into_response()),
+            Err(e) => store_refusal(e).map_err(&err)?,
+        },
+        Err(errors) => errors,
+    };
+    form_page(
+        &s,
+        &user,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some(id),
+        channel,
+        values,
+        errors,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn delete(
+    State(s): State<AppState>,
+    Admin(user): Admin,
+    Path(id): Path<Uuid>,
+    Form(form): Form<CsrfForm>,
+) -> PageResult {
+    user.check_csrf(&form.csrf)?;
+    let err = campaigns_err(&user);
+    let c = s.store.get_campaign(id).await.map_err(&err)?;
+    s.store.delete_campaign(id).await.map_err(&err)?;
+    Ok(Redirect::to(&format!("/campaigns?channel={}", c.channel)).into_response())
+}
+
+// ------------------------------------------------------------------ the campaign page
+
+struct DaySummary {
+    label: &'static str,
+    hours: String,
+}
+
+#[derive(Template)]
+#[template(path = "campaign.html")]
+struct ShowPage {
+    chrome: Chrome,
+    id: Uuid,
+    channel: &'static str,
+    channel_label: &'static str,
+    sender_label: Option<&'static str>,
+    sender: String,
+    language: String,
+    answer_id: Uuid,
+    answer: String,
+    description: String,
+    timezone: String,
+    days: Vec<DaySummary>,
+    never_opens: bool,
+    /// `None` when quiet hours do not apply (email, chat).
+    quiet_hours: Option<bool>,
+    created: String,
+    /// The outreach tabs, rendered by [`super::outreaches::section_html`] (askama-escaped
+    /// HTML, not user input).
+    outreaches_html: String,
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct ShowQuery {
+    status: Option<String>,
+}
+
+fn schedule_summary(schedule: &Schedule) -> Vec<DaySummary> {
+    DAY_LABELS
+        .iter()
+        .enumerate()
+        .map(|(i, label)| {
+            let windows = schedule.windows(i);
+            DaySummary {
+                label,
+                hours: if windows.is_empty() {
+                    "Closed".into()
+                } else {
+                    windows
+                        .iter()
+                        .map(Window::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            }
+        })
+        .collect()
+}
+
+async fn show(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+    Query(q): Query<ShowQuery>,
+) -> PageResult {
+    let err = campaigns_err(&user);
+    let c = s.store.get_campaign(id).await.map_err(&err)?;
+    let sender = match c.sender_id {
+        Some(sid) => absent(s.store.get_sender(sid).await)
+            .map_err(&err)?
+            .map(|x| x.address.to_string())
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    let answer = absent(s.store.get_answer(c.answer_id).await)
+        .map_err(&err)?
+        .map(|a| a.name)
+        .unwrap_or_default();
+    let status = q.status.clone().unwrap_or_default();
+    let outreaches_html = super::outreaches::section_html(
+        s.store.as_ref(),
+        &c,
+        q.status.as_deref().filter(|v| !v.is_empty()),
+        None,
+    )
+    .await
+    .map_err(&err)?;
+    Ok(super::render(&ShowPage {
+        chrome: Chrome::new(&user, c.name.clone(), "campaigns"),
+        id,
+        channel: c.channel.as_str(),
+        channel_label: channel_label(c.channel),
+        sender_label: sender_label(c.channel),
+        sender,
+        language: c.language.to_string(),
+        answer_id: c.answer_id,
+        answer,
+        description: c.description.clone(),
+        timezone: c.schedule.timezone_name().to_string(),
+        days: schedule_summary(&c.schedule),
+        never_opens: c.schedule.is_always_closed(),
+        quiet_hours: c.channel.is_phone().then_some(c.quiet_hours),
+        created: date(c.created_at),
+        outreaches_html,
+        status,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> FormPairs {
+        FormPairs(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn the_schedule_table_becomes_the_api_schedule() {
+        let values = CampaignValues::submitted(&form(&[
+            ("timezone", "Europe/Paris"),
+            ("mon_from", "09:00"),
+            ("mon_to", "17:00"),
+            ("tue_closed", "on"),
+            ("tue_from", "09:00"),
+            ("tue_to", "17:00"),
+            ("wed_from", "20:00:00"),
+            ("wed_to", "00:00"),
+            ("wed_extra", "08:00-09:00"),
+            ("thu_closed", "on"),
+            ("fri_closed", "on"),
+            ("sat_closed", "on"),
+            ("sun_closed", "on"),
+        ]));
+        let s = values.schedule();
+        assert_eq!(s.timezone, "Europe/Paris");
+        assert_eq!(s.days["mon"], vec!["09:00-17:00"]);
+        assert!(!s.days.contains_key("tue"));
+        assert_eq!(s.days["wed"], vec!["20:00-24:00", "08:00-09:00"]);
+        assert!(Schedule::parse(&s).is_ok());
+    }
+
+    #[test]
+    fn schedule_errors_go_next_to_the_schedule_and_name_the_day() {
+        let (f, m) = place_error(
+            "schedule.days.tue[0]",
+            "`17:00-09:00` ends before it starts",
+        );
+        assert_eq!(f, "schedule");
+        assert!(m.starts_with("Tuesday: "), "{m}");
+        assert_eq!(place_error("schedule.timezone", "x").0, "timezone");
+        assert_eq!(place_error("name", "is required").1, "Name is required");
+        assert_eq!(place_error("sender_id", "x").0, "sender_id");
+    }
+}

@@ -1,0 +1,108 @@
+// Herald admin: the little behaviour htmx does not cover. No framework, no build step.
+"use strict";
+document.addEventListener("DOMContentLoaded", () => {
+  // Confirm destructive actions: <form data-confirm="Stop this outreach?">.
+  document.body.addEventListener("submit", (e) => {
+    const msg = e.target.getAttribute && e.target.getAttribute("data-confirm");
+    if (msg && !window.confirm(msg)) e.preventDefault();
+  });
+
+  // A form answered 422 comes back with its errors: let htmx swap it in like a success.
+  document.body.addEventListener("htmx:beforeSwap", (e) => {
+    if (e.detail.xhr && e.detail.xhr.status === 422) {
+      e.detail.shouldSwap = true;
+      e.detail.isError = false;
+    }
+  });
+
+  // Upload progress of htmx multipart forms (hx-encoding="multipart/form-data").
+  const uploadProgress = () => document.getElementById("upload-progress");
+  document.body.addEventListener("htmx:beforeRequest", (e) => {
+    const bar = uploadProgress();
+    if (bar && e.target.contains(bar)) {
+      bar.value = 0;
+      bar.textContent = "0%";
+      bar.hidden = false;
+      const err = document.getElementById("upload-error");
+      if (err) err.hidden = true;
+      const submit = e.target.querySelector("button[type=submit]");
+      if (submit) submit.disabled = true;
+    }
+  });
+  document.body.addEventListener("htmx:xhr:progress", (e) => {
+    const bar = uploadProgress();
+    if (!bar || !e.target.contains(bar) || !e.detail.lengthComputable || !e.detail.total) return;
+    // The download of the answer reports progress too; the bar only moves forward.
+    const pct = Math.round((e.detail.loaded / e.detail.total) * 100);
+    if (pct > bar.value) {
+      bar.value = pct;
+      bar.textContent = pct + "%";
+    }
+  });
+  const uploadFailed = (e, text) => {
+    const bar = uploadProgress();
+    if (!bar || !e.target.contains(bar)) return;
+    bar.hidden = true;
+    const submit = e.target.querySelector("button[type=submit]");
+    if (submit) submit.disabled = false;
+    const err = document.getElementById("upload-error");
+    if (err) {
+      err.textContent = text;
+      err.hidden = false;
+    }
+  };
+  document.body.addEventListener("htmx:responseError", (e) => {
+    const xhr = e.detail.xhr;
+    const said = xhr && xhr.getResponseHeader("content-type") &&
+      xhr.getResponseHeader("content-type").startsWith("text/plain") ? " " + xhr.responseText : "";
+    uploadFailed(e, "The upload was not accepted (" + (xhr ? xhr.status : "error") + ")." + said);
+  });
+  document.body.addEventListener("htmx:sendError", (e) => {
+    uploadFailed(e, "The upload did not reach Herald; check the connection and try again.");
+  });
+
+  // Live progress of an outreach: <section data-events-url="/outreaches/{id}/events">.
+  const statusLabels = {
+    scheduled: "Scheduled",
+    in_progress: "In Progress",
+    completed: "Completed",
+    stopped: "Stopped",
+  };
+  document.querySelectorAll("[data-events-url]").forEach((el) => {
+    if (!window.EventSource) return;
+    const source = new EventSource(el.getAttribute("data-events-url"));
+    source.addEventListener("progress", (msg) => {
+      let ev;
+      try {
+        ev = JSON.parse(msg.data);
+      } catch (_) {
+        return;
+      }
+      const status = document.getElementById("status");
+      if (status && ev.status) {
+        status.textContent = statusLabels[ev.status] || ev.status;
+        status.setAttribute("data-status", ev.status);
+        status.className = status.className.replace(/\bstatus-\S+/g, "").trim() + " status-" + ev.status;
+      }
+      const progress = document.getElementById("progress");
+      if (progress && ev.label) progress.textContent = ev.label + " sent";
+      if (ev.progress) {
+        el.querySelectorAll("[data-progress]").forEach((dd) => {
+          const v = ev.progress[dd.getAttribute("data-progress")];
+          if (v !== undefined) dd.textContent = String(v);
+        });
+      }
+      if (ev.status === "completed" || ev.status === "stopped") {
+        // Final: the server ends the stream; closing keeps EventSource from reconnecting.
+        source.close();
+        const stop = document.getElementById("stop-form");
+        if (stop) stop.remove();
+      }
+    });
+    // The server's own `error` event (the outreach cannot be read any more) carries data; a
+    // dropped connection does not, and EventSource reconnects by itself.
+    source.addEventListener("error", (msg) => {
+      if (msg.data) source.close();
+    });
+  });
+});

@@ -1,0 +1,617 @@
+//! Signing in to the web UI over real HTTP, against SQLite and PostgreSQL: the redirect of a
+//! signed-out visitor, `/login`, `/logout` and its CSRF check, the one-time setup links, and
+//! admin-only pages refusing agents.
+
+mod common;
+
+use common::App;
+use herald_core::Role;
+use herald_server::web::auth::{hash_password, verify_password};
+use herald_server::web::session::{new_secret, secret_hash};
+use jiff::{SignedDuration, Timestamp};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+both!(
+    signed_out_visitors_are_sent_to_login_with_next,
+    bad_credentials_get_401_and_no_session,
+    good_credentials_start_a_session_and_go_to_next,
+    logout_needs_the_csrf_token_and_ends_the_session,
+    setup_links_create_one_user_once,
+    setup_links_for_an_email_fix_it,
+    agents_are_refused_admin_pages,
+);
+
+/// A browser: keeps cookies, follows no redirect.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+struct Res {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Res {
+    fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .map_or("", |l| l.to_str().unwrap())
+    }
+
+    /// The `Set-Cookie` header setting `name`, if any.
+    fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|v| v.starts_with(&format!("{name}=")))
+    }
+}
+
+async fn finish(res: reqwest::Response) -> Res {
+    Res {
+        status: res.status(),
+        headers: res.headers().clone(),
+        body: res.text().await.unwrap(),
+    }
+}
+
+async fn get(http: &reqwest::Client, app: &App, path: &str) -> Res {
+    finish(
+        http.get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+async fn post(http: &reqwest::Client, app: &App, path: &str, form: &[(&str, &str)]) -> Res {
+    finish(
+        http.post(format!("{}{path}", app.base))
+            .form(form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// The value of the first hidden `csrf` input of a page.
+fn csrf_of(html: &str) -> String {
+    let start = html
+        .find("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("no csrf input in {html}"))
+        + "name=\"csrf\" value=\"".len();
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+async fn create_user(app: &App, email: &str, role: Role) {
+    app.db
+        .store
+        .create_user(email, role, &hash_password(PASSWORD))
+        .await
+        .expect("create user");
+}
+
+/// `POST /login` from the sign-in page, as a person would: the response.
+async fn log_in(http: &reqwest::Client, app: &App, email: &str, password: &str, next: &str) -> Res {
+    let page = get(http, app, "/login").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let csrf = csrf_of(&page.body);
+    post(
+        http,
+        app,
+        "/login",
+        &[
+            ("email", email),
+            ("password", password),
+            ("next", next),
+            ("csrf", &csrf),
+        ],
+    )
+    .await
+}
+
+/// A signed-in browser and its session's CSRF token (read from a page).
+async fn signed_in(app: &App, email: &str, role: Role) -> (reqwest::Client, String) {
+    create_user(app, email, role).await;
+    let http = browser();
+    let res = log_in(&http, app, email, PASSWORD, "").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let page = get(&http, app, "/campaigns").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let csrf = csrf_of(&page.body);
+    (http, csrf)
+}
+
+async fn setup_link(app: &App, email: Option<&str>, role: Role, valid: SignedDuration) -> String {
+    let secret = new_secret();
+    app.db
+        .store
+        .create_setup_token(
+            &secret_hash(&secret),
+            email,
+            role,
+            Timestamp::now().checked_add(valid).unwrap(),
+        )
+        .await
+        .unwrap();
+    format!("/setup/{secret}")
+}
+
+// ---------------------------------------------------------------- tests
+
+async fn signed_out_visitors_are_sent_to_login_with_next(app: App) {
+    let http = browser();
+    let res = get(&http, &app, "/").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(res.location(), "/campaigns");
+
+    let res = get(&http, &app, "/campaigns?channel=email").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(res.location(), "/login?next=%2Fcampaigns%3Fchannel%3Demail");
+    // The sign-in page carries `next` back in its form.
+    let page = get(&http, &app, res.location()).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains(r#"name="next" value="/campaigns?channel=email""#),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(r#"<label for="email">"#));
+    assert!(page.body.contains(r#"<label for="password">"#));
+    let csrf_cookie = page
+        .set_cookie("herald_login_csrf")
+        .expect("login csrf cookie");
+    assert!(csrf_cookie.contains("HttpOnly") && csrf_cookie.contains("SameSite=Lax"));
+
+    // A forged or stale session cookie is no session.
+    let res = finish(
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(format!("{}/settings", app.base))
+            .header("cookie", format!("herald_session={}", new_secret()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(res.location(), "/login?next=%2Fsettings");
+
+    // htmx requests get a 401 telling htmx where to go; other methods a 401.
+    let res = finish(
+        http.get(format!("{}/campaigns", app.base))
+            .header("HX-Request", "true")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers["hx-redirect"], "/login");
+    let res = post(&http, &app, "/settings/inboxes", &[("name", "X")]).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+}
+
+async fn bad_credentials_get_401_and_no_session(app: App) {
+    create_user(&app, "ann@example.com", Role::Admin).await;
+    let http = browser();
+    let wrong = log_in(&http, &app, "ann@example.com", "not the password", "").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains(r#"id="login-error""#), "{}", wrong.body);
+    assert!(wrong.set_cookie("herald_session").is_none());
+    // The email is kept, the password is not.
+    assert!(wrong.body.contains(r#"value="ann@example.com""#));
+    assert!(!wrong.body.contains("not the password"));
+
+    // An unknown email gets exactly the same answer.
+    let unknown = log_in(&http, &app, "nobody@example.com", "not the password", "").await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert!(unknown.set_cookie("herald_session").is_none());
+    let message = |body: &str| {
+        let at = body.find(r#"id="login-error""#).unwrap();
+        body[at..].split('<').next().unwrap().to_string()
+    };
+    assert_eq!(message(&wrong.body), message(&unknown.body));
+
+    // Without the sign-in page's token (login CSRF), even the right password is refused.
+    let fresh = browser();
+    let res = post(
+        &fresh,
+        &app,
+        "/login",
+        &[
+            ("email", "ann@example.com"),
+            ("password", PASSWORD),
+            ("csrf", "forged"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert!(res.set_cookie("herald_session").is_none());
+
+    // Still signed out.
+    let res = get(&http, &app, "/campaigns").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert!(res.location().starts_with("/login"));
+}
+
+async fn good_credentials_start_a_session_and_go_to_next(app: App) {
+    create_user(&app, "ann@example.com", Role::Admin).await;
+    let http = browser();
+    // Emails are compared whatever their case.
+    let res = log_in(
+        &http,
+        &app,
+        " Ann@Example.com",
+        PASSWORD,
+        "/campaigns?channel=email",
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    assert_eq!(res.location(), "/campaigns?channel=email");
+    let cookie = res.set_cookie("herald_session").expect("session cookie");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+    // The session secret is 256 random bits; only its hash is stored.
+    let secret = cookie
+        .trim_start_matches("herald_session=")
+        .split(';')
+        .next()
+        .unwrap();
+    assert_eq!(secret.len(), 64);
+    let (user, csrf) = app
+        .db
+        .store
+        .find_session(&secret_hash(secret), Timestamp::now())
+        .await
+        .unwrap()
+        .expect("session stored under the secret's hash");
+    assert_eq!(user.email, "ann@example.com");
+    assert!(
+        app.db
+            .store
+            .find_session(secret, Timestamp::now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let page = get(&http, &app, "/campaigns").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("ann@example.com"));
+    assert_eq!(csrf_of(&page.body), csrf);
+    // Signed in, the sign-in page sends on.
+    let res = get(&http, &app, "/login").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(res.location(), "/campaigns");
+
+    // `next` never leaves the site.
+    let other = browser();
+    let res = log_in(
+        &other,
+        &app,
+        "ann@example.com",
+        PASSWORD,
+        "//evil.example/x",
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(res.location(), "/campaigns");
+
+    // Behind https, the cookies are Secure.
+    let secure = common::start_shared(app.db.clone(), |s| {
+        *s = s.clone().with_secure_cookies(true);
+    })
+    .await;
+    let http = browser();
+    let page = get(&http, &secure, "/login").await;
+    assert!(
+        page.set_cookie("herald_login_csrf")
+            .unwrap()
+            .contains("; Secure")
+    );
+    let csrf = csrf_of(&page.body);
+    let res = finish(
+        http.post(format!("{}/login", secure.base))
+            // The jar does not send a Secure cookie over http: send it as a browser on https would.
+            .header("cookie", format!("herald_login_csrf={csrf}"))
+            .form(&[
+                ("email", "ann@example.com"),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+            ])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let cookie = res.set_cookie("herald_session").unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Secure"),
+        "{cookie}"
+    );
+}
+
+async fn logout_needs_the_csrf_token_and_ends_the_session(app: App) {
+    create_user(&app, "ann@example.com", Role::Agent).await;
+    let http = browser();
+    let res = log_in(&http, &app, "ann@example.com", PASSWORD, "").await;
+    let secret = res
+        .set_cookie("herald_session")
+        .unwrap()
+        .trim_start_matches("herald_session=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = get(&http, &app, "/campaigns").await;
+    let csrf = csrf_of(&page.body);
+    assert!(page.body.contains(r#"action="/logout""#));
+
+    // Without the token, or with another, nothing happens.
+    for form in [vec![], vec![("csrf", "forged")]] {
+        let res = post(&http, &app, "/logout", &form).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{form:?}");
+        assert_eq!(get(&http, &app, "/campaigns").await.status, StatusCode::OK);
+    }
+
+    let res = post(&http, &app, "/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(res.location(), "/login");
+    let cleared = res.set_cookie("herald_session").unwrap();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    let res = get(&http, &app, "/campaigns").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    // The session is gone on the server, not just from the browser.
+    assert!(
+        app.db
+            .store
+            .find_session(&secret_hash(&secret), Timestamp::now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // htmx sends the token as a header.
+    let (http, csrf) = signed_in(&app, "bob@example.com", Role::Admin).await;
+    let res = finish(
+        http.post(format!("{}/logout", app.base))
+            .header("X-CSRF-Token", &csrf)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        get(&http, &app, "/campaigns").await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+async fn setup_links_create_one_user_once(app: App) {
+    let link = setup_link(&app, None, Role::Admin, SignedDuration::from_hours(24)).await;
+    let http = browser();
+    let page = get(&http, &app, &link).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for label in ["email", "password", "password_confirm"] {
+        assert!(
+            page.body.contains(&format!(r#"<label for="{label}">"#)),
+            "{label}"
+        );
+    }
+    assert!(!page.body.contains("readonly"));
+    let csrf = csrf_of(&page.body);
+    let fill = |email: &'static str, password: &'static str, confirm: &'static str| {
+        let csrf = csrf.clone();
+        let (http, app, link) = (&http, &app, &link);
+        async move {
+            post(
+                http,
+                app,
+                link,
+                &[
+                    ("email", email),
+                    ("password", password),
+                    ("password_confirm", confirm),
+                    ("csrf", &csrf),
+                ],
+            )
+            .await
+        }
+    };
+
+    // The rules, each next to its field; the link stays usable.
+    let res = fill("ann@example.com", "short", "short").await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.body.contains(r#"id="password-error""#), "{}", res.body);
+    assert!(!res.body.contains(r#"id="password_confirm-error""#));
+    assert!(res.body.contains(r#"value="ann@example.com""#));
+    let res = fill(
+        "ann@example.com",
+        "long enough secret",
+        "long enough secreT",
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        res.body.contains(r#"id="password_confirm-error""#),
+        "{}",
+        res.body
+    );
+    assert!(!res.body.contains(r#"id="password-error""#));
+    let res = fill("not an email", "long enough secret", "long enough secret").await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.body.contains(r#"id="email-error""#), "{}", res.body);
+    assert_eq!(app.db.store.count_users().await.unwrap(), 0);
+
+    // A forged form is refused.
+    let res = post(
+        &browser(),
+        &app,
+        &link,
+        &[
+            ("email", "eve@example.com"),
+            ("password", "long enough secret"),
+            ("password_confirm", "long enough secret"),
+            ("csrf", "forged"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.db.store.count_users().await.unwrap(), 0);
+
+    let res = fill(
+        "Ann@Example.com",
+        "long enough secret",
+        "long enough secret",
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    assert_eq!(res.location(), "/campaigns");
+    assert!(res.set_cookie("herald_session").is_some());
+    let (user, hash) = app
+        .db
+        .store
+        .find_user_by_email("ann@example.com")
+        .await
+        .unwrap()
+        .expect("created");
+    assert_eq!(user.role, Role::Admin);
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(verify_password("long enough secret", &hash));
+    // Signed in already.
+    let page = get(&http, &app, "/campaigns").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("ann@example.com"));
+
+    // Once only.
+    let again = browser();
+    let res = get(&again, &app, &link).await;
+    assert_eq!(res.status, StatusCode::GONE);
+    let res = fill(
+        "bob@example.com",
+        "long enough secret",
+        "long enough secret",
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::GONE);
+    assert_eq!(app.db.store.count_users().await.unwrap(), 1);
+
+    // An expired link, and one that never existed.
+    let expired = setup_link(&app, None, Role::Admin, SignedDuration::from_secs(-1)).await;
+    assert_eq!(get(&again, &app, &expired).await.status, StatusCode::GONE);
+    let unknown = format!("/setup/{}", new_secret());
+    assert_eq!(get(&again, &app, &unknown).await.status, StatusCode::GONE);
+}
+
+async fn setup_links_for_an_email_fix_it(app: App) {
+    let link = setup_link(
+        &app,
+        Some("Bob@Example.com"),
+        Role::Agent,
+        SignedDuration::from_hours(24),
+    )
+    .await;
+    let http = browser();
+    let page = get(&http, &app, &link).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains(r#"value="bob@example.com" autocomplete="username" readonly"#),
+        "{}",
+        page.body
+    );
+    let csrf = csrf_of(&page.body);
+    // Whatever email the form sends, the link's is used.
+    let res = post(
+        &http,
+        &app,
+        &link,
+        &[
+            ("email", "mallory@example.com"),
+            ("password", "long enough secret"),
+            ("password_confirm", "long enough secret"),
+            ("csrf", &csrf),
+        ],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let (user, _) = app
+        .db
+        .store
+        .find_user_by_email("bob@example.com")
+        .await
+        .unwrap()
+        .expect("bob");
+    assert_eq!(user.role, Role::Agent);
+    assert!(
+        app.db
+            .store
+            .find_user_by_email("mallory@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A link for an email that already has a user says so (and stays usable).
+    let dup = setup_link(
+        &app,
+        Some("bob@example.com"),
+        Role::Admin,
+        SignedDuration::from_hours(24),
+    )
+    .await;
+    let http = browser();
+    let page = get(&http, &app, &dup).await;
+    let csrf = csrf_of(&page.body);
+    let res = post(
+        &http,
+        &app,
+        &dup,
+        &[
+            ("password", "long enough secret"),
+            ("password_confirm", "long enough secret"),
+            ("csrf", &csrf),
+        ],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.body.contains(r#"id="email-error""#), "{}", res.body);
+    assert_eq!(app.db.store.count_users().await.unwrap(), 1);
+}
+
+async fn agents_are_refused_admin_pages(app: App) {
+    let (agent, csrf) = signed_in(&app, "agent@example.com", Role::Agent).await;
+    let res = get(&agent, &app, "/settings").await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let res = post(
+        &agent,
+        &app,
+        "/settings/inboxes",
+        &[("name", "Sneaky"), ("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    // Agents can still read campaigns; admins reach settings.
+    assert_eq!(get(&agent, &app, "/campaigns").await.status, StatusCode::OK);
+    let (admin, _) = signed_in(&app, "admin@example.com", Role::Admin).await;
+    assert_eq!(get(&admin, &app, "/settings").await.status, StatusCode::OK);
+}

@@ -1,0 +1,948 @@
+//! The Settings and Campaigns pages of the web UI, over real HTTP with a signed-in browser-like
+//! client (session cookie, CSRF token read from the pages).
+
+mod common;
+
+use herald_core::{
+    AnswerInput, AnswerVariantInput, CampaignInput, Channel, InboxInput, Role, SenderInput,
+};
+use herald_store::Store;
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use uuid::Uuid;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A signed-in browser: keeps its cookies, follows no redirect (the tests look at them).
+struct Browser {
+    base: String,
+    http: reqwest::Client,
+    cookies: Mutex<BTreeMap<String, String>>,
+    /// The session's CSRF token, as the pages carry it.
+    csrf: String,
+}
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    body: String,
+}
+
+impl Browser {
+    fn new(base: &str) -> Self {
+        Self {
+            base: base.to_string(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: Mutex::new(BTreeMap::new()),
+            csrf: String::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn finish(&self, res: reqwest::Response) -> Page {
+        for value in res.headers().get_all(SET_COOKIE) {
+            let pair = value.to_str().unwrap().split(';').next().unwrap().trim();
+            let (name, value) = pair.split_once('=').unwrap();
+            let mut jar = self.cookies.lock().unwrap();
+            if value.is_empty() {
+                jar.remove(name);
+            } else {
+                jar.insert(name.to_string(), value.to_string());
+            }
+        }
+        Page {
+            status: res.status(),
+            location: res
+                .headers()
+                .get(LOCATION)
+                .map(|l| l.to_str().unwrap().to_string()),
+            body: res.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Page {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.finish(res).await
+    }
+
+    /// Posts a form as is (no CSRF token added).
+    async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .form(fields)
+            .send()
+            .await
+            .unwrap();
+        self.finish(res).await
+    }
+
+    /// Posts a form with the session's CSRF token, as the page's form does.
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let mut all = vec![("csrf", self.csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post_raw(path, &all).await
+    }
+}
+
+/// The value of the first hidden `csrf` input of a page.
+fn csrf_of(html: &str) -> String {
+    let start = html
+        .find("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("no csrf input in {html}"))
+        + "name=\"csrf\" value=\"".len();
+    html[start..][..html[start..].find('"').unwrap()].to_string()
+}
+
+/// Creates a user with the store and signs in through `/login`, as a person would.
+async fn sign_in(app: &common::App, email: &str, role: Role) -> Browser {
+    app.db
+        .store
+        .create_user(
+            email,
+            role,
+            &herald_server::web::auth::hash_password(PASSWORD),
+        )
+        .await
+        .unwrap();
+    let mut b = Browser::new(&app.base);
+    let login = b.get("/login").await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    let csrf = csrf_of(&login.body);
+    let res = b
+        .post_raw(
+            "/login",
+            &[
+                ("email", email),
+                ("password", PASSWORD),
+                ("next", "/campaigns"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let page = b.get("/campaigns").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    b.csrf = csrf_of(&page.body);
+    b
+}
+
+/// The text of the element with `id` (up to its closing tag), or `None`.
+fn element<'a>(html: &'a str, id: &str) -> Option<&'a str> {
+    let at = html.find(&format!("id=\"{id}\""))?;
+    let open = html[..at].rfind('<')?;
+    let tag: String = html[open + 1..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let close = format!("</{tag}>");
+    let end = html[at..].find(&close).map(|e| at + e + close.len())?;
+    Some(&html[open..end])
+}
+
+fn has_error(html: &str, field: &str) -> bool {
+    element(html, &format!("{field}-error")).is_some_and(|e| e.contains("field-error"))
+}
+
+async fn inbox(store: &dyn Store, name: &str) -> Uuid {
+    let spec = InboxInput {
+        name: name.into(),
+        agent_number: None,
+    }
+    .validate()
+    .unwrap();
+    store.create_inbox(&spec).await.unwrap().id
+}
+
+async fn sender(store: &dyn Store, channel: &str, address: &str, inbox_id: Uuid) -> Uuid {
+    let spec = SenderInput {
+        channel: channel.into(),
+        address: address.into(),
+        inbox_id: Some(inbox_id),
+        provider: None,
+        default_region: None,
+    }
+    .validate()
+    .unwrap();
+    store.create_sender(&spec).await.unwrap().id
+}
+
+async fn answer(store: &dyn Store, name: &str, variants: &[(&str, Option<&str>, &str)]) -> Uuid {
+    let spec = AnswerInput {
+        name: name.into(),
+        variants: variants
+            .iter()
+            .map(|(language, subject, body)| AnswerVariantInput {
+                language: (*language).into(),
+                subject: subject.map(str::to_string),
+                body: (*body).into(),
+            })
+            .collect(),
+    }
+    .validate()
+    .unwrap();
+    store.create_answer(&spec).await.unwrap().id
+}
+
+async fn count_campaigns(store: &dyn Store) -> usize {
+    store
+        .list_campaigns(None, herald_core::Page::default())
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+/// The fields of a valid SMS campaign form: open Monday 09:00-17:00, closed the other days.
+fn campaign_fields<'a>(
+    name: &'a str,
+    sender_id: &'a str,
+    language: &'a str,
+    answer_id: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    let mut f = vec![
+        ("channel", "sms"),
+        ("name", name),
+        ("description", "Late deliveries"),
+        ("sender_id", sender_id),
+        ("language", language),
+        ("answer_id", answer_id),
+        ("timezone", "Europe/Paris"),
+        ("quiet_hours", "on"),
+        ("mon_from", "09:00"),
+        ("mon_to", "17:00"),
+    ];
+    for closed in [
+        "tue_closed",
+        "wed_closed",
+        "thu_closed",
+        "fri_closed",
+        "sat_closed",
+        "sun_closed",
+    ] {
+        f.push((closed, "on"));
+    }
+    f
+}
+
+// ------------------------------------------------------------------ settings
+
+async fn settings_forms_store_what_they_check(app: common::App) {
+    let store = app.db.store.clone();
+    let admin = sign_in(&app, "admin@example.com", Role::Admin).await;
+
+    // Inbox: created through the form; a name with markup comes back escaped.
+    let res = admin
+        .post(
+            "/settings/inboxes",
+            &[
+                ("name", "Support <script>alert(1)</script>"),
+                ("agent_number", ""),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    assert_eq!(res.location.as_deref(), Some("/settings/inboxes"));
+    let list = admin.get("/settings/inboxes").await;
+    assert!(
+        list.body
+            .contains("Support &#60;script&#62;alert(1)&#60;/script&#62;")
+            || list
+                .body
+                .contains("Support &lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        list.body
+    );
+    assert!(!list.body.contains("<script>alert(1)"));
+    let inboxes = store
+        .list_inboxes(herald_core::Page::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(inboxes.len(), 1);
+    let inbox_id = inboxes[0].id.to_string();
+
+    // Field errors next to their fields, 422, values kept, nothing stored.
+    let res = admin
+        .post(
+            "/settings/inboxes",
+            &[("name", ""), ("agent_number", "not a number")],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(has_error(&res.body, "name"), "{}", res.body);
+    assert!(
+        element(&res.body, "name-error")
+            .unwrap()
+            .contains("Name is required")
+    );
+    assert!(has_error(&res.body, "agent_number"), "{}", res.body);
+    assert!(res.body.contains("value=\"not a number\""));
+    let res = admin
+        .post(
+            "/settings/inboxes",
+            &[("name", "Billing"), ("agent_number", "nope")],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!has_error(&res.body, "name"), "{}", res.body);
+    assert!(has_error(&res.body, "agent_number"));
+    // Without the CSRF token: 403, nothing stored.
+    let res = admin
+        .post_raw("/settings/inboxes", &[("name", "Sneaky")])
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let res = admin
+        .post_raw(
+            "/settings/inboxes",
+            &[("name", "Sneaky"), ("csrf", "not-the-token")],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let count = store
+        .list_inboxes(herald_core::Page::default())
+        .await
+        .unwrap()
+        .items
+        .len();
+    assert_eq!(count, 1, "refused forms stored nothing");
+
+    // Editing an inbox.
+    let res = admin
+        .post(
+            &format!("/settings/inboxes/{inbox_id}"),
+            &[("name", "Support desk"), ("agent_number", "+14155550142")],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let stored = store.get_inbox(inboxes[0].id).await.unwrap();
+    assert_eq!(stored.name, "Support desk");
+    assert_eq!(
+        stored.agent_number.map(|n| n.to_string()).as_deref(),
+        Some("+14155550142")
+    );
+
+    // Senders: the form lists the inboxes; a created sender shows its channel and inbox.
+    let page = admin.get("/settings/senders").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(&format!("value=\"{inbox_id}\"")));
+    let res = admin
+        .post(
+            "/settings/senders",
+            &[
+                ("channel", "sms"),
+                ("address", "+14155550100"),
+                ("inbox_id", &inbox_id),
+                ("provider", "file"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let page = admin.get("/settings/senders").await;
+    let table = element(&page.body, "senders").unwrap();
+    assert!(table.contains("+14155550100") && table.contains("Support desk"));
+    assert!(table.contains(">sms<"), "{table}");
+    // The API's messages, next to the field: a bad email, a provider that cannot carry SMS.
+    let res = admin
+        .post(
+            "/settings/senders",
+            &[
+                ("channel", "email"),
+                ("address", "not-an-address"),
+                ("inbox_id", &inbox_id),
+                ("provider", "file"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(has_error(&res.body, "address"), "{}", res.body);
+    assert!(!has_error(&res.body, "provider"));
+    let res = admin
+        .post(
+            "/settings/senders",
+            &[
+                ("channel", "sms"),
+                ("address", "+14155550101"),
+                ("inbox_id", ""),
+                ("provider", "smtp"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(has_error(&res.body, "provider"), "{}", res.body);
+    assert!(
+        element(&res.body, "provider-error")
+            .unwrap()
+            .contains("smtp cannot carry sms")
+    );
+    assert!(has_error(&res.body, "inbox_id"));
+    assert!(!has_error(&res.body, "address"));
+    let senders = store
+        .list_senders(herald_core::Page::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(senders.len(), 1, "refused senders were not stored");
+
+    // Answers: two languages through the numbered fields; a blank variant is ignored.
+    let res = admin
+        .post(
+            "/settings/answers",
+            &[
+                ("name", "Late order"),
+                ("language_0", "en"),
+                ("subject_0", ""),
+                ("body_0", "Hi {{ first_name }}, your order is late."),
+                ("language_1", "es"),
+                ("subject_1", ""),
+                ("body_1", "Hola {{ first_name }}, tu pedido llega tarde."),
+                ("language_2", ""),
+                ("subject_2", ""),
+                ("body_2", ""),
+                ("sample", "first_name=Ana"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let answers = store
+        .list_answers(herald_core::Page::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(answers.len(), 1);
+    let langs: Vec<String> = answers[0]
+        .languages()
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    assert_eq!(langs, ["en", "es"]);
+    // A broken template in the second variant: the error is next to body_1, not body_0.
+    let res = admin
+        .post(
+            "/settings/answers",
+            &[
+                ("name", "Broken"),
+                ("language_0", "en"),
+                ("body_0", "fine"),
+                ("language_1", "fr"),
+                ("body_1", "Bonjour {{ first_name"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(has_error(&res.body, "body_1"), "{}", res.body);
+    assert!(!has_error(&res.body, "body_0"));
+    assert!(res.body.contains("Bonjour {{ first_name</textarea>"));
+    let res = admin.post("/settings/answers", &[("name", "Empty")]).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(has_error(&res.body, "variants"), "{}", res.body);
+    assert_eq!(
+        store
+            .list_answers(herald_core::Page::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let page = admin.get("/settings/answers").await;
+    assert!(
+        element(&page.body, "answers")
+            .unwrap()
+            .contains("Late order")
+    );
+    let page = admin
+        .get(&format!("/settings/answers/{}", answers[0].id))
+        .await;
+    assert!(
+        page.body
+            .contains("Hola {{ first_name }}, tu pedido llega tarde.")
+    );
+
+    // A sender a campaign uses: the store's "in use" message, not a 500; the sender stays.
+    let spec = CampaignInput {
+        name: "Uses the sender".into(),
+        channel: "sms".into(),
+        sender_id: Some(senders[0].id),
+        language: "en".into(),
+        answer_id: Some(answers[0].id),
+        schedule: Some(herald_core::schedule::ScheduleInput {
+            timezone: "UTC".into(),
+            days: Default::default(),
+        }),
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    store.create_campaign(&spec).await.unwrap();
+    let res = admin
+        .post(&format!("/settings/senders/{}/delete", senders[0].id), &[])
+        .await;
+    assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
+    let notice = element(&res.body, "notice").unwrap();
+    assert!(notice.contains("Uses the sender"), "{notice}");
+    assert!(store.get_sender(senders[0].id).await.is_ok());
+    // An unused one goes.
+    let other = sender(&*store, "voice", "+14155550199", inboxes[0].id).await;
+    let res = admin
+        .post(&format!("/settings/senders/{other}/delete"), &[])
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert!(store.get_sender(other).await.is_err());
+}
+
+async fn the_answer_preview_renders_and_counts_segments(app: common::App) {
+    let admin = sign_in(&app, "admin@example.com", Role::Admin).await;
+    let page = admin.get("/settings/answers/new").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let body_0 = element(&page.body, "body_0").unwrap();
+    assert!(body_0.contains("hx-post=\"/settings/answers/preview\""));
+    assert!(body_0.contains("hx-target=\"#preview\""));
+    assert!(page.body.contains("id=\"preview\""));
+
+    let long = format!("{}🙂", "a".repeat(69));
+    let res = admin
+        .post(
+            "/settings/answers/preview",
+            &[
+                ("variant", "0"),
+                ("language_0", "en"),
+                ("body_0", &long),
+                ("sample", ""),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(
+        res.body
+            .contains("<span id=\"preview-segments\">2 segments</span>"),
+        "{}",
+        res.body
+    );
+    assert!(
+        res.body
+            .contains("<span id=\"preview-encoding\">UCS-2</span>")
+    );
+
+    // The variant being typed in, with the sample variables; markup is escaped.
+    let res = admin
+        .post(
+            "/settings/answers/preview",
+            &[
+                ("variant", "1"),
+                ("body_0", "first variant"),
+                ("subject_1", "Order {{ order }}"),
+                ("body_1", "Hi {{ name }} <b>!</b>"),
+                ("sample", "name=Ana\norder=<script>x</script>"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    let rendered = element(&res.body, "preview-body").unwrap();
+    assert!(
+        rendered.contains("Hi Ana &#60;b&#62;!&#60;/b&#62;")
+            || rendered.contains("Hi Ana &lt;b&gt;!&lt;/b&gt;"),
+        "{rendered}"
+    );
+    let subject = element(&res.body, "preview-subject").unwrap();
+    assert!(!subject.contains("<script>"), "{subject}");
+    assert!(subject.contains("Order "));
+    assert!(
+        res.body
+            .contains("<span id=\"preview-segments\">1 segment</span>")
+    );
+    assert!(
+        res.body
+            .contains("<span id=\"preview-encoding\">GSM-7</span>")
+    );
+
+    // Template errors and missing sample variables are shown in the preview (200, not 500).
+    let res = admin
+        .post(
+            "/settings/answers/preview",
+            &[("body_0", "Hi {{ name"), ("sample", "")],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(
+        element(&res.body, "preview-error").is_some(),
+        "{}",
+        res.body
+    );
+    let res = admin
+        .post(
+            "/settings/answers/preview",
+            &[("body_0", "Hi {{ first_name }}"), ("sample", "")],
+        )
+        .await;
+    assert!(
+        element(&res.body, "preview-error")
+            .unwrap()
+            .contains("first_name")
+    );
+    // CSRF is checked here too.
+    let res = admin
+        .post_raw("/settings/answers/preview", &[("body_0", "x")])
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+}
+
+// ------------------------------------------------------------------ campaigns
+
+async fn campaign_forms_offer_only_what_fits(app: common::App) {
+    let store = app.db.store.clone();
+    let admin = sign_in(&app, "admin@example.com", Role::Admin).await;
+    let desk = inbox(&*store, "Desk").await;
+    let sms = sender(&*store, "sms", "+14155550100", desk).await;
+    let voice = sender(&*store, "voice", "+14155550177", desk).await;
+    let email = sender(&*store, "email", "news@example.com", desk).await;
+    let english = answer(
+        &*store,
+        "English only",
+        &[("en", None, "Hi {{ first_name }}")],
+    )
+    .await;
+    let spanish = answer(&*store, "Spanish only", &[("es", None, "Hola")]).await;
+    let both = answer(
+        &*store,
+        "Both <i>langs</i>",
+        &[("en", Some("Hello"), "Hi"), ("es", None, "Hola")],
+    )
+    .await;
+
+    // The SMS form: only SMS senders, labelled Phone Number; languages of the answers.
+    let page = admin.get("/campaigns/new?channel=sms").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let senders = element(&page.body, "sender_id").unwrap();
+    assert!(senders.contains(&sms.to_string()));
+    assert!(!senders.contains(&voice.to_string()) && !senders.contains(&email.to_string()));
+    assert!(
+        page.body
+            .contains("<label for=\"sender_id\">Phone Number</label>")
+    );
+    let languages = element(&page.body, "language").unwrap();
+    assert!(languages.contains("value=\"en\"") && languages.contains("value=\"es\""));
+    assert!(languages.contains("hx-get=\"/campaigns/answers-for\""));
+    // Every day closed by default.
+    for d in ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] {
+        let row = element(&page.body, &format!("schedule-{d}")).unwrap();
+        assert!(
+            row.contains(&format!("name=\"{d}_closed\" value=\"on\" checked")),
+            "{row}"
+        );
+    }
+    // The email form: only the email sender, labelled Email Address.
+    let page = admin.get("/campaigns/new?channel=email").await;
+    let senders = element(&page.body, "sender_id").unwrap();
+    assert!(senders.contains(&email.to_string()) && !senders.contains(&sms.to_string()));
+    assert!(
+        page.body
+            .contains("<label for=\"sender_id\">Email Address</label>")
+    );
+
+    // The answer select: only answers with a variant in the language.
+    let frag = admin
+        .get("/campaigns/answers-for?language=es&channel=sms")
+        .await;
+    assert_eq!(frag.status, StatusCode::OK);
+    assert!(
+        frag.body
+            .trim_start()
+            .starts_with("<select id=\"answer-select\" name=\"answer_id\""),
+        "{}",
+        frag.body
+    );
+    assert!(frag.body.contains(&spanish.to_string()) && frag.body.contains(&both.to_string()));
+    assert!(!frag.body.contains(&english.to_string()));
+    assert!(
+        frag.body.contains("Both &#60;i&#62;langs&#60;/i&#62;")
+            || frag.body.contains("Both &lt;i&gt;langs&lt;/i&gt;")
+    );
+    let frag = admin
+        .get(&format!(
+            "/campaigns/answers-for?language=en&channel=sms&answer_id={both}"
+        ))
+        .await;
+    assert!(frag.body.contains(&english.to_string()) && !frag.body.contains(&spanish.to_string()));
+    assert!(frag.body.contains(&format!("value=\"{both}\" selected")));
+
+    // Errors next to their fields, 422, nothing stored.
+    let mut fields = campaign_fields("", "", "en", "");
+    fields.retain(|(k, _)| !k.starts_with("mon_"));
+    fields.extend([("mon_from", "17:00"), ("mon_to", "09:00")]);
+    let res = admin.post("/campaigns", &fields).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    for f in ["name", "sender_id", "answer_id", "schedule"] {
+        assert!(has_error(&res.body, f), "{f}: {}", res.body);
+    }
+    assert!(!has_error(&res.body, "language") && !has_error(&res.body, "timezone"));
+    assert!(
+        element(&res.body, "schedule-error")
+            .unwrap()
+            .contains("Monday")
+    );
+    assert_eq!(count_campaigns(&*store).await, 0);
+    // The answer has no variant in the language: said next to the language.
+    let (sms_s, spanish_s) = (sms.to_string(), spanish.to_string());
+    let res = admin
+        .post(
+            "/campaigns",
+            &campaign_fields("Promo", &sms_s, "en", &spanish_s),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(has_error(&res.body, "language"), "{}", res.body);
+    assert!(
+        element(&res.body, "language-error")
+            .unwrap()
+            .contains("Spanish only")
+    );
+    // A sender of another channel and an unknown time zone.
+    let (email_s, english_s) = (email.to_string(), english.to_string());
+    let mut fields = campaign_fields("Promo", &email_s, "en", &english_s);
+    fields.retain(|(k, _)| *k != "timezone");
+    fields.push(("timezone", "Mars/Olympus"));
+    let res = admin.post("/campaigns", &fields).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(has_error(&res.body, "timezone"), "{}", res.body);
+    assert!(res.body.contains("value=\"Mars/Olympus\""));
+    assert_eq!(count_campaigns(&*store).await, 0);
+    // Without CSRF: 403, nothing stored.
+    let res = admin
+        .post_raw(
+            "/campaigns",
+            &campaign_fields("Promo", &sms_s, "en", &english_s),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert_eq!(count_campaigns(&*store).await, 0);
+
+    // A valid form: stored as the API would, then shown on its page.
+    let res = admin
+        .post(
+            "/campaigns",
+            &campaign_fields("Promo <script>x</script>", &sms_s, "en", &english_s),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let location = res.location.unwrap();
+    let id: Uuid = location
+        .strip_prefix("/campaigns/")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let c = store.get_campaign(id).await.unwrap();
+    assert_eq!(c.channel, Channel::Sms);
+    assert_eq!(c.sender_id, Some(sms));
+    assert_eq!(c.answer_id, english);
+    assert_eq!(c.schedule.timezone_name(), "Europe/Paris");
+    assert_eq!(c.schedule.windows(0).len(), 1);
+    assert_eq!(c.schedule.windows(0)[0].to_string(), "09:00-17:00");
+    assert!(c.schedule.windows(1).is_empty());
+    assert!(c.quiet_hours);
+    let page = admin.get(&location).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(!page.body.contains("<script>x</script>"));
+    assert!(page.body.contains("+14155550100") && page.body.contains("English only"));
+    assert!(
+        element(&page.body, "add-recipients")
+            .unwrap()
+            .contains(&format!("href=\"/campaigns/{id}/outreaches/new\""))
+    );
+    assert!(
+        element(&page.body, "csv-template")
+            .unwrap()
+            .contains(&format!("href=\"/campaigns/{id}/template.csv\""))
+    );
+    assert!(
+        element(&page.body, "delete-campaign")
+            .unwrap()
+            .contains("data-confirm=")
+    );
+    assert!(page.body.contains("id=\"outreach-section\""));
+    // Listed under its channel only.
+    let list = admin.get("/campaigns?channel=sms").await;
+    assert!(
+        element(&list.body, "campaigns")
+            .unwrap()
+            .contains(&format!("href=\"/campaigns/{id}\""))
+    );
+    assert!(
+        list.body
+            .contains("id=\"new-campaign\" href=\"/campaigns/new?channel=sms\"")
+    );
+    let list = admin.get("/campaigns?channel=email").await;
+    assert!(!list.body.contains(&id.to_string()));
+    // The same name on the same channel: next to the name.
+    let res = admin
+        .post(
+            "/campaigns",
+            &campaign_fields("Promo <script>x</script>", &sms_s, "en", &english_s),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert!(has_error(&res.body, "name"), "{}", res.body);
+    assert_eq!(count_campaigns(&*store).await, 1);
+
+    // Editing: the form shows the stored values; closing Monday and opening Tuesday sticks.
+    let page = admin.get(&format!("/campaigns/{id}/edit")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        element(&page.body, "schedule-mon")
+            .unwrap()
+            .contains("value=\"09:00\"")
+    );
+    assert!(
+        !element(&page.body, "schedule-mon")
+            .unwrap()
+            .contains("checked")
+    );
+    let both_s = both.to_string();
+    let mut fields = campaign_fields("Promo 2", &sms_s, "en", &both_s);
+    fields.retain(|(k, _)| !k.starts_with("tue_") && *k != "quiet_hours");
+    fields.extend([
+        ("mon_closed", "on"),
+        ("tue_from", "10:00"),
+        ("tue_to", "00:00"),
+    ]);
+    let res = admin.post(&format!("/campaigns/{id}"), &fields).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let c = store.get_campaign(id).await.unwrap();
+    assert_eq!(c.name, "Promo 2");
+    assert_eq!(c.answer_id, both);
+    assert!(c.schedule.windows(0).is_empty());
+    assert_eq!(c.schedule.windows(1)[0].to_string(), "10:00-24:00");
+    assert!(!c.quiet_hours);
+
+    // Deleting.
+    let res = admin.post(&format!("/campaigns/{id}/delete"), &[]).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(res.location.as_deref(), Some("/campaigns?channel=sms"));
+    assert_eq!(count_campaigns(&*store).await, 0);
+}
+
+async fn agents_read_campaigns_but_change_nothing(app: common::App) {
+    let store = app.db.store.clone();
+    let desk = inbox(&*store, "Desk").await;
+    let sms = sender(&*store, "sms", "+14155550100", desk).await;
+    let english = answer(&*store, "English", &[("en", None, "Hi")]).await;
+    let admin = sign_in(&app, "admin@example.com", Role::Admin).await;
+    let (sms_s, english_s) = (sms.to_string(), english.to_string());
+    let res = admin
+        .post(
+            "/campaigns",
+            &campaign_fields("Promo", &sms_s, "en", &english_s),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let location = res.location.unwrap();
+
+    let agent = sign_in(&app, "agent@example.com", Role::Agent).await;
+    let list = agent.get("/campaigns").await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(list.body.contains("Promo"));
+    assert!(!list.body.contains("id=\"new-campaign\""));
+    let page = agent.get(&location).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Promo"));
+    for control in ["add-recipients", "edit-campaign", "delete-campaign"] {
+        assert!(
+            element(&page.body, control).is_none(),
+            "{control} shown to an agent"
+        );
+    }
+    assert!(element(&page.body, "csv-template").is_some());
+    assert_eq!(agent.get("/settings").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        agent.get("/campaigns/new?channel=sms").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        agent.get(&format!("{location}/edit")).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // Posting anyway, with the agent's own valid CSRF token: 403, nothing changes.
+    let res = agent
+        .post(
+            "/campaigns",
+            &campaign_fields("Agent's", &sms_s, "en", &english_s),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let res = agent
+        .post(
+            &location,
+            &campaign_fields("Renamed", &sms_s, "en", &english_s),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let res = agent.post(&format!("{location}/delete"), &[]).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let res = agent
+        .post("/settings/inboxes", &[("name", "Agent's")])
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let res = agent
+        .post(&format!("/settings/senders/{sms}/delete"), &[])
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let campaigns = store
+        .list_campaigns(None, herald_core::Page::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(campaigns.len(), 1);
+    assert_eq!(campaigns[0].name, "Promo");
+    assert_eq!(
+        store
+            .list_inboxes(herald_core::Page::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert!(store.get_sender(sms).await.is_ok());
+
+    // Signed out: pages send to the sign-in page.
+    let stranger = Browser::new(&app.base);
+    let res = stranger.get("/settings/inboxes").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert!(res.location.unwrap().starts_with("/login"));
+}
+
+both!(
+    settings_forms_store_what_they_check,
+    campaign_forms_offer_only_what_fits,
+    agents_read_campaigns_but_change_nothing,
+);
+
+#[tokio::test]
+async fn the_answer_preview() {
+    the_answer_preview_renders_and_counts_segments(
+        common::start(herald_store::testing::sqlite().await).await,
+    )
+    .await;
+}
