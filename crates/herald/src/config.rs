@@ -50,6 +50,22 @@ impl ServerConfig {
             None => format!("http://{}", self.bind),
         }
     }
+
+    /// Where people reach the web UI of a server listening on `addr`: `public_url` (without a
+    /// trailing slash), else `http://<addr>` (the address really bound, so port 0 is resolved).
+    pub fn web_url(&self, addr: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{addr}"),
+        }
+    }
+
+    /// Whether the web UI's cookies must be `Secure`: when people reach it over https.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.trim().to_ascii_lowercase().starts_with("https://"))
+    }
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -142,6 +158,19 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn web_links_and_cookies_follow_the_public_url() {
+        let addr: SocketAddr = "127.0.0.1:41234".parse().unwrap();
+        let mut server = Config::default().server;
+        assert_eq!(server.web_url(addr), "http://127.0.0.1:41234");
+        assert!(!server.secure_cookies());
+        server.public_url = Some("HTTPS://herald.example.com/".into());
+        assert_eq!(server.web_url(addr), "HTTPS://herald.example.com");
+        assert!(server.secure_cookies());
+        server.public_url = Some("http://herald.example.com".into());
+        assert!(!server.secure_cookies());
+    }
 
     #[test]
     fn passwords_never_reach_the_log() {

@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Users of the web UI.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Outreaches: launches of a campaign to a recipient list.
     Outreach {
         #[command(subcommand)]
@@ -95,6 +100,29 @@ enum TokenCommand {
         role: Role,
     },
 }
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Creates a user of the web UI: prints a one-time link where they choose their password
+    /// (valid 7 days), or with --password-stdin sets the password read from stdin.
+    Create {
+        /// The user's email (they sign in with it).
+        #[arg(long)]
+        email: String,
+        /// `admin` changes configuration; `agent` reads and works conversations.
+        #[arg(long, default_value = "agent")]
+        role: Role,
+        /// Reads the password (one line, at least 10 characters) from stdin instead of printing
+        /// a link.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// How long the first-admin link printed by `herald serve` works.
+const FIRST_ADMIN_LINK_VALID: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+/// How long a link printed by `herald user create` works.
+const INVITE_LINK_VALID: jiff::SignedDuration = jiff::SignedDuration::from_hours(7 * 24);
 
 fn init_tracing(format: &str) {
     use tracing_subscriber::EnvFilter;
@@ -168,6 +196,17 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", secret.secret);
             Ok(())
         }
+        Command::User {
+            command:
+                UserCommand::Create {
+                    email,
+                    role,
+                    password_stdin,
+                },
+        } => {
+            let store = open_store(&cfg).await?;
+            create_user(&*store, &cfg, &email, role, password_stdin).await
+        }
         Command::Outreach {
             command:
                 OutreachCommand::Create {
@@ -182,6 +221,66 @@ async fn main() -> anyhow::Result<()> {
             create_outreach(store, campaign, &csv, start, end, region).await
         }
     }
+}
+
+/// A one-time link creating a user (of that email, if given) with `role`: its secret (only the
+/// hash is stored).
+async fn setup_token(
+    store: &dyn Store,
+    email: Option<&str>,
+    role: Role,
+    valid_for: jiff::SignedDuration,
+) -> anyhow::Result<String> {
+    use herald_server::web::session::{new_secret, secret_hash};
+    let secret = new_secret();
+    let expires_at = jiff::Timestamp::now().checked_add(valid_for)?;
+    store
+        .create_setup_token(&secret_hash(&secret), email, role, expires_at)
+        .await
+        .context("cannot store the setup link")?;
+    Ok(secret)
+}
+
+/// `herald user create`.
+async fn create_user(
+    store: &dyn Store,
+    cfg: &Config,
+    email: &str,
+    role: Role,
+    password_stdin: bool,
+) -> anyhow::Result<()> {
+    let email = herald_core::EmailAddress::parse(email)
+        .map_err(|e| anyhow::anyhow!("--email: {e}"))?
+        .as_str()
+        .to_lowercase();
+    if store.find_user_by_email(&email).await?.is_some() {
+        anyhow::bail!("a user with the email {email} already exists");
+    }
+    if !password_stdin {
+        let token = setup_token(store, Some(&email), role, INVITE_LINK_VALID).await?;
+        eprintln!(
+            "The link works once, for {} days; whoever opens it becomes the {role} {email}.",
+            INVITE_LINK_VALID.as_hours() / 24
+        );
+        println!(
+            "Set the password at: {}/setup/{token}",
+            cfg.server.public_url()
+        );
+        return Ok(());
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("cannot read the password from stdin")?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    let (problem, _) = herald_server::web::auth::password_errors(password, password);
+    if let Some(problem) = problem {
+        anyhow::bail!("the password read from stdin is refused: {problem}");
+    }
+    let hash = herald_server::web::auth::hash_password(password);
+    let user = store.create_user(&email, role, &hash).await?;
+    println!("Created {} user {} ({})", user.role, user.email, user.id);
+    Ok(())
 }
 
 /// `herald outreach create`: the same import path as the API, with a progress bar on large
@@ -281,7 +380,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         )
         .with_unsubscribe_links(links),
     );
-    let mut state = herald_server::AppState::new(store.clone()).with_replies(replies.clone());
+    let mut state = herald_server::AppState::new(store.clone())
+        .with_replies(replies.clone())
+        .with_secure_cookies(cfg.server.secure_cookies());
     if let Some(twilio) = &cfg.channels.twilio {
         state = state.with_twilio(twilio.auth_token.expose(), &public_url);
     }
@@ -291,6 +392,14 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cfg.server.bind))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = store.backend(), database = %redact_url(&cfg.database_url), "herald is listening");
+    // Printed before the listening line, so whoever waits for that has seen this too.
+    if store.count_users().await? == 0 {
+        let token = setup_token(&*store, None, Role::Admin, FIRST_ADMIN_LINK_VALID).await?;
+        eprintln!(
+            "Create the first admin: {}/setup/{token}",
+            cfg.server.web_url(addr)
+        );
+    }
     eprintln!("Herald is listening on http://{addr} (health: http://{addr}/healthz)");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

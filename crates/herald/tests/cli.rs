@@ -1,4 +1,5 @@
-//! The `herald` binary as a user runs it: migrate, create a token, serve, stop on SIGTERM.
+//! The `herald` binary as a user runs it: migrate, create a token, serve, stop on SIGTERM,
+//! create web UI users.
 
 use serde_json::Value;
 use std::path::Path;
@@ -233,4 +234,157 @@ fn serve_takes_email_replies_over_smtp_only_when_asked() {
     let (herald, _, smtp) = common::serve_with(dir.path(), &db, &[]);
     assert!(smtp.is_none(), "SMTP is off by default");
     herald.stop();
+}
+
+/// `herald user create` with the password on stdin: the output and whether it succeeded.
+fn user_create_stdin(
+    dir: &Path,
+    db: &str,
+    email: &str,
+    role: &str,
+    password: &str,
+) -> (bool, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = herald(dir, db)
+        .args([
+            "user",
+            "create",
+            "--email",
+            email,
+            "--role",
+            role,
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn herald user create");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The `/setup/TOKEN` path of a printed link, checking the token is 64 hex characters.
+fn setup_path(link: &str) -> String {
+    let token = link.rsplit("/setup/").next().unwrap().trim();
+    assert!(
+        token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{link}"
+    );
+    format!("/setup/{token}")
+}
+
+#[tokio::test]
+async fn web_users_first_admin_link_and_user_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let db = format!("sqlite://{}", dir.join("herald.db").display());
+    let wait = std::time::Duration::from_secs(30);
+
+    // An empty database: `serve` offers a link to create the first admin, which works.
+    let (child, base, lines) =
+        common::serve_reading(dir, &db, &[], &[], Some("Create the first admin:"), wait);
+    let link = lines
+        .iter()
+        .find_map(|l| l.split("Create the first admin: ").nth(1))
+        .unwrap()
+        .to_string();
+    assert!(
+        link.starts_with(&format!("{base}/setup/")),
+        "{link} vs {base}"
+    );
+    let page = reqwest::get(&link).await.unwrap();
+    assert_eq!(page.status(), 200);
+    child.stop();
+
+    // A user with the password from stdin; the email is kept lower-cased.
+    let (ok, out) = user_create_stdin(dir, &db, "Ann@Example.com", "admin", "long enough secret");
+    assert!(ok, "{out}");
+    assert!(out.contains("Created admin user ann@example.com"), "{out}");
+    // The same email again (whatever its case) is refused, clearly.
+    let (ok, out) = user_create_stdin(dir, &db, "ann@EXAMPLE.com", "agent", "another long one");
+    assert!(!ok);
+    assert!(
+        out.contains("a user with the email ann@example.com already exists"),
+        "{out}"
+    );
+    // Passwords follow the web UI's rules; roles are admin or agent.
+    let (ok, out) = user_create_stdin(dir, &db, "cy@example.com", "agent", "short");
+    assert!(!ok);
+    assert!(out.contains("at least 10 characters"), "{out}");
+    let (ok, out) = user_create_stdin(dir, &db, "cy@example.com", "owner", "long enough secret");
+    assert!(!ok);
+    assert!(out.contains("use admin or agent"), "{out}");
+
+    // Without --password-stdin: a one-time link for that email and role.
+    let out = herald(dir, &db)
+        .args([
+            "user",
+            "create",
+            "--email",
+            "bob@example.com",
+            "--role",
+            "agent",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let invite = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Set the password at: "))
+        .unwrap_or_else(|| panic!("no link in {stdout}"));
+    let invite = setup_path(invite);
+
+    // A user exists now: no first-admin link on the next start.
+    let (child, base, lines) = common::serve_reading(dir, &db, &[], &[], None, wait);
+    assert!(
+        !lines.iter().any(|l| l.contains("Create the first admin")),
+        "{lines:?}"
+    );
+    // The user signs in over HTTP; a wrong password is refused.
+    let session = common::web_sign_in(&base, "ann@example.com", "long enough secret")
+        .await
+        .expect("signed in");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http
+        .get(format!("{base}/campaigns"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("ann@example.com"));
+    assert_eq!(
+        common::web_sign_in(&base, "ann@example.com", "not the password").await,
+        Err(401)
+    );
+    // The invitation shows bob's email, fixed.
+    let page = reqwest::get(format!("{base}{invite}")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(r#"value="bob@example.com""#) && html.contains("readonly"),
+        "{html}"
+    );
+    child.stop();
 }
