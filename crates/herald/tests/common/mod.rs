@@ -108,3 +108,145 @@ pub fn serve_with(dir: &Path, db: &str, args: &[&str]) -> (Herald, String, Optio
     });
     (Herald(Some(child)), base, smtp)
 }
+
+/// Starts `herald serve` with `args` (`--bind 127.0.0.1:0` unless they name a `--bind`) and
+/// extra environment variables, and reads its stderr until it is listening and, when `wanted`
+/// is given, until a line containing `wanted` was printed (before or after listening). Returns
+/// the instance, its base URL (the `listening on` address) and every stderr line read so far.
+/// Panics with those lines if `timeout` passes or herald exits first. Later lines with errors or
+/// panics are echoed to the test's output.
+pub fn serve_reading(
+    dir: &Path,
+    db: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    wanted: Option<&str>,
+    timeout: Duration,
+) -> (Herald, String, Vec<String>) {
+    let mut cmd = herald(dir, db);
+    cmd.arg("serve");
+    if !args.contains(&"--bind") {
+        cmd.args(["--bind", "127.0.0.1:0"]);
+    }
+    let mut child = cmd
+        .args(args)
+        .envs(envs.iter().copied())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn herald serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let herald = Herald(Some(child));
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut echo = false;
+        for mut line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // Once the test stops listening, keep draining so herald never blocks on the pipe.
+            if !echo {
+                match tx.send(line) {
+                    Ok(()) => continue,
+                    Err(returned) => (echo, line) = (true, returned.0),
+                }
+            }
+            if line.contains("ERROR") || line.contains("panicked") {
+                eprintln!("herald: {line}");
+            }
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let (mut base, mut seen, mut lines) = (None, wanted.is_none(), Vec::new());
+    while base.is_none() || !seen {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match rx.recv_timeout(left) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!(
+                "herald serve did not print {:?} within {timeout:?}; its stderr so far:\n{}",
+                wanted.unwrap_or("listening on"),
+                lines.join("\n")
+            ),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!(
+                "herald serve exited before printing {:?}; its stderr:\n{}",
+                wanted.unwrap_or("listening on"),
+                lines.join("\n")
+            ),
+        };
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            base = rest.split_whitespace().next().map(str::to_string);
+        }
+        if wanted.is_some_and(|w| line.contains(w)) {
+            seen = true;
+        }
+        lines.push(line);
+    }
+    drop(rx);
+    (herald, base.expect("listening"), lines)
+}
+
+/// `application/x-www-form-urlencoded` of the pairs (every byte but ASCII letters and digits
+/// percent-encoded).
+pub fn form_body(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The value a response's `Set-Cookie` headers give the cookie `name`, if any.
+pub fn set_cookie_value(res: &reqwest::Response, name: &str) -> Option<String> {
+    res.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next()?.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The value of the first hidden `csrf` input of a page.
+pub fn csrf_of(html: &str) -> String {
+    let start = html
+        .find("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("no csrf input in {html}"))
+        + "name=\"csrf\" value=\"".len();
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+/// Signs in to the web UI at `base` through `/login` as a browser would; the session cookie
+/// (`herald_session=…`) on success, the status of `POST /login` otherwise.
+pub async fn web_sign_in(base: &str, email: &str, password: &str) -> Result<String, u16> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http.get(format!("{base}/login")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let login_csrf = set_cookie_value(&page, "herald_login_csrf").expect("login csrf cookie");
+    let csrf = csrf_of(&page.text().await.unwrap());
+    let res = http
+        .post(format!("{base}/login"))
+        .header("cookie", format!("herald_login_csrf={login_csrf}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[
+            ("email", email),
+            ("password", password),
+            ("csrf", &csrf),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    match set_cookie_value(&res, "herald_session") {
+        Some(session) if res.status() == 303 => Ok(format!("herald_session={session}")),
+        _ => Err(res.status().as_u16()),
+    }
+}
