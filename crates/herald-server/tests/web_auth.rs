@@ -5,14 +5,12 @@
 mod common;
 
 use common::App;
+use common::web::{Browser, PASSWORD, create_user, csrf_of, sign_in};
 use herald_core::Role;
-use herald_server::web::auth::{hash_password, verify_password};
+use herald_server::web::auth::verify_password;
 use herald_server::web::session::{new_secret, secret_hash};
 use jiff::{SignedDuration, Timestamp};
-use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
-
-const PASSWORD: &str = "correct horse battery staple";
+use reqwest::{Method, StatusCode};
 
 both!(
     signed_out_visitors_are_sent_to_login_with_next,
@@ -23,115 +21,6 @@ both!(
     setup_links_for_an_email_fix_it,
     agents_are_refused_admin_pages,
 );
-
-/// A browser: keeps cookies, follows no redirect.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-struct Res {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Res {
-    fn location(&self) -> &str {
-        self.headers
-            .get(LOCATION)
-            .map_or("", |l| l.to_str().unwrap())
-    }
-
-    /// The `Set-Cookie` header setting `name`, if any.
-    fn set_cookie(&self, name: &str) -> Option<String> {
-        self.headers
-            .get_all(SET_COOKIE)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_string())
-            .find(|v| v.starts_with(&format!("{name}=")))
-    }
-}
-
-async fn finish(res: reqwest::Response) -> Res {
-    Res {
-        status: res.status(),
-        headers: res.headers().clone(),
-        body: res.text().await.unwrap(),
-    }
-}
-
-async fn get(http: &reqwest::Client, app: &App, path: &str) -> Res {
-    finish(
-        http.get(format!("{}{path}", app.base))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-}
-
-async fn post(http: &reqwest::Client, app: &App, path: &str, form: &[(&str, &str)]) -> Res {
-    finish(
-        http.post(format!("{}{path}", app.base))
-            .form(form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-}
-
-/// The value of the first hidden `csrf` input of a page.
-fn csrf_of(html: &str) -> String {
-    let start = html
-        .find("name=\"csrf\" value=\"")
-        .unwrap_or_else(|| panic!("no csrf input in {html}"))
-        + "name=\"csrf\" value=\"".len();
-    html[start..].split('"').next().unwrap().to_string()
-}
-
-async fn create_user(app: &App, email: &str, role: Role) {
-    app.db
-        .store
-        .create_user(email, role, &hash_password(PASSWORD))
-        .await
-        .expect("create user");
-}
-
-/// `POST /login` from the sign-in page, as a person would: the response.
-async fn log_in(http: &reqwest::Client, app: &App, email: &str, password: &str, next: &str) -> Res {
-    let page = get(http, app, "/login").await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    let csrf = csrf_of(&page.body);
-    post(
-        http,
-        app,
-        "/login",
-        &[
-            ("email", email),
-            ("password", password),
-            ("next", next),
-            ("csrf", &csrf),
-        ],
-    )
-    .await
-}
-
-/// A signed-in browser and its session's CSRF token (read from a page).
-async fn signed_in(app: &App, email: &str, role: Role) -> (reqwest::Client, String) {
-    create_user(app, email, role).await;
-    let http = browser();
-    let res = log_in(&http, app, email, PASSWORD, "").await;
-    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
-    let page = get(&http, app, "/campaigns").await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    let csrf = csrf_of(&page.body);
-    (http, csrf)
-}
 
 async fn setup_link(app: &App, email: Option<&str>, role: Role, valid: SignedDuration) -> String {
     let secret = new_secret();
@@ -151,16 +40,16 @@ async fn setup_link(app: &App, email: Option<&str>, role: Role, valid: SignedDur
 // ---------------------------------------------------------------- tests
 
 async fn signed_out_visitors_are_sent_to_login_with_next(app: App) {
-    let http = browser();
-    let res = get(&http, &app, "/").await;
+    let http = Browser::new(&app.base);
+    let res = http.get("/").await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     assert_eq!(res.location(), "/campaigns");
 
-    let res = get(&http, &app, "/campaigns?channel=email").await;
+    let res = http.get("/campaigns?channel=email").await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     assert_eq!(res.location(), "/login?next=%2Fcampaigns%3Fchannel%3Demail");
     // The sign-in page carries `next` back in its form.
-    let page = get(&http, &app, res.location()).await;
+    let page = http.get(res.location()).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(
         page.body
@@ -176,40 +65,34 @@ async fn signed_out_visitors_are_sent_to_login_with_next(app: App) {
     assert!(csrf_cookie.contains("HttpOnly") && csrf_cookie.contains("SameSite=Lax"));
 
     // A forged or stale session cookie is no session.
-    let res = finish(
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap()
-            .get(format!("{}/settings", app.base))
-            .header("cookie", format!("herald_session={}", new_secret()))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let stranger = Browser::new(&app.base);
+    let res = stranger
+        .send(
+            stranger
+                .request(Method::GET, "/settings")
+                .header("cookie", format!("herald_session={}", new_secret())),
+        )
+        .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     assert_eq!(res.location(), "/login?next=%2Fsettings");
 
     // htmx requests get a 401 telling htmx where to go; other methods a 401.
-    let res = finish(
-        http.get(format!("{}/campaigns", app.base))
-            .header("HX-Request", "true")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let res = http
+        .send(
+            http.request(Method::GET, "/campaigns")
+                .header("HX-Request", "true"),
+        )
+        .await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
     assert_eq!(res.headers["hx-redirect"], "/login");
-    let res = post(&http, &app, "/settings/inboxes", &[("name", "X")]).await;
+    let res = http.post_raw("/settings/inboxes", &[("name", "X")]).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
 }
 
 async fn bad_credentials_get_401_and_no_session(app: App) {
     create_user(&app, "ann@example.com", Role::Admin).await;
-    let http = browser();
-    let wrong = log_in(&http, &app, "ann@example.com", "not the password", "").await;
+    let http = Browser::new(&app.base);
+    let wrong = http.log_in("ann@example.com", "not the password", "").await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert!(wrong.body.contains(r#"id="login-error""#), "{}", wrong.body);
     assert!(wrong.set_cookie("herald_session").is_none());
@@ -218,7 +101,9 @@ async fn bad_credentials_get_401_and_no_session(app: App) {
     assert!(!wrong.body.contains("not the password"));
 
     // An unknown email gets exactly the same answer.
-    let unknown = log_in(&http, &app, "nobody@example.com", "not the password", "").await;
+    let unknown = http
+        .log_in("nobody@example.com", "not the password", "")
+        .await;
     assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
     assert!(unknown.set_cookie("herald_session").is_none());
     let message = |body: &str| {
@@ -228,39 +113,33 @@ async fn bad_credentials_get_401_and_no_session(app: App) {
     assert_eq!(message(&wrong.body), message(&unknown.body));
 
     // Without the sign-in page's token (login CSRF), even the right password is refused.
-    let fresh = browser();
-    let res = post(
-        &fresh,
-        &app,
-        "/login",
-        &[
-            ("email", "ann@example.com"),
-            ("password", PASSWORD),
-            ("csrf", "forged"),
-        ],
-    )
-    .await;
+    let fresh = Browser::new(&app.base);
+    let res = fresh
+        .post_raw(
+            "/login",
+            &[
+                ("email", "ann@example.com"),
+                ("password", PASSWORD),
+                ("csrf", "forged"),
+            ],
+        )
+        .await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
     assert!(res.set_cookie("herald_session").is_none());
 
     // Still signed out.
-    let res = get(&http, &app, "/campaigns").await;
+    let res = http.get("/campaigns").await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     assert!(res.location().starts_with("/login"));
 }
 
 async fn good_credentials_start_a_session_and_go_to_next(app: App) {
     create_user(&app, "ann@example.com", Role::Admin).await;
-    let http = browser();
+    let http = Browser::new(&app.base);
     // Emails are compared whatever their case.
-    let res = log_in(
-        &http,
-        &app,
-        " Ann@Example.com",
-        PASSWORD,
-        "/campaigns?channel=email",
-    )
-    .await;
+    let res = http
+        .log_in(" Ann@Example.com", PASSWORD, "/campaigns?channel=email")
+        .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
     assert_eq!(res.location(), "/campaigns?channel=email");
     let cookie = res.set_cookie("herald_session").expect("session cookie");
@@ -292,25 +171,20 @@ async fn good_credentials_start_a_session_and_go_to_next(app: App) {
             .is_none()
     );
 
-    let page = get(&http, &app, "/campaigns").await;
+    let page = http.get("/campaigns").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("ann@example.com"));
     assert_eq!(csrf_of(&page.body), csrf);
     // Signed in, the sign-in page sends on.
-    let res = get(&http, &app, "/login").await;
+    let res = http.get("/login").await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     assert_eq!(res.location(), "/campaigns");
 
     // `next` never leaves the site.
-    let other = browser();
-    let res = log_in(
-        &other,
-        &app,
-        "ann@example.com",
-        PASSWORD,
-        "//evil.example/x",
-    )
-    .await;
+    let other = Browser::new(&app.base);
+    let res = other
+        .log_in("ann@example.com", PASSWORD, "//evil.example/x")
+        .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     assert_eq!(res.location(), "/campaigns");
 
@@ -319,28 +193,26 @@ async fn good_credentials_start_a_session_and_go_to_next(app: App) {
         *s = s.clone().with_secure_cookies(true);
     })
     .await;
-    let http = browser();
-    let page = get(&http, &secure, "/login").await;
+    let http = Browser::new(&secure.base);
+    let page = http.get("/login").await;
     assert!(
         page.set_cookie("herald_login_csrf")
             .unwrap()
             .contains("; Secure")
     );
     let csrf = csrf_of(&page.body);
-    let res = finish(
-        http.post(format!("{}/login", secure.base))
-            // The jar does not send a Secure cookie over http: send it as a browser on https would.
-            .header("cookie", format!("herald_login_csrf={csrf}"))
-            .form(&[
-                ("email", "ann@example.com"),
-                ("password", PASSWORD),
-                ("csrf", &csrf),
-            ])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let res = http
+        .send(
+            http.request(Method::POST, "/login")
+                // The jar does not send a Secure cookie over http: send it as a browser on https would.
+                .header("cookie", format!("herald_login_csrf={csrf}"))
+                .form(&[
+                    ("email", "ann@example.com"),
+                    ("password", PASSWORD),
+                    ("csrf", &csrf),
+                ]),
+        )
+        .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
     let cookie = res.set_cookie("herald_session").unwrap();
     assert!(
@@ -351,8 +223,8 @@ async fn good_credentials_start_a_session_and_go_to_next(app: App) {
 
 async fn logout_needs_the_csrf_token_and_ends_the_session(app: App) {
     create_user(&app, "ann@example.com", Role::Agent).await;
-    let http = browser();
-    let res = log_in(&http, &app, "ann@example.com", PASSWORD, "").await;
+    let http = Browser::new(&app.base);
+    let res = http.log_in("ann@example.com", PASSWORD, "").await;
     let secret = res
         .set_cookie("herald_session")
         .unwrap()
@@ -361,23 +233,23 @@ async fn logout_needs_the_csrf_token_and_ends_the_session(app: App) {
         .next()
         .unwrap()
         .to_string();
-    let page = get(&http, &app, "/campaigns").await;
+    let page = http.get("/campaigns").await;
     let csrf = csrf_of(&page.body);
     assert!(page.body.contains(r#"action="/logout""#));
 
     // Without the token, or with another, nothing happens.
     for form in [vec![], vec![("csrf", "forged")]] {
-        let res = post(&http, &app, "/logout", &form).await;
+        let res = http.post_raw("/logout", &form).await;
         assert_eq!(res.status, StatusCode::FORBIDDEN, "{form:?}");
-        assert_eq!(get(&http, &app, "/campaigns").await.status, StatusCode::OK);
+        assert_eq!(http.get("/campaigns").await.status, StatusCode::OK);
     }
 
-    let res = post(&http, &app, "/logout", &[("csrf", &csrf)]).await;
+    let res = http.post_raw("/logout", &[("csrf", &csrf)]).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     assert_eq!(res.location(), "/login");
     let cleared = res.set_cookie("herald_session").unwrap();
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
-    let res = get(&http, &app, "/campaigns").await;
+    let res = http.get("/campaigns").await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     // The session is gone on the server, not just from the browser.
     assert!(
@@ -390,26 +262,21 @@ async fn logout_needs_the_csrf_token_and_ends_the_session(app: App) {
     );
 
     // htmx sends the token as a header.
-    let (http, csrf) = signed_in(&app, "bob@example.com", Role::Admin).await;
-    let res = finish(
-        http.post(format!("{}/logout", app.base))
-            .header("X-CSRF-Token", &csrf)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let http = sign_in(&app, "bob@example.com", Role::Admin).await;
+    let res = http
+        .send(
+            http.request(Method::POST, "/logout")
+                .header("X-CSRF-Token", &http.csrf),
+        )
+        .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
-    assert_eq!(
-        get(&http, &app, "/campaigns").await.status,
-        StatusCode::SEE_OTHER
-    );
+    assert_eq!(http.get("/campaigns").await.status, StatusCode::SEE_OTHER);
 }
 
 async fn setup_links_create_one_user_once(app: App) {
     let link = setup_link(&app, None, Role::Admin, SignedDuration::from_hours(24)).await;
-    let http = browser();
-    let page = get(&http, &app, &link).await;
+    let http = Browser::new(&app.base);
+    let page = http.get(&link).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     for label in ["email", "password", "password_confirm"] {
         assert!(
@@ -421,11 +288,9 @@ async fn setup_links_create_one_user_once(app: App) {
     let csrf = csrf_of(&page.body);
     let fill = |email: &'static str, password: &'static str, confirm: &'static str| {
         let csrf = csrf.clone();
-        let (http, app, link) = (&http, &app, &link);
+        let (http, link) = (&http, &link);
         async move {
-            post(
-                http,
-                app,
+            http.post_raw(
                 link,
                 &[
                     ("email", email),
@@ -463,18 +328,17 @@ async fn setup_links_create_one_user_once(app: App) {
     assert_eq!(app.db.store.count_users().await.unwrap(), 0);
 
     // A forged form is refused.
-    let res = post(
-        &browser(),
-        &app,
-        &link,
-        &[
-            ("email", "eve@example.com"),
-            ("password", "long enough secret"),
-            ("password_confirm", "long enough secret"),
-            ("csrf", "forged"),
-        ],
-    )
-    .await;
+    let res = Browser::new(&app.base)
+        .post_raw(
+            &link,
+            &[
+                ("email", "eve@example.com"),
+                ("password", "long enough secret"),
+                ("password_confirm", "long enough secret"),
+                ("csrf", "forged"),
+            ],
+        )
+        .await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
     assert_eq!(app.db.store.count_users().await.unwrap(), 0);
 
@@ -498,13 +362,13 @@ async fn setup_links_create_one_user_once(app: App) {
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(verify_password("long enough secret", &hash));
     // Signed in already.
-    let page = get(&http, &app, "/campaigns").await;
+    let page = http.get("/campaigns").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("ann@example.com"));
 
     // Once only.
-    let again = browser();
-    let res = get(&again, &app, &link).await;
+    let again = Browser::new(&app.base);
+    let res = again.get(&link).await;
     assert_eq!(res.status, StatusCode::GONE);
     let res = fill(
         "bob@example.com",
@@ -517,9 +381,9 @@ async fn setup_links_create_one_user_once(app: App) {
 
     // An expired link, and one that never existed.
     let expired = setup_link(&app, None, Role::Admin, SignedDuration::from_secs(-1)).await;
-    assert_eq!(get(&again, &app, &expired).await.status, StatusCode::GONE);
+    assert_eq!(again.get(&expired).await.status, StatusCode::GONE);
     let unknown = format!("/setup/{}", new_secret());
-    assert_eq!(get(&again, &app, &unknown).await.status, StatusCode::GONE);
+    assert_eq!(again.get(&unknown).await.status, StatusCode::GONE);
 }
 
 async fn setup_links_for_an_email_fix_it(app: App) {
@@ -530,8 +394,8 @@ async fn setup_links_for_an_email_fix_it(app: App) {
         SignedDuration::from_hours(24),
     )
     .await;
-    let http = browser();
-    let page = get(&http, &app, &link).await;
+    let http = Browser::new(&app.base);
+    let page = http.get(&link).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(
         page.body
@@ -541,18 +405,17 @@ async fn setup_links_for_an_email_fix_it(app: App) {
     );
     let csrf = csrf_of(&page.body);
     // Whatever email the form sends, the link's is used.
-    let res = post(
-        &http,
-        &app,
-        &link,
-        &[
-            ("email", "mallory@example.com"),
-            ("password", "long enough secret"),
-            ("password_confirm", "long enough secret"),
-            ("csrf", &csrf),
-        ],
-    )
-    .await;
+    let res = http
+        .post_raw(
+            &link,
+            &[
+                ("email", "mallory@example.com"),
+                ("password", "long enough secret"),
+                ("password_confirm", "long enough secret"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
     let (user, _) = app
         .db
@@ -579,39 +442,37 @@ async fn setup_links_for_an_email_fix_it(app: App) {
         SignedDuration::from_hours(24),
     )
     .await;
-    let http = browser();
-    let page = get(&http, &app, &dup).await;
+    let http = Browser::new(&app.base);
+    let page = http.get(&dup).await;
     let csrf = csrf_of(&page.body);
-    let res = post(
-        &http,
-        &app,
-        &dup,
-        &[
-            ("password", "long enough secret"),
-            ("password_confirm", "long enough secret"),
-            ("csrf", &csrf),
-        ],
-    )
-    .await;
+    let res = http
+        .post_raw(
+            &dup,
+            &[
+                ("password", "long enough secret"),
+                ("password_confirm", "long enough secret"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(res.body.contains(r#"id="email-error""#), "{}", res.body);
     assert_eq!(app.db.store.count_users().await.unwrap(), 1);
 }
 
 async fn agents_are_refused_admin_pages(app: App) {
-    let (agent, csrf) = signed_in(&app, "agent@example.com", Role::Agent).await;
-    let res = get(&agent, &app, "/settings").await;
+    let agent = sign_in(&app, "agent@example.com", Role::Agent).await;
+    let res = agent.get("/settings").await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
-    let res = post(
-        &agent,
-        &app,
-        "/settings/inboxes",
-        &[("name", "Sneaky"), ("csrf", &csrf)],
-    )
-    .await;
+    let res = agent
+        .post_raw(
+            "/settings/inboxes",
+            &[("name", "Sneaky"), ("csrf", &agent.csrf)],
+        )
+        .await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
     // Agents can still read campaigns; admins reach settings.
-    assert_eq!(get(&agent, &app, "/campaigns").await.status, StatusCode::OK);
-    let (admin, _) = signed_in(&app, "admin@example.com", Role::Admin).await;
-    assert_eq!(get(&admin, &app, "/settings").await.status, StatusCode::OK);
+    assert_eq!(agent.get("/campaigns").await.status, StatusCode::OK);
+    let admin = sign_in(&app, "admin@example.com", Role::Admin).await;
+    assert_eq!(admin.get("/settings").await.status, StatusCode::OK);
 }

@@ -3,163 +3,13 @@
 
 mod common;
 
+use common::web::{Browser, element, sign_in};
 use herald_core::{
     AnswerInput, AnswerVariantInput, CampaignInput, Channel, InboxInput, Role, SenderInput,
 };
 use herald_store::Store;
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 use uuid::Uuid;
-
-const PASSWORD: &str = "correct horse battery staple";
-
-/// A signed-in browser: keeps its cookies, follows no redirect (the tests look at them).
-struct Browser {
-    base: String,
-    http: reqwest::Client,
-    cookies: Mutex<BTreeMap<String, String>>,
-    /// The session's CSRF token, as the pages carry it.
-    csrf: String,
-}
-
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    body: String,
-}
-
-impl Browser {
-    fn new(base: &str) -> Self {
-        Self {
-            base: base.to_string(),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: Mutex::new(BTreeMap::new()),
-            csrf: String::new(),
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn finish(&self, res: reqwest::Response) -> Page {
-        for value in res.headers().get_all(SET_COOKIE) {
-            let pair = value.to_str().unwrap().split(';').next().unwrap().trim();
-            let (name, value) = pair.split_once('=').unwrap();
-            let mut jar = self.cookies.lock().unwrap();
-            if value.is_empty() {
-                jar.remove(name);
-            } else {
-                jar.insert(name.to_string(), value.to_string());
-            }
-        }
-        Page {
-            status: res.status(),
-            location: res
-                .headers()
-                .get(LOCATION)
-                .map(|l| l.to_str().unwrap().to_string()),
-            body: res.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Page {
-        let res = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
-            .send()
-            .await
-            .unwrap();
-        self.finish(res).await
-    }
-
-    /// Posts a form as is (no CSRF token added).
-    async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let res = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
-            .form(fields)
-            .send()
-            .await
-            .unwrap();
-        self.finish(res).await
-    }
-
-    /// Posts a form with the session's CSRF token, as the page's form does.
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let mut all = vec![("csrf", self.csrf.as_str())];
-        all.extend_from_slice(fields);
-        self.post_raw(path, &all).await
-    }
-}
-
-/// The value of the first hidden `csrf` input of a page.
-fn csrf_of(html: &str) -> String {
-    let start = html
-        .find("name=\"csrf\" value=\"")
-        .unwrap_or_else(|| panic!("no csrf input in {html}"))
-        + "name=\"csrf\" value=\"".len();
-    html[start..][..html[start..].find('"').unwrap()].to_string()
-}
-
-/// Creates a user with the store and signs in through `/login`, as a person would.
-async fn sign_in(app: &common::App, email: &str, role: Role) -> Browser {
-    app.db
-        .store
-        .create_user(
-            email,
-            role,
-            &herald_server::web::auth::hash_password(PASSWORD),
-        )
-        .await
-        .unwrap();
-    let mut b = Browser::new(&app.base);
-    let login = b.get("/login").await;
-    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
-    let csrf = csrf_of(&login.body);
-    let res = b
-        .post_raw(
-            "/login",
-            &[
-                ("email", email),
-                ("password", PASSWORD),
-                ("next", "/campaigns"),
-                ("csrf", &csrf),
-            ],
-        )
-        .await;
-    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
-    let page = b.get("/campaigns").await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    b.csrf = csrf_of(&page.body);
-    b
-}
-
-/// The text of the element with `id` (up to its closing tag), or `None`.
-fn element<'a>(html: &'a str, id: &str) -> Option<&'a str> {
-    let at = html.find(&format!("id=\"{id}\""))?;
-    let open = html[..at].rfind('<')?;
-    let tag: String = html[open + 1..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .collect();
-    let close = format!("</{tag}>");
-    let end = html[at..].find(&close).map(|e| at + e + close.len())?;
-    Some(&html[open..end])
-}
 
 fn has_error(html: &str, field: &str) -> bool {
     element(html, &format!("{field}-error")).is_some_and(|e| e.contains("field-error"))
@@ -263,7 +113,7 @@ async fn settings_forms_store_what_they_check(app: common::App) {
         )
         .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
-    assert_eq!(res.location.as_deref(), Some("/settings/inboxes"));
+    assert_eq!(res.location(), "/settings/inboxes");
     let list = admin.get("/settings/inboxes").await;
     assert!(
         list.body
@@ -746,7 +596,7 @@ async fn campaign_forms_offer_only_what_fits(app: common::App) {
         )
         .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
-    let location = res.location.unwrap();
+    let location = res.location().to_string();
     let id: Uuid = location
         .strip_prefix("/campaigns/")
         .unwrap()
@@ -838,7 +688,7 @@ async fn campaign_forms_offer_only_what_fits(app: common::App) {
     // Deleting.
     let res = admin.post(&format!("/campaigns/{id}/delete"), &[]).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
-    assert_eq!(res.location.as_deref(), Some("/campaigns?channel=sms"));
+    assert_eq!(res.location(), "/campaigns?channel=sms");
     assert_eq!(count_campaigns(&*store).await, 0);
 }
 
@@ -856,7 +706,7 @@ async fn agents_read_campaigns_but_change_nothing(app: common::App) {
         )
         .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
-    let location = res.location.unwrap();
+    let location = res.location().to_string();
 
     let agent = sign_in(&app, "agent@example.com", Role::Agent).await;
     let list = agent.get("/campaigns").await;
@@ -930,7 +780,7 @@ async fn agents_read_campaigns_but_change_nothing(app: common::App) {
     let stranger = Browser::new(&app.base);
     let res = stranger.get("/settings/inboxes").await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
-    assert!(res.location.unwrap().starts_with("/login"));
+    assert!(res.location().starts_with("/login"));
 }
 
 both!(

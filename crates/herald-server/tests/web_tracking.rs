@@ -6,21 +6,19 @@
 mod common;
 
 use common::App;
+use common::web::{self, Browser};
 use herald_core::Role;
 use herald_store::{DeliveryResult, InboundMessage, Outcome, Store};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
 /// Upload size limit of these servers (small, so a "too large" file is small too).
 const MAX_BYTES: u64 = 64 * 1024;
-const PASSWORD: &str = "correct horse battery staple";
 
 macro_rules! web_tests {
     ($($name:ident),* $(,)?) => {$(
@@ -74,120 +72,7 @@ async fn start(db: herald_store::testing::TestStore) -> (App, tempfile::TempDir)
     (app, dir)
 }
 
-// ---------------------------------------------------------------- a browser, more or less
-
-/// An HTTP client that keeps cookies (as a browser does) and never follows redirects, so tests
-/// see them.
-struct Browser {
-    base: String,
-    http: reqwest::Client,
-    cookies: Mutex<HashMap<String, String>>,
-    /// The session's CSRF token, read from a page once signed in.
-    csrf: String,
-}
-
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-}
-
-impl Browser {
-    fn new(base: &str) -> Self {
-        Self {
-            base: base.to_string(),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: Mutex::new(HashMap::new()),
-            csrf: String::new(),
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        let jar = self.cookies.lock().unwrap();
-        jar.iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    fn keep_cookies(&self, headers: &HeaderMap) {
-        let mut jar = self.cookies.lock().unwrap();
-        for v in headers.get_all("set-cookie") {
-            let Ok(v) = v.to_str() else { continue };
-            let pair = v.split(';').next().unwrap_or("");
-            if let Some((name, value)) = pair.split_once('=') {
-                let expired = v.to_ascii_lowercase().contains("max-age=0");
-                if expired || value.is_empty() {
-                    jar.remove(name.trim());
-                } else {
-                    jar.insert(name.trim().to_string(), value.trim().to_string());
-                }
-            }
-        }
-    }
-
-    async fn send(&self, req: reqwest::RequestBuilder) -> Page {
-        let res = req
-            .header("cookie", self.cookie_header())
-            .send()
-            .await
-            .expect("request");
-        let status = res.status();
-        let headers = res.headers().clone();
-        self.keep_cookies(&headers);
-        let body = res.text().await.unwrap_or_default();
-        Page {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn get(&self, path: &str) -> Page {
-        self.send(self.http.get(format!("{}{path}", self.base)))
-            .await
-    }
-
-    /// A page that must answer 200.
-    async fn page(&self, path: &str) -> String {
-        let p = self.get(path).await;
-        assert_eq!(p.status, StatusCode::OK, "GET {path}: {}", p.body);
-        p.body
-    }
-
-    async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Page {
-        self.send(self.http.post(format!("{}{path}", self.base)).form(fields))
-            .await
-    }
-
-    async fn post_multipart(
-        &self,
-        path: &str,
-        form: reqwest::multipart::Form,
-        headers: &[(&str, &str)],
-    ) -> Page {
-        let mut req = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .multipart(form);
-        for (k, v) in headers {
-            req = req.header(*k, HeaderValue::from_str(v).unwrap());
-        }
-        self.send(req).await
-    }
-}
+// ---------------------------------------------------------------- reading pages
 
 /// The `value` of the first input named `name`.
 fn input_value(html: &str, name: &str) -> String {
@@ -208,55 +93,15 @@ fn text_of(html: &str, id: &str) -> Option<String> {
     Some(rest[open..open + close].trim().to_string())
 }
 
-/// The HTML of the element with the id (the opening tag up to the matching closing tag of the
-/// same name; good enough for the tables and lists these pages have, which do not nest).
+/// The HTML of the element with the id, which the page must have (see [`web::element`]).
 fn element<'a>(html: &'a str, id: &str) -> &'a str {
-    let at = html
-        .find(&format!("id=\"{id}\""))
-        .unwrap_or_else(|| panic!("no #{id} in:\n{html}"));
-    let start = html[..at].rfind('<').unwrap();
-    let tag: String = html[start + 1..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .collect();
-    let end = html[start..]
-        .find(&format!("</{tag}>"))
-        .map(|e| start + e + tag.len() + 3)
-        .unwrap_or(html.len());
-    &html[start..end]
+    web::element(html, id).unwrap_or_else(|| panic!("no #{id} in:\n{html}"))
 }
 
-/// Creates a user with the role through the store and signs in through `/login`.
+/// Creates a user with the role (a new email each time) and signs in through `/login`.
 async fn sign_in(app: &App, role: Role) -> Browser {
     let email = format!("{}-{}@example.com", role.as_str(), Uuid::now_v7().simple());
-    app.db
-        .store
-        .create_user(
-            &email,
-            role,
-            &herald_server::web::auth::hash_password(PASSWORD),
-        )
-        .await
-        .unwrap();
-    let mut b = Browser::new(&app.base);
-    let login = b.page("/login").await;
-    let csrf = input_value(&login, "csrf");
-    let res = b
-        .post_form(
-            "/login",
-            &[
-                ("email", email.as_str()),
-                ("password", PASSWORD),
-                ("next", "/inbox"),
-                ("csrf", csrf.as_str()),
-            ],
-        )
-        .await;
-    assert_eq!(res.status, StatusCode::SEE_OTHER, "sign-in: {}", res.body);
-    let inbox = b.page("/inbox").await;
-    b.csrf = input_value(&inbox, "csrf");
-    assert!(!b.csrf.is_empty());
-    b
+    web::sign_in(app, &email, role).await
 }
 
 // ---------------------------------------------------------------- campaigns and outreaches
@@ -744,9 +589,7 @@ async fn stopping_needs_an_admin_and_the_csrf_token(app: App) {
     let page_path = format!("/outreaches/{id}");
 
     let agent = sign_in(&app, Role::Agent).await;
-    let res = agent
-        .post_form(&stop, &[("csrf", agent.csrf.as_str())])
-        .await;
+    let res = agent.post(&stop, &[]).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
 
     let admin = sign_in(&app, Role::Admin).await;
@@ -759,9 +602,9 @@ async fn stopping_needs_an_admin_and_the_csrf_token(app: App) {
     );
     assert!(form.contains(&admin.csrf), "{form}");
 
-    let res = admin.post_form(&stop, &[]).await;
+    let res = admin.post_raw(&stop, &[]).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
-    let res = admin.post_form(&stop, &[("csrf", "forged")]).await;
+    let res = admin.post_raw(&stop, &[("csrf", "forged")]).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
     assert_eq!(
         store(&app).get_outreach(id).await.unwrap().status.as_str(),
@@ -769,9 +612,7 @@ async fn stopping_needs_an_admin_and_the_csrf_token(app: App) {
         "nothing changed without the token"
     );
 
-    let res = admin
-        .post_form(&stop, &[("csrf", admin.csrf.as_str())])
-        .await;
+    let res = admin.post(&stop, &[]).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
     assert_eq!(res.location(), page_path);
     assert_eq!(
@@ -790,9 +631,7 @@ async fn stopping_needs_an_admin_and_the_csrf_token(app: App) {
     );
 
     // Stopping again is refused in words, not with a 500.
-    let res = admin
-        .post_form(&stop, &[("csrf", admin.csrf.as_str())])
-        .await;
+    let res = admin.post(&stop, &[]).await;
     assert_eq!(res.status, StatusCode::CONFLICT);
     assert!(
         text_of(&res.body, "problem")
@@ -881,18 +720,14 @@ async fn recipients_are_filtered_by_state_and_escaped(app: App) {
 
     // Retrying the failed: admins only, with the token.
     let retry = format!("/outreaches/{id}/retry-failed");
-    let res = agent
-        .post_form(&retry, &[("csrf", agent.csrf.as_str())])
-        .await;
+    let res = agent.post(&retry, &[]).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
     let admin = sign_in(&app, Role::Admin).await;
     let html = admin.page(&path).await;
     assert!(html.contains("id=\"retry-failed\""), "{html}");
-    let res = admin.post_form(&retry, &[]).await;
+    let res = admin.post_raw(&retry, &[]).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
-    let res = admin
-        .post_form(&retry, &[("csrf", admin.csrf.as_str())])
-        .await;
+    let res = admin.post(&retry, &[]).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
     let failed_now = store(&app)
         .list_recipients(
@@ -967,9 +802,7 @@ async fn the_event_stream_follows_the_progress(app: App) {
         "{page}"
     );
     let mut res = agent
-        .http
-        .get(format!("{}{events}", app.base))
-        .header("cookie", agent.cookie_header())
+        .request(reqwest::Method::GET, &events)
         .send()
         .await
         .unwrap();
@@ -1054,14 +887,9 @@ async fn the_inbox_shows_conversations_and_refuses_opted_out_customers(app: App)
 
     // A reply needs the token; with it, it is sent and lands on the timeline.
     let reply = format!("{path}/reply");
-    let res = agent.post_form(&reply, &[("body", "We are on it.")]).await;
+    let res = agent.post_raw(&reply, &[("body", "We are on it.")]).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
-    let res = agent
-        .post_form(
-            &reply,
-            &[("csrf", agent.csrf.as_str()), ("body", "We are on it.")],
-        )
-        .await;
+    let res = agent.post(&reply, &[("body", "We are on it.")]).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
     let html = agent.page(&path).await;
     let timeline = element(&html, "timeline");
@@ -1071,9 +899,7 @@ async fn the_inbox_shows_conversations_and_refuses_opted_out_customers(app: App)
     );
 
     // An empty reply is an error next to the box, not a 500.
-    let res = agent
-        .post_form(&reply, &[("csrf", agent.csrf.as_str()), ("body", "  ")])
-        .await;
+    let res = agent.post(&reply, &[("body", "  ")]).await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(text_of(&res.body, "body-error").is_some(), "{}", res.body);
 
@@ -1091,12 +917,7 @@ async fn the_inbox_shows_conversations_and_refuses_opted_out_customers(app: App)
     let textarea = &textarea[..textarea.find('>').unwrap()];
     assert!(textarea.contains("id=\"reply-body\""), "{textarea}");
     assert!(textarea.contains(" disabled"), "{textarea}");
-    let res = agent
-        .post_form(
-            &reply,
-            &[("csrf", agent.csrf.as_str()), ("body", "Still there?")],
-        )
-        .await;
+    let res = agent.post(&reply, &[("body", "Still there?")]).await;
     assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
     let error = text_of(&res.body, "reply-error").expect("the refusal above the form");
     assert!(error.contains("opted out"), "{error}");
@@ -1134,9 +955,9 @@ async fn the_inbox_shows_conversations_and_refuses_opted_out_customers(app: App)
         .await
         .unwrap();
     let res = agent
-        .post_form(
+        .post(
             &format!("/conversations/{}/reply", other.conversation.id),
-            &[("csrf", agent.csrf.as_str()), ("body", "Hi there")],
+            &[("body", "Hi there")],
         )
         .await;
     assert_eq!(res.status, StatusCode::BAD_GATEWAY, "{}", res.body);

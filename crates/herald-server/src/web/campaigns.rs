@@ -10,7 +10,9 @@
 
 use super::render_status;
 use super::session::{Admin, Chrome, CurrentUser};
-use super::settings::{Choice, FieldErrors, FormPairs, collect_all, error_page, parse_id};
+use super::settings::{
+    Choice, CsrfForm, FieldErrors, FormPairs, collect_all, error_page, parse_id,
+};
 use crate::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -675,16 +677,24 @@ async fn checked(
     }
 }
 
-/// A store refusal on save, on the form (a name taken on the channel goes next to the name).
-fn store_refusal(e: StoreError) -> Result<FieldErrors, StoreError> {
+/// What saving the form leads to, as for the settings forms. Saved: the redirect to the
+/// campaign's page; a failure: the error page; both as the `Err` that ends the handler (`?`).
+/// Refused by the store: its reason on the form (a name taken on the channel goes next to the
+/// name), to show the form again.
+#[allow(clippy::result_large_err)] // the page to answer with, as `CurrentUser::check_csrf`'s
+fn saved(
+    user: &CurrentUser,
+    result: Result<Campaign, StoreError>,
+) -> Result<FieldErrors, Response> {
     let mut errors = FieldErrors::new();
-    match e {
-        StoreError::Conflict(m) => errors.push("name", m),
-        StoreError::Invalid { field, message } => {
+    match result {
+        Ok(c) => return Err(Redirect::to(&format!("/campaigns/{}", c.id)).into_response()),
+        Err(StoreError::Conflict(m)) => errors.push("name", m),
+        Err(StoreError::Invalid { field, message }) => {
             let (f, m) = place_error(field, &message);
             errors.push(f, m);
         }
-        other => return Err(other),
+        Err(other) => return Err(error_page(user, "campaigns", other)),
     }
     Ok(errors)
 }
@@ -716,10 +726,7 @@ async fn create(
         }
     };
     let errors = match checked(&s, channel, &values).await.map_err(&err)? {
-        Ok(spec) => match s.store.create_campaign(&spec).await {
-            Ok(c) => return Ok(Redirect::to(&format!("/campaigns/{}", c.id)).into_response()),
-            Err(e) => store_refusal(e).map_err(&err)?,
-        },
+        Ok(spec) => saved(&user, s.store.create_campaign(&spec).await)?,
         Err(errors) => errors,
     };
     form_page(
@@ -748,10 +755,7 @@ async fn update(
     let channel = current.channel;
     let values = CampaignValues::submitted(&form);
     let errors = match checked(&s, channel, &values).await.map_err(&err)? {
-        Ok(spec) => match s.store.update_campaign(id, &spec).await {
-            Ok(c) => return Ok(Redirect::to(&format!("/campaigns/{}", c.id)).into_response()),
-            Err(e) => store_refusal(e).map_err(&err)?,
-        },
+        Ok(spec) => saved(&user, s.store.update_campaign(id, &spec).await)?,
         Err(errors) => errors,
     };
     form_page(
@@ -764,12 +768,6 @@ async fn update(
         errors,
     )
     .await
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 async fn delete(

@@ -2,7 +2,7 @@
 //! agent's reply (sent by [`herald_engine::Replies::agent_reply`], which refuses opted-out
 //! customers). Agents and admins alike work here.
 
-use super::outreaches::{posted_form, store_problem};
+use super::outreaches::{checked_form, store_problem};
 use super::session::{Chrome, CurrentUser};
 use super::{render, render_status};
 use crate::AppState;
@@ -124,6 +124,15 @@ async fn items(
     out
 }
 
+/// Every inbox (up to [`INBOX_MAX`]), for the tabs.
+async fn every_inbox(store: &dyn Store) -> Result<Vec<Inbox>, StoreError> {
+    let page = Page {
+        limit: INBOX_MAX,
+        after: None,
+    };
+    Ok(store.list_inboxes(page).await?.items)
+}
+
 fn tabs(inboxes: &[Inbox], current: Option<Uuid>) -> Vec<InboxTab> {
     let mut tabs = vec![InboxTab {
         href: "/inbox".into(),
@@ -139,15 +148,8 @@ fn tabs(inboxes: &[Inbox], current: Option<Uuid>) -> Vec<InboxTab> {
 }
 
 async fn all_inboxes(user: CurrentUser, State(s): State<AppState>) -> Response {
-    let inboxes = match s
-        .store
-        .list_inboxes(Page {
-            limit: INBOX_MAX,
-            after: None,
-        })
-        .await
-    {
-        Ok(l) => l.items,
+    let inboxes = match every_inbox(&*s.store).await {
+        Ok(inboxes) => inboxes,
         Err(e) => return store_problem(&user, e),
     };
     // The newest conversations of every inbox, merged newest first.
@@ -194,15 +196,8 @@ async fn one_inbox(
         Ok(i) => i,
         Err(e) => return store_problem(&user, e),
     };
-    let inboxes = match s
-        .store
-        .list_inboxes(Page {
-            limit: INBOX_MAX,
-            after: None,
-        })
-        .await
-    {
-        Ok(l) => l.items,
+    let inboxes = match every_inbox(&*s.store).await {
+        Ok(inboxes) => inboxes,
         Err(e) => return store_problem(&user, e),
     };
     let page = Page {
@@ -403,10 +398,10 @@ async fn reply(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (csrf, fields) = posted_form(&headers, &body);
-    if let Err(refused) = user.check_csrf(&csrf) {
-        return refused;
-    }
+    let fields = match checked_form(&user, &headers, &body) {
+        Ok(fields) => fields,
+        Err(refused) => return refused,
+    };
     let text = fields.get("body").cloned().unwrap_or_default();
     let subject = fields.get("subject").cloned().unwrap_or_default();
     let outcome = s

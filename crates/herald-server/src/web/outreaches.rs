@@ -98,20 +98,20 @@ pub(crate) fn store_problem(user: &CurrentUser, e: StoreError) -> Response {
     }
 }
 
-/// The fields of a posted `application/x-www-form-urlencoded` form (a missing or malformed body
-/// is an empty form, so it fails the CSRF check rather than the parser), and the CSRF token sent
-/// with it: the `X-CSRF-Token` header htmx adds, else the `csrf` field.
-pub(crate) fn posted_form(headers: &HeaderMap, body: &[u8]) -> (String, HashMap<String, String>) {
+/// The fields of a posted `application/x-www-form-urlencoded` form once its CSRF token is
+/// checked: the `X-CSRF-Token` header htmx adds, else the `csrf` field (a missing or malformed
+/// body is an empty form, so it fails the check rather than the parser). `Err` is the 403 page.
+#[allow(clippy::result_large_err)] // the page to answer with, as `CurrentUser::check_csrf`'s
+pub(crate) fn checked_form(
+    user: &CurrentUser,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<HashMap<String, String>, Response> {
     let fields: HashMap<String, String> = url::form_urlencoded::parse(body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let csrf = headers
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| fields.get("csrf").cloned())
-        .unwrap_or_default();
-    (csrf, fields)
+    user.check_csrf_headers(headers, fields.get("csrf").map(String::as_str))?;
+    Ok(fields)
 }
 
 /// `2026-05-01 09:30 CEST`: an instant as the wall clock of `tz` shows it.
@@ -640,13 +640,7 @@ async fn upload(
     };
     let mut errors = FieldErrors::default();
     let up = read_upload(&mut form, s.import_limits.max_bytes, &mut errors).await;
-    let csrf = headers
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or(up.csrf.clone())
-        .unwrap_or_default();
-    if let Err(refused) = user.check_csrf(&csrf) {
+    if let Err(refused) = user.check_csrf_headers(&headers, up.csrf.as_deref()) {
         return refused;
     }
 
@@ -846,8 +840,7 @@ async fn stop(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (csrf, _) = posted_form(&headers, &body);
-    if let Err(refused) = user.check_csrf(&csrf) {
+    if let Err(refused) = checked_form(&user, &headers, &body) {
         return refused;
     }
     match s.store.stop_outreach(id, Timestamp::now()).await {
@@ -1049,8 +1042,7 @@ async fn retry_failed(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (csrf, _) = posted_form(&headers, &body);
-    if let Err(refused) = user.check_csrf(&csrf) {
+    if let Err(refused) = checked_form(&user, &headers, &body) {
         return refused;
     }
     match s.store.retry_failed(id, Timestamp::now()).await {

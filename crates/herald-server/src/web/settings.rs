@@ -5,7 +5,7 @@
 //! id="{field}-error">`) and the form comes back with what was typed and status 422.
 //!
 //! Also shared with [`super::campaigns`]: [`FieldErrors`], [`MessagePage`], [`error_page`],
-//! [`collect_all`] and [`FormPairs`].
+//! [`collect_all`], [`FormPairs`] and [`CsrfForm`].
 
 use super::render_status;
 use super::session::{Admin, Chrome, CurrentUser};
@@ -18,8 +18,8 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use herald_core::render::Renderer;
 use herald_core::{
-    AnswerInput, AnswerVariantInput, Channel, InboxInput, Listing, PAGE_MAX, Page, SenderInput,
-    ValidationError,
+    AnswerInput, AnswerVariantInput, Channel, Inbox, InboxInput, Listing, PAGE_MAX, Page, Sender,
+    SenderInput, ValidationError,
 };
 use herald_store::StoreError;
 use serde::Deserialize;
@@ -253,6 +253,46 @@ fn store_form_errors(e: StoreError, default_field: &str) -> Result<FieldErrors, 
     Ok(errors)
 }
 
+/// What a form's store write leads to. Saved: the redirect to `to`; a failure: the error page;
+/// both as the `Err` that ends the handler (`?`), as a refused CSRF token does. Refused by the
+/// store: its reason next to the form field it is about (see [`store_form_errors`]), to show
+/// the form again.
+#[allow(clippy::result_large_err)] // the page to answer with, as `CurrentUser::check_csrf`'s
+fn saved<T>(
+    user: &CurrentUser,
+    result: Result<T, StoreError>,
+    to: &str,
+    default_field: &str,
+) -> Result<FieldErrors, Response> {
+    match result {
+        Ok(_) => Err(Redirect::to(to).into_response()),
+        Err(e) => store_form_errors(e, default_field).map_err(settings_err(user)),
+    }
+}
+
+/// What a delete from a settings list leads to. Done: the redirect to the list at `to`; a
+/// failure: the error page; both as the `Err` that ends the handler, as in [`saved`]. Refused
+/// because the row is in use: the store's message, for the list to say (409).
+#[allow(clippy::result_large_err)] // the page to answer with, as `CurrentUser::check_csrf`'s
+fn deleted(
+    user: &CurrentUser,
+    result: Result<(), StoreError>,
+    to: &str,
+) -> Result<String, Response> {
+    match result {
+        Ok(()) => Err(Redirect::to(to).into_response()),
+        Err(StoreError::InUse(m)) => Ok(m),
+        Err(e) => Err(error_page(user, "settings", e)),
+    }
+}
+
+/// A form with nothing but the CSRF token (delete buttons).
+#[derive(Debug, Default, Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
+}
+
 // ------------------------------------------------------------------ overview
 
 #[derive(Template)]
@@ -391,10 +431,10 @@ async fn create_inbox(
 ) -> PageResult {
     user.check_csrf(&form.csrf)?;
     let errors = match inbox_input(&form).validate() {
-        Ok(spec) => match s.store.create_inbox(&spec).await {
-            Ok(_) => return Ok(Redirect::to("/settings/inboxes").into_response()),
-            Err(e) => store_form_errors(e, "name").map_err(settings_err(&user))?,
-        },
+        Ok(spec) => {
+            let result = s.store.create_inbox(&spec).await;
+            saved(&user, result, "/settings/inboxes", "name")?
+        }
         Err(e) => FieldErrors::from_validation(&e, inbox_place),
     };
     inboxes_page(
@@ -408,25 +448,38 @@ async fn create_inbox(
     .await
 }
 
+/// The edit page of `inbox`, its form as stored or as submitted.
+fn inbox_edit_page(
+    user: &CurrentUser,
+    inbox: &Inbox,
+    form: InboxForm,
+    errors: FieldErrors,
+) -> InboxEditPage {
+    InboxEditPage {
+        chrome: Chrome::new(user, format!("Inbox {}", inbox.name), "settings"),
+        id: inbox.id,
+        form,
+        errors,
+    }
+}
+
 async fn edit_inbox(
     State(s): State<AppState>,
     Admin(user): Admin,
     Path(id): Path<Uuid>,
 ) -> PageResult {
     let inbox = s.store.get_inbox(id).await.map_err(settings_err(&user))?;
-    Ok(super::render(&InboxEditPage {
-        chrome: Chrome::new(&user, format!("Inbox {}", inbox.name), "settings"),
-        id,
-        form: InboxForm {
-            csrf: String::new(),
-            name: inbox.name,
-            agent_number: inbox
-                .agent_number
-                .map(|n| n.to_string())
-                .unwrap_or_default(),
-        },
-        errors: FieldErrors::new(),
-    }))
+    let form = InboxForm {
+        csrf: String::new(),
+        name: inbox.name.clone(),
+        agent_number: inbox
+            .agent_number
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+    };
+    let page = inbox_edit_page(&user, &inbox, form, FieldErrors::new());
+    Ok(super::render(&page))
 }
 
 async fn update_inbox(
@@ -438,27 +491,16 @@ async fn update_inbox(
     user.check_csrf(&form.csrf)?;
     let current = s.store.get_inbox(id).await.map_err(settings_err(&user))?;
     let errors = match inbox_input(&form).validate() {
-        Ok(spec) => match s.store.update_inbox(id, &spec).await {
-            Ok(_) => return Ok(Redirect::to("/settings/inboxes").into_response()),
-            Err(e) => store_form_errors(e, "name").map_err(settings_err(&user))?,
-        },
+        Ok(spec) => {
+            let result = s.store.update_inbox(id, &spec).await;
+            saved(&user, result, "/settings/inboxes", "name")?
+        }
         Err(e) => FieldErrors::from_validation(&e, inbox_place),
     };
     Ok(render_status(
         StatusCode::UNPROCESSABLE_ENTITY,
-        &InboxEditPage {
-            chrome: Chrome::new(&user, format!("Inbox {}", current.name), "settings"),
-            id,
-            form,
-            errors,
-        },
+        &inbox_edit_page(&user, &current, form, errors),
     ))
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 async fn delete_inbox(
@@ -468,21 +510,16 @@ async fn delete_inbox(
     Form(form): Form<CsrfForm>,
 ) -> PageResult {
     user.check_csrf(&form.csrf)?;
-    match s.store.delete_inbox(id).await {
-        Ok(()) => Ok(Redirect::to("/settings/inboxes").into_response()),
-        Err(StoreError::InUse(m)) => {
-            inboxes_page(
-                &s,
-                &user,
-                StatusCode::CONFLICT,
-                InboxForm::default(),
-                FieldErrors::new(),
-                Some(m),
-            )
-            .await
-        }
-        Err(e) => Err(error_page(&user, "settings", e)),
-    }
+    let in_use = deleted(&user, s.store.delete_inbox(id).await, "/settings/inboxes")?;
+    inboxes_page(
+        &s,
+        &user,
+        StatusCode::CONFLICT,
+        InboxForm::default(),
+        FieldErrors::new(),
+        Some(in_use),
+    )
+    .await
 }
 
 // ------------------------------------------------------------------ senders
@@ -499,6 +536,17 @@ pub struct SenderForm {
     inbox_id: String,
     #[serde(default)]
     provider: String,
+}
+
+impl SenderForm {
+    /// The add form as first shown: an SMS sender through the file provider.
+    fn blank() -> Self {
+        Self {
+            channel: "sms".into(),
+            provider: "file".into(),
+            ..Self::default()
+        }
+    }
 }
 
 struct SenderRow {
@@ -671,11 +719,7 @@ async fn senders_page(
 }
 
 async fn list_senders(State(s): State<AppState>, Admin(user): Admin) -> PageResult {
-    let form = SenderForm {
-        channel: "sms".into(),
-        provider: "file".into(),
-        ..SenderForm::default()
-    };
+    let form = SenderForm::blank();
     senders_page(&s, &user, StatusCode::OK, form, FieldErrors::new(), None).await
 }
 
@@ -689,10 +733,10 @@ async fn create_sender(
         .await
         .map_err(settings_err(&user))?
     {
-        Ok(spec) => match s.store.create_sender(&spec).await {
-            Ok(_) => return Ok(Redirect::to("/settings/senders").into_response()),
-            Err(e) => store_form_errors(e, "address").map_err(settings_err(&user))?,
-        },
+        Ok(spec) => {
+            let result = s.store.create_sender(&spec).await;
+            saved(&user, result, "/settings/senders", "address")?
+        }
         Err(errors) => errors,
     };
     senders_page(
@@ -704,6 +748,24 @@ async fn create_sender(
         None,
     )
     .await
+}
+
+/// The edit page of `sender`, its form as stored or as submitted.
+async fn sender_edit_page(
+    s: &AppState,
+    user: &CurrentUser,
+    sender: &Sender,
+    form: SenderForm,
+    errors: FieldErrors,
+) -> Result<SenderEditPage, StoreError> {
+    let choices = sender_choices(s, &form).await?;
+    Ok(SenderEditPage {
+        chrome: Chrome::new(user, format!("Sender {}", sender.address), "settings"),
+        id: sender.id,
+        form,
+        choices,
+        errors,
+    })
 }
 
 async fn edit_sender(
@@ -720,14 +782,10 @@ async fn edit_sender(
         inbox_id: sender.inbox_id.to_string(),
         provider: sender.provider.to_string(),
     };
-    let choices = sender_choices(&s, &form).await.map_err(&err)?;
-    Ok(super::render(&SenderEditPage {
-        chrome: Chrome::new(&user, format!("Sender {}", sender.address), "settings"),
-        id,
-        form,
-        choices,
-        errors: FieldErrors::new(),
-    }))
+    let page = sender_edit_page(&s, &user, &sender, form, FieldErrors::new())
+        .await
+        .map_err(&err)?;
+    Ok(super::render(&page))
 }
 
 async fn update_sender(
@@ -742,23 +800,16 @@ async fn update_sender(
     // The channel cannot change (campaigns rely on it); the page shows it read-only.
     form.channel = current.channel.to_string();
     let errors = match checked_sender(&s, &form).await.map_err(&err)? {
-        Ok(spec) => match s.store.update_sender(id, &spec).await {
-            Ok(_) => return Ok(Redirect::to("/settings/senders").into_response()),
-            Err(e) => store_form_errors(e, "address").map_err(&err)?,
-        },
+        Ok(spec) => {
+            let result = s.store.update_sender(id, &spec).await;
+            saved(&user, result, "/settings/senders", "address")?
+        }
         Err(errors) => errors,
     };
-    let choices = sender_choices(&s, &form).await.map_err(&err)?;
-    Ok(render_status(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        &SenderEditPage {
-            chrome: Chrome::new(&user, format!("Sender {}", current.address), "settings"),
-            id,
-            form,
-            choices,
-            errors,
-        },
-    ))
+    let page = sender_edit_page(&s, &user, &current, form, errors)
+        .await
+        .map_err(&err)?;
+    Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
 
 async fn delete_sender(
@@ -768,26 +819,16 @@ async fn delete_sender(
     Form(form): Form<CsrfForm>,
 ) -> PageResult {
     user.check_csrf(&form.csrf)?;
-    match s.store.delete_sender(id).await {
-        Ok(()) => Ok(Redirect::to("/settings/senders").into_response()),
-        Err(StoreError::InUse(m)) => {
-            let form = SenderForm {
-                channel: "sms".into(),
-                provider: "file".into(),
-                ..SenderForm::default()
-            };
-            senders_page(
-                &s,
-                &user,
-                StatusCode::CONFLICT,
-                form,
-                FieldErrors::new(),
-                Some(m),
-            )
-            .await
-        }
-        Err(e) => Err(error_page(&user, "settings", e)),
-    }
+    let in_use = deleted(&user, s.store.delete_sender(id).await, "/settings/senders")?;
+    senders_page(
+        &s,
+        &user,
+        StatusCode::CONFLICT,
+        SenderForm::blank(),
+        FieldErrors::new(),
+        Some(in_use),
+    )
+    .await
 }
 
 // ------------------------------------------------------------------ answers
@@ -1138,10 +1179,10 @@ async fn create_answer(
     let sub = AnswerSubmission::parse(&form);
     let (input, indices) = sub.input();
     let errors = match input.validate() {
-        Ok(spec) => match s.store.create_answer(&spec).await {
-            Ok(_) => return Ok(Redirect::to("/settings/answers").into_response()),
-            Err(e) => store_form_errors(e, "name").map_err(settings_err(&user))?,
-        },
+        Ok(spec) => {
+            let result = s.store.create_answer(&spec).await;
+            saved(&user, result, "/settings/answers", "name")?
+        }
         Err(e) => answer_errors(&e, &indices),
     };
     let preview = preview_of(&form, &sub);
@@ -1223,10 +1264,8 @@ async fn update_answer(
                 }
             }
             if problems.is_empty() {
-                match s.store.update_answer(id, &spec).await {
-                    Ok(_) => return Ok(Redirect::to("/settings/answers").into_response()),
-                    Err(e) => store_form_errors(e, "name").map_err(&err)?,
-                }
+                let result = s.store.update_answer(id, &spec).await;
+                saved(&user, result, "/settings/answers", "name")?
             } else {
                 let mut errors = FieldErrors::new();
                 errors.push("variants", problems.join("; "));
@@ -1256,11 +1295,8 @@ async fn delete_answer(
     Form(form): Form<CsrfForm>,
 ) -> PageResult {
     user.check_csrf(&form.csrf)?;
-    match s.store.delete_answer(id).await {
-        Ok(()) => Ok(Redirect::to("/settings/answers").into_response()),
-        Err(StoreError::InUse(m)) => answers_page(&s, &user, StatusCode::CONFLICT, Some(m)).await,
-        Err(e) => Err(error_page(&user, "settings", e)),
-    }
+    let in_use = deleted(&user, s.store.delete_answer(id).await, "/settings/answers")?;
+    answers_page(&s, &user, StatusCode::CONFLICT, Some(in_use)).await
 }
 
 /// `#preview`'s content for the answer form as typed: htmx posts the whole form (with

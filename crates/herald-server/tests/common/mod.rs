@@ -1,5 +1,8 @@
-//! What the API test suites share: a real server on a free port over a fresh database.
+//! What the API test suites share: a real server on a free port over a fresh database (and, in
+//! [`web`], what the web UI suites share: a browser signed in over real HTTP).
 #![allow(dead_code)] // each suite uses a part
+
+pub mod web;
 
 use herald_core::Role;
 use herald_server::auth::generate_token;
