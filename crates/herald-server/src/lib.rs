@@ -34,6 +34,8 @@ pub struct AppState {
     pub replies: herald_engine::Replies,
     /// Web UI cookies carry `Secure` (set when the public URL is https).
     pub secure_cookies: bool,
+    /// Failed web sign-ins per email address (locks an address out after repeated failures).
+    pub login_throttle: Arc<web::throttle::LoginThrottle>,
 }
 
 /// The default of [`AppState::events_interval`].
@@ -47,6 +49,7 @@ impl AppState {
             events_closed: Arc::new(tokio::sync::watch::Sender::new(false)),
             twilio: None,
             secure_cookies: false,
+            login_throttle: Arc::new(web::throttle::LoginThrottle::new()),
             replies: herald_engine::Replies::new(
                 store.clone(),
                 Arc::new(herald_channels::Transports::new()),

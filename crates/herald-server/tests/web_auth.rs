@@ -13,6 +13,7 @@ use jiff::{SignedDuration, Timestamp};
 use reqwest::{Method, StatusCode};
 
 both!(
+    repeated_failures_lock_the_address_for_a_while,
     signed_out_visitors_are_sent_to_login_with_next,
     bad_credentials_get_401_and_no_session,
     good_credentials_start_a_session_and_go_to_next,
@@ -131,6 +132,38 @@ async fn bad_credentials_get_401_and_no_session(app: App) {
     let res = http.get("/campaigns").await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     assert!(res.location().starts_with("/login"));
+}
+
+async fn repeated_failures_lock_the_address_for_a_while(app: App) {
+    create_user(&app, "ann@example.com", Role::Admin).await;
+    create_user(&app, "bob@example.com", Role::Admin).await;
+    let http = Browser::new(&app.base);
+    for attempt in 0..5 {
+        let wrong = http.log_in("Ann@Example.com", "not the password", "").await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
+    }
+    // Now even the right password is refused, with the reason and how long to wait.
+    let locked = http.log_in("ann@example.com", PASSWORD, "").await;
+    assert_eq!(
+        locked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        locked.body
+    );
+    assert!(locked.set_cookie("herald_session").is_none());
+    assert!(
+        locked.body.contains("Too many failed sign-ins"),
+        "{}",
+        locked.body
+    );
+    assert!(
+        locked.body.contains("Try again in 15 minutes"),
+        "{}",
+        locked.body
+    );
+    // Other people are not affected.
+    let bob = http.log_in("bob@example.com", PASSWORD, "").await;
+    assert_eq!(bob.status, StatusCode::SEE_OTHER, "{}", bob.body);
 }
 
 async fn good_credentials_start_a_session_and_go_to_next(app: App) {

@@ -45,6 +45,7 @@ pub const MAX_PASSWORD_CHARS: usize = 1000;
 /// Where a sign-in goes when it was not sent from a page.
 const HOME: &str = "/campaigns";
 const BAD_CREDENTIALS: &str = "Wrong email or password.";
+const TOO_MANY: &str = "Too many failed sign-ins for this email address.";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -187,6 +188,8 @@ struct LoginPage {
     next: String,
     email: String,
     error: Option<&'static str>,
+    /// With [`TOO_MANY`]: how long until the address may try again.
+    retry_minutes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -218,6 +221,7 @@ async fn login_page(
         next: safe_next(&q.next).to_string(),
         email: String::new(),
         error: None,
+        retry_minutes: None,
     };
     login_response(StatusCode::OK, &page, state.secure_cookies)
 }
@@ -241,11 +245,22 @@ async fn login(
         next: safe_next(&form.next).to_string(),
         email: form.email.trim().to_string(),
         error: None,
+        retry_minutes: None,
     };
     if !login_csrf_ok(&headers, &form.csrf) {
         page.csrf = new_secret();
         page.error = Some("This sign-in form has expired. Sign in again.");
         return login_response(StatusCode::FORBIDDEN, &page, state.secure_cookies);
+    }
+    if let Err(wait) = state
+        .login_throttle
+        .check(&page.email, std::time::Instant::now())
+    {
+        tracing::warn!("web sign-in refused: too many failures for the address");
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        page.error = Some(TOO_MANY);
+        page.retry_minutes = Some(minutes);
+        return login_response(StatusCode::TOO_MANY_REQUESTS, &page, state.secure_cookies);
     }
     let found = if page.email.is_empty() {
         None
@@ -262,10 +277,16 @@ async fn login(
     // Always verify (against a dummy hash for an unknown email): no timing difference.
     let ok = verify_blocking(form.password, phc).await;
     let Some(user) = user.filter(|_| ok) else {
+        if !page.email.is_empty() {
+            state
+                .login_throttle
+                .failed(&page.email, std::time::Instant::now());
+        }
         tracing::info!("web sign-in refused");
         page.error = Some(BAD_CREDENTIALS);
         return login_response(StatusCode::UNAUTHORIZED, &page, state.secure_cookies);
     };
+    state.login_throttle.succeeded(&page.email);
     end_previous_session(&state, &headers).await;
     let session = match start_session(&state, &user).await {
         Ok(c) => c,

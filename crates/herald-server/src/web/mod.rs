@@ -22,6 +22,7 @@ pub mod inbox;
 pub mod outreaches;
 pub mod session;
 pub mod settings;
+pub mod throttle;
 
 /// The web UI's routes (merged at the root of the app, beside `/api/v1` and `/webhooks`).
 pub fn router() -> Router<AppState> {
