@@ -81,6 +81,9 @@ pub struct OutboundMessage {
     pub unsubscribe_url: Option<String>,
     /// Voice only: the number a person who presses 1 is connected to (the sender's inbox).
     pub agent_number: Option<E164>,
+    /// Email only: the `Message-ID` (with angle brackets) of the customer's email this one
+    /// answers, sent as `In-Reply-To` and `References` so mail clients thread an agent's reply.
+    pub in_reply_to: Option<String>,
 }
 
 /// The provider took the message.

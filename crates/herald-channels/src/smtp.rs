@@ -267,6 +267,17 @@ pub fn build_email(msg: &OutboundMessage) -> Result<Message, SendError> {
             .collect();
         builder = builder.subject(subject);
     }
+    // A Message-ID is `<…>` with no white space; anything else is dropped rather than sent.
+    if let Some(parent) = msg.in_reply_to.as_deref().map(str::trim).filter(|p| {
+        p.len() > 2
+            && p.starts_with('<')
+            && p.ends_with('>')
+            && !p.chars().any(|c| c.is_whitespace() || c.is_control())
+    }) {
+        builder = builder
+            .in_reply_to(parent.to_string())
+            .references(parent.to_string());
+    }
     if let Some(raw) = &msg.unsubscribe_url {
         let url = url::Url::parse(raw.trim())
             .ok()
@@ -424,6 +435,7 @@ mod tests {
             recipient_id: 1234,
             unsubscribe_url: None,
             agent_number: None,
+            in_reply_to: None,
         };
         let id = message_id(&msg).unwrap();
         assert_eq!(
@@ -435,6 +447,31 @@ mod tests {
         let email = build_email(&msg).unwrap();
         let raw = String::from_utf8(email.formatted()).unwrap();
         assert!(raw.contains(&format!("Message-ID: {id}\r\n")), "{raw}");
+        assert!(!raw.contains("In-Reply-To"), "{raw}");
+
+        // A reply names the customer's message; a malformed id is not sent at all.
+        let reply = OutboundMessage {
+            in_reply_to: Some("<CAF=xyz@mail.example.org>".into()),
+            ..msg.clone()
+        };
+        let raw = String::from_utf8(build_email(&reply).unwrap().formatted()).unwrap();
+        assert!(
+            raw.contains("In-Reply-To: <CAF=xyz@mail.example.org>\r\n"),
+            "{raw}"
+        );
+        assert!(
+            raw.contains("References: <CAF=xyz@mail.example.org>\r\n"),
+            "{raw}"
+        );
+        let bad = OutboundMessage {
+            in_reply_to: Some("<a\r\nBcc: x@evil.example>".into()),
+            ..msg
+        };
+        let raw = String::from_utf8(build_email(&bad).unwrap().formatted()).unwrap();
+        assert!(
+            !raw.contains("In-Reply-To") && !raw.contains("evil"),
+            "{raw}"
+        );
     }
 
     #[test]

@@ -822,6 +822,7 @@ impl Dispatcher {
                 Channel::Voice => ctx.agent_number.clone(),
                 _ => None,
             },
+            in_reply_to: None,
         })
     }
 

@@ -315,6 +315,10 @@ impl Replies {
                 ),
             )));
         };
+        let in_reply_to = match conversation.channel {
+            Channel::Email => self.last_inbound_message_id(conversation_id).await?,
+            _ => None,
+        };
         let key = format!("reply-{}", Uuid::now_v7().simple());
         let language = match conversation.campaign_id {
             Some(id) => match self.store.get_campaign(id).await {
@@ -336,6 +340,7 @@ impl Replies {
             recipient_id: 0,
             unsubscribe_url: None,
             agent_number: None,
+            in_reply_to,
         };
         let accepted = transport.send(&msg).await.map_err(ReplyError::Send)?;
         Ok(self
@@ -349,6 +354,22 @@ impl Replies {
                 sent_at: Timestamp::now(),
             })
             .await?)
+    }
+
+    /// The `Message-ID` of the customer's latest email in the conversation, if it had one.
+    async fn last_inbound_message_id(
+        &self,
+        conversation_id: Uuid,
+    ) -> Result<Option<String>, StoreError> {
+        let messages = self
+            .store
+            .conversation_messages(conversation_id, None, 500)
+            .await?;
+        Ok(messages
+            .iter()
+            .rev()
+            .filter(|m| m.direction == herald_store::Direction::Inbound)
+            .find_map(|m| m.provider_message_id.clone()))
     }
 
     /// "Re: " and the subject of the conversation's latest message that had one.

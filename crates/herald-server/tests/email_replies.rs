@@ -192,6 +192,7 @@ async fn an_email_reply_threads_into_the_outreach_conversation(db: TestStore) {
         .from("Ada Lovelace <Ada@Example.com>".parse().unwrap())
         .to(SENDER.parse().unwrap())
         .subject("Re: Your order B-0")
+        .message_id(Some("<ada-reply-1@example.com>".into()))
         .in_reply_to(message_id.clone())
         .references(message_id.clone())
         .body(String::from(
@@ -252,6 +253,15 @@ async fn an_email_reply_threads_into_the_outreach_conversation(db: TestStore) {
         .unwrap();
     assert_eq!(out.subject.as_deref(), Some("Re: Your order B-0"));
     assert!(out.mail_from.contains(SENDER), "{}", out.mail_from);
+    // Threaded under Ada's email in her mail client.
+    assert_eq!(
+        out.header("In-Reply-To").as_deref(),
+        Some("<ada-reply-1@example.com>")
+    );
+    assert_eq!(
+        out.header("References").as_deref(),
+        Some("<ada-reply-1@example.com>")
+    );
     assert!(out.data.contains("It ships tomorrow morning."));
 
     // Mail for an address that is not a sender is refused at RCPT; nothing is recorded.

@@ -28,6 +28,7 @@ pub fn message(channel: Channel, from: Address, to: Address, body: &str) -> Outb
         recipient_id,
         unsubscribe_url: None,
         agent_number: None,
+        in_reply_to: None,
     }
 }
 

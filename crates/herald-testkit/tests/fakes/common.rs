@@ -34,6 +34,7 @@ pub fn message(
         recipient_id,
         unsubscribe_url: None,
         agent_number: None,
+        in_reply_to: None,
     }
 }
 
