@@ -295,13 +295,17 @@ impl Replies {
                 });
             }
         };
+        let thread = match conversation.channel {
+            Channel::Email => self.email_thread(conversation_id).await?,
+            _ => EmailThread::default(),
+        };
         let subject = match conversation.channel {
             Channel::Email => Some(
                 subject
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
                     .map(str::to_string)
-                    .unwrap_or(self.reply_subject(conversation_id).await?),
+                    .unwrap_or_else(|| thread.reply_subject()),
             ),
             _ => None,
         };
@@ -315,10 +319,7 @@ impl Replies {
                 ),
             )));
         };
-        let in_reply_to = match conversation.channel {
-            Channel::Email => self.last_inbound_message_id(conversation_id).await?,
-            _ => None,
-        };
+        let in_reply_to = thread.parent;
         let key = format!("reply-{}", Uuid::now_v7().simple());
         let language = match conversation.campaign_id {
             Some(id) => match self.store.get_campaign(id).await {
@@ -356,37 +357,32 @@ impl Replies {
             .await?)
     }
 
-    /// The `Message-ID` of the customer's latest email in the conversation, if it had one.
-    async fn last_inbound_message_id(
-        &self,
-        conversation_id: Uuid,
-    ) -> Result<Option<String>, StoreError> {
-        let messages = self
-            .store
-            .conversation_messages(conversation_id, None, 500)
-            .await?;
-        Ok(messages
-            .iter()
-            .rev()
-            .filter(|m| m.direction == herald_store::Direction::Inbound)
-            .find_map(|m| m.provider_message_id.clone()))
-    }
-
-    /// "Re: " and the subject of the conversation's latest message that had one.
-    async fn reply_subject(&self, conversation_id: Uuid) -> Result<String, StoreError> {
-        let messages = self
-            .store
-            .conversation_messages(conversation_id, None, 500)
-            .await?;
-        let last = messages
-            .iter()
-            .rev()
-            .find_map(|m| m.subject.as_deref().filter(|s| !s.trim().is_empty()));
-        Ok(match last {
-            Some(s) if s.to_ascii_lowercase().starts_with("re:") => s.to_string(),
-            Some(s) => format!("Re: {s}"),
-            None => "Re: your message".to_string(),
-        })
+    /// What an email reply on the conversation threads under: the latest subject (as "Re: …")
+    /// and the `Message-ID` of the customer's latest email. One pass over the timeline, oldest
+    /// first, a page at a time.
+    async fn email_thread(&self, conversation_id: Uuid) -> Result<EmailThread, StoreError> {
+        let mut thread = EmailThread::default();
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .conversation_messages(conversation_id, after, 500)
+                .await?;
+            for m in &page {
+                if let Some(s) = m.subject.as_deref().filter(|s| !s.trim().is_empty()) {
+                    thread.subject = Some(s.to_string());
+                }
+                if m.direction == herald_store::Direction::Inbound
+                    && let Some(id) = &m.provider_message_id
+                {
+                    thread.parent = Some(id.clone());
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == 500 => after = Some(last.id),
+                _ => return Ok(thread),
+            }
+        }
     }
 
     /// Whether an unsubscribe link's signature is right (the page shown before the click).
@@ -423,6 +419,26 @@ impl Replies {
             .await?;
         tracing::info!(outreach = %outreach_id, added, skipped, "email recipient unsubscribed");
         Ok(address)
+    }
+}
+
+/// What an agent's email threads under ([`Replies::email_thread`]).
+#[derive(Debug, Default)]
+struct EmailThread {
+    /// The latest subject on the conversation.
+    subject: Option<String>,
+    /// The `Message-ID` of the customer's latest email.
+    parent: Option<String>,
+}
+
+impl EmailThread {
+    /// "Re: " and the latest subject (once), else a neutral one.
+    fn reply_subject(&self) -> String {
+        match self.subject.as_deref() {
+            Some(s) if s.to_ascii_lowercase().starts_with("re:") => s.to_string(),
+            Some(s) => format!("Re: {s}"),
+            None => "Re: your message".to_string(),
+        }
     }
 }
 
