@@ -113,24 +113,10 @@ async fn setup(db: TestStore, customers: &[&str]) -> Setup {
     for (i, c) in customers.iter().enumerate() {
         csv.push_str(&format!("{c},Customer {i},B-{i}\n"));
     }
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("list.csv"),
-    );
-    let res = app
-        .http
-        .post(format!(
-            "{}/api/v1/campaigns/{}/outreaches",
-            app.base,
-            campaign["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&app.admin)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let o: Value = res.json().await.unwrap();
+    let (status, o) = app
+        .upload(campaign["id"].as_str().unwrap(), &csv, &[])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{o}");
     let outreach = o["id"].as_str().unwrap().to_string();
     let s = Setup {
         app,

@@ -141,26 +141,8 @@ async fn launch(app: &App, campaign: &str, phones: &[&str], start_at: Option<&st
     for (i, p) in phones.iter().enumerate() {
         csv.push_str(&format!("{p},C{i}\n"));
     }
-    let mut form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("list.csv"),
-    );
-    if let Some(at) = start_at {
-        form = form.text("start_at", at.to_string());
-    }
-    let res = app
-        .http
-        .post(format!(
-            "{}/api/v1/campaigns/{campaign}/outreaches",
-            app.base
-        ))
-        .bearer_auth(&app.admin)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status();
-    let o: Value = res.json().await.unwrap();
+    let fields: Vec<(&str, &str)> = start_at.map(|at| ("start_at", at)).into_iter().collect();
+    let (status, o) = app.upload(campaign, &csv, &fields).await;
     assert_eq!(status, StatusCode::CREATED, "{o}");
     o["id"].as_str().unwrap().to_string()
 }
@@ -483,26 +465,14 @@ async fn stop_mid_outreach_skips_the_number_for_that_sender_only(db: TestStore) 
     );
 
     // An upload after the STOP reports the number as suppressed.
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(
-            format!("phone,first_name\n{stopper},Stu\n+14155552625,Pat\n").into_bytes(),
-        )
-        .file_name("list.csv"),
-    );
-    let res = s
+    let (_, upload) = s
         .app
-        .http
-        .post(format!(
-            "{}/api/v1/campaigns/{}/outreaches",
-            s.app.base, s.campaign
-        ))
-        .bearer_auth(&s.app.admin)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let upload: Value = res.json().await.unwrap();
+        .upload(
+            &s.campaign,
+            &format!("phone,first_name\n{stopper},Stu\n+14155552625,Pat\n"),
+            &[],
+        )
+        .await;
     assert_eq!(upload["summary"]["suppressed"], 1, "{upload}");
     let upload_id = upload["id"].as_str().unwrap().to_string();
     run(&s, &upload_id).await;

@@ -58,24 +58,10 @@ async fn outreach(app: &App, n: usize, suppressed: &[usize]) -> (Uuid, Value) {
         }
         csv.push_str(&format!("{phone},R{i}\n"));
     }
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("list.csv"),
-    );
-    let res = app
-        .http
-        .post(format!(
-            "{}/api/v1/campaigns/{}/outreaches",
-            app.base,
-            campaign["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&app.admin)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let o: Value = res.json().await.unwrap();
+    let (status, o) = app
+        .upload(campaign["id"].as_str().unwrap(), &csv, &[])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{o}");
     assert_eq!(o["summary"]["accepted"], n, "{o}");
     (Uuid::parse_str(o["id"].as_str().unwrap()).unwrap(), o)
 }

@@ -107,6 +107,40 @@ impl App {
         (s, v)
     }
 
+    /// Uploads `csv` (as `list.csv`) as a new outreach of the campaign through the API, with
+    /// extra form fields (`start_at`, `end_at`, ...): the status and the answer.
+    pub async fn upload(
+        &self,
+        campaign_id: &str,
+        csv: &str,
+        fields: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(csv.as_bytes().to_vec()).file_name("list.csv"),
+        );
+        for (k, v) in fields {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        let res = self
+            .http
+            .post(format!(
+                "{}/api/v1/campaigns/{campaign_id}/outreaches",
+                self.base
+            ))
+            .bearer_auth(&self.admin)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
+        let status = res.status();
+        let text = res.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     pub async fn create(&self, path: &str, body: Value) -> Value {
         let (s, v) = self.admin(Method::POST, path, Some(body)).await;
         assert_eq!(s, StatusCode::CREATED, "POST {path}: {v}");
