@@ -1088,6 +1088,9 @@ impl Store for TimedStore {
     async fn apply_status(&self, report: &StatusReport) -> herald_store::Result<StatusApplied> {
         self.inner.apply_status(report).await
     }
+    async fn purge_kept_status_reports(&self, before: Timestamp) -> herald_store::Result<u64> {
+        self.inner.purge_kept_status_reports(before).await
+    }
     async fn live_outreaches(&self) -> herald_store::Result<Vec<LiveOutreach>> {
         timed!(self.live, self.inner.live_outreaches())
     }

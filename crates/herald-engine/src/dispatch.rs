@@ -265,7 +265,14 @@ pub struct Dispatcher {
     unsubscribe: Option<UnsubscribeLinks>,
     ticks: AtomicU64,
     wake: Notify,
+    /// When kept status reports were last purged (see [`Dispatcher::tick`]).
+    last_purge: std::sync::Mutex<Option<Timestamp>>,
 }
+
+/// How long a provider's status report may wait for the send it reports on; older ones are
+/// forgotten (checked at most every [`PURGE_EVERY`]).
+pub const KEPT_REPORT_TTL: SignedDuration = SignedDuration::from_hours(24 * 7);
+const PURGE_EVERY: SignedDuration = SignedDuration::from_hours(1);
 
 impl Dispatcher {
     pub fn new(
@@ -283,6 +290,7 @@ impl Dispatcher {
             unsubscribe: None,
             ticks: AtomicU64::new(0),
             wake: Notify::new(),
+            last_purge: std::sync::Mutex::new(None),
         }
     }
 
@@ -335,6 +343,7 @@ impl Dispatcher {
     /// One pass over every live outreach (see the module docs).
     pub async fn tick(&self) -> Result<TickReport, DispatchError> {
         let mut report = TickReport::default();
+        self.purge_kept_reports().await?;
         let mut live = self.store.live_outreaches().await?;
         // Take turns: no outreach always goes first for a shared sender's tokens.
         if !live.is_empty() {
@@ -354,6 +363,33 @@ impl Dispatcher {
             self.tick_outreach(&o, ctx, &mut report).await?;
         }
         Ok(report)
+    }
+
+    /// Forgets status reports kept for more than [`KEPT_REPORT_TTL`] without finding their
+    /// send; at most once every [`PURGE_EVERY`].
+    async fn purge_kept_reports(&self) -> Result<(), DispatchError> {
+        let now = self.clock.now();
+        {
+            let mut last = self
+                .last_purge
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|at| now < at + PURGE_EVERY) {
+                return Ok(());
+            }
+            *last = Some(now);
+        }
+        let n = self
+            .store
+            .purge_kept_status_reports(now - KEPT_REPORT_TTL)
+            .await?;
+        if n > 0 {
+            tracing::info!(
+                reports = n,
+                "forgot provider status reports that never found their send"
+            );
+        }
+        Ok(())
     }
 
     async fn tick_outreach(

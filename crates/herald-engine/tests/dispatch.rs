@@ -62,6 +62,7 @@ both!(
     crash_mid_send_never_resends_sms_and_resends_email_with_the_same_key,
     render_errors_fail_the_recipient_with_the_reason,
     a_two_segment_sms_costs_two_seconds_of_a_long_code,
+    status_reports_that_never_find_their_send_are_forgotten_after_a_week,
 );
 
 // ---------------------------------------------------------------- a recording transport
@@ -1029,4 +1030,43 @@ async fn a_two_segment_sms_costs_two_seconds_of_a_long_code(db: TestStore) {
         vec![1, 1, 2, 2, 3, 3],
         "one two-part text every two seconds"
     );
+}
+
+async fn status_reports_that_never_find_their_send_are_forgotten_after_a_week(db: TestStore) {
+    let w = World::new(db, "2026-03-02T09:00:00Z", World::config()).await;
+    let report = |sid: &str, at: Timestamp| herald_store::StatusReport {
+        provider_message_id: sid.to_string(),
+        state: DeliveryState::Delivered,
+        error_code: None,
+        error_message: None,
+        at,
+    };
+    let kept = herald_store::StatusApplied::Kept;
+    assert_eq!(
+        w.store
+            .apply_status(&report("SMold", w.clock.now()))
+            .await
+            .unwrap(),
+        kept
+    );
+    w.dispatcher.tick().await.unwrap();
+    // A day later a second one arrives; neither is a week old at the next ticks.
+    w.clock.advance(SignedDuration::from_hours(24));
+    assert_eq!(
+        w.store
+            .apply_status(&report("SMnew", w.clock.now()))
+            .await
+            .unwrap(),
+        kept
+    );
+    w.dispatcher.tick().await.unwrap();
+    // Six days and two hours after the first: the first is over a week old and goes; the purge
+    // runs at most hourly, so the tick a minute later changes nothing more.
+    w.clock.advance(SignedDuration::from_hours(24 * 6 + 2));
+    w.dispatcher.tick().await.unwrap();
+    w.clock.advance(SignedDuration::from_mins(1));
+    w.dispatcher.tick().await.unwrap();
+    // What is left: only the newer report (purging everything now finds exactly one).
+    let far = w.clock.now() + SignedDuration::from_hours(24 * 365);
+    assert_eq!(w.store.purge_kept_status_reports(far).await.unwrap(), 1);
 }

@@ -269,6 +269,10 @@ pub trait Store: Send + Sync + 'static {
     /// message has yet is kept and applied by the `record_results_with_messages` that records
     /// it ([`StatusApplied::Kept`]); a kept report replayed is kept once.
     async fn apply_status(&self, report: &StatusReport) -> Result<StatusApplied>;
+    /// Forgets kept status reports that arrived before `before` and never found their message
+    /// (a send recorded without a provider id, a message of another system on the same account).
+    /// The count.
+    async fn purge_kept_status_reports(&self, before: Timestamp) -> Result<u64>;
 
     // ------------------------------------------------------------ dispatch
     //

@@ -940,3 +940,12 @@ async fn apply_kept(conn: &mut PgConnection, ids: &[&str]) -> Result<()> {
         .await?;
     Ok(())
 }
+
+/// Deletes kept status reports older than `before`.
+pub(crate) async fn purge_kept_status_reports(pool: &PgPool, before: Timestamp) -> Result<u64> {
+    let done = sqlx::query(concat!("DELETE FROM status_reports WHERE at < ", ts!("1")))
+        .bind(micros(before))
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -1097,6 +1097,10 @@ impl Store for PgStore {
         crate::pg_conversation::apply_status(&self.pool, report).await
     }
 
+    async fn purge_kept_status_reports(&self, before: Timestamp) -> Result<u64> {
+        crate::pg_conversation::purge_kept_status_reports(&self.pool, before).await
+    }
+
     async fn live_outreaches(&self) -> Result<Vec<LiveOutreach>> {
         crate::pg_dispatch::live_outreaches(&self.pool).await
     }

@@ -1090,6 +1090,10 @@ impl Store for SqliteStore {
         crate::sqlite_conversation::apply_status(&self.pool, report).await
     }
 
+    async fn purge_kept_status_reports(&self, before: Timestamp) -> Result<u64> {
+        crate::sqlite_conversation::purge_kept_status_reports(&self.pool, before).await
+    }
+
     async fn live_outreaches(&self) -> Result<Vec<LiveOutreach>> {
         crate::sqlite_dispatch::live_outreaches(&self.pool).await
     }

@@ -865,6 +865,15 @@ async fn apply_kept(conn: &mut SqliteConnection, ids: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Deletes kept status reports older than `before`.
+pub(crate) async fn purge_kept_status_reports(pool: &SqlitePool, before: Timestamp) -> Result<u64> {
+    let done = sqlx::query("DELETE FROM status_reports WHERE at < $1")
+        .bind(micros(before))
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3176,6 +3176,16 @@ async fn kept_status_reports_apply_when_the_send_is_recorded(store: &dyn Store) 
         store.apply_status(&delivered).await.unwrap(),
         StatusApplied::Unchanged
     );
+    assert_eq!(store.purge_kept_status_reports(t(1_000)).await.unwrap(), 0);
+
+    // Reports that never find their message are forgotten once old enough, not before.
+    for (pid, at) in [("SMorphan1", t(20)), ("SMorphan2", t(40))] {
+        let r = report(pid, DeliveryState::Delivered, None, at);
+        assert_eq!(store.apply_status(&r).await.unwrap(), StatusApplied::Kept);
+    }
+    assert_eq!(store.purge_kept_status_reports(t(30)).await.unwrap(), 1);
+    assert_eq!(store.purge_kept_status_reports(t(30)).await.unwrap(), 0);
+    assert_eq!(store.purge_kept_status_reports(t(41)).await.unwrap(), 1);
 }
 
 async fn status_reports_move_messages_and_recipients(store: &dyn Store) {
