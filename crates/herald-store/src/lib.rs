@@ -28,6 +28,7 @@ pub mod outreach;
 mod pg_conversation;
 mod pg_dispatch;
 mod pg_outreach;
+mod pg_sql;
 mod pg_users;
 pub mod postgres;
 pub mod sqlite;

@@ -28,23 +28,7 @@ use sqlx::{PgConnection, PgPool};
 use std::collections::HashSet;
 use uuid::Uuid;
 
-/// A timestamp parameter given as unix microseconds.
-macro_rules! ts {
-    ($n:literal) => {
-        concat!(
-            "(timestamptz 'epoch' + $",
-            $n,
-            "::int8 * interval '1 microsecond')"
-        )
-    };
-}
-
-/// A timestamp column as unix microseconds.
-macro_rules! us {
-    ($c:literal) => {
-        concat!("(extract(epoch from ", $c, ") * 1000000)::int8")
-    };
-}
+use crate::pg_sql::{ts, us};
 
 /// The first key of the advisory locks taken on a status report's provider id (`HERA`), so they
 /// cannot collide with other users of advisory locks.

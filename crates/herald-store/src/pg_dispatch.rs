@@ -25,23 +25,7 @@ use jiff::Timestamp;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-/// A timestamp parameter given as unix microseconds.
-macro_rules! ts {
-    ($n:literal) => {
-        concat!(
-            "(timestamptz 'epoch' + $",
-            $n,
-            "::int8 * interval '1 microsecond')"
-        )
-    };
-}
-
-/// A timestamp column as unix microseconds.
-macro_rules! us {
-    ($c:literal) => {
-        concat!("(extract(epoch from ", $c, ") * 1000000)::int8")
-    };
-}
+use crate::pg_sql::{ts, us};
 
 /// The claim order, which `recipients_due` is keyed by: unset `due_at` first.
 macro_rules! due_key {

@@ -13,16 +13,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use std::collections::HashSet;
 use uuid::Uuid;
 
-/// Write a timestamp parameter given as unix microseconds.
-macro_rules! ts {
-    ($n:literal) => {
-        concat!(
-            "(timestamptz 'epoch' + $",
-            $n,
-            "::int8 * interval '1 microsecond')"
-        )
-    };
-}
+use crate::pg_sql::ts;
 
 pub(crate) struct PgImport {
     tx: Transaction<'static, Postgres>,
