@@ -6,7 +6,7 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use herald_core::{Answer, AnswerInput, Channel, Listing, ValidationError};
+use herald_core::{Answer, AnswerInput, AnswerSpec, Campaign, Channel, Listing, ValidationError};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -117,24 +117,34 @@ async fn update_answer(
 ) -> ApiResult<Json<Answer>> {
     s.store.get_answer(id).await?;
     let spec = input.validate()?;
-    let mut errors = Vec::new();
-    for c in all_campaigns(&s, |c| c.answer_id == id).await? {
-        match spec.variants.iter().find(|v| v.language == c.language) {
-            None => errors.push(format!(
-                "campaign `{}` sends the {} variant",
-                c.name, c.language
-            )),
-            Some(v) if c.channel == Channel::Email && v.subject.is_none() => errors.push(format!(
-                "email campaign `{}` needs a subject in {}",
-                c.name, c.language
-            )),
-            Some(_) => {}
-        }
-    }
+    let errors = variants_still_needed(&spec, &all_campaigns(&s, |c| c.answer_id == id).await?);
     if !errors.is_empty() {
         return Err(ValidationError::single("variants", errors.join("; ")).into());
     }
     Ok(Json(s.store.update_answer(id, &spec).await?))
+}
+
+/// What the new variants of an answer take away from the campaigns that send it (`campaigns`:
+/// those using the answer): a variant in a campaign's language, or its subject for an email
+/// campaign. Empty when the update may go ahead. The API and the web form both refuse with it.
+pub(crate) fn variants_still_needed(spec: &AnswerSpec, campaigns: &[Campaign]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for c in campaigns {
+        match spec.variants.iter().find(|v| v.language == c.language) {
+            None => problems.push(format!(
+                "campaign `{}` sends the {} variant",
+                c.name, c.language
+            )),
+            Some(v) if c.channel == Channel::Email && v.subject.is_none() => {
+                problems.push(format!(
+                    "email campaign `{}` needs a subject in {}",
+                    c.name, c.language
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    problems
 }
 
 /// Deletes an answer no campaign uses.

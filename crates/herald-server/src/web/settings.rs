@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use herald_core::render::Renderer;
 use herald_core::{
-    AnswerInput, AnswerVariantInput, Channel, Inbox, InboxInput, Listing, PAGE_MAX, Page, Sender,
+    AnswerInput, AnswerVariantInput, Inbox, InboxInput, Listing, PAGE_MAX, Page, Sender,
     SenderInput, ValidationError,
 };
 use herald_store::StoreError;
@@ -1247,22 +1247,11 @@ async fn update_answer(
             let campaigns = collect_all(|p| s.store.list_campaigns(None, p))
                 .await
                 .map_err(&err)?;
-            let mut problems = Vec::new();
-            for c in campaigns.iter().filter(|c| c.answer_id == id) {
-                match spec.variants.iter().find(|v| v.language == c.language) {
-                    None => problems.push(format!(
-                        "campaign `{}` sends the {} variant",
-                        c.name, c.language
-                    )),
-                    Some(v) if c.channel == Channel::Email && v.subject.is_none() => {
-                        problems.push(format!(
-                            "email campaign `{}` needs a subject in {}",
-                            c.name, c.language
-                        ))
-                    }
-                    Some(_) => {}
-                }
-            }
+            let users: Vec<_> = campaigns
+                .into_iter()
+                .filter(|c| c.answer_id == id)
+                .collect();
+            let problems = crate::routes::answers::variants_still_needed(&spec, &users);
             if problems.is_empty() {
                 let result = s.store.update_answer(id, &spec).await;
                 saved(&user, result, "/settings/answers", "name")?
