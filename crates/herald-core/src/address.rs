@@ -1,9 +1,8 @@
 //! Contact addresses: E.164 phone numbers and email addresses, parsed once and valid ever after.
 
-use crate::phone_fast::FastError;
+use crate::phone::ReadError;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::fmt;
 use std::str::FromStr;
 
@@ -29,31 +28,35 @@ pub enum PhoneError {
 }
 
 impl E164 {
-    /// Parses a number as a person might write it. A number without `+country` is read in
-    /// `default_region` (ISO 3166 alpha-2), if one is given.
+    /// Parses a number as a person might write it, as Google's libphonenumber reads it: a number
+    /// written with `+` (or with the international dialling prefix of `default_region`, such as
+    /// `011` in the US or `00` in Germany) is read with its own country's rules; a number written
+    /// nationally is read in `default_region` (ISO 3166 alpha-2), if one is given. Without a
+    /// default region, a leading `00` is also read as `+`.
     ///
-    /// Common shapes (digits, spaces, `-`, `.`, `(`, `)`, a leading `+`) take a lock-free fast
-    /// path (`phone_fast`) that gives the same results as the `phonenumber` crate; everything
-    /// else is handed to `phonenumber` itself.
+    /// Common shapes (ASCII digits, spaces, `-`, `.`, `(`, `)`, a leading `+`) take a fast way in;
+    /// everything else (Unicode digits, `tel:` URIs, extensions, vanity letters) the general one.
+    /// Both end in the same reading (`phone.rs`).
     pub fn parse(input: &str, default_region: Option<&str>) -> Result<Self, PhoneError> {
         let (trimmed, region, text) = prepare(input, default_region)?;
-        if let Some(fast) = crate::phone_fast::parse(&text, region.as_ref().map(|id| id.as_ref())) {
-            return fast.map(Self).map_err(|e| e.into_phone_error(trimmed));
-        }
-        parse_with_phonenumber(trimmed, region, &text)
+        let read = match crate::phone::fast(&text, region) {
+            Some(read) => read,
+            None => crate::phone::general(&text, region),
+        };
+        read.map(Self).map_err(|e| e.into_phone_error(trimmed))
     }
 
-    /// [`E164::parse`] with every number handed to the `phonenumber` crate: the reference the
-    /// fast path is tested against, and the baseline of `examples/phone_bench.rs`. Slow, and it
-    /// does not scale across threads (one process-wide regex-cache mutex).
+    /// [`E164::parse`] through the general way in only: what a number outside the fast path's
+    /// alphabet goes through. For the vector tests and the benchmark.
     #[doc(hidden)]
-    pub fn parse_reference(input: &str, default_region: Option<&str>) -> Result<Self, PhoneError> {
+    pub fn parse_general(input: &str, default_region: Option<&str>) -> Result<Self, PhoneError> {
         let (trimmed, region, text) = prepare(input, default_region)?;
-        parse_with_phonenumber(trimmed, region, &text)
+        crate::phone::general(&text, region)
+            .map(Self)
+            .map_err(|e| e.into_phone_error(trimmed))
     }
 
-    /// Only the fast path of [`E164::parse`]: `None` where it would fall back to `phonenumber`.
-    /// For the equivalence tests and the benchmark.
+    /// Only the fast way in of [`E164::parse`]: `None` where it would take the general one.
     #[doc(hidden)]
     pub fn parse_fast_only(
         input: &str,
@@ -63,7 +66,7 @@ impl E164 {
             Ok(prepared) => prepared,
             Err(e) => return Some(Err(e)),
         };
-        let fast = crate::phone_fast::parse(&text, region.as_ref().map(|id| id.as_ref()))?;
+        let fast = crate::phone::fast(&text, region)?;
         Some(fast.map(Self).map_err(|e| e.into_phone_error(trimmed)))
     }
 
@@ -71,36 +74,31 @@ impl E164 {
         &self.0
     }
 
-    /// The ISO 3166 region the number belongs to, when libphonenumber can tell.
+    /// The ISO 3166 region the number belongs to (`None` for non-geographic numbers such as
+    /// +800), as libphonenumber's `getRegionCodeForNumber` tells it.
     pub fn region(&self) -> Option<String> {
-        let number = phonenumber::parse(None, &self.0).ok()?;
-        number.country().id().map(|id| id.as_ref().to_string())
+        crate::phone::region_of(&self.0)
+            .filter(|id| *id != "001")
+            .map(str::to_owned)
     }
 }
 
-/// The checks and rewriting `E164::parse` does before `phonenumber::parse`: the trimmed input,
-/// the default region, and the text to parse.
+/// The checks and rewriting `E164::parse` does before reading: the trimmed input, the default
+/// region (upper case), and the text to read.
 fn prepare<'a>(
     input: &'a str,
     default_region: Option<&str>,
-) -> Result<(&'a str, Option<phonenumber::country::Id>, Cow<'a, str>), PhoneError> {
+) -> Result<(&'a str, Option<&'static str>, Cow<'a, str>), PhoneError> {
     let trimmed = input.trim();
     if trimmed.is_empty() {
         return Err(PhoneError::Empty);
-    }
-    if !trimmed.chars().any(|c| c.is_ascii_digit()) {
-        return Err(PhoneError::NotANumber(trimmed.to_string()));
     }
     let region = match default_region {
         Some(code) => Some(parse_region(code)?),
         None => None,
     };
-    let has_plus = trimmed.starts_with('+') || trimmed.starts_with("00");
-    if region.is_none() && !has_plus {
-        return Err(PhoneError::NoCountry(trimmed.to_string()));
-    }
     // `00` is the international prefix in most of the world; without a region to tell us,
-    // read it as `+`.
+    // read it as `+` (libphonenumber would refuse the number for want of a country).
     let text = match trimmed.strip_prefix("00") {
         Some(rest) if region.is_none() => Cow::Owned(format!("+{rest}")),
         _ => Cow::Borrowed(trimmed),
@@ -108,64 +106,48 @@ fn prepare<'a>(
     Ok((trimmed, region, text))
 }
 
-fn parse_with_phonenumber(
-    trimmed: &str,
-    region: Option<phonenumber::country::Id>,
-    text: &str,
-) -> Result<E164, PhoneError> {
-    // `phonenumber` can panic on a few odd inputs (an unwrap in its national-prefix handling);
-    // input must never take the process down, so such a number is simply not a number.
-    let parsed = std::panic::catch_unwind(|| phonenumber::parse(region, text))
-        .map_err(|_| PhoneError::NotANumber(trimmed.to_string()))?;
-    let number = parsed.map_err(|e| match e {
-        phonenumber::ParseError::InvalidCountryCode => PhoneError::NoCountry(trimmed.to_string()),
-        _ => PhoneError::NotANumber(trimmed.to_string()),
-    })?;
-    if !phonenumber::is_valid(&number) {
-        return Err(PhoneError::Invalid(trimmed.to_string()));
-    }
-    let formatted = number.format().mode(phonenumber::Mode::E164).to_string();
-    Ok(E164(formatted))
-}
-
-impl FastError {
+impl ReadError {
     fn into_phone_error(self, trimmed: &str) -> PhoneError {
         match self {
-            FastError::NotANumber => PhoneError::NotANumber(trimmed.to_string()),
-            FastError::NoCountry => PhoneError::NoCountry(trimmed.to_string()),
-            FastError::Invalid => PhoneError::Invalid(trimmed.to_string()),
+            ReadError::NotANumber => PhoneError::NotANumber(trimmed.to_string()),
+            ReadError::NoCountry => PhoneError::NoCountry(trimmed.to_string()),
+            ReadError::Invalid => PhoneError::Invalid(trimmed.to_string()),
         }
     }
 }
 
-/// Parses an ISO 3166 alpha-2 region code known to libphonenumber.
-pub fn parse_region(code: &str) -> Result<phonenumber::country::Id, PhoneError> {
-    // `Id::from_str` tries the ~250 names one by one; an import parses the same default region
-    // for every row, so each thread remembers the last one.
-    thread_local! {
-        static LAST: Cell<Option<([u8; 4], phonenumber::country::Id)>> = const { Cell::new(None) };
-    }
+/// The national (trunk) prefix of a region (`US` → `1`, `DE` → `0`), if it has one.
+pub fn national_prefix(region: &str) -> Option<&'static str> {
+    crate::phone::national_prefix(parse_region(region).ok()?)
+}
+
+/// The country calling code an E.164 number starts with (`+4930901820` → `49`).
+pub fn country_code(e164: &str) -> Option<String> {
+    crate::phone::country_code_of(e164).map(|code| code.to_string())
+}
+
+/// Every region a default region may name (ISO 3166 alpha-2, as libphonenumber knows them) with
+/// its country calling code, sorted by region code: `("DE", 49)`.
+pub fn phone_regions() -> Vec<(&'static str, u16)> {
+    crate::phone::regions()
+}
+
+/// Parses an ISO 3166 alpha-2 region code known to libphonenumber (any case); gives it as
+/// libphonenumber spells it (upper case).
+pub fn parse_region(code: &str) -> Result<&'static str, PhoneError> {
     let trimmed = code.trim();
-    // The key is the exact text `Id::from_str` gets: up to 3 upper-cased bytes and the length.
-    let mut key = [0u8; 4];
-    let short = trimmed.len() <= 3;
-    if short {
-        key[3] = trimmed.len() as u8;
-        for (k, b) in key.iter_mut().zip(trimmed.bytes()) {
-            *k = b.to_ascii_uppercase();
+    let mut upper = [0u8; 2];
+    if trimmed.len() == 2 {
+        for (u, b) in upper.iter_mut().zip(trimmed.bytes()) {
+            *u = b.to_ascii_uppercase();
         }
-        if let Some((last, id)) = LAST.get()
-            && last == key
+        if let Ok(id) = std::str::from_utf8(&upper)
+            && let Some(known) = crate::phone::known_region(id)
         {
-            return Ok(id);
+            return Ok(known);
         }
     }
-    let id = phonenumber::country::Id::from_str(&trimmed.to_ascii_uppercase())
-        .map_err(|_| PhoneError::UnknownRegion(trimmed.to_string()))?;
-    if short {
-        LAST.set(Some((key, id)));
-    }
-    Ok(id)
+    Err(PhoneError::UnknownRegion(trimmed.to_string()))
 }
 
 impl fmt::Display for E164 {

@@ -33,4 +33,4 @@ pub use quiet::{SendingHours, recipient_zone};
 pub use render::{RenderError, Rendered, Renderer};
 pub use sms::{SmsEncoding, SmsInfo};
 
-mod phone_fast;
+mod phone;
