@@ -1167,6 +1167,23 @@ impl Store for TimedStore {
             .list_recipients(outreach_id, state, after, limit)
             .await
     }
+
+    async fn recipient_phones(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> herald_store::Result<Vec<herald_store::RecipientPhone>> {
+        self.inner.recipient_phones(after, limit).await
+    }
+
+    async fn stored_phones(
+        &self,
+        table: herald_store::PhoneTable,
+        after: Uuid,
+        limit: u32,
+    ) -> herald_store::Result<Vec<(Uuid, String)>> {
+        self.inner.stored_phones(table, after, limit).await
+    }
 }
 
 #[cfg(test)]

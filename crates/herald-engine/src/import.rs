@@ -92,6 +92,7 @@ impl ImportSink for ChannelSink {
             .map(|r| ImportedRecipient {
                 line: r.line,
                 address: r.address.into_string(),
+                raw_address: r.raw_contact,
                 timezone: r.timezone,
                 variables_json: r.variables_json,
                 suppressed: r.suppressed,

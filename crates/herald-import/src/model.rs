@@ -52,6 +52,9 @@ pub struct Recipient {
     pub line: u64,
     /// Normalized contact address: E.164 phone number or email with a lower-cased domain.
     pub address: Address,
+    /// A phone number as written in the file (trimmed, at most 64 characters) when that differs
+    /// from `address`; `None` for emails and for numbers already written in E.164.
+    pub raw_contact: Option<String>,
     /// Canonical IANA time zone name from the `timezone` column, when the row has one.
     pub timezone: Option<String>,
     /// The row's template variables as a JSON object (`{"first_name":"Jane",...}`), keys being

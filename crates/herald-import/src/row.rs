@@ -37,6 +37,9 @@ impl std::hash::Hash for DedupKey {
     }
 }
 
+/// The longest raw phone value kept with a recipient, in characters.
+const MAX_RAW_CONTACT: usize = 64;
+
 /// Everything a worker needs to validate rows, shared read-only.
 pub(crate) struct Validator<'a> {
     pub(crate) plan: &'a Plan,
@@ -155,10 +158,19 @@ impl<'a> Validator<'a> {
             Address::Email(e) => DedupKey::of(&e.as_str().to_lowercase()),
         };
         let suppressed = (self.suppressions)(&address);
+        // A phone number as the file wrote it, when that is not already its E.164 form: kept so
+        // that a later, better reading can be checked against it (`herald doctor phones`).
+        let raw_contact = match &address {
+            Address::Phone(p) if p.as_str() != contact => {
+                Some(contact.chars().take(MAX_RAW_CONTACT).collect())
+            }
+            _ => None,
+        };
         Outcome::Valid {
             recipient: Recipient {
                 line,
                 address,
+                raw_contact,
                 timezone,
                 variables_json,
                 suppressed,

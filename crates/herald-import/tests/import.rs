@@ -86,6 +86,7 @@ fn basic_recipients() -> Vec<Recipient> {
         Recipient {
             line: 2,
             address: phone("+14155552671"),
+            raw_contact: Some("+1 415 555 2671".into()),
             timezone: Some("America/New_York".into()),
             variables_json: r#"{"first_name":"Jane","last_name":"Doe","plan":"pro"}"#.into(),
             suppressed: false,
@@ -93,6 +94,7 @@ fn basic_recipients() -> Vec<Recipient> {
         Recipient {
             line: 3,
             address: phone("+14155552672"),
+            raw_contact: Some("(415) 555-2672".into()),
             timezone: None,
             variables_json: r#"{"first_name":"John","last_name":"Smith","plan":"basic"}"#.into(),
             suppressed: false,
@@ -100,6 +102,7 @@ fn basic_recipients() -> Vec<Recipient> {
         Recipient {
             line: 4,
             address: phone("+442079460958"),
+            raw_contact: Some("+44 20 7946 0958".into()),
             timezone: Some("Europe/London".into()),
             variables_json: r#"{"first_name":"Amélie","last_name":"Müller","plan":"pro"}"#.into(),
             suppressed: false,

@@ -2,6 +2,7 @@
 //! PostgreSQL (how Herald scales past one machine).
 
 use async_trait::async_trait;
+pub use audit::{PhoneTable, RecipientPhone};
 pub use conversation::{
     Author, Conversation, Customer, Direction, InboundMessage, Message, OutboundRecord, Received,
     SentMessage, StatusApplied, StatusReport, Suppression,
@@ -21,6 +22,7 @@ use std::sync::Arc;
 pub use users::User;
 use uuid::Uuid;
 
+pub mod audit;
 mod common;
 pub mod conversation;
 pub mod dispatch;
@@ -353,6 +355,21 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> Result<Vec<RecipientRecord>>;
+
+    // ------------------------------------------------------------ stored phone numbers
+    //
+    // For `herald doctor phones`, which checks numbers stored by an older reading.
+
+    /// Recipients stored under a phone number, in id order, at most `limit` after `after`.
+    async fn recipient_phones(&self, after: i64, limit: u32) -> Result<Vec<RecipientPhone>>;
+    /// Customers or opt-outs keyed by a phone number, in id order, at most `limit` after
+    /// `after` (start with `Uuid::nil()`).
+    async fn stored_phones(
+        &self,
+        table: PhoneTable,
+        after: Uuid,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, String)>>;
 
     // ------------------------------------------------------------ web accounts
     //

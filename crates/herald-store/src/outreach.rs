@@ -24,6 +24,8 @@ pub struct ImportedRecipient {
     pub line: u64,
     /// E.164 or normalized email.
     pub address: String,
+    /// The phone number as the file wrote it, when that differs from `address`.
+    pub raw_address: Option<String>,
     pub timezone: Option<String>,
     /// A JSON object of the row's variables.
     pub variables_json: String,

@@ -89,6 +89,11 @@ impl OutreachImport for PgImport {
             buf.push(b'\t');
             copy_text(buf, &r.address);
             buf.push(b'\t');
+            match &r.raw_address {
+                Some(raw) => copy_text(buf, raw),
+                None => buf.extend_from_slice(b"\\N"),
+            }
+            buf.push(b'\t');
             match &r.timezone {
                 Some(tz) => copy_text(buf, tz),
                 None => buf.extend_from_slice(b"\\N"),
@@ -106,8 +111,8 @@ impl OutreachImport for PgImport {
         let mut copy = self
             .tx
             .copy_in_raw(
-                "COPY recipients (outreach_id, line, address, timezone, variables, state, \
-                 skip_reason, due_at) FROM STDIN",
+                "COPY recipients (outreach_id, line, address, raw_address, timezone, variables, \
+                 state, skip_reason, due_at) FROM STDIN",
             )
             .await?;
         copy.send(buf.as_slice()).await?;

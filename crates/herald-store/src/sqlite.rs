@@ -13,7 +13,7 @@ use crate::conversation::{
 };
 use crate::dispatch::{ClaimedRecipient, DeliveryResult, LiveOutreach, RecipientRecord};
 use crate::outreach::{ImportErrorRecord, NewOutreach, Outreach, OutreachImport};
-use crate::{NewToken, Result, Store, StoreError, User};
+use crate::{NewToken, PhoneTable, RecipientPhone, Result, Store, StoreError, User};
 use async_trait::async_trait;
 use herald_core::outreach::{CrashPolicy, DeliveryState, Progress, SkipReason};
 use jiff::Timestamp;
@@ -1163,6 +1163,19 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<RecipientRecord>> {
         crate::sqlite_dispatch::list_recipients(&self.pool, outreach_id, state, after, limit).await
+    }
+
+    async fn recipient_phones(&self, after: i64, limit: u32) -> Result<Vec<RecipientPhone>> {
+        crate::audit::sqlite::recipient_phones(&self.pool, after, limit).await
+    }
+
+    async fn stored_phones(
+        &self,
+        table: PhoneTable,
+        after: Uuid,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, String)>> {
+        crate::audit::sqlite::stored_phones(&self.pool, table, after, limit).await
     }
 }
 

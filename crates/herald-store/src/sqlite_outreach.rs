@@ -65,11 +65,11 @@ impl OutreachImport for SqliteImport {
 
     async fn recipients(&mut self, batch: &[ImportedRecipient]) -> Result<()> {
         // Multi-row INSERTs with bound values: far fewer statements than rows, and no text
-        // re-parsing inside SQLite. 6,000 rows x 5 values stays under SQLite's 32,766 limit.
+        // re-parsing inside SQLite. 6,000 rows x 5 bound values stays under SQLite's 32,766 limit.
         for chunk in batch.chunks(6_000) {
             let mut q = sqlx::QueryBuilder::<Sqlite>::new(
                 "INSERT INTO recipients (outreach_id, due_at, updated_at, line, address, \
-                 timezone, variables, state, skip_reason) ",
+                 raw_address, timezone, variables, state, skip_reason) ",
             );
             let prefix = format!(
                 "X'{}', {}, {}, ",
@@ -81,6 +81,7 @@ impl OutreachImport for SqliteImport {
                 b.push_unseparated(&prefix)
                     .push_bind(r.line as i64)
                     .push_bind(r.address.as_str())
+                    .push_bind(r.raw_address.as_deref())
                     .push_bind(r.timezone.as_deref())
                     .push_bind(r.variables_json.as_str());
                 if r.suppressed {

@@ -68,6 +68,7 @@ conformance!(
     campaigns_filter_by_channel,
     concurrent_creates_all_succeed,
     outreach_import_is_one_transaction,
+    stored_phones_are_read_back_with_the_file_values,
     a_dropped_import_leaves_nothing,
     outreaches_go_with_their_campaign,
     suppressions_per_sender_and_for_all,
@@ -1619,6 +1620,7 @@ fn recipients(from_line: u64, n: u64) -> Vec<herald_store::ImportedRecipient> {
         .map(|line| herald_store::ImportedRecipient {
             line,
             address: format!("+1415555{:04}", line),
+            raw_address: None,
             timezone: (line % 2 == 0).then(|| "Europe/Berlin".to_string()),
             variables_json: format!(r#"{{"first_name":"Tab\there {line}","note":"back\\slash"}}"#),
             suppressed: line % 5 == 0,
@@ -1851,6 +1853,7 @@ fn plain_recipients(n: u64) -> Vec<herald_store::ImportedRecipient> {
         .map(|line| herald_store::ImportedRecipient {
             line,
             address: format!("+1415556{:04}", line),
+            raw_address: None,
             timezone: (line % 2 == 0).then(|| "America/New_York".to_string()),
             variables_json: format!(r#"{{"first_name":"R{line}","n":{line}}}"#),
             suppressed: false,
@@ -4176,4 +4179,78 @@ async fn sessions_find_their_user_until_they_expire(store: &dyn Store) {
         .unwrap();
     assert_eq!(store.find_session(&old, long_ago).await.unwrap(), None);
     assert!(store.find_session(&s_bob, now).await.unwrap().is_some());
+}
+
+/// `herald doctor phones` reads every stored number back: recipients with what their file
+/// wrote and the region it was read in, then customers and opt-outs keyed by a phone number.
+async fn stored_phones_are_read_back_with_the_file_values(store: &dyn Store) {
+    let campaign = sms_campaign(store).await;
+    let mut import = store
+        .begin_outreach(&new_outreach(campaign))
+        .await
+        .expect("begin");
+    let rows: Vec<herald_store::ImportedRecipient> = (0..7)
+        .map(|i| herald_store::ImportedRecipient {
+            line: i + 2,
+            address: format!("+86139123456{i:02}"),
+            raw_address: (i % 2 == 0).then(|| format!("+86 139 1234 56{i:02}")),
+            timezone: None,
+            variables_json: "{}".into(),
+            suppressed: false,
+        })
+        .collect();
+    import.recipients(&rows).await.expect("recipients");
+    let id = import.outreach_id();
+    import
+        .commit(&herald_store::ImportSummary {
+            rows: 7,
+            accepted: 7,
+            ..Default::default()
+        })
+        .await
+        .expect("commit");
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.recipient_phones(after, 3).await.expect("page");
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        seen.extend(page);
+    }
+    assert_eq!(seen.len(), 7);
+    for (i, r) in seen.iter().enumerate() {
+        assert_eq!(r.outreach_id, id);
+        assert_eq!(r.line, i as u64 + 2);
+        assert_eq!(r.address, format!("+86139123456{i:02}"));
+        assert_eq!(r.default_region.as_deref(), Some("US"));
+        let want = (i % 2 == 0).then(|| format!("+86 139 1234 56{i:02}"));
+        assert_eq!(r.raw_address, want);
+    }
+
+    store
+        .add_suppression("+8613912345600", None, "asked")
+        .await
+        .unwrap();
+    store
+        .add_suppression("someone@example.com", None, "asked")
+        .await
+        .unwrap();
+    let phones = store
+        .stored_phones(herald_store::PhoneTable::Suppressions, Uuid::nil(), 10)
+        .await
+        .unwrap();
+    assert_eq!(phones.len(), 1, "only phone numbers: {phones:?}");
+    assert_eq!(phones[0].1, "+8613912345600");
+    let after_it = store
+        .stored_phones(herald_store::PhoneTable::Suppressions, phones[0].0, 10)
+        .await
+        .unwrap();
+    assert!(after_it.is_empty());
+    assert!(
+        store
+            .stored_phones(herald_store::PhoneTable::Customers, Uuid::nil(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

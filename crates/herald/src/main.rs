@@ -1,6 +1,7 @@
 //! The `herald` command: serve the API, migrate the database, create API tokens.
 
 mod config;
+mod doctor;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -63,6 +64,18 @@ enum Command {
         #[command(subcommand)]
         command: OutreachCommand,
     },
+    /// Checks of stored data; they report and change nothing.
+    Doctor {
+        #[command(subcommand)]
+        command: DoctorCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DoctorCommand {
+    /// Lists recipients, customers and opt-outs stored under a phone number that Herald's
+    /// reading (libphonenumber's) would not give; exits 1 if there are any.
+    Phones,
 }
 
 #[derive(Subcommand)]
@@ -219,6 +232,25 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let store = open_store(&cfg).await?;
             create_outreach(store, campaign, &csv, start, end, region).await
+        }
+        Command::Doctor {
+            command: DoctorCommand::Phones,
+        } => {
+            let store = open_store(&cfg).await?;
+            let findings = doctor::phones(&*store).await?;
+            for f in &findings {
+                println!("{}\t{}\t{}\t{}", f.kind, f.id, f.stored, f.what);
+            }
+            if findings.is_empty() {
+                eprintln!("Every stored phone number reads as it is stored.");
+                Ok(())
+            } else {
+                eprintln!(
+                    "{} stored phone number(s) to check (nothing was changed).",
+                    findings.len()
+                );
+                std::process::exit(1)
+            }
         }
     }
 }
