@@ -25,6 +25,7 @@ both_db!(
     start_lifts_the_opt_out_and_help_answers,
     forged_and_missing_signatures_change_nothing,
     suppressions_are_managed_through_the_api,
+    international_numbers_are_their_own_numbers_and_their_replies_land_with_them,
 );
 
 const SENDER: &str = "+14155550100";
@@ -806,4 +807,73 @@ async fn suppressions_are_managed_through_the_api(db: TestStore) {
         .admin(Method::GET, &format!("/api/v1/suppressions/{id}"), None)
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+}
+
+/// The numbers a newcomer's upload (default region US) stored as strangers' numbers: each is
+/// stored, texted and answered as itself, and a German customer's reply lands on the German
+/// customer's conversation.
+async fn international_numbers_are_their_own_numbers_and_their_replies_land_with_them(
+    db: TestStore,
+) {
+    let s = setup(db).await;
+    let csv = "phone,first_name\n\
+               +49 1512 3456789,Jonas\n\
+               +86 139 1234 5678,Li\n\
+               +55 11 91234 5678,Ana\n\
+               +39 391 231 2312,Gia\n\
+               (415) 555-2671,Sam\n";
+    let (status, o) = s
+        .app
+        .upload(&s.campaign, csv, &[("default_region", "US")])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{o}");
+    assert_eq!(o["summary"]["accepted"], 5, "{o}");
+    let outreach = o["id"].as_str().unwrap().to_string();
+    let mut stored: Vec<String> = recipients(&s, &outreach)
+        .await
+        .iter()
+        .map(|r| r["address"].as_str().unwrap().to_string())
+        .collect();
+    stored.sort();
+    assert_eq!(
+        stored,
+        [
+            "+14155552671",
+            "+393912312312",
+            "+4915123456789",
+            "+5511912345678",
+            "+8613912345678"
+        ]
+    );
+    run(&s, &outreach).await;
+    let mut texted: Vec<String> = s.twilio.accepted().into_iter().map(|m| m.to).collect();
+    texted.sort();
+    assert_eq!(texted, stored, "each number texted once, as itself");
+
+    let reply = s
+        .twilio
+        .send_inbound(
+            &s.sms_url(),
+            "+4915123456789",
+            SENDER,
+            "Danke, wann kommt es?",
+        )
+        .await;
+    assert_eq!(reply.reply.status, 200, "{:?}", reply.reply);
+    let conversation = conversation_of(&s, "+4915123456789").await;
+    let bodies: Vec<&str> = conversation["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            "Hi Jonas, your order is late. Reply to talk to us.",
+            "Danke, wann kommt es?"
+        ],
+        "{conversation}"
+    );
+    assert_eq!(conversations(&s).await.len(), 1);
 }

@@ -46,6 +46,7 @@ web_tests!(
     recipients_are_filtered_by_state_and_escaped,
     the_event_stream_follows_the_progress,
     the_inbox_shows_conversations_and_refuses_opted_out_customers,
+    the_upload_form_reads_national_numbers_in_the_chosen_region,
 );
 
 /// A server whose file provider writes to an outbox in the returned directory (agent replies
@@ -972,4 +973,68 @@ async fn the_inbox_shows_conversations_and_refuses_opted_out_customers(app: App)
     let ul = element(&html, "conversations");
     let (newer, older) = (ul.find("+14155553102").unwrap(), ul.find(customer).unwrap());
     assert!(newer < older, "the most recent conversation first: {ul}");
+}
+
+/// The upload form offers the country that numbers without a country code are read in, the
+/// sender's by default; `+` numbers are read with their own country's rules whatever it says.
+async fn the_upload_form_reads_national_numbers_in_the_chosen_region(app: App) {
+    let c = campaign(&app, 7).await;
+    let admin = sign_in(&app, Role::Admin).await;
+    let form = admin
+        .page(&format!("/campaigns/{}/outreaches/new", c.id))
+        .await;
+    assert!(form.contains("<select id=\"default_region\""), "{form}");
+    assert!(
+        form.contains("<option value=\"US\" selected>US (+1)</option>"),
+        "the sender's country is chosen: {form}"
+    );
+    assert!(
+        form.contains("<option value=\"DE\">DE (+49)</option>"),
+        "{form}"
+    );
+
+    let post = format!("/campaigns/{}/outreaches", c.id);
+    let csv = "phone,first_name\n030 901820,Ann\n+86 139 1234 5678,Li\n(415) 555-2671,Sam\n";
+    let upload = |region: &str| {
+        reqwest::multipart::Form::new()
+            .text("csrf", admin.csrf.clone())
+            .part("file", csv_part(csv.as_bytes().to_vec(), "mixed.csv"))
+            .text("start_at", "2030-01-07T09:30")
+            .text("timezone_of_times", "")
+            .text("default_region", region.to_string())
+    };
+    let addresses = |id: Uuid| {
+        let app = &app;
+        async move {
+            let mut all: Vec<String> = store(app)
+                .list_recipients(id, None, 0, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.address)
+                .collect();
+            all.sort();
+            all
+        }
+    };
+
+    let res = admin.post_multipart(&post, upload("DE"), &[]).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let id = Uuid::parse_str(res.location().strip_prefix("/outreaches/").unwrap()).unwrap();
+    // Read in Germany, 030 901820 is Berlin and (415) 555-2671 a German number too.
+    assert_eq!(
+        addresses(id).await,
+        ["+4930901820", "+494155552671", "+8613912345678"]
+    );
+
+    let res = admin.post_multipart(&post, upload("US"), &[]).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let id = Uuid::parse_str(res.location().strip_prefix("/outreaches/").unwrap()).unwrap();
+    assert_eq!(addresses(id).await, ["+14155552671", "+8613912345678"]);
+
+    // No choice: the sender number's country (US).
+    let res = admin.post_multipart(&post, upload(""), &[]).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let id = Uuid::parse_str(res.location().strip_prefix("/outreaches/").unwrap()).unwrap();
+    assert_eq!(addresses(id).await, ["+14155552671", "+8613912345678"]);
 }

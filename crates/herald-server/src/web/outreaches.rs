@@ -472,7 +472,13 @@ impl FieldErrors {
 }
 
 /// The fields the upload form shows its errors next to.
-const UPLOAD_FIELDS: [&str; 4] = ["file", "start_at", "end_at", "timezone_of_times"];
+const UPLOAD_FIELDS: [&str; 5] = [
+    "file",
+    "start_at",
+    "end_at",
+    "timezone_of_times",
+    "default_region",
+];
 
 #[derive(Template)]
 #[template(path = "outreach_new.html")]
@@ -486,6 +492,10 @@ struct UploadPage {
     start_at: String,
     end_at: String,
     timezone_of_times: String,
+    /// Phone campaigns: the region numbers written without a country code are read in, and the
+    /// choices (code, label).
+    default_region: String,
+    regions: Vec<(String, String)>,
     errors: FieldErrors,
     other_errors: Vec<String>,
     max_mb: u64,
@@ -512,6 +522,14 @@ impl UploadPage {
                 .to_string(),
             end_at: String::new(),
             timezone_of_times: campaign.schedule.timezone_name().to_string(),
+            default_region: String::new(),
+            regions: match campaign.channel {
+                Channel::Sms | Channel::Voice => herald_core::address::phone_regions()
+                    .into_iter()
+                    .map(|(code, cc)| (code.to_string(), format!("{code} (+{cc})")))
+                    .collect(),
+                _ => Vec::new(),
+            },
             errors: FieldErrors::default(),
             other_errors: Vec::new(),
             max_mb: limits.max_bytes.div_ceil(1024 * 1024),
@@ -531,8 +549,27 @@ async fn new_outreach(
     Path(id): Path<Uuid>,
 ) -> Response {
     match campaign_or_page(&*s.store, &user, id).await {
-        Ok(campaign) => render(&UploadPage::new(&user, &campaign, s.import_limits)),
+        Ok(campaign) => {
+            let mut page = UploadPage::new(&user, &campaign, s.import_limits);
+            page.default_region = sender_region(&*s.store, &campaign).await;
+            render(&page)
+        }
         Err(page) => page,
+    }
+}
+
+/// The region of the campaign's phone number sender: the default for numbers written without a
+/// country code (empty when the sender is not a phone number or its region is unknown).
+async fn sender_region(store: &dyn Store, campaign: &Campaign) -> String {
+    let Some(id) = campaign.sender_id else {
+        return String::new();
+    };
+    match store.get_sender(id).await {
+        Ok(sender) => match &sender.address {
+            herald_core::Address::Phone(p) => p.region().unwrap_or_default(),
+            herald_core::Address::Email(_) => String::new(),
+        },
+        Err(_) => String::new(),
     }
 }
 
@@ -565,7 +602,8 @@ struct Upload {
     start_at: String,
     end_at: String,
     timezone_of_times: String,
-    default_region: String,
+    /// `None` when the form has no such field (then the sender's region), `Some("")` for "none".
+    default_region: Option<String>,
 }
 
 /// Reads the multipart form; problems with the file become field errors (the rest of a file too
@@ -620,7 +658,7 @@ async fn read_upload(form: &mut Multipart, max_bytes: u64, errors: &mut FieldErr
             "start_at" => up.start_at = text,
             "end_at" => up.end_at = text,
             "timezone_of_times" => up.timezone_of_times = text,
-            "default_region" => up.default_region = text,
+            "default_region" => up.default_region = Some(text),
             _ => {}
         }
     }
@@ -645,6 +683,10 @@ async fn upload(
     }
 
     let mut page = UploadPage::new(&user, &campaign, s.import_limits);
+    page.default_region = match &up.default_region {
+        None => sender_region(&*s.store, &campaign).await,
+        Some(chosen) => chosen.trim().to_ascii_uppercase(),
+    };
     page.start_at = up.start_at.trim().to_string();
     page.end_at = up.end_at.trim().to_string();
     if !up.timezone_of_times.trim().is_empty() {
@@ -688,7 +730,7 @@ async fn upload(
         file_name: file.1,
         start_at,
         end_at,
-        default_region: Some(up.default_region.trim().to_string()).filter(|r| !r.is_empty()),
+        default_region: Some(page.default_region.clone()).filter(|r| !r.is_empty()),
         limits: s.import_limits,
     };
     match import_outreach(s.store.clone(), upload, Arc::new(|_| {})).await {
