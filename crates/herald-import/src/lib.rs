@@ -51,10 +51,10 @@
 //! `examples/bench_import.rs`:
 //! - by email (no phone parsing): 2.2–2.4 s of CPU time, 285–420k rows/s wall, about 57 MB
 //!   peak RSS;
-//! - by phone: 62–80k rows/s, about 65 MB peak RSS. `herald_core::E164::parse` costs about
-//!   12 µs a number, and the `phonenumber` crate serializes it across threads (its regexes sit
-//!   behind one process-wide `Mutex<LruCache>`), so more workers do not help
-//!   (`examples/phone_cost.rs`). Going faster needs a cheaper validator in `herald-core`.
+//! - by phone: 62–80k rows/s, about 65 MB peak RSS, when `herald_core::E164::parse` still went
+//!   through the `phonenumber` crate (its regexes sit behind one process-wide mutex). Herald now
+//!   reads numbers with lock-free automata of its own (`herald-core/src/phone.rs`,
+//!   `examples/phone_bench.rs` there); `docs/benchmarks.md` has the current figures.
 //!
 //! The largest allocation is the duplicate index: 16 bytes per distinct address in a hash table
 //! sized once from the row count of the first pass (about 34 MB at 1,000,000 rows).
