@@ -85,6 +85,11 @@ impl AppState {
         self.gates.progress.polls()
     }
 
+    /// Uploads in progress and the temporary bytes they hold together.
+    pub fn uploads_in_progress(&self) -> (usize, u64) {
+        self.gates.uploads.in_use()
+    }
+
     /// Marks the web UI's cookies `Secure` (only sent over https): set it when the public URL is
     /// https.
     pub fn with_secure_cookies(mut self, secure: bool) -> Self {

@@ -198,8 +198,8 @@ impl UploadGate {
         })
     }
 
-    #[cfg(test)]
-    fn in_use(&self) -> (usize, u64) {
+    /// Uploads in progress and the temporary bytes they hold.
+    pub(crate) fn in_use(&self) -> (usize, u64) {
         *self.used()
     }
 }
