@@ -10,11 +10,16 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// Limits on one upload (configurable; defaults 1 GiB and 5,000,000 rows).
+/// Limits on one upload (configurable; defaults 1 GiB, 5,000,000 rows, 1,000 columns and
+/// 64 KiB per row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImportLimits {
     pub max_bytes: u64,
     pub max_rows: u64,
+    /// Most columns of the header row: each one is stored as a variable of every recipient.
+    pub max_columns: usize,
+    /// Most bytes one row may span.
+    pub max_row_bytes: usize,
 }
 
 impl Default for ImportLimits {
@@ -22,6 +27,8 @@ impl Default for ImportLimits {
         Self {
             max_bytes: ImportOptions::DEFAULT_MAX_BYTES,
             max_rows: ImportOptions::DEFAULT_MAX_ROWS,
+            max_columns: ImportOptions::DEFAULT_MAX_COLUMNS,
+            max_row_bytes: ImportOptions::DEFAULT_MAX_ROW_BYTES,
         }
     }
 }
@@ -187,6 +194,8 @@ pub async fn import_outreach(
     options.required_variables = required_variables(store.as_ref(), &campaign).await?;
     options.max_bytes = upload.limits.max_bytes;
     options.max_rows = upload.limits.max_rows;
+    options.max_columns = upload.limits.max_columns;
+    options.max_row_bytes = upload.limits.max_row_bytes;
 
     let suppressed: HashSet<String> = store.suppressed_addresses(campaign.sender_id).await?;
     let mut writer = store

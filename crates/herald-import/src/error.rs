@@ -34,10 +34,16 @@ pub enum FileError {
     #[error("the file has more than {limit} rows, the most one upload may have")]
     TooManyRows { limit: u64 },
     #[error(
-        "the row starting at line {line} is longer than {}; is a quote (\") left open?",
+        "the row starting at line {line} is longer than {}, the most one row may have; \
+         is a quote (\") left open?",
         Bytes(*limit as u64)
     )]
     RowTooLong { line: u64, limit: usize },
+    #[error(
+        "the header row has more than {limit} columns, the most one upload may have; keep the \
+         contact column and the variables the answer uses"
+    )]
+    TooManyColumns { limit: usize },
 }
 
 /// Why [`crate::import`] returned no summary.
@@ -64,11 +70,21 @@ impl fmt::Display for List<'_> {
         if self.0.is_empty() {
             return f.write_str("no columns");
         }
-        for (i, name) in self.0.iter().enumerate() {
+        // A header may have hundreds of columns: name enough of them to recognise the file.
+        const SHOWN: usize = 20;
+        for (i, name) in self.0.iter().take(SHOWN).enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            f.write_str(name)?;
+            if name.chars().count() > 64 {
+                let cut: String = name.chars().take(64).collect();
+                write!(f, "{cut}…")?;
+            } else {
+                f.write_str(name)?;
+            }
+        }
+        if self.0.len() > SHOWN {
+            write!(f, " and {} more", self.0.len() - SHOWN)?;
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 use crate::error::FileError;
 use crate::model::{Delimiter, ImportOptions};
 use herald_core::Channel;
+use std::collections::HashMap;
 
 /// Column names compare case- and space-insensitively: trimmed, lower-cased, and each run of
 /// spaces, hyphens or underscores written as one `_` (`First Name` == `first_name` ==
@@ -104,23 +105,23 @@ impl Plan {
             });
         }
         let normalized: Vec<String> = original.iter().map(|n| normalize_column(n)).collect();
+        // Each name's first column, in one pass: the duplicate check and every look-up below
+        // stay linear in the number of columns.
+        let mut first_of: HashMap<&str, usize> = HashMap::with_capacity(normalized.len());
         for (i, name) in normalized.iter().enumerate() {
             if name.is_empty() {
                 continue;
             }
-            if let Some(j) = normalized.iter().take(i).position(|other| other == name) {
+            if let Some(&j) = first_of.get(name.as_str()) {
                 return Err(FileError::DuplicateColumn {
                     first: original.get(j).cloned().unwrap_or_default(),
                     second: original.get(i).cloned().unwrap_or_default(),
                     normalized: name.clone(),
                 });
             }
+            first_of.insert(name, i);
         }
-        let position = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|want| normalized.iter().position(|n| n == want))
-        };
+        let position = |names: &[&str]| names.iter().find_map(|want| first_of.get(want).copied());
         let (kind, aliases) = if opts.channel == Channel::Email {
             (ContactKind::Email, &EMAIL_COLUMNS[..])
         } else {
@@ -157,7 +158,7 @@ impl Plan {
             if want_norm.is_empty() {
                 continue;
             }
-            match normalized.iter().position(|n| *n == want_norm) {
+            match first_of.get(want_norm.as_str()).copied() {
                 Some(i) => required.push(i),
                 None => {
                     return Err(FileError::MissingVariable {
@@ -209,5 +210,66 @@ mod tests {
         assert_eq!(detect_delimiter(b"phone\tname\tx,y\r\n"), Delimiter::Tab);
         assert_eq!(detect_delimiter(b"phone\n"), Delimiter::Comma);
         assert_eq!(detect_delimiter(b"\n\nphone;x\n"), Delimiter::Semicolon);
+    }
+
+    fn wide_header(columns: usize) -> Vec<String> {
+        let mut header = vec!["phone".to_string()];
+        header.extend((1..columns).map(|i| format!("Column {i}")));
+        header
+    }
+
+    #[test]
+    fn the_header_check_is_linear_in_the_columns() {
+        // 200,000 columns: a pairwise check is 2e10 comparisons (minutes); one pass is a blink.
+        // The bound is generous for a loaded machine and a debug build, and far below quadratic.
+        let mut header = wide_header(200_000);
+        let opts = ImportOptions::new(Channel::Sms);
+        let started = std::time::Instant::now();
+        let plan = Plan::new(&header, &opts).expect("distinct columns");
+        assert_eq!(plan.variables.len(), 199_999);
+        assert_eq!(plan.contact, 0);
+
+        // The duplicate is the very last column, as far as possible from its first.
+        header.push("COLUMN-1".into());
+        match Plan::new(&header, &opts) {
+            Err(FileError::DuplicateColumn {
+                first,
+                second,
+                normalized,
+            }) => {
+                assert_eq!(
+                    (first.as_str(), second.as_str(), normalized.as_str()),
+                    ("Column 1", "COLUMN-1", "column_1")
+                );
+            }
+            other => panic!("expected a duplicate column, got {other:?}"),
+        }
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed < std::time::Duration::from_secs(10),
+            "two header checks of 200,000 columns took {elapsed:?}"
+        );
+    }
+
+    #[test]
+    fn required_variables_are_found_among_many_columns() {
+        let header = wide_header(50_000);
+        let mut opts = ImportOptions::new(Channel::Sms);
+        opts.required_variables.insert("column 49999".into());
+        opts.required_variables.insert("Column-7".into());
+        let plan = Plan::new(&header, &opts).expect("plan");
+        assert_eq!(plan.required, vec![7, 49_999]);
+        opts.required_variables.insert("nickname".into());
+        match Plan::new(&header, &opts) {
+            Err(FileError::MissingVariable { name, found }) => {
+                assert_eq!(name, "nickname");
+                assert_eq!(found.len(), 50_000);
+                // The message names the first columns, not fifty thousand of them.
+                let message = FileError::MissingVariable { name, found }.to_string();
+                assert!(message.len() < 1_000, "{}", message.len());
+                assert!(message.ends_with("and 49980 more"), "{message}");
+            }
+            other => panic!("expected a missing variable, got {other:?}"),
+        }
     }
 }

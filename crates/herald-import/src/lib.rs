@@ -26,6 +26,9 @@
 //!   Quoted fields may hold delimiters, quotes (`""`) and line breaks; lines may end in LF, CRLF
 //!   or CR. Empty lines are ignored; rows with no value at all (only delimiters or
 //!   whitespace, like the `,,,` rows spreadsheets leave) are skipped and counted as `blank`.
+//! - At most [`ImportOptions::max_columns`] columns (1,000 by default) and
+//!   [`ImportOptions::max_row_bytes`] per row (64 KiB by default, quoted line breaks included):
+//!   beyond either the file is refused, and the check costs one pass over the header.
 //! - Text is UTF-8 (with or without BOM) or UTF-16 LE/BE with a BOM; anything else that is not
 //!   valid UTF-8 is read as Windows-1252 and the summary says so.
 //!

@@ -20,6 +20,11 @@ pub struct ImportOptions {
     pub max_bytes: u64,
     /// Most data rows accepted (default 5,000,000; blank lines do not count).
     pub max_rows: u64,
+    /// Most columns the header row may have (default 1,000). Every column but the contact and
+    /// time zone ones is stored as a variable of every recipient.
+    pub max_columns: usize,
+    /// Most bytes one row (a record, quoted line breaks included) may span (default 64 KiB).
+    pub max_row_bytes: usize,
     /// Recipients and row errors reach the sink in batches of this many (default 10,000).
     pub batch_size: usize,
     /// Validation threads; 0 means one per available core (the default).
@@ -30,6 +35,8 @@ impl ImportOptions {
     pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
     pub const DEFAULT_MAX_ROWS: u64 = 5_000_000;
     pub const DEFAULT_BATCH_SIZE: usize = 10_000;
+    pub const DEFAULT_MAX_COLUMNS: usize = 1_000;
+    pub const DEFAULT_MAX_ROW_BYTES: usize = 64 * 1024;
 
     /// Options with the defaults for everything but the channel.
     pub fn new(channel: Channel) -> Self {
@@ -39,6 +46,8 @@ impl ImportOptions {
             required_variables: BTreeSet::new(),
             max_bytes: Self::DEFAULT_MAX_BYTES,
             max_rows: Self::DEFAULT_MAX_ROWS,
+            max_columns: Self::DEFAULT_MAX_COLUMNS,
+            max_row_bytes: Self::DEFAULT_MAX_ROW_BYTES,
             batch_size: Self::DEFAULT_BATCH_SIZE,
             workers: 0,
         }

@@ -23,6 +23,9 @@ const CHUNK_ROWS: usize = 4096;
 const CHUNK_BYTES: usize = 4 << 20;
 /// More validation threads than this buy nothing.
 const MAX_WORKERS: usize = 64;
+/// A batch of recipients also goes to the sink once their variables pass this size, so that
+/// wide rows cannot make one batch (and the sink's queue of them) arbitrarily large.
+const BATCH_BYTES: usize = 8 << 20;
 
 /// Reads a CSV recipient list, validates every row, and hands accepted recipients and row
 /// errors to `sink` in batches, in file order.
@@ -233,7 +236,7 @@ fn read_pass<R: Read>(
     let counted = Counted::new(input, max_bytes);
     let counter = counted.counter();
     let text = TextSource::open(counted, scan.bom).map_err(|e| Fail::from_io(e, max_bytes))?;
-    let mut splitter = Splitter::new(text, scan.delimiter.as_byte());
+    let mut splitter = Splitter::new(text, scan.delimiter.as_byte(), opts.max_row_bytes);
     let mut chunk = Chunk::default();
     let mut header_seen = false;
     let mut rows = 0u64;
@@ -247,7 +250,7 @@ fn read_pass<R: Read>(
         let start = chunk.data.len();
         let Some(line) = splitter
             .next_record(&mut chunk.data)
-            .map_err(|e| Fail::from_split(e, max_bytes))?
+            .map_err(|e| Fail::from_split(e, opts))?
         else {
             break;
         };
@@ -319,6 +322,8 @@ struct Consumer<'a, S: ImportSink> {
     batch_size: usize,
     seen: HashMap<DedupKey, u32, BuildHasherDefault<PassHasher>>,
     recipients: Vec<Recipient>,
+    /// Bytes of the variables of `recipients`.
+    recipient_bytes: usize,
     errors: Vec<RowError>,
     contact_column: String,
     bytes_read: u64,
@@ -351,6 +356,7 @@ impl<'a, S: ImportSink> Consumer<'a, S> {
                 BuildHasherDefault::default(),
             ),
             recipients: Vec::with_capacity(batch_size.min(CHUNK_ROWS * 4)),
+            recipient_bytes: 0,
             errors: Vec::new(),
             contact_column,
             bytes_read: 0,
@@ -396,8 +402,11 @@ impl<'a, S: ImportSink> Consumer<'a, S> {
                         if recipient.suppressed {
                             self.summary.suppressed += 1;
                         }
+                        self.recipient_bytes += recipient.variables_json.len();
                         self.recipients.push(recipient);
-                        if self.recipients.len() >= self.batch_size {
+                        if self.recipients.len() >= self.batch_size
+                            || self.recipient_bytes >= BATCH_BYTES
+                        {
                             self.flush_recipients()?;
                         }
                     }
@@ -421,6 +430,7 @@ impl<'a, S: ImportSink> Consumer<'a, S> {
         }
         let cap = self.batch_size.min(CHUNK_ROWS * 4);
         let batch = std::mem::replace(&mut self.recipients, Vec::with_capacity(cap));
+        self.recipient_bytes = 0;
         self.sink
             .recipients(batch)
             .map_err(|e| self.sink_error = Some(e))

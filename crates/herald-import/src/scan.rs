@@ -5,7 +5,7 @@
 use crate::error::FileError;
 use crate::header::detect_delimiter;
 use crate::model::{Delimiter, ImportOptions, TextEncoding};
-use crate::split::{ByteBuf, MAX_RECORD_BYTES, SplitError, Splitter, is_blank};
+use crate::split::{ByteBuf, SplitError, Splitter, is_blank};
 use crate::text::{
     Bom, Counted, FieldDecode, Inspect, TextSource, binary_kind, decide, is_over_limit,
 };
@@ -47,12 +47,12 @@ impl Fail {
         }
     }
 
-    pub(crate) fn from_split(e: SplitError, max_bytes: u64) -> Fail {
+    pub(crate) fn from_split(e: SplitError, opts: &ImportOptions) -> Fail {
         match e {
-            SplitError::Io(e) => Fail::from_io(e, max_bytes),
-            SplitError::RecordTooLong(line) => Fail::File(FileError::RowTooLong {
+            SplitError::Io(e) => Fail::from_io(e, opts.max_bytes),
+            SplitError::RecordTooLong { line, .. } => Fail::File(FileError::RowTooLong {
                 line,
-                limit: MAX_RECORD_BYTES,
+                limit: opts.max_row_bytes,
             }),
         }
     }
@@ -113,16 +113,30 @@ pub(crate) fn scan<R: Read + Seek>(input: &mut R, opts: &ImportOptions) -> Resul
         .read_to_end(&mut head)
         .map_err(|e| Fail::from_io(e, max_bytes))?;
     let delimiter = detect_delimiter(&head);
-    let mut splitter = Splitter::new(Cursor::new(head).chain(&mut inspect), delimiter.as_byte());
+    let mut splitter = Splitter::new(
+        Cursor::new(head).chain(&mut inspect),
+        delimiter.as_byte(),
+        opts.max_row_bytes,
+    );
     let mut out = ByteBuf::with_capacity(64 * 1024);
 
     let mut header: Option<Vec<Vec<u8>>> = None;
     let mut rows = 0u64;
     loop {
         out.clear();
-        let next = splitter
-            .next_record(&mut out)
-            .map_err(|e| Fail::from_split(e, max_bytes))?;
+        let next = match splitter.next_record(&mut out) {
+            Ok(next) => next,
+            // A header too long to be a row is most likely one with too many columns: say so.
+            Err(SplitError::RecordTooLong { fields, .. })
+                if header.is_none() && fields >= opts.max_columns =>
+            {
+                return Err(FileError::TooManyColumns {
+                    limit: opts.max_columns,
+                }
+                .into());
+            }
+            Err(e) => return Err(Fail::from_split(e, opts)),
+        };
         if splitter.get_ref().get_ref().1.nul {
             break;
         }
@@ -133,6 +147,12 @@ pub(crate) fn scan<R: Read + Seek>(input: &mut R, opts: &ImportOptions) -> Resul
             continue;
         }
         if header.is_none() {
+            if splitter.ends().len() > opts.max_columns {
+                return Err(FileError::TooManyColumns {
+                    limit: opts.max_columns,
+                }
+                .into());
+            }
             header = Some(
                 fields(out.as_slice(), splitter.ends())
                     .map(<[u8]>::to_vec)

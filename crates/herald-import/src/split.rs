@@ -4,9 +4,6 @@
 
 use std::io::{self, Read};
 
-/// The most input bytes one record may span.
-pub(crate) const MAX_RECORD_BYTES: usize = 1 << 20;
-
 const INPUT_BUFFER: usize = 256 * 1024;
 
 /// Append-only byte storage that csv_core writes into without re-zeroing on every record.
@@ -52,8 +49,12 @@ impl ByteBuf {
 #[derive(Debug)]
 pub(crate) enum SplitError {
     Io(io::Error),
-    /// The record starting on this line spans more than [`MAX_RECORD_BYTES`].
-    RecordTooLong(u64),
+    /// The record starting on `line` spans more than the splitter's bound; `fields` is how many
+    /// fields it had ended by then.
+    RecordTooLong {
+        line: u64,
+        fields: usize,
+    },
 }
 
 impl From<io::Error> for SplitError {
@@ -73,10 +74,13 @@ pub(crate) struct Splitter<R> {
     line: u64,
     ends: Vec<usize>,
     nends: usize,
+    /// The most input bytes one record may span.
+    max_record_bytes: usize,
 }
 
 impl<R: Read> Splitter<R> {
-    pub(crate) fn new(src: R, delimiter: u8) -> Self {
+    /// Splits `src` on `delimiter`, refusing records that span more than `max_record_bytes`.
+    pub(crate) fn new(src: R, delimiter: u8, max_record_bytes: usize) -> Self {
         Self {
             src,
             buf: vec![0; INPUT_BUFFER].into_boxed_slice(),
@@ -87,6 +91,7 @@ impl<R: Read> Splitter<R> {
             line: 1,
             ends: vec![0; 64],
             nends: 0,
+            max_record_bytes,
         }
     }
 
@@ -162,8 +167,11 @@ impl<R: Read> Splitter<R> {
             out.used += nout;
             nends += nend;
             taken = taken.saturating_add(nin);
-            if taken > MAX_RECORD_BYTES {
-                return Err(SplitError::RecordTooLong(start_line));
+            if taken > self.max_record_bytes {
+                return Err(SplitError::RecordTooLong {
+                    line: start_line,
+                    fields: nends,
+                });
             }
             match res {
                 csv_core::ReadRecordResult::Record => {
@@ -199,7 +207,7 @@ mod tests {
     use super::*;
 
     fn split(input: &[u8], delimiter: u8) -> Vec<(u64, Vec<String>)> {
-        let mut s = Splitter::new(input, delimiter);
+        let mut s = Splitter::new(input, delimiter, 1 << 20);
         let mut out = ByteBuf::with_capacity(16);
         let mut records = Vec::new();
         while let Some(line) = s.next_record(&mut out).unwrap() {
@@ -243,14 +251,14 @@ mod tests {
     #[test]
     fn an_open_quote_stops_at_the_bound() {
         let mut input = b"h\n\"".to_vec();
-        input.extend(std::iter::repeat_n(b'x', MAX_RECORD_BYTES + 10));
-        let mut s = Splitter::new(&input[..], b',');
+        input.extend(std::iter::repeat_n(b'x', 64 * 1024 + 10));
+        let mut s = Splitter::new(&input[..], b',', 64 * 1024);
         let mut out = ByteBuf::default();
         assert_eq!(s.next_record(&mut out).unwrap(), Some(1));
         out.clear();
         assert!(matches!(
             s.next_record(&mut out),
-            Err(SplitError::RecordTooLong(2))
+            Err(SplitError::RecordTooLong { line: 2, fields: 0 })
         ));
     }
 

@@ -521,9 +521,94 @@ fn an_unclosed_quote_is_refused_with_its_line() {
         e,
         FileError::RowTooLong {
             line: 3,
-            limit: 1 << 20
+            limit: 64 * 1024
         }
     );
+    assert_eq!(
+        e.to_string(),
+        "the row starting at line 3 is longer than 64 KiB, the most one row may have; \
+         is a quote (\") left open?"
+    );
+}
+
+/// A list whose header has `columns` columns (`phone` first) and `rows` rows of `+1415555…`
+/// numbers and empty variables.
+fn wide_csv(columns: usize, rows: usize) -> Vec<u8> {
+    let mut csv = String::from("phone");
+    for i in 1..columns {
+        csv.push_str(&format!(",c{i}"));
+    }
+    csv.push('\n');
+    for r in 0..rows {
+        csv.push_str(&format!("+1415555{:04}", 2600 + r));
+        csv.push_str(&",".repeat(columns - 1));
+        csv.push('\n');
+    }
+    csv.into_bytes()
+}
+
+#[test]
+fn columns_are_capped() {
+    // The cap is 1,000 by default: exactly 1,000 is fine, one more is refused.
+    let (summary, sink) = ok(run_with(wide_csv(1_000, 3), &sms(), &no_suppressions));
+    assert_eq!(summary.accepted, 3);
+    assert_eq!(summary.variables.len(), 999);
+    assert!(sink.recipients[0].variables_json.contains("\"c999\":\"\""));
+    let e = refused(run_with(wide_csv(1_001, 3), &sms(), &no_suppressions));
+    assert_eq!(e, FileError::TooManyColumns { limit: 1_000 });
+    assert_eq!(
+        e.to_string(),
+        "the header row has more than 1000 columns, the most one upload may have; keep the \
+         contact column and the variables the answer uses"
+    );
+    // The cap is an option.
+    let mut opts = sms();
+    opts.max_columns = 10;
+    assert_eq!(
+        refused(run_with(wide_csv(11, 1), &opts, &no_suppressions)),
+        FileError::TooManyColumns { limit: 10 }
+    );
+    ok(run_with(wide_csv(10, 1), &opts, &no_suppressions));
+}
+
+#[test]
+fn a_header_of_100k_columns_is_refused_at_once_by_the_column_cap() {
+    // 100,000 columns (about 690 KB of header) pass the 64 KiB row bound: the refusal names
+    // the column cap, and comes after reading one row's worth, not after the whole header.
+    let csv = wide_csv(100_000, 2);
+    let started = std::time::Instant::now();
+    let e = refused(run_with(csv, &sms(), &no_suppressions));
+    assert_eq!(e, FileError::TooManyColumns { limit: 1_000 });
+    // With a row bound large enough for the header, the column count alone refuses it, and the
+    // count is linear too.
+    let mut opts = sms();
+    opts.max_row_bytes = 4 << 20;
+    let e = refused(run_with(wide_csv(100_000, 2), &opts, &no_suppressions));
+    assert_eq!(e, FileError::TooManyColumns { limit: 1_000 });
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < std::time::Duration::from_secs(10),
+        "refusing two 100,000-column headers took {elapsed:?}"
+    );
+}
+
+#[test]
+fn rows_are_capped_in_bytes() {
+    let mut opts = sms();
+    opts.max_row_bytes = 1_000;
+    let long = "y".repeat(990);
+    let csv = format!("phone,note\n+14155552671,short\n+14155552672,{long}\n");
+    assert_eq!(
+        refused(run_with(csv.into_bytes(), &opts, &no_suppressions)),
+        FileError::RowTooLong {
+            line: 3,
+            limit: 1_000
+        }
+    );
+    let fits = "y".repeat(900);
+    let csv = format!("phone,note\n+14155552671,short\n+14155552672,{fits}\n");
+    let (summary, _) = ok(run_with(csv.into_bytes(), &opts, &no_suppressions));
+    assert_eq!(summary.accepted, 2);
 }
 
 #[test]

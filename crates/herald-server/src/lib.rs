@@ -4,6 +4,8 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod limits;
+mod progress;
 pub mod routes;
 pub mod web;
 
@@ -26,6 +28,8 @@ pub struct AppState {
     /// How often an outreach's event stream (`GET /outreaches/{id}/events`) looks at the store
     /// for a change of progress.
     pub events_interval: Duration,
+    /// Uploads and progress streams in progress, bounded by [`limits::OutreachLimits`].
+    pub(crate) gates: Arc<limits::Gates>,
     /// Set by [`AppState::close_event_streams`]; every open event stream ends when it is.
     events_closed: Arc<tokio::sync::watch::Sender<bool>>,
     /// Checks Twilio's webhooks; `None` when Twilio is not configured (they answer 404).
@@ -46,6 +50,7 @@ impl AppState {
         Self {
             import_limits: herald_engine::ImportLimits::default(),
             events_interval: EVENTS_INTERVAL,
+            gates: Arc::new(limits::Gates::new(&limits::OutreachLimits::default())),
             events_closed: Arc::new(tokio::sync::watch::Sender::new(false)),
             twilio: None,
             secure_cookies: false,
@@ -64,6 +69,25 @@ impl AppState {
     pub fn with_replies(mut self, replies: herald_engine::Replies) -> Self {
         self.replies = replies;
         self
+    }
+
+    /// Applies `[outreaches]`: the limits of one upload, of uploads at once, and of each
+    /// caller's progress streams.
+    pub fn with_outreach_limits(mut self, limits: &limits::OutreachLimits) -> Self {
+        self.import_limits = limits.import();
+        self.gates = Arc::new(limits::Gates::new(limits));
+        self
+    }
+
+    /// How many times the progress pollers read an outreach's progress from the store (one
+    /// poller per outreach with open event streams, one read per interval).
+    pub fn progress_polls(&self) -> u64 {
+        self.gates.progress.polls()
+    }
+
+    /// Uploads in progress and the temporary bytes they hold together.
+    pub fn uploads_in_progress(&self) -> (usize, u64) {
+        self.gates.uploads.in_use()
     }
 
     /// Marks the web UI's cookies `Secure` (only sent over https): set it when the public URL is

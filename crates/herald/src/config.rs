@@ -23,6 +23,9 @@ pub struct Config {
     /// `[replies]`: the attribution window, the HELP text and opt-out confirmations.
     #[serde(default, skip_serializing)]
     pub replies: herald_engine::RepliesConfig,
+    /// `[outreaches]`: limits on recipient lists, uploads at once and progress streams.
+    #[serde(default, skip_serializing)]
+    pub outreaches: herald_server::limits::OutreachLimits,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -101,6 +104,7 @@ impl Default for Config {
             channels: herald_channels::ChannelsConfig::default(),
             dispatch: herald_engine::DispatchConfig::default(),
             replies: herald_engine::RepliesConfig::default(),
+            outreaches: herald_server::limits::OutreachLimits::default(),
         }
     }
 }
@@ -114,6 +118,7 @@ impl std::fmt::Debug for Config {
             .field("channels", &self.channels)
             .field("dispatch", &self.dispatch)
             .field("replies", &self.replies)
+            .field("outreaches", &self.outreaches)
             .finish()
     }
 }
@@ -248,6 +253,28 @@ email = 5.0
                 !shown.contains("tok3n") && !shown.contains("s3cret-key"),
                 "{shown}"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn outreach_limits_come_from_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "herald.toml",
+                "[outreaches]\nmax_columns = 50\nconcurrent_uploads = 2\n",
+            )?;
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.outreaches.max_columns, 50);
+            assert_eq!(cfg.outreaches.concurrent_uploads, 2);
+            assert_eq!(cfg.outreaches.max_row_bytes, 64 * 1024, "defaults stay");
+            assert_eq!(cfg.outreaches.event_streams_per_caller, 10);
+            jail.set_env("HERALD_OUTREACHES__MAX_COLUMNS", "70");
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.outreaches.max_columns, 70);
+            jail.create_file("herald.toml", "[outreaches]\nmax_colums = 50\n")?;
+            assert!(Config::load(None).is_err(), "a misspelt key is an error");
             Ok(())
         });
     }

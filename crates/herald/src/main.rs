@@ -231,7 +231,8 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => {
             let store = open_store(&cfg).await?;
-            create_outreach(store, campaign, &csv, start, end, region).await
+            let limits = cfg.outreaches.import();
+            create_outreach(store, campaign, &csv, start, end, region, limits).await
         }
         Command::Doctor {
             command: DoctorCommand::Phones,
@@ -324,6 +325,7 @@ async fn create_outreach(
     start: Option<jiff::Timestamp>,
     end: Option<jiff::Timestamp>,
     region: Option<String>,
+    limits: herald_engine::ImportLimits,
 ) -> anyhow::Result<()> {
     let file =
         std::fs::File::open(csv).with_context(|| format!("cannot open {}", csv.display()))?;
@@ -352,7 +354,7 @@ async fn create_outreach(
         start_at: start.unwrap_or_else(jiff::Timestamp::now),
         end_at: end,
         default_region: region,
-        limits: herald_engine::ImportLimits::default(),
+        limits,
     };
     let result = herald_engine::import_outreach(
         store,
@@ -414,7 +416,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     );
     let mut state = herald_server::AppState::new(store.clone())
         .with_replies(replies.clone())
-        .with_secure_cookies(cfg.server.secure_cookies());
+        .with_secure_cookies(cfg.server.secure_cookies())
+        .with_outreach_limits(&cfg.outreaches);
     if let Some(twilio) = &cfg.channels.twilio {
         state = state.with_twilio(twilio.auth_token.expose(), &public_url);
     }

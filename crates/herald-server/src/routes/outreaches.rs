@@ -3,6 +3,7 @@
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiPath, ApiQuery};
+use crate::limits::{Refusal, UploadPermit};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
@@ -48,16 +49,61 @@ fn parse_time(field: &'static str, value: &str) -> ApiResult<Timestamp> {
     value.trim().parse::<Timestamp>().map_err(|_| {
         ApiError::invalid(ValidationError::single(
             field,
-            format!("`{value}` is not an RFC 3339 time such as 2026-12-01T09:00:00Z"),
+            format!(
+                "`{}` is not an RFC 3339 time such as 2026-12-01T09:00:00Z",
+                clip(value.trim(), 40)
+            ),
         ))
     })
 }
 
-/// Spools a multipart file field to an anonymous temp file, refusing it past `max_bytes`.
+/// The most bytes a text field of an upload form (`start_at`, `default_region`, ...) may have.
+pub(crate) const MAX_TEXT_FIELD: usize = 4 * 1024;
+
+/// `text` cut to `max` characters, with `…` when cut: what an error message may quote of what a
+/// caller sent.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", text.get(..cut).unwrap_or_default()),
+        None => text.to_string(),
+    }
+}
+
+/// Reads a text field of a multipart form, refusing it past [`MAX_TEXT_FIELD`] bytes (the
+/// refusal does not quote it).
+pub(crate) async fn read_text(
+    field: &mut axum::extract::multipart::Field<'_>,
+    name: &str,
+) -> ApiResult<String> {
+    let mut text = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("the form was cut off: {e}")))?
+    {
+        if text.len() + chunk.len() > MAX_TEXT_FIELD {
+            return Err(ApiError::invalid(ValidationError::single(
+                clip(name, 64),
+                format!(
+                    "is longer than {}, the most a text field of this form may have",
+                    crate::limits::human_bytes(MAX_TEXT_FIELD as u64)
+                ),
+            )));
+        }
+        text.extend_from_slice(&chunk);
+    }
+    String::from_utf8(text).map_err(|_| {
+        ApiError::invalid(ValidationError::single(clip(name, 64), "is not UTF-8 text"))
+    })
+}
+
+/// Spools a multipart file field to an anonymous temp file, refusing it past `max_bytes`, or
+/// when the uploads in progress would hold more temporary bytes than `permit`'s gate allows.
 pub(crate) async fn spool(
     field: &mut axum::extract::multipart::Field<'_>,
     max_bytes: u64,
-) -> ApiResult<std::fs::File> {
+    permit: &mut UploadPermit,
+) -> Result<std::fs::File, Refusal> {
     let mut file = tempfile::tempfile()
         .map_err(|e| ApiError::internal(format!("cannot spool the upload: {e}")))?;
     let mut written: u64 = 0;
@@ -71,8 +117,10 @@ pub(crate) async fn spool(
             return Err(ApiError::invalid(ValidationError::single(
                 "file",
                 herald_import::FileError::TooLarge { limit: max_bytes }.to_string(),
-            )));
+            ))
+            .into());
         }
+        permit.reserve(chunk.len() as u64)?;
         file.write_all(&chunk)
             .map_err(|e| ApiError::internal(format!("cannot spool the upload: {e}")))?;
     }
@@ -102,18 +150,27 @@ impl From<ImportOutreachError> for ApiError {
 /// The file is checked as a whole first: a refused file stores nothing. Rows that fail are
 /// counted in the summary and listed in `errors.csv`; duplicates (by normalized address) keep
 /// their first row; addresses on the opt-out list are stored as suppressed, never messaged.
+/// Lists are limited in size, rows, columns (1,000) and bytes per row (64 KiB); text fields to
+/// 4 KiB. A few uploads are taken at once (`outreaches.concurrent_uploads`); past that, or past
+/// the temporary space they may hold together, the answer is 503 with `Retry-After`.
 #[utoipa::path(post, path = "/campaigns/{id}/outreaches", tag = "outreaches",
     params(("id" = Uuid, Path, description = "campaign id")),
     request_body(content = OutreachForm, content_type = "multipart/form-data"),
     security(("bearer" = ["admin"])),
-    responses((status = 201, body = Outreach), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = Outreach), (status = 404, body = Problem), (status = 422, body = Problem),
+        (status = 503, description = "Herald takes no more uploads at the moment; see `Retry-After`", body = Problem)))]
 async fn create_outreach(
     State(s): State<AppState>,
     ApiPath(campaign_id): ApiPath<Uuid>,
     mut form: Multipart,
-) -> ApiResult<(StatusCode, Json<Outreach>)> {
+) -> Result<(StatusCode, Json<Outreach>), Refusal> {
     // Refuse an unknown campaign before reading the file.
-    s.store.get_campaign(campaign_id).await?;
+    s.store
+        .get_campaign(campaign_id)
+        .await
+        .map_err(ApiError::from)?;
+    // Held until the import is over and the spooled file is gone.
+    let mut permit = s.gates.uploads.enter()?;
     let mut file = None;
     let mut file_name = String::new();
     let mut start_at = None;
@@ -127,14 +184,11 @@ async fn create_outreach(
         let name = field.name().unwrap_or_default().to_string();
         match name.as_str() {
             "file" => {
-                file_name = field.file_name().unwrap_or("recipients.csv").to_string();
-                file = Some(spool(&mut field, s.import_limits.max_bytes).await?);
+                file_name = clip(field.file_name().unwrap_or("recipients.csv"), 200);
+                file = Some(spool(&mut field, s.import_limits.max_bytes, &mut permit).await?);
             }
             "start_at" | "end_at" | "default_region" => {
-                let text = field
-                    .text()
-                    .await
-                    .map_err(|e| ApiError::bad_request(format!("field `{name}`: {e}")))?;
+                let text = read_text(&mut field, &name).await?;
                 if text.trim().is_empty() {
                     continue;
                 }
@@ -146,9 +200,10 @@ async fn create_outreach(
             }
             other => {
                 return Err(ApiError::invalid(ValidationError::single(
-                    other.to_string(),
+                    clip(other, 64),
                     "is not a field of this form; send file, start_at, end_at, default_region",
-                )));
+                ))
+                .into());
             }
         }
     }
@@ -156,7 +211,8 @@ async fn create_outreach(
         return Err(ApiError::invalid(ValidationError::single(
             "file",
             "is required: the CSV of recipients",
-        )));
+        ))
+        .into());
     };
     let upload = OutreachUpload {
         campaign_id,
@@ -167,7 +223,10 @@ async fn create_outreach(
         default_region,
         limits: s.import_limits,
     };
-    let outreach = import_outreach(s.store.clone(), upload, Arc::new(|_| {})).await?;
+    let outreach = import_outreach(s.store.clone(), upload, Arc::new(|_| {}))
+        .await
+        .map_err(ApiError::from)?;
+    drop(permit);
     Ok((StatusCode::CREATED, Json(outreach)))
 }
 

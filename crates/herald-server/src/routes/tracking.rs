@@ -2,21 +2,24 @@
 //! recipients, and watch its progress live as Server-Sent Events.
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiPath, ApiQuery};
-use axum::Json;
+use crate::limits::{Refusal, StreamPermit};
+use crate::progress::{Closed, Snapshot};
 use axum::extract::State;
 use axum::http::header::HeaderName;
+use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::{Extension, Json};
 use futures_util::Stream;
 use herald_core::Page;
 use herald_core::outreach::{DeliveryState, OutreachStatus, Progress};
-use herald_store::{Outreach, RecipientRecord, Store};
+use herald_store::{Outreach, RecipientRecord};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -147,7 +150,7 @@ pub struct ProgressEvent {
 }
 
 impl ProgressEvent {
-    fn of(o: &Outreach) -> Self {
+    pub(crate) fn of(o: &Outreach) -> Self {
         Self {
             id: o.id,
             status: o.status,
@@ -167,29 +170,52 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// event is sent and the stream ends (an `EventSource` should `close()` when it sees a final
 /// status, or it reconnects and gets that last event again). If the outreach cannot be read
 /// any more, an event `error` carries a problem document and the stream ends. A comment every
-/// 15 s keeps an idle connection open.
+/// 15 s keeps an idle connection open. However many streams watch an outreach, Herald reads its
+/// progress once per interval for all of them. One token may have a few streams open at once
+/// (`outreaches.event_streams_per_caller`, 10 by default); past that the answer is 429.
 #[utoipa::path(get, path = "/outreaches/{id}/events", tag = "outreaches",
     params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses(
         (status = 200, description = "`progress` events whose data is a ProgressEvent",
             content_type = "text/event-stream", body = ProgressEvent),
-        (status = 404, body = Problem)))]
+        (status = 404, body = Problem),
+        (status = 429, description = "This token has as many streams open as it may", body = Problem)))]
 pub(crate) async fn outreach_events(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<Uuid>,
-) -> ApiResult<(
-    [(HeaderName, &'static str); 1],
-    Sse<impl Stream<Item = Result<Event, axum::Error>>>,
-)> {
-    // An unknown outreach is a 404, not a stream.
-    let first = ProgressEvent::of(&s.store.get_outreach(id).await?);
-    let stream = progress_events(
-        s.store.clone(),
+) -> Result<impl IntoResponse, Refusal> {
+    let token = &caller.0;
+    events_for(
+        &s,
         id,
-        first,
-        s.events_interval,
-        Box::pin(s.event_streams_closed()),
-    );
+        format!("token:{}", token.id),
+        &format!("token `{}`", token.name),
+    )
+    .await
+}
+
+/// The event stream of an outreach for a caller (`key` counts its streams, `who` names it in a
+/// refusal): the API's and the web UI's.
+pub(crate) async fn events_for(
+    s: &AppState,
+    id: Uuid,
+    key: String,
+    who: &str,
+) -> Result<impl IntoResponse + use<>, Refusal> {
+    let permit = s.gates.streams.enter(key, who)?;
+    // An unknown outreach is a 404, not a stream.
+    let rx = s
+        .gates
+        .progress
+        .subscribe(
+            &s.store,
+            id,
+            s.events_interval,
+            Box::pin(s.event_streams_closed()),
+        )
+        .await?;
+    let stream = progress_events(rx, Box::pin(s.event_streams_closed()), permit);
     Ok((
         // Tells nginx and the like not to buffer the stream.
         [(HeaderName::from_static("x-accel-buffering"), "no")],
@@ -197,64 +223,48 @@ pub(crate) async fn outreach_events(
     ))
 }
 
-enum Watch {
-    /// Send this, then end if it is final.
-    Emit(ProgressEvent),
-    /// Look again after the interval; this was the last event sent.
-    Poll(ProgressEvent),
-    Done,
+struct Watching {
+    rx: watch::Receiver<Snapshot>,
+    closed: Closed,
+    /// What this stream sent last.
+    sent: Option<Snapshot>,
+    /// Held while the stream lives: it counts against the caller's streams.
+    _permit: StreamPermit,
 }
 
-type Closed = Pin<Box<dyn Future<Output = ()> + Send>>;
-
 fn progress_events(
-    store: Arc<dyn Store>,
-    id: Uuid,
-    first: ProgressEvent,
-    interval: Duration,
+    rx: watch::Receiver<Snapshot>,
     closed: Closed,
+    permit: StreamPermit,
 ) -> impl Stream<Item = Result<Event, axum::Error>> {
-    futures_util::stream::unfold(
-        (Watch::Emit(first), closed),
-        move |(mut watch, mut closed)| {
-            let store = store.clone();
-            async move {
-                loop {
-                    match watch {
-                        Watch::Done => return None,
-                        Watch::Emit(ev) => {
-                            let event = Event::default().event("progress").json_data(&ev);
-                            let next = if ev.status.is_final() {
-                                Watch::Done
-                            } else {
-                                Watch::Poll(ev)
-                            };
-                            return Some((event, (next, closed)));
-                        }
-                        Watch::Poll(last) => {
-                            tokio::select! {
-                                () = tokio::time::sleep(interval) => {}
-                                () = &mut closed => return None,
-                            }
-                            watch = match store.get_outreach(id).await {
-                                Ok(o) => {
-                                    let now = ProgressEvent::of(&o);
-                                    if now == last {
-                                        Watch::Poll(last)
-                                    } else {
-                                        Watch::Emit(now)
-                                    }
-                                }
-                                Err(e) => {
-                                    let problem = ApiError::from(e).to_problem();
-                                    let event = Event::default().event("error").json_data(problem);
-                                    return Some((event, (Watch::Done, closed)));
-                                }
-                            };
-                        }
+    let start = Watching {
+        rx,
+        closed,
+        sent: None,
+        _permit: permit,
+    };
+    futures_util::stream::unfold(Some(start), |state| async move {
+        let mut w = state?;
+        loop {
+            let now = w.rx.borrow_and_update().clone();
+            if w.sent.as_ref() != Some(&now) {
+                let event = match &now {
+                    Snapshot::Progress(ev) => Event::default().event("progress").json_data(ev),
+                    Snapshot::Gone(problem) => Event::default().event("error").json_data(problem),
+                };
+                let last = now.is_last();
+                w.sent = Some(now);
+                return Some((event, (!last).then_some(w)));
+            }
+            tokio::select! {
+                changed = w.rx.changed() => {
+                    // The poller is gone and this stream has seen its last value.
+                    if changed.is_err() {
+                        return None;
                     }
                 }
+                () = &mut w.closed => return None,
             }
-        },
-    )
+        }
+    })
 }

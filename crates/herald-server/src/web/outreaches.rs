@@ -11,6 +11,8 @@ use super::{render, render_status};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::ApiPath;
+use crate::limits::{Busy, Refusal, UploadPermit};
+use crate::routes::outreaches::{clip, read_text, spool};
 use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
@@ -25,7 +27,7 @@ use herald_store::{Outreach, RecipientRecord, Store, StoreError};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -580,15 +582,16 @@ fn parse_local(value: &str, tz: &TimeZone) -> Result<Timestamp, String> {
     if let Ok(ts) = value.parse::<Timestamp>() {
         return Ok(ts);
     }
+    let shown = clip(value, 40);
     let civil: jiff::civil::DateTime = value
         .parse()
-        .map_err(|_| format!("`{value}` is not a date and time such as 2026-12-01T09:00"))?;
+        .map_err(|_| format!("`{shown}` is not a date and time such as 2026-12-01T09:00"))?;
     civil
         .to_zoned_datetime(tz.clone())
         .map(|z| z.timestamp())
         .map_err(|e| {
             format!(
-                "`{value}` cannot be read in {}: {e}",
+                "`{shown}` cannot be read in {}: {e}",
                 tz.iana_name().unwrap_or("that zone")
             )
         })
@@ -606,10 +609,18 @@ struct Upload {
     default_region: Option<String>,
 }
 
-/// Reads the multipart form; problems with the file become field errors (the rest of a file too
-/// large is read and dropped, so the browser gets the answer rather than a reset connection).
-async fn read_upload(form: &mut Multipart, max_bytes: u64, errors: &mut FieldErrors) -> Upload {
+/// Reads the multipart form; problems with the file or a text field become field errors (the
+/// rest of a file refused is read and dropped, not stored, so the browser gets the answer rather
+/// than a reset connection). `Some(busy)` when the uploads in progress hold all the temporary
+/// space they may.
+async fn read_upload(
+    form: &mut Multipart,
+    max_bytes: u64,
+    permit: &mut UploadPermit,
+    errors: &mut FieldErrors,
+) -> (Upload, Option<Busy>) {
     let mut up = Upload::default();
+    let mut busy = None;
     loop {
         let mut field = match form.next_field().await {
             Ok(Some(f)) => f,
@@ -621,8 +632,8 @@ async fn read_upload(form: &mut Multipart, max_bytes: u64, errors: &mut FieldErr
         };
         let name = field.name().unwrap_or_default().to_string();
         if name == "file" {
-            let file_name = field.file_name().unwrap_or_default().trim().to_string();
-            match crate::routes::outreaches::spool(&mut field, max_bytes).await {
+            let file_name = clip(field.file_name().unwrap_or_default().trim(), 200);
+            match spool(&mut field, max_bytes, permit).await {
                 Ok(file) => {
                     // A form posted without choosing a file sends an empty, nameless part.
                     let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(false);
@@ -635,7 +646,7 @@ async fn read_upload(form: &mut Multipart, max_bytes: u64, errors: &mut FieldErr
                         up.file = Some((file, file_name));
                     }
                 }
-                Err(e) => {
+                Err(Refusal::Api(e)) => {
                     let p = e.to_problem();
                     match p.errors.first() {
                         Some(fe) => errors.push("file", fe.message.clone()),
@@ -643,14 +654,32 @@ async fn read_upload(form: &mut Multipart, max_bytes: u64, errors: &mut FieldErr
                     }
                     while let Ok(Some(_)) = field.chunk().await {}
                 }
+                Err(Refusal::Busy(b)) => {
+                    errors.push("file", b.detail.clone());
+                    busy = Some(b);
+                    while let Ok(Some(_)) = field.chunk().await {}
+                }
             }
             continue;
         }
-        let text = match field.text().await {
+        let text = match read_text(&mut field, &name).await {
             Ok(t) => t,
             Err(e) => {
-                errors.push("file", format!("the upload was cut off: {e}"));
-                break;
+                let p = e.to_problem();
+                let field_name = if UPLOAD_FIELDS.contains(&name.as_str()) {
+                    name.as_str()
+                } else {
+                    "file"
+                };
+                match p.errors.first() {
+                    Some(fe) if field_name == "file" && name != "file" => {
+                        errors.push("file", format!("field `{}` {}", fe.field, fe.message));
+                    }
+                    Some(fe) => errors.push(field_name, fe.message.clone()),
+                    None => errors.push(field_name, p.detail),
+                }
+                while let Ok(Some(_)) = field.chunk().await {}
+                continue;
             }
         };
         match name.as_str() {
@@ -662,7 +691,25 @@ async fn read_upload(form: &mut Multipart, max_bytes: u64, errors: &mut FieldErr
             _ => {}
         }
     }
-    up
+    (up, busy)
+}
+
+/// Reads and drops what is left of a form that is refused as a whole, so that the browser
+/// gets the answer rather than a reset connection. Nothing of it is kept.
+async fn drain(form: &mut Multipart) {
+    while let Ok(Some(mut field)) = form.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
+    }
+}
+
+/// The upload form again with what went wrong, with `status` (and `Retry-After` when busy).
+fn refused_page(page: UploadPage, errors: FieldErrors, busy: Option<&Busy>) -> Response {
+    let status = busy.map_or(StatusCode::UNPROCESSABLE_ENTITY, |b| b.status);
+    let mut res = render_status(status, &page.with_errors(errors));
+    if let Some(b) = busy {
+        b.retry_after_header(&mut res);
+    }
+    res
 }
 
 async fn upload(
@@ -676,13 +723,29 @@ async fn upload(
         Ok(c) => c,
         Err(page) => return page,
     };
+    let page = UploadPage::new(&user, &campaign, s.import_limits);
+    // Held until the import is over and the spooled file is gone.
+    let mut permit = match s.gates.uploads.enter() {
+        Ok(p) => p,
+        Err(busy) => {
+            drain(&mut form).await;
+            let mut errors = FieldErrors::default();
+            errors.push("file", busy.detail.clone());
+            return refused_page(page, errors, Some(&busy));
+        }
+    };
     let mut errors = FieldErrors::default();
-    let up = read_upload(&mut form, s.import_limits.max_bytes, &mut errors).await;
+    let (up, busy) = read_upload(
+        &mut form,
+        s.import_limits.max_bytes,
+        &mut permit,
+        &mut errors,
+    )
+    .await;
     if let Err(refused) = user.check_csrf_headers(&headers, up.csrf.as_deref()) {
         return refused;
     }
-
-    let mut page = UploadPage::new(&user, &campaign, s.import_limits);
+    let mut page = page;
     page.default_region = match &up.default_region {
         None => sender_region(&*s.store, &campaign).await,
         Some(chosen) => chosen.trim().to_ascii_uppercase(),
@@ -691,6 +754,9 @@ async fn upload(
     page.end_at = up.end_at.trim().to_string();
     if !up.timezone_of_times.trim().is_empty() {
         page.timezone_of_times = up.timezone_of_times.trim().to_string();
+    }
+    if busy.is_some() {
+        return refused_page(page, errors, busy.as_ref());
     }
     let tz = match herald_core::schedule::parse_timezone(&page.timezone_of_times) {
         Ok(tz) => Some(tz),
@@ -720,9 +786,7 @@ async fn upload(
     }
     let file = match up.file {
         Some(f) if errors.is_empty() => f,
-        _ => {
-            return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page.with_errors(errors));
-        }
+        _ => return refused_page(page, errors, None),
     };
     let upload = OutreachUpload {
         campaign_id: campaign.id,
@@ -733,7 +797,9 @@ async fn upload(
         default_region: Some(page.default_region.clone()).filter(|r| !r.is_empty()),
         limits: s.import_limits,
     };
-    match import_outreach(s.store.clone(), upload, Arc::new(|_| {})).await {
+    let imported = import_outreach(s.store.clone(), upload, Arc::new(|_| {})).await;
+    drop(permit);
+    match imported {
         Ok(outreach) => go_to(&headers, &format!("/outreaches/{}", outreach.id)),
         Err(e) => {
             let e = ApiError::from(e);
@@ -744,7 +810,7 @@ async fn upload(
                     errors.push("file", p.detail);
                 }
                 errors.0.extend(p.errors);
-                render_status(StatusCode::UNPROCESSABLE_ENTITY, &page.with_errors(errors))
+                refused_page(page, errors, None)
             } else {
                 let p = e.to_problem();
                 problem(&user, e.status(), p.detail)
@@ -868,10 +934,14 @@ async fn errors_csv(
     }
 }
 
+/// The API's event stream; a web user's streams count against `event_streams_per_caller` as a
+/// token's do.
 async fn events(user: CurrentUser, State(s): State<AppState>, Path(id): Path<Uuid>) -> Response {
-    match crate::routes::tracking::outreach_events(State(s), ApiPath(id)).await {
+    let who = format!("user `{}`", user.email);
+    match crate::routes::tracking::events_for(&s, id, format!("user:{}", user.id), &who).await {
         Ok(stream) => stream.into_response(),
-        Err(e) => problem(&user, e.status(), e.to_problem().detail),
+        Err(Refusal::Busy(busy)) => busy.into_response(),
+        Err(Refusal::Api(e)) => problem(&user, e.status(), e.to_problem().detail),
     }
 }
 
@@ -902,6 +972,10 @@ struct RecipientsQuery {
 
 /// Recipients per page.
 const RECIPIENT_PAGE: u32 = 50;
+/// Variable columns the page shows at most (the API lists them all).
+const PAGE_COLUMNS: usize = 100;
+/// Characters of a variable's value the page shows at most.
+const PAGE_VALUE_CHARS: usize = 200;
 
 struct Filter {
     href: String,
@@ -929,6 +1003,8 @@ struct RecipientsPage {
     filters: Vec<Filter>,
     state_label: Option<&'static str>,
     variables: Vec<String>,
+    /// Variable columns on this page beyond the ones shown.
+    hidden_columns: usize,
     rows: Vec<RecipientRow>,
     next_href: Option<String>,
     first_href: Option<String>,
@@ -960,9 +1036,9 @@ fn recipient_row(r: &RecipientRecord, variables: &[String], tz: &TimeZone) -> Re
         values: variables
             .iter()
             .map(|name| match r.variables.get(name) {
-                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::String(s)) => clip(s, PAGE_VALUE_CHARS),
                 Some(serde_json::Value::Null) | None => String::new(),
-                Some(other) => other.to_string(),
+                Some(other) => clip(&other.to_string(), PAGE_VALUE_CHARS),
             })
             .collect(),
     }
@@ -1012,17 +1088,21 @@ async fn recipients_page(
         Some(st) => format!("{base}?state={}", st.as_str()),
         None => base.clone(),
     });
-    // The variables' columns: every name on this page, in first-seen order.
+    // The variables' columns: the names on this page in first-seen order, the first
+    // PAGE_COLUMNS of them shown. One pass over each row's names, whatever their number.
+    let mut seen: HashSet<&str> = HashSet::new();
     let mut variables: Vec<String> = Vec::new();
     for r in &items {
         if let Some(map) = r.variables.as_object() {
             for name in map.keys() {
-                if !variables.contains(name) {
+                if seen.insert(name.as_str()) && variables.len() < PAGE_COLUMNS {
                     variables.push(name.clone());
                 }
             }
         }
     }
+    let hidden_columns = seen.len() - variables.len();
+    drop(seen);
     let tz = herald_core::schedule::parse_timezone(&o.zone).unwrap_or(TimeZone::UTC);
     let rows = items
         .iter()
@@ -1059,6 +1139,7 @@ async fn recipients_page(
             filters,
             state_label: state.map(state_label),
             variables,
+            hidden_columns,
             rows,
             next_href,
             first_href,
