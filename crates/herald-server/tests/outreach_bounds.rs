@@ -471,6 +471,7 @@ async fn stored_outreach(app: &App, campaign: &str, rows: usize, columns: usize)
         batch.push(ImportedRecipient {
             line: r as u64 + 2,
             address: format!("+1415{:07}", 5_000_000 + r),
+            raw_address: None,
             timezone: None,
             variables_json: Value::Object(vars).to_string(),
             suppressed: false,
