@@ -57,7 +57,9 @@ impl Default for HttpConfig {
 impl HttpConfig {
     pub fn limits(&self) -> herald_server::serve::HttpLimits {
         herald_server::serve::HttpLimits {
-            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs.max(1)),
+            header_read_timeout: std::time::Duration::from_secs(
+                self.header_read_timeout_secs.max(1),
+            ),
             idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs.max(1)),
             max_connections: self.max_connections.max(1),
         }

@@ -244,7 +244,10 @@ async fn sign_ins_from_one_address_are_rate_limited() {
                 .unwrap();
             assert!((1..=60).contains(&retry), "Retry-After {retry}");
             let body = res.text().await.unwrap();
-            assert!(body.contains("Too many attempts from your network"), "{body}");
+            assert!(
+                body.contains("Too many attempts from your network"),
+                "{body}"
+            );
         }
     }
     assert_eq!(statuses, [401, 401, 401, 401, 401, 401, 429, 429, 429]);
@@ -294,10 +297,16 @@ async fn parallel_guesses_hit_the_lockout(db: &str, dir: &Path) {
     let guesses = all((0..40).map(|i| {
         let (http, base, form) = (http.clone(), base.clone(), form.clone());
         async move {
-            post_login(&http, &base, &form, "Ann@Example.com", &format!("guess {i:02}"))
-                .await
-                .status()
-                .as_u16()
+            post_login(
+                &http,
+                &base,
+                &form,
+                "Ann@Example.com",
+                &format!("guess {i:02}"),
+            )
+            .await
+            .status()
+            .as_u16()
         }
     }))
     .await;
@@ -313,7 +322,10 @@ async fn parallel_guesses_hit_the_lockout(db: &str, dir: &Path) {
     // The lockout is in the database: a restarted Herald still refuses.
     server.stop();
     let (server, base, _) = serve_reading(dir, db, &[], &[], None, WAIT);
-    assert_eq!(web_sign_in(&base, "ann@example.com", PASSWORD).await, Err(429));
+    assert_eq!(
+        web_sign_in(&base, "ann@example.com", PASSWORD).await,
+        Err(429)
+    );
     server.stop();
 }
 
@@ -504,7 +516,9 @@ async fn no_secret_reaches_the_log() {
     assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
     let first_session = set_cookie_value(&res, "herald_session").unwrap();
     // Signing in with the password; a wrong one too.
-    let session = web_sign_in(&base, "root@example.com", PASSWORD).await.unwrap();
+    let session = web_sign_in(&base, "root@example.com", PASSWORD)
+        .await
+        .unwrap();
     assert_eq!(
         web_sign_in(&base, "root@example.com", "a wrong password 123").await,
         Err(401)
@@ -532,12 +546,20 @@ async fn no_secret_reaches_the_log() {
         .unwrap();
     assert_eq!(res.status(), 401);
     // An invitation, opened.
-    let invitation = invite(dir.path(), &db, "eve@example.com", &["--public-url", &base], &[]);
+    let invitation = invite(
+        dir.path(),
+        &db,
+        "eve@example.com",
+        &["--public-url", &base],
+        &[],
+    );
     let invite_token = invitation.rsplit('/').next().unwrap().to_string();
     assert_eq!(http.get(&invitation).send().await.unwrap().status(), 200);
     // An unknown unsubscribe link (its key and signature are what a real one carries).
     let res = http
-        .get(format!("{base}/unsubscribe/unsub-key-5e6f7a8b?sig=unsub-sig-9c0d1e2f"))
+        .get(format!(
+            "{base}/unsubscribe/unsub-key-5e6f7a8b?sig=unsub-sig-9c0d1e2f"
+        ))
         .send()
         .await
         .unwrap();
@@ -600,8 +622,20 @@ async fn setup_links_are_replaced_and_closed() {
     assert_eq!(reqwest::get(path(&second)).await.unwrap().status(), 410);
 
     // `herald user create` twice for one email: only the newest link works.
-    let old = invite(dir.path(), &db, "eve@example.com", &["--public-url", &base], &[]);
-    let new = invite(dir.path(), &db, "eve@example.com", &["--public-url", &base], &[]);
+    let old = invite(
+        dir.path(),
+        &db,
+        "eve@example.com",
+        &["--public-url", &base],
+        &[],
+    );
+    let new = invite(
+        dir.path(),
+        &db,
+        "eve@example.com",
+        &["--public-url", &base],
+        &[],
+    );
     assert_ne!(old, new);
     assert_eq!(reqwest::get(&old).await.unwrap().status(), 410);
     assert_eq!(reqwest::get(&new).await.unwrap().status(), 200);
@@ -614,11 +648,26 @@ async fn setup_links_are_replaced_and_closed() {
 fn user_create_links_point_at_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let db = sqlite_url(dir.path());
-    let link = invite(dir.path(), &db, "a@example.com", &["--bind", "127.0.0.1:9311"], &[]);
+    let link = invite(
+        dir.path(),
+        &db,
+        "a@example.com",
+        &["--bind", "127.0.0.1:9311"],
+        &[],
+    );
     assert!(link.starts_with("http://127.0.0.1:9311/setup/"), "{link}");
     let env = [("HERALD_SERVER__PUBLIC_URL", "https://herald.example.com/")];
-    let link = invite(dir.path(), &db, "b@example.com", &["--bind", "127.0.0.1:9311"], &env);
-    assert!(link.starts_with("https://herald.example.com/setup/"), "{link}");
+    let link = invite(
+        dir.path(),
+        &db,
+        "b@example.com",
+        &["--bind", "127.0.0.1:9311"],
+        &env,
+    );
+    assert!(
+        link.starts_with("https://herald.example.com/setup/"),
+        "{link}"
+    );
     let link = invite(
         dir.path(),
         &db,
@@ -626,7 +675,10 @@ fn user_create_links_point_at_the_server() {
         &["--public-url", "https://other.example.com"],
         &env,
     );
-    assert!(link.starts_with("https://other.example.com/setup/"), "{link}");
+    assert!(
+        link.starts_with("https://other.example.com/setup/"),
+        "{link}"
+    );
     let link = invite(dir.path(), &db, "d@example.com", &[], &[]);
     assert!(link.starts_with("http://127.0.0.1:8080/setup/"), "{link}");
 }
@@ -645,7 +697,9 @@ async fn responses_carry_security_headers() {
         .unwrap();
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let (server, base, _) = serve_reading(dir.path(), &db, &[], &[], None, WAIT);
-    let session = web_sign_in(&base, "ann@example.com", PASSWORD).await.unwrap();
+    let session = web_sign_in(&base, "ann@example.com", PASSWORD)
+        .await
+        .unwrap();
     let http = no_redirects();
     let get = |path: &str, auth: Option<(&str, &str)>| {
         let mut req = http.get(format!("{base}{path}"));
@@ -695,7 +749,10 @@ async fn responses_carry_security_headers() {
     let csp = page.headers()["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("script-src 'self'") && csp.contains("style-src 'self'"));
     let html = page.text().await.unwrap();
-    assert!(!html.contains("<script>") && !html.contains(" style=\""), "{html}");
+    assert!(
+        !html.contains("<script>") && !html.contains(" style=\""),
+        "{html}"
+    );
     server.stop();
 }
 

@@ -104,8 +104,16 @@ async fn verify_blocking(password: String, phc: Option<String>) -> bool {
 }
 
 /// [`hash_password`] on the blocking pool within the hash gate: `Err(Busy)` when it is full.
-async fn hash_blocking(state: &AppState, password: String) -> Result<Result<String, Busy>, Response> {
-    match state.sign_in.hashes.run(move || hash_password(&password)).await {
+async fn hash_blocking(
+    state: &AppState,
+    password: String,
+) -> Result<Result<String, Busy>, Response> {
+    match state
+        .sign_in
+        .hashes
+        .run(move || hash_password(&password))
+        .await
+    {
         Ok(Some(hash)) => Ok(Ok(hash)),
         Ok(None) => {
             tracing::error!("hashing a password failed");
@@ -319,8 +327,8 @@ async fn login(
         Ok(LoginAttempt::Allowed { .. }) => {}
         Ok(LoginAttempt::Locked { until }) => {
             tracing::warn!("web sign-in refused: too many failures for the email address");
-            let wait = std::time::Duration::try_from(until.duration_since(now))
-                .unwrap_or(limits.lockout);
+            let wait =
+                std::time::Duration::try_from(until.duration_since(now)).unwrap_or(limits.lockout);
             page.error = Some(TOO_MANY);
             page.retry_minutes = Some(minutes(wait));
             let res = login_response(StatusCode::TOO_MANY_REQUESTS, &page, secure);
@@ -512,10 +520,7 @@ async fn setup(
             StatusCode::TOO_MANY_REQUESTS,
             &MessagePage {
                 title: "Too many attempts".to_string(),
-                message: format!(
-                    "{SLOW_DOWN} Try again in {} minute(s).",
-                    minutes(wait)
-                ),
+                message: format!("{SLOW_DOWN} Try again in {} minute(s).", minutes(wait)),
                 link: None,
             },
         );

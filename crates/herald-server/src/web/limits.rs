@@ -251,8 +251,15 @@ mod tests {
             assert!(limiter.check(a, start).is_ok());
         }
         let wait = limiter.check(a, start).unwrap_err();
-        assert_eq!(wait, Duration::from_secs(20), "one attempt comes back every 20 s");
-        assert!(limiter.check(b, start).is_ok(), "another address has its own");
+        assert_eq!(
+            wait,
+            Duration::from_secs(20),
+            "one attempt comes back every 20 s"
+        );
+        assert!(
+            limiter.check(b, start).is_ok(),
+            "another address has its own"
+        );
         assert!(limiter.check(a, start + Duration::from_secs(20)).is_ok());
         assert!(limiter.check(a, start + Duration::from_secs(20)).is_err());
     }
@@ -267,7 +274,11 @@ mod tests {
                 .check("2001:db8::ffff:1".parse().unwrap(), now)
                 .is_err()
         );
-        assert!(limiter.check("2001:db8:0:1::1".parse().unwrap(), now).is_ok());
+        assert!(
+            limiter
+                .check("2001:db8:0:1::1".parse().unwrap(), now)
+                .is_ok()
+        );
     }
 
     #[tokio::test]
