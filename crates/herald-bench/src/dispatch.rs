@@ -1184,6 +1184,22 @@ impl Store for TimedStore {
     ) -> herald_store::Result<Vec<(Uuid, String)>> {
         self.inner.stored_phones(table, after, limit).await
     }
+
+    async fn reserve_login_attempt(
+        &self,
+        email: &str,
+        now: Timestamp,
+        max_attempts: u32,
+        window: SignedDuration,
+    ) -> herald_store::Result<herald_store::LoginAttempt> {
+        self.inner
+            .reserve_login_attempt(email, now, max_attempts, window)
+            .await
+    }
+
+    async fn clear_login_attempts(&self, email: &str) -> herald_store::Result<()> {
+        self.inner.clear_login_attempts(email).await
+    }
 }
 
 #[cfg(test)]

@@ -103,7 +103,12 @@ fn append(path: &Path, slot: &Mutex<Option<File>>, line: &[u8]) -> std::io::Resu
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
-        *guard = Some(OpenOptions::new().create(true).append(true).open(path)?);
+        let mut options = OpenOptions::new();
+        options.create(true).append(true);
+        // The outbox holds customers' addresses and messages: readable by its owner only.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        *guard = Some(options.open(path)?);
     }
     let Some(file) = guard.as_mut() else {
         return Err(std::io::Error::other("outbox file is not open"));

@@ -4,9 +4,11 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod headers;
 pub mod limits;
 mod progress;
 pub mod routes;
+pub mod serve;
 pub mod web;
 
 use axum::Router;
@@ -38,8 +40,9 @@ pub struct AppState {
     pub replies: herald_engine::Replies,
     /// Web UI cookies carry `Secure` (set when the public URL is https).
     pub secure_cookies: bool,
-    /// Failed web sign-ins per email address (locks an address out after repeated failures).
-    pub login_throttle: Arc<web::throttle::LoginThrottle>,
+    /// Bounds on sign-in and setup work: concurrent password hashes, attempts per client
+    /// address; the per-account lockout's limits.
+    pub sign_in: Arc<web::limits::SignInGuard>,
 }
 
 /// The default of [`AppState::events_interval`].
@@ -54,7 +57,7 @@ impl AppState {
             events_closed: Arc::new(tokio::sync::watch::Sender::new(false)),
             twilio: None,
             secure_cookies: false,
-            login_throttle: Arc::new(web::throttle::LoginThrottle::new()),
+            sign_in: Arc::new(web::limits::SignInGuard::default()),
             replies: herald_engine::Replies::new(
                 store.clone(),
                 Arc::new(herald_channels::Transports::new()),
@@ -94,6 +97,12 @@ impl AppState {
     /// https.
     pub fn with_secure_cookies(mut self, secure: bool) -> Self {
         self.secure_cookies = secure;
+        self
+    }
+
+    /// Signs in (and sets passwords) within these limits.
+    pub fn with_sign_in_limits(mut self, limits: web::limits::SignInLimits) -> Self {
+        self.sign_in = Arc::new(web::limits::SignInGuard::new(limits));
         self
     }
 
@@ -198,13 +207,15 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::unsubscribe::router())
         .merge(web::router())
         .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn(headers::security_headers))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request<_>| {
                     tracing::info_span!(
                         "http",
                         method = %req.method(),
-                        path = %req.uri().path(),
+                        // Setup and unsubscribe links carry their secret in the path.
+                        path = %headers::loggable_path(req.uri().path()),
                         token = tracing::field::Empty,
                     )
                 })

@@ -19,7 +19,7 @@ pub use outreach::{
 };
 use std::collections::HashSet;
 use std::sync::Arc;
-pub use users::User;
+pub use users::{LoginAttempt, User};
 use uuid::Uuid;
 
 pub mod audit;
@@ -384,7 +384,10 @@ pub trait Store: Send + Sync + 'static {
     async fn find_user_by_email(&self, email: &str) -> Result<Option<(User, String)>>;
     /// [`StoreError::NotFound`] (entity `user`) for an unknown id.
     async fn get_user(&self, id: Uuid) -> Result<User>;
-    /// A one-time link creating a user with `role` (and, if given, that email).
+    /// A one-time link creating a user with `role` (and, if given, that email). It REPLACES
+    /// the unused links of the same email (re-inviting someone revokes the older link); a link
+    /// without an email (the first admin's) replaces every other unused link without one.
+    /// [`StoreError::Conflict`] if the hash exists.
     async fn create_setup_token(
         &self,
         hash_hex: &str,
@@ -392,8 +395,9 @@ pub trait Store: Send + Sync + 'static {
         role: Role,
         expires_at: Timestamp,
     ) -> Result<()>;
-    /// The setup token's email and role while it is unused and `now < expires_at`; changes
-    /// nothing (the setup form shows it).
+    /// The setup token's email and role while it is unused and `now < expires_at` and, for a
+    /// link without an email (the first admin's), while no admin exists; changes nothing (the
+    /// setup form shows it).
     async fn find_setup_token(
         &self,
         hash_hex: &str,
@@ -419,6 +423,20 @@ pub trait Store: Send + Sync + 'static {
     async fn find_session(&self, hash_hex: &str, now: Timestamp) -> Result<Option<(User, String)>>;
     /// Signs the session out (nothing happens for an unknown one).
     async fn delete_session(&self, hash_hex: &str) -> Result<()>;
+    /// Counts a sign-in attempt for `email` BEFORE its password is checked, in one atomic
+    /// statement (so parallel attempts, on any number of Herald processes, cannot get past
+    /// the limit): [`LoginAttempt::Allowed`] for the first `max_attempts` attempts since the
+    /// last one older than `window`, then [`LoginAttempt::Locked`] until `window` after the
+    /// last allowed one (locked attempts do not extend it). Rows older than `window` are swept.
+    async fn reserve_login_attempt(
+        &self,
+        email: &str,
+        now: Timestamp,
+        max_attempts: u32,
+        window: jiff::SignedDuration,
+    ) -> Result<LoginAttempt>;
+    /// Forgets the address's attempts (after a successful sign-in).
+    async fn clear_login_attempts(&self, email: &str) -> Result<()>;
 }
 
 /// Opens the database a url names, without migrating it (call [`Store::migrate`]):

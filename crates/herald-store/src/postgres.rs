@@ -954,6 +954,20 @@ impl Store for PgStore {
         crate::pg_users::delete_session(&self.pool, hash_hex).await
     }
 
+    async fn reserve_login_attempt(
+        &self,
+        email: &str,
+        now: Timestamp,
+        max_attempts: u32,
+        window: jiff::SignedDuration,
+    ) -> Result<crate::LoginAttempt> {
+        crate::pg_users::reserve_login_attempt(&self.pool, email, now, max_attempts, window).await
+    }
+
+    async fn clear_login_attempts(&self, email: &str) -> Result<()> {
+        crate::pg_users::clear_login_attempts(&self.pool, email).await
+    }
+
     async fn begin_outreach(&self, new: &NewOutreach) -> Result<Box<dyn OutreachImport>> {
         crate::pg_outreach::begin(&self.pool, new).await
     }

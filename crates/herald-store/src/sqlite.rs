@@ -61,6 +61,9 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT)
             .synchronous(SqliteSynchronous::Normal);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            create_private(options.get_filename())?;
+        }
         let pool = if in_memory {
             // An in-memory database lives as long as one connection to it: keep exactly one,
             // for ever.
@@ -88,6 +91,23 @@ impl SqliteStore {
 
     async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// Creates the database file, readable and writable by its owner only (0600 on Unix), if it
+/// does not exist yet: it holds customers' addresses and password hashes. SQLite gives its
+/// `-wal` and `-shm` files the database file's permissions. An existing file is left as it is.
+fn create_private(path: &std::path::Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // A directory that does not exist: let SQLite say so, as it did.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::Database(sqlx::Error::Io(e))),
     }
 }
 
@@ -945,6 +965,21 @@ impl Store for SqliteStore {
 
     async fn delete_session(&self, hash_hex: &str) -> Result<()> {
         crate::sqlite_users::delete_session(&self.pool, hash_hex).await
+    }
+
+    async fn reserve_login_attempt(
+        &self,
+        email: &str,
+        now: Timestamp,
+        max_attempts: u32,
+        window: jiff::SignedDuration,
+    ) -> Result<crate::LoginAttempt> {
+        crate::sqlite_users::reserve_login_attempt(&self.pool, email, now, max_attempts, window)
+            .await
+    }
+
+    async fn clear_login_attempts(&self, email: &str) -> Result<()> {
+        crate::sqlite_users::clear_login_attempts(&self.pool, email).await
     }
 
     async fn begin_outreach(&self, new: &NewOutreach) -> Result<Box<dyn OutreachImport>> {

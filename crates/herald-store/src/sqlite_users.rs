@@ -2,7 +2,10 @@
 
 use crate::common::{self, Violation, col};
 use crate::outreach::micros;
-use crate::users::{User, UserRow, invalid_email, normalize_email, parse_role, user_conflict};
+use crate::users::{
+    LoginAttempt, User, UserRow, invalid_email, login_attempt, max_attempts_sql, normalize_email,
+    parse_role, user_conflict,
+};
 use crate::{Result, StoreError};
 use herald_core::Role;
 use jiff::Timestamp;
@@ -97,21 +100,39 @@ pub(crate) async fn create_setup_token(
     expires_at: Timestamp,
 ) -> Result<()> {
     let (_, now_us) = common::now();
+    let email = email.map(normalize_email);
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    // A re-issued link replaces the unused ones it stands for: the same email's, or (no email)
+    // every other first-admin link.
+    match &email {
+        Some(email) => {
+            sqlx::query("DELETE FROM setup_tokens WHERE email = $1 AND used_at IS NULL")
+                .bind(email)
+                .execute(&mut *tx)
+                .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM setup_tokens WHERE email IS NULL AND used_at IS NULL")
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
     sqlx::query(
         "INSERT INTO setup_tokens (hash_hex, email, role, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(hash_hex)
-    .bind(email.map(normalize_email))
+    .bind(&email)
     .bind(role.as_str())
     .bind(now_us)
     .bind(micros(expires_at))
-    .execute(pool)
+    .execute(&mut *tx)
     .await
     .map_err(|e| match Violation::of(e) {
         Violation::Unique(_) => common::token_conflict(),
         v => v.into(),
     })?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -122,7 +143,8 @@ pub(crate) async fn find_setup_token(
 ) -> Result<Option<(Option<String>, Role)>> {
     let row: Option<(Option<String>, String)> = sqlx::query_as(
         "SELECT email, role FROM setup_tokens \
-         WHERE hash_hex = $1 AND used_at IS NULL AND expires_at > $2",
+         WHERE hash_hex = $1 AND used_at IS NULL AND expires_at > $2 \
+         AND (email IS NOT NULL OR NOT EXISTS (SELECT 1 FROM users WHERE role = 'admin'))",
     )
     .bind(hash_hex)
     .bind(micros(now))
@@ -141,6 +163,7 @@ pub(crate) async fn take_setup_token(
     let row: Option<(Option<String>, String)> = sqlx::query_as(
         "UPDATE setup_tokens SET used_at = $2 \
          WHERE hash_hex = $1 AND used_at IS NULL AND expires_at > $2 \
+         AND (email IS NOT NULL OR NOT EXISTS (SELECT 1 FROM users WHERE role = 'admin')) \
          RETURNING email, role",
     )
     .bind(hash_hex)
@@ -211,6 +234,50 @@ pub(crate) async fn find_session(
 pub(crate) async fn delete_session(pool: &SqlitePool, hash_hex: &str) -> Result<()> {
     sqlx::query("DELETE FROM web_sessions WHERE hash_hex = $1")
         .bind(hash_hex)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn reserve_login_attempt(
+    pool: &SqlitePool,
+    email: &str,
+    now: Timestamp,
+    max_attempts: u32,
+    window: jiff::SignedDuration,
+) -> Result<LoginAttempt> {
+    let now_us = micros(now);
+    let cutoff_us = micros(now.checked_sub(window).unwrap_or(Timestamp::MIN));
+    sqlx::query("DELETE FROM login_attempts WHERE last_at <= $1")
+        .bind(cutoff_us)
+        .execute(pool)
+        .await?;
+    // One statement: the count goes up before the password is checked, and two concurrent
+    // attempts cannot both read the same count. A locked address's count stops at the limit
+    // plus one, and its window is not extended.
+    let (attempts, last_us): (i64, i64) = sqlx::query_as(
+        "INSERT INTO login_attempts (email, attempts, last_at) VALUES ($1, 1, $2) \
+         ON CONFLICT (email) DO UPDATE SET \
+           attempts = CASE WHEN login_attempts.last_at <= $3 THEN 1 \
+                           WHEN login_attempts.attempts >= $4 THEN $4 + 1 \
+                           ELSE login_attempts.attempts + 1 END, \
+           last_at = CASE WHEN login_attempts.last_at > $3 AND login_attempts.attempts >= $4 \
+                          THEN login_attempts.last_at ELSE $2 END \
+         RETURNING CAST(attempts AS INTEGER), last_at",
+    )
+    .bind(normalize_email(email))
+    .bind(now_us)
+    .bind(cutoff_us)
+    .bind(max_attempts_sql(max_attempts))
+    .fetch_one(pool)
+    .await?;
+    let last_at = Timestamp::from_microsecond(last_us).unwrap_or(now);
+    Ok(login_attempt(attempts, last_at, max_attempts, window))
+}
+
+pub(crate) async fn clear_login_attempts(pool: &SqlitePool, email: &str) -> Result<()> {
+    sqlx::query("DELETE FROM login_attempts WHERE email = $1")
+        .bind(normalize_email(email))
         .execute(pool)
         .await?;
     Ok(())

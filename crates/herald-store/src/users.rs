@@ -71,3 +71,33 @@ pub(crate) fn parse_role(role: &str) -> Result<Role> {
         reason: format!("role: {e}"),
     })
 }
+
+/// What [`crate::Store::reserve_login_attempt`] decided about one sign-in attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginAttempt {
+    /// The attempt is counted (the `n`th of the window): check the password now. A successful
+    /// sign-in clears the count ([`crate::Store::clear_login_attempts`]).
+    Allowed { attempt: u32 },
+    /// The address used up its attempts: refuse without checking the password, until `until`.
+    Locked { until: Timestamp },
+}
+
+/// [`LoginAttempt`] of the `(attempts, last_at)` the upsert returned.
+pub(crate) fn login_attempt(
+    attempts: i64,
+    last_at: Timestamp,
+    max_attempts: u32,
+    window: jiff::SignedDuration,
+) -> LoginAttempt {
+    match u32::try_from(attempts) {
+        Ok(n) if n <= max_attempts => LoginAttempt::Allowed { attempt: n },
+        _ => LoginAttempt::Locked {
+            until: last_at.checked_add(window).unwrap_or(Timestamp::MAX),
+        },
+    }
+}
+
+/// The attempts a limit allows, as the `i64` bound in SQL (at least 1).
+pub(crate) fn max_attempts_sql(max_attempts: u32) -> i64 {
+    i64::from(max_attempts.max(1))
+}

@@ -100,6 +100,10 @@ conformance!(
     setup_tokens_work_once_until_they_expire,
     concurrent_takes_of_a_setup_token_yield_one,
     sessions_find_their_user_until_they_expire,
+    reissued_setup_links_replace_the_unused_ones,
+    first_admin_links_stop_once_an_admin_exists,
+    login_attempts_are_counted_before_the_password_and_lock,
+    concurrent_login_attempts_never_pass_the_limit,
 );
 
 // ---------------------------------------------------------------- fixtures
@@ -4253,4 +4257,184 @@ async fn stored_phones_are_read_back_with_the_file_values(store: &dyn Store) {
             .unwrap()
             .is_empty()
     );
+}
+
+async fn reissued_setup_links_replace_the_unused_ones(store: &dyn Store) {
+    // Two links for one email (the second issued later, in another case): only the second works.
+    let (old, new) = (hash64(0x61), hash64(0x62));
+    store
+        .create_setup_token(&old, Some("eve@example.org"), Role::Agent, t(3600))
+        .await
+        .unwrap();
+    store
+        .create_setup_token(&new, Some("EVE@example.org"), Role::Agent, t(3600))
+        .await
+        .unwrap();
+    assert_eq!(store.take_setup_token(&old, t(1)).await.unwrap(), None);
+    assert_eq!(
+        store.take_setup_token(&new, t(1)).await.unwrap(),
+        Some((Some("eve@example.org".to_string()), Role::Agent))
+    );
+    // Another email's link is untouched by either.
+    let other = hash64(0x63);
+    store
+        .create_setup_token(&other, Some("fay@example.org"), Role::Agent, t(3600))
+        .await
+        .unwrap();
+    store
+        .create_setup_token(&hash64(0x64), Some("gus@example.org"), Role::Agent, t(3600))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .find_setup_token(&other, t(1))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // A new first-admin link revokes the older first-admin links, not the invitations.
+    let (first_a, first_b) = (hash64(0x65), hash64(0x66));
+    store
+        .create_setup_token(&first_a, None, Role::Admin, t(3600))
+        .await
+        .unwrap();
+    store
+        .create_setup_token(&first_b, None, Role::Admin, t(3600))
+        .await
+        .unwrap();
+    assert_eq!(store.find_setup_token(&first_a, t(1)).await.unwrap(), None);
+    assert_eq!(
+        store.find_setup_token(&first_b, t(1)).await.unwrap(),
+        Some((None, Role::Admin))
+    );
+    assert!(
+        store
+            .find_setup_token(&other, t(1))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn first_admin_links_stop_once_an_admin_exists(store: &dyn Store) {
+    let first = hash64(0x71);
+    let invite = hash64(0x72);
+    store
+        .create_setup_token(&first, None, Role::Admin, t(3600))
+        .await
+        .unwrap();
+    store
+        .create_setup_token(&invite, Some("hal@example.org"), Role::Agent, t(3600))
+        .await
+        .unwrap();
+    // An agent does not close the first-admin link...
+    store
+        .create_user("ann@example.org", Role::Agent, "h")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .find_setup_token(&first, t(1))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // ...an admin (created any other way) does, for looking and for taking.
+    store
+        .create_user("bob@example.org", Role::Admin, "h")
+        .await
+        .unwrap();
+    assert_eq!(store.find_setup_token(&first, t(1)).await.unwrap(), None);
+    assert_eq!(store.take_setup_token(&first, t(1)).await.unwrap(), None);
+    // An invitation naming its email still works.
+    assert_eq!(
+        store.take_setup_token(&invite, t(1)).await.unwrap(),
+        Some((Some("hal@example.org".to_string()), Role::Agent))
+    );
+}
+
+async fn login_attempts_are_counted_before_the_password_and_lock(store: &dyn Store) {
+    use herald_store::LoginAttempt;
+    let window = SignedDuration::from_mins(15);
+    for n in 1..=5 {
+        assert_eq!(
+            store
+                .reserve_login_attempt("Ann@Example.org", t(n), 5, window)
+                .await
+                .unwrap(),
+            LoginAttempt::Allowed { attempt: n as u32 },
+            "attempt {n}"
+        );
+    }
+    // The sixth is locked until the window has passed since the fifth; locked attempts do
+    // not move that.
+    let locked = LoginAttempt::Locked {
+        until: t(5).checked_add(window).unwrap(),
+    };
+    for at in [6, 60, 5 + 15 * 60 - 1] {
+        assert_eq!(
+            store
+                .reserve_login_attempt("ann@example.org", t(at), 5, window)
+                .await
+                .unwrap(),
+            locked,
+            "at {at}"
+        );
+    }
+    // Another address is not affected.
+    assert_eq!(
+        store
+            .reserve_login_attempt("bob@example.org", t(60), 5, window)
+            .await
+            .unwrap(),
+        LoginAttempt::Allowed { attempt: 1 }
+    );
+    // Once the window has passed, the count starts over.
+    assert_eq!(
+        store
+            .reserve_login_attempt("ann@example.org", t(5 + 15 * 60), 5, window)
+            .await
+            .unwrap(),
+        LoginAttempt::Allowed { attempt: 1 }
+    );
+    // A success clears the count.
+    for n in 2..=5 {
+        assert_eq!(
+            store
+                .reserve_login_attempt("ann@example.org", t(1000), 5, window)
+                .await
+                .unwrap(),
+            LoginAttempt::Allowed { attempt: n }
+        );
+    }
+    store.clear_login_attempts("ANN@example.org").await.unwrap();
+    assert_eq!(
+        store
+            .reserve_login_attempt("ann@example.org", t(1001), 5, window)
+            .await
+            .unwrap(),
+        LoginAttempt::Allowed { attempt: 1 }
+    );
+}
+
+async fn concurrent_login_attempts_never_pass_the_limit(store: &dyn Store) {
+    use herald_store::LoginAttempt;
+    let window = SignedDuration::from_mins(15);
+    let results = futures_util::future::join_all((0..40).map(|_| async {
+        store
+            .reserve_login_attempt("ann@example.org", t(1), 5, window)
+            .await
+            .unwrap()
+    }))
+    .await;
+    let mut allowed: Vec<u32> = results
+        .iter()
+        .filter_map(|r| match r {
+            LoginAttempt::Allowed { attempt } => Some(*attempt),
+            LoginAttempt::Locked { .. } => None,
+        })
+        .collect();
+    allowed.sort_unstable();
+    assert_eq!(allowed, vec![1, 2, 3, 4, 5], "{results:?}");
 }

@@ -26,6 +26,80 @@ pub struct Config {
     /// `[outreaches]`: limits on recipient lists, uploads at once and progress streams.
     #[serde(default, skip_serializing)]
     pub outreaches: herald_server::limits::OutreachLimits,
+    /// `[http]`: header read timeout, idle timeout, connection cap.
+    #[serde(default, skip_serializing)]
+    pub http: HttpConfig,
+    /// `[sign_in]`: concurrent password hashes, sign-in attempts per client address.
+    #[serde(default, skip_serializing)]
+    pub sign_in: SignInConfig,
+}
+
+/// `[http]`: bounds on HTTP connections (see docs/security.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A request's headers must arrive within this (also closes idle keep-alive connections).
+    pub header_read_timeout_secs: u64,
+    /// A connection on which no byte moves for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Open connections at most (the idlest is closed to make room for a new one).
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let d = herald_server::serve::HttpLimits::default();
+        Self {
+            header_read_timeout_secs: d.header_read_timeout.as_secs(),
+            idle_timeout_secs: d.idle_timeout.as_secs(),
+            max_connections: d.max_connections,
+        }
+    }
+}
+
+impl HttpConfig {
+    pub fn limits(&self) -> herald_server::serve::HttpLimits {
+        herald_server::serve::HttpLimits {
+            header_read_timeout: std::time::Duration::from_secs(
+                self.header_read_timeout_secs.max(1),
+            ),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs.max(1)),
+            max_connections: self.max_connections.max(1),
+        }
+    }
+}
+
+/// `[sign_in]`: bounds on sign-in and setup work (see docs/security.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignInConfig {
+    /// Password hashes running at once (default: the machine's cores); more wait briefly, then
+    /// get 503.
+    pub concurrent_hashes: usize,
+    /// Sign-in and setup posts per client address and minute; more get 429.
+    pub attempts_per_minute: u32,
+}
+
+impl Default for SignInConfig {
+    fn default() -> Self {
+        let d = herald_server::web::limits::SignInLimits::default();
+        Self {
+            concurrent_hashes: d.concurrent_hashes,
+            attempts_per_minute: d.attempts_per_minute,
+        }
+    }
+}
+
+impl SignInConfig {
+    pub fn limits(&self) -> herald_server::web::limits::SignInLimits {
+        let hashes = self.concurrent_hashes.max(1);
+        herald_server::web::limits::SignInLimits {
+            concurrent_hashes: hashes,
+            hash_queue: hashes * 4,
+            attempts_per_minute: self.attempts_per_minute.max(1),
+            ..herald_server::web::limits::SignInLimits::default()
+        }
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -105,6 +179,8 @@ impl Default for Config {
             dispatch: herald_engine::DispatchConfig::default(),
             replies: herald_engine::RepliesConfig::default(),
             outreaches: herald_server::limits::OutreachLimits::default(),
+            http: HttpConfig::default(),
+            sign_in: SignInConfig::default(),
         }
     }
 }
@@ -119,6 +195,8 @@ impl std::fmt::Debug for Config {
             .field("dispatch", &self.dispatch)
             .field("replies", &self.replies)
             .field("outreaches", &self.outreaches)
+            .field("http", &self.http)
+            .field("sign_in", &self.sign_in)
             .finish()
     }
 }

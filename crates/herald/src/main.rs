@@ -129,6 +129,13 @@ enum UserCommand {
         /// a link.
         #[arg(long)]
         password_stdin: bool,
+        /// Where the link points (default: server.public_url, else http://<bind>).
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
+        /// The address `herald serve --bind` listens on, for the link when no public URL is
+        /// set (default: server.bind).
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<SocketAddr>,
     },
 }
 
@@ -215,8 +222,16 @@ async fn main() -> anyhow::Result<()> {
                     email,
                     role,
                     password_stdin,
+                    public_url,
+                    bind,
                 },
         } => {
+            if let Some(bind) = bind {
+                cfg.server.bind = bind;
+            }
+            if let Some(url) = public_url {
+                cfg.server.public_url = Some(url);
+            }
             let store = open_store(&cfg).await?;
             create_user(&*store, &cfg, &email, role, password_stdin).await
         }
@@ -292,9 +307,15 @@ async fn create_user(
     if !password_stdin {
         let token = setup_token(store, Some(&email), role, INVITE_LINK_VALID).await?;
         eprintln!(
-            "The link works once, for {} days; whoever opens it becomes the {role} {email}.",
+            "The link works once, for {} days; whoever opens it becomes the {role} {email}. It replaces any earlier link for {email}.",
             INVITE_LINK_VALID.as_hours() / 24
         );
+        if cfg.server.public_url.is_none() {
+            eprintln!(
+                "No server.public_url is set: the link uses the address {}; if herald serve listens elsewhere, pass --bind ADDR or --public-url URL.",
+                cfg.server.bind
+            );
+        }
         println!(
             "Set the password at: {}/setup/{token}",
             cfg.server.public_url()
@@ -417,7 +438,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let mut state = herald_server::AppState::new(store.clone())
         .with_replies(replies.clone())
         .with_secure_cookies(cfg.server.secure_cookies())
-        .with_outreach_limits(&cfg.outreaches);
+        .with_outreach_limits(&cfg.outreaches)
+        .with_sign_in_limits(cfg.sign_in.limits());
     if let Some(twilio) = &cfg.channels.twilio {
         state = state.with_twilio(twilio.auth_token.expose(), &public_url);
     }
@@ -427,13 +449,24 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cfg.server.bind))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = store.backend(), database = %redact_url(&cfg.database_url), "herald is listening");
-    // Printed before the listening line, so whoever waits for that has seen this too.
+    // Printed before the listening line, so whoever waits for that has seen this too. The
+    // link goes to stdout, never to the log (stderr); it replaces the links of earlier starts,
+    // and stops working once an admin exists.
     if store.count_users().await? == 0 {
         let token = setup_token(&*store, None, Role::Admin, FIRST_ADMIN_LINK_VALID).await?;
         eprintln!(
-            "Create the first admin: {}/setup/{token}",
-            cfg.server.web_url(addr)
+            "No user yet: the one-time link to create the first admin is on standard output."
         );
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "Create the first admin: {}/setup/{token}",
+                cfg.server.web_url(addr)
+            )?;
+            out.flush()?;
+        }
     }
     eprintln!("Herald is listening on http://{addr} (health: http://{addr}/healthz)");
 
@@ -467,15 +500,14 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         None => None,
     };
     let dispatch = tokio::spawn(dispatcher.run(stopped()));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-            // Event streams last until their outreach is final; end them so shutdown can finish.
-            state.close_event_streams();
-        })
-        .await
-        .context("the HTTP server failed")?;
+    herald_server::serve::serve(listener, app, cfg.http.limits(), async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        // Event streams last until their outreach is final; end them so shutdown can finish.
+        state.close_event_streams();
+    })
+    .await
+    .context("the HTTP server failed")?;
     // The dispatcher finishes the batch it is sending and records it before Herald exits.
     dispatch.await.context("the dispatcher failed")?;
     if let Some(smtp) = smtp {

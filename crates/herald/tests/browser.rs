@@ -1238,7 +1238,9 @@ impl Browser {
     }
 
     /// Reads the browser's log: JavaScript errors (and failed loads other than the statuses
-    /// Herald's pages answer on purpose) are kept for [`Self::assert_no_problems`].
+    /// Herald's pages answer on purpose) are kept for [`Self::assert_no_problems`]. Violations
+    /// of Herald's Content-Security-Policy (an inline style or script) are SEVERE entries too,
+    /// so a page that needs more than the CSP allows fails here.
     async fn collect_console(&mut self) {
         let Ok(entries) = self
             .cmd(Method::POST, "/se/log", json!({"type": "browser"}))

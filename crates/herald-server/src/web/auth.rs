@@ -11,9 +11,14 @@
 //!   signs them in. A link works once, until it expires.
 //!
 //! Passwords are hashed with argon2id (PHC strings) on the blocking pool, so a sign-in does not
-//! stall the async workers.
+//! stall the async workers, and never more at once than the hash gate allows (503 with
+//! `Retry-After` beyond it); sign-in and setup posts are limited per client address (429 with
+//! `Retry-After`), and each sign-in attempt for an email is counted in the database BEFORE its
+//! password is checked, so the lockout holds against parallel guesses and across processes
+//! (see [`crate::web::limits`]).
 
 use crate::AppState;
+use crate::web::limits::{Busy, ClientAddr};
 use crate::web::render_status;
 use crate::web::session::{
     CurrentUser, MessagePage, SESSION_COOKIE, SESSION_TTL, cookie, new_secret, same_secret,
@@ -29,7 +34,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use herald_core::{EmailAddress, Role};
-use herald_store::{StoreError, User};
+use herald_store::{LoginAttempt, StoreError, User};
 use jiff::Timestamp;
 use serde::Deserialize;
 use std::sync::LazyLock;
@@ -46,6 +51,12 @@ pub const MAX_PASSWORD_CHARS: usize = 1000;
 const HOME: &str = "/campaigns";
 const BAD_CREDENTIALS: &str = "Wrong email or password.";
 const TOO_MANY: &str = "Too many failed sign-ins for this email address.";
+const SLOW_DOWN: &str = "Too many attempts from your network.";
+const BUSY: &str = "Herald is busy checking other sign-ins. Try again in a moment.";
+/// The longest email a sign-in looks up (longer ones cannot belong to a user).
+const MAX_EMAIL_BYTES: usize = 320;
+/// What a 503 from the hash gate asks the client to wait.
+const BUSY_RETRY_SECS: u64 = 2;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -80,7 +91,8 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 /// Verified against when the email is unknown, so that case takes as long as a wrong password.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash_password("no such user at all"));
 
-/// [`verify_password`] on the blocking pool; `None` hash: the dummy one (always false).
+/// [`verify_password`] on the blocking pool, within the hash gate (a slot must be held: see
+/// [`crate::web::limits::HashGate::enter`]); `None` hash: the dummy one (always false).
 async fn verify_blocking(password: String, phc: Option<String>) -> bool {
     tokio::task::spawn_blocking(move || {
         let known = phc.is_some();
@@ -91,13 +103,37 @@ async fn verify_blocking(password: String, phc: Option<String>) -> bool {
     .unwrap_or(false)
 }
 
-async fn hash_blocking(password: String) -> Result<String, Response> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
+/// [`hash_password`] on the blocking pool within the hash gate: `Err(Busy)` when it is full.
+async fn hash_blocking(
+    state: &AppState,
+    password: String,
+) -> Result<Result<String, Busy>, Response> {
+    match state
+        .sign_in
+        .hashes
+        .run(move || hash_password(&password))
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "hashing a password failed");
-            server_error()
-        })
+    {
+        Ok(Some(hash)) => Ok(Ok(hash)),
+        Ok(None) => {
+            tracing::error!("hashing a password failed");
+            Err(server_error())
+        }
+        Err(Busy) => Ok(Err(Busy)),
+    }
+}
+
+/// Sets `Retry-After` (whole seconds, at least 1).
+fn with_retry_after(mut response: Response, wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
+}
+
+fn minutes(wait: std::time::Duration) -> u64 {
+    wait.as_secs().div_ceil(60).max(1)
 }
 
 // ---------------------------------------------------------------- helpers
@@ -237,6 +273,7 @@ struct LoginForm {
 
 async fn login(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -252,41 +289,69 @@ async fn login(
         page.error = Some("This sign-in form has expired. Sign in again.");
         return login_response(StatusCode::FORBIDDEN, &page, state.secure_cookies);
     }
+    let secure = state.secure_cookies;
+    // Per client address, before any work.
     if let Err(wait) = state
-        .login_throttle
-        .check(&page.email, std::time::Instant::now())
+        .sign_in
+        .addresses
+        .check(client, std::time::Instant::now())
     {
-        tracing::warn!("web sign-in refused: too many failures for the address");
-        let minutes = wait.as_secs().div_ceil(60).max(1);
-        page.error = Some(TOO_MANY);
-        page.retry_minutes = Some(minutes);
-        return login_response(StatusCode::TOO_MANY_REQUESTS, &page, state.secure_cookies);
+        tracing::warn!(%client, "web sign-in refused: too many attempts from the address");
+        page.error = Some(SLOW_DOWN);
+        page.retry_minutes = Some(minutes(wait));
+        let res = login_response(StatusCode::TOO_MANY_REQUESTS, &page, secure);
+        return with_retry_after(res, wait);
     }
-    let found = if page.email.is_empty() {
-        None
-    } else {
-        match state.store.find_user_by_email(&page.email).await {
-            Ok(found) => found,
-            Err(e) => return store_failed(e),
-        }
+    if page.email.is_empty() || page.email.len() > MAX_EMAIL_BYTES {
+        page.error = Some(BAD_CREDENTIALS);
+        return login_response(StatusCode::UNAUTHORIZED, &page, secure);
+    }
+    // A hash slot first (503 beyond the gate, which counts no attempt)...
+    let Ok(slot) = state.sign_in.hashes.enter().await else {
+        tracing::warn!("web sign-in refused: the password hash gate is full");
+        page.error = Some(BUSY);
+        let res = login_response(StatusCode::SERVICE_UNAVAILABLE, &page, secure);
+        return with_retry_after(res, std::time::Duration::from_secs(BUSY_RETRY_SECS));
     };
-    let (user, phc) = match found {
-        Some((user, phc)) => (Some(user), Some(phc)),
-        None => (None, None),
+    // ...then the attempt is counted, before the password is checked: parallel guesses cannot
+    // all be evaluated before the lockout sees them.
+    let limits = &state.sign_in.limits;
+    let window = jiff::SignedDuration::try_from(limits.lockout)
+        .unwrap_or(jiff::SignedDuration::from_mins(15));
+    let now = Timestamp::now();
+    match state
+        .store
+        .reserve_login_attempt(&page.email, now, limits.max_failures, window)
+        .await
+    {
+        Ok(LoginAttempt::Allowed { .. }) => {}
+        Ok(LoginAttempt::Locked { until }) => {
+            tracing::warn!("web sign-in refused: too many failures for the email address");
+            let wait =
+                std::time::Duration::try_from(until.duration_since(now)).unwrap_or(limits.lockout);
+            page.error = Some(TOO_MANY);
+            page.retry_minutes = Some(minutes(wait));
+            let res = login_response(StatusCode::TOO_MANY_REQUESTS, &page, secure);
+            return with_retry_after(res, wait);
+        }
+        Err(e) => return store_failed(e),
+    }
+    let (user, phc) = match state.store.find_user_by_email(&page.email).await {
+        Ok(Some((user, phc))) => (Some(user), Some(phc)),
+        Ok(None) => (None, None),
+        Err(e) => return store_failed(e),
     };
     // Always verify (against a dummy hash for an unknown email): no timing difference.
     let ok = verify_blocking(form.password, phc).await;
+    drop(slot);
     let Some(user) = user.filter(|_| ok) else {
-        if !page.email.is_empty() {
-            state
-                .login_throttle
-                .failed(&page.email, std::time::Instant::now());
-        }
         tracing::info!("web sign-in refused");
         page.error = Some(BAD_CREDENTIALS);
-        return login_response(StatusCode::UNAUTHORIZED, &page, state.secure_cookies);
+        return login_response(StatusCode::UNAUTHORIZED, &page, secure);
     };
-    state.login_throttle.succeeded(&page.email);
+    if let Err(e) = state.store.clear_login_attempts(&page.email).await {
+        return store_failed(e);
+    }
     end_previous_session(&state, &headers).await;
     let session = match start_session(&state, &user).await {
         Ok(c) => c,
@@ -439,10 +504,28 @@ struct SetupForm {
 
 async fn setup(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Path(token): Path<String>,
     Form(form): Form<SetupForm>,
 ) -> Response {
+    // Per client address, before any work (a setup post hashes a password).
+    if let Err(wait) = state
+        .sign_in
+        .addresses
+        .check(client, std::time::Instant::now())
+    {
+        tracing::warn!(%client, "setup refused: too many attempts from the address");
+        let res = render_status(
+            StatusCode::TOO_MANY_REQUESTS,
+            &MessagePage {
+                title: "Too many attempts".to_string(),
+                message: format!("{SLOW_DOWN} Try again in {} minute(s).", minutes(wait)),
+                link: None,
+            },
+        );
+        return with_retry_after(res, wait);
+    }
     let hash = secret_hash(&token);
     let found = match state.store.find_setup_token(&hash, Timestamp::now()).await {
         Ok(found) => found,
@@ -488,8 +571,13 @@ async fn setup(
         return page.respond(StatusCode::UNPROCESSABLE_ENTITY, secure);
     };
 
-    let password_hash = match hash_blocking(form.password).await {
-        Ok(h) => h,
+    let password_hash = match hash_blocking(&state, form.password).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(Busy)) => {
+            page.error = Some(BUSY);
+            let res = page.respond(StatusCode::SERVICE_UNAVAILABLE, secure);
+            return with_retry_after(res, std::time::Duration::from_secs(BUSY_RETRY_SECS));
+        }
         Err(r) => return r,
     };
     // Take the link only now that everything is in order: a form with errors leaves it usable.

@@ -19,10 +19,10 @@ use axum::response::{Html, IntoResponse, Response};
 pub mod auth;
 pub mod campaigns;
 pub mod inbox;
+pub mod limits;
 pub mod outreaches;
 pub mod session;
 pub mod settings;
-pub mod throttle;
 
 /// The web UI's routes (merged at the root of the app, beside `/api/v1` and `/webhooks`).
 pub fn router() -> Router<AppState> {

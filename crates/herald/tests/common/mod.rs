@@ -19,6 +19,16 @@ pub fn herald(dir: &Path, db: &str) -> Command {
 pub struct Herald(Option<Child>);
 
 impl Herald {
+    /// Takes charge of a `herald serve` started by the test itself.
+    pub fn adopt(child: Child) -> Self {
+        Self(Some(child))
+    }
+
+    /// The process id (to read its memory in /proc).
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+
     fn take(mut self) -> Child {
         self.0.take().expect("running")
     }
@@ -110,8 +120,9 @@ pub fn serve_with(dir: &Path, db: &str, args: &[&str]) -> (Herald, String, Optio
 }
 
 /// Starts `herald serve` with `args` (`--bind 127.0.0.1:0` unless they name a `--bind`) and
-/// extra environment variables, and reads its stderr until it is listening and, when `wanted`
-/// is given, until a line containing `wanted` was printed (before or after listening). Returns
+/// extra environment variables, and reads its stderr and stdout (where the first-admin link
+/// goes) until it is listening and, when `wanted` is given, until a line containing `wanted`
+/// was printed (before or after listening). Returns
 /// the instance, its base URL (the `listening on` address) and every stderr line read so far.
 /// Panics with those lines if `timeout` passes or herald exits first. Later lines with errors or
 /// panics are echoed to the test's output.
@@ -132,11 +143,19 @@ pub fn serve_reading(
         .args(args)
         .envs(envs.iter().copied())
         .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
         .spawn()
         .expect("spawn herald serve");
     let stderr = child.stderr.take().expect("stderr");
+    let stdout = child.stdout.take().expect("stdout");
     let herald = Herald(Some(child));
     let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out_tx = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = out_tx.send(line);
+        }
+    });
     std::thread::spawn(move || {
         let mut echo = false;
         for mut line in BufReader::new(stderr).lines().map_while(Result::ok) {
