@@ -12,7 +12,7 @@ use herald_core::Role;
 use herald_server::limits::OutreachLimits;
 use herald_store::{ImportSummary, ImportedRecipient, NewOutreach, Store};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
@@ -37,29 +37,7 @@ fn store(app: &App) -> &dyn Store {
 
 /// An SMS campaign whose answer uses `{{ first_name }}`: its id.
 async fn campaign(app: &App) -> String {
-    let inbox = app.create("/api/v1/inboxes", json!({"name": "Care"})).await;
-    let sender = app
-        .create(
-            "/api/v1/senders",
-            json!({"channel": "sms", "address": "+14155550100", "inbox_id": inbox["id"]}),
-        )
-        .await;
-    let answer = app
-        .create(
-            "/api/v1/answers",
-            json!({"name": "Delay", "variants": [{"language": "en",
-                   "body": "Hi {{ first_name }}, your order is late."}]}),
-        )
-        .await;
-    let c = app
-        .create(
-            "/api/v1/campaigns",
-            json!({"name": "Late", "channel": "sms", "language": "en", "sender_id": sender["id"],
-                   "answer_id": answer["id"],
-                   "schedule": {"timezone": "UTC", "days": {"mon": ["00:00-24:00"]}}}),
-        )
-        .await;
-    c["id"].as_str().unwrap().to_string()
+    app.sms_campaign().await
 }
 
 /// A list of `rows` numbers whose header has `columns` columns: `phone`, `first_name`, then

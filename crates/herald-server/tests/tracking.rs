@@ -24,28 +24,7 @@ both!(
 /// An SMS campaign and an outreach of it to `n` recipients (`+1415555260i`, first names `R0`…).
 /// `suppressed` recipients (by index) are on the opt-out list.
 async fn outreach(app: &App, n: usize, suppressed: &[usize]) -> (Uuid, Value) {
-    let inbox = app.create("/api/v1/inboxes", json!({"name": "Care"})).await;
-    let sender = app
-        .create(
-            "/api/v1/senders",
-            json!({"channel": "sms", "address": "+14155550100", "inbox_id": inbox["id"]}),
-        )
-        .await;
-    let answer = app
-        .create(
-            "/api/v1/answers",
-            json!({"name": "Delay", "variants": [{"language": "en",
-                   "body": "Hi {{ first_name }}, your order is late."}]}),
-        )
-        .await;
-    let campaign = app
-        .create(
-            "/api/v1/campaigns",
-            json!({"name": "Late", "channel": "sms", "language": "en", "sender_id": sender["id"],
-                   "answer_id": answer["id"],
-                   "schedule": {"timezone": "UTC", "days": {"mon": ["00:00-24:00"]}}}),
-        )
-        .await;
+    let campaign = app.sms_campaign().await;
     let mut csv = String::from("phone,first_name\n");
     for i in 0..n {
         let phone = format!("+1415555{}", 2600 + i);
@@ -58,9 +37,7 @@ async fn outreach(app: &App, n: usize, suppressed: &[usize]) -> (Uuid, Value) {
         }
         csv.push_str(&format!("{phone},R{i}\n"));
     }
-    let (status, o) = app
-        .upload(campaign["id"].as_str().unwrap(), &csv, &[])
-        .await;
+    let (status, o) = app.upload(&campaign, &csv, &[]).await;
     assert_eq!(status, StatusCode::CREATED, "{o}");
     assert_eq!(o["summary"]["accepted"], n, "{o}");
     (Uuid::parse_str(o["id"].as_str().unwrap()).unwrap(), o)

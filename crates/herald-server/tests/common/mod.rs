@@ -73,6 +73,36 @@ pub async fn start_at(
 }
 
 impl App {
+    /// An SMS campaign "Late" sending from +14155550100 (inbox "Care") at any hour on Mondays in
+    /// UTC, whose answer is "Hi {{ first_name }}, your order is late.": its id.
+    pub async fn sms_campaign(&self) -> String {
+        let inbox = self
+            .create("/api/v1/inboxes", serde_json::json!({"name": "Care"}))
+            .await;
+        let sender = self
+            .create(
+                "/api/v1/senders",
+                serde_json::json!({"channel": "sms", "address": "+14155550100", "inbox_id": inbox["id"]}),
+            )
+            .await;
+        let answer = self
+            .create(
+                "/api/v1/answers",
+                serde_json::json!({"name": "Delay", "variants": [{"language": "en",
+                       "body": "Hi {{ first_name }}, your order is late."}]}),
+            )
+            .await;
+        let c = self
+            .create(
+                "/api/v1/campaigns",
+                serde_json::json!({"name": "Late", "channel": "sms", "language": "en",
+                       "sender_id": sender["id"], "answer_id": answer["id"],
+                       "schedule": {"timezone": "UTC", "days": {"mon": ["00:00-24:00"]}}}),
+            )
+            .await;
+        c["id"].as_str().expect("campaign id").to_string()
+    }
+
     pub async fn call(
         &self,
         token: Option<&str>,
