@@ -40,6 +40,7 @@
 //! # }
 //! ```
 
+mod auth;
 mod html;
 mod parse;
 mod reply;
@@ -47,6 +48,7 @@ mod server;
 
 use std::time::Duration;
 
+pub use auth::from_authenticated;
 pub use html::html_to_text;
 pub use parse::parse;
 pub use reply::reply_text;
@@ -63,6 +65,12 @@ pub struct ReceivedMail {
     pub recipients: Vec<String>,
     /// The `From` header's address, lower-cased, without the display name.
     pub from: Option<String>,
+    /// The `From` header names more than one address ([`from`](Self::from) is the first);
+    /// such a message is never taken as authenticated.
+    pub multiple_from: bool,
+    /// The values of the `Authentication-Results` headers, topmost first, as written (at most
+    /// 32, each cut at 8 KiB); see [`from_authenticated`].
+    pub authentication_results: Vec<String>,
     /// The `Subject` header, RFC 2047 decoded and trimmed.
     pub subject: Option<String>,
     /// The plain-text body: the `text/plain` part(s) decoded (transfer encoding and
