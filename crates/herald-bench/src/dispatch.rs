@@ -1036,6 +1036,9 @@ impl Store for TimedStore {
     ) -> herald_store::Result<Option<Sender>> {
         self.inner.find_sender(channel, address).await
     }
+    async fn serves_email_domain(&self, domain: &str) -> herald_store::Result<bool> {
+        self.inner.serves_email_domain(domain).await
+    }
     async fn get_recipient(
         &self,
         outreach_id: Uuid,

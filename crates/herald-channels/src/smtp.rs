@@ -260,12 +260,9 @@ pub fn build_email(msg: &OutboundMessage) -> Result<Message, SendError> {
         .from(mailbox("sender", &msg.from)?)
         .to(mailbox("recipient", &msg.to)?);
     if let Some(subject) = &msg.subject {
-        // A line break in a subject would start a new header; make it a space.
-        let subject: String = subject
-            .chars()
-            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
-            .collect();
-        builder = builder.subject(subject);
+        // A line break would start a new header, a control character reach the reader's
+        // terminal, `=?...?=` be decoded by the mail client: none goes out as it came.
+        builder = builder.subject(herald_core::render::sanitize_subject(subject));
     }
     // A Message-ID is `<…>` with no white space; anything else is dropped rather than sent.
     if let Some(parent) = msg.in_reply_to.as_deref().map(str::trim).filter(|p| {
@@ -472,6 +469,38 @@ mod tests {
             !raw.contains("In-Reply-To") && !raw.contains("evil"),
             "{raw}"
         );
+    }
+
+    #[test]
+    fn subjects_carry_no_control_character_or_raw_encoded_word() {
+        let msg = OutboundMessage {
+            idempotency_key: "k".into(),
+            channel: Channel::Email,
+            from: Address::Email(herald_core::EmailAddress::parse("support@acme.example").unwrap()),
+            to: Address::Email(herald_core::EmailAddress::parse("jane@example.org").unwrap()),
+            // What a CSV row put there: an escape sequence and an encoded word of its own.
+            subject: Some(
+                "Order \u{1b}[2J=?utf-8?B?WW91ciBhY2NvdW50IGlzIGxvY2tlZA==?= late\r\nBcc: x@evil.example"
+                    .into(),
+            ),
+            body: "body".into(),
+            language: herald_core::Language::parse("en").unwrap(),
+            campaign_id: uuid::Uuid::from_u128(1),
+            outreach_id: uuid::Uuid::from_u128(2),
+            recipient_id: 1,
+            unsubscribe_url: None,
+            agent_number: None,
+            in_reply_to: None,
+        };
+        let raw = build_email(&msg).unwrap().formatted();
+        assert!(!raw.contains(&0x1b), "ESC reached the message");
+        let raw = String::from_utf8(raw).unwrap();
+        let headers = raw.split("\r\n\r\n").next().unwrap();
+        assert!(
+            !headers.contains("=?utf-8?B?WW91ciBhY2NvdW50IGlzIGxvY2tlZA==?="),
+            "the CSV's encoded word went out raw, for the reader's client to decode: {headers}"
+        );
+        assert!(!headers.contains("\r\nBcc:"), "{headers}");
     }
 
     #[test]

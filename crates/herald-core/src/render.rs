@@ -93,6 +93,24 @@ fn plural(names: &[String], one: &'static str, many: &'static str) -> &'static s
 const SUBJECT: &str = "subject";
 const BODY: &str = "body";
 
+/// A subject made safe for a one-line email header, whatever the recipient list held: line
+/// breaks and tabs become spaces, other control characters (ESC, NUL, DEL, C1, ...) are removed,
+/// and the encoded-word opener `=?` gets an invisible WORD JOINER (U+2060) between its two
+/// characters, so that text a CSV supplied as `=?utf-8?B?...?=` is shown as written instead of
+/// being decoded by the mail client into something else. Every rendered subject goes through it.
+pub fn sanitize_subject(subject: &str) -> String {
+    let mut out = String::with_capacity(subject.len());
+    for c in subject.chars() {
+        match c {
+            '\r' | '\n' | '\t' => out.push(' '),
+            '?' if out.ends_with('=') => out.push_str("\u{2060}?"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Renders `variant` for one recipient whose variables are `vars` (column name → value).
 ///
 /// Compiles the templates on every call; to render many recipients, build a [`Renderer`] once.
@@ -277,7 +295,9 @@ impl Renderer {
     /// the output nears the fuel limit: then the engine must decide.
     fn render_fast(&self, push: impl Fn(&str, &mut String) -> bool) -> Option<Rendered> {
         let subject = match &self.subject {
-            Some(plan) => Some(self.fill(plan.pieces.as_deref()?, &push)?),
+            Some(plan) => Some(sanitize_subject(
+                &self.fill(plan.pieces.as_deref()?, &push)?,
+            )),
             None => None,
         };
         let body = self.fill(self.body.pieces.as_deref()?, &push)?;
@@ -320,7 +340,7 @@ impl Renderer {
             });
         }
         let subject = match &self.subject {
-            Some(plan) => Some(self.render_part(plan, &ctx)?),
+            Some(plan) => Some(sanitize_subject(&self.render_part(plan, &ctx)?)),
             None => None,
         };
         let body = self.render_part(&self.body, &ctx)?;
@@ -555,6 +575,40 @@ mod tests {
         assert_eq!(
             t.to_string(),
             "the body could not be rendered (line 2): oops"
+        );
+    }
+
+    #[test]
+    fn subjects_lose_control_characters_and_encoded_words() {
+        let r = Renderer::from_sources(Some("Order {{ order }}"), "Hi").unwrap();
+        for vars in [
+            serde_json::json!({"order": "A-1\u{1b}[31m\r\nBcc: x@evil.example"}),
+            serde_json::json!({"order": "=?utf-8?B?WW91ciBhY2NvdW50IGlzIGxvY2tlZA==?="}),
+        ] {
+            let fast = r.render_json(&vars.to_string()).unwrap().subject.unwrap();
+            let engine = r
+                .render(vars.as_object().unwrap())
+                .unwrap()
+                .subject
+                .unwrap();
+            assert_eq!(fast, engine);
+            assert!(!fast.chars().any(char::is_control), "{fast:?}");
+            assert!(!fast.contains("=?"), "{fast:?}");
+        }
+        assert_eq!(
+            sanitize_subject("A-1\u{1b}[31m\r\nBcc: x"),
+            "A-1[31m  Bcc: x"
+        );
+        assert_eq!(
+            sanitize_subject("=?utf-8?q?x?= and 1+1=2? or =?"),
+            "=\u{2060}?utf-8?q?x?= and 1+1=2? or =\u{2060}?"
+        );
+        assert_eq!(sanitize_subject("Your order A-1 ✓"), "Your order A-1 ✓");
+        // Bodies are left as written.
+        let r = Renderer::from_sources(None, "{{ x }}").unwrap();
+        assert_eq!(
+            r.render_json(r#"{"x":"=?a?b?c?="}"#).unwrap().body,
+            "=?a?b?c?="
         );
     }
 }

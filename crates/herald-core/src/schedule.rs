@@ -91,14 +91,40 @@ pub struct ScheduleInput {
     pub days: BTreeMap<String, Vec<String>>,
 }
 
-/// Looks up an IANA time zone name (`Europe/Berlin`).
+/// Looks up an IANA time zone name (`Europe/Berlin`, `UTC`, `Etc/GMT+5`).
+///
+/// Only names of the IANA database are taken: not `localtime` (whatever zone the machine Herald
+/// runs on is set to: the same campaign would send at other hours on another node), nor
+/// `posixrules` or `Factory`, nor the `posix/` and `right/` copies of the database, nor anything
+/// that looks like a path.
 pub fn parse_timezone(name: &str) -> Result<jiff::tz::TimeZone, String> {
     let name = name.trim();
     if name.is_empty() {
         return Err("time zone is missing; give an IANA name such as America/New_York".into());
     }
+    if !is_iana_name(name) {
+        return Err(format!(
+            "`{name}` is not an IANA time zone name; give one such as Europe/Berlin or UTC"
+        ));
+    }
     jiff::tz::TimeZone::get(name)
         .map_err(|_| format!("`{name}` is not a known IANA time zone (e.g. Europe/Berlin)"))
+}
+
+/// Whether `name` has the shape of an IANA zone name and is not one of the files a zoneinfo
+/// directory holds besides the zones.
+fn is_iana_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'/'))
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && part.bytes().any(|b| b.is_ascii_alphabetic()))
+        && !matches!(lower.as_str(), "localtime" | "posixrules" | "factory")
+        && !lower.starts_with("posix/")
+        && !lower.starts_with("right/")
 }
 
 impl Schedule {
@@ -434,6 +460,40 @@ impl<'de> Deserialize<'de> for Schedule {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_iana_zone_names_are_taken() {
+        for good in [
+            "America/New_York",
+            "Europe/Berlin",
+            "UTC",
+            "Etc/UTC",
+            "Etc/GMT+5",
+            "America/Argentina/Buenos_Aires",
+            " Asia/Tokyo ",
+        ] {
+            assert!(parse_timezone(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "localtime",
+            "LocalTime",
+            "posixrules",
+            "Factory",
+            "posix/Europe/Berlin",
+            "right/UTC",
+            "/etc/localtime",
+            "../../etc/localtime",
+            "Europe/../UTC",
+            "Europe//Berlin",
+            "Not/AZone",
+            "",
+        ] {
+            let err = parse_timezone(bad).expect_err(bad);
+            assert!(!err.is_empty());
+        }
+        let err = parse_timezone("localtime").unwrap_err();
+        assert!(err.contains("not an IANA time zone name"), "{err}");
+    }
+
     use super::*;
 
     fn input(tz: &str, days: &[(&str, &[&str])]) -> ScheduleInput {

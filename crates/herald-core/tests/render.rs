@@ -449,10 +449,12 @@ mod properties {
             let by_map = r.render(&map);
             match &expected {
                 Ok(body) => {
+                    // A subject is the same, made safe for a header line.
+                    let subject = herald_core::render::sanitize_subject(body);
                     for got in [&by_pairs, &by_json, &by_map] {
                         let got = got.as_ref().map_err(|e| e.to_string());
                         prop_assert_eq!(got.as_ref().map(|g| g.body.as_str()), Ok(body.as_str()), "{:?}", source);
-                        prop_assert_eq!(got.as_ref().map(|g| g.subject.as_deref()), Ok(Some(body.as_str())));
+                        prop_assert_eq!(got.as_ref().map(|g| g.subject.as_deref()), Ok(Some(subject.as_str())));
                     }
                 }
                 Err(()) => {

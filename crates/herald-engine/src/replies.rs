@@ -31,6 +31,12 @@ pub struct RepliesConfig {
     pub opt_out_text: String,
     /// What Herald answers `START`/`YES`/`UNSTOP`; empty sends nothing.
     pub opt_in_text: String,
+    /// The authserv-id of the MX in front of Herald's SMTP listener (`mx.example.com`): an
+    /// email counts as its `From`'s only when the topmost `Authentication-Results` header of
+    /// that id says so (`dmarc=pass`, or `spf=pass`/`dkim=pass` aligned with the From domain).
+    /// Any other email — every email while this is empty — is kept and shown marked
+    /// "unverified sender", but changes no recipient's state.
+    pub trusted_authserv_id: String,
 }
 
 impl Default for RepliesConfig {
@@ -42,6 +48,7 @@ impl Default for RepliesConfig {
                 .to_string(),
             opt_out_text: String::new(),
             opt_in_text: String::new(),
+            trusted_authserv_id: String::new(),
         }
     }
 }
@@ -147,6 +154,7 @@ impl Replies {
                 received_at: at,
                 attribute_since: at - self.config.window(),
                 in_reply_to: None,
+                unverified_sender: false,
             })
             .await?;
         let keyword = keywords::classify(body);
@@ -205,12 +213,15 @@ impl Replies {
     }
 
     /// An email a customer sent to the email sender `sender` (the SMTP listener). Threaded to
-    /// the outreach message named by `In-Reply-To` / `References` when there is one.
+    /// the outreach message named by `In-Reply-To` / `References` when there is one. Unless
+    /// `from_verified` (the trusted MX authenticated `from`), it is kept marked as from an
+    /// unverified sender and attributed to nothing.
     #[allow(clippy::too_many_arguments)]
     pub async fn receive_email(
         &self,
         sender: &Sender,
         from: &EmailAddress,
+        from_verified: bool,
         subject: Option<&str>,
         body: &str,
         message_id: Option<&str>,
@@ -230,6 +241,7 @@ impl Replies {
                 received_at: at,
                 attribute_since: at - self.config.window(),
                 in_reply_to,
+                unverified_sender: !from_verified,
             })
             .await
     }
@@ -443,9 +455,14 @@ impl EmailThread {
 }
 
 /// The SMTP listener's mailbox: mail for an email sender's address goes into that sender's
-/// inbox through [`Replies::receive_email`]. Mail for any other address is refused at `RCPT`;
-/// bounces and auto-replies are accepted (so the sending server stops retrying) but not recorded
-/// as customer replies.
+/// inbox through [`Replies::receive_email`].
+///
+/// At `RCPT` every address of a domain some email sender is at is accepted alike (and
+/// `postmaster` of it, RFC 5321), so that the answers do not tell which addresses exist; other
+/// domains are refused. After `DATA`, mail for an address that is no sender's is dropped (and
+/// logged), mail for `postmaster` is logged. Bounces and auto-replies are accepted (so the
+/// sending server stops retrying) but not recorded as customer replies. Whether the `From` is
+/// authenticated is [`RepliesConfig::trusted_authserv_id`]'s to say.
 pub struct EmailInbox {
     replies: Replies,
 }
@@ -471,9 +488,13 @@ impl EmailInbox {
 #[async_trait::async_trait]
 impl herald_smtp_in::Mailbox for EmailInbox {
     async fn accepts(&self, rcpt: &str) -> Result<bool, String> {
-        self.sender(rcpt)
+        let Some((_, domain)) = rcpt.rsplit_once('@') else {
+            return Ok(false);
+        };
+        self.replies
+            .store
+            .serves_email_domain(domain)
             .await
-            .map(|s| s.is_some())
             .map_err(|e| format!("cannot look up the mailbox: {e}"))
     }
 
@@ -489,11 +510,7 @@ impl herald_smtp_in::Mailbox for EmailInbox {
             .from
             .clone()
             .unwrap_or_else(|| mail.envelope_from.clone());
-        let Ok(from) = EmailAddress::parse(&raw_from) else {
-            return Err(herald_smtp_in::Reject::Permanent(format!(
-                "the From address `{raw_from}` is not an email address Herald can answer"
-            )));
-        };
+        let from = EmailAddress::parse(&raw_from).ok();
         // The nearest message first: In-Reply-To, then References from the newest.
         let thread: Vec<String> = mail
             .in_reply_to
@@ -501,18 +518,39 @@ impl herald_smtp_in::Mailbox for EmailInbox {
             .chain(mail.references.iter().rev())
             .cloned()
             .collect();
+        let trusted = self.replies.config.trusted_authserv_id.trim();
+        let verified = !trusted.is_empty() && herald_smtp_in::from_authenticated(&mail, trusted);
         let at = Timestamp::now();
         for rcpt in &mail.recipients {
+            if rcpt == "postmaster" || rcpt.starts_with("postmaster@") {
+                tracing::warn!(
+                    rcpt = %rcpt,
+                    from = %raw_from,
+                    subject = mail.subject.as_deref().unwrap_or_default(),
+                    size = mail.size,
+                    "mail for postmaster (not kept: point postmaster at a real mailbox on your MX)"
+                );
+                continue;
+            }
             let sender = match self.sender(rcpt).await {
                 Ok(Some(s)) => s,
-                Ok(None) => continue,
+                Ok(None) => {
+                    tracing::info!(rcpt = %rcpt, "dropped an email for an address that is no sender's");
+                    continue;
+                }
                 Err(e) => return Err(herald_smtp_in::Reject::Temporary(e.to_string())),
+            };
+            let Some(from) = &from else {
+                return Err(herald_smtp_in::Reject::Permanent(format!(
+                    "the From address `{raw_from}` is not an email address Herald can answer"
+                )));
             };
             let received = self
                 .replies
                 .receive_email(
                     &sender,
-                    &from,
+                    from,
+                    verified,
                     mail.subject.as_deref(),
                     &mail.reply_text,
                     mail.message_id.as_deref(),
@@ -525,6 +563,7 @@ impl herald_smtp_in::Mailbox for EmailInbox {
                 conversation = %received.conversation.id,
                 duplicate = received.duplicate,
                 attributed = received.attributed.is_some(),
+                verified,
                 "inbound email"
             );
         }

@@ -24,6 +24,7 @@ both_db!(
     keywords_are_single_words_in_any_case,
     start_lifts_the_opt_out_and_help_answers,
     forged_and_missing_signatures_change_nothing,
+    a_resplit_replay_of_start_is_refused_and_the_stop_holds,
     suppressions_are_managed_through_the_api,
     international_numbers_are_their_own_numbers_and_their_replies_land_with_them,
 );
@@ -554,6 +555,82 @@ async fn keywords_are_single_words_in_any_case(db: TestStore) {
         let last = view["messages"].as_array().unwrap().last().unwrap().clone();
         assert_eq!(last["body"], body);
     }
+}
+
+/// The attack of the report: Twilio's signature runs names and values together, so a captured
+/// START re-split as `MessageSi` = `dSM…` is validly signed and has no `MessageSid` for the
+/// replay check to recognise. It is refused (400) before anything happens, and a later STOP
+/// holds; so is a START whose sid was cut short.
+async fn a_resplit_replay_of_start_is_refused_and_the_stop_holds(db: TestStore) {
+    let s = setup(db).await;
+    let number = "+14155552651";
+    let outreach = launch(&s.app, &s.campaign, &[number], None).await;
+    run(&s, &outreach).await;
+
+    let start = s
+        .twilio
+        .send_inbound(&s.sms_url(), number, SENDER, "START")
+        .await;
+    assert_eq!(start.reply.status, 200);
+    let stop = s
+        .twilio
+        .send_inbound(&s.sms_url(), number, SENDER, "STOP")
+        .await;
+    assert_eq!(stop.reply.status, 200);
+    assert_eq!(conversation_of(&s, number).await["opted_out"], true);
+
+    // The captured START, re-split: the same signature, no MessageSid.
+    let resplit: Vec<(String, String)> = start
+        .params
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "MessageSid" => ("MessageSi".to_string(), format!("d{v}")),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    let signature = s.twilio.sign(&s.sms_url(), &start.params);
+    assert_eq!(
+        s.twilio.sign(&s.sms_url(), &resplit),
+        signature,
+        "the re-split request is validly signed"
+    );
+    let r = s
+        .twilio
+        .post_webhook(&s.sms_url(), &resplit, Some(&signature))
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("MessageSi"), "{r:?}");
+
+    // Nor is a START whose MessageSid is not of Twilio's form (here: one cut short, with the
+    // rest run into the next parameter's name).
+    let mut short = start.params.clone();
+    for (k, v) in short.iter_mut() {
+        if k == "MessageSid" {
+            v.truncate(10);
+        }
+    }
+    let r = s.twilio.post_webhook(&s.sms_url(), &short, None).await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("MessageSid"), "{r:?}");
+
+    // The STOP holds: still opted out, one START and one STOP on the timeline.
+    let view = conversation_of(&s, number).await;
+    assert_eq!(view["opted_out"], true, "{view}");
+    let inbound: Vec<&str> = view["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["direction"] == "inbound")
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(inbound, ["START", "STOP"], "{view}");
+    assert_eq!(
+        s.get("/api/v1/suppressions").await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 async fn start_lifts_the_opt_out_and_help_answers(db: TestStore) {

@@ -860,6 +860,7 @@ async fn the_inbox_shows_conversations_and_refuses_opted_out_customers(app: App)
             received_at: now,
             attribute_since: now - SignedDuration::from_hours(24 * 7),
             in_reply_to: None,
+            unverified_sender: false,
         })
         .await
         .unwrap();
@@ -952,6 +953,7 @@ async fn the_inbox_shows_conversations_and_refuses_opted_out_customers(app: App)
             received_at: Timestamp::now(),
             attribute_since: now - SignedDuration::from_hours(24 * 7),
             in_reply_to: None,
+            unverified_sender: false,
         })
         .await
         .unwrap();

@@ -1,5 +1,5 @@
 //! Twilio's voice callbacks: signed requests get TwiML by who answered; forged, missing and
-//! wrong-URL signatures get 403.
+//! wrong-URL signatures get 403; validly signed requests that are not of Twilio's shape get 400.
 
 mod common;
 
@@ -8,6 +8,8 @@ use herald_channels::twilio_signature;
 
 const TOKEN: &str = "twilio-auth-token";
 const PUBLIC: &str = "https://herald.example.com";
+const CALL: &str = "CA0123456789abcdef0123456789abcdef";
+const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 
 async fn app() -> App {
     common::start_with(herald_store::testing::sqlite().await, |s| {
@@ -53,7 +55,11 @@ async fn a_person_is_offered_an_agent_and_a_machine_hears_the_message() {
     let (status, body, ct) = post(
         &app,
         VOICE,
-        &[("CallSid", "CA1"), ("AnsweredBy", "human")],
+        &[
+            ("CallSid", CALL),
+            ("AccountSid", ACCOUNT),
+            ("AnsweredBy", "human"),
+        ],
         None,
     )
     .await;
@@ -72,7 +78,11 @@ async fn a_person_is_offered_an_agent_and_a_machine_hears_the_message() {
     let (status, body, _) = post(
         &app,
         VOICE,
-        &[("CallSid", "CA1"), ("AnsweredBy", "machine_end_beep")],
+        &[
+            ("CallSid", CALL),
+            ("AccountSid", ACCOUNT),
+            ("AnsweredBy", "machine_end_beep"),
+        ],
         None,
     )
     .await;
@@ -84,10 +94,22 @@ async fn a_person_is_offered_an_agent_and_a_machine_hears_the_message() {
 
     // The person pressed 1: connect them to the agent; anything else ends the call.
     let gather = "/webhooks/twilio/voice/gather?campaign_id=01900000-0000-7000-8000-000000000001&outreach_id=01900000-0000-7000-8000-000000000002&recipient_id=42&agent=%2B14155550142&language=en-US";
-    let (status, body, _) = post(&app, gather, &[("Digits", "1")], None).await;
+    let (status, body, _) = post(
+        &app,
+        gather,
+        &[("CallSid", CALL), ("AccountSid", ACCOUNT), ("Digits", "1")],
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(body.contains("<Dial>+14155550142</Dial>"), "{body}");
-    let (_, body, _) = post(&app, gather, &[("Digits", "7")], None).await;
+    let (_, body, _) = post(
+        &app,
+        gather,
+        &[("CallSid", CALL), ("AccountSid", ACCOUNT), ("Digits", "7")],
+        None,
+    )
+    .await;
     assert!(
         body.contains("<Hangup/>") && !body.contains("<Dial>"),
         "{body}"
@@ -97,7 +119,11 @@ async fn a_person_is_offered_an_agent_and_a_machine_hears_the_message() {
 #[tokio::test]
 async fn forged_missing_and_misdirected_signatures_are_refused() {
     let app = app().await;
-    let form = [("CallSid", "CA1"), ("AnsweredBy", "human")];
+    let form = [
+        ("CallSid", CALL),
+        ("AccountSid", ACCOUNT),
+        ("AnsweredBy", "human"),
+    ];
     // Signed with another token.
     let params: Vec<(String, String)> = form
         .iter()
@@ -119,7 +145,11 @@ async fn forged_missing_and_misdirected_signatures_are_refused() {
     let (status, _, _) = post(
         &app,
         VOICE,
-        &[("CallSid", "CA1"), ("AnsweredBy", "machine_start")],
+        &[
+            ("CallSid", CALL),
+            ("AccountSid", ACCOUNT),
+            ("AnsweredBy", "machine_start"),
+        ],
         Some(valid),
     )
     .await;
@@ -131,4 +161,88 @@ async fn without_twilio_configured_the_webhooks_are_not_there() {
     let app = common::start(herald_store::testing::sqlite().await).await;
     let (status, _, _) = post(&app, VOICE, &[("AnsweredBy", "human")], None).await;
     assert_eq!(status, 404);
+}
+
+/// A signature covers names and values run together, so a validly signed request can be
+/// re-split or padded; anything but Twilio's own parameters, each once and with sids of
+/// Twilio's form, is refused with 400 naming the parameter.
+#[tokio::test]
+async fn signed_requests_not_of_twilios_shape_are_refused() {
+    let app = app().await;
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        // Re-split: `CallSid` `CA…` becomes `CallSi` `dCA…` — the same signature.
+        (
+            &[
+                ("CallSi", "dCA0123456789abcdef0123456789abcdef"),
+                ("AccountSid", ACCOUNT),
+                ("AnsweredBy", "human"),
+            ],
+            "CallSi",
+        ),
+        (
+            &[
+                ("CallSid", "CA1"),
+                ("AccountSid", ACCOUNT),
+                ("AnsweredBy", "human"),
+            ],
+            "CallSid",
+        ),
+        (
+            &[
+                ("CallSid", "CA0123456789ABCDEF0123456789ABCDEF"),
+                ("AccountSid", ACCOUNT),
+            ],
+            "CallSid",
+        ),
+        (&[("CallSid", CALL), ("AccountSid", "AC1")], "AccountSid"),
+        (&[("CallSid", CALL)], "AccountSid"),
+        (
+            &[("AccountSid", ACCOUNT), ("AnsweredBy", "human")],
+            "CallSid",
+        ),
+        (
+            &[
+                ("CallSid", CALL),
+                ("CallSid", CALL),
+                ("AccountSid", ACCOUNT),
+            ],
+            "CallSid",
+        ),
+        (
+            &[
+                ("CallSid", CALL),
+                ("AccountSid", ACCOUNT),
+                ("Injected", "x"),
+            ],
+            "Injected",
+        ),
+    ];
+    for (form, field) in cases {
+        let (status, body, ct) = post(&app, VOICE, form, None).await;
+        assert_eq!(status, 400, "{form:?}: {body}");
+        assert_eq!(ct.as_deref(), Some("application/problem+json"), "{body}");
+        let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(problem["errors"][0]["field"], *field, "{form:?}: {body}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("changed nothing"),
+            "{body}"
+        );
+    }
+    // Twilio's own shape, media parameters included, passes.
+    let (status, body, _) = post(
+        &app,
+        VOICE,
+        &[
+            ("CallSid", CALL),
+            ("AccountSid", ACCOUNT),
+            ("AnsweredBy", "human"),
+            ("CallerCountry", "US"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -5,7 +5,8 @@
 //! addresses point at; this crate is the piece that listens there. It speaks a small,
 //! strict subset of RFC 5321 over plain TCP (no TLS, no AUTH: it is meant to sit behind
 //! an MX relay or on a trusted network), accepts mail only for the addresses a
-//! [`Mailbox`] says it knows, and hands every accepted message over parsed into a
+//! [`Mailbox`] accepts (and `postmaster`), bounds the sessions and buffered data any
+//! client can cause (see [`SmtpConfig`]), and hands every accepted message over parsed into a
 //! [`ReceivedMail`]: sender, decoded subject and body, the reply without the quoted
 //! original ([`ReceivedMail::reply_text`]), and the `Message-ID` / `In-Reply-To` /
 //! `References` ids that Herald uses to thread the reply into its conversation.
@@ -39,6 +40,7 @@
 //! # }
 //! ```
 
+mod auth;
 mod html;
 mod parse;
 mod reply;
@@ -46,10 +48,11 @@ mod server;
 
 use std::time::Duration;
 
+pub use auth::from_authenticated;
 pub use html::html_to_text;
 pub use parse::parse;
 pub use reply::reply_text;
-pub use server::serve;
+pub use server::{SmtpUsage, serve, serve_observed};
 
 /// One message accepted over SMTP (or read by [`parse`]), decoded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,6 +65,12 @@ pub struct ReceivedMail {
     pub recipients: Vec<String>,
     /// The `From` header's address, lower-cased, without the display name.
     pub from: Option<String>,
+    /// The `From` header names more than one address ([`from`](Self::from) is the first);
+    /// such a message is never taken as authenticated.
+    pub multiple_from: bool,
+    /// The values of the `Authentication-Results` headers, topmost first, as written (at most
+    /// 32, each cut at 8 KiB); see [`from_authenticated`].
+    pub authentication_results: Vec<String>,
     /// The `Subject` header, RFC 2047 decoded and trimmed.
     pub subject: Option<String>,
     /// The plain-text body: the `text/plain` part(s) decoded (transfer encoding and
@@ -101,8 +110,13 @@ pub enum Reject {
 /// Where accepted mail goes: the caller's side of the listener.
 #[async_trait::async_trait]
 pub trait Mailbox: Send + Sync + 'static {
-    /// Whether mail for this (lower-cased) address is accepted; `Err` is a temporary
-    /// failure (answered `451`, the client may retry).
+    /// Whether mail for this (lower-cased) address is accepted at `RCPT`: `false` is
+    /// answered `550` (relaying denied), `Err` is a temporary failure (answered `451`, the
+    /// client may retry). The listener itself accepts a bare `postmaster` (RFC 5321 4.5.1).
+    ///
+    /// The answer is visible to anyone who connects: to keep which addresses exist private,
+    /// accept every address of a domain you serve the same way and drop the unknown ones in
+    /// [`deliver`](Self::deliver), where the client no longer learns anything.
     async fn accepts(&self, rcpt: &str) -> Result<bool, String>;
 
     /// Stores the message. `Ok` is answered `250` (the sender forgets the message),
@@ -112,6 +126,13 @@ pub trait Mailbox: Send + Sync + 'static {
 }
 
 /// Settings of the SMTP listener.
+///
+/// Every limit bounds what a client (anyone who can reach the port) can make the listener
+/// hold: at most [`max_sessions`](Self::max_sessions) sessions, each at most
+/// [`session_timeout`](Self::session_timeout) long and idle at most
+/// [`command_timeout`](Self::command_timeout) between lines, and at most
+/// [`max_buffered_bytes`](Self::max_buffered_bytes) of message data buffered across all of
+/// them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmtpConfig {
     /// The name the server gives in its greeting and `EHLO` answer.
@@ -123,6 +144,16 @@ pub struct SmtpConfig {
     /// How long the server waits for the client's next command or data line before
     /// answering `421` and closing. Default 5 minutes.
     pub command_timeout: Duration,
+    /// Longest a session may last, however busy the client keeps it; past it the server
+    /// answers `421` and closes (a message being received is dropped). Default 30 minutes.
+    pub session_timeout: Duration,
+    /// Most sessions at once; a connection beyond them is answered `421` and closed at once.
+    /// Default 64.
+    pub max_sessions: usize,
+    /// Most message data buffered across all sessions, in bytes. A message that would take
+    /// the total past it is read on to its end without being kept and answered `452` (the
+    /// sending server retries later). Default 64 MiB.
+    pub max_buffered_bytes: usize,
 }
 
 impl SmtpConfig {
@@ -132,6 +163,12 @@ impl SmtpConfig {
     pub const DEFAULT_MAX_RECIPIENTS: usize = 50;
     /// Default wait for the client's next command.
     pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+    /// Default longest session.
+    pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+    /// Default most sessions at once.
+    pub const DEFAULT_MAX_SESSIONS: usize = 64;
+    /// Default most message data buffered across all sessions: 64 MiB.
+    pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 64 * 1024 * 1024;
 
     /// The defaults, with this hostname.
     pub fn new(hostname: impl Into<String>) -> Self {
@@ -143,13 +180,17 @@ impl SmtpConfig {
 }
 
 impl Default for SmtpConfig {
-    /// Hostname `localhost`, 10 MiB, 50 recipients, 5 minutes.
+    /// Hostname `localhost`, 10 MiB, 50 recipients, 5 minutes idle, 30 minutes a session,
+    /// 64 sessions, 64 MiB buffered.
     fn default() -> Self {
         SmtpConfig {
             hostname: "localhost".to_owned(),
             max_message_bytes: Self::DEFAULT_MAX_MESSAGE_BYTES,
             max_recipients: Self::DEFAULT_MAX_RECIPIENTS,
             command_timeout: Self::DEFAULT_COMMAND_TIMEOUT,
+            session_timeout: Self::DEFAULT_SESSION_TIMEOUT,
+            max_sessions: Self::DEFAULT_MAX_SESSIONS,
+            max_buffered_bytes: Self::DEFAULT_MAX_BUFFERED_BYTES,
         }
     }
 }

@@ -2,7 +2,12 @@
 
 use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 
-use crate::{ReceivedMail, html::html_to_text, reply::reply_text};
+use crate::{
+    ReceivedMail,
+    auth::{MAX_RESULTS_BYTES, MAX_RESULTS_HEADERS},
+    html::html_to_text,
+    reply::reply_text,
+};
 
 /// Parses a raw message (headers and body, as received after `DATA`).
 ///
@@ -29,6 +34,21 @@ fn fill(mail: &mut ReceivedMail, message: &Message<'_>) {
         .and_then(|from| from.iter().find_map(|addr| addr.address()))
         .map(|addr| addr.trim().to_lowercase())
         .filter(|addr| !addr.is_empty());
+    mail.multiple_from = message
+        .from()
+        .is_some_and(|from| from.iter().filter(|a| a.address().is_some()).count() > 1);
+    mail.authentication_results = message
+        .headers_raw()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("Authentication-Results"))
+        .take(MAX_RESULTS_HEADERS)
+        .map(|(_, value)| {
+            let mut end = value.len().min(MAX_RESULTS_BYTES);
+            while !value.is_char_boundary(end) {
+                end -= 1;
+            }
+            value[..end].trim().to_owned()
+        })
+        .collect();
     mail.subject = message.subject().map(|s| s.trim().to_owned());
     mail.message_id = message.message_id().and_then(clean_id);
     mail.in_reply_to = ids(message.in_reply_to());
@@ -215,8 +235,30 @@ Yes, Tuesday works.\r\n";
         assert_eq!(mail.text, "Yes, Tuesday works.");
         assert_eq!(mail.reply_text, "Yes, Tuesday works.");
         assert!(!mail.auto_submitted);
+        assert!(!mail.multiple_from);
+        assert!(mail.authentication_results.is_empty());
         assert_eq!(mail.size, raw.len());
         assert!(mail.envelope_from.is_empty() && mail.recipients.is_empty());
+    }
+
+    #[test]
+    fn authentication_results_are_kept_topmost_first() {
+        let raw = b"Authentication-Results: mx.herald.example;\r\n\tdmarc=pass header.from=example.com\r\n\
+Received: from x by y\r\n\
+authentication-results: forged.example; dmarc=pass\r\n\
+From: a@example.com, b@example.com\r\n\
+\r\n\
+body\r\n";
+        let mail = parse(raw);
+        assert_eq!(
+            mail.authentication_results,
+            vec![
+                "mx.herald.example;\r\n\tdmarc=pass header.from=example.com",
+                "forged.example; dmarc=pass"
+            ]
+        );
+        assert!(mail.multiple_from);
+        assert_eq!(mail.from.as_deref(), Some("a@example.com"));
     }
 
     #[test]

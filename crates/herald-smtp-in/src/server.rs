@@ -1,12 +1,23 @@
 //! The SMTP server: accept loop and one session per connection.
 
-use std::{future::Future, io, net::SocketAddr, pin::pin, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    io,
+    net::SocketAddr,
+    pin::pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     sync::watch,
     task::JoinSet,
+    time::Instant,
 };
 use tracing::{Instrument, debug, error, info, warn};
 
@@ -17,8 +28,123 @@ const MAX_COMMAND_LINE: usize = 1000;
 /// A data line longer than this is passed through in pieces rather than buffered whole.
 const MAX_BUFFERED_DATA_LINE: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
+/// The smallest step by which a message's share of the buffer budget grows.
+const RESERVE_STEP: usize = 64 * 1024;
+
+/// What the listener holds right now: its sessions and the message data they buffer.
+///
+/// [`serve`] keeps its own; give one to [`serve_observed`] to watch it (metrics, tests).
+#[derive(Debug, Default)]
+pub struct SmtpUsage {
+    sessions: AtomicUsize,
+    buffered: AtomicUsize,
+    peak_buffered: AtomicUsize,
+    refused_sessions: AtomicU64,
+    refused_messages: AtomicU64,
+    data_bytes: AtomicU64,
+}
+
+impl SmtpUsage {
+    /// Sessions open now.
+    pub fn sessions(&self) -> usize {
+        self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of message data buffered now, across all sessions (a message's buffer is
+    /// counted by the space set aside for it, which is at most twice what it holds).
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered.load(Ordering::Relaxed)
+    }
+
+    /// The most [`buffered_bytes`](Self::buffered_bytes) ever was.
+    pub fn peak_buffered_bytes(&self) -> usize {
+        self.peak_buffered.load(Ordering::Relaxed)
+    }
+
+    /// Connections answered `421` because [`SmtpConfig::max_sessions`] were open.
+    pub fn refused_sessions(&self) -> u64 {
+        self.refused_sessions.load(Ordering::Relaxed)
+    }
+
+    /// Messages answered `452` because the buffer budget was spent.
+    pub fn refused_messages(&self) -> u64 {
+        self.refused_messages.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of message data read so far, kept or not.
+    pub fn data_bytes(&self) -> u64 {
+        self.data_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Sets `bytes` more aside if the total stays within `max`.
+    fn reserve(&self, bytes: usize, max: usize) -> bool {
+        let reserved = self
+            .buffered
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= max)
+            });
+        match reserved {
+            Ok(before) => {
+                self.peak_buffered
+                    .fetch_max(before + bytes, Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn release(&self, bytes: usize) {
+        self.buffered.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// A session's place among [`SmtpConfig::max_sessions`]; given back when dropped.
+struct SessionSlot(Arc<SmtpUsage>);
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Bytes of the buffer budget set aside for one message; given back when dropped.
+struct Reservation {
+    usage: Arc<SmtpUsage>,
+    max: usize,
+    bytes: usize,
+}
+
+impl Reservation {
+    /// Sets aside up to `bytes` in total (at least `needed`); false when the budget is spent.
+    fn grow(&mut self, needed: usize, bytes: usize) -> bool {
+        for total in [bytes, needed.next_multiple_of(RESERVE_STEP), needed] {
+            if total <= self.bytes {
+                return true;
+            }
+            if self.usage.reserve(total - self.bytes, self.max) {
+                self.bytes = total;
+                return true;
+            }
+        }
+        false
+    }
+
+    fn clear(&mut self) {
+        self.usage.release(self.bytes);
+        self.bytes = 0;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
 
 /// Serves SMTP on `listener` until `shutdown` resolves.
+///
+/// At most [`SmtpConfig::max_sessions`] connections are served at once; one more is
+/// answered `421` and closed at once (its server retries later).
 ///
 /// Each connection runs on its own task. When `shutdown` resolves the listener is
 /// closed at once; sessions finish the command they are in (a message being received
@@ -29,6 +155,18 @@ pub async fn serve(
     listener: TcpListener,
     mailbox: Arc<dyn Mailbox>,
     config: SmtpConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    let usage = Arc::new(SmtpUsage::default());
+    serve_observed(listener, mailbox, config, usage, shutdown).await
+}
+
+/// [`serve`], keeping its sessions and buffered bytes in `usage` for the caller to watch.
+pub async fn serve_observed(
+    listener: TcpListener,
+    mailbox: Arc<dyn Mailbox>,
+    config: SmtpConfig,
+    usage: Arc<SmtpUsage>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
     let config = Arc::new(config);
@@ -49,8 +187,17 @@ pub async fn serve(
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let session = Session::new(stream, peer, mailbox.clone(), config.clone(), stop_rx.clone());
-                    sessions.spawn(session.run().instrument(tracing::info_span!("smtp", %peer)));
+                    if usage.sessions.load(Ordering::Acquire) >= config.max_sessions {
+                        refuse(stream, peer, &config, &usage);
+                        continue;
+                    }
+                    usage.sessions.fetch_add(1, Ordering::AcqRel);
+                    let slot = SessionSlot(usage.clone());
+                    let session = Session::new(stream, peer, mailbox.clone(), config.clone(), usage.clone(), stop_rx.clone());
+                    sessions.spawn(async move {
+                        session.run().await;
+                        drop(slot);
+                    }.instrument(tracing::info_span!("smtp", %peer)));
                 }
                 Err(e) => {
                     warn!(error = %e, "SMTP accept failed");
@@ -71,6 +218,18 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Answers a connection beyond [`SmtpConfig::max_sessions`] `421` and closes it, without
+/// waiting for it: the line goes into the socket's (empty) send buffer or not at all.
+fn refuse(stream: TcpStream, peer: SocketAddr, config: &SmtpConfig, usage: &SmtpUsage) {
+    usage.refused_sessions.fetch_add(1, Ordering::Relaxed);
+    let line = format!(
+        "421 4.3.2 {} too many connections, try again later\r\n",
+        config.hostname
+    );
+    let _ = stream.try_write(line.as_bytes());
+    warn!(%peer, max = config.max_sessions, "SMTP connection refused: too many sessions");
 }
 
 fn is_per_connection(e: &io::Error) -> bool {
@@ -99,8 +258,67 @@ enum CommandLine {
 }
 
 enum Data {
-    Complete(Vec<u8>),
+    /// The message, and its share of the buffer budget (held until it is delivered).
+    Complete(Vec<u8>, Reservation),
     TooBig(usize),
+    /// The buffer budget was spent: the message was read to its end but not kept.
+    NoRoom(usize),
+}
+
+/// Where message data goes while it is read: kept while it fits the message size limit
+/// and the buffer budget, else only counted.
+struct Sink {
+    data: Vec<u8>,
+    size: usize,
+    max: usize,
+    no_room: bool,
+    reservation: Reservation,
+}
+
+impl Sink {
+    fn push(&mut self, piece: &[u8]) {
+        self.size += piece.len();
+        self.reservation
+            .usage
+            .data_bytes
+            .fetch_add(piece.len() as u64, Ordering::Relaxed);
+        if self.size > self.max || self.no_room {
+            self.drop_data();
+            return;
+        }
+        let needed = self.data.len() + piece.len();
+        if needed > self.reservation.bytes {
+            let want = needed
+                .max(self.reservation.bytes.saturating_mul(2))
+                .max(RESERVE_STEP)
+                .min(self.max);
+            if !self.reservation.grow(needed, want) {
+                self.no_room = true;
+                self.drop_data();
+                return;
+            }
+            self.data
+                .reserve_exact(self.reservation.bytes.saturating_sub(self.data.len()));
+        }
+        self.data.extend_from_slice(piece);
+    }
+
+    fn drop_data(&mut self) {
+        if self.data.capacity() > 0 {
+            self.data = Vec::new();
+        }
+        self.reservation.clear();
+    }
+
+    fn finish(self) -> Data {
+        if self.size > self.max {
+            Data::TooBig(self.size)
+        } else if self.no_room {
+            Data::NoRoom(self.size)
+        } else {
+            Data::Complete(self.data, self.reservation)
+        }
+    }
 }
 
 /// The buffered connection: input waiting to be consumed and replies waiting to be sent.
@@ -111,6 +329,8 @@ struct Conn {
     pos: usize,
     output: Vec<u8>,
     timeout: Duration,
+    /// The end of the session ([`SmtpConfig::session_timeout`]).
+    deadline: Instant,
 }
 
 impl Conn {
@@ -123,8 +343,9 @@ impl Conn {
         if self.output.is_empty() {
             return Ok(());
         }
+        let timeout = self.wait();
         let write = self.stream.write_all(&self.output);
-        match tokio::time::timeout(self.timeout, write).await {
+        match tokio::time::timeout(timeout, write).await {
             Ok(Ok(())) => {
                 self.output.clear();
                 Ok(())
@@ -137,6 +358,12 @@ impl Conn {
         }
     }
 
+    /// How long to wait for the client now: the command timeout, cut short by the session's end.
+    fn wait(&self) -> Duration {
+        self.timeout
+            .min(self.deadline.saturating_duration_since(Instant::now()))
+    }
+
     /// Sends pending replies, then waits for more input (up to the command timeout,
     /// and, if `stop` is given, until the server shuts down).
     async fn fill(&mut self, stop: Option<&mut watch::Receiver<bool>>) -> Result<(), Stop> {
@@ -146,7 +373,8 @@ impl Conn {
             self.pos = 0;
         }
         self.input.reserve(READ_CHUNK);
-        let read = tokio::time::timeout(self.timeout, self.stream.read_buf(&mut self.input));
+        let timeout = self.wait();
+        let read = tokio::time::timeout(timeout, self.stream.read_buf(&mut self.input));
         let result = match stop {
             Some(stop) => tokio::select! {
                 result = read => result,
@@ -199,33 +427,30 @@ impl Conn {
         }
     }
 
-    /// Reads message data up to the `.` line, undoing dot-stuffing. Past `max` bytes the
-    /// data is read on to its end but not kept.
-    async fn data(&mut self, max: usize) -> Result<Data, Stop> {
-        let mut data = Vec::new();
-        let mut size = 0usize;
+    /// Reads message data up to the `.` line, undoing dot-stuffing. Past `max` bytes, or
+    /// once `reservation` cannot grow within the buffer budget, the data is read on to its
+    /// end but not kept.
+    async fn data(&mut self, max: usize, reservation: Reservation) -> Result<Data, Stop> {
+        let mut sink = Sink {
+            data: Vec::new(),
+            size: 0,
+            max,
+            no_room: false,
+            reservation,
+        };
         let mut at_line_start = true;
         loop {
             while let Some(line) = self.take_line() {
                 let mut line = line;
                 if at_line_start {
                     if line == b".\r\n" || line == b".\n" {
-                        return Ok(if size > max {
-                            Data::TooBig(size)
-                        } else {
-                            Data::Complete(data)
-                        });
+                        return Ok(sink.finish());
                     }
                     if line.first() == Some(&b'.') {
                         line = &line[1..];
                     }
                 }
-                size += line.len();
-                if size <= max {
-                    data.extend_from_slice(line);
-                } else if !data.is_empty() {
-                    data = Vec::new();
-                }
+                sink.push(line);
                 at_line_start = true;
             }
             if self.pending().len() > MAX_BUFFERED_DATA_LINE {
@@ -234,12 +459,7 @@ impl Conn {
                 if at_line_start && piece.first() == Some(&b'.') {
                     piece = &piece[1..];
                 }
-                size += piece.len();
-                if size <= max {
-                    data.extend_from_slice(piece);
-                } else if !data.is_empty() {
-                    data = Vec::new();
-                }
+                sink.push(piece);
                 // A lone CR at the end of a piece would belong to the line ending; it is
                 // kept either way, as the line is not the terminator.
                 at_line_start = false;
@@ -261,6 +481,7 @@ struct Session {
     peer: SocketAddr,
     mailbox: Arc<dyn Mailbox>,
     config: Arc<SmtpConfig>,
+    usage: Arc<SmtpUsage>,
     stop: watch::Receiver<bool>,
     greeted: bool,
     envelope: Option<Envelope>,
@@ -278,6 +499,7 @@ impl Session {
         peer: SocketAddr,
         mailbox: Arc<dyn Mailbox>,
         config: Arc<SmtpConfig>,
+        usage: Arc<SmtpUsage>,
         stop: watch::Receiver<bool>,
     ) -> Self {
         let _ = stream.set_nodelay(true);
@@ -288,10 +510,12 @@ impl Session {
                 pos: 0,
                 output: Vec::new(),
                 timeout: config.command_timeout,
+                deadline: Instant::now() + config.session_timeout,
             },
             peer,
             mailbox,
             config,
+            usage,
             stop,
             greeted: false,
             envelope: None,
@@ -388,9 +612,9 @@ impl Session {
                     .reply(&format!("221 2.0.0 {host} closing connection"));
                 return Ok(Next::Quit);
             }
-            "VRFY" => self
-                .conn
-                .reply("252 2.5.0 cannot VRFY user, but will accept mail for known addresses"),
+            "VRFY" => self.conn.reply(
+                "252 2.5.0 cannot VRFY user, but will accept the message and attempt delivery",
+            ),
             "HELP" => self
                 .conn
                 .reply("214 2.0.0 commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY"),
@@ -421,6 +645,18 @@ impl Session {
                             "552 5.3.4 message size exceeds the limit of {} bytes",
                             self.config.max_message_bytes
                         ));
+                    }
+                    Ok(size)
+                        if size
+                            > self
+                                .config
+                                .max_buffered_bytes
+                                .saturating_sub(self.usage.buffered_bytes())
+                                as u64 =>
+                    {
+                        return self
+                            .conn
+                            .reply("452 4.3.1 insufficient system storage, try again later");
                     }
                     Ok(_) => {}
                     Err(_) => return self.conn.reply("501 5.5.4 bad SIZE parameter"),
@@ -461,7 +697,13 @@ impl Session {
         if envelope.recipients.len() >= self.config.max_recipients {
             return self.conn.reply("452 4.5.3 too many recipients");
         }
-        match self.mailbox.accepts(&rcpt).await {
+        // RFC 5321 4.5.1: `postmaster` without a domain is always accepted.
+        let accepted = if rcpt == "postmaster" {
+            Ok(true)
+        } else {
+            self.mailbox.accepts(&rcpt).await
+        };
+        match accepted {
             Ok(true) => {
                 debug!(rcpt = %rcpt, "RCPT TO accepted");
                 if let Some(envelope) = &mut self.envelope {
@@ -470,8 +712,9 @@ impl Session {
                 self.conn.reply("250 2.1.5 OK");
             }
             Ok(false) => {
-                info!(rcpt = %rcpt, "RCPT TO refused: unknown address");
-                self.conn.reply("550 5.1.1 no such mailbox here");
+                info!(rcpt = %rcpt, "RCPT TO refused");
+                self.conn
+                    .reply("550 5.7.1 relaying denied: not a domain served here");
             }
             Err(e) => {
                 warn!(rcpt = %rcpt, error = %e, "RCPT TO lookup failed");
@@ -505,8 +748,13 @@ impl Session {
         self.conn
             .reply("354 start mail input; end with <CRLF>.<CRLF>");
         let max = self.config.max_message_bytes;
-        let raw = match self.conn.data(max).await? {
-            Data::Complete(raw) => raw,
+        let reservation = Reservation {
+            usage: self.usage.clone(),
+            max: self.config.max_buffered_bytes,
+            bytes: 0,
+        };
+        let (raw, reservation) = match self.conn.data(max, reservation).await? {
+            Data::Complete(raw, reservation) => (raw, reservation),
             Data::TooBig(size) => {
                 info!(size, max, "message refused: too big");
                 self.conn.reply(&format!(
@@ -514,8 +762,20 @@ impl Session {
                 ));
                 return Ok(());
             }
+            Data::NoRoom(size) => {
+                self.usage.refused_messages.fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    size,
+                    max_buffered = self.config.max_buffered_bytes,
+                    "message refused: the listener's buffer budget is spent"
+                );
+                self.conn
+                    .reply("452 4.3.1 insufficient system storage, try again later");
+                return Ok(());
+            }
         };
         let reply = self.deliver(envelope, raw).await;
+        drop(reservation);
         self.conn.reply(&reply);
         Ok(())
     }

@@ -387,13 +387,37 @@ async fn unknown_recipient_gets_550_and_nothing_is_delivered() {
         .expect("MAIL FROM:<jane@customer.example>", 250)
         .await;
     let reply = client.expect("RCPT TO:<nobody@example.com>", 550).await;
-    assert_eq!(reply.text(), "550 5.1.1 no such mailbox here");
+    assert_eq!(
+        reply.text(),
+        "550 5.7.1 relaying denied: not a domain served here"
+    );
     client.expect("DATA", 503).await;
     // The message text, sent anyway by a careless client, is taken as (bad) commands.
     client.expect("Subject: hi", 500).await;
     client.expect("QUIT", 221).await;
     assert!(client.closed().await);
     assert!(server.mailbox.delivered().is_empty());
+}
+
+#[tokio::test]
+async fn bare_postmaster_is_always_accepted() {
+    // RFC 5321 4.5.1: `postmaster` without a domain, whatever the mailbox says.
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    client.begin("jane@customer.example", "postmaster").await;
+    client
+        .send(&simple_message("pm@x", "to the postmaster"))
+        .await;
+    assert_eq!(client.reply().await.code, 250);
+    let delivered = server.mailbox.delivered();
+    assert_eq!(delivered[0].recipients, vec!["postmaster"]);
+    // Any other address is still the mailbox's to judge.
+    client
+        .expect("MAIL FROM:<jane@customer.example>", 250)
+        .await;
+    client
+        .expect("RCPT TO:<postmaster@elsewhere.example>", 550)
+        .await;
 }
 
 #[tokio::test]

@@ -136,6 +136,10 @@ pub struct Message {
     /// `received` (inbound), `sent`, `delivered`, `undelivered`, `failed`.
     pub status: String,
     pub error_code: Option<String>,
+    /// An inbound email whose `From` the trusted MX did not authenticate: shown, but taken as
+    /// anyone's words, not the customer's — it was attributed to nothing and changed no
+    /// recipient's state. False for every other message.
+    pub unverified_sender: bool,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
 }
@@ -179,6 +183,10 @@ pub struct InboundMessage {
     /// `In-Reply-To`): (outreach id, recipient id). Used instead of the newest one, whatever its
     /// age, when that recipient was sent from this sender to this customer.
     pub in_reply_to: Option<(Uuid, i64)>,
+    /// The sender of the message is not authenticated (an email without a passing
+    /// `Authentication-Results` from the trusted MX): it is stored and marked so, but not
+    /// attributed (no recipient becomes `replied`, the conversation's campaign stays).
+    pub unverified_sender: bool,
 }
 
 /// What [`crate::Store::receive_message`] did.
@@ -243,6 +251,27 @@ pub struct Suppression {
 }
 
 // ---------------------------------------------------------------- shared by both backends
+
+/// Counts (0 or 1) the email senders at the domain `$1`, in both dialects. The domain must be
+/// [`plain_domain`], so that it holds no `LIKE` wildcard.
+pub(crate) const SERVES_EMAIL_DOMAIN: &str = "SELECT count(*) FROM (SELECT 1 FROM senders \
+     WHERE channel = 'email' AND lower(address) LIKE ('%@' || $1) LIMIT 1) AS s";
+
+/// `domain` lower-cased, if it is a plain domain name (letters, digits, `-`, dots between
+/// labels): nothing else can be an email sender's domain.
+pub(crate) fn plain_domain(domain: &str) -> Option<String> {
+    let domain = domain.trim().to_ascii_lowercase();
+    let ok = !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    ok.then_some(domain)
+}
 
 /// The states a provider's status report may carry (`replied` comes from an inbound message, not
 /// a report; the others are Herald's own).
@@ -326,6 +355,7 @@ pub(crate) struct MessageRow {
     pub provider_message_id: Option<String>,
     pub status: String,
     pub error_code: Option<String>,
+    pub unverified_sender: bool,
     pub created_us: i64,
 }
 
@@ -334,7 +364,7 @@ macro_rules! message_cols_sqlite {
     () => {
         "id, customer_id, sender_id, direction, author, channel, from_address, to_address, \
          subject, body, campaign_id, outreach_id, recipient_id, provider_message_id, status, \
-         error_code, created_at"
+         error_code, unverified_sender, created_at"
     };
 }
 pub(crate) use message_cols_sqlite;
@@ -344,7 +374,8 @@ macro_rules! message_cols_pg {
     () => {
         "id, customer_id, sender_id, direction, author, channel, from_address, to_address, \
          subject, body, campaign_id, outreach_id, recipient_id, provider_message_id, status, \
-         error_code, (extract(epoch from created_at) * 1000000)::int8 AS created_at"
+         error_code, unverified_sender, \
+         (extract(epoch from created_at) * 1000000)::int8 AS created_at"
     };
 }
 pub(crate) use message_cols_pg;
@@ -359,6 +390,7 @@ where
     for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> bool: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     &'static str: sqlx::ColumnIndex<R>,
 {
     use crate::common::col;
@@ -382,6 +414,7 @@ where
         provider_message_id: col(r, e, i, "provider_message_id")?,
         status: col(r, e, i, "status")?,
         error_code: col(r, e, i, "error_code")?,
+        unverified_sender: col(r, e, i, "unverified_sender")?,
         created_us: col(r, e, i, "created_at")?,
     })
 }
@@ -419,6 +452,7 @@ impl MessageRow {
             provider_message_id: self.provider_message_id,
             status: self.status,
             error_code: self.error_code,
+            unverified_sender: self.unverified_sender,
             created_at: timestamp("message", id, "created_at", self.created_us)?,
         })
     }
@@ -594,6 +628,7 @@ where
     for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> bool: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     &'static str: sqlx::ColumnIndex<R>,
 {
     rows.iter().map(|r| message_row(r)?.parse()).collect()

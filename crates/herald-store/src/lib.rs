@@ -226,6 +226,10 @@ pub trait Store: Send + Sync + 'static {
         channel: herald_core::Channel,
         address: &str,
     ) -> Result<Option<Sender>>;
+    /// Whether some email sender's address is at `domain` (lower-case, as `example.com`): the
+    /// SMTP listener accepts every address of such a domain alike, so that its answers do not
+    /// tell which addresses exist. False for anything that is not a plain domain name.
+    async fn serves_email_domain(&self, domain: &str) -> Result<bool>;
     /// One recipient of an outreach. [`StoreError::NotFound`] (entity `recipient`) if the
     /// outreach has no recipient with that id (a recipient id is a number: the error's uuid is
     /// the one whose low 64 bits are that number).

@@ -1070,6 +1070,17 @@ impl Store for SqliteStore {
         crate::sqlite_conversation::find_sender(&self.pool, channel, address).await
     }
 
+    async fn serves_email_domain(&self, domain: &str) -> Result<bool> {
+        let Some(domain) = crate::conversation::plain_domain(domain) else {
+            return Ok(false);
+        };
+        let n: i64 = sqlx::query_scalar(crate::conversation::SERVES_EMAIL_DOMAIN)
+            .bind(domain)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
     async fn get_recipient(&self, outreach_id: Uuid, recipient_id: i64) -> Result<RecipientRecord> {
         crate::sqlite_dispatch::get_recipient(&self.pool, outreach_id, recipient_id).await
     }

@@ -532,13 +532,18 @@ pub(crate) async fn receive_message(pool: &SqlitePool, msg: &InboundMessage) -> 
             })?;
     let at_us = micros(msg.received_at);
     let customer_id = customer_id(&mut tx, &msg.from, at_us).await?;
-    let attributed = attribute(&mut tx, customer_id, msg).await?;
+    // An unauthenticated sender's message is kept but answers no outreach.
+    let attributed = if msg.unverified_sender {
+        None
+    } else {
+        attribute(&mut tx, customer_id, msg).await?
+    };
     let row = sqlx::query(concat!(
         "INSERT INTO messages (id, customer_id, sender_id, direction, author, channel, \
          from_address, to_address, subject, body, campaign_id, outreach_id, recipient_id, \
-         provider_message_id, status, created_at) \
+         provider_message_id, status, created_at, unverified_sender) \
          VALUES ($1, $2, $3, 'inbound', 'customer', $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-                 'received', $13) \
+                 'received', $13, $14) \
          ON CONFLICT DO NOTHING RETURNING ",
         message_cols_sqlite!()
     ))
@@ -555,6 +560,7 @@ pub(crate) async fn receive_message(pool: &SqlitePool, msg: &InboundMessage) -> 
     .bind(attributed.map(|a| a.2))
     .bind(&msg.provider_message_id)
     .bind(at_us)
+    .bind(msg.unverified_sender)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else {

@@ -42,6 +42,8 @@ macro_rules! conformance {
 }
 
 conformance!(
+    an_unverified_sender_is_kept_but_answers_no_outreach,
+    email_domains_served_by_senders,
     migrate_twice_and_ping,
     inbox_agent_number_round_trip,
     inbox_round_trip,
@@ -2967,6 +2969,7 @@ fn inbound(
         received_at: at,
         attribute_since: since,
         in_reply_to: None,
+        unverified_sender: false,
     }
 }
 
@@ -3434,6 +3437,104 @@ async fn replies_outside_the_window_are_not_attributed(store: &dyn Store) {
     assert_eq!(after.conversation.campaign_id, Some(s.campaign));
     assert_eq!(after.conversation.outreach_id, Some(s.outreach));
     assert_eq!(after.conversation.id, got.conversation.id);
+}
+
+/// An email whose From the trusted MX did not authenticate: kept and marked on the timeline,
+/// but attributed to nothing, even when it names the outreach message it answers.
+async fn an_unverified_sender_is_kept_but_answers_no_outreach(store: &dyn Store) {
+    let s = sending(store, 1).await;
+    let sent = send_all(store, &s, s.outreach, t(10)).await;
+    let address = sent[0].address.clone();
+    let forged = store
+        .receive_message(&InboundMessage {
+            in_reply_to: Some((s.outreach, sent[0].id)),
+            unverified_sender: true,
+            ..inbound(&s, &address, Some("F1"), t(20), t(0))
+        })
+        .await
+        .unwrap();
+    assert!(!forged.duplicate);
+    assert!(forged.message.unverified_sender);
+    assert_eq!(forged.attributed, None);
+    assert_eq!(
+        (
+            forged.message.campaign_id,
+            forged.message.outreach_id,
+            forged.message.recipient_id
+        ),
+        (None, None, None)
+    );
+    assert_eq!(forged.conversation.campaign_id, None);
+    assert_eq!(
+        recipient(store, s.outreach, sent[0].id).await.state,
+        DeliveryState::Sent
+    );
+    // On the timeline, marked; the outreach message is not.
+    let timeline = store
+        .conversation_messages(forged.conversation.id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(timeline.len(), 2);
+    assert!(!timeline[0].unverified_sender);
+    assert!(timeline[1].unverified_sender);
+    assert_eq!(timeline[1].id, forged.message.id);
+    // A replay is the same stored, marked message.
+    let again = store
+        .receive_message(&InboundMessage {
+            unverified_sender: true,
+            ..inbound(&s, &address, Some("F1"), t(21), t(0))
+        })
+        .await
+        .unwrap();
+    assert!(again.duplicate && again.message.unverified_sender);
+    // The customer's own, authenticated reply is attributed as ever.
+    let real = store
+        .receive_message(&InboundMessage {
+            in_reply_to: Some((s.outreach, sent[0].id)),
+            ..inbound(&s, &address, Some("R1"), t(30), t(0))
+        })
+        .await
+        .unwrap();
+    assert!(!real.message.unverified_sender);
+    assert_eq!(real.attributed, Some((s.campaign, s.outreach, sent[0].id)));
+    assert_eq!(
+        recipient(store, s.outreach, sent[0].id).await.state,
+        DeliveryState::Replied
+    );
+}
+
+async fn email_domains_served_by_senders(store: &dyn Store) {
+    let inbox = inbox(store, "Mail").await.id;
+    store
+        .create_sender(&sender_spec(
+            Channel::Email,
+            Address::Email(email("Help.Desk@Mail.Example.com")),
+            inbox,
+        ))
+        .await
+        .unwrap();
+    store
+        .create_sender(&sms("+14155550142", inbox))
+        .await
+        .unwrap();
+    assert!(store.serves_email_domain("mail.example.com").await.unwrap());
+    assert!(store.serves_email_domain("MAIL.example.COM").await.unwrap());
+    for other in [
+        "example.com",
+        "xmail.example.com",
+        "ail.example.com",
+        "%",
+        "%.example.com",
+        "_ail.example.com",
+        "",
+        "mail.example.com'",
+        "14155550142",
+    ] {
+        assert!(
+            !store.serves_email_domain(other).await.unwrap(),
+            "{other:?}"
+        );
+    }
 }
 
 async fn in_reply_to_beats_the_window(store: &dyn Store) {

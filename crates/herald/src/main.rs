@@ -486,6 +486,12 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             let hostname = url_host(&public_url).unwrap_or_else(|| "localhost".to_string());
             let mailbox = Arc::new(herald_engine::EmailInbox::new(replies.clone()));
             eprintln!("Herald accepts email replies over SMTP on {smtp_addr}");
+            if cfg.replies.trusted_authserv_id.trim().is_empty() {
+                tracing::warn!(
+                    "[replies] trusted_authserv_id is not set: every email reply is shown as from an \
+                     unverified sender and changes no recipient's state (see docs/security.md)"
+                );
+            }
             tracing::info!(addr = %smtp_addr, "smtp listener started");
             Some(tokio::spawn(herald_smtp_in::serve(
                 listener,

@@ -225,7 +225,7 @@ fn serve_takes_email_replies_over_smtp_only_when_asked() {
     assert!(reply(None).starts_with("220 "), "greeting");
     assert!(reply(Some("EHLO test.example")).starts_with("250 "));
     assert!(reply(Some("MAIL FROM:<ada@example.com>")).starts_with("250"));
-    // No email sender has this address: refused at once, nothing stored.
+    // No email sender is at this domain: refused at once, nothing stored.
     let refused = reply(Some("RCPT TO:<nobody@shop.example>"));
     assert!(refused.starts_with("550"), "{refused}");
     assert!(reply(Some("QUIT")).starts_with("221"));

@@ -135,6 +135,7 @@ async fn doctor_reports_misread_numbers(db: TestStore) {
             received_at: now,
             attribute_since: now,
             in_reply_to: None,
+            unverified_sender: false,
         })
         .await
         .unwrap();

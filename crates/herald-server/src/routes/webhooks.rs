@@ -3,6 +3,13 @@
 //! URL of the request and its form parameters, keyed with the account's auth token). A missing or
 //! wrong signature gets 403 and nothing else happens.
 //!
+//! Twilio's signature runs the sorted names and values together (`MessageSid` `SM…` signs the
+//! same as `MessageSi` `dSM…`), so a captured request can be re-split into a validly signed one
+//! without its `MessageSid` — which would dodge the replay check. A signed request is therefore
+//! also checked for its shape ([`check_shape`]) before anything else: only the parameter names
+//! Twilio documents for these webhooks, each once, and every `…Sid` of Twilio's form (`SM`/`MM`,
+//! `CA`, `AC`, `MG` and 32 lower-case hex digits). Anything else gets 400.
+//!
 //! - `POST /webhooks/twilio/sms` — a customer's text (`From`, `To`, `Body`, `MessageSid`): routed
 //!   to the conversation of the sender whose number it was sent to (see
 //!   [`herald_engine::replies`]); STOP/START/HELP are acted on; a replayed `MessageSid` changes
@@ -70,9 +77,201 @@ struct GatherQuery {
     language: String,
 }
 
-/// The form parameters of a request whose Twilio signature is valid; 403 otherwise.
+/// Which webhook a request is, for the parameters it must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hook {
+    InboundMessage,
+    Status,
+    Voice,
+}
+
+/// The parameters Twilio documents for its inbound-message, message status, call status and
+/// voice (TwiML fetch, answering-machine detection, `<Gather>`) webhooks. `MediaUrl{N}` and
+/// `MediaContentType{N}` are matched by prefix ([`known_param`]).
+const TWILIO_PARAMS: &[&str] = &[
+    // Every webhook.
+    "AccountSid",
+    "ApiVersion",
+    "From",
+    "To",
+    "FromCity",
+    "FromState",
+    "FromZip",
+    "FromCountry",
+    "ToCity",
+    "ToState",
+    "ToZip",
+    "ToCountry",
+    // Messaging: an incoming message.
+    "MessageSid",
+    "SmsSid",
+    "SmsMessageSid",
+    "SmsStatus",
+    "MessagingServiceSid",
+    "Body",
+    "NumMedia",
+    "NumSegments",
+    "MessageType",
+    "ProfileName",
+    "WaId",
+    "Forwarded",
+    "FrequentlyForwarded",
+    "ButtonText",
+    "ButtonPayload",
+    "Latitude",
+    "Longitude",
+    "Address",
+    "Label",
+    "OptOutType",
+    "AddOns",
+    "ChannelMetadata",
+    "OriginalRepliedMessageSender",
+    "OriginalRepliedMessageSid",
+    "ReferralNumMedia",
+    "ReferralBody",
+    "ReferralHeadline",
+    "ReferralSourceId",
+    "ReferralSourceType",
+    "ReferralSourceUrl",
+    "ReferralMediaId",
+    "ReferralMediaContentType",
+    "ReferralMediaUrl",
+    "ReferralCtwaClid",
+    // Messaging: a status callback.
+    "MessageStatus",
+    "ErrorCode",
+    "ErrorMessage",
+    "RawDlrDoneDate",
+    "ChannelInstallSid",
+    "ChannelPrefix",
+    "ChannelToAddress",
+    "StructuredMessage",
+    // Voice: the call, its status callbacks, answering-machine detection, <Gather>.
+    "CallSid",
+    "CallStatus",
+    "CallToken",
+    "Direction",
+    "ForwardedFrom",
+    "CallerName",
+    "ParentCallSid",
+    "Caller",
+    "CallerCity",
+    "CallerState",
+    "CallerZip",
+    "CallerCountry",
+    "Called",
+    "CalledCity",
+    "CalledState",
+    "CalledZip",
+    "CalledCountry",
+    "StirVerstat",
+    "StirPassportToken",
+    "AnsweredBy",
+    "MachineDetectionDuration",
+    "CallDuration",
+    "Duration",
+    "SipResponseCode",
+    "RecordingUrl",
+    "RecordingSid",
+    "RecordingDuration",
+    "Timestamp",
+    "CallbackSource",
+    "SequenceNumber",
+    "QueueTime",
+    "Digits",
+    "FinishedOnKey",
+    "SpeechResult",
+    "Confidence",
+    "msg",
+];
+
+fn known_param(name: &str) -> bool {
+    if TWILIO_PARAMS.contains(&name) {
+        return true;
+    }
+    ["MediaUrl", "MediaContentType"].iter().any(|prefix| {
+        name.strip_prefix(prefix)
+            .is_some_and(|n| !n.is_empty() && n.len() <= 2 && n.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// The prefixes a Twilio sid parameter may have: `SM` + 32 lower-case hex digits, ...
+fn sid_prefixes(name: &str) -> Option<&'static [&'static str]> {
+    Some(match name {
+        "MessageSid" | "SmsSid" | "SmsMessageSid" | "OriginalRepliedMessageSid" => &["SM", "MM"],
+        "CallSid" | "ParentCallSid" => &["CA"],
+        "AccountSid" => &["AC"],
+        "MessagingServiceSid" => &["MG"],
+        "RecordingSid" => &["RE"],
+        _ => return None,
+    })
+}
+
+fn is_sid(value: &str, prefixes: &[&str]) -> bool {
+    prefixes.iter().any(|p| {
+        value.strip_prefix(p).is_some_and(|hex| {
+            hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
+    })
+}
+
+/// A signed request's parameters are Twilio's, each once and of Twilio's form, and the sids the
+/// webhook needs are there (see the module docs); 400 naming the parameter otherwise.
+fn check_shape(hook: Hook, params: &[(String, String)]) -> Result<(), ApiError> {
+    let mut seen = std::collections::HashSet::new();
+    for (name, value) in params {
+        if !known_param(name) {
+            let shown: String = name.chars().take(64).collect();
+            return Err(ApiError::bad_param(
+                shown.clone(),
+                format!(
+                    "`{shown}` is not a parameter of Twilio's webhooks; this request was not made                      by Twilio as it was signed, and changed nothing"
+                ),
+            ));
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(ApiError::bad_param(
+                name.clone(),
+                "is given twice; Twilio sends each parameter once, so the request changed nothing",
+            ));
+        }
+        if let Some(prefixes) = sid_prefixes(name)
+            && !is_sid(value, prefixes)
+        {
+            return Err(ApiError::bad_param(
+                name.clone(),
+                format!(
+                    "is not a Twilio sid ({} and 32 lower-case hex digits); the request changed nothing",
+                    prefixes.join(" or ")
+                ),
+            ));
+        }
+    }
+    let has = |name: &str| seen.contains(name);
+    let missing = if !has("AccountSid") {
+        Some("AccountSid")
+    } else {
+        match hook {
+            Hook::InboundMessage if !has("MessageSid") => Some("MessageSid"),
+            Hook::Status if !has("MessageSid") && !has("CallSid") => Some("MessageSid"),
+            Hook::Voice if !has("CallSid") => Some("CallSid"),
+            _ => None,
+        }
+    };
+    match missing {
+        Some(name) => Err(ApiError::bad_param(
+            name,
+            "is missing; Twilio sends it with every request to this webhook, so the request changed nothing",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The form parameters of a request whose Twilio signature is valid (403 otherwise) and whose
+/// parameters have the shape of `hook`'s (400 otherwise, see [`check_shape`]).
 fn verified(
     state: &AppState,
+    hook: Hook,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
@@ -99,6 +298,7 @@ fn verified(
             "the X-Twilio-Signature header is missing or does not match this request",
         ));
     }
+    check_shape(hook, &params)?;
     Ok((twilio, params))
 }
 
@@ -128,7 +328,7 @@ async fn voice(
     Query(q): Query<VoiceQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let (twilio, params) = verified(&state, &uri, &headers, &body)?;
+    let (twilio, params) = verified(&state, Hook::Voice, &uri, &headers, &body)?;
     let language = language(&q.language)?;
     let gather = match q.agent.as_deref().filter(|a| !a.is_empty()) {
         Some(raw) => Some(herald_channels::gather_url_for(
@@ -158,7 +358,7 @@ async fn gather(
     Query(q): Query<GatherQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let (_, params) = verified(&state, &uri, &headers, &body)?;
+    let (_, params) = verified(&state, Hook::Voice, &uri, &headers, &body)?;
     let language = language(&q.language)?;
     let agent = agent(&q.agent)?;
     Ok(twiml(herald_channels::gather_response_twiml(
@@ -185,7 +385,7 @@ async fn inbound_sms(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let (_, params) = verified(&state, &uri, &headers, &body)?;
+    let (_, params) = verified(&state, Hook::InboundMessage, &uri, &headers, &body)?;
     let to_raw = param(&params, "To");
     let to = E164::parse(to_raw, None)
         .map_err(|e| ApiError::bad_param("To", format!("`{to_raw}`: {e}")))?;
@@ -237,7 +437,7 @@ async fn status(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let (_, params) = verified(&state, &uri, &headers, &body)?;
+    let (_, params) = verified(&state, Hook::Status, &uri, &headers, &body)?;
     let (sid, status) = match param(&params, "MessageSid") {
         "" => (param(&params, "CallSid"), param(&params, "CallStatus")),
         sid => (sid, param(&params, "MessageStatus")),

@@ -233,6 +233,8 @@ struct TimelineItem {
     subject: Option<String>,
     body: String,
     status: String,
+    /// An email whose From the trusted MX did not authenticate.
+    unverified: bool,
 }
 
 #[derive(Template)]
@@ -340,6 +342,7 @@ async fn conversation_page(
             subject: m.subject.clone().filter(|s| !s.trim().is_empty()),
             body: m.body.clone(),
             status: m.status.clone(),
+            unverified: m.unverified_sender,
         });
     }
     let sender_address = sender.address.to_string();
