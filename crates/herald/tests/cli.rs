@@ -17,16 +17,7 @@ async fn walk_through(dir: &Path, db: &str) {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("up to date"));
 
-    let out = herald(dir, db)
-        .args(["token", "create", "--name", "ops", "--role", "admin"])
-        .output()
-        .expect("token create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let token = common::admin_token(dir, db);
     assert!(token.starts_with("hrld_") && token.len() == 69, "{token}");
     let out = herald(dir, db)
         .args(["token", "create", "--name", "x", "--role", "owner"])

@@ -16,16 +16,7 @@ mod common;
 use common::{herald, serve};
 
 fn token(dir: &Path, db: &str) -> String {
-    let out = herald(dir, db)
-        .args(["token", "create", "--name", "ops", "--role", "admin"])
-        .output()
-        .expect("token create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    common::admin_token(dir, db)
 }
 
 struct Api {

@@ -455,12 +455,7 @@ async fn no_secret_reaches_the_log() {
     let twilio_token = "twilio-auth-token-1a2b3c4d";
 
     // A token made before serving (it needs the database migrated).
-    let out = herald(dir.path(), &db)
-        .args(["token", "create", "--name", "ops", "--role", "admin"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let api_token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let api_token = common::admin_token(dir.path(), &db);
 
     let mut child = herald(dir.path(), &db)
         .args(["serve", "--bind", "127.0.0.1:0"])
@@ -691,11 +686,7 @@ async fn responses_carry_security_headers() {
     let dir = tempfile::tempdir().unwrap();
     let db = sqlite_url(dir.path());
     create_user(dir.path(), &db, "ann@example.com", "admin");
-    let out = herald(dir.path(), &db)
-        .args(["token", "create", "--name", "t", "--role", "admin"])
-        .output()
-        .unwrap();
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let token = common::admin_token(dir.path(), &db);
     let (server, base, _) = serve_reading(dir.path(), &db, &[], &[], None, WAIT);
     let session = web_sign_in(&base, "ann@example.com", PASSWORD)
         .await

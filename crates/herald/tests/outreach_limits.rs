@@ -27,16 +27,7 @@ async fn configured_caps_hold(dir: &Path, db: &str) {
         "[outreaches]\nmax_columns = 4\nevent_streams_per_caller = 1\n",
     )
     .unwrap();
-    let out = herald(dir, db)
-        .args(["token", "create", "--name", "ops", "--role", "admin"])
-        .output()
-        .expect("token create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let token = common::admin_token(dir, db);
 
     let (child, base) = serve(dir, db);
     let http = reqwest::Client::new();

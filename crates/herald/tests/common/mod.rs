@@ -15,6 +15,20 @@ pub fn herald(dir: &Path, db: &str) -> Command {
     cmd
 }
 
+/// `herald token create` for an admin token: the token (the command must succeed).
+pub fn admin_token(dir: &Path, db: &str) -> String {
+    let out = herald(dir, db)
+        .args(["token", "create", "--name", "ops", "--role", "admin"])
+        .output()
+        .expect("token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// A running `herald serve`; killed if the test fails before it stops it.
 pub struct Herald(Option<Child>);
 
