@@ -30,7 +30,8 @@ pub struct Finding {
     pub what: String,
 }
 
-/// What is wrong with a recipient's stored number, if anything: `(certain, message)`.
+/// What is wrong with a recipient's stored number, if anything (the message says "possibly"
+/// when the file value was not kept).
 pub fn check_recipient(r: &RecipientPhone) -> Option<String> {
     let region = r.default_region.as_deref().filter(|s| !s.is_empty());
     if let Some(raw) = &r.raw_address {
