@@ -62,7 +62,9 @@ pub struct Recipient {
     /// Normalized contact address: E.164 phone number or email with a lower-cased domain.
     pub address: Address,
     /// A phone number as written in the file (trimmed, at most 64 characters) when that differs
-    /// from `address`; `None` for emails and for numbers already written in E.164.
+    /// from `address`; empty when the file wrote `address`'s own digits in another layout
+    /// (`(415) 555-2671` for `+14155552671` in region US); `None` for emails and for numbers
+    /// written exactly in E.164.
     pub raw_contact: Option<String>,
     /// Canonical IANA time zone name from the `timezone` column, when the row has one.
     pub timezone: Option<String>,

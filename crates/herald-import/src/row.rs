@@ -48,6 +48,8 @@ pub(crate) struct Validator<'a> {
     pub(crate) suppressions: &'a (dyn Fn(&Address) -> bool + Sync),
     /// `"name":` for each variable column, escaped once.
     keys: Vec<String>,
+    /// The default region's country calling code (`"1"` for US), if a region is given.
+    region_code: Option<String>,
 }
 
 impl<'a> Validator<'a> {
@@ -67,12 +69,19 @@ impl<'a> Validator<'a> {
                 key
             })
             .collect();
+        let region_code = region.and_then(|r| {
+            herald_core::address::phone_regions()
+                .into_iter()
+                .find(|(id, _)| id.eq_ignore_ascii_case(r))
+                .map(|(_, code)| code.to_string())
+        });
         Self {
             plan,
             decode,
             region,
             suppressions,
             keys,
+            region_code,
         }
     }
 
@@ -158,13 +167,15 @@ impl<'a> Validator<'a> {
             Address::Email(e) => DedupKey::of(&e.as_str().to_lowercase()),
         };
         let suppressed = (self.suppressions)(&address);
-        // A phone number as the file wrote it, when that is not already its E.164 form: kept so
-        // that a later, better reading can be checked against it (`herald doctor phones`).
+        // A phone number as the file wrote it, so that a later, better reading can be checked
+        // against it (`herald doctor phones`). Empty when the file wrote the stored number's own
+        // digits in another layout: re-reading the stored number is then the same check, and
+        // most files (`(415) 555-2671`, `+1 415-555-2671`) keep nothing per row.
         let raw_contact = match &address {
-            Address::Phone(p) if p.as_str() != contact => {
-                Some(contact.chars().take(MAX_RAW_CONTACT).collect())
-            }
-            _ => None,
+            Address::Phone(p) if p.as_str() == contact => None,
+            Address::Phone(p) if self.only_layout(contact, p.as_str()) => Some(String::new()),
+            Address::Phone(_) => Some(contact.chars().take(MAX_RAW_CONTACT).collect()),
+            Address::Email(_) => None,
         };
         Outcome::Valid {
             recipient: Recipient {
@@ -177,6 +188,36 @@ impl<'a> Validator<'a> {
             },
             key,
         }
+    }
+
+    /// Whether `written` is the E.164 number `stored` in another layout: digits and the usual
+    /// separators only, its digits being the stored number's digits, either whole (`+1 415…`,
+    /// `1-415-…`) or after the default region's country code (`(415) 555-2671` in region US).
+    fn only_layout(&self, written: &str, stored: &str) -> bool {
+        let stored = stored.strip_prefix('+').unwrap_or(stored).as_bytes();
+        let body = written.strip_prefix('+').unwrap_or(written).as_bytes();
+        let mut digits = 0;
+        for &b in body {
+            match b {
+                b'0'..=b'9' => digits += 1,
+                b' ' | b'-' | b'.' | b'(' | b')' | b'/' => {}
+                _ => return false,
+            }
+        }
+        let rest = if digits == stored.len() {
+            stored
+        } else {
+            match &self.region_code {
+                Some(code) if !written.starts_with('+') => {
+                    match stored.strip_prefix(code.as_bytes()) {
+                        Some(rest) if rest.len() == digits => rest,
+                        _ => return false,
+                    }
+                }
+                _ => return false,
+            }
+        };
+        body.iter().filter(|b| b.is_ascii_digit()).eq(rest.iter())
     }
 
     fn variables_json(&self, fields: &[&[u8]]) -> String {

@@ -86,7 +86,7 @@ fn basic_recipients() -> Vec<Recipient> {
         Recipient {
             line: 2,
             address: phone("+14155552671"),
-            raw_contact: Some("+1 415 555 2671".into()),
+            raw_contact: Some(String::new()),
             timezone: Some("America/New_York".into()),
             variables_json: r#"{"first_name":"Jane","last_name":"Doe","plan":"pro"}"#.into(),
             suppressed: false,
@@ -94,7 +94,7 @@ fn basic_recipients() -> Vec<Recipient> {
         Recipient {
             line: 3,
             address: phone("+14155552672"),
-            raw_contact: Some("(415) 555-2672".into()),
+            raw_contact: Some(String::new()),
             timezone: None,
             variables_json: r#"{"first_name":"John","last_name":"Smith","plan":"basic"}"#.into(),
             suppressed: false,
@@ -102,7 +102,7 @@ fn basic_recipients() -> Vec<Recipient> {
         Recipient {
             line: 4,
             address: phone("+442079460958"),
-            raw_contact: Some("+44 20 7946 0958".into()),
+            raw_contact: Some(String::new()),
             timezone: Some("Europe/London".into()),
             variables_json: r#"{"first_name":"Amélie","last_name":"Müller","plan":"pro"}"#.into(),
             suppressed: false,
@@ -679,5 +679,41 @@ fn the_error_report_is_neutralized_csv() {
         "line,column,value,reason\n\
          2,phone,'=1+1,`=1+1` is not a phone number\n\
          4,phone,'+14155552671,duplicate of line 3\n"
+    );
+}
+
+#[test]
+fn the_file_value_is_kept_when_it_says_more_than_the_stored_number() {
+    let mut opts = ImportOptions::new(Channel::Sms);
+    opts.default_region = Some("DE".into());
+    let csv = "phone\n\
+               +4930901820\n\
+               +49 30 901821\n\
+               30 901822\n\
+               030 901823\n\
+               0049 30 901824\n\
+               +49 (0)30 901825\n\
+               +49-30-901826 ext. 7\n";
+    let (_, sink) = ok(run_with(csv.as_bytes().to_vec(), &opts, &no_suppressions));
+    let kept: Vec<(String, Option<String>)> = sink
+        .recipients
+        .iter()
+        .map(|r| (r.address.to_string(), r.raw_contact.clone()))
+        .collect();
+    let s = |a: &str, raw: Option<&str>| (a.to_string(), raw.map(str::to_string));
+    assert_eq!(
+        kept,
+        vec![
+            // Written exactly as stored: nothing to keep.
+            s("+4930901820", None),
+            // The stored digits in another layout, whole or after the region's code: empty.
+            s("+4930901821", Some("")),
+            s("+4930901822", Some("")),
+            // A trunk prefix, an international prefix, a bracketed `(0)`, an extension: kept.
+            s("+4930901823", Some("030 901823")),
+            s("+4930901824", Some("0049 30 901824")),
+            s("+4930901825", Some("+49 (0)30 901825")),
+            s("+4930901826", Some("+49-30-901826 ext. 7")),
+        ]
     );
 }

@@ -5,7 +5,8 @@
 //! stored as `+863912345678`): the texts went to someone else. This command reports — and never
 //! rewrites — every recipient, customer and opt-out whose stored number the current reading
 //! would not give:
-//! * a recipient whose file value (kept since migration 0009) now reads as another number;
+//! * a recipient whose file value (kept since migration 0009 when it says more than the stored
+//!   number's digits in another layout: empty otherwise) now reads as another number;
 //! * a recipient imported before that, whose number would have come out of that bug: stored
 //!   `+CC N` for an outreach read in region R, while `+CC` + R's national prefix + `N` is a valid
 //!   number as written ("possibly": the file value itself was not kept);
@@ -34,6 +35,10 @@ pub struct Finding {
 /// when the file value was not kept).
 pub fn check_recipient(r: &RecipientPhone) -> Option<String> {
     let region = r.default_region.as_deref().filter(|s| !s.is_empty());
+    if r.raw_address.as_deref() == Some("") {
+        // The file wrote the stored number's own digits in another layout.
+        return check_stored(&r.address).map(|problem| format!("line {}: {problem}", r.line));
+    }
     if let Some(raw) = &r.raw_address {
         return match E164::parse(raw, region) {
             Ok(now) if now.as_str() == r.address => None,

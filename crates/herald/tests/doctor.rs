@@ -106,14 +106,17 @@ async fn doctor_reports_misread_numbers(db: TestStore) {
             row(4, "+14155552671", Some("(415) 555-2671")),
             // Imported before file values were kept: the German mobile lost its 1.
             row(5, "+495123456789", None),
+            // The same shape, but imported since: the file wrote these very digits (`+49 512…`),
+            // so it is not a "possibly".
+            row(6, "+495123456788", Some("")),
         ])
         .await
         .unwrap();
     let outreach = import.outreach_id();
     import
         .commit(&ImportSummary {
-            rows: 4,
-            accepted: 4,
+            rows: 5,
+            accepted: 5,
             ..Default::default()
         })
         .await
