@@ -787,7 +787,7 @@ macro_rules! timed {
 }
 
 #[async_trait]
-impl Store for TimedStore {
+impl herald_store::Schema for TimedStore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
@@ -797,6 +797,10 @@ impl Store for TimedStore {
     async fn ping(&self) -> herald_store::Result<()> {
         self.inner.ping().await
     }
+}
+
+#[async_trait]
+impl herald_store::Catalog for TimedStore {
     async fn create_inbox(&self, spec: &InboxSpec) -> herald_store::Result<Inbox> {
         self.inner.create_inbox(spec).await
     }
@@ -865,6 +869,259 @@ impl Store for TimedStore {
     async fn delete_campaign(&self, id: Uuid) -> herald_store::Result<()> {
         self.inner.delete_campaign(id).await
     }
+    async fn find_sender(
+        &self,
+        channel: Channel,
+        address: &str,
+    ) -> herald_store::Result<Option<Sender>> {
+        self.inner.find_sender(channel, address).await
+    }
+    async fn serves_email_domain(&self, domain: &str) -> herald_store::Result<bool> {
+        self.inner.serves_email_domain(domain).await
+    }
+}
+
+#[async_trait]
+impl herald_store::Outreaches for TimedStore {
+    async fn begin_outreach(
+        &self,
+        new: &NewOutreach,
+    ) -> herald_store::Result<Box<dyn OutreachImport>> {
+        self.inner.begin_outreach(new).await
+    }
+    async fn get_outreach(&self, id: Uuid) -> herald_store::Result<Outreach> {
+        self.inner.get_outreach(id).await
+    }
+    async fn list_outreaches(
+        &self,
+        campaign_id: Uuid,
+        status: Option<OutreachStatus>,
+        page: Page,
+    ) -> herald_store::Result<Listing<Outreach>> {
+        self.inner.list_outreaches(campaign_id, status, page).await
+    }
+    async fn import_errors(
+        &self,
+        outreach_id: Uuid,
+        after: i64,
+        limit: u32,
+    ) -> herald_store::Result<Vec<(i64, ImportErrorRecord)>> {
+        self.inner.import_errors(outreach_id, after, limit).await
+    }
+    async fn get_recipient(
+        &self,
+        outreach_id: Uuid,
+        recipient_id: i64,
+    ) -> herald_store::Result<RecipientRecord> {
+        self.inner.get_recipient(outreach_id, recipient_id).await
+    }
+    async fn stop_outreach(&self, id: Uuid, now: Timestamp) -> herald_store::Result<Outreach> {
+        self.inner.stop_outreach(id, now).await
+    }
+    async fn retry_failed(&self, id: Uuid, now: Timestamp) -> herald_store::Result<u64> {
+        self.inner.retry_failed(id, now).await
+    }
+    async fn outreach_progress(&self, id: Uuid) -> herald_store::Result<Progress> {
+        self.inner.outreach_progress(id).await
+    }
+    async fn list_recipients(
+        &self,
+        outreach_id: Uuid,
+        state: Option<DeliveryState>,
+        after: i64,
+        limit: u32,
+    ) -> herald_store::Result<Vec<RecipientRecord>> {
+        self.inner
+            .list_recipients(outreach_id, state, after, limit)
+            .await
+    }
+}
+
+#[async_trait]
+impl herald_store::Dispatch for TimedStore {
+    async fn live_outreaches(&self) -> herald_store::Result<Vec<LiveOutreach>> {
+        timed!(self.live, self.inner.live_outreaches())
+    }
+    async fn outreach_status(&self, id: Uuid) -> herald_store::Result<OutreachStatus> {
+        timed!(self.status, self.inner.outreach_status(id))
+    }
+    async fn start_outreach(&self, id: Uuid, now: Timestamp) -> herald_store::Result<bool> {
+        timed!(self.other, self.inner.start_outreach(id, now))
+    }
+    async fn complete_outreach(&self, id: Uuid, now: Timestamp) -> herald_store::Result<bool> {
+        timed!(self.other, self.inner.complete_outreach(id, now))
+    }
+    async fn expire_pending(&self, id: Uuid, now: Timestamp) -> herald_store::Result<u64> {
+        timed!(self.other, self.inner.expire_pending(id, now))
+    }
+    async fn claim_due(
+        &self,
+        outreach_id: Uuid,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> herald_store::Result<Vec<ClaimedRecipient>> {
+        timed!(
+            self.claim,
+            self.inner.claim_due(outreach_id, now, lease_until, limit)
+        )
+    }
+    async fn record_results(
+        &self,
+        now: Timestamp,
+        results: &[DeliveryResult],
+    ) -> herald_store::Result<()> {
+        timed!(self.record, self.inner.record_results(now, results))
+    }
+    async fn record_results_with_messages(
+        &self,
+        now: Timestamp,
+        results: &[DeliveryResult],
+        sent: &[SentMessage],
+    ) -> herald_store::Result<()> {
+        timed!(
+            self.record,
+            self.inner.record_results_with_messages(now, results, sent)
+        )
+    }
+    async fn recover_expired_leases(
+        &self,
+        outreach_id: Uuid,
+        now: Timestamp,
+        policy: CrashPolicy,
+    ) -> herald_store::Result<u64> {
+        timed!(
+            self.other,
+            self.inner.recover_expired_leases(outreach_id, now, policy)
+        )
+    }
+}
+
+#[async_trait]
+impl herald_store::Suppressions for TimedStore {
+    async fn suppressed_addresses(
+        &self,
+        sender_id: Option<Uuid>,
+    ) -> herald_store::Result<HashSet<String>> {
+        self.inner.suppressed_addresses(sender_id).await
+    }
+    async fn add_suppression(
+        &self,
+        address: &str,
+        sender_id: Option<Uuid>,
+        reason: &str,
+    ) -> herald_store::Result<bool> {
+        timed!(
+            self.other,
+            self.inner.add_suppression(address, sender_id, reason)
+        )
+    }
+    async fn suppressed_among(
+        &self,
+        sender_id: Uuid,
+        addresses: &[String],
+    ) -> herald_store::Result<HashSet<String>> {
+        timed!(
+            self.other,
+            self.inner.suppressed_among(sender_id, addresses)
+        )
+    }
+    async fn suppression_for(
+        &self,
+        address: &str,
+        sender_id: Uuid,
+    ) -> herald_store::Result<Option<Suppression>> {
+        self.inner.suppression_for(address, sender_id).await
+    }
+    async fn list_suppressions(
+        &self,
+        address: Option<&str>,
+        page: Page,
+    ) -> herald_store::Result<Listing<Suppression>> {
+        self.inner.list_suppressions(address, page).await
+    }
+    async fn get_suppression(&self, id: Uuid) -> herald_store::Result<Suppression> {
+        self.inner.get_suppression(id).await
+    }
+    async fn delete_suppression(&self, id: Uuid) -> herald_store::Result<()> {
+        self.inner.delete_suppression(id).await
+    }
+    async fn remove_suppression(
+        &self,
+        address: &str,
+        sender_id: Option<Uuid>,
+    ) -> herald_store::Result<bool> {
+        self.inner.remove_suppression(address, sender_id).await
+    }
+    async fn skip_pending_for_address(
+        &self,
+        address: &str,
+        sender_id: Option<Uuid>,
+        reason: SkipReason,
+        now: Timestamp,
+    ) -> herald_store::Result<u64> {
+        timed!(
+            self.other,
+            self.inner
+                .skip_pending_for_address(address, sender_id, reason, now)
+        )
+    }
+}
+
+#[async_trait]
+impl herald_store::Conversations for TimedStore {
+    async fn receive_message(&self, msg: &InboundMessage) -> herald_store::Result<Received> {
+        self.inner.receive_message(msg).await
+    }
+    async fn add_outbound(&self, msg: &OutboundRecord) -> herald_store::Result<Message> {
+        self.inner.add_outbound(msg).await
+    }
+    async fn get_conversation(&self, id: Uuid) -> herald_store::Result<Conversation> {
+        self.inner.get_conversation(id).await
+    }
+    async fn list_conversations(
+        &self,
+        inbox_id: Uuid,
+        page: Page,
+    ) -> herald_store::Result<Listing<Conversation>> {
+        self.inner.list_conversations(inbox_id, page).await
+    }
+    async fn conversation_messages(
+        &self,
+        conversation_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> herald_store::Result<Vec<Message>> {
+        self.inner
+            .conversation_messages(conversation_id, after, limit)
+            .await
+    }
+    async fn get_customer(&self, id: Uuid) -> herald_store::Result<Customer> {
+        self.inner.get_customer(id).await
+    }
+    async fn find_customer(&self, address: &str) -> herald_store::Result<Option<Customer>> {
+        self.inner.find_customer(address).await
+    }
+    async fn customer_messages(
+        &self,
+        customer_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> herald_store::Result<Vec<Message>> {
+        self.inner
+            .customer_messages(customer_id, after, limit)
+            .await
+    }
+    async fn apply_status(&self, report: &StatusReport) -> herald_store::Result<StatusApplied> {
+        self.inner.apply_status(report).await
+    }
+    async fn purge_kept_status_reports(&self, before: Timestamp) -> herald_store::Result<u64> {
+        self.inner.purge_kept_status_reports(before).await
+    }
+}
+
+#[async_trait]
+impl herald_store::Accounts for TimedStore {
     async fn create_token(&self, token: &NewToken) -> herald_store::Result<ApiToken> {
         self.inner.create_token(token).await
     }
@@ -937,257 +1194,6 @@ impl Store for TimedStore {
     async fn delete_session(&self, hash_hex: &str) -> herald_store::Result<()> {
         self.inner.delete_session(hash_hex).await
     }
-    async fn begin_outreach(
-        &self,
-        new: &NewOutreach,
-    ) -> herald_store::Result<Box<dyn OutreachImport>> {
-        self.inner.begin_outreach(new).await
-    }
-    async fn get_outreach(&self, id: Uuid) -> herald_store::Result<Outreach> {
-        self.inner.get_outreach(id).await
-    }
-    async fn list_outreaches(
-        &self,
-        campaign_id: Uuid,
-        status: Option<OutreachStatus>,
-        page: Page,
-    ) -> herald_store::Result<Listing<Outreach>> {
-        self.inner.list_outreaches(campaign_id, status, page).await
-    }
-    async fn import_errors(
-        &self,
-        outreach_id: Uuid,
-        after: i64,
-        limit: u32,
-    ) -> herald_store::Result<Vec<(i64, ImportErrorRecord)>> {
-        self.inner.import_errors(outreach_id, after, limit).await
-    }
-    async fn suppressed_addresses(
-        &self,
-        sender_id: Option<Uuid>,
-    ) -> herald_store::Result<HashSet<String>> {
-        self.inner.suppressed_addresses(sender_id).await
-    }
-    async fn add_suppression(
-        &self,
-        address: &str,
-        sender_id: Option<Uuid>,
-        reason: &str,
-    ) -> herald_store::Result<bool> {
-        timed!(
-            self.other,
-            self.inner.add_suppression(address, sender_id, reason)
-        )
-    }
-    async fn suppressed_among(
-        &self,
-        sender_id: Uuid,
-        addresses: &[String],
-    ) -> herald_store::Result<HashSet<String>> {
-        timed!(
-            self.other,
-            self.inner.suppressed_among(sender_id, addresses)
-        )
-    }
-    async fn suppression_for(
-        &self,
-        address: &str,
-        sender_id: Uuid,
-    ) -> herald_store::Result<Option<Suppression>> {
-        self.inner.suppression_for(address, sender_id).await
-    }
-    async fn list_suppressions(
-        &self,
-        address: Option<&str>,
-        page: Page,
-    ) -> herald_store::Result<Listing<Suppression>> {
-        self.inner.list_suppressions(address, page).await
-    }
-    async fn get_suppression(&self, id: Uuid) -> herald_store::Result<Suppression> {
-        self.inner.get_suppression(id).await
-    }
-    async fn delete_suppression(&self, id: Uuid) -> herald_store::Result<()> {
-        self.inner.delete_suppression(id).await
-    }
-    async fn remove_suppression(
-        &self,
-        address: &str,
-        sender_id: Option<Uuid>,
-    ) -> herald_store::Result<bool> {
-        self.inner.remove_suppression(address, sender_id).await
-    }
-    async fn skip_pending_for_address(
-        &self,
-        address: &str,
-        sender_id: Option<Uuid>,
-        reason: SkipReason,
-        now: Timestamp,
-    ) -> herald_store::Result<u64> {
-        timed!(
-            self.other,
-            self.inner
-                .skip_pending_for_address(address, sender_id, reason, now)
-        )
-    }
-    async fn find_sender(
-        &self,
-        channel: Channel,
-        address: &str,
-    ) -> herald_store::Result<Option<Sender>> {
-        self.inner.find_sender(channel, address).await
-    }
-    async fn serves_email_domain(&self, domain: &str) -> herald_store::Result<bool> {
-        self.inner.serves_email_domain(domain).await
-    }
-    async fn get_recipient(
-        &self,
-        outreach_id: Uuid,
-        recipient_id: i64,
-    ) -> herald_store::Result<RecipientRecord> {
-        self.inner.get_recipient(outreach_id, recipient_id).await
-    }
-    async fn receive_message(&self, msg: &InboundMessage) -> herald_store::Result<Received> {
-        self.inner.receive_message(msg).await
-    }
-    async fn add_outbound(&self, msg: &OutboundRecord) -> herald_store::Result<Message> {
-        self.inner.add_outbound(msg).await
-    }
-    async fn get_conversation(&self, id: Uuid) -> herald_store::Result<Conversation> {
-        self.inner.get_conversation(id).await
-    }
-    async fn list_conversations(
-        &self,
-        inbox_id: Uuid,
-        page: Page,
-    ) -> herald_store::Result<Listing<Conversation>> {
-        self.inner.list_conversations(inbox_id, page).await
-    }
-    async fn conversation_messages(
-        &self,
-        conversation_id: Uuid,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> herald_store::Result<Vec<Message>> {
-        self.inner
-            .conversation_messages(conversation_id, after, limit)
-            .await
-    }
-    async fn get_customer(&self, id: Uuid) -> herald_store::Result<Customer> {
-        self.inner.get_customer(id).await
-    }
-    async fn find_customer(&self, address: &str) -> herald_store::Result<Option<Customer>> {
-        self.inner.find_customer(address).await
-    }
-    async fn customer_messages(
-        &self,
-        customer_id: Uuid,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> herald_store::Result<Vec<Message>> {
-        self.inner
-            .customer_messages(customer_id, after, limit)
-            .await
-    }
-    async fn apply_status(&self, report: &StatusReport) -> herald_store::Result<StatusApplied> {
-        self.inner.apply_status(report).await
-    }
-    async fn purge_kept_status_reports(&self, before: Timestamp) -> herald_store::Result<u64> {
-        self.inner.purge_kept_status_reports(before).await
-    }
-    async fn live_outreaches(&self) -> herald_store::Result<Vec<LiveOutreach>> {
-        timed!(self.live, self.inner.live_outreaches())
-    }
-    async fn outreach_status(&self, id: Uuid) -> herald_store::Result<OutreachStatus> {
-        timed!(self.status, self.inner.outreach_status(id))
-    }
-    async fn start_outreach(&self, id: Uuid, now: Timestamp) -> herald_store::Result<bool> {
-        timed!(self.other, self.inner.start_outreach(id, now))
-    }
-    async fn complete_outreach(&self, id: Uuid, now: Timestamp) -> herald_store::Result<bool> {
-        timed!(self.other, self.inner.complete_outreach(id, now))
-    }
-    async fn expire_pending(&self, id: Uuid, now: Timestamp) -> herald_store::Result<u64> {
-        timed!(self.other, self.inner.expire_pending(id, now))
-    }
-    async fn stop_outreach(&self, id: Uuid, now: Timestamp) -> herald_store::Result<Outreach> {
-        self.inner.stop_outreach(id, now).await
-    }
-    async fn retry_failed(&self, id: Uuid, now: Timestamp) -> herald_store::Result<u64> {
-        self.inner.retry_failed(id, now).await
-    }
-    async fn claim_due(
-        &self,
-        outreach_id: Uuid,
-        now: Timestamp,
-        lease_until: Timestamp,
-        limit: u32,
-    ) -> herald_store::Result<Vec<ClaimedRecipient>> {
-        timed!(
-            self.claim,
-            self.inner.claim_due(outreach_id, now, lease_until, limit)
-        )
-    }
-    async fn record_results(
-        &self,
-        now: Timestamp,
-        results: &[DeliveryResult],
-    ) -> herald_store::Result<()> {
-        timed!(self.record, self.inner.record_results(now, results))
-    }
-    async fn record_results_with_messages(
-        &self,
-        now: Timestamp,
-        results: &[DeliveryResult],
-        sent: &[SentMessage],
-    ) -> herald_store::Result<()> {
-        timed!(
-            self.record,
-            self.inner.record_results_with_messages(now, results, sent)
-        )
-    }
-    async fn recover_expired_leases(
-        &self,
-        outreach_id: Uuid,
-        now: Timestamp,
-        policy: CrashPolicy,
-    ) -> herald_store::Result<u64> {
-        timed!(
-            self.other,
-            self.inner.recover_expired_leases(outreach_id, now, policy)
-        )
-    }
-    async fn outreach_progress(&self, id: Uuid) -> herald_store::Result<Progress> {
-        self.inner.outreach_progress(id).await
-    }
-    async fn list_recipients(
-        &self,
-        outreach_id: Uuid,
-        state: Option<DeliveryState>,
-        after: i64,
-        limit: u32,
-    ) -> herald_store::Result<Vec<RecipientRecord>> {
-        self.inner
-            .list_recipients(outreach_id, state, after, limit)
-            .await
-    }
-
-    async fn recipient_phones(
-        &self,
-        after: i64,
-        limit: u32,
-    ) -> herald_store::Result<Vec<herald_store::RecipientPhone>> {
-        self.inner.recipient_phones(after, limit).await
-    }
-
-    async fn stored_phones(
-        &self,
-        table: herald_store::PhoneTable,
-        after: Uuid,
-        limit: u32,
-    ) -> herald_store::Result<Vec<(Uuid, String)>> {
-        self.inner.stored_phones(table, after, limit).await
-    }
-
     async fn reserve_login_attempt(
         &self,
         email: &str,
@@ -1199,9 +1205,27 @@ impl Store for TimedStore {
             .reserve_login_attempt(email, now, max_attempts, window)
             .await
     }
-
     async fn clear_login_attempts(&self, email: &str) -> herald_store::Result<()> {
         self.inner.clear_login_attempts(email).await
+    }
+}
+
+#[async_trait]
+impl herald_store::PhoneAudit for TimedStore {
+    async fn recipient_phones(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> herald_store::Result<Vec<herald_store::RecipientPhone>> {
+        self.inner.recipient_phones(after, limit).await
+    }
+    async fn stored_phones(
+        &self,
+        table: herald_store::PhoneTable,
+        after: Uuid,
+        limit: u32,
+    ) -> herald_store::Result<Vec<(Uuid, String)>> {
+        self.inner.stored_phones(table, after, limit).await
     }
 }
 

@@ -2,6 +2,7 @@
 //! their file wrote and the region it was read in), the customers and the opt-out list. The SQL
 //! is the same in both dialects, so it is written once, for each pool type.
 
+use crate::Result;
 use uuid::Uuid;
 
 /// One recipient stored under a phone number.
@@ -58,27 +59,26 @@ fn recipient(row: RecipientRow) -> RecipientPhone {
     }
 }
 
-macro_rules! audit_queries {
-    ($module:ident, $pool:ty) => {
-        pub(crate) mod $module {
-            use super::*;
-            use crate::Result;
-
-            pub(crate) async fn recipient_phones(
-                pool: &$pool,
+/// The same two queries on both backends (the SQL is the same text).
+macro_rules! phone_audit {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl crate::PhoneAudit for $store {
+            async fn recipient_phones(
+                &self,
                 after: i64,
                 limit: u32,
             ) -> Result<Vec<RecipientPhone>> {
                 let rows: Vec<RecipientRow> = sqlx::query_as(RECIPIENT_PHONES)
                     .bind(after)
                     .bind(i64::from(limit))
-                    .fetch_all(pool)
+                    .fetch_all(self.pool())
                     .await?;
                 Ok(rows.into_iter().map(recipient).collect())
             }
 
-            pub(crate) async fn stored_phones(
-                pool: &$pool,
+            async fn stored_phones(
+                &self,
                 table: PhoneTable,
                 after: Uuid,
                 limit: u32,
@@ -86,12 +86,12 @@ macro_rules! audit_queries {
                 Ok(sqlx::query_as(table.select())
                     .bind(after)
                     .bind(i64::from(limit))
-                    .fetch_all(pool)
+                    .fetch_all(self.pool())
                     .await?)
             }
         }
     };
 }
 
-audit_queries!(sqlite, sqlx::SqlitePool);
-audit_queries!(postgres, sqlx::PgPool);
+phone_audit!(crate::SqliteStore);
+phone_audit!(crate::PgStore);

@@ -27,19 +27,20 @@ mod common;
 pub mod conversation;
 pub mod dispatch;
 pub mod outreach;
-mod pg_conversation;
-mod pg_dispatch;
-mod pg_outreach;
 mod pg_sql;
-mod pg_users;
 pub mod postgres;
 pub mod sqlite;
-mod sqlite_conversation;
-mod sqlite_dispatch;
-mod sqlite_outreach;
-mod sqlite_users;
 pub mod testing;
 pub mod users;
+
+/// The store's traits, to call their methods on an `Arc<dyn Store>`:
+/// `use herald_store::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Accounts, Catalog, Conversations, Dispatch, Outreaches, PhoneAudit, Schema, Store,
+        Suppressions,
+    };
+}
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -102,24 +103,26 @@ impl std::fmt::Debug for NewToken {
     }
 }
 
-/// Everything Herald keeps. Both backends pass the same conformance suite
-/// (`tests/conformance.rs`).
+/// The database itself.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Schema: Send + Sync {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
     /// A round trip to the database.
     async fn ping(&self) -> Result<()>;
+}
 
+/// What a campaign is made of: inboxes, senders, answers, campaigns.
+#[async_trait]
+pub trait Catalog: Send + Sync {
     async fn create_inbox(&self, spec: &InboxSpec) -> Result<Inbox>;
     async fn get_inbox(&self, id: Uuid) -> Result<Inbox>;
     async fn list_inboxes(&self, page: Page) -> Result<Listing<Inbox>>;
     async fn update_inbox(&self, id: Uuid, spec: &InboxSpec) -> Result<Inbox>;
     /// Refused with [`StoreError::InUse`] while a sender links to the inbox.
     async fn delete_inbox(&self, id: Uuid) -> Result<()>;
-
     /// Refused with [`StoreError::Conflict`] if the same address is already a sender on the same
     /// channel (the same number may be an SMS sender and a voice sender).
     async fn create_sender(&self, spec: &SenderSpec) -> Result<Sender>;
@@ -128,14 +131,23 @@ pub trait Store: Send + Sync + 'static {
     async fn update_sender(&self, id: Uuid, spec: &SenderSpec) -> Result<Sender>;
     /// Refused with [`StoreError::InUse`] while a campaign uses the sender (names them).
     async fn delete_sender(&self, id: Uuid) -> Result<()>;
-
+    /// The sender whose channel is `channel` and whose address is `address`, if any (inbound
+    /// messages are routed by the address they were sent to).
+    async fn find_sender(
+        &self,
+        channel: herald_core::Channel,
+        address: &str,
+    ) -> Result<Option<Sender>>;
+    /// Whether some email sender's address is at `domain` (lower-case, as `example.com`): the
+    /// SMTP listener accepts every address of such a domain alike, so that its answers do not
+    /// tell which addresses exist. False for anything that is not a plain domain name.
+    async fn serves_email_domain(&self, domain: &str) -> Result<bool>;
     async fn create_answer(&self, spec: &AnswerSpec) -> Result<Answer>;
     async fn get_answer(&self, id: Uuid) -> Result<Answer>;
     async fn list_answers(&self, page: Page) -> Result<Listing<Answer>>;
     async fn update_answer(&self, id: Uuid, spec: &AnswerSpec) -> Result<Answer>;
     /// Refused with [`StoreError::InUse`] while a campaign uses the answer (names them).
     async fn delete_answer(&self, id: Uuid) -> Result<()>;
-
     /// Refused with [`StoreError::Conflict`] if a campaign of that name exists on the channel.
     async fn create_campaign(&self, spec: &CampaignSpec) -> Result<Campaign>;
     async fn get_campaign(&self, id: Uuid) -> Result<Campaign>;
@@ -147,11 +159,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Listing<Campaign>>;
     async fn update_campaign(&self, id: Uuid, spec: &CampaignSpec) -> Result<Campaign>;
     async fn delete_campaign(&self, id: Uuid) -> Result<()>;
+}
 
-    async fn create_token(&self, token: &NewToken) -> Result<ApiToken>;
-    /// The token whose secret hashes to `hash_hex`, if any.
-    async fn find_token(&self, hash_hex: &str) -> Result<Option<ApiToken>>;
-
+/// Outreaches and their recipients: the import, the lists, progress, and an admin's stop and retry.
+#[async_trait]
+pub trait Outreaches: Send + Sync {
     /// Starts importing an outreach of the campaign: one transaction, rolled back unless the
     /// returned import is committed. [`StoreError::NotFound`] if the campaign does not exist.
     async fn begin_outreach(&self, new: &NewOutreach) -> Result<Box<dyn OutreachImport>>;
@@ -171,7 +183,96 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> Result<Vec<(i64, ImportErrorRecord)>>;
+    /// How far the outreach got (a `GROUP BY state` over its recipients).
+    async fn outreach_progress(&self, id: Uuid) -> Result<Progress>;
+    /// The outreach's recipients in id order, optionally of one state: at most `limit` with an
+    /// id greater than `after` (start with 0). [`StoreError::NotFound`] for an unknown outreach.
+    async fn list_recipients(
+        &self,
+        outreach_id: Uuid,
+        state: Option<DeliveryState>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<RecipientRecord>>;
+    /// One recipient of an outreach. [`StoreError::NotFound`] (entity `recipient`) if the
+    /// outreach has no recipient with that id (a recipient id is a number: the error's uuid is
+    /// the one whose low 64 bits are that number).
+    async fn get_recipient(&self, outreach_id: Uuid, recipient_id: i64) -> Result<RecipientRecord>;
+    /// `scheduled | in_progress → stopped`, `finished_at = now`; every `pending` recipient
+    /// becomes `skipped: stopped` in the same transaction (`sending` ones are left for their
+    /// results). [`StoreError::Conflict`] with the words of
+    /// [`herald_core::outreach::OutreachTransitionError`] if the outreach is already final.
+    async fn stop_outreach(&self, id: Uuid, now: Timestamp) -> Result<Outreach>;
+    /// Puts every `failed` recipient back to `pending` (`attempts = 0`, `due_at` cleared, the
+    /// last error kept until the next attempt) and, if the outreach had `completed`, moves it back
+    /// to `in_progress` (`finished_at` cleared). The number re-queued. [`StoreError::Conflict`]
+    /// for a stopped outreach, or one whose end time has passed (`now >= end_at`).
+    async fn retry_failed(&self, id: Uuid, now: Timestamp) -> Result<u64>;
+}
 
+/// What the dispatcher does to outreaches and recipients.
+///
+/// Every method takes the current instant from the caller (the dispatcher's clock), never
+/// from the system, so tests can drive time.
+#[async_trait]
+pub trait Dispatch: Send + Sync {
+    /// Every outreach that is `scheduled` or `in_progress`, with whether it has `pending` and
+    /// `sending` recipients (cheap `EXISTS` checks, not counts).
+    async fn live_outreaches(&self) -> Result<Vec<LiveOutreach>>;
+    /// The outreach's status alone (cheap; the dispatcher checks it mid-batch for a stop).
+    async fn outreach_status(&self, id: Uuid) -> Result<OutreachStatus>;
+    /// `scheduled → in_progress`. False (and nothing changes) if it was not `scheduled`.
+    async fn start_outreach(&self, id: Uuid, now: Timestamp) -> Result<bool>;
+    /// `scheduled | in_progress → completed`, `finished_at = now`, but only while no recipient
+    /// is `pending` or `sending` (checked in the same statement). False if nothing changed.
+    async fn complete_outreach(&self, id: Uuid, now: Timestamp) -> Result<bool>;
+    /// Every `pending` recipient becomes `skipped: expired` (the end time passed). The count.
+    async fn expire_pending(&self, id: Uuid, now: Timestamp) -> Result<u64>;
+    /// Claims at most `limit` recipients of an `in_progress` outreach that are `pending` and due
+    /// (`due_at` unset or `<= now`), in order of `due_at` then id: `sending`,
+    /// `lease_until = lease_until`, `attempts + 1`. Atomic (PostgreSQL: one `UPDATE` of rows
+    /// taken `FOR UPDATE SKIP LOCKED`; SQLite: one `BEGIN IMMEDIATE` transaction, SQLite's single
+    /// writer), so two dispatchers never claim the same recipient.
+    /// Uses an index, so recipients deferred to a later window are not scanned on every claim.
+    async fn claim_due(
+        &self,
+        outreach_id: Uuid,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ClaimedRecipient>>;
+    /// Records the outcomes of claimed recipients in one transaction; `updated_at = now`,
+    /// `lease_until` cleared. Applies only to recipients still `sending` (a result for a recipient
+    /// already resolved by lease recovery is ignored), except that `Sent` also resolves an
+    /// `unknown` one. `Retry` and `Defer` of a recipient whose outreach was stopped meanwhile
+    /// become `skipped: stopped` instead, so nothing is left pending in a final outreach.
+    async fn record_results(&self, now: Timestamp, results: &[DeliveryResult]) -> Result<()> {
+        self.record_results_with_messages(now, results, &[]).await
+    }
+    /// [`Dispatch::record_results`], and in the same transaction records each accepted proactive
+    /// message on its customer's timeline (creating the customer if new) — only for recipients
+    /// whose `Sent` result was applied — then applies any status reports kept for their
+    /// provider message ids.
+    async fn record_results_with_messages(
+        &self,
+        now: Timestamp,
+        results: &[DeliveryResult],
+        sent: &[SentMessage],
+    ) -> Result<()>;
+    /// Recipients of the outreach left `sending` with `lease_until < now` (the Herald sending
+    /// them died): `unknown` (at-most-once) or back to `pending`, due at once (at-least-once);
+    /// `lease_until` cleared. The count.
+    async fn recover_expired_leases(
+        &self,
+        outreach_id: Uuid,
+        now: Timestamp,
+        policy: CrashPolicy,
+    ) -> Result<u64>;
+}
+
+/// The opt-out list.
+#[async_trait]
+pub trait Suppressions: Send + Sync {
     /// Addresses that must not be messaged from the sender: those suppressed for it and those
     /// suppressed for every sender.
     async fn suppressed_addresses(&self, sender_id: Option<Uuid>) -> Result<HashSet<String>>;
@@ -183,7 +284,6 @@ pub trait Store: Send + Sync + 'static {
         sender_id: Option<Uuid>,
         reason: &str,
     ) -> Result<bool>;
-
     /// Of `addresses`, those that must not be messaged from the sender (suppressed for it or
     /// for every sender). One query, for a batch about to be sent.
     async fn suppressed_among(
@@ -216,24 +316,11 @@ pub trait Store: Send + Sync + 'static {
         reason: herald_core::outreach::SkipReason,
         now: Timestamp,
     ) -> Result<u64>;
+}
 
-    // ------------------------------------------------------------ conversations
-
-    /// The sender whose channel is `channel` and whose address is `address`, if any (inbound
-    /// messages are routed by the address they were sent to).
-    async fn find_sender(
-        &self,
-        channel: herald_core::Channel,
-        address: &str,
-    ) -> Result<Option<Sender>>;
-    /// Whether some email sender's address is at `domain` (lower-case, as `example.com`): the
-    /// SMTP listener accepts every address of such a domain alike, so that its answers do not
-    /// tell which addresses exist. False for anything that is not a plain domain name.
-    async fn serves_email_domain(&self, domain: &str) -> Result<bool>;
-    /// One recipient of an outreach. [`StoreError::NotFound`] (entity `recipient`) if the
-    /// outreach has no recipient with that id (a recipient id is a number: the error's uuid is
-    /// the one whose low 64 bits are that number).
-    async fn get_recipient(&self, outreach_id: Uuid, recipient_id: i64) -> Result<RecipientRecord>;
+/// Customers, their conversations and messages, and providers' status reports.
+#[async_trait]
+pub trait Conversations: Send + Sync {
     /// Records a message from a customer, in one transaction: creates the customer if new,
     /// attributes it (see [`InboundMessage::attribute_since`] and
     /// [`InboundMessage::in_reply_to`]: the attributed recipient becomes `replied` if
@@ -280,106 +367,17 @@ pub trait Store: Send + Sync + 'static {
     /// (a send recorded without a provider id, a message of another system on the same account).
     /// The count.
     async fn purge_kept_status_reports(&self, before: Timestamp) -> Result<u64>;
+}
 
-    // ------------------------------------------------------------ dispatch
-    //
-    // Every method takes the current instant from the caller (the dispatcher's clock), never
-    // from the system, so tests can drive time.
-
-    /// Every outreach that is `scheduled` or `in_progress`, with whether it has `pending` and
-    /// `sending` recipients (cheap `EXISTS` checks, not counts).
-    async fn live_outreaches(&self) -> Result<Vec<LiveOutreach>>;
-    /// The outreach's status alone (cheap; the dispatcher checks it mid-batch for a stop).
-    async fn outreach_status(&self, id: Uuid) -> Result<OutreachStatus>;
-    /// `scheduled → in_progress`. False (and nothing changes) if it was not `scheduled`.
-    async fn start_outreach(&self, id: Uuid, now: Timestamp) -> Result<bool>;
-    /// `scheduled | in_progress → completed`, `finished_at = now`, but only while no recipient
-    /// is `pending` or `sending` (checked in the same statement). False if nothing changed.
-    async fn complete_outreach(&self, id: Uuid, now: Timestamp) -> Result<bool>;
-    /// Every `pending` recipient becomes `skipped: expired` (the end time passed). The count.
-    async fn expire_pending(&self, id: Uuid, now: Timestamp) -> Result<u64>;
-    /// `scheduled | in_progress → stopped`, `finished_at = now`; every `pending` recipient
-    /// becomes `skipped: stopped` in the same transaction (`sending` ones are left for their
-    /// results). [`StoreError::Conflict`] with the words of
-    /// [`herald_core::outreach::OutreachTransitionError`] if the outreach is already final.
-    async fn stop_outreach(&self, id: Uuid, now: Timestamp) -> Result<Outreach>;
-    /// Puts every `failed` recipient back to `pending` (`attempts = 0`, `due_at` cleared, the
-    /// last error kept until the next attempt) and, if the outreach had `completed`, moves it back
-    /// to `in_progress` (`finished_at` cleared). The number re-queued. [`StoreError::Conflict`]
-    /// for a stopped outreach, or one whose end time has passed (`now >= end_at`).
-    async fn retry_failed(&self, id: Uuid, now: Timestamp) -> Result<u64>;
-    /// Claims at most `limit` recipients of an `in_progress` outreach that are `pending` and due
-    /// (`due_at` unset or `<= now`), in order of `due_at` then id: `sending`,
-    /// `lease_until = lease_until`, `attempts + 1`. Atomic (PostgreSQL: one `UPDATE` of rows
-    /// taken `FOR UPDATE SKIP LOCKED`; SQLite: one `BEGIN IMMEDIATE` transaction, SQLite's single
-    /// writer), so two dispatchers never claim the same recipient.
-    /// Uses an index, so recipients deferred to a later window are not scanned on every claim.
-    async fn claim_due(
-        &self,
-        outreach_id: Uuid,
-        now: Timestamp,
-        lease_until: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<ClaimedRecipient>>;
-    /// Records the outcomes of claimed recipients in one transaction; `updated_at = now`,
-    /// `lease_until` cleared. Applies only to recipients still `sending` (a result for a recipient
-    /// already resolved by lease recovery is ignored), except that `Sent` also resolves an
-    /// `unknown` one. `Retry` and `Defer` of a recipient whose outreach was stopped meanwhile
-    /// become `skipped: stopped` instead, so nothing is left pending in a final outreach.
-    async fn record_results(&self, now: Timestamp, results: &[DeliveryResult]) -> Result<()> {
-        self.record_results_with_messages(now, results, &[]).await
-    }
-    /// [`Store::record_results`], and in the same transaction records each accepted proactive
-    /// message on its customer's timeline (creating the customer if new) — only for recipients
-    /// whose `Sent` result was applied — then applies any status reports kept for their
-    /// provider message ids.
-    async fn record_results_with_messages(
-        &self,
-        now: Timestamp,
-        results: &[DeliveryResult],
-        sent: &[SentMessage],
-    ) -> Result<()>;
-    /// Recipients of the outreach left `sending` with `lease_until < now` (the Herald sending
-    /// them died): `unknown` (at-most-once) or back to `pending`, due at once (at-least-once);
-    /// `lease_until` cleared. The count.
-    async fn recover_expired_leases(
-        &self,
-        outreach_id: Uuid,
-        now: Timestamp,
-        policy: CrashPolicy,
-    ) -> Result<u64>;
-    /// How far the outreach got (a `GROUP BY state` over its recipients).
-    async fn outreach_progress(&self, id: Uuid) -> Result<Progress>;
-    /// The outreach's recipients in id order, optionally of one state: at most `limit` with an
-    /// id greater than `after` (start with 0). [`StoreError::NotFound`] for an unknown outreach.
-    async fn list_recipients(
-        &self,
-        outreach_id: Uuid,
-        state: Option<DeliveryState>,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<RecipientRecord>>;
-
-    // ------------------------------------------------------------ stored phone numbers
-    //
-    // For `herald doctor phones`, which checks numbers stored by an older reading.
-
-    /// Recipients stored under a phone number, in id order, at most `limit` after `after`.
-    async fn recipient_phones(&self, after: i64, limit: u32) -> Result<Vec<RecipientPhone>>;
-    /// Customers or opt-outs keyed by a phone number, in id order, at most `limit` after
-    /// `after` (start with `Uuid::nil()`).
-    async fn stored_phones(
-        &self,
-        table: PhoneTable,
-        after: Uuid,
-        limit: u32,
-    ) -> Result<Vec<(Uuid, String)>>;
-
-    // ------------------------------------------------------------ web accounts
-    //
-    // Session and setup tokens are given as the SHA-256 (lower-case hex) of the secret: the
-    // secret itself is never stored. Emails are trimmed and lower-cased by the store.
-
+/// API tokens and web accounts.
+///
+/// Session and setup tokens are given as the SHA-256 (lower-case hex) of the secret: the
+/// secret itself is never stored. Emails are trimmed and lower-cased by the store.
+#[async_trait]
+pub trait Accounts: Send + Sync {
+    async fn create_token(&self, token: &NewToken) -> Result<ApiToken>;
+    /// The token whose secret hashes to `hash_hex`, if any.
+    async fn find_token(&self, hash_hex: &str) -> Result<Option<ApiToken>>;
     /// How many users exist (none: `herald serve` offers a link to create the first admin).
     async fn count_users(&self) -> Result<u64>;
     /// [`StoreError::Conflict`] if a user has the email (compared lower-cased).
@@ -407,7 +405,7 @@ pub trait Store: Send + Sync + 'static {
         hash_hex: &str,
         now: Timestamp,
     ) -> Result<Option<(Option<String>, Role)>>;
-    /// [`Store::find_setup_token`], marking the token used in the same statement: of two
+    /// [`Accounts::find_setup_token`], marking the token used in the same statement: of two
     /// concurrent takers only one gets it. None when unknown, used or expired.
     async fn take_setup_token(
         &self,
@@ -441,6 +439,51 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<LoginAttempt>;
     /// Forgets the address's attempts (after a successful sign-in).
     async fn clear_login_attempts(&self, email: &str) -> Result<()>;
+}
+
+/// Stored phone numbers, for `herald doctor phones`, which checks numbers stored by an older
+/// reading.
+#[async_trait]
+pub trait PhoneAudit: Send + Sync {
+    /// Recipients stored under a phone number, in id order, at most `limit` after `after`.
+    async fn recipient_phones(&self, after: i64, limit: u32) -> Result<Vec<RecipientPhone>>;
+    /// Customers or opt-outs keyed by a phone number, in id order, at most `limit` after
+    /// `after` (start with `Uuid::nil()`).
+    async fn stored_phones(
+        &self,
+        table: PhoneTable,
+        after: Uuid,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, String)>>;
+}
+
+/// Everything Herald keeps: the sum of the per-noun traits. Both backends implement each noun
+/// directly and pass the same conformance suite (`tests/conformance.rs`); a consumer takes the
+/// narrowest trait it needs.
+pub trait Store:
+    Schema
+    + Catalog
+    + Outreaches
+    + Dispatch
+    + Suppressions
+    + Conversations
+    + Accounts
+    + PhoneAudit
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: Schema
+        + Catalog
+        + Outreaches
+        + Dispatch
+        + Suppressions
+        + Conversations
+        + Accounts
+        + PhoneAudit
+        + 'static
+{
 }
 
 /// Opens the database a url names, without migrating it (call [`Store::migrate`]):

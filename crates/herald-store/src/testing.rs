@@ -12,7 +12,7 @@
 //!
 //! These helpers are for tests: they panic when the database they were asked for cannot be made.
 
-use crate::{PgStore, SqliteStore, Store};
+use crate::{PgStore, Schema, SqliteStore, Store};
 use std::sync::Arc;
 use std::sync::Once;
 use std::time::Duration;

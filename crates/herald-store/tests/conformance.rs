@@ -1435,7 +1435,8 @@ async fn concurrent_creates_all_succeed(store: &dyn Store) {
 // ---------------------------------------------------------------- one backend only
 
 mod sqlite_only {
-    use herald_store::{SqliteStore, Store, StoreError};
+    use herald_store::prelude::*;
+    use herald_store::{SqliteStore, StoreError};
     use sqlx::Row;
 
     #[tokio::test]

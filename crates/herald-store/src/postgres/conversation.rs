@@ -1,0 +1,966 @@
+//! Customers, conversations, messages, status reports and the opt-out list, on PostgreSQL.
+//!
+//! Mirrors `sqlite_conversation.rs`. Where SQLite's single writer makes a check and the write
+//! after it atomic, PostgreSQL needs one of these:
+//!
+//! * A replayed inbound message racing its first delivery: the message is inserted `ON CONFLICT
+//!   DO NOTHING` before anything else is written; the second insert waits for the first
+//!   transaction and, finding the id taken, rolls its own back and answers as a duplicate.
+//! * A status report racing the recording of its message: the report's transaction and the
+//!   results' transaction each take a transaction-level advisory lock on the provider id
+//!   ([`REPORT_LOCK`], then the id's hash) before reading what the other writes, so one of them
+//!   sees the other's commit: either the report finds the message, or the recording finds the
+//!   kept report.
+//! * Customers created by two transactions at once: `INSERT … ON CONFLICT DO NOTHING` in address
+//!   order, then a read.
+
+use crate::conversation::{
+    self, AttributionRow, Conversation, Customer, CustomerRow, InboundMessage, KeptRow, Message,
+    Outbound, OutboundRecord, Received, SentMessage, StatusApplied, StatusReport, Suppression,
+    SuppressionRow, conversation_cols_pg, message_cols_pg,
+};
+use crate::outreach::micros;
+use crate::pg_sql::{ts, us};
+use crate::{Result, StoreError, common};
+use async_trait::async_trait;
+use herald_core::outreach::{DeliveryState, SkipReason};
+use herald_core::{Listing, Page};
+use jiff::Timestamp;
+use sqlx::{PgConnection, PgPool};
+use std::collections::HashSet;
+use uuid::Uuid;
+
+/// The first key of the advisory locks taken on a status report's provider id (`HERA`), so they
+/// cannot collide with other users of advisory locks.
+pub(crate) const REPORT_LOCK: i32 = 0x4845_5241;
+
+// ---------------------------------------------------------------- suppressions
+
+// ---------------------------------------------------------------- senders
+
+// ---------------------------------------------------------------- customers
+
+/// The customer with the address, created (at `at_us`) if new.
+pub(super) async fn customer_id(
+    conn: &mut PgConnection,
+    address: &str,
+    at_us: i64,
+) -> Result<Uuid> {
+    let find = || {
+        sqlx::query_as::<_, (Uuid,)>("SELECT id FROM customers WHERE address = $1").bind(address)
+    };
+    if let Some((id,)) = find().fetch_optional(&mut *conn).await? {
+        return Ok(id);
+    }
+    sqlx::query(concat!(
+        "INSERT INTO customers (id, address, created_at) VALUES ($1, $2, ",
+        ts!("3"),
+        ") ON CONFLICT (address) DO NOTHING"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(address)
+    .bind(at_us)
+    .execute(&mut *conn)
+    .await?;
+    // Ours, or the one a concurrent transaction committed first.
+    Ok(find().fetch_one(&mut *conn).await?.0)
+}
+
+pub(crate) async fn get_customer(pool: &PgPool, id: Uuid) -> Result<Customer> {
+    let row: CustomerRow = sqlx::query_as(concat!(
+        "SELECT ",
+        customer_cols!(),
+        " FROM customers WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(StoreError::NotFound {
+        entity: "customer",
+        id,
+    })?;
+    conversation::customer(row)
+}
+
+// ---------------------------------------------------------------- conversations
+
+pub(super) fn conversation_not_found(id: Uuid) -> StoreError {
+    StoreError::NotFound {
+        entity: "conversation",
+        id,
+    }
+}
+
+/// The conversation of the sender and the customer, if any.
+pub(super) async fn conversation_of(
+    conn: &mut PgConnection,
+    sender_id: Uuid,
+    customer_id: Uuid,
+) -> Result<Option<Conversation>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        conversation_cols_pg!(),
+        " FROM conversations c JOIN customers cu ON cu.id = c.customer_id \
+         WHERE c.sender_id = $1 AND c.customer_id = $2"
+    ))
+    .bind(sender_id)
+    .bind(customer_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| conversation::conversation_row(&r)?.parse())
+        .transpose()
+}
+
+// ---------------------------------------------------------------- timelines
+
+/// `created_at` (unix microseconds) of the message `after` names, which must be on the
+/// customer's timeline.
+pub(super) async fn cursor(
+    conn: &mut PgConnection,
+    after: Option<Uuid>,
+    customer_id: Uuid,
+) -> Result<Option<i64>> {
+    let Some(after) = after else { return Ok(None) };
+    let (created_us,): (i64,) = sqlx::query_as(concat!(
+        "SELECT ",
+        us!("created_at"),
+        " FROM messages WHERE id = $1 AND customer_id = $2"
+    ))
+    .bind(after)
+    .bind(customer_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::NotFound {
+        entity: "message",
+        id: after,
+    })?;
+    Ok(Some(created_us))
+}
+
+// ---------------------------------------------------------------- inbound
+
+/// The message received before with this provider id, as a duplicate.
+pub(super) async fn received_before(
+    conn: &mut PgConnection,
+    pid: &str,
+) -> Result<Option<Received>> {
+    let Some(row) = sqlx::query(concat!(
+        "SELECT ",
+        message_cols_pg!(),
+        " FROM messages WHERE direction = 'inbound' AND provider_message_id = $1"
+    ))
+    .bind(pid)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let message = conversation::message_row(&row)?.parse()?;
+    let conversation = conversation_of(conn, message.sender_id, message.customer_id)
+        .await?
+        .ok_or_else(|| {
+            common::corrupt(
+                "message",
+                message.id,
+                "it has no conversation of its sender and customer",
+            )
+        })?;
+    Ok(Some(Received {
+        duplicate: true,
+        attributed: conversation::attributed_of(&message),
+        conversation,
+        message,
+    }))
+}
+
+/// The proactive message a reply answers: the one `in_reply_to` names if the sender sent it to
+/// the customer, else the newest one since `attribute_since`.
+pub(super) async fn attribute(
+    conn: &mut PgConnection,
+    customer_id: Uuid,
+    msg: &InboundMessage,
+) -> Result<Option<(Uuid, Uuid, i64)>> {
+    if let Some((outreach_id, recipient_id)) = msg.in_reply_to {
+        let row: Option<AttributionRow> = sqlx::query_as(
+            "SELECT campaign_id, outreach_id, recipient_id FROM messages \
+             WHERE customer_id = $1 AND sender_id = $2 AND direction = 'outbound' \
+               AND author = 'outreach' AND outreach_id = $3 AND recipient_id = $4 \
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(customer_id)
+        .bind(msg.sender_id)
+        .bind(outreach_id)
+        .bind(recipient_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(found) = conversation::attribution(row) {
+            return Ok(Some(found));
+        }
+    }
+    let row: Option<AttributionRow> = sqlx::query_as(concat!(
+        "SELECT campaign_id, outreach_id, recipient_id FROM messages \
+         WHERE customer_id = $1 AND sender_id = $2 AND direction = 'outbound' \
+           AND author = 'outreach' AND created_at >= ",
+        ts!("3"),
+        " ORDER BY created_at DESC, id DESC LIMIT 1"
+    ))
+    .bind(customer_id)
+    .bind(msg.sender_id)
+    .bind(micros(msg.attribute_since))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(conversation::attribution(row))
+}
+
+/// The attributed recipient becomes `replied`, if its state allows.
+pub(super) async fn mark_replied(
+    conn: &mut PgConnection,
+    outreach_id: Uuid,
+    recipient_id: i64,
+    at_us: i64,
+) -> Result<()> {
+    let state: Option<(String,)> = sqlx::query_as(
+        "SELECT state FROM recipients WHERE id = $1 AND outreach_id = $2 FOR UPDATE",
+    )
+    .bind(recipient_id)
+    .bind(outreach_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((state,)) = state else {
+        return Ok(());
+    };
+    let state = conversation::stored_state("recipient", recipient_id.to_string(), &state)?;
+    if state.apply_callback(DeliveryState::Replied).is_some() {
+        sqlx::query(concat!(
+            "UPDATE recipients SET state = 'replied', updated_at = ",
+            ts!("2"),
+            " WHERE id = $1"
+        ))
+        .bind(recipient_id)
+        .bind(at_us)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- outbound
+
+/// Records the proactive messages of `sent` whose recipients' `Sent` results were applied
+/// (`applied`), in the results' transaction: their customers (if new), the messages, then the
+/// status reports kept for them. Four statements, whatever the batch size.
+pub(crate) async fn record_messages(
+    conn: &mut PgConnection,
+    now_us: i64,
+    applied: &[i64],
+    sent: &[SentMessage],
+) -> Result<()> {
+    let todo = conversation::to_record(applied, sent);
+    if todo.is_empty() {
+        return Ok(());
+    }
+    // In address order, so two batches creating the same customers cannot deadlock.
+    let mut addresses: Vec<&str> = todo.iter().map(|m| m.to.as_str()).collect();
+    addresses.sort_unstable();
+    addresses.dedup();
+    let ids: Vec<Uuid> = addresses.iter().map(|_| Uuid::now_v7()).collect();
+    sqlx::query(concat!(
+        "INSERT INTO customers (id, address, created_at) SELECT v.id, v.address, ",
+        ts!("1"),
+        " FROM unnest($2::uuid[], $3::text[]) WITH ORDINALITY AS v (id, address, n) \
+         ORDER BY v.n ON CONFLICT (address) DO NOTHING"
+    ))
+    .bind(now_us)
+    .bind(&ids)
+    .bind(&addresses)
+    .execute(&mut *conn)
+    .await?;
+    // The sender is joined so that a message of a sender deleted meanwhile is left out rather
+    // than fail the whole batch of results.
+    sqlx::query(concat!(
+        "INSERT INTO messages (id, customer_id, sender_id, direction, author, channel, \
+         from_address, to_address, subject, body, campaign_id, outreach_id, recipient_id, \
+         provider_message_id, status, created_at) \
+         SELECT v.id, cu.id, v.sender_id, 'outbound', 'outreach', v.channel, v.from_address, \
+         v.to_address, v.subject, v.body, v.campaign_id, v.outreach_id, v.recipient_id, \
+         v.provider_message_id, 'sent', ",
+        ts!("1"),
+        " FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                      $8::text[], $9::uuid[], $10::uuid[], $11::int8[], $12::text[]) \
+              AS v (id, sender_id, channel, from_address, to_address, subject, body, \
+                    campaign_id, outreach_id, recipient_id, provider_message_id) \
+         JOIN customers cu ON cu.address = v.to_address \
+         JOIN senders s ON s.id = v.sender_id \
+         ON CONFLICT DO NOTHING"
+    ))
+    .bind(now_us)
+    .bind(todo.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
+    .bind(todo.iter().map(|m| m.sender_id).collect::<Vec<_>>())
+    .bind(todo.iter().map(|m| m.channel.as_str()).collect::<Vec<_>>())
+    .bind(todo.iter().map(|m| m.from.as_str()).collect::<Vec<_>>())
+    .bind(todo.iter().map(|m| m.to.as_str()).collect::<Vec<_>>())
+    .bind(
+        todo.iter()
+            .map(|m| m.subject.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(todo.iter().map(|m| m.body.as_str()).collect::<Vec<_>>())
+    .bind(todo.iter().map(|m| m.campaign_id).collect::<Vec<_>>())
+    .bind(todo.iter().map(|m| m.outreach_id).collect::<Vec<_>>())
+    .bind(todo.iter().map(|m| m.recipient_id).collect::<Vec<_>>())
+    .bind(
+        todo.iter()
+            .map(|m| m.provider_message_id.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *conn)
+    .await?;
+    let ids: Vec<&str> = todo
+        .iter()
+        .filter_map(|m| m.provider_message_id.as_deref())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    // A report for one of these ids committed before the lock is seen below; one that waits for
+    // the lock finds the message once this transaction commits.
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock($1, k) \
+         FROM (SELECT DISTINCT hashtext(p) AS k FROM unnest($2::text[]) AS p ORDER BY k) AS s",
+    )
+    .bind(REPORT_LOCK)
+    .bind(&ids)
+    .execute(&mut *conn)
+    .await?;
+    apply_kept(conn, &ids).await
+}
+
+// ---------------------------------------------------------------- status reports
+
+pub(super) async fn find_outbound(conn: &mut PgConnection, pid: &str) -> Result<Option<Outbound>> {
+    let row: Option<(Uuid, String, Option<Uuid>, Option<i64>)> = sqlx::query_as(
+        "SELECT id, status, outreach_id, recipient_id FROM messages \
+         WHERE direction = 'outbound' AND provider_message_id = $1 FOR UPDATE",
+    )
+    .bind(pid)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|(id, status, outreach_id, recipient_id)| Outbound {
+        id,
+        status,
+        outreach_id,
+        recipient_id,
+    }))
+}
+
+/// Applies a report to its message and, for a proactive one, its recipient. Whether anything
+/// changed.
+pub(super) async fn apply_to(
+    conn: &mut PgConnection,
+    m: &Outbound,
+    report: &StatusReport,
+) -> Result<bool> {
+    let mut changed = false;
+    let keeps = conversation::keeps_error(report.state);
+    if let Some(to) = conversation::callback("message", m.id.to_string(), &m.status, report)? {
+        sqlx::query("UPDATE messages SET status = $2, error_code = $3 WHERE id = $1")
+            .bind(m.id)
+            .bind(to.as_str())
+            .bind(report.error_code.as_deref().filter(|_| keeps))
+            .execute(&mut *conn)
+            .await?;
+        changed = true;
+    }
+    if let (Some(outreach_id), Some(recipient_id)) = (m.outreach_id, m.recipient_id) {
+        let state: Option<(String,)> = sqlx::query_as(
+            "SELECT state FROM recipients WHERE id = $1 AND outreach_id = $2 FOR UPDATE",
+        )
+        .bind(recipient_id)
+        .bind(outreach_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some((state,)) = state
+            && let Some(to) =
+                conversation::callback("recipient", recipient_id.to_string(), &state, report)?
+        {
+            sqlx::query(concat!(
+                "UPDATE recipients SET state = $2, error_code = $3, error_message = $4, \
+                 updated_at = ",
+                ts!("5"),
+                " WHERE id = $1"
+            ))
+            .bind(recipient_id)
+            .bind(to.as_str())
+            .bind(report.error_code.as_deref().filter(|_| keeps))
+            .bind(report.error_message.as_deref().filter(|_| keeps))
+            .bind(micros(report.at))
+            .execute(&mut *conn)
+            .await?;
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
+/// Applies the reports kept for these provider ids (their messages were just recorded), in the
+/// order they were made, and forgets them.
+pub(super) async fn apply_kept(conn: &mut PgConnection, ids: &[&str]) -> Result<()> {
+    let rows: Vec<KeptRow> = sqlx::query_as(concat!(
+        "SELECT provider_message_id, state, error_code, error_message, ",
+        us!("at"),
+        " FROM status_reports WHERE provider_message_id = ANY($1) \
+         ORDER BY at, provider_message_id, state"
+    ))
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut done = Vec::new();
+    for row in rows {
+        let report = conversation::kept_report(row)?;
+        if let Some(m) = find_outbound(conn, &report.provider_message_id).await? {
+            apply_to(conn, &m, &report).await?;
+            done.push(report.provider_message_id);
+        }
+    }
+    sqlx::query("DELETE FROM status_reports WHERE provider_message_id = ANY($1)")
+        .bind(&done)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl crate::Suppressions for super::PgStore {
+    async fn suppressed_addresses(&self, sender_id: Option<Uuid>) -> Result<HashSet<String>> {
+        let pool = &self.pool;
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT address FROM suppressions WHERE sender_id IS NULL OR sender_id = $1",
+        )
+        .bind(sender_id)
+        .fetch_all(pool)
+        .await?;
+        Ok(rows.into_iter().map(|(a,)| a).collect())
+    }
+
+    async fn add_suppression(
+        &self,
+        address: &str,
+        sender_id: Option<Uuid>,
+        reason: &str,
+    ) -> Result<bool> {
+        let pool = &self.pool;
+        let (_, now_us) = common::now();
+        let done = sqlx::query(concat!(
+            "INSERT INTO suppressions (id, address, sender_id, reason, created_at) \
+             VALUES ($1, $2, $3, $4, ",
+            ts!("5"),
+            ") ON CONFLICT DO NOTHING"
+        ))
+        .bind(Uuid::now_v7())
+        .bind(address)
+        .bind(sender_id)
+        .bind(reason)
+        .bind(now_us)
+        .execute(pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn suppressed_among(
+        &self,
+        sender_id: Uuid,
+        addresses: &[String],
+    ) -> Result<HashSet<String>> {
+        let pool = &self.pool;
+        if addresses.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT address FROM suppressions \
+             WHERE address = ANY($1) AND (sender_id IS NULL OR sender_id = $2)",
+        )
+        .bind(addresses)
+        .bind(sender_id)
+        .fetch_all(pool)
+        .await?;
+        Ok(rows.into_iter().map(|(a,)| a).collect())
+    }
+
+    async fn suppression_for(&self, address: &str, sender_id: Uuid) -> Result<Option<Suppression>> {
+        let pool = &self.pool;
+        // The sender's own first: `sender_id IS NULL` is false for it.
+        let row: Option<SuppressionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            suppression_cols!(),
+            " FROM suppressions WHERE address = $1 AND (sender_id = $2 OR sender_id IS NULL) \
+             ORDER BY sender_id IS NULL LIMIT 1"
+        ))
+        .bind(address)
+        .bind(sender_id)
+        .fetch_optional(pool)
+        .await?;
+        row.map(conversation::suppression).transpose()
+    }
+
+    async fn list_suppressions(
+        &self,
+        address: Option<&str>,
+        page: Page,
+    ) -> Result<Listing<Suppression>> {
+        let pool = &self.pool;
+        let rows: Vec<SuppressionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            suppression_cols!(),
+            " FROM suppressions WHERE ($1::text IS NULL OR address = $1) \
+               AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(address)
+        .bind(page.after)
+        .bind(common::fetch_count(&page))
+        .fetch_all(pool)
+        .await?;
+        let items = rows
+            .into_iter()
+            .map(conversation::suppression)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(common::listing(&page, items, |s| s.id))
+    }
+
+    async fn get_suppression(&self, id: Uuid) -> Result<Suppression> {
+        let pool = &self.pool;
+        let row: SuppressionRow = sqlx::query_as(concat!(
+            "SELECT ",
+            suppression_cols!(),
+            " FROM suppressions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(StoreError::NotFound {
+            entity: "suppression",
+            id,
+        })?;
+        conversation::suppression(row)
+    }
+
+    async fn delete_suppression(&self, id: Uuid) -> Result<()> {
+        let pool = &self.pool;
+        let done = sqlx::query("DELETE FROM suppressions WHERE id = $1")
+            .bind(id)
+            .execute(pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                entity: "suppression",
+                id,
+            });
+        }
+        Ok(())
+    }
+
+    async fn remove_suppression(&self, address: &str, sender_id: Option<Uuid>) -> Result<bool> {
+        let pool = &self.pool;
+        let done = sqlx::query(
+            "DELETE FROM suppressions WHERE address = $1 AND sender_id IS NOT DISTINCT FROM $2::uuid",
+        )
+        .bind(address)
+        .bind(sender_id)
+        .execute(pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn skip_pending_for_address(
+        &self,
+        address: &str,
+        sender_id: Option<Uuid>,
+        reason: SkipReason,
+        now: Timestamp,
+    ) -> Result<u64> {
+        let pool = &self.pool;
+        let live: Vec<(Uuid,)> = sqlx::query_as(
+            "SELECT o.id FROM outreaches o JOIN campaigns c ON c.id = o.campaign_id \
+             WHERE o.status IN ('scheduled', 'in_progress') AND ($1::uuid IS NULL OR c.sender_id = $1) \
+             ORDER BY o.id",
+        )
+        .bind(sender_id)
+        .fetch_all(pool)
+        .await?;
+        let mut skipped = 0;
+        for (outreach_id,) in live {
+            skipped += sqlx::query(concat!(
+                "UPDATE recipients SET state = 'skipped', skip_reason = $3, updated_at = ",
+                ts!("4"),
+                " WHERE outreach_id = $1 AND state = 'pending' AND address = $2"
+            ))
+            .bind(outreach_id)
+            .bind(address)
+            .bind(reason.as_str())
+            .bind(micros(now))
+            .execute(pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(skipped)
+    }
+}
+
+#[async_trait]
+impl crate::Conversations for super::PgStore {
+    async fn receive_message(&self, msg: &InboundMessage) -> Result<Received> {
+        let pool = &self.pool;
+        let mut tx = pool.begin().await?;
+        if let Some(pid) = &msg.provider_message_id
+            && let Some(duplicate) = received_before(&mut tx, pid).await?
+        {
+            return Ok(duplicate);
+        }
+        let (channel, inbox_id): (String, Uuid) =
+            sqlx::query_as("SELECT channel, inbox_id FROM senders WHERE id = $1 FOR SHARE")
+                .bind(msg.sender_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound {
+                    entity: "sender",
+                    id: msg.sender_id,
+                })?;
+        let at_us = micros(msg.received_at);
+        let customer_id = customer_id(&mut tx, &msg.from, at_us).await?;
+        // An unauthenticated sender's message is kept but answers no outreach.
+        let attributed = if msg.unverified_sender {
+            None
+        } else {
+            attribute(&mut tx, customer_id, msg).await?
+        };
+        // First of the writes: a replay racing this message waits here for its commit.
+        let row = sqlx::query(concat!(
+            "INSERT INTO messages (id, customer_id, sender_id, direction, author, channel, \
+             from_address, to_address, subject, body, campaign_id, outreach_id, recipient_id, \
+             provider_message_id, status, created_at, unverified_sender) \
+             VALUES ($1, $2, $3, 'inbound', 'customer', $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+                     'received', ",
+            ts!("13"),
+            ", $14) ON CONFLICT DO NOTHING RETURNING ",
+            message_cols_pg!()
+        ))
+        .bind(Uuid::now_v7())
+        .bind(customer_id)
+        .bind(msg.sender_id)
+        .bind(&channel)
+        .bind(&msg.from)
+        .bind(&msg.to)
+        .bind(&msg.subject)
+        .bind(&msg.body)
+        .bind(attributed.map(|a| a.0))
+        .bind(attributed.map(|a| a.1))
+        .bind(attributed.map(|a| a.2))
+        .bind(&msg.provider_message_id)
+        .bind(at_us)
+        .bind(msg.unverified_sender)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            // Received meanwhile by another transaction: answer as the duplicate it is.
+            tx.rollback().await?;
+            let mut conn = pool.acquire().await?;
+            let pid = msg.provider_message_id.as_deref().unwrap_or_default();
+            return received_before(&mut conn, pid).await?.ok_or_else(|| {
+                StoreError::Conflict(format!("message {pid} was received twice at once"))
+            });
+        };
+        let message = conversation::message_row(&row)?.parse()?;
+        if let Some((_, outreach_id, recipient_id)) = attributed {
+            mark_replied(&mut tx, outreach_id, recipient_id, at_us).await?;
+        }
+        sqlx::query(concat!(
+            "INSERT INTO conversations (id, inbox_id, sender_id, customer_id, channel, campaign_id, \
+             outreach_id, created_at, last_message_at) VALUES ($1, $2, $3, $4, $5, $6, $7, ",
+            ts!("8"),
+            ", ",
+            ts!("8"),
+            ") ON CONFLICT (sender_id, customer_id) DO UPDATE SET \
+               inbox_id = excluded.inbox_id, channel = excluded.channel, \
+               campaign_id = coalesce(excluded.campaign_id, conversations.campaign_id), \
+               outreach_id = coalesce(excluded.outreach_id, conversations.outreach_id), \
+               last_message_at = greatest(conversations.last_message_at, excluded.last_message_at)"
+        ))
+        .bind(Uuid::now_v7())
+        .bind(inbox_id)
+        .bind(msg.sender_id)
+        .bind(customer_id)
+        .bind(&channel)
+        .bind(attributed.map(|a| a.0))
+        .bind(attributed.map(|a| a.1))
+        .bind(at_us)
+        .execute(&mut *tx)
+        .await?;
+        let conversation = conversation_of(&mut tx, msg.sender_id, customer_id)
+            .await?
+            .ok_or_else(|| common::corrupt("sender", msg.sender_id, "its conversation vanished"))?;
+        tx.commit().await?;
+        tracing::debug!(
+            conversation_id = %conversation.id,
+            message_id = %message.id,
+            attributed = attributed.is_some(),
+            "received message"
+        );
+        Ok(Received {
+            duplicate: false,
+            conversation,
+            message,
+            attributed,
+        })
+    }
+
+    async fn add_outbound(&self, msg: &OutboundRecord) -> Result<Message> {
+        let pool = &self.pool;
+        conversation::check_outbound_author(msg.author)?;
+        let mut tx = pool.begin().await?;
+        let (customer_id, sender_id, channel, from, to): (Uuid, Uuid, String, String, String) =
+            sqlx::query_as(
+                "SELECT c.customer_id, c.sender_id, c.channel, s.address, cu.address \
+                 FROM conversations c JOIN senders s ON s.id = c.sender_id \
+                 JOIN customers cu ON cu.id = c.customer_id WHERE c.id = $1 FOR UPDATE OF c",
+            )
+            .bind(msg.conversation_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| conversation_not_found(msg.conversation_id))?;
+        let at_us = micros(msg.sent_at);
+        let row = sqlx::query(concat!(
+            "INSERT INTO messages (id, customer_id, sender_id, direction, author, channel, \
+             from_address, to_address, subject, body, provider_message_id, status, created_at) \
+             VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, $9, $10, 'sent', ",
+            ts!("11"),
+            ") RETURNING ",
+            message_cols_pg!()
+        ))
+        .bind(Uuid::now_v7())
+        .bind(customer_id)
+        .bind(sender_id)
+        .bind(msg.author.as_str())
+        .bind(&channel)
+        .bind(&from)
+        .bind(&to)
+        .bind(&msg.subject)
+        .bind(&msg.body)
+        .bind(&msg.provider_message_id)
+        .bind(at_us)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| conversation::outbound_violation(e, msg))?;
+        let message = conversation::message_row(&row)?.parse()?;
+        sqlx::query(concat!(
+            "UPDATE conversations SET last_message_at = greatest(last_message_at, ",
+            ts!("2"),
+            ") WHERE id = $1"
+        ))
+        .bind(msg.conversation_id)
+        .bind(at_us)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(message)
+    }
+
+    async fn get_conversation(&self, id: Uuid) -> Result<Conversation> {
+        let pool = &self.pool;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            conversation_cols_pg!(),
+            " FROM conversations c JOIN customers cu ON cu.id = c.customer_id WHERE c.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| conversation_not_found(id))?;
+        conversation::conversation_row(&row)?.parse()
+    }
+
+    async fn list_conversations(
+        &self,
+        inbox_id: Uuid,
+        page: Page,
+    ) -> Result<Listing<Conversation>> {
+        let pool = &self.pool;
+        // Two statements rather than `$3 IS NULL OR …`, so that the cursor is a range of
+        // `conversations_inbox_recent` in every plan.
+        let query = match page.after {
+            None => sqlx::query(concat!(
+                "SELECT ",
+                conversation_cols_pg!(),
+                " FROM conversations c JOIN customers cu ON cu.id = c.customer_id \
+                 WHERE c.inbox_id = $1 ORDER BY c.last_message_at DESC, c.id DESC LIMIT $2"
+            )),
+            Some(_) => sqlx::query(concat!(
+                "SELECT ",
+                conversation_cols_pg!(),
+                " FROM conversations c JOIN customers cu ON cu.id = c.customer_id \
+                 WHERE c.inbox_id = $1 AND (c.last_message_at, c.id) < \
+                       (SELECT last_message_at, id FROM conversations WHERE id = $3::uuid) \
+                 ORDER BY c.last_message_at DESC, c.id DESC LIMIT $2"
+            )),
+        };
+        let query = query.bind(inbox_id).bind(common::fetch_count(&page));
+        let query = match page.after {
+            None => query,
+            Some(after) => query.bind(after),
+        };
+        let rows = query.fetch_all(pool).await?;
+        let items = rows
+            .iter()
+            .map(|r| conversation::conversation_row(r)?.parse())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(common::listing(&page, items, |c| c.id))
+    }
+
+    async fn conversation_messages(
+        &self,
+        conversation_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
+        let pool = &self.pool;
+        let mut conn = pool.acquire().await?;
+        let (customer_id, sender_id): (Uuid, Uuid) =
+            sqlx::query_as("SELECT customer_id, sender_id FROM conversations WHERE id = $1")
+                .bind(conversation_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or_else(|| conversation_not_found(conversation_id))?;
+        let from_us = cursor(&mut conn, after, customer_id).await?;
+        // With a cursor, a range of `messages_timeline`.
+        let rows = match (from_us, after) {
+            (Some(from_us), Some(after)) => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    message_cols_pg!(),
+                    " FROM messages WHERE customer_id = $1 AND sender_id = $2 \
+                       AND (created_at, id) > (",
+                    ts!("4"),
+                    ", $5) ORDER BY created_at, id LIMIT $3"
+                ))
+                .bind(customer_id)
+                .bind(sender_id)
+                .bind(i64::from(limit))
+                .bind(from_us)
+                .bind(after)
+                .fetch_all(&mut *conn)
+                .await?
+            }
+            _ => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    message_cols_pg!(),
+                    " FROM messages WHERE customer_id = $1 AND sender_id = $2 \
+                     ORDER BY created_at, id LIMIT $3"
+                ))
+                .bind(customer_id)
+                .bind(sender_id)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *conn)
+                .await?
+            }
+        };
+        conversation::messages(&rows)
+    }
+
+    async fn get_customer(&self, id: Uuid) -> Result<Customer> {
+        super::conversation::get_customer(&self.pool, id).await
+    }
+
+    async fn find_customer(&self, address: &str) -> Result<Option<Customer>> {
+        let pool = &self.pool;
+        let row: Option<CustomerRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            customer_cols!(),
+            " FROM customers WHERE address = $1"
+        ))
+        .bind(address)
+        .fetch_optional(pool)
+        .await?;
+        row.map(conversation::customer).transpose()
+    }
+
+    async fn customer_messages(
+        &self,
+        customer_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
+        let pool = &self.pool;
+        let mut conn = pool.acquire().await?;
+        let from_us = cursor(&mut conn, after, customer_id).await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            message_cols_pg!(),
+            " FROM messages WHERE customer_id = $1 \
+               AND ($2::int8 IS NULL OR (created_at, id) > (",
+            ts!("2"),
+            ", $3::uuid)) ORDER BY created_at, id LIMIT $4"
+        ))
+        .bind(customer_id)
+        .bind(from_us)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() && after.is_none() {
+            drop(conn);
+            get_customer(pool, customer_id).await?;
+        }
+        conversation::messages(&rows)
+    }
+
+    async fn apply_status(&self, report: &StatusReport) -> Result<StatusApplied> {
+        let pool = &self.pool;
+        if !conversation::reportable(report.state) {
+            return Ok(StatusApplied::Unchanged);
+        }
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(REPORT_LOCK)
+            .bind(&report.provider_message_id)
+            .execute(&mut *tx)
+            .await?;
+        let applied = match find_outbound(&mut tx, &report.provider_message_id).await? {
+            None => {
+                sqlx::query(concat!(
+                    "INSERT INTO status_reports (provider_message_id, state, error_code, \
+                     error_message, at) VALUES ($1, $2, $3, $4, ",
+                    ts!("5"),
+                    ") ON CONFLICT DO NOTHING"
+                ))
+                .bind(&report.provider_message_id)
+                .bind(report.state.as_str())
+                .bind(&report.error_code)
+                .bind(&report.error_message)
+                .bind(micros(report.at))
+                .execute(&mut *tx)
+                .await?;
+                StatusApplied::Kept
+            }
+            Some(m) => {
+                if apply_to(&mut tx, &m, report).await? {
+                    StatusApplied::Applied
+                } else {
+                    StatusApplied::Unchanged
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn purge_kept_status_reports(&self, before: Timestamp) -> Result<u64> {
+        let pool = &self.pool;
+        let done = sqlx::query(concat!("DELETE FROM status_reports WHERE at < ", ts!("1")))
+            .bind(micros(before))
+            .execute(pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}

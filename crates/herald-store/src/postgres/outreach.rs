@@ -1,0 +1,408 @@
+//! Outreach storage on PostgreSQL: an import is one transaction; recipients go in with `COPY`,
+//! one per batch.
+
+use super::dispatch::{ensure_exists, locked_status};
+use crate::dispatch::RecipientRecord;
+use crate::outreach::{
+    ImportErrorRecord, ImportSummary, ImportedRecipient, NewOutreach, Outreach, OutreachImport,
+    copy_text, micros, outreach_cols_pg, outreach_row,
+};
+use crate::pg_sql::{ts, us};
+use crate::{Result, StoreError, common};
+use async_trait::async_trait;
+use herald_core::outreach::{DeliveryState, OutreachStatus, Progress};
+use herald_core::{Listing, Page};
+use jiff::Timestamp;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+pub(crate) struct PgImport {
+    tx: Transaction<'static, Postgres>,
+    pool: PgPool,
+    id: Uuid,
+    /// `start_at` as COPY text, the recipients' first due time.
+    start_text: String,
+    buf: Vec<u8>,
+}
+
+pub(crate) async fn begin(pool: &PgPool, new: &NewOutreach) -> Result<Box<dyn OutreachImport>> {
+    let mut tx = pool.begin().await?;
+    let found = sqlx::query("SELECT 1 FROM campaigns WHERE id = $1 FOR SHARE")
+        .bind(new.campaign_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if found.is_none() {
+        return Err(StoreError::NotFound {
+            entity: "campaign",
+            id: new.campaign_id,
+        });
+    }
+    let id = Uuid::now_v7();
+    let (_, now_us) = common::now();
+    sqlx::query(concat!(
+        "INSERT INTO outreaches (id, campaign_id, status, file_name, encoding, default_region, \
+         start_at, end_at, rows_total, accepted, invalid, duplicates, suppressed, created_at, \
+         updated_at) VALUES ($1, $2, 'scheduled', $3, 'utf-8', $4, ",
+        ts!("5"),
+        ", CASE WHEN $6::int8 IS NULL THEN NULL ELSE ",
+        ts!("6"),
+        " END, 0, 0, 0, 0, 0, ",
+        ts!("7"),
+        ", ",
+        ts!("7"),
+        ")"
+    ))
+    .bind(id)
+    .bind(new.campaign_id)
+    .bind(&new.file_name)
+    .bind(&new.default_region)
+    .bind(micros(new.start_at))
+    .bind(new.end_at.map(micros))
+    .bind(now_us)
+    .execute(&mut *tx)
+    .await?;
+    Ok(Box::new(PgImport {
+        tx,
+        pool: pool.clone(),
+        id,
+        start_text: new.start_at.to_string(),
+        buf: Vec::new(),
+    }))
+}
+
+#[async_trait]
+impl OutreachImport for PgImport {
+    fn outreach_id(&self) -> Uuid {
+        self.id
+    }
+
+    async fn recipients(&mut self, batch: &[ImportedRecipient]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let id = self.id.to_string();
+        let buf = &mut self.buf;
+        buf.clear();
+        for r in batch {
+            buf.extend_from_slice(id.as_bytes());
+            buf.push(b'\t');
+            buf.extend_from_slice(r.line.to_string().as_bytes());
+            buf.push(b'\t');
+            copy_text(buf, &r.address);
+            buf.push(b'\t');
+            match &r.raw_address {
+                Some(raw) => copy_text(buf, raw),
+                None => buf.extend_from_slice(b"\\N"),
+            }
+            buf.push(b'\t');
+            match &r.timezone {
+                Some(tz) => copy_text(buf, tz),
+                None => buf.extend_from_slice(b"\\N"),
+            }
+            buf.push(b'\t');
+            copy_text(buf, &r.variables_json);
+            buf.extend_from_slice(if r.suppressed {
+                b"\tskipped\tsuppressed\t"
+            } else {
+                b"\tpending\t\\N\t"
+            });
+            buf.extend_from_slice(self.start_text.as_bytes());
+            buf.push(b'\n');
+        }
+        let mut copy = self
+            .tx
+            .copy_in_raw(
+                "COPY recipients (outreach_id, line, address, raw_address, timezone, variables, \
+                 state, skip_reason, due_at) FROM STDIN",
+            )
+            .await?;
+        copy.send(buf.as_slice()).await?;
+        copy.finish().await?;
+        Ok(())
+    }
+
+    async fn row_errors(&mut self, batch: &[ImportErrorRecord]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let id = self.id.to_string();
+        let buf = &mut self.buf;
+        buf.clear();
+        for e in batch {
+            buf.extend_from_slice(id.as_bytes());
+            buf.push(b'\t');
+            buf.extend_from_slice(e.line.to_string().as_bytes());
+            buf.push(b'\t');
+            match &e.column {
+                Some(c) => copy_text(buf, c),
+                None => buf.extend_from_slice(b"\\N"),
+            }
+            buf.push(b'\t');
+            copy_text(buf, &e.value);
+            buf.push(b'\t');
+            copy_text(buf, &e.reason);
+            buf.push(b'\n');
+        }
+        let mut copy = self
+            .tx
+            .copy_in_raw(
+                "COPY import_errors (outreach_id, line, column_name, value, reason) FROM STDIN",
+            )
+            .await?;
+        copy.send(buf.as_slice()).await?;
+        copy.finish().await?;
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>, summary: &ImportSummary) -> Result<Outreach> {
+        let (_, now_us) = common::now();
+        sqlx::query(concat!(
+            "UPDATE outreaches SET rows_total = $2, accepted = $3, invalid = $4, \
+             duplicates = $5, suppressed = $6, encoding = $7, updated_at = ",
+            ts!("8"),
+            " WHERE id = $1"
+        ))
+        .bind(self.id)
+        .bind(summary.rows as i64)
+        .bind(summary.accepted as i64)
+        .bind(summary.invalid as i64)
+        .bind(summary.duplicates as i64)
+        .bind(summary.suppressed as i64)
+        .bind(&summary.encoding)
+        .bind(now_us)
+        .execute(&mut *self.tx)
+        .await?;
+        let PgImport { tx, pool, id, .. } = *self;
+        tx.commit().await?;
+        get(&pool, id).await
+    }
+}
+
+pub(crate) async fn get(pool: &PgPool, id: Uuid) -> Result<Outreach> {
+    let mut conn = pool.acquire().await?;
+    get_in(&mut conn, id).await
+}
+
+/// The outreach with its progress, read on one connection (inside a transaction, if it is in
+/// one).
+pub(crate) async fn get_in(conn: &mut PgConnection, id: Uuid) -> Result<Outreach> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        outreach_cols_pg!(),
+        " FROM outreaches WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::NotFound {
+        entity: "outreach",
+        id,
+    })?;
+    let mut outreach = outreach_row(&row)?.parse()?;
+    outreach.progress = super::dispatch::progress(conn, id).await?;
+    Ok(outreach)
+}
+
+pub(crate) async fn import_errors(
+    pool: &PgPool,
+    outreach_id: Uuid,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<(i64, ImportErrorRecord)>> {
+    let rows: Vec<crate::outreach::ErrorRow> = sqlx::query_as(
+        "SELECT id, line, column_name, value, reason FROM import_errors \
+         WHERE outreach_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+    )
+    .bind(outreach_id)
+    .bind(after)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    Ok(crate::outreach::error_records(rows))
+}
+
+#[async_trait]
+impl crate::Outreaches for super::PgStore {
+    async fn begin_outreach(&self, new: &NewOutreach) -> Result<Box<dyn OutreachImport>> {
+        super::outreach::begin(&self.pool, new).await
+    }
+
+    async fn get_outreach(&self, id: Uuid) -> Result<Outreach> {
+        super::outreach::get(&self.pool, id).await
+    }
+
+    async fn list_outreaches(
+        &self,
+        campaign_id: Uuid,
+        status: Option<OutreachStatus>,
+        page: Page,
+    ) -> Result<Listing<Outreach>> {
+        let pool = &self.pool;
+        let mut conn = pool.acquire().await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            outreach_cols_pg!(),
+            " FROM outreaches \
+             WHERE campaign_id = $1 AND ($2::text IS NULL OR status = $2) \
+               AND ($3::uuid IS NULL OR id > $3) ORDER BY id LIMIT $4"
+        ))
+        .bind(campaign_id)
+        .bind(status.map(|s| s.as_str()))
+        .bind(page.after)
+        .bind(common::fetch_count(&page))
+        .fetch_all(&mut *conn)
+        .await?;
+        let items = rows
+            .iter()
+            .map(|r| outreach_row(r)?.parse())
+            .collect::<Result<Vec<_>>>()?;
+        let mut listing = common::listing(&page, items, |o| o.id);
+        for o in &mut listing.items {
+            o.progress = super::dispatch::progress(&mut conn, o.id).await?;
+        }
+        Ok(listing)
+    }
+
+    async fn import_errors(
+        &self,
+        outreach_id: Uuid,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, ImportErrorRecord)>> {
+        super::outreach::import_errors(&self.pool, outreach_id, after, limit).await
+    }
+
+    async fn get_recipient(&self, outreach_id: Uuid, recipient_id: i64) -> Result<RecipientRecord> {
+        let pool = &self.pool;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            recipient_cols!(),
+            " FROM recipients WHERE id = $1 AND outreach_id = $2"
+        ))
+        .bind(recipient_id)
+        .bind(outreach_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| crate::dispatch::recipient_not_found(recipient_id))?;
+        crate::dispatch::recipient_row(&row)?.parse()
+    }
+
+    async fn stop_outreach(&self, id: Uuid, now: Timestamp) -> Result<Outreach> {
+        let pool = &self.pool;
+        let mut tx = pool.begin().await?;
+        let (status, _) = locked_status(&mut tx, id).await?;
+        status.stop().map_err(crate::dispatch::conflict)?;
+        let now_us = micros(now);
+        sqlx::query(concat!(
+            "UPDATE outreaches SET status = 'stopped', updated_at = ",
+            ts!("2"),
+            ", finished_at = ",
+            ts!("2"),
+            " WHERE id = $1"
+        ))
+        .bind(id)
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await?;
+        let skipped = sqlx::query(concat!(
+            "UPDATE recipients SET state = 'skipped', skip_reason = 'stopped', updated_at = ",
+            ts!("2"),
+            " WHERE outreach_id = $1 AND state = 'pending'"
+        ))
+        .bind(id)
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let outreach = super::outreach::get_in(&mut tx, id).await?;
+        tx.commit().await?;
+        tracing::info!(outreach_id = %id, skipped, "stopped outreach");
+        Ok(outreach)
+    }
+
+    async fn retry_failed(&self, id: Uuid, now: Timestamp) -> Result<u64> {
+        let pool = &self.pool;
+        let mut tx = pool.begin().await?;
+        let (status, end_at) = locked_status(&mut tx, id).await?;
+        let reopen = crate::dispatch::retry_check(status, end_at, now)?;
+        let now_us = micros(now);
+        let requeued = sqlx::query(concat!(
+            "UPDATE recipients SET state = 'pending', attempts = 0, due_at = NULL, updated_at = ",
+            ts!("2"),
+            " WHERE outreach_id = $1 AND state = 'failed'"
+        ))
+        .bind(id)
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if reopen && requeued > 0 {
+            let to = status.reopen().map_err(crate::dispatch::conflict)?;
+            sqlx::query(concat!(
+                "UPDATE outreaches SET status = $2, updated_at = ",
+                ts!("3"),
+                ", finished_at = NULL WHERE id = $1"
+            ))
+            .bind(id)
+            .bind(to.as_str())
+            .bind(now_us)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        tracing::info!(outreach_id = %id, requeued, "re-queued failed recipients");
+        Ok(requeued)
+    }
+
+    async fn outreach_progress(&self, id: Uuid) -> Result<Progress> {
+        let mut conn = self.pool.acquire().await?;
+        super::dispatch::progress(&mut conn, id).await
+    }
+
+    async fn list_recipients(
+        &self,
+        outreach_id: Uuid,
+        state: Option<DeliveryState>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<RecipientRecord>> {
+        let pool = &self.pool;
+        let rows = match state {
+            // `(outreach_id, state, id)` is indexed: the page is read in order.
+            Some(state) => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    recipient_cols!(),
+                    " FROM recipients WHERE outreach_id = $1 AND state = $2 AND id > $3 \
+                     ORDER BY id LIMIT $4"
+                ))
+                .bind(outreach_id)
+                .bind(state.as_str())
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+            }
+            // The page's ids come from the index alone; only their rows are read.
+            None => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    recipient_cols!(),
+                    " FROM recipients WHERE id IN (SELECT id FROM recipients \
+                       WHERE outreach_id = $1 AND id > $2 ORDER BY id LIMIT $3) ORDER BY id"
+                ))
+                .bind(outreach_id)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        if rows.is_empty() {
+            ensure_exists(pool, outreach_id).await?;
+        }
+        rows.iter()
+            .map(|r| crate::dispatch::recipient_row(r)?.parse())
+            .collect()
+    }
+}

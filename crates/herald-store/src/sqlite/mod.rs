@@ -1,0 +1,118 @@
+//! The SQLite store: Herald's embedded default. One file, WAL journal, foreign keys on.
+//!
+//! Writes that read before they write run in `BEGIN IMMEDIATE` transactions, so the check and the
+//! write see the same database (a deferred transaction could fail to upgrade its lock under
+//! concurrent writers); the busy timeout makes concurrent writers wait their turn.
+
+use crate::{Result, StoreError};
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[macro_use]
+mod sql;
+mod catalog;
+mod conversation;
+mod dispatch;
+mod outreach;
+mod users;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a connection waits for another writer before giving up with "database is locked".
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// [`Store`] on SQLite.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens `sqlite://PATH` (creating the file if missing; the directory must exist),
+    /// `sqlite:PATH` or `sqlite::memory:`. Does not migrate: call [`Store::migrate`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .synchronous(SqliteSynchronous::Normal);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            create_private(options.get_filename())?;
+        }
+        let pool = if in_memory {
+            // An in-memory database lives as long as one connection to it: keep exactly one,
+            // for ever.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options)
+                .await?
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await?
+        };
+        tracing::debug!(in_memory, "opened sqlite store");
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, for queries this crate does not offer yet (and for tests).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// Creates the database file, readable and writable by its owner only (0600 on Unix), if it
+/// does not exist yet: it holds customers' addresses and password hashes. SQLite gives its
+/// `-wal` and `-shm` files the database file's permissions. An existing file is left as it is.
+fn create_private(path: &std::path::Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // A directory that does not exist: let SQLite say so, as it did.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::Database(sqlx::Error::Io(e))),
+    }
+}
+
+#[async_trait]
+impl crate::Schema for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        tracing::info!(backend = "sqlite", "database schema is up to date");
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
