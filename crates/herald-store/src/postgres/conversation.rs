@@ -1,6 +1,6 @@
 //! Customers, conversations, messages, status reports and the opt-out list, on PostgreSQL.
 //!
-//! Mirrors `sqlite_conversation.rs`. Where SQLite's single writer makes a check and the write
+//! Mirrors `sqlite/conversation.rs`. Where SQLite's single writer makes a check and the write
 //! after it atomic, PostgreSQL needs one of these:
 //!
 //! * A replayed inbound message racing its first delivery: the message is inserted `ON CONFLICT
@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use herald_core::outreach::{DeliveryState, SkipReason};
 use herald_core::{Listing, Page};
 use jiff::Timestamp;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use std::collections::HashSet;
 use uuid::Uuid;
 
@@ -64,22 +64,6 @@ pub(super) async fn customer_id(
     .await?;
     // Ours, or the one a concurrent transaction committed first.
     Ok(find().fetch_one(&mut *conn).await?.0)
-}
-
-pub(crate) async fn get_customer(pool: &PgPool, id: Uuid) -> Result<Customer> {
-    let row: CustomerRow = sqlx::query_as(concat!(
-        "SELECT ",
-        customer_cols!(),
-        " FROM customers WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await?
-    .ok_or(StoreError::NotFound {
-        entity: "customer",
-        id,
-    })?;
-    conversation::customer(row)
 }
 
 // ---------------------------------------------------------------- conversations
@@ -869,7 +853,20 @@ impl crate::Conversations for super::PgStore {
     }
 
     async fn get_customer(&self, id: Uuid) -> Result<Customer> {
-        super::conversation::get_customer(&self.pool, id).await
+        let pool = &self.pool;
+        let row: CustomerRow = sqlx::query_as(concat!(
+            "SELECT ",
+            customer_cols!(),
+            " FROM customers WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(StoreError::NotFound {
+            entity: "customer",
+            id,
+        })?;
+        conversation::customer(row)
     }
 
     async fn find_customer(&self, address: &str) -> Result<Option<Customer>> {
@@ -910,7 +907,7 @@ impl crate::Conversations for super::PgStore {
         .await?;
         if rows.is_empty() && after.is_none() {
             drop(conn);
-            get_customer(pool, customer_id).await?;
+            self.get_customer(customer_id).await?;
         }
         conversation::messages(&rows)
     }

@@ -5,7 +5,7 @@
 //! subquery walks the partial index `recipients_due` (`migrations/postgres/0003_dispatch.sql`) in
 //! claim order. Results are written in one transaction, one `UPDATE … FROM unnest(…)` statement
 //! for the accepted sends and one for every other outcome; the accepted proactive messages go on
-//! their customers' timelines in the same transaction (`pg_conversation::record_messages`), and
+//! their customers' timelines in the same transaction (`conversation::record_messages`), and
 //! only then does the sends' update return the ids it changed.
 //!
 //! A write that depends on the outreach's status locks the outreach row first (`FOR UPDATE` to

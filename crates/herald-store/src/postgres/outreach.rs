@@ -25,51 +25,6 @@ pub(crate) struct PgImport {
     buf: Vec<u8>,
 }
 
-pub(crate) async fn begin(pool: &PgPool, new: &NewOutreach) -> Result<Box<dyn OutreachImport>> {
-    let mut tx = pool.begin().await?;
-    let found = sqlx::query("SELECT 1 FROM campaigns WHERE id = $1 FOR SHARE")
-        .bind(new.campaign_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if found.is_none() {
-        return Err(StoreError::NotFound {
-            entity: "campaign",
-            id: new.campaign_id,
-        });
-    }
-    let id = Uuid::now_v7();
-    let (_, now_us) = common::now();
-    sqlx::query(concat!(
-        "INSERT INTO outreaches (id, campaign_id, status, file_name, encoding, default_region, \
-         start_at, end_at, rows_total, accepted, invalid, duplicates, suppressed, created_at, \
-         updated_at) VALUES ($1, $2, 'scheduled', $3, 'utf-8', $4, ",
-        ts!("5"),
-        ", CASE WHEN $6::int8 IS NULL THEN NULL ELSE ",
-        ts!("6"),
-        " END, 0, 0, 0, 0, 0, ",
-        ts!("7"),
-        ", ",
-        ts!("7"),
-        ")"
-    ))
-    .bind(id)
-    .bind(new.campaign_id)
-    .bind(&new.file_name)
-    .bind(&new.default_region)
-    .bind(micros(new.start_at))
-    .bind(new.end_at.map(micros))
-    .bind(now_us)
-    .execute(&mut *tx)
-    .await?;
-    Ok(Box::new(PgImport {
-        tx,
-        pool: pool.clone(),
-        id,
-        start_text: new.start_at.to_string(),
-        buf: Vec::new(),
-    }))
-}
-
 #[async_trait]
 impl OutreachImport for PgImport {
     fn outreach_id(&self) -> Uuid {
@@ -174,13 +129,9 @@ impl OutreachImport for PgImport {
         .await?;
         let PgImport { tx, pool, id, .. } = *self;
         tx.commit().await?;
-        get(&pool, id).await
+        let mut conn = pool.acquire().await?;
+        get_in(&mut conn, id).await
     }
-}
-
-pub(crate) async fn get(pool: &PgPool, id: Uuid) -> Result<Outreach> {
-    let mut conn = pool.acquire().await?;
-    get_in(&mut conn, id).await
 }
 
 /// The outreach with its progress, read on one connection (inside a transaction, if it is in
@@ -203,32 +154,57 @@ pub(crate) async fn get_in(conn: &mut PgConnection, id: Uuid) -> Result<Outreach
     Ok(outreach)
 }
 
-pub(crate) async fn import_errors(
-    pool: &PgPool,
-    outreach_id: Uuid,
-    after: i64,
-    limit: u32,
-) -> Result<Vec<(i64, ImportErrorRecord)>> {
-    let rows: Vec<crate::outreach::ErrorRow> = sqlx::query_as(
-        "SELECT id, line, column_name, value, reason FROM import_errors \
-         WHERE outreach_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-    )
-    .bind(outreach_id)
-    .bind(after)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    Ok(crate::outreach::error_records(rows))
-}
-
 #[async_trait]
 impl crate::Outreaches for super::PgStore {
     async fn begin_outreach(&self, new: &NewOutreach) -> Result<Box<dyn OutreachImport>> {
-        super::outreach::begin(&self.pool, new).await
+        let pool = &self.pool;
+        let mut tx = pool.begin().await?;
+        let found = sqlx::query("SELECT 1 FROM campaigns WHERE id = $1 FOR SHARE")
+            .bind(new.campaign_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if found.is_none() {
+            return Err(StoreError::NotFound {
+                entity: "campaign",
+                id: new.campaign_id,
+            });
+        }
+        let id = Uuid::now_v7();
+        let (_, now_us) = common::now();
+        sqlx::query(concat!(
+            "INSERT INTO outreaches (id, campaign_id, status, file_name, encoding, default_region, \
+             start_at, end_at, rows_total, accepted, invalid, duplicates, suppressed, created_at, \
+             updated_at) VALUES ($1, $2, 'scheduled', $3, 'utf-8', $4, ",
+            ts!("5"),
+            ", CASE WHEN $6::int8 IS NULL THEN NULL ELSE ",
+            ts!("6"),
+            " END, 0, 0, 0, 0, 0, ",
+            ts!("7"),
+            ", ",
+            ts!("7"),
+            ")"
+        ))
+        .bind(id)
+        .bind(new.campaign_id)
+        .bind(&new.file_name)
+        .bind(&new.default_region)
+        .bind(micros(new.start_at))
+        .bind(new.end_at.map(micros))
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await?;
+        Ok(Box::new(PgImport {
+            tx,
+            pool: pool.clone(),
+            id,
+            start_text: new.start_at.to_string(),
+            buf: Vec::new(),
+        }))
     }
 
     async fn get_outreach(&self, id: Uuid) -> Result<Outreach> {
-        super::outreach::get(&self.pool, id).await
+        let mut conn = self.pool.acquire().await?;
+        get_in(&mut conn, id).await
     }
 
     async fn list_outreaches(
@@ -269,7 +245,17 @@ impl crate::Outreaches for super::PgStore {
         after: i64,
         limit: u32,
     ) -> Result<Vec<(i64, ImportErrorRecord)>> {
-        super::outreach::import_errors(&self.pool, outreach_id, after, limit).await
+        let pool = &self.pool;
+        let rows: Vec<crate::outreach::ErrorRow> = sqlx::query_as(
+            "SELECT id, line, column_name, value, reason FROM import_errors \
+             WHERE outreach_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(outreach_id)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+        Ok(crate::outreach::error_records(rows))
     }
 
     async fn get_recipient(&self, outreach_id: Uuid, recipient_id: i64) -> Result<RecipientRecord> {

@@ -79,19 +79,6 @@ pub(super) async fn customer_id(
     Ok(id)
 }
 
-pub(crate) async fn get_customer(pool: &SqlitePool, id: Uuid) -> Result<Customer> {
-    let row: CustomerRow =
-        sqlx::query_as("SELECT id, address, created_at FROM customers WHERE id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?
-            .ok_or(StoreError::NotFound {
-                entity: "customer",
-                id,
-            })?;
-    conversation::customer(row)
-}
-
 // ---------------------------------------------------------------- conversations
 
 /// The conversation of the sender and the customer, if any.
@@ -858,7 +845,17 @@ impl crate::Conversations for super::SqliteStore {
     }
 
     async fn get_customer(&self, id: Uuid) -> Result<Customer> {
-        super::conversation::get_customer(&self.pool, id).await
+        let pool = &self.pool;
+        let row: CustomerRow =
+            sqlx::query_as("SELECT id, address, created_at FROM customers WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+                .ok_or(StoreError::NotFound {
+                    entity: "customer",
+                    id,
+                })?;
+        conversation::customer(row)
     }
 
     async fn find_customer(&self, address: &str) -> Result<Option<Customer>> {
@@ -893,7 +890,7 @@ impl crate::Conversations for super::SqliteStore {
         .fetch_all(&mut *conn)
         .await?;
         if rows.is_empty() && after.is_none() {
-            get_customer(pool, customer_id).await?;
+            self.get_customer(customer_id).await?;
         }
         conversation::messages(&rows)
     }

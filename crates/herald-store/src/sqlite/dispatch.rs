@@ -17,7 +17,7 @@
 //! statements of up to [`CHUNK`] rows, padded to a power of two so that a few prepared
 //! statements serve every batch size: the accepted sends of a batch in one, every other outcome
 //! in another. When the batch has proactive messages to put on their customers' timelines, the
-//! sends' update returns the ids it changed and `sqlite_conversation::record_messages` writes the
+//! sends' update returns the ids it changed and `conversation::record_messages` writes the
 //! messages of those in the same transaction; without, nothing more is done.
 
 use crate::conversation::SentMessage;

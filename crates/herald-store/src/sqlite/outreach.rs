@@ -96,13 +96,9 @@ impl OutreachImport for SqliteImport {
         .await?;
         let SqliteImport { tx, pool, id, .. } = *self;
         tx.commit().await?;
-        get(&pool, id).await
+        let mut conn = pool.acquire().await?;
+        get_in(&mut conn, id).await
     }
-}
-
-pub(crate) async fn get(pool: &SqlitePool, id: Uuid) -> Result<Outreach> {
-    let mut conn = pool.acquire().await?;
-    get_in(&mut conn, id).await
 }
 
 /// The outreach with its progress, read on one connection (inside a transaction, if it is in
@@ -122,24 +118,6 @@ pub(crate) async fn get_in(conn: &mut SqliteConnection, id: Uuid) -> Result<Outr
     })?;
     let outreach = outreach_row(&row)?.parse()?;
     super::dispatch::with_progress(conn, outreach).await
-}
-
-pub(crate) async fn import_errors(
-    pool: &SqlitePool,
-    outreach_id: Uuid,
-    after: i64,
-    limit: u32,
-) -> Result<Vec<(i64, ImportErrorRecord)>> {
-    let rows: Vec<crate::outreach::ErrorRow> = sqlx::query_as(
-        "SELECT id, line, column_name, value, reason FROM import_errors \
-         WHERE outreach_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-    )
-    .bind(outreach_id)
-    .bind(after)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    Ok(crate::outreach::error_records(rows))
 }
 
 #[async_trait]
@@ -182,7 +160,8 @@ impl crate::Outreaches for super::SqliteStore {
     }
 
     async fn get_outreach(&self, id: Uuid) -> Result<Outreach> {
-        super::outreach::get(&self.pool, id).await
+        let mut conn = self.pool.acquire().await?;
+        get_in(&mut conn, id).await
     }
 
     async fn list_outreaches(
@@ -223,7 +202,17 @@ impl crate::Outreaches for super::SqliteStore {
         after: i64,
         limit: u32,
     ) -> Result<Vec<(i64, ImportErrorRecord)>> {
-        super::outreach::import_errors(&self.pool, outreach_id, after, limit).await
+        let pool = &self.pool;
+        let rows: Vec<crate::outreach::ErrorRow> = sqlx::query_as(
+            "SELECT id, line, column_name, value, reason FROM import_errors \
+             WHERE outreach_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(outreach_id)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+        Ok(crate::outreach::error_records(rows))
     }
 
     async fn get_recipient(&self, outreach_id: Uuid, recipient_id: i64) -> Result<RecipientRecord> {
