@@ -43,6 +43,8 @@ pub struct AppState {
     /// Bounds on sign-in and setup work: concurrent password hashes, attempts per client
     /// address; the per-account lockout's limits.
     pub sign_in: Arc<web::limits::SignInGuard>,
+    /// Where handlers read the time (the system clock unless [`AppState::with_clock`]).
+    pub clock: Arc<dyn herald_engine::Clock>,
 }
 
 /// The default of [`AppState::events_interval`].
@@ -58,6 +60,7 @@ impl AppState {
             twilio: None,
             secure_cookies: false,
             sign_in: Arc::new(web::limits::SignInGuard::default()),
+            clock: Arc::new(herald_engine::SystemClock),
             replies: herald_engine::Replies::new(
                 store.clone(),
                 Arc::new(herald_channels::Transports::new()),
@@ -71,6 +74,12 @@ impl AppState {
     /// links).
     pub fn with_replies(mut self, replies: herald_engine::Replies) -> Self {
         self.replies = replies;
+        self
+    }
+
+    /// Reads the time from `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn herald_engine::Clock>) -> Self {
+        self.clock = clock;
         self
     }
 

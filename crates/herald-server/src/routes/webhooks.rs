@@ -32,7 +32,6 @@ use axum::routing::post;
 use herald_core::outreach::DeliveryState;
 use herald_core::{Channel, E164, Language};
 use herald_store::{StatusApplied, StatusReport};
-use jiff::Timestamp;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -406,7 +405,7 @@ async fn inbound_sms(
             &from,
             param(&params, "Body"),
             sid,
-            Timestamp::now(),
+            state.clock.now(),
         )
         .await?;
     tracing::info!(
@@ -465,7 +464,7 @@ async fn status(
             state: reported,
             error_code,
             error_message,
-            at: Timestamp::now(),
+            at: state.clock.now(),
         })
         .await?;
     tracing::debug!(sid, status, ?applied, "provider status");
