@@ -45,6 +45,9 @@ pub struct AppState {
     pub sign_in: Arc<web::limits::SignInGuard>,
     /// Where handlers read the time (the system clock unless [`AppState::with_clock`]).
     pub clock: Arc<dyn herald_engine::Clock>,
+    /// Woken after an upload, so a new outreach is sent at once rather than at the next poll;
+    /// `None` when no dispatcher runs in this process.
+    pub dispatcher: Option<Arc<herald_engine::Dispatcher>>,
 }
 
 /// The default of [`AppState::events_interval`].
@@ -61,6 +64,7 @@ impl AppState {
             secure_cookies: false,
             sign_in: Arc::new(web::limits::SignInGuard::default()),
             clock: Arc::new(herald_engine::SystemClock),
+            dispatcher: None,
             replies: herald_engine::Replies::new(
                 store.clone(),
                 Arc::new(herald_channels::Transports::new()),
@@ -81,6 +85,20 @@ impl AppState {
     pub fn with_clock(mut self, clock: Arc<dyn herald_engine::Clock>) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// Wakes `dispatcher` after every upload (see [`AppState::outreach_created`]).
+    pub fn with_dispatcher(mut self, dispatcher: Arc<herald_engine::Dispatcher>) -> Self {
+        self.dispatcher = Some(dispatcher);
+        self
+    }
+
+    /// A new outreach was stored: the dispatcher (if one runs here) looks for work now instead
+    /// of at its next poll. A dispatcher in another process finds it at its next poll.
+    pub(crate) fn outreach_created(&self) {
+        if let Some(dispatcher) = &self.dispatcher {
+            dispatcher.wake();
+        }
     }
 
     /// Applies `[outreaches]`: the limits of one upload, of uploads at once, and of each

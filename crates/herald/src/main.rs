@@ -439,7 +439,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_replies(replies.clone())
         .with_secure_cookies(cfg.server.secure_cookies())
         .with_outreach_limits(&cfg.outreaches)
-        .with_sign_in_limits(cfg.sign_in.limits());
+        .with_sign_in_limits(cfg.sign_in.limits())
+        .with_dispatcher(dispatcher.clone());
     if let Some(twilio) = &cfg.channels.twilio {
         state = state.with_twilio(twilio.auth_token.expose(), &public_url);
     }

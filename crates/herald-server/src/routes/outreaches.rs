@@ -227,6 +227,7 @@ async fn create_outreach(
         .await
         .map_err(ApiError::from)?;
     drop(permit);
+    s.outreach_created();
     Ok((StatusCode::CREATED, Json(outreach)))
 }
 

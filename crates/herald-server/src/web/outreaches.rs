@@ -805,7 +805,10 @@ async fn upload(
     let imported = import_outreach(s.store.clone(), upload, Arc::new(|_| {})).await;
     drop(permit);
     match imported {
-        Ok(outreach) => go_to(&headers, &format!("/outreaches/{}", outreach.id)),
+        Ok(outreach) => {
+            s.outreach_created();
+            go_to(&headers, &format!("/outreaches/{}", outreach.id))
+        }
         Err(e) => {
             let e = ApiError::from(e);
             if e.status() == StatusCode::UNPROCESSABLE_ENTITY {
