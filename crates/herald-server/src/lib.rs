@@ -87,7 +87,7 @@ impl AppState {
         self
     }
 
-    /// Wakes `dispatcher` after every upload (see [`AppState::outreach_created`]).
+    /// Wakes `dispatcher` after every upload through the API or the web form.
     pub fn with_dispatcher(mut self, dispatcher: Arc<herald_engine::Dispatcher>) -> Self {
         self.dispatcher = Some(dispatcher);
         self

@@ -131,6 +131,8 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
         /// Where the link points (default: server.public_url, else http://<bind>).
+        // The doc comment is the `--help` text, shown as is: `<bind>` is no HTML tag.
+        #[allow(rustdoc::invalid_html_tags)]
         #[arg(long, value_name = "URL")]
         public_url: Option<String>,
         /// The address `herald serve --bind` listens on, for the link when no public URL is

@@ -102,7 +102,7 @@ pub struct Dispatcher {
 }
 
 /// How long a provider's status report may wait for the send it reports on; older ones are
-/// forgotten (checked at most every [`PURGE_EVERY`]).
+/// forgotten (checked at most once an hour).
 pub const KEPT_REPORT_TTL: SignedDuration = SignedDuration::from_hours(24 * 7);
 const PURGE_EVERY: SignedDuration = SignedDuration::from_hours(1);
 

@@ -6,7 +6,7 @@
 //! Twilio's signature runs the sorted names and values together (`MessageSid` `SM…` signs the
 //! same as `MessageSi` `dSM…`), so a captured request can be re-split into a validly signed one
 //! without its `MessageSid` — which would dodge the replay check. A signed request is therefore
-//! also checked for its shape ([`check_shape`]) before anything else: only the parameter names
+//! also checked for its shape (`check_shape`) before anything else: only the parameter names
 //! Twilio documents for these webhooks, each once, and every `…Sid` of Twilio's form (`SM`/`MM`,
 //! `CA`, `AC`, `MG` and 32 lower-case hex digits). Anything else gets 400.
 //!
