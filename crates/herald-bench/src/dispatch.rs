@@ -17,7 +17,7 @@ use herald_core::{
     Address, Answer, AnswerSpec, AnswerVariantInput, ApiToken, Campaign, CampaignSpec, Channel,
     EmailAddress, Inbox, InboxSpec, Listing, Page, Provider, Sender, SenderSpec,
 };
-use herald_engine::{DispatchConfig, Dispatcher, RateConfig, SystemClock, UnsubscribeLinks};
+use herald_engine::{Clock, DispatchConfig, Dispatcher, RateConfig, SystemClock, UnsubscribeLinks};
 use herald_store::{
     ClaimedRecipient, Conversation, Customer, DeliveryResult, ImportErrorRecord, InboundMessage,
     LiveOutreach, Message, NewOutreach, NewToken, OutboundRecord, Outreach, OutreachImport,
@@ -125,7 +125,7 @@ pub async fn prepare(url: &str, recipients: u64, floor: bool) -> anyhow::Result<
     let (store, pool) = open(url).await?;
     store.migrate().await?;
     let campaign_id = email_campaign(store.as_ref()).await?;
-    let now = Timestamp::now();
+    let now = SystemClock.now();
     let herald = import(
         store.clone(),
         campaign_id,
@@ -359,7 +359,7 @@ async fn baseline_run(
     let started = Instant::now();
     let mut updated = 0u64;
     loop {
-        let now_us = Timestamp::now().as_microsecond();
+        let now_us = SystemClock.now().as_microsecond();
         let n = match pool {
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -436,7 +436,7 @@ async fn two_updates_run(
     loop {
         let t0 = Instant::now();
         let t1: Instant;
-        let now_us = Timestamp::now().as_microsecond();
+        let now_us = SystemClock.now().as_microsecond();
         let lease_us = now_us + 120_000_000;
         let n = match pool {
             Pool::Sqlite(pool) => {
@@ -1261,7 +1261,7 @@ mod tests {
         let store = herald_store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
         let campaign = email_campaign(store.as_ref()).await.unwrap();
-        let now = Timestamp::now();
+        let now = SystemClock.now();
         let herald = import(
             store.clone(),
             campaign,

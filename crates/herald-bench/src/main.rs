@@ -299,7 +299,7 @@ async fn herald_import(
             campaign_id,
             file: std::fs::File::open(csv)?,
             file_name: "bench.csv".into(),
-            start_at: jiff::Timestamp::now(),
+            start_at: herald_engine::Clock::now(&herald_engine::SystemClock),
             end_at: None,
             default_region: None,
             limits: herald_engine::ImportLimits::default(),

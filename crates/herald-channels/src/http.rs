@@ -159,7 +159,9 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// The `Retry-After` of an answer, read against the system clock.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?;
-    parse_retry_after(value, SystemTime::now())
+    #[allow(clippy::disallowed_methods)] // an HTTP date is read against the wall clock it names
+    let now = SystemTime::now();
+    parse_retry_after(value, now)
 }
 
 /// A short, printable excerpt of a response body for error messages.

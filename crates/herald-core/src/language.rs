@@ -12,7 +12,7 @@ pub struct Language(String);
 pub struct LanguageError(pub String);
 
 impl Language {
-    /// Parses language[-script][-region][-variant...]; `_` is accepted for `-` as people write
+    /// Parses `language[-script][-region][-variant...]`; `_` is accepted for `-` as people write
     /// `en_US`. Case is made canonical: `EN-us` -> `en-US`.
     pub fn parse(input: &str) -> Result<Self, LanguageError> {
         let err = || LanguageError(input.trim().to_string());

@@ -8,6 +8,7 @@
 //! which sends through the conversation's sender and refuses an opted-out customer.
 
 use crate::UnsubscribeLinks;
+use crate::clock::{Clock, SystemClock};
 use herald_channels::{OutboundMessage, SendError, Transports};
 use herald_core::keywords::{self, Keyword};
 use herald_core::outreach::{SkipReason, parse_idempotency_key};
@@ -106,16 +107,26 @@ pub struct Replies {
     transports: Arc<Transports>,
     config: RepliesConfig,
     unsubscribe: Option<UnsubscribeLinks>,
+    /// When agents' replies are sent, unsubscribes made, emails received.
+    clock: Arc<dyn Clock>,
 }
 
 impl Replies {
+    /// Reads the time from the system clock ([`Replies::with_clock`] to drive it).
     pub fn new(store: Arc<dyn Store>, transports: Arc<Transports>, config: RepliesConfig) -> Self {
         Self {
             store,
             transports,
             config,
             unsubscribe: None,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads the time from `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Checks the signed one-click links of outreach emails ([`Replies::unsubscribe`]).
@@ -364,7 +375,7 @@ impl Replies {
                 subject,
                 body: body.to_string(),
                 provider_message_id: accepted.provider_message_id,
-                sent_at: Timestamp::now(),
+                sent_at: self.clock.now(),
             })
             .await?)
     }
@@ -427,7 +438,7 @@ impl Replies {
             .await?;
         let skipped = self
             .store
-            .skip_pending_for_address(&address, None, SkipReason::OptedOut, Timestamp::now())
+            .skip_pending_for_address(&address, None, SkipReason::OptedOut, self.clock.now())
             .await?;
         tracing::info!(outreach = %outreach_id, added, skipped, "email recipient unsubscribed");
         Ok(address)
@@ -520,7 +531,7 @@ impl herald_smtp_in::Mailbox for EmailInbox {
             .collect();
         let trusted = self.replies.config.trusted_authserv_id.trim();
         let verified = !trusted.is_empty() && herald_smtp_in::from_authenticated(&mail, trusted);
-        let at = Timestamp::now();
+        let at = self.replies.clock.now();
         for rcpt in &mail.recipients {
             if rcpt == "postmaster" || rcpt.starts_with("postmaster@") {
                 tracing::warn!(

@@ -43,6 +43,11 @@ pub struct AppState {
     /// Bounds on sign-in and setup work: concurrent password hashes, attempts per client
     /// address; the per-account lockout's limits.
     pub sign_in: Arc<web::limits::SignInGuard>,
+    /// Where handlers read the time (the system clock unless [`AppState::with_clock`]).
+    pub clock: Arc<dyn herald_engine::Clock>,
+    /// Woken after an upload, so a new outreach is sent at once rather than at the next poll;
+    /// `None` when no dispatcher runs in this process.
+    pub dispatcher: Option<Arc<herald_engine::Dispatcher>>,
 }
 
 /// The default of [`AppState::events_interval`].
@@ -58,6 +63,8 @@ impl AppState {
             twilio: None,
             secure_cookies: false,
             sign_in: Arc::new(web::limits::SignInGuard::default()),
+            clock: Arc::new(herald_engine::SystemClock),
+            dispatcher: None,
             replies: herald_engine::Replies::new(
                 store.clone(),
                 Arc::new(herald_channels::Transports::new()),
@@ -72,6 +79,26 @@ impl AppState {
     pub fn with_replies(mut self, replies: herald_engine::Replies) -> Self {
         self.replies = replies;
         self
+    }
+
+    /// Reads the time from `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn herald_engine::Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Wakes `dispatcher` after every upload through the API or the web form.
+    pub fn with_dispatcher(mut self, dispatcher: Arc<herald_engine::Dispatcher>) -> Self {
+        self.dispatcher = Some(dispatcher);
+        self
+    }
+
+    /// A new outreach was stored: the dispatcher (if one runs here) looks for work now instead
+    /// of at its next poll. A dispatcher in another process finds it at its next poll.
+    pub(crate) fn outreach_created(&self) {
+        if let Some(dispatcher) = &self.dispatcher {
+            dispatcher.wake();
+        }
     }
 
     /// Applies `[outreaches]`: the limits of one upload, of uploads at once, and of each

@@ -4,6 +4,8 @@
 //! at once and their temporary bytes, the recipients page of a very wide list (S3), and many
 //! progress streams on a large outreach (S5).
 
+#![allow(clippy::disallowed_methods)] // tests set up data relative to the real time
+
 mod common;
 
 use common::web::{Browser, element, sign_in};

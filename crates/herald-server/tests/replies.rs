@@ -4,6 +4,8 @@
 //! campaign; agents answer through the API and the fake receives it. STOP/START/HELP, forged and
 //! replayed webhooks, the opt-out list and email unsubscribes.
 
+#![allow(clippy::disallowed_methods)] // tests set up data relative to the real time
+
 mod common;
 
 use common::App;

@@ -2,6 +2,8 @@
 //! and the live progress stream, against SQLite and PostgreSQL. Sending is driven through the
 //! store directly (no dispatcher runs in these tests).
 
+#![allow(clippy::disallowed_methods)] // tests set up data relative to the real time
+
 mod common;
 
 use common::{App, has_error};

@@ -2,6 +2,8 @@
 //! signed-out visitor, `/login`, `/logout` and its CSRF check, the one-time setup links, and
 //! admin-only pages refusing agents.
 
+#![allow(clippy::disallowed_methods)] // tests set up data relative to the real time
+
 mod common;
 
 use common::App;

@@ -3,6 +3,8 @@
 //! progress stream, and the inbox. Campaigns are made through the API (the campaign pages are
 //! not what is tested here); sending is driven through the store.
 
+#![allow(clippy::disallowed_methods)] // tests set up data relative to the real time
+
 mod common;
 
 use common::App;

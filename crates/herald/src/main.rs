@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use config::{Config, redact_url};
 use herald_core::Role;
+use herald_engine::{Clock, SystemClock};
 use herald_store::{NewToken, Store};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -130,6 +131,8 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
         /// Where the link points (default: server.public_url, else http://<bind>).
+        // The doc comment is the `--help` text, shown as is: `<bind>` is no HTML tag.
+        #[allow(rustdoc::invalid_html_tags)]
         #[arg(long, value_name = "URL")]
         public_url: Option<String>,
         /// The address `herald serve --bind` listens on, for the link when no public URL is
@@ -281,7 +284,7 @@ async fn setup_token(
 ) -> anyhow::Result<String> {
     use herald_server::web::session::{new_secret, secret_hash};
     let secret = new_secret();
-    let expires_at = jiff::Timestamp::now().checked_add(valid_for)?;
+    let expires_at = SystemClock.now().checked_add(valid_for)?;
     store
         .create_setup_token(&secret_hash(&secret), email, role, expires_at)
         .await
@@ -372,7 +375,7 @@ async fn create_outreach(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "recipients.csv".into()),
-        start_at: start.unwrap_or_else(jiff::Timestamp::now),
+        start_at: start.unwrap_or_else(|| SystemClock.now()),
         end_at: end,
         default_region: region,
         limits,
@@ -430,7 +433,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         herald_engine::Dispatcher::new(
             store.clone(),
             transports,
-            Arc::new(herald_engine::SystemClock),
+            Arc::new(SystemClock),
             cfg.dispatch.clone(),
         )
         .with_unsubscribe_links(links),
@@ -439,7 +442,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_replies(replies.clone())
         .with_secure_cookies(cfg.server.secure_cookies())
         .with_outreach_limits(&cfg.outreaches)
-        .with_sign_in_limits(cfg.sign_in.limits());
+        .with_sign_in_limits(cfg.sign_in.limits())
+        .with_dispatcher(dispatcher.clone());
     if let Some(twilio) = &cfg.channels.twilio {
         state = state.with_twilio(twilio.auth_token.expose(), &public_url);
     }

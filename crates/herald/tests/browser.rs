@@ -10,6 +10,8 @@
 //! Needs `chromium` (or Chrome) and `chromedriver` on `PATH` (`CHROME_BIN` and `CHROMEDRIVER`
 //! name others). Without them it says so and passes, except under `CI=true`, where it fails.
 
+#![allow(clippy::disallowed_methods)] // tests set up data relative to the real time
+
 mod common;
 
 use base64::Engine;

@@ -1,3 +1,5 @@
+#![allow(clippy::disallowed_methods)] // tests set up data relative to the real time
+
 use crate::common::{closed_port, email, message, phone, sms};
 use herald_channels::{Transport, TwilioConfig, TwilioTransport, codes};
 use herald_core::{Channel, E164, Language};

@@ -1,3 +1,5 @@
+#![allow(clippy::disallowed_methods)] // tests set up data relative to the real time
+
 use crate::common::{closed_port, email, sms};
 use herald_channels::{
     Transport, WebhookConfig, WebhookTransport, codes, verify_webhook_signature,

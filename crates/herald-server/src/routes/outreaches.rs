@@ -218,7 +218,7 @@ async fn create_outreach(
         campaign_id,
         file,
         file_name,
-        start_at: start_at.unwrap_or_else(Timestamp::now),
+        start_at: start_at.unwrap_or_else(|| s.clock.now()),
         end_at,
         default_region,
         limits: s.import_limits,
@@ -227,6 +227,7 @@ async fn create_outreach(
         .await
         .map_err(ApiError::from)?;
     drop(permit);
+    s.outreach_created();
     Ok((StatusCode::CREATED, Json(outreach)))
 }
 

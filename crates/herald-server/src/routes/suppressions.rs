@@ -14,7 +14,6 @@ use axum::http::StatusCode;
 use herald_core::outreach::SkipReason;
 use herald_core::{Listing, Page};
 use herald_store::{StoreError, Suppression};
-use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -120,7 +119,7 @@ async fn create_suppression(
             &address,
             input.sender_id,
             SkipReason::Suppressed,
-            Timestamp::now(),
+            s.clock.now(),
         )
         .await?;
     let listing = s

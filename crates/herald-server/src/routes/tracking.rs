@@ -16,7 +16,6 @@ use futures_util::Stream;
 use herald_core::Page;
 use herald_core::outreach::{DeliveryState, OutreachStatus, Progress};
 use herald_store::{Outreach, RecipientRecord};
-use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -45,7 +44,7 @@ async fn stop_outreach(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Outreach>> {
-    Ok(Json(s.store.stop_outreach(id, Timestamp::now()).await?))
+    Ok(Json(s.store.stop_outreach(id, s.clock.now()).await?))
 }
 
 /// What `retry-failed` did.
@@ -70,7 +69,7 @@ async fn retry_failed(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<RetryFailed>> {
-    let requeued = s.store.retry_failed(id, Timestamp::now()).await?;
+    let requeued = s.store.retry_failed(id, s.clock.now()).await?;
     let outreach = s.store.get_outreach(id).await?;
     Ok(Json(RetryFailed { requeued, outreach }))
 }

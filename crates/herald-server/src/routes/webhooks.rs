@@ -6,7 +6,7 @@
 //! Twilio's signature runs the sorted names and values together (`MessageSid` `SM…` signs the
 //! same as `MessageSi` `dSM…`), so a captured request can be re-split into a validly signed one
 //! without its `MessageSid` — which would dodge the replay check. A signed request is therefore
-//! also checked for its shape ([`check_shape`]) before anything else: only the parameter names
+//! also checked for its shape (`check_shape`) before anything else: only the parameter names
 //! Twilio documents for these webhooks, each once, and every `…Sid` of Twilio's form (`SM`/`MM`,
 //! `CA`, `AC`, `MG` and 32 lower-case hex digits). Anything else gets 400.
 //!
@@ -32,7 +32,6 @@ use axum::routing::post;
 use herald_core::outreach::DeliveryState;
 use herald_core::{Channel, E164, Language};
 use herald_store::{StatusApplied, StatusReport};
-use jiff::Timestamp;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -406,7 +405,7 @@ async fn inbound_sms(
             &from,
             param(&params, "Body"),
             sid,
-            Timestamp::now(),
+            state.clock.now(),
         )
         .await?;
     tracing::info!(
@@ -465,7 +464,7 @@ async fn status(
             state: reported,
             error_code,
             error_message,
-            at: Timestamp::now(),
+            at: state.clock.now(),
         })
         .await?;
     tracing::debug!(sid, status, ?applied, "provider status");

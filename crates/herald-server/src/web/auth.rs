@@ -35,7 +35,6 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use herald_core::{EmailAddress, Role};
 use herald_store::{LoginAttempt, StoreError, User};
-use jiff::Timestamp;
 use serde::Deserialize;
 use std::sync::LazyLock;
 
@@ -189,7 +188,9 @@ fn with_cookies(
 async fn start_session(state: &AppState, user: &User) -> Result<HeaderValue, Response> {
     let secret = new_secret();
     let csrf = new_secret();
-    let expires_at = Timestamp::now()
+    let expires_at = state
+        .clock
+        .now()
         .checked_add(SESSION_TTL)
         .map_err(|_| server_error())?;
     state
@@ -318,7 +319,7 @@ async fn login(
     let limits = &state.sign_in.limits;
     let window = jiff::SignedDuration::try_from(limits.lockout)
         .unwrap_or(jiff::SignedDuration::from_mins(15));
-    let now = Timestamp::now();
+    let now = state.clock.now();
     match state
         .store
         .reserve_login_attempt(&page.email, now, limits.max_failures, window)
@@ -480,7 +481,7 @@ async fn setup_page(
 ) -> Response {
     let found = match state
         .store
-        .find_setup_token(&secret_hash(&token), Timestamp::now())
+        .find_setup_token(&secret_hash(&token), state.clock.now())
         .await
     {
         Ok(found) => found,
@@ -527,7 +528,7 @@ async fn setup(
         return with_retry_after(res, wait);
     }
     let hash = secret_hash(&token);
-    let found = match state.store.find_setup_token(&hash, Timestamp::now()).await {
+    let found = match state.store.find_setup_token(&hash, state.clock.now()).await {
         Ok(found) => found,
         Err(e) => return store_failed(e),
     };
@@ -581,7 +582,7 @@ async fn setup(
         Err(r) => return r,
     };
     // Take the link only now that everything is in order: a form with errors leaves it usable.
-    match state.store.take_setup_token(&hash, Timestamp::now()).await {
+    match state.store.take_setup_token(&hash, state.clock.now()).await {
         Ok(Some(_)) => {}
         Ok(None) => return gone(),
         Err(e) => return store_failed(e),

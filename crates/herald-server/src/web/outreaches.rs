@@ -504,7 +504,12 @@ struct UploadPage {
 }
 
 impl UploadPage {
-    fn new(user: &CurrentUser, campaign: &Campaign, limits: herald_engine::ImportLimits) -> Self {
+    fn new(
+        user: &CurrentUser,
+        campaign: &Campaign,
+        limits: herald_engine::ImportLimits,
+        now: Timestamp,
+    ) -> Self {
         let tz = campaign.schedule.timezone();
         Self {
             chrome: Chrome::new(
@@ -518,7 +523,7 @@ impl UploadPage {
             refused: (campaign.channel == Channel::Chat).then(|| {
                 "Chat campaigns greet visitors on web pages; they take no recipient list.".into()
             }),
-            start_at: Timestamp::now()
+            start_at: now
                 .to_zoned_datetime(tz.clone())
                 .strftime("%Y-%m-%dT%H:%M")
                 .to_string(),
@@ -552,7 +557,7 @@ async fn new_outreach(
 ) -> Response {
     match campaign_or_page(&*s.store, &user, id).await {
         Ok(campaign) => {
-            let mut page = UploadPage::new(&user, &campaign, s.import_limits);
+            let mut page = UploadPage::new(&user, &campaign, s.import_limits, s.clock.now());
             page.default_region = sender_region(&*s.store, &campaign).await;
             render(&page)
         }
@@ -723,7 +728,7 @@ async fn upload(
         Ok(c) => c,
         Err(page) => return page,
     };
-    let page = UploadPage::new(&user, &campaign, s.import_limits);
+    let page = UploadPage::new(&user, &campaign, s.import_limits, s.clock.now());
     // Held until the import is over and the spooled file is gone.
     let mut permit = match s.gates.uploads.enter() {
         Ok(p) => p,
@@ -765,7 +770,7 @@ async fn upload(
             None
         }
     };
-    let mut start_at = Timestamp::now();
+    let mut start_at = s.clock.now();
     let mut end_at = None;
     if let Some(tz) = &tz {
         if !page.start_at.is_empty() {
@@ -800,7 +805,10 @@ async fn upload(
     let imported = import_outreach(s.store.clone(), upload, Arc::new(|_| {})).await;
     drop(permit);
     match imported {
-        Ok(outreach) => go_to(&headers, &format!("/outreaches/{}", outreach.id)),
+        Ok(outreach) => {
+            s.outreach_created();
+            go_to(&headers, &format!("/outreaches/{}", outreach.id))
+        }
         Err(e) => {
             let e = ApiError::from(e);
             if e.status() == StatusCode::UNPROCESSABLE_ENTITY {
@@ -955,7 +963,7 @@ async fn stop(
     if let Err(refused) = checked_form(&user, &headers, &body) {
         return refused;
     }
-    match s.store.stop_outreach(id, Timestamp::now()).await {
+    match s.store.stop_outreach(id, s.clock.now()).await {
         Ok(_) => go_to(&headers, &format!("/outreaches/{id}")),
         Err(e) => store_problem(&user, e),
     }
@@ -1168,7 +1176,7 @@ async fn retry_failed(
     if let Err(refused) = checked_form(&user, &headers, &body) {
         return refused;
     }
-    match s.store.retry_failed(id, Timestamp::now()).await {
+    match s.store.retry_failed(id, s.clock.now()).await {
         Ok(n) => go_to(
             &headers,
             &format!("/outreaches/{id}/recipients?retried={n}"),

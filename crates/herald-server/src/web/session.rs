@@ -22,7 +22,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use herald_core::Role;
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -161,7 +161,7 @@ pub async fn session_user(
     };
     let found = state
         .store
-        .find_session(&secret_hash(secret), Timestamp::now())
+        .find_session(&secret_hash(secret), state.clock.now())
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "could not read a web session");

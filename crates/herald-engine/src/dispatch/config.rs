@@ -1,0 +1,114 @@
+//! `[dispatch]` and `[dispatch.rates]` in `herald.toml`: batch sizes, leases, retries and the
+//! rate of each sender.
+
+use herald_core::{Channel, Sender};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `[dispatch]` in `herald.toml`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchConfig {
+    /// Recipients claimed per batch (and recorded per transaction).
+    pub batch_size: u32,
+    /// Sends in flight at once.
+    pub concurrency: usize,
+    /// How long a claim holds a recipient. A Herald that dies mid-send leaves its recipients to be
+    /// resolved once this has passed; it must be longer than any send can take.
+    pub lease_secs: u64,
+    /// Attempts per recipient before a transient failure becomes `failed`.
+    pub max_attempts: u32,
+    /// The first retry waits about this long; each further one twice as long.
+    pub backoff_base_ms: u64,
+    /// No retry waits longer than this (unless the provider's `Retry-After` says so).
+    pub backoff_max_secs: u64,
+    /// How often an idle dispatcher looks for due work.
+    pub poll_ms: u64,
+    /// Messages per second per sender.
+    pub rates: RateConfig,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            concurrency: 32,
+            lease_secs: 120,
+            max_attempts: 5,
+            backoff_base_ms: 2_000,
+            backoff_max_secs: 600,
+            poll_ms: 500,
+            rates: RateConfig::default(),
+        }
+    }
+}
+
+/// `[dispatch.rates]`: messages per second, per sender. Every outreach of a sender shares its rate.
+///
+/// ```toml
+/// [dispatch.rates]
+/// sms = 1.0          # a long code: carriers allow about one message a second
+/// voice = 1.0
+/// email = 20.0
+/// [dispatch.rates.senders]
+/// "+15550001234" = 100.0   # a short code (or any sender with its own limit)
+/// ```
+/// `inf` means unlimited.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateConfig {
+    pub sms: f64,
+    pub voice: f64,
+    pub email: f64,
+    /// By sender address (E.164 number or email address).
+    pub senders: BTreeMap<String, f64>,
+}
+
+impl Default for RateConfig {
+    fn default() -> Self {
+        Self {
+            sms: 1.0,
+            voice: 1.0,
+            email: 20.0,
+            senders: BTreeMap::new(),
+        }
+    }
+}
+
+impl RateConfig {
+    /// The rate of a sender: its own entry, else its channel's.
+    pub fn for_sender(&self, sender: &Sender) -> f64 {
+        let rate = self
+            .senders
+            .get(sender.address.as_str())
+            .copied()
+            .unwrap_or(match sender.channel {
+                Channel::Sms => self.sms,
+                Channel::Voice => self.voice,
+                Channel::Email => self.email,
+                Channel::Chat => f64::INFINITY,
+            });
+        if rate > 0.0 { rate } else { f64::INFINITY }
+    }
+
+    /// Every configured rate must be a positive number.
+    pub fn validate(&self) -> Result<(), String> {
+        let named = [
+            ("sms", self.sms),
+            ("voice", self.voice),
+            ("email", self.email),
+        ];
+        for (name, rate) in named.into_iter().map(|(n, r)| (n.to_string(), r)).chain(
+            self.senders
+                .iter()
+                .map(|(a, r)| (format!("senders.\"{a}\""), *r)),
+        ) {
+            if rate.is_nan() || rate <= 0.0 {
+                return Err(format!(
+                    "dispatch.rates.{name}: {rate} is not a rate; give messages per second above 0 (inf for unlimited)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! The dispatcher: turns live outreaches into messages, at the right hour for each recipient, at
+//! the sender's rate, and records what happened to every recipient.
+//!
+//! One [`Dispatcher::tick`] does, for every outreach that is `scheduled` or `in_progress`:
+//! 1. resolve the sends of a Herald that died mid-send (leases past their end) by the channel's
+//!    [`CrashPolicy`](herald_core::outreach::CrashPolicy): SMS and voice become `unknown` and are never re-sent; email is sent again
+//!    with the same idempotency key, so the same `Message-ID`;
+//! 2. move the outreach on ([`herald_core::outreach::decide`]): start it at its start time, expire
+//!    what is left at its end time, complete it when every recipient is terminal;
+//! 3. while it is in progress: claim due recipients in batches with a lease (never more than the
+//!    sender's rate allows right now), render each one's message, defer those whose sending hours
+//!    are closed to their next window, send the rest with bounded concurrency, and record every
+//!    outcome in one batch. Transient failures are retried with exponential back-off and jitter
+//!    (honouring `Retry-After`) up to `max_attempts`; permanent ones fail at once with the
+//!    provider's code; Twilio's 21610 (the number opted out) also suppresses the number for the
+//!    sender.
+//!
+//! [`Dispatcher::run`] ticks until shutdown; a tick that is interrupted by shutdown still records
+//! the results of the sends it started. The clock is injected ([`Clock`]), so tests drive time.
+//!
+//! The steps live in their own files under `dispatch/`: `config.rs` (`[dispatch]` in
+//! `herald.toml`), `outreach.rs` (one outreach's tick: recovery, start, expiry, completion),
+//! `batch.rs` (claim → render → send → record), `render.rs` (a recipient's message and time
+//! zone), `outcome.rs` (what a send's result means: retry, fail, suppress) and `unsubscribe.rs`
+//! (signed email unsubscribe links).
+
+mod batch;
+mod config;
+mod outcome;
+mod outreach;
+mod render;
+mod unsubscribe;
+
+pub use config::{DispatchConfig, RateConfig};
+pub use unsubscribe::UnsubscribeLinks;
+
+use crate::clock::Clock;
+use crate::rate::RateLimiter;
+use herald_channels::Transports;
+use herald_store::{Outcome, Store, StoreError};
+use jiff::{SignedDuration, Timestamp};
+use outreach::Ctx;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// What one tick did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    pub started: u64,
+    pub completed: u64,
+    pub expired: u64,
+    pub recovered: u64,
+    pub sent: u64,
+    pub retried: u64,
+    pub deferred: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub unknown: u64,
+    /// Work was left due when the tick ended (a full batch, the time slice ran out): tick again
+    /// at once.
+    pub more_due: bool,
+    /// A sender ran out of tokens: tick again after this long.
+    pub rate_wait: Option<Duration>,
+}
+
+impl TickReport {
+    fn count(&mut self, outcome: &Outcome) {
+        let n = match outcome {
+            Outcome::Sent { .. } => &mut self.sent,
+            Outcome::Retry { .. } => &mut self.retried,
+            Outcome::Defer { .. } => &mut self.deferred,
+            Outcome::Failed { .. } => &mut self.failed,
+            Outcome::Skipped { .. } => &mut self.skipped,
+            Outcome::Unknown { .. } => &mut self.unknown,
+        };
+        *n += 1;
+    }
+}
+
+/// Why the dispatcher could not do its work this tick.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The dispatcher. Share it in an `Arc`; [`Dispatcher::run`] is its loop.
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    transports: Transports,
+    clock: Arc<dyn Clock>,
+    config: DispatchConfig,
+    limiter: RateLimiter,
+    unsubscribe: Option<UnsubscribeLinks>,
+    ticks: AtomicU64,
+    wake: Notify,
+    /// When kept status reports were last purged (see [`Dispatcher::tick`]).
+    last_purge: std::sync::Mutex<Option<Timestamp>>,
+}
+
+/// How long a provider's status report may wait for the send it reports on; older ones are
+/// forgotten (checked at most once an hour).
+pub const KEPT_REPORT_TTL: SignedDuration = SignedDuration::from_hours(24 * 7);
+const PURGE_EVERY: SignedDuration = SignedDuration::from_hours(1);
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        transports: Transports,
+        clock: Arc<dyn Clock>,
+        config: DispatchConfig,
+    ) -> Self {
+        Self {
+            store,
+            transports,
+            clock,
+            config,
+            limiter: RateLimiter::new(),
+            unsubscribe: None,
+            ticks: AtomicU64::new(0),
+            wake: Notify::new(),
+            last_purge: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Emails carry `List-Unsubscribe` links made by `links`.
+    pub fn with_unsubscribe_links(mut self, links: UnsubscribeLinks) -> Self {
+        self.unsubscribe = Some(links);
+        self
+    }
+
+    pub fn config(&self) -> &DispatchConfig {
+        &self.config
+    }
+
+    /// Ask the loop to look for work now (a new outreach, a retry) instead of at its next poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Ticks until `shutdown` resolves. A tick under way when it does is finished (its sends are
+    /// recorded) before `run` returns. Store errors are logged and retried at the next poll.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let poll = Duration::from_millis(self.config.poll_ms.max(1));
+        loop {
+            let pause = match self.tick().await {
+                Ok(report) if report.more_due => Duration::ZERO,
+                Ok(report) => report.rate_wait.map_or(poll, |w| w.min(poll)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "dispatcher tick failed; trying again shortly");
+                    poll
+                }
+            };
+            if pause.is_zero() {
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => return,
+                    () = tokio::task::yield_now() => {}
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => return,
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+
+    /// One pass over every live outreach (see the module docs).
+    pub async fn tick(&self) -> Result<TickReport, DispatchError> {
+        let mut report = TickReport::default();
+        self.purge_kept_reports().await?;
+        let mut live = self.store.live_outreaches().await?;
+        // Take turns: no outreach always goes first for a shared sender's tokens.
+        if !live.is_empty() {
+            let turn = self.ticks.fetch_add(1, Ordering::Relaxed) as usize % live.len();
+            live.rotate_left(turn);
+        }
+        let mut contexts: HashMap<uuid::Uuid, Result<Arc<Ctx>, String>> = HashMap::new();
+        for o in live {
+            let ctx = match contexts.get(&o.campaign_id) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = self.context(o.campaign_id).await?.map(Arc::new);
+                    contexts.insert(o.campaign_id, c.clone());
+                    c
+                }
+            };
+            self.tick_outreach(&o, ctx, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    /// Forgets status reports kept for more than [`KEPT_REPORT_TTL`] without finding their
+    /// send; at most once every [`PURGE_EVERY`].
+    async fn purge_kept_reports(&self) -> Result<(), DispatchError> {
+        let now = self.clock.now();
+        {
+            let mut last = self
+                .last_purge
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|at| now < at + PURGE_EVERY) {
+                return Ok(());
+            }
+            *last = Some(now);
+        }
+        let n = self
+            .store
+            .purge_kept_status_reports(now - KEPT_REPORT_TTL)
+            .await?;
+        if n > 0 {
+            tracing::info!(
+                reports = n,
+                "forgot provider status reports that never found their send"
+            );
+        }
+        Ok(())
+    }
+}
