@@ -14,6 +14,9 @@ use uuid::Uuid;
 // ---------------------------------------------------------------- time
 
 /// The current time, cut to whole microseconds (what both schemas keep), and those microseconds.
+// The catalog's created/updated stamps are the one place the store reads the clock itself: they
+// are bookkeeping, never compared with the dispatcher's injected time.
+#[allow(clippy::disallowed_methods)]
 pub(crate) fn now() -> (Timestamp, i64) {
     let micros = Timestamp::now().as_microsecond();
     // `now` is always within jiff's range, so this cannot fail; fall back to the epoch anyway

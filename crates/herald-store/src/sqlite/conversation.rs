@@ -410,41 +410,6 @@ pub(super) async fn apply_kept(conn: &mut SqliteConnection, ids: &[&str]) -> Res
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn plan(pool: &SqlitePool, sql: &str, binds: usize) -> String {
-        let sql = format!("EXPLAIN QUERY PLAN {sql}");
-        let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(sql));
-        for _ in 0..binds {
-            q = q.bind(Uuid::nil());
-        }
-        let rows = q.fetch_all(pool).await.unwrap();
-        rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
-    }
-
-    /// What keeps these off full scans of `recipients` and `messages`.
-    #[tokio::test]
-    async fn lookups_use_indexes() {
-        let t = crate::testing::sqlite().await;
-        let pool = SqlitePool::connect(&t.url).await.unwrap();
-        let skip = plan(&pool, SKIP_PENDING, 4).await;
-        assert!(!skip.contains("SCAN recipients"), "{skip}");
-        assert!(skip.contains("USING INDEX recipients_"), "{skip}");
-        let attribution = plan(&pool, ATTRIBUTION_IN_WINDOW, 3).await;
-        assert!(attribution.contains("messages_timeline"), "{attribution}");
-        assert!(!attribution.contains("TEMP B-TREE"), "{attribution}");
-        let outbound = plan(
-            &pool,
-            "SELECT id FROM messages WHERE direction = 'outbound' AND provider_message_id = $1",
-            1,
-        )
-        .await;
-        assert!(outbound.contains("messages_provider_id"), "{outbound}");
-    }
-}
-
 #[async_trait]
 impl crate::Suppressions for super::SqliteStore {
     async fn suppressed_addresses(&self, sender_id: Option<Uuid>) -> Result<HashSet<String>> {
@@ -935,5 +900,40 @@ impl crate::Conversations for super::SqliteStore {
             .execute(pool)
             .await?;
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn plan(pool: &SqlitePool, sql: &str, binds: usize) -> String {
+        let sql = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(sql));
+        for _ in 0..binds {
+            q = q.bind(Uuid::nil());
+        }
+        let rows = q.fetch_all(pool).await.unwrap();
+        rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
+    }
+
+    /// What keeps these off full scans of `recipients` and `messages`.
+    #[tokio::test]
+    async fn lookups_use_indexes() {
+        let t = crate::testing::sqlite().await;
+        let pool = SqlitePool::connect(&t.url).await.unwrap();
+        let skip = plan(&pool, SKIP_PENDING, 4).await;
+        assert!(!skip.contains("SCAN recipients"), "{skip}");
+        assert!(skip.contains("USING INDEX recipients_"), "{skip}");
+        let attribution = plan(&pool, ATTRIBUTION_IN_WINDOW, 3).await;
+        assert!(attribution.contains("messages_timeline"), "{attribution}");
+        assert!(!attribution.contains("TEMP B-TREE"), "{attribution}");
+        let outbound = plan(
+            &pool,
+            "SELECT id FROM messages WHERE direction = 'outbound' AND provider_message_id = $1",
+            1,
+        )
+        .await;
+        assert!(outbound.contains("messages_provider_id"), "{outbound}");
     }
 }

@@ -192,47 +192,6 @@ pub(super) async fn record_other(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The plans the performance of dispatch rests on.
-    #[tokio::test]
-    async fn claims_walk_the_due_index_in_order() {
-        let t = crate::testing::sqlite().await;
-        let pool = SqlitePool::connect(&t.url).await.unwrap();
-        let plan = |sql: &'static str| {
-            let pool = pool.clone();
-            async move {
-                let rows: Vec<(i64, i64, i64, String)> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
-                        .bind(Uuid::nil())
-                        .bind(0_i64)
-                        .bind(10_i64)
-                        .bind(0_i64)
-                        .fetch_all(&pool)
-                        .await
-                        .unwrap();
-                rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
-            }
-        };
-        let claim = plan(CLAIM_SELECT).await;
-        assert!(claim.contains("USING INDEX recipients_due"), "{claim}");
-        assert!(!claim.contains("TEMP B-TREE"), "{claim}");
-        let update = plan(CLAIM_UPDATE).await;
-        assert!(update.contains("USING INDEX recipients_due"), "{update}");
-        assert!(!update.contains("TEMP B-TREE"), "{update}");
-        assert!(!update.contains("SCAN recipients"), "{update}");
-        let sent = plan(
-            "UPDATE recipients SET state = 'sent' FROM (VALUES ($1, $2), ($3, $4)) AS v \
-             WHERE recipients.id = v.column1",
-        )
-        .await;
-        assert!(sent.contains("INTEGER PRIMARY KEY"), "{sent}");
-        assert!(!sent.contains("SCAN recipients"), "{sent}");
-    }
-}
-
 #[async_trait]
 impl crate::Dispatch for super::SqliteStore {
     async fn live_outreaches(&self) -> Result<Vec<LiveOutreach>> {
@@ -456,5 +415,46 @@ impl crate::Dispatch for super::SqliteStore {
             ensure_exists(pool, outreach_id).await?;
         }
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plans the performance of dispatch rests on.
+    #[tokio::test]
+    async fn claims_walk_the_due_index_in_order() {
+        let t = crate::testing::sqlite().await;
+        let pool = SqlitePool::connect(&t.url).await.unwrap();
+        let plan = |sql: &'static str| {
+            let pool = pool.clone();
+            async move {
+                let rows: Vec<(i64, i64, i64, String)> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                        .bind(Uuid::nil())
+                        .bind(0_i64)
+                        .bind(10_i64)
+                        .bind(0_i64)
+                        .fetch_all(&pool)
+                        .await
+                        .unwrap();
+                rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
+            }
+        };
+        let claim = plan(CLAIM_SELECT).await;
+        assert!(claim.contains("USING INDEX recipients_due"), "{claim}");
+        assert!(!claim.contains("TEMP B-TREE"), "{claim}");
+        let update = plan(CLAIM_UPDATE).await;
+        assert!(update.contains("USING INDEX recipients_due"), "{update}");
+        assert!(!update.contains("TEMP B-TREE"), "{update}");
+        assert!(!update.contains("SCAN recipients"), "{update}");
+        let sent = plan(
+            "UPDATE recipients SET state = 'sent' FROM (VALUES ($1, $2), ($3, $4)) AS v \
+             WHERE recipients.id = v.column1",
+        )
+        .await;
+        assert!(sent.contains("INTEGER PRIMARY KEY"), "{sent}");
+        assert!(!sent.contains("SCAN recipients"), "{sent}");
     }
 }
