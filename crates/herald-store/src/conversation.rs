@@ -145,7 +145,7 @@ pub struct Message {
 }
 
 /// A proactive message the provider accepted, recorded with its recipient's result
-/// ([`crate::Store::record_results_with_messages`]).
+/// ([`crate::Dispatch::record_results_with_messages`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentMessage {
     pub recipient_id: i64,
@@ -162,7 +162,7 @@ pub struct SentMessage {
     pub provider_message_id: Option<String>,
 }
 
-/// A message from a customer to a sender ([`crate::Store::receive_message`]).
+/// A message from a customer to a sender ([`crate::Conversations::receive_message`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundMessage {
     pub sender_id: Uuid,
@@ -189,7 +189,7 @@ pub struct InboundMessage {
     pub unverified_sender: bool,
 }
 
-/// What [`crate::Store::receive_message`] did.
+/// What [`crate::Conversations::receive_message`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
     /// The message had been received before: nothing changed, the stored one is returned.
@@ -201,7 +201,7 @@ pub struct Received {
 }
 
 /// An outbound message outside an outreach: an agent's reply, Herald's HELP answer
-/// ([`crate::Store::add_outbound`]). Recorded after the provider accepted it.
+/// ([`crate::Conversations::add_outbound`]). Recorded after the provider accepted it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundRecord {
     pub conversation_id: Uuid,
@@ -223,7 +223,7 @@ pub struct StatusReport {
     pub at: Timestamp,
 }
 
-/// What [`crate::Store::apply_status`] did.
+/// What [`crate::Conversations::apply_status`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusApplied {
     /// The message (and its recipient, for a proactive one) moved to the reported state.

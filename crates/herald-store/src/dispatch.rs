@@ -2,9 +2,9 @@
 //! each send.
 //!
 //! The dispatcher claims due recipients of one in-progress outreach with a lease
-//! ([`crate::Store::claim_due`]: `pending → sending`, `attempts + 1`), sends them, and records
-//! every outcome in one batch ([`crate::Store::record_results`]). A recipient whose lease expired
-//! was being sent by a Herald that died; [`crate::Store::recover_expired_leases`] resolves it by
+//! ([`crate::Dispatch::claim_due`]: `pending → sending`, `attempts + 1`), sends them, and records
+//! every outcome in one batch ([`crate::Dispatch::record_results`]). A recipient whose lease expired
+//! was being sent by a Herald that died; [`crate::Dispatch::recover_expired_leases`] resolves it by
 //! the channel's crash policy.
 
 use herald_core::outreach::{DeliveryState, OutreachStatus, Progress, SkipReason};

@@ -486,7 +486,7 @@ impl<T> Store for T where
 {
 }
 
-/// Opens the database a url names, without migrating it (call [`Store::migrate`]):
+/// Opens the database a url names, without migrating it (call [`Schema::migrate`]):
 /// `sqlite://PATH` (the file is created if missing), `sqlite::memory:`, or
 /// `postgres://…` / `postgresql://…`. Any other scheme is [`StoreError::UnsupportedUrl`].
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {

@@ -72,11 +72,11 @@ pub(crate) fn parse_role(role: &str) -> Result<Role> {
     })
 }
 
-/// What [`crate::Store::reserve_login_attempt`] decided about one sign-in attempt.
+/// What [`crate::Accounts::reserve_login_attempt`] decided about one sign-in attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginAttempt {
     /// The attempt is counted (the `n`th of the window): check the password now. A successful
-    /// sign-in clears the count ([`crate::Store::clear_login_attempts`]).
+    /// sign-in clears the count ([`crate::Accounts::clear_login_attempts`]).
     Allowed { attempt: u32 },
     /// The address used up its attempts: refuse without checking the password, until `until`.
     Locked { until: Timestamp },

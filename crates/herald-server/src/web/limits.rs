@@ -8,7 +8,7 @@
 //!   `Retry-After`. The client address is the TCP peer's ([`ClientAddr`]): behind a reverse
 //!   proxy every client shares the proxy's address, so rate-limit at the proxy too.
 //! - The per-account lockout ([`SignInLimits::max_failures`] attempts per
-//!   [`SignInLimits::lockout`]) lives in the database (`Store::reserve_login_attempt`), so it
+//!   [`SignInLimits::lockout`]) lives in the database (`Accounts::reserve_login_attempt`), so it
 //!   holds across Herald processes and is counted before the password is checked.
 
 use axum::extract::ConnectInfo;

@@ -27,7 +27,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// How long a caller waits for a free connection before the pool gives up.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// [`Store`] on PostgreSQL.
+/// [`crate::Store`] on PostgreSQL.
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
@@ -42,7 +42,7 @@ impl std::fmt::Debug for PgStore {
 
 impl PgStore {
     /// Opens `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?OPTIONS]` (or `postgresql://`).
-    /// Does not migrate: call [`Store::migrate`].
+    /// Does not migrate: call [`crate::Schema::migrate`].
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(PgConnectOptions::from_str(url)?).await
     }

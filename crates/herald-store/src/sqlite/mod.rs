@@ -26,7 +26,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// How long a connection waits for another writer before giving up with "database is locked".
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// [`Store`] on SQLite.
+/// [`crate::Store`] on SQLite.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -40,7 +40,7 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens `sqlite://PATH` (creating the file if missing; the directory must exist),
-    /// `sqlite:PATH` or `sqlite::memory:`. Does not migrate: call [`Store::migrate`].
+    /// `sqlite:PATH` or `sqlite::memory:`. Does not migrate: call [`crate::Schema::migrate`].
     pub async fn connect(url: &str) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
