@@ -2,8 +2,8 @@
 //! recording transport: sending hours in each recipient's zone, DST, quiet hours, end time, stop,
 //! rate limits, retries and crash recovery.
 //!
-//! Every test body is an `async fn(TestStore)`; `both!` runs it on SQLite and on PostgreSQL
-//! (`HERALD_TEST_POSTGRES_URL`; required under `CI=true`).
+//! Every test body is an `async fn(TestStore)`; `herald_store::on_both_backends!` runs it on
+//! SQLite and on PostgreSQL (`HERALD_TEST_POSTGRES_URL`; required under `CI=true`).
 
 use async_trait::async_trait;
 use herald_channels::{Accepted, OutboundMessage, SendError, Transport, Transports};
@@ -25,29 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(herald_store::testing::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(t) = herald_store::testing::postgres().await else { return };
-                    super::$name(t).await;
-                }
-            )*
-        }
-    };
-}
-
-both!(
+herald_store::on_both_backends!(
     start_outside_the_window_waits_for_it,
     window_closing_mid_outreach_defers_the_rest_to_the_next_window,
     three_time_zones_each_get_their_own_nine_o_clock,

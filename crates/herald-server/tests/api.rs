@@ -7,7 +7,8 @@ use herald_server::auth::AGENT_WRITABLE;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-both!(
+herald_store::on_both_backends!(
+    with crate::common::start:
     health_needs_no_token,
     every_route_needs_a_token_and_admin_routes_refuse_agents,
     openapi_is_3_1_and_lists_the_routes,

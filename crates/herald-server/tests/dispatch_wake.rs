@@ -15,7 +15,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-both_db!(
+herald_store::on_both_backends!(
     an_api_upload_is_sent_before_the_next_poll,
     a_web_upload_is_sent_before_the_next_poll,
 );

@@ -23,7 +23,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-both_db!(
+herald_store::on_both_backends!(
     an_email_reply_threads_into_the_outreach_conversation,
     a_forged_from_lands_unverified_and_changes_no_state,
     without_a_trusted_mx_every_email_is_unverified,

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
-both!(
+herald_store::on_both_backends!(
+    with crate::common::start:
     too_many_columns_are_refused_and_store_nothing,
     a_huge_header_is_refused_fast,
     long_text_fields_are_refused_without_being_echoed,
@@ -27,7 +28,7 @@ both!(
     progress_streams_per_caller_are_capped,
 );
 
-both_db!(
+herald_store::on_both_backends!(
     uploads_at_once_are_capped,
     uploads_together_hold_bounded_temp_space,
     many_progress_streams_share_one_poller,

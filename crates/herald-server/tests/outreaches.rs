@@ -131,7 +131,8 @@ async fn outreach_count(app: &App, campaign: &str) -> usize {
     v["items"].as_array().unwrap().len()
 }
 
-both!(
+herald_store::on_both_backends!(
+    with crate::common::start:
     every_dialect_and_encoding_imports,
     row_errors_are_reported_by_line_and_column,
     duplicates_keep_the_first_row,

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use uuid::Uuid;
 
-both_db!(
+herald_store::on_both_backends!(
     a_reply_reaches_the_inbox_attributed_and_the_agent_answer_reaches_the_customer,
     status_callbacks_update_the_delivery_record_once,
     stop_mid_outreach_skips_the_number_for_that_sender_only,

@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use uuid::Uuid;
 
-both!(
+herald_store::on_both_backends!(
+    with crate::common::start:
     stopping_skips_the_recipients_left,
     retry_failed_requeues_the_failed_recipients,
     recipients_are_listed_by_state_a_page_at_a_time,

@@ -14,7 +14,8 @@ use herald_server::web::session::{new_secret, secret_hash};
 use jiff::{SignedDuration, Timestamp};
 use reqwest::{Method, StatusCode};
 
-both!(
+herald_store::on_both_backends!(
+    with crate::common::start:
     repeated_failures_lock_the_address_for_a_while,
     signed_out_visitors_are_sent_to_login_with_next,
     bad_credentials_get_401_and_no_session,

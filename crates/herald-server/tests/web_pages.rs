@@ -783,7 +783,8 @@ async fn agents_read_campaigns_but_change_nothing(app: common::App) {
     assert!(res.location().starts_with("/login"));
 }
 
-both!(
+herald_store::on_both_backends!(
+    with crate::common::start:
     settings_forms_store_what_they_check,
     campaign_forms_offer_only_what_fits,
     agents_read_campaigns_but_change_nothing,

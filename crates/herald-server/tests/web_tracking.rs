@@ -22,26 +22,8 @@ use uuid::Uuid;
 /// Upload size limit of these servers (small, so a "too large" file is small too).
 const MAX_BYTES: u64 = 64 * 1024;
 
-macro_rules! web_tests {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                let (app, _outbox) = super::start(herald_store::testing::sqlite().await).await;
-                super::$name(app).await;
-            }
-            #[tokio::test]
-            async fn postgres() {
-                if let Some(db) = herald_store::testing::postgres().await {
-                    let (app, _outbox) = super::start(db).await;
-                    super::$name(app).await;
-                }
-            }
-        }
-    )*};
-}
-
-web_tests!(
+herald_store::on_both_backends!(
+    with crate::start:
     upload_reports_bad_rows_and_refuses_bad_files,
     outreach_tabs_list_by_status_with_progress,
     stopping_needs_an_admin_and_the_csrf_token,
@@ -233,7 +215,7 @@ fn csv_part(bytes: Vec<u8>, name: &str) -> reqwest::multipart::Part {
 
 // ---------------------------------------------------------------- the tests
 
-async fn upload_reports_bad_rows_and_refuses_bad_files(app: App) {
+async fn upload_reports_bad_rows_and_refuses_bad_files((app, _outbox): (App, tempfile::TempDir)) {
     let c = campaign(&app, 1).await;
     store(&app)
         .add_suppression("+14155552603", None, "asked by phone")
@@ -455,7 +437,7 @@ async fn upload_reports_bad_rows_and_refuses_bad_files(app: App) {
     assert!(res.location().starts_with("/login"), "{}", res.location());
 }
 
-async fn outreach_tabs_list_by_status_with_progress(app: App) {
+async fn outreach_tabs_list_by_status_with_progress((app, _outbox): (App, tempfile::TempDir)) {
     let c = campaign(&app, 2).await;
     let running = api_outreach(
         &app,
@@ -585,7 +567,7 @@ async fn outreach_tabs_list_by_status_with_progress(app: App) {
     assert_eq!(lines.next(), None);
 }
 
-async fn stopping_needs_an_admin_and_the_csrf_token(app: App) {
+async fn stopping_needs_an_admin_and_the_csrf_token((app, _outbox): (App, tempfile::TempDir)) {
     let c = campaign(&app, 3).await;
     let id = api_outreach(&app, c.id, "list.csv", "phone,first_name\n+14155552801,A\n").await;
     let stop = format!("/outreaches/{id}/stop");
@@ -647,7 +629,7 @@ async fn stopping_needs_an_admin_and_the_csrf_token(app: App) {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
 
-async fn recipients_are_filtered_by_state_and_escaped(app: App) {
+async fn recipients_are_filtered_by_state_and_escaped((app, _outbox): (App, tempfile::TempDir)) {
     let c = campaign(&app, 4).await;
     let id = api_outreach(
         &app,
@@ -783,7 +765,7 @@ async fn next_progress(res: &mut reqwest::Response, buf: &mut String, label: &st
     }
 }
 
-async fn the_event_stream_follows_the_progress(app: App) {
+async fn the_event_stream_follows_the_progress((app, _outbox): (App, tempfile::TempDir)) {
     let c = campaign(&app, 5).await;
     let id = api_outreach(
         &app,
@@ -846,7 +828,9 @@ async fn the_event_stream_follows_the_progress(app: App) {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
 
-async fn the_inbox_shows_conversations_and_refuses_opted_out_customers(app: App) {
+async fn the_inbox_shows_conversations_and_refuses_opted_out_customers(
+    (app, _outbox): (App, tempfile::TempDir),
+) {
     let c = campaign(&app, 6).await;
     let sender = store(&app).get_sender(c.sender_id).await.unwrap();
     let customer = "+14155553101";
@@ -981,7 +965,9 @@ async fn the_inbox_shows_conversations_and_refuses_opted_out_customers(app: App)
 
 /// The upload form offers the country that numbers without a country code are read in, the
 /// sender's by default; `+` numbers are read with their own country's rules whatever it says.
-async fn the_upload_form_reads_national_numbers_in_the_chosen_region(app: App) {
+async fn the_upload_form_reads_national_numbers_in_the_chosen_region(
+    (app, _outbox): (App, tempfile::TempDir),
+) {
     let c = campaign(&app, 7).await;
     let admin = sign_in(&app, Role::Admin).await;
     let form = admin

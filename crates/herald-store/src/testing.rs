@@ -219,6 +219,55 @@ async fn drop_database(admin_url: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Makes a `sqlite` and a `postgres` test of each named `async fn`, in a module of the fn's
+/// name (`name::sqlite`, `name::postgres`), each on a fresh, migrated database of its own. The
+/// PostgreSQL test passes without running when [`POSTGRES_URL_VAR`] is unset, except in CI (see
+/// [`postgres`]).
+///
+/// - `on_both_backends!(a, b)`: each fn takes the [`TestStore`];
+/// - `on_both_backends!(store: a, b)`: each fn takes `&dyn Store`;
+/// - `on_both_backends!(with setup: a, b)`: each fn takes what `setup(TestStore).await` gives
+///   (a started server, say); write `setup` from the crate root (`crate::common::start`).
+#[macro_export]
+macro_rules! on_both_backends {
+    (store: $($name:ident),* $(,)?) => {
+        $crate::on_both_backends!(@tests () by_ref $($name),*);
+    };
+    (with $setup:path: $($name:ident),* $(,)?) => {
+        $crate::on_both_backends!(@tests ($setup) by_value $($name),*);
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::on_both_backends!(@tests () plain $($name),*);
+    };
+    (@tests $setup:tt $mode:ident $($name:ident),*) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = $crate::testing::sqlite().await;
+                assert_eq!(db.store.backend(), "sqlite");
+                $crate::on_both_backends!(@run $mode $setup super::$name, db);
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = $crate::testing::postgres().await else {
+                    return;
+                };
+                assert_eq!(db.store.backend(), "postgres");
+                $crate::on_both_backends!(@run $mode $setup super::$name, db);
+            }
+        }
+    )*};
+    (@run plain $setup:tt $f:path, $db:ident) => {
+        $f($db).await
+    };
+    (@run by_ref $setup:tt $f:path, $db:ident) => {
+        $f(&*$db.store).await
+    };
+    (@run by_value $setup:tt $f:path, $db:ident) => {
+        $f($setup($db).await).await
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

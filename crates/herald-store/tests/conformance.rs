@@ -1,5 +1,6 @@
 //! One conformance suite, run against both backends: every body below is an `async fn(&dyn Store)`,
-//! and `conformance!` makes a `sqlite::<name>` and a `postgres::<name>` test of each.
+//! and `herald_store::on_both_backends!` makes a `<name>::sqlite` and a `<name>::postgres` test of
+//! each.
 //!
 //! The Postgres half needs `HERALD_TEST_POSTGRES_URL` (e.g. `postgres://root@127.0.0.1:5432/postgres`);
 //! without it those tests print a notice and pass, except in CI (`CI=true`), where they fail.
@@ -13,35 +14,8 @@ use herald_store::{NewToken, Store, StoreError};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let t = herald_store::testing::sqlite().await;
-                    assert_eq!(t.store.backend(), "sqlite");
-                    super::$name(&*t.store).await;
-                }
-            )*
-        }
-
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(t) = herald_store::testing::postgres().await else {
-                        return;
-                    };
-                    assert_eq!(t.store.backend(), "postgres");
-                    super::$name(&*t.store).await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+herald_store::on_both_backends!(
+    store:
     an_unverified_sender_is_kept_but_answers_no_outreach,
     email_domains_served_by_senders,
     migrate_twice_and_ping,

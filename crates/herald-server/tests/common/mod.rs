@@ -178,45 +178,6 @@ impl App {
     }
 }
 
-/// Runs one test body against both backends.
-#[macro_export]
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name($crate::common::start(herald_store::testing::sqlite().await).await).await;
-            }
-            #[tokio::test]
-            async fn postgres() {
-                if let Some(db) = herald_store::testing::postgres().await {
-                    super::$name($crate::common::start(db).await).await;
-                }
-            }
-        }
-    )*};
-}
-
-/// Runs one test body, which takes a fresh database, against both backends (for tests that
-/// start the server themselves, with their own settings).
-#[macro_export]
-macro_rules! both_db {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(herald_store::testing::sqlite().await).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(db) = herald_store::testing::postgres().await {
-                    super::$name(db).await;
-                }
-            }
-        }
-    )*};
-}
-
 pub fn field_messages(problem: &Value) -> Vec<(String, String)> {
     problem["errors"]
         .as_array()
