@@ -13,7 +13,9 @@ use herald_channels::{OutboundMessage, SendError, Transports};
 use herald_core::keywords::{self, Keyword};
 use herald_core::outreach::{SkipReason, parse_idempotency_key};
 use herald_core::{Address, Channel, E164, EmailAddress, Sender};
-use herald_store::{Author, InboundMessage, Message, OutboundRecord, Received, Store, StoreError};
+use herald_store::{
+    Author, InboundMessage, Message, OutboundRecord, Received, ReplyStore, StoreError,
+};
 use jiff::{SignedDuration, Timestamp};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -103,7 +105,7 @@ pub enum UnsubscribeError {
 /// Inbound messages and agent replies; see the [module docs](self).
 #[derive(Clone)]
 pub struct Replies {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ReplyStore>,
     transports: Arc<Transports>,
     config: RepliesConfig,
     unsubscribe: Option<UnsubscribeLinks>,
@@ -113,7 +115,11 @@ pub struct Replies {
 
 impl Replies {
     /// Reads the time from the system clock ([`Replies::with_clock`] to drive it).
-    pub fn new(store: Arc<dyn Store>, transports: Arc<Transports>, config: RepliesConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn ReplyStore>,
+        transports: Arc<Transports>,
+        config: RepliesConfig,
+    ) -> Self {
         Self {
             store,
             transports,
@@ -139,7 +145,7 @@ impl Replies {
         &self.config
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub fn store(&self) -> &Arc<dyn ReplyStore> {
         &self.store
     }
 

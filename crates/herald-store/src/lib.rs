@@ -37,8 +37,8 @@ pub mod users;
 /// `use herald_store::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Accounts, Catalog, Conversations, Dispatch, Outreaches, PhoneAudit, Schema, Store,
-        Suppressions,
+        Accounts, Catalog, Conversations, Dispatch, DispatchStore, Outreaches, PhoneAudit,
+        ReplyStore, Schema, Store, Suppressions,
     };
 }
 
@@ -457,19 +457,24 @@ pub trait PhoneAudit: Send + Sync {
     ) -> Result<Vec<(Uuid, String)>>;
 }
 
+/// What the dispatcher needs: its own noun, the campaign's parts, the opt-out list (checked
+/// before each batch, added to when a provider reports an opt-out) and the kept status reports
+/// it purges.
+pub trait DispatchStore: Dispatch + Catalog + Suppressions + Conversations {}
+
+impl<T: ?Sized + Dispatch + Catalog + Suppressions + Conversations> DispatchStore for T {}
+
+/// What the reply path needs (provider webhooks, the SMTP listener, agents' answers):
+/// conversations, the opt-out list, the campaign's parts and the recipient a reply answers.
+pub trait ReplyStore: Conversations + Suppressions + Catalog + Outreaches {}
+
+impl<T: ?Sized + Conversations + Suppressions + Catalog + Outreaches> ReplyStore for T {}
+
 /// Everything Herald keeps: the sum of the per-noun traits. Both backends implement each noun
 /// directly and pass the same conformance suite (`tests/conformance.rs`); a consumer takes the
-/// narrowest trait it needs.
+/// narrowest trait it needs ([`DispatchStore`], [`ReplyStore`], or one noun).
 pub trait Store:
-    Schema
-    + Catalog
-    + Outreaches
-    + Dispatch
-    + Suppressions
-    + Conversations
-    + Accounts
-    + PhoneAudit
-    + 'static
+    Schema + DispatchStore + ReplyStore + Outreaches + Accounts + PhoneAudit + 'static
 {
 }
 

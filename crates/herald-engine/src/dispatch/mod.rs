@@ -37,7 +37,7 @@ pub use unsubscribe::UnsubscribeLinks;
 use crate::clock::Clock;
 use crate::rate::RateLimiter;
 use herald_channels::Transports;
-use herald_store::{Outcome, Store, StoreError};
+use herald_store::{DispatchStore, Outcome, StoreError};
 use jiff::{SignedDuration, Timestamp};
 use outreach::Ctx;
 use std::collections::HashMap;
@@ -89,7 +89,7 @@ pub enum DispatchError {
 
 /// The dispatcher. Share it in an `Arc`; [`Dispatcher::run`] is its loop.
 pub struct Dispatcher {
-    store: Arc<dyn Store>,
+    store: Arc<dyn DispatchStore>,
     transports: Transports,
     clock: Arc<dyn Clock>,
     config: DispatchConfig,
@@ -108,7 +108,7 @@ const PURGE_EVERY: SignedDuration = SignedDuration::from_hours(1);
 
 impl Dispatcher {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn DispatchStore>,
         transports: Transports,
         clock: Arc<dyn Clock>,
         config: DispatchConfig,
