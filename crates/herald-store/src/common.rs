@@ -17,16 +17,13 @@ use uuid::Uuid;
 // The catalog's created/updated stamps are the one place the store reads the clock itself: they
 // are bookkeeping, never compared with the dispatcher's injected time.
 #[allow(clippy::disallowed_methods)]
-pub(crate) fn now() -> (Timestamp, i64) {
-    let micros = Timestamp::now().as_microsecond();
-    // `now` is always within jiff's range, so this cannot fail; fall back to the epoch anyway
-    // rather than panic.
-    let ts = Timestamp::from_microsecond(micros).unwrap_or(Timestamp::UNIX_EPOCH);
-    (ts, micros)
+pub(crate) fn now() -> (Timestamp, crate::Ts) {
+    let ts = crate::Ts::new(Timestamp::now());
+    (ts.0, ts)
 }
 
-fn timestamp(entity: &'static str, id: Uuid, micros: i64) -> Result<Timestamp> {
-    Timestamp::from_microsecond(micros).map_err(|e| corrupt(entity, id, format!("timestamp: {e}")))
+fn timestamp(_entity: &'static str, _id: Uuid, at: crate::Ts) -> Result<Timestamp> {
+    Ok(at.0)
 }
 
 pub(crate) fn corrupt(entity: &'static str, id: Uuid, reason: impl Into<String>) -> StoreError {
@@ -43,8 +40,8 @@ pub(crate) struct InboxRow {
     pub id: Uuid,
     pub name: String,
     pub agent_number: Option<String>,
-    pub created_us: i64,
-    pub updated_us: i64,
+    pub created_us: crate::Ts,
+    pub updated_us: crate::Ts,
 }
 
 impl InboxRow {
@@ -70,8 +67,8 @@ pub(crate) struct SenderRow {
     pub address: String,
     pub inbox_id: Uuid,
     pub provider: String,
-    pub created_us: i64,
-    pub updated_us: i64,
+    pub created_us: crate::Ts,
+    pub updated_us: crate::Ts,
 }
 
 impl SenderRow {
@@ -110,8 +107,8 @@ impl SenderRow {
 pub(crate) struct AnswerRow {
     pub id: Uuid,
     pub name: String,
-    pub created_us: i64,
-    pub updated_us: i64,
+    pub created_us: crate::Ts,
+    pub updated_us: crate::Ts,
 }
 
 pub(crate) struct VariantRow {
@@ -229,8 +226,8 @@ pub(crate) struct CampaignRow {
     /// The schedule column, already read as JSON (or the reason it is not JSON).
     pub schedule: std::result::Result<serde_json::Value, String>,
     pub quiet_hours: bool,
-    pub created_us: i64,
-    pub updated_us: i64,
+    pub created_us: crate::Ts,
+    pub updated_us: crate::Ts,
 }
 
 impl CampaignRow {
@@ -276,7 +273,7 @@ pub(crate) struct TokenRow {
     pub id: Uuid,
     pub name: String,
     pub role: String,
-    pub created_us: i64,
+    pub created_us: crate::Ts,
 }
 
 impl TokenRow {
@@ -594,7 +591,7 @@ mod tests {
     #[test]
     fn now_is_whole_microseconds() {
         let (ts, us) = now();
-        assert_eq!(ts.as_microsecond(), us);
+        assert_eq!(ts, us.0);
         assert_eq!(ts.subsec_nanosecond() % 1_000, 0);
     }
 }

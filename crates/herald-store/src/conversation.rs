@@ -356,7 +356,7 @@ pub(crate) struct MessageRow {
     pub status: String,
     pub error_code: Option<String>,
     pub unverified_sender: bool,
-    pub created_us: i64,
+    pub created_us: crate::Ts,
 }
 
 /// The columns of [`MessageRow`] for SQLite.
@@ -375,7 +375,7 @@ macro_rules! message_cols_pg {
         "id, customer_id, sender_id, direction, author, channel, from_address, to_address, \
          subject, body, campaign_id, outreach_id, recipient_id, provider_message_id, status, \
          error_code, unverified_sender, \
-         (extract(epoch from created_at) * 1000000)::int8 AS created_at"
+         created_at AS created_at"
     };
 }
 pub(crate) use message_cols_pg;
@@ -390,6 +390,8 @@ where
     for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> crate::Ts: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<crate::Ts>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> bool: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     &'static str: sqlx::ColumnIndex<R>,
 {
@@ -419,9 +421,13 @@ where
     })
 }
 
-fn timestamp(entity: &'static str, id: Uuid, what: &str, us: i64) -> crate::Result<Timestamp> {
-    Timestamp::from_microsecond(us)
-        .map_err(|e| crate::common::corrupt(entity, id, format!("{what}: {e}")))
+fn timestamp(
+    _entity: &'static str,
+    _id: Uuid,
+    _what: &str,
+    at: crate::Ts,
+) -> crate::Result<Timestamp> {
+    Ok(at.0)
 }
 
 fn channel(entity: &'static str, id: Uuid, s: &str) -> crate::Result<Channel> {
@@ -468,8 +474,8 @@ pub(crate) struct ConversationRow {
     pub channel: String,
     pub campaign_id: Option<Uuid>,
     pub outreach_id: Option<Uuid>,
-    pub created_us: i64,
-    pub last_message_us: i64,
+    pub created_us: crate::Ts,
+    pub last_message_us: crate::Ts,
 }
 
 /// `conversations c JOIN customers cu` columns for SQLite.
@@ -486,8 +492,8 @@ macro_rules! conversation_cols_pg {
     () => {
         "c.id, c.inbox_id, c.sender_id, c.customer_id, cu.address AS customer_address, \
          c.channel, c.campaign_id, c.outreach_id, \
-         (extract(epoch from c.created_at) * 1000000)::int8 AS created_at, \
-         (extract(epoch from c.last_message_at) * 1000000)::int8 AS last_message_at"
+         c.created_at AS created_at, \
+         c.last_message_at AS last_message_at"
     };
 }
 pub(crate) use conversation_cols_pg;
@@ -499,6 +505,7 @@ where
     for<'a> Option<Uuid>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> crate::Ts: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     &'static str: sqlx::ColumnIndex<R>,
 {
     use crate::common::col;
@@ -539,7 +546,7 @@ impl ConversationRow {
 }
 
 /// A customer as selected: id, address, created_at (unix microseconds).
-pub(crate) type CustomerRow = (Uuid, String, i64);
+pub(crate) type CustomerRow = (Uuid, String, crate::Ts);
 
 pub(crate) fn customer((id, address, created_us): CustomerRow) -> crate::Result<Customer> {
     Ok(Customer {
@@ -550,7 +557,7 @@ pub(crate) fn customer((id, address, created_us): CustomerRow) -> crate::Result<
 }
 
 /// A suppression as selected: id, address, sender_id, reason, created_at (unix microseconds).
-pub(crate) type SuppressionRow = (Uuid, String, Option<Uuid>, String, i64);
+pub(crate) type SuppressionRow = (Uuid, String, Option<Uuid>, String, crate::Ts);
 
 pub(crate) fn suppression(
     (id, address, sender_id, reason, created_us): SuppressionRow,
@@ -564,9 +571,8 @@ pub(crate) fn suppression(
     })
 }
 
-/// A kept status report as selected: provider id, state, error code and message, at (unix
-/// microseconds).
-pub(crate) type KeptRow = (String, String, Option<String>, Option<String>, i64);
+/// A kept status report as selected: provider id, state, error code and message, at.
+pub(crate) type KeptRow = (String, String, Option<String>, Option<String>, crate::Ts);
 
 pub(crate) fn kept_report(
     (provider_message_id, state, error_code, error_message, at_us): KeptRow,
@@ -579,13 +585,12 @@ pub(crate) fn kept_report(
     let state = state
         .parse()
         .map_err(|e: herald_core::outreach::UnknownDeliveryState| bad(format!("state: {e}")))?;
-    let at = Timestamp::from_microsecond(at_us).map_err(|e| bad(format!("at: {e}")))?;
     Ok(StatusReport {
         provider_message_id,
         state,
         error_code,
         error_message,
-        at,
+        at: at_us.0,
     })
 }
 
@@ -628,6 +633,8 @@ where
     for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> crate::Ts: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<crate::Ts>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> bool: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     &'static str: sqlx::ColumnIndex<R>,
 {

@@ -160,7 +160,7 @@ pub(crate) struct OtherRow<'a> {
     pub state: &'static str,
     pub skip_reason: Option<&'static str>,
     /// For `pending`: not before then (unix microseconds).
-    pub due_us: Option<i64>,
+    pub due_us: Option<crate::Ts>,
     /// Whether `error_code` / `error_message` are written (else they are kept).
     pub set_error: bool,
     pub error_code: Option<&'a str>,
@@ -204,7 +204,7 @@ pub(crate) fn group_results(results: &[DeliveryResult]) -> (Vec<SentRow<'_>>, Ve
                 message,
             } => other.push(OtherRow {
                 state: "pending",
-                due_us: Some(due_at.as_microsecond()),
+                due_us: Some(crate::Ts::new(*due_at)),
                 error_code: code.as_deref(),
                 error_message: Some(message),
                 ..row
@@ -212,7 +212,7 @@ pub(crate) fn group_results(results: &[DeliveryResult]) -> (Vec<SentRow<'_>>, Ve
             // Errors of an earlier attempt are kept: a deferral is no attempt.
             Outcome::Defer { due_at } => other.push(OtherRow {
                 state: "pending",
-                due_us: Some(due_at.as_microsecond()),
+                due_us: Some(crate::Ts::new(*due_at)),
                 set_error: false,
                 attempts_delta: -1,
                 ..row
@@ -264,12 +264,12 @@ pub(crate) struct RecipientRow {
     pub state: String,
     pub skip_reason: Option<String>,
     pub attempts: i64,
-    pub due_us: Option<i64>,
+    pub due_us: Option<crate::Ts>,
     pub provider_message_id: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
-    pub sent_us: Option<i64>,
-    pub updated_us: Option<i64>,
+    pub sent_us: Option<crate::Ts>,
+    pub updated_us: Option<crate::Ts>,
 }
 
 impl RecipientRow {
@@ -280,9 +280,8 @@ impl RecipientRow {
             id: id.to_string(),
             reason: format!("{what}: {e}"),
         };
-        let ts = |what: &str, us: Option<i64>| {
-            us.map(|us| Timestamp::from_microsecond(us).map_err(|e| bad(what, e.to_string())))
-                .transpose()
+        let ts = |_what: &str, at: Option<crate::Ts>| -> crate::Result<Option<Timestamp>> {
+            Ok(at.map(|t| t.0))
         };
         Ok(RecipientRecord {
             id,
@@ -316,6 +315,8 @@ where
     for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> crate::Ts: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<crate::Ts>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     &'static str: sqlx::ColumnIndex<R>,
 {
     use crate::common::col;
@@ -347,12 +348,12 @@ pub(crate) type ClaimRow = (
     Option<String>,
     String,
     i64,
-    Option<i64>,
+    Option<crate::Ts>,
 );
 
 /// Claimed rows in claim order (`due_at`, unset first, then id).
 pub(crate) fn claimed(mut rows: Vec<ClaimRow>) -> Vec<ClaimedRecipient> {
-    rows.sort_by_key(|r| (r.7.unwrap_or(i64::MIN), r.0));
+    rows.sort_by_key(|r| (r.7, r.0));
     rows.into_iter()
         .map(
             |(id, outreach_id, line, address, timezone, variables_json, attempts, _)| {
@@ -372,24 +373,18 @@ pub(crate) fn claimed(mut rows: Vec<ClaimRow>) -> Vec<ClaimedRecipient> {
 
 /// A live outreach as selected: id, campaign, status, start and end (unix microseconds), and
 /// whether it has pending and sending recipients.
-pub(crate) type LiveRow = (Uuid, Uuid, String, i64, Option<i64>, bool, bool);
+pub(crate) type LiveRow = (Uuid, Uuid, String, crate::Ts, Option<crate::Ts>, bool, bool);
 
 pub(crate) fn live(rows: Vec<LiveRow>) -> crate::Result<Vec<LiveOutreach>> {
     rows.into_iter()
         .map(
             |(id, campaign_id, status, start_us, end_us, has_pending, has_in_flight)| {
-                let bad = |what: &str, e: String| {
-                    crate::common::corrupt("outreach", id, format!("{what}: {e}"))
-                };
-                let ts = |what: &str, us: i64| {
-                    Timestamp::from_microsecond(us).map_err(|e| bad(what, e.to_string()))
-                };
                 Ok(LiveOutreach {
                     id,
                     campaign_id,
                     status: parse_status(id, &status)?,
-                    start_at: ts("start_at", start_us)?,
-                    end_at: end_us.map(|us| ts("end_at", us)).transpose()?,
+                    start_at: start_us.0,
+                    end_at: end_us.map(|t| t.0),
                     has_pending,
                     has_in_flight,
                 })

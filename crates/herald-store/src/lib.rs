@@ -24,10 +24,11 @@ use uuid::Uuid;
 
 pub mod audit;
 mod common;
+mod time;
+pub use time::Ts;
 pub mod conversation;
 pub mod dispatch;
 pub mod outreach;
-mod pg_sql;
 pub mod postgres;
 pub mod sqlite;
 pub mod testing;

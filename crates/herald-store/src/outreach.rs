@@ -118,16 +118,16 @@ pub(crate) struct OutreachRow {
     pub file_name: String,
     pub encoding: String,
     pub default_region: Option<String>,
-    pub start_us: i64,
-    pub end_us: Option<i64>,
+    pub start_us: crate::Ts,
+    pub end_us: Option<crate::Ts>,
     pub rows_total: i64,
     pub accepted: i64,
     pub invalid: i64,
     pub duplicates: i64,
     pub suppressed: i64,
-    pub created_us: i64,
-    pub updated_us: i64,
-    pub finished_us: Option<i64>,
+    pub created_us: crate::Ts,
+    pub updated_us: crate::Ts,
+    pub finished_us: Option<crate::Ts>,
 }
 
 /// The columns of [`OutreachRow`] for SQLite; PostgreSQL converts its timestamps to the same
@@ -144,11 +144,11 @@ pub(crate) use outreach_cols_sqlite;
 macro_rules! outreach_cols_pg {
     () => {
         "id, campaign_id, status, file_name, encoding, \
-     default_region, (extract(epoch from start_at) * 1000000)::int8 AS start_at, \
-     (extract(epoch from end_at) * 1000000)::int8 AS end_at, rows_total, accepted, invalid, \
-     duplicates, suppressed, (extract(epoch from created_at) * 1000000)::int8 AS created_at, \
-     (extract(epoch from updated_at) * 1000000)::int8 AS updated_at, \
-     (extract(epoch from finished_at) * 1000000)::int8 AS finished_at"
+     default_region, start_at AS start_at, \
+     end_at AS end_at, rows_total, accepted, invalid, \
+     duplicates, suppressed, created_at AS created_at, \
+     updated_at AS updated_at, \
+     finished_at AS finished_at"
     };
 }
 pub(crate) use outreach_cols_pg;
@@ -161,6 +161,8 @@ where
     for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> crate::Ts: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<crate::Ts>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     &'static str: sqlx::ColumnIndex<R>,
 {
     use crate::common::col;
@@ -192,10 +194,10 @@ impl OutreachRow {
         let id = self.id;
         let bad =
             |what: &str, e: String| crate::common::corrupt("outreach", id, format!("{what}: {e}"));
-        let ts = |what: &str, us: i64| {
-            Timestamp::from_microsecond(us).map_err(|e| bad(what, e.to_string()))
+        let ts = |_what: &str, at: crate::Ts| -> crate::Result<Timestamp> { Ok(at.0) };
+        let opt_ts = |_what: &str, at: Option<crate::Ts>| -> crate::Result<Option<Timestamp>> {
+            Ok(at.map(|t| t.0))
         };
-        let opt_ts = |what: &str, us: Option<i64>| us.map(|us| ts(what, us)).transpose();
         let count = |what: &str, n: i64| u64::try_from(n).map_err(|e| bad(what, e.to_string()));
         Ok(Outreach {
             id,
@@ -222,11 +224,6 @@ impl OutreachRow {
             finished_at: opt_ts("finished_at", self.finished_us)?,
         })
     }
-}
-
-/// A timestamp as the unix microseconds both schemas keep.
-pub(crate) fn micros(t: Timestamp) -> i64 {
-    t.as_microsecond()
 }
 
 /// An `import_errors` row as selected: cursor, line, column, value, reason.

@@ -42,7 +42,7 @@ pub(crate) struct UserRow {
     pub id: Uuid,
     pub email: String,
     pub role: String,
-    pub created_us: i64,
+    pub created_us: crate::Ts,
 }
 
 impl UserRow {
@@ -52,8 +52,7 @@ impl UserRow {
             .role
             .parse()
             .map_err(|e: String| corrupt("user", id, format!("role: {e}")))?;
-        let created_at = Timestamp::from_microsecond(self.created_us)
-            .map_err(|e| corrupt("user", id, format!("timestamp: {e}")))?;
+        let created_at = self.created_us.0;
         Ok(User {
             id,
             email: self.email,

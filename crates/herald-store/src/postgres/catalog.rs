@@ -1,7 +1,6 @@
 use crate::common::{
     self, AnswerRow, CampaignRow, InboxRow, SenderRow, VariantRow, Violation, col,
 };
-use crate::pg_sql::us;
 use crate::{Result, StoreError};
 use async_trait::async_trait;
 use herald_core::{
@@ -190,7 +189,7 @@ impl crate::Catalog for super::PgStore {
         let (now, now_us) = common::now();
         sqlx::query(
             "INSERT INTO inboxes (id, name, created_at, updated_at, agent_number) \
-             VALUES ($1, $2, (timestamptz 'epoch' + $3::int8 * interval '1 microsecond'), (timestamptz 'epoch' + $3::int8 * interval '1 microsecond'), $4)",
+             VALUES ($1, $2, $3, $3, $4)",
         )
         .bind(id)
         .bind(&spec.name)
@@ -244,7 +243,7 @@ impl crate::Catalog for super::PgStore {
     async fn update_inbox(&self, id: Uuid, spec: &InboxSpec) -> Result<Inbox> {
         let (_, now_us) = common::now();
         let row = sqlx::query(concat!(
-            "UPDATE inboxes SET name = $2, agent_number = $4, updated_at = greatest((timestamptz 'epoch' + $3::int8 * interval '1 microsecond'), updated_at + interval '1 microsecond') WHERE id = $1 \
+            "UPDATE inboxes SET name = $2, agent_number = $4, updated_at = greatest($3, updated_at + interval '1 microsecond') WHERE id = $1 \
              RETURNING ",
             inbox_cols!()
         ))
@@ -307,7 +306,7 @@ impl crate::Catalog for super::PgStore {
         }
         sqlx::query(
             "INSERT INTO senders (id, channel, address, inbox_id, provider, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, (timestamptz 'epoch' + $6::int8 * interval '1 microsecond'), (timestamptz 'epoch' + $6::int8 * interval '1 microsecond'))",
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
         )
         .bind(id)
         .bind(spec.channel.as_str())
@@ -402,7 +401,7 @@ impl crate::Catalog for super::PgStore {
         }
         let row = sqlx::query(concat!(
             "UPDATE senders SET channel = $2, address = $3, inbox_id = $4, provider = $5, \
-             updated_at = greatest((timestamptz 'epoch' + $6::int8 * interval '1 microsecond'), updated_at + interval '1 microsecond') WHERE id = $1 RETURNING ",
+             updated_at = greatest($6, updated_at + interval '1 microsecond') WHERE id = $1 RETURNING ",
             sender_cols!()
         ))
         .bind(id)
@@ -459,7 +458,7 @@ impl crate::Catalog for super::PgStore {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO answers (id, name, created_at, updated_at) \
-             VALUES ($1, $2, (timestamptz 'epoch' + $3::int8 * interval '1 microsecond'), (timestamptz 'epoch' + $3::int8 * interval '1 microsecond'))",
+             VALUES ($1, $2, $3, $3)",
         )
         .bind(id)
         .bind(&spec.name)
@@ -534,17 +533,17 @@ impl crate::Catalog for super::PgStore {
             return Err(common::answer_change_in_use(&spec.name, &broken));
         }
         let row = sqlx::query(
-            "UPDATE answers SET name = $2, updated_at = greatest((timestamptz 'epoch' + $3::int8 * interval '1 microsecond'), updated_at + interval '1 microsecond') WHERE id = $1 \
-             RETURNING (extract(epoch from created_at) * 1000000)::int8 AS created_at, \
-             (extract(epoch from updated_at) * 1000000)::int8 AS updated_at",
+            "UPDATE answers SET name = $2, updated_at = greatest($3, updated_at + interval '1 microsecond') WHERE id = $1 \
+             RETURNING created_at AS created_at, \
+             updated_at AS updated_at",
         )
         .bind(id)
         .bind(&spec.name)
         .bind(now_us)
         .fetch_one(&mut *tx)
         .await?;
-        let created_us: i64 = col(&row, "answer", Some(id), "created_at")?;
-        let updated_us: i64 = col(&row, "answer", Some(id), "updated_at")?;
+        let created_us: crate::Ts = col(&row, "answer", Some(id), "created_at")?;
+        let updated_us: crate::Ts = col(&row, "answer", Some(id), "updated_at")?;
         sqlx::query("DELETE FROM answer_variants WHERE answer_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -603,7 +602,7 @@ impl crate::Catalog for super::PgStore {
         sqlx::query(
             "INSERT INTO campaigns (id, name, description, channel, sender_id, language, \
              answer_id, schedule, quiet_hours, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, (timestamptz 'epoch' + $10::int8 * interval '1 microsecond'), (timestamptz 'epoch' + $10::int8 * interval '1 microsecond'))",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
         )
         .bind(id)
         .bind(&spec.name)
@@ -696,7 +695,7 @@ impl crate::Catalog for super::PgStore {
         let row = sqlx::query(concat!(
             "UPDATE campaigns SET name = $2, description = $3, channel = $4, sender_id = $5, \
              language = $6, answer_id = $7, schedule = $8, quiet_hours = $9, \
-             updated_at = greatest((timestamptz 'epoch' + $10::int8 * interval '1 microsecond'), updated_at + interval '1 microsecond') WHERE id = $1 RETURNING ",
+             updated_at = greatest($10, updated_at + interval '1 microsecond') WHERE id = $1 RETURNING ",
             campaign_cols!()
         ))
         .bind(id)
@@ -740,9 +739,9 @@ impl crate::Catalog for super::PgStore {
         let pool = &self.pool;
         let row = sqlx::query(concat!(
             "SELECT id, channel, address, inbox_id, provider, ",
-            us!("created_at"),
+            "created_at",
             " AS created_at, ",
-            us!("updated_at"),
+            "updated_at",
             " AS updated_at FROM senders WHERE channel = $1 AND address = $2"
         ))
         .bind(channel.as_str())

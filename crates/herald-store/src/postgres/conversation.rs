@@ -14,13 +14,12 @@
 //! * Customers created by two transactions at once: `INSERT … ON CONFLICT DO NOTHING` in address
 //!   order, then a read.
 
+use crate::Ts;
 use crate::conversation::{
     self, AttributionRow, Conversation, Customer, CustomerRow, InboundMessage, KeptRow, Message,
     Outbound, OutboundRecord, Received, SentMessage, StatusApplied, StatusReport, Suppression,
     SuppressionRow, conversation_cols_pg, message_cols_pg,
 };
-use crate::outreach::micros;
-use crate::pg_sql::{ts, us};
 use crate::{Result, StoreError, common};
 use async_trait::async_trait;
 use herald_core::outreach::{DeliveryState, SkipReason};
@@ -41,11 +40,7 @@ pub(crate) const REPORT_LOCK: i32 = 0x4845_5241;
 // ---------------------------------------------------------------- customers
 
 /// The customer with the address, created (at `at_us`) if new.
-pub(super) async fn customer_id(
-    conn: &mut PgConnection,
-    address: &str,
-    at_us: i64,
-) -> Result<Uuid> {
+pub(super) async fn customer_id(conn: &mut PgConnection, address: &str, at_us: Ts) -> Result<Uuid> {
     let find = || {
         sqlx::query_as::<_, (Uuid,)>("SELECT id FROM customers WHERE address = $1").bind(address)
     };
@@ -54,7 +49,7 @@ pub(super) async fn customer_id(
     }
     sqlx::query(concat!(
         "INSERT INTO customers (id, address, created_at) VALUES ($1, $2, ",
-        ts!("3"),
+        "$3",
         ") ON CONFLICT (address) DO NOTHING"
     ))
     .bind(Uuid::now_v7())
@@ -103,11 +98,11 @@ pub(super) async fn cursor(
     conn: &mut PgConnection,
     after: Option<Uuid>,
     customer_id: Uuid,
-) -> Result<Option<i64>> {
+) -> Result<Option<Ts>> {
     let Some(after) = after else { return Ok(None) };
-    let (created_us,): (i64,) = sqlx::query_as(concat!(
+    let (created_us,): (Ts,) = sqlx::query_as(concat!(
         "SELECT ",
-        us!("created_at"),
+        "created_at",
         " FROM messages WHERE id = $1 AND customer_id = $2"
     ))
     .bind(after)
@@ -185,12 +180,12 @@ pub(super) async fn attribute(
         "SELECT campaign_id, outreach_id, recipient_id FROM messages \
          WHERE customer_id = $1 AND sender_id = $2 AND direction = 'outbound' \
            AND author = 'outreach' AND created_at >= ",
-        ts!("3"),
+        "$3",
         " ORDER BY created_at DESC, id DESC LIMIT 1"
     ))
     .bind(customer_id)
     .bind(msg.sender_id)
-    .bind(micros(msg.attribute_since))
+    .bind(Ts::new(msg.attribute_since))
     .fetch_optional(&mut *conn)
     .await?;
     Ok(conversation::attribution(row))
@@ -201,7 +196,7 @@ pub(super) async fn mark_replied(
     conn: &mut PgConnection,
     outreach_id: Uuid,
     recipient_id: i64,
-    at_us: i64,
+    at_us: Ts,
 ) -> Result<()> {
     let state: Option<(String,)> = sqlx::query_as(
         "SELECT state FROM recipients WHERE id = $1 AND outreach_id = $2 FOR UPDATE",
@@ -217,7 +212,7 @@ pub(super) async fn mark_replied(
     if state.apply_callback(DeliveryState::Replied).is_some() {
         sqlx::query(concat!(
             "UPDATE recipients SET state = 'replied', updated_at = ",
-            ts!("2"),
+            "$2",
             " WHERE id = $1"
         ))
         .bind(recipient_id)
@@ -235,7 +230,7 @@ pub(super) async fn mark_replied(
 /// status reports kept for them. Four statements, whatever the batch size.
 pub(crate) async fn record_messages(
     conn: &mut PgConnection,
-    now_us: i64,
+    now_us: Ts,
     applied: &[i64],
     sent: &[SentMessage],
 ) -> Result<()> {
@@ -250,7 +245,7 @@ pub(crate) async fn record_messages(
     let ids: Vec<Uuid> = addresses.iter().map(|_| Uuid::now_v7()).collect();
     sqlx::query(concat!(
         "INSERT INTO customers (id, address, created_at) SELECT v.id, v.address, ",
-        ts!("1"),
+        "$1",
         " FROM unnest($2::uuid[], $3::text[]) WITH ORDINALITY AS v (id, address, n) \
          ORDER BY v.n ON CONFLICT (address) DO NOTHING"
     ))
@@ -268,7 +263,7 @@ pub(crate) async fn record_messages(
          SELECT v.id, cu.id, v.sender_id, 'outbound', 'outreach', v.channel, v.from_address, \
          v.to_address, v.subject, v.body, v.campaign_id, v.outreach_id, v.recipient_id, \
          v.provider_message_id, 'sent', ",
-        ts!("1"),
+        "$1",
         " FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], \
                       $8::text[], $9::uuid[], $10::uuid[], $11::int8[], $12::text[]) \
               AS v (id, sender_id, channel, from_address, to_address, subject, body, \
@@ -370,14 +365,14 @@ pub(super) async fn apply_to(
             sqlx::query(concat!(
                 "UPDATE recipients SET state = $2, error_code = $3, error_message = $4, \
                  updated_at = ",
-                ts!("5"),
+                "$5",
                 " WHERE id = $1"
             ))
             .bind(recipient_id)
             .bind(to.as_str())
             .bind(report.error_code.as_deref().filter(|_| keeps))
             .bind(report.error_message.as_deref().filter(|_| keeps))
-            .bind(micros(report.at))
+            .bind(Ts::new(report.at))
             .execute(&mut *conn)
             .await?;
             changed = true;
@@ -391,7 +386,7 @@ pub(super) async fn apply_to(
 pub(super) async fn apply_kept(conn: &mut PgConnection, ids: &[&str]) -> Result<()> {
     let rows: Vec<KeptRow> = sqlx::query_as(concat!(
         "SELECT provider_message_id, state, error_code, error_message, ",
-        us!("at"),
+        "at",
         " FROM status_reports WHERE provider_message_id = ANY($1) \
          ORDER BY at, provider_message_id, state"
     ))
@@ -440,7 +435,7 @@ impl crate::Suppressions for super::PgStore {
         let done = sqlx::query(concat!(
             "INSERT INTO suppressions (id, address, sender_id, reason, created_at) \
              VALUES ($1, $2, $3, $4, ",
-            ts!("5"),
+            "$5",
             ") ON CONFLICT DO NOTHING"
         ))
         .bind(Uuid::now_v7())
@@ -577,13 +572,13 @@ impl crate::Suppressions for super::PgStore {
         for (outreach_id,) in live {
             skipped += sqlx::query(concat!(
                 "UPDATE recipients SET state = 'skipped', skip_reason = $3, updated_at = ",
-                ts!("4"),
+                "$4",
                 " WHERE outreach_id = $1 AND state = 'pending' AND address = $2"
             ))
             .bind(outreach_id)
             .bind(address)
             .bind(reason.as_str())
-            .bind(micros(now))
+            .bind(Ts::new(now))
             .execute(pool)
             .await?
             .rows_affected();
@@ -611,7 +606,7 @@ impl crate::Conversations for super::PgStore {
                     entity: "sender",
                     id: msg.sender_id,
                 })?;
-        let at_us = micros(msg.received_at);
+        let at_us = Ts::new(msg.received_at);
         let customer_id = customer_id(&mut tx, &msg.from, at_us).await?;
         // An unauthenticated sender's message is kept but answers no outreach.
         let attributed = if msg.unverified_sender {
@@ -626,7 +621,7 @@ impl crate::Conversations for super::PgStore {
              provider_message_id, status, created_at, unverified_sender) \
              VALUES ($1, $2, $3, 'inbound', 'customer', $4, $5, $6, $7, $8, $9, $10, $11, $12, \
                      'received', ",
-            ts!("13"),
+            "$13",
             ", $14) ON CONFLICT DO NOTHING RETURNING ",
             message_cols_pg!()
         ))
@@ -662,9 +657,9 @@ impl crate::Conversations for super::PgStore {
         sqlx::query(concat!(
             "INSERT INTO conversations (id, inbox_id, sender_id, customer_id, channel, campaign_id, \
              outreach_id, created_at, last_message_at) VALUES ($1, $2, $3, $4, $5, $6, $7, ",
-            ts!("8"),
+            "$8",
             ", ",
-            ts!("8"),
+            "$8",
             ") ON CONFLICT (sender_id, customer_id) DO UPDATE SET \
                inbox_id = excluded.inbox_id, channel = excluded.channel, \
                campaign_id = coalesce(excluded.campaign_id, conversations.campaign_id), \
@@ -713,12 +708,12 @@ impl crate::Conversations for super::PgStore {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| conversation_not_found(msg.conversation_id))?;
-        let at_us = micros(msg.sent_at);
+        let at_us = Ts::new(msg.sent_at);
         let row = sqlx::query(concat!(
             "INSERT INTO messages (id, customer_id, sender_id, direction, author, channel, \
              from_address, to_address, subject, body, provider_message_id, status, created_at) \
              VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, $9, $10, 'sent', ",
-            ts!("11"),
+            "$11",
             ") RETURNING ",
             message_cols_pg!()
         ))
@@ -739,7 +734,7 @@ impl crate::Conversations for super::PgStore {
         let message = conversation::message_row(&row)?.parse()?;
         sqlx::query(concat!(
             "UPDATE conversations SET last_message_at = greatest(last_message_at, ",
-            ts!("2"),
+            "$2",
             ") WHERE id = $1"
         ))
         .bind(msg.conversation_id)
@@ -824,7 +819,7 @@ impl crate::Conversations for super::PgStore {
                     message_cols_pg!(),
                     " FROM messages WHERE customer_id = $1 AND sender_id = $2 \
                        AND (created_at, id) > (",
-                    ts!("4"),
+                    "$4",
                     ", $5) ORDER BY created_at, id LIMIT $3"
                 ))
                 .bind(customer_id)
@@ -895,8 +890,8 @@ impl crate::Conversations for super::PgStore {
             "SELECT ",
             message_cols_pg!(),
             " FROM messages WHERE customer_id = $1 \
-               AND ($2::int8 IS NULL OR (created_at, id) > (",
-            ts!("2"),
+               AND ($2::timestamptz IS NULL OR (created_at, id) > (",
+            "$2",
             ", $3::uuid)) ORDER BY created_at, id LIMIT $4"
         ))
         .bind(customer_id)
@@ -928,14 +923,14 @@ impl crate::Conversations for super::PgStore {
                 sqlx::query(concat!(
                     "INSERT INTO status_reports (provider_message_id, state, error_code, \
                      error_message, at) VALUES ($1, $2, $3, $4, ",
-                    ts!("5"),
+                    "$5",
                     ") ON CONFLICT DO NOTHING"
                 ))
                 .bind(&report.provider_message_id)
                 .bind(report.state.as_str())
                 .bind(&report.error_code)
                 .bind(&report.error_message)
-                .bind(micros(report.at))
+                .bind(Ts::new(report.at))
                 .execute(&mut *tx)
                 .await?;
                 StatusApplied::Kept
@@ -954,8 +949,8 @@ impl crate::Conversations for super::PgStore {
 
     async fn purge_kept_status_reports(&self, before: Timestamp) -> Result<u64> {
         let pool = &self.pool;
-        let done = sqlx::query(concat!("DELETE FROM status_reports WHERE at < ", ts!("1")))
-            .bind(micros(before))
+        let done = sqlx::query(concat!("DELETE FROM status_reports WHERE at < ", "$1"))
+            .bind(Ts::new(before))
             .execute(pool)
             .await?;
         Ok(done.rows_affected())

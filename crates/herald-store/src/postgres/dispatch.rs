@@ -14,13 +14,12 @@
 //! batch of retries recorded after a stop sees it and skips instead.
 
 use crate::Result;
+use crate::Ts;
 use crate::conversation::SentMessage;
 use crate::dispatch::{
     self, ClaimRow, ClaimedRecipient, DeliveryResult, LEASE_EXPIRED_CODE, LEASE_EXPIRED_MESSAGE,
     LiveOutreach, LiveRow, OtherRow, SentRow, not_found,
 };
-use crate::outreach::micros;
-use crate::pg_sql::{ts, us};
 use async_trait::async_trait;
 use herald_core::outreach::{CrashPolicy, OutreachStatus, Progress};
 use jiff::Timestamp;
@@ -64,27 +63,23 @@ pub(super) async fn locked_status(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<(OutreachStatus, Option<Timestamp>)> {
-    let (status, end_us): (String, Option<i64>) = sqlx::query_as(concat!(
+    let (status, end_at): (String, Option<Ts>) = sqlx::query_as(concat!(
         "SELECT status, ",
-        us!("end_at"),
+        "end_at",
         " FROM outreaches WHERE id = $1 FOR UPDATE"
     ))
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(|| not_found(id))?;
-    let end_at = end_us
-        .map(Timestamp::from_microsecond)
-        .transpose()
-        .map_err(|e| crate::common::corrupt("outreach", id, format!("end_at: {e}")))?;
-    Ok((dispatch::parse_status(id, &status)?, end_at))
+    Ok((dispatch::parse_status(id, &status)?, end_at.map(|t| t.0)))
 }
 
 /// `sent` for every recipient of `rows` still `sending` (or `unknown`). With `returning`, the ids
 /// of the recipients it changed (else none).
 pub(super) async fn record_sent(
     conn: &mut PgConnection,
-    now_us: i64,
+    now_us: Ts,
     rows: &[SentRow<'_>],
     returning: bool,
 ) -> Result<Vec<i64>> {
@@ -114,7 +109,7 @@ pub(super) async fn record_sent(
 /// for the reason given at `sent_update!`.
 pub(super) async fn record_other(
     conn: &mut PgConnection,
-    now_us: i64,
+    now_us: Ts,
     rows: &[OtherRow<'_>],
 ) -> Result<()> {
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
@@ -136,13 +131,13 @@ pub(super) async fn record_other(
          skip_reason = CASE WHEN v.state = 'pending' AND o.status = 'stopped' \
                        THEN 'stopped' ELSE v.skip_reason END, \
          due_at = CASE WHEN v.state = 'pending' \
-                  THEN timestamptz 'epoch' + v.due_us * interval '1 microsecond' \
+                  THEN v.due_us \
                   ELSE r.due_at END, \
          error_code = CASE WHEN v.set_error THEN v.error_code ELSE r.error_code END, \
          error_message = CASE WHEN v.set_error THEN v.error_message ELSE r.error_message END, \
          attempts = r.attempts + v.attempts_delta, lease_until = NULL, updated_at = ",
-        ts!("1"),
-        " FROM unnest($2::int8[], $3::text[], $4::text[], $5::int8[], $6::bool[], $7::text[], \
+        "$1",
+        " FROM unnest($2::int8[], $3::text[], $4::text[], $5::timestamptz[], $6::bool[], $7::text[], \
                       $8::text[], $9::int4[]) \
               AS v (id, state, skip_reason, due_us, set_error, error_code, error_message, \
                     attempts_delta), \
@@ -169,9 +164,9 @@ impl crate::Dispatch for super::PgStore {
         let pool = &self.pool;
         let rows: Vec<LiveRow> = sqlx::query_as(concat!(
             "SELECT o.id, o.campaign_id, o.status, ",
-            us!("o.start_at"),
+            "o.start_at",
             ", ",
-            us!("o.end_at"),
+            "o.end_at",
             ", (SELECT 1 FROM recipients r WHERE r.outreach_id = o.id AND r.state = 'pending' \
                 ORDER BY coalesce(r.due_at, '-infinity'::timestamptz) LIMIT 1) IS NOT NULL, \
              EXISTS (SELECT 1 FROM recipients r WHERE r.outreach_id = o.id AND r.state = 'sending') \
@@ -196,11 +191,11 @@ impl crate::Dispatch for super::PgStore {
         let pool = &self.pool;
         let done = sqlx::query(concat!(
             "UPDATE outreaches SET status = 'in_progress', updated_at = ",
-            ts!("2"),
+            "$2",
             " WHERE id = $1 AND status = 'scheduled'"
         ))
         .bind(id)
-        .bind(micros(now))
+        .bind(Ts::new(now))
         .execute(pool)
         .await?;
         if done.rows_affected() == 0 {
@@ -216,9 +211,9 @@ impl crate::Dispatch for super::PgStore {
         ensure_locked(&mut tx, id).await?;
         let done = sqlx::query(concat!(
             "UPDATE outreaches SET status = 'completed', updated_at = ",
-            ts!("2"),
+            "$2",
             ", finished_at = ",
-            ts!("2"),
+            "$2",
             " WHERE id = $1 AND status IN ('scheduled', 'in_progress') \
              AND (SELECT 1 FROM recipients r WHERE r.outreach_id = $1 AND r.state = 'pending' \
                   ORDER BY coalesce(r.due_at, '-infinity'::timestamptz) LIMIT 1) IS NULL \
@@ -226,7 +221,7 @@ impl crate::Dispatch for super::PgStore {
                              WHERE outreach_id = $1 AND state = 'sending')"
         ))
         .bind(id)
-        .bind(micros(now))
+        .bind(Ts::new(now))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -237,11 +232,11 @@ impl crate::Dispatch for super::PgStore {
         let pool = &self.pool;
         let done = sqlx::query(concat!(
             "UPDATE recipients SET state = 'skipped', skip_reason = 'expired', updated_at = ",
-            ts!("2"),
+            "$2",
             " WHERE outreach_id = $1 AND state = 'pending'"
         ))
         .bind(id)
-        .bind(micros(now))
+        .bind(Ts::new(now))
         .execute(pool)
         .await?;
         if done.rows_affected() == 0 {
@@ -260,26 +255,26 @@ impl crate::Dispatch for super::PgStore {
         let pool = &self.pool;
         let rows: Vec<ClaimRow> = sqlx::query_as(concat!(
             "UPDATE recipients SET state = 'sending', lease_until = ",
-            ts!("3"),
+            "$3",
             ", attempts = attempts + 1, updated_at = ",
-            ts!("2"),
+            "$2",
             " WHERE id IN (SELECT id FROM recipients \
                           WHERE outreach_id = $1 AND state = 'pending' AND ",
             due_key!(),
             " <= ",
-            ts!("2"),
+            "$2",
             " AND EXISTS (SELECT 1 FROM outreaches WHERE id = $1 AND status = 'in_progress') \
                           ORDER BY ",
             due_key!(),
             ", id LIMIT $4 FOR UPDATE SKIP LOCKED) \
              RETURNING id, outreach_id, line, address, timezone, variables, \
              attempts::int8 AS attempts, ",
-            us!("due_at"),
+            "due_at",
             " AS due_at"
         ))
         .bind(outreach_id)
-        .bind(micros(now))
-        .bind(micros(lease_until))
+        .bind(Ts::new(now))
+        .bind(Ts::new(lease_until))
         .bind(i64::from(limit))
         .fetch_all(pool)
         .await?;
@@ -298,7 +293,7 @@ impl crate::Dispatch for super::PgStore {
             return Ok(());
         }
         let (sent, other) = dispatch::group_results(results);
-        let now_us = micros(now);
+        let now_us = Ts::new(now);
         let mut tx = pool.begin().await?;
         if !other.is_empty() {
             record_other(&mut tx, now_us, &other).await?;
@@ -326,12 +321,12 @@ impl crate::Dispatch for super::PgStore {
                 CrashPolicy::AtMostOnce => sqlx::query(concat!(
                     "UPDATE recipients SET state = 'unknown', lease_until = NULL, error_code = $3, \
                      error_message = $4, updated_at = ",
-                    ts!("2"),
+                    "$2",
                     " WHERE outreach_id = $1 AND state = 'sending' AND lease_until < ",
-                    ts!("2")
+                    "$2"
                 ))
                 .bind(outreach_id)
-                .bind(micros(now))
+                .bind(Ts::new(now))
                 .bind(LEASE_EXPIRED_CODE)
                 .bind(LEASE_EXPIRED_MESSAGE)
                 .execute(pool)
@@ -346,12 +341,12 @@ impl crate::Dispatch for super::PgStore {
                      state = CASE WHEN $3 THEN 'skipped' ELSE 'pending' END, \
                      skip_reason = CASE WHEN $3 THEN 'stopped' END, \
                      due_at = NULL, lease_until = NULL, updated_at = ",
-                        ts!("2"),
+                        "$2",
                         " WHERE outreach_id = $1 AND state = 'sending' AND lease_until < ",
-                        ts!("2")
+                        "$2"
                     ))
                     .bind(outreach_id)
-                    .bind(micros(now))
+                    .bind(Ts::new(now))
                     .bind(stopped)
                     .execute(&mut *tx)
                     .await?;

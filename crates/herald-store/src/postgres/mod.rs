@@ -13,7 +13,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 #[allow(unused_imports)]
-use crate::pg_sql::{ts, us};
 #[macro_use]
 mod sql;
 mod catalog;

@@ -2,12 +2,12 @@
 //! one per batch.
 
 use super::dispatch::{ensure_exists, locked_status};
+use crate::Ts;
 use crate::dispatch::RecipientRecord;
 use crate::outreach::{
     ImportErrorRecord, ImportSummary, ImportedRecipient, NewOutreach, Outreach, OutreachImport,
-    copy_text, micros, outreach_cols_pg, outreach_row,
+    copy_text, outreach_cols_pg, outreach_row,
 };
-use crate::pg_sql::{ts, us};
 use crate::{Result, StoreError, common};
 use async_trait::async_trait;
 use herald_core::outreach::{DeliveryState, OutreachStatus, Progress};
@@ -114,7 +114,7 @@ impl OutreachImport for PgImport {
         sqlx::query(concat!(
             "UPDATE outreaches SET rows_total = $2, accepted = $3, invalid = $4, \
              duplicates = $5, suppressed = $6, encoding = $7, updated_at = ",
-            ts!("8"),
+            "$8",
             " WHERE id = $1"
         ))
         .bind(self.id)
@@ -175,21 +175,18 @@ impl crate::Outreaches for super::PgStore {
             "INSERT INTO outreaches (id, campaign_id, status, file_name, encoding, default_region, \
              start_at, end_at, rows_total, accepted, invalid, duplicates, suppressed, created_at, \
              updated_at) VALUES ($1, $2, 'scheduled', $3, 'utf-8', $4, ",
-            ts!("5"),
-            ", CASE WHEN $6::int8 IS NULL THEN NULL ELSE ",
-            ts!("6"),
-            " END, 0, 0, 0, 0, 0, ",
-            ts!("7"),
+            "$5, $6, 0, 0, 0, 0, 0, ",
+            "$7",
             ", ",
-            ts!("7"),
+            "$7",
             ")"
         ))
         .bind(id)
         .bind(new.campaign_id)
         .bind(&new.file_name)
         .bind(&new.default_region)
-        .bind(micros(new.start_at))
-        .bind(new.end_at.map(micros))
+        .bind(Ts::new(new.start_at))
+        .bind(new.end_at.map(Ts::new))
         .bind(now_us)
         .execute(&mut *tx)
         .await?;
@@ -278,12 +275,12 @@ impl crate::Outreaches for super::PgStore {
         let mut tx = pool.begin().await?;
         let (status, _) = locked_status(&mut tx, id).await?;
         status.stop().map_err(crate::dispatch::conflict)?;
-        let now_us = micros(now);
+        let now_us = Ts::new(now);
         sqlx::query(concat!(
             "UPDATE outreaches SET status = 'stopped', updated_at = ",
-            ts!("2"),
+            "$2",
             ", finished_at = ",
-            ts!("2"),
+            "$2",
             " WHERE id = $1"
         ))
         .bind(id)
@@ -292,7 +289,7 @@ impl crate::Outreaches for super::PgStore {
         .await?;
         let skipped = sqlx::query(concat!(
             "UPDATE recipients SET state = 'skipped', skip_reason = 'stopped', updated_at = ",
-            ts!("2"),
+            "$2",
             " WHERE outreach_id = $1 AND state = 'pending'"
         ))
         .bind(id)
@@ -311,10 +308,10 @@ impl crate::Outreaches for super::PgStore {
         let mut tx = pool.begin().await?;
         let (status, end_at) = locked_status(&mut tx, id).await?;
         let reopen = crate::dispatch::retry_check(status, end_at, now)?;
-        let now_us = micros(now);
+        let now_us = Ts::new(now);
         let requeued = sqlx::query(concat!(
             "UPDATE recipients SET state = 'pending', attempts = 0, due_at = NULL, updated_at = ",
-            ts!("2"),
+            "$2",
             " WHERE outreach_id = $1 AND state = 'failed'"
         ))
         .bind(id)
@@ -326,7 +323,7 @@ impl crate::Outreaches for super::PgStore {
             let to = status.reopen().map_err(crate::dispatch::conflict)?;
             sqlx::query(concat!(
                 "UPDATE outreaches SET status = $2, updated_at = ",
-                ts!("3"),
+                "$3",
                 ", finished_at = NULL WHERE id = $1"
             ))
             .bind(id)

@@ -2,24 +2,24 @@
 
 macro_rules! inbox_cols {
     () => {
-        "id, name, agent_number, (extract(epoch from created_at) * 1000000)::int8 AS created_at, \
-         (extract(epoch from updated_at) * 1000000)::int8 AS updated_at"
+        "id, name, agent_number, created_at AS created_at, \
+         updated_at AS updated_at"
     };
 }
 
 macro_rules! sender_cols {
     () => {
         "id, channel, address, inbox_id, provider, \
-         (extract(epoch from created_at) * 1000000)::int8 AS created_at, \
-         (extract(epoch from updated_at) * 1000000)::int8 AS updated_at"
+         created_at AS created_at, \
+         updated_at AS updated_at"
     };
 }
 
 macro_rules! campaign_cols {
     () => {
         "id, name, description, channel, sender_id, language, answer_id, schedule, quiet_hours, \
-         (extract(epoch from created_at) * 1000000)::int8 AS created_at, \
-         (extract(epoch from updated_at) * 1000000)::int8 AS updated_at"
+         created_at AS created_at, \
+         updated_at AS updated_at"
     };
 }
 
@@ -27,8 +27,8 @@ macro_rules! answers_with_variants {
     ($answers:literal) => {
         concat!(
             "SELECT a.id, a.name, \
-             (extract(epoch from a.created_at) * 1000000)::int8 AS created_at, \
-             (extract(epoch from a.updated_at) * 1000000)::int8 AS updated_at, \
+             a.created_at AS created_at, \
+             a.updated_at AS updated_at, \
              v.language, v.subject, v.body \
              FROM (",
             $answers,
@@ -50,11 +50,11 @@ macro_rules! recipient_cols {
         concat!(
             "id, line, address, timezone, variables, state, skip_reason, \
              attempts::int8 AS attempts, ",
-            us!("due_at"),
+            "due_at",
             " AS due_at, provider_message_id, error_code, error_message, ",
-            us!("sent_at"),
+            "sent_at",
             " AS sent_at, ",
-            us!("updated_at"),
+            "updated_at",
             " AS updated_at"
         )
     };
@@ -73,9 +73,9 @@ macro_rules! sent_update {
         concat!(
             "UPDATE recipients r SET state = 'sent', provider_message_id = v.provider_message_id, \
              error_code = NULL, error_message = NULL, lease_until = NULL, sent_at = ",
-            ts!("1"),
+            "$1",
             ", updated_at = ",
-            ts!("1"),
+            "$1",
             " FROM unnest($2::int8[], $3::text[]) AS v (id, provider_message_id) \
              WHERE r.id = v.id AND (r.state IN ('sending', 'unknown') OR v.id IS NULL)"
         )
@@ -86,7 +86,7 @@ macro_rules! suppression_cols {
     () => {
         concat!(
             "id, address, sender_id, reason, ",
-            us!("created_at"),
+            "created_at",
             " AS created_at"
         )
     };
@@ -94,6 +94,6 @@ macro_rules! suppression_cols {
 
 macro_rules! customer_cols {
     () => {
-        concat!("id, address, ", us!("created_at"), " AS created_at")
+        concat!("id, address, ", "created_at", " AS created_at")
     };
 }

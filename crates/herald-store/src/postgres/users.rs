@@ -1,7 +1,7 @@
 //! Web accounts on PostgreSQL: users, sessions, setup tokens (see [`crate::users`]).
 
+use crate::Ts;
 use crate::common::{self, TokenRow, Violation, col};
-use crate::outreach::micros;
 use crate::users::{
     User, UserRow, invalid_email, login_attempt, max_attempts_sql, normalize_email, parse_role,
     user_conflict,
@@ -41,7 +41,7 @@ impl crate::Accounts for super::PgStore {
         let (now, now_us) = common::now();
         sqlx::query(
             "INSERT INTO api_tokens (id, name, role, hash_hex, created_at) \
-             VALUES ($1, $2, $3, $4, (timestamptz 'epoch' + $5::int8 * interval '1 microsecond'))",
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(id)
         .bind(&token.name)
@@ -65,7 +65,7 @@ impl crate::Accounts for super::PgStore {
 
     async fn find_token(&self, hash_hex: &str) -> Result<Option<ApiToken>> {
         let row = sqlx::query(
-            "SELECT id, name, role, (extract(epoch from created_at) * 1000000)::int8 AS created_at \
+            "SELECT id, name, role, created_at AS created_at \
              FROM api_tokens WHERE hash_hex = $1",
         )
         .bind(hash_hex)
@@ -91,7 +91,7 @@ impl crate::Accounts for super::PgStore {
         let id = Uuid::now_v7();
         let (now, now_us) = common::now();
         sqlx::query(
-            "INSERT INTO users (id, email, role, password_hash, created_at) VALUES ($1, $2, $3, $4, (timestamptz 'epoch' + $5::int8 * interval '1 microsecond'))",
+            "INSERT INTO users (id, email, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(id)
         .bind(&email)
@@ -116,7 +116,7 @@ impl crate::Accounts for super::PgStore {
     async fn find_user_by_email(&self, email: &str) -> Result<Option<(User, String)>> {
         let pool = &self.pool;
         let row = sqlx::query(
-            "SELECT id, email, role, password_hash, (extract(epoch from created_at) * 1000000)::int8 AS created_at \
+            "SELECT id, email, role, password_hash, created_at AS created_at \
              FROM users WHERE email = $1",
         )
         .bind(normalize_email(email))
@@ -132,11 +132,13 @@ impl crate::Accounts for super::PgStore {
 
     async fn get_user(&self, id: Uuid) -> Result<User> {
         let pool = &self.pool;
-        let row = sqlx::query("SELECT id, email, role, (extract(epoch from created_at) * 1000000)::int8 AS created_at FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?
-            .ok_or(StoreError::NotFound { entity: "user", id })?;
+        let row = sqlx::query(
+            "SELECT id, email, role, created_at AS created_at FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(StoreError::NotFound { entity: "user", id })?;
         user_row(&row)?.parse()
     }
 
@@ -168,13 +170,13 @@ impl crate::Accounts for super::PgStore {
         }
         sqlx::query(
             "INSERT INTO setup_tokens (hash_hex, email, role, created_at, expires_at) \
-             VALUES ($1, $2, $3, (timestamptz 'epoch' + $4::int8 * interval '1 microsecond'), (timestamptz 'epoch' + $5::int8 * interval '1 microsecond'))",
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(hash_hex)
         .bind(&email)
         .bind(role.as_str())
         .bind(now_us)
-        .bind(micros(expires_at))
+        .bind(Ts::new(expires_at))
         .execute(&mut *tx)
         .await
         .map_err(|e| match Violation::of(e) {
@@ -193,11 +195,11 @@ impl crate::Accounts for super::PgStore {
         let pool = &self.pool;
         let row: Option<(Option<String>, String)> = sqlx::query_as(
             "SELECT email, role FROM setup_tokens \
-             WHERE hash_hex = $1 AND used_at IS NULL AND expires_at > (timestamptz 'epoch' + $2::int8 * interval '1 microsecond') \
+             WHERE hash_hex = $1 AND used_at IS NULL AND expires_at > $2 \
              AND (email IS NOT NULL OR NOT EXISTS (SELECT 1 FROM users WHERE role = 'admin'))",
         )
         .bind(hash_hex)
-        .bind(micros(now))
+        .bind(Ts::new(now))
         .fetch_optional(pool)
         .await?;
         row.map(|(email, role)| Ok((email, parse_role(&role)?)))
@@ -212,13 +214,13 @@ impl crate::Accounts for super::PgStore {
         let pool = &self.pool;
         // One statement: two concurrent takers cannot both see it unused.
         let row: Option<(Option<String>, String)> = sqlx::query_as(
-            "UPDATE setup_tokens SET used_at = (timestamptz 'epoch' + $2::int8 * interval '1 microsecond') \
-             WHERE hash_hex = $1 AND used_at IS NULL AND expires_at > (timestamptz 'epoch' + $2::int8 * interval '1 microsecond') \
+            "UPDATE setup_tokens SET used_at = $2 \
+             WHERE hash_hex = $1 AND used_at IS NULL AND expires_at > $2 \
              AND (email IS NOT NULL OR NOT EXISTS (SELECT 1 FROM users WHERE role = 'admin')) \
              RETURNING email, role",
         )
         .bind(hash_hex)
-        .bind(micros(now))
+        .bind(Ts::new(now))
         .fetch_optional(pool)
         .await?;
         row.map(|(email, role)| Ok((email, parse_role(&role)?)))
@@ -235,19 +237,19 @@ impl crate::Accounts for super::PgStore {
         let pool = &self.pool;
         let (_, now_us) = common::now();
         // Sessions that expired are of no use to anyone: sweep them as new ones come.
-        sqlx::query("DELETE FROM web_sessions WHERE expires_at <= (timestamptz 'epoch' + $1::int8 * interval '1 microsecond')")
+        sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1")
             .bind(now_us)
             .execute(pool)
             .await?;
         sqlx::query(
             "INSERT INTO web_sessions (hash_hex, user_id, csrf_token, created_at, expires_at) \
-             VALUES ($1, $2, $3, (timestamptz 'epoch' + $4::int8 * interval '1 microsecond'), (timestamptz 'epoch' + $5::int8 * interval '1 microsecond'))",
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(hash_hex)
         .bind(user_id)
         .bind(csrf_token)
         .bind(now_us)
-        .bind(micros(expires_at))
+        .bind(Ts::new(expires_at))
         .execute(pool)
         .await
         .map_err(|e| match Violation::of(e) {
@@ -264,12 +266,12 @@ impl crate::Accounts for super::PgStore {
     async fn find_session(&self, hash_hex: &str, now: Timestamp) -> Result<Option<(User, String)>> {
         let pool = &self.pool;
         let row = sqlx::query(
-            "SELECT u.id, u.email, u.role, (extract(epoch from u.created_at) * 1000000)::int8 AS created_at, s.csrf_token \
+            "SELECT u.id, u.email, u.role, u.created_at AS created_at, s.csrf_token \
              FROM web_sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.hash_hex = $1 AND s.expires_at > (timestamptz 'epoch' + $2::int8 * interval '1 microsecond')",
+             WHERE s.hash_hex = $1 AND s.expires_at > $2",
         )
         .bind(hash_hex)
-        .bind(micros(now))
+        .bind(Ts::new(now))
         .fetch_optional(pool)
         .await?;
         row.map(|r| {
@@ -297,24 +299,24 @@ impl crate::Accounts for super::PgStore {
         window: jiff::SignedDuration,
     ) -> Result<crate::LoginAttempt> {
         let pool = &self.pool;
-        let now_us = micros(now);
-        let cutoff_us = micros(now.checked_sub(window).unwrap_or(Timestamp::MIN));
-        sqlx::query("DELETE FROM login_attempts WHERE last_at <= (timestamptz 'epoch' + $1::int8 * interval '1 microsecond')")
+        let now_us = Ts::new(now);
+        let cutoff_us = Ts::new(now.checked_sub(window).unwrap_or(Timestamp::MIN));
+        sqlx::query("DELETE FROM login_attempts WHERE last_at <= $1")
             .bind(cutoff_us)
             .execute(pool)
             .await?;
         // One statement: the count goes up before the password is checked, and two concurrent
         // attempts cannot both read the same count. A locked address's count stops at the limit
         // plus one, and its window is not extended.
-        let (attempts, last_us): (i64, i64) = sqlx::query_as(
-            "INSERT INTO login_attempts (email, attempts, last_at) VALUES ($1, 1, (timestamptz 'epoch' + $2::int8 * interval '1 microsecond')) \
+        let (attempts, last_at): (i64, Ts) = sqlx::query_as(
+            "INSERT INTO login_attempts (email, attempts, last_at) VALUES ($1, 1, $2) \
              ON CONFLICT (email) DO UPDATE SET \
-               attempts = CASE WHEN login_attempts.last_at <= (timestamptz 'epoch' + $3::int8 * interval '1 microsecond') THEN 1 \
+               attempts = CASE WHEN login_attempts.last_at <= $3 THEN 1 \
                                WHEN login_attempts.attempts >= $4 THEN $4 + 1 \
                                ELSE login_attempts.attempts + 1 END, \
-               last_at = CASE WHEN login_attempts.last_at > (timestamptz 'epoch' + $3::int8 * interval '1 microsecond') AND login_attempts.attempts >= $4 \
-                              THEN login_attempts.last_at ELSE (timestamptz 'epoch' + $2::int8 * interval '1 microsecond') END \
-             RETURNING CAST(attempts AS int8), (extract(epoch from last_at) * 1000000)::int8",
+               last_at = CASE WHEN login_attempts.last_at > $3 AND login_attempts.attempts >= $4 \
+                              THEN login_attempts.last_at ELSE $2 END \
+             RETURNING CAST(attempts AS int8), last_at",
         )
         .bind(normalize_email(email))
         .bind(now_us)
@@ -322,8 +324,7 @@ impl crate::Accounts for super::PgStore {
         .bind(max_attempts_sql(max_attempts) as i32)
         .fetch_one(pool)
         .await?;
-        let last_at = Timestamp::from_microsecond(last_us).unwrap_or(now);
-        Ok(login_attempt(attempts, last_at, max_attempts, window))
+        Ok(login_attempt(attempts, last_at.0, max_attempts, window))
     }
 
     async fn clear_login_attempts(&self, email: &str) -> Result<()> {

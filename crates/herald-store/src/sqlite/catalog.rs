@@ -525,8 +525,8 @@ impl crate::Catalog for super::SqliteStore {
         .bind(now_us)
         .fetch_one(&mut *tx)
         .await?;
-        let created_us: i64 = col(&row, "answer", Some(id), "created_at")?;
-        let updated_us: i64 = col(&row, "answer", Some(id), "updated_at")?;
+        let created_us: crate::Ts = col(&row, "answer", Some(id), "created_at")?;
+        let updated_us: crate::Ts = col(&row, "answer", Some(id), "updated_at")?;
         sqlx::query("DELETE FROM answer_variants WHERE answer_id = $1")
             .bind(id)
             .execute(&mut *tx)

@@ -6,12 +6,12 @@
 //! in the results' own transaction ([`record_messages`]) as multi-row statements of bound
 //! values, padded like the results' updates so that a few prepared statements serve every batch.
 
+use crate::Ts;
 use crate::conversation::{
     self, AttributionRow, Conversation, Customer, CustomerRow, InboundMessage, KeptRow, Message,
     Outbound, OutboundRecord, Received, SentMessage, StatusApplied, StatusReport, Suppression,
     SuppressionRow, conversation_cols_sqlite, message_cols_sqlite,
 };
-use crate::outreach::micros;
 use crate::{Result, StoreError, common, dispatch};
 use async_trait::async_trait;
 use herald_core::outreach::{DeliveryState, SkipReason};
@@ -60,7 +60,7 @@ pub(crate) const SKIP_PENDING: &str = "UPDATE recipients SET state = 'skipped', 
 pub(super) async fn customer_id(
     conn: &mut SqliteConnection,
     address: &str,
-    at_us: i64,
+    at_us: Ts,
 ) -> Result<Uuid> {
     if let Some((id,)) = sqlx::query_as::<_, (Uuid,)>("SELECT id FROM customers WHERE address = $1")
         .bind(address)
@@ -115,9 +115,9 @@ pub(super) async fn cursor(
     conn: &mut SqliteConnection,
     after: Option<Uuid>,
     customer_id: Uuid,
-) -> Result<Option<i64>> {
+) -> Result<Option<Ts>> {
     let Some(after) = after else { return Ok(None) };
-    let (created_us,): (i64,) =
+    let (created_us,): (Ts,) =
         sqlx::query_as("SELECT created_at FROM messages WHERE id = $1 AND customer_id = $2")
             .bind(after)
             .bind(customer_id)
@@ -197,7 +197,7 @@ pub(super) async fn attribute(
     let row: Option<AttributionRow> = sqlx::query_as(ATTRIBUTION_IN_WINDOW)
         .bind(customer_id)
         .bind(msg.sender_id)
-        .bind(micros(msg.attribute_since))
+        .bind(Ts::new(msg.attribute_since))
         .fetch_optional(&mut *conn)
         .await?;
     Ok(conversation::attribution(row))
@@ -208,7 +208,7 @@ pub(super) async fn mark_replied(
     conn: &mut SqliteConnection,
     outreach_id: Uuid,
     recipient_id: i64,
-    at_us: i64,
+    at_us: Ts,
 ) -> Result<()> {
     let state: Option<(String,)> =
         sqlx::query_as("SELECT state FROM recipients WHERE id = $1 AND outreach_id = $2")
@@ -237,7 +237,7 @@ pub(super) async fn mark_replied(
 /// status reports kept for them.
 pub(crate) async fn record_messages(
     conn: &mut SqliteConnection,
-    now_us: i64,
+    now_us: Ts,
     applied: &[i64],
     sent: &[SentMessage],
 ) -> Result<()> {
@@ -369,7 +369,7 @@ pub(super) async fn apply_to(
             .bind(to.as_str())
             .bind(report.error_code.as_deref().filter(|_| keeps))
             .bind(report.error_message.as_deref().filter(|_| keeps))
-            .bind(micros(report.at))
+            .bind(Ts::new(report.at))
             .execute(&mut *conn)
             .await?;
             changed = true;
@@ -561,7 +561,7 @@ impl crate::Suppressions for super::SqliteStore {
             .bind(address)
             .bind(sender_id)
             .bind(reason.as_str())
-            .bind(micros(now))
+            .bind(Ts::new(now))
             .execute(pool)
             .await?;
         Ok(done.rows_affected())
@@ -587,7 +587,7 @@ impl crate::Conversations for super::SqliteStore {
                     entity: "sender",
                     id: msg.sender_id,
                 })?;
-        let at_us = micros(msg.received_at);
+        let at_us = Ts::new(msg.received_at);
         let customer_id = customer_id(&mut tx, &msg.from, at_us).await?;
         // An unauthenticated sender's message is kept but answers no outreach.
         let attributed = if msg.unverified_sender {
@@ -684,7 +684,7 @@ impl crate::Conversations for super::SqliteStore {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| conversation_not_found(msg.conversation_id))?;
-        let at_us = micros(msg.sent_at);
+        let at_us = Ts::new(msg.sent_at);
         let row = sqlx::query(concat!(
             "INSERT INTO messages (id, customer_id, sender_id, direction, author, channel, \
              from_address, to_address, subject, body, provider_message_id, status, created_at) \
@@ -876,7 +876,7 @@ impl crate::Conversations for super::SqliteStore {
                 .bind(report.state.as_str())
                 .bind(&report.error_code)
                 .bind(&report.error_message)
-                .bind(micros(report.at))
+                .bind(Ts::new(report.at))
                 .execute(&mut *tx)
                 .await?;
                 StatusApplied::Kept
@@ -896,7 +896,7 @@ impl crate::Conversations for super::SqliteStore {
     async fn purge_kept_status_reports(&self, before: Timestamp) -> Result<u64> {
         let pool = &self.pool;
         let done = sqlx::query("DELETE FROM status_reports WHERE at < $1")
-            .bind(micros(before))
+            .bind(Ts::new(before))
             .execute(pool)
             .await?;
         Ok(done.rows_affected())

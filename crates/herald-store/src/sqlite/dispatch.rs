@@ -20,12 +20,13 @@
 //! sends' update returns the ids it changed and `conversation::record_messages` writes the
 //! messages of those in the same transaction; without, nothing more is done.
 
+use crate::Ts;
 use crate::conversation::SentMessage;
 use crate::dispatch::{
     self, ClaimedRecipient, DeliveryResult, LEASE_EXPIRED_CODE, LEASE_EXPIRED_MESSAGE,
     LiveOutreach, LiveRow, OtherRow, SentRow, not_found,
 };
-use crate::outreach::{Outreach, micros};
+use crate::outreach::Outreach;
 use crate::{Result, StoreError};
 use async_trait::async_trait;
 use herald_core::outreach::{CrashPolicy, OutreachStatus, Progress};
@@ -101,24 +102,20 @@ pub(super) async fn locked_status(
     conn: &mut SqliteConnection,
     id: Uuid,
 ) -> Result<(OutreachStatus, Option<Timestamp>)> {
-    let (status, end_us): (String, Option<i64>) =
+    let (status, end_at): (String, Option<Ts>) =
         sqlx::query_as("SELECT status, end_at FROM outreaches WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *conn)
             .await?
             .ok_or_else(|| not_found(id))?;
-    let end_at = end_us
-        .map(Timestamp::from_microsecond)
-        .transpose()
-        .map_err(|e| crate::common::corrupt("outreach", id, format!("end_at: {e}")))?;
-    Ok((dispatch::parse_status(id, &status)?, end_at))
+    Ok((dispatch::parse_status(id, &status)?, end_at.map(|t| t.0)))
 }
 
 /// `sent` for every recipient of `chunk` still `sending` (or `unknown`). With `applied`, the ids
 /// of the recipients it changed are added to it.
 pub(super) async fn record_sent(
     conn: &mut SqliteConnection,
-    now_us: i64,
+    now_us: Ts,
     chunk: &[SentRow<'_>],
     applied: Option<&mut Vec<i64>>,
 ) -> Result<()> {
@@ -155,7 +152,7 @@ pub(super) async fn record_sent(
 /// `pending` whose outreach was stopped meanwhile is `skipped: stopped` instead.
 pub(super) async fn record_other(
     conn: &mut SqliteConnection,
-    now_us: i64,
+    now_us: Ts,
     chunk: &[OtherRow<'_>],
 ) -> Result<()> {
     let mut q = sqlx::QueryBuilder::<Sqlite>::new(concat!(
@@ -224,7 +221,7 @@ impl crate::Dispatch for super::SqliteStore {
              WHERE id = $1 AND status = 'scheduled'",
         )
         .bind(id)
-        .bind(micros(now))
+        .bind(Ts::new(now))
         .execute(pool)
         .await?;
         if done.rows_affected() == 0 {
@@ -242,7 +239,7 @@ impl crate::Dispatch for super::SqliteStore {
                              WHERE outreach_id = $1 AND state IN ('pending', 'sending'))",
         )
         .bind(id)
-        .bind(micros(now))
+        .bind(Ts::new(now))
         .execute(pool)
         .await?;
         if done.rows_affected() == 0 {
@@ -258,7 +255,7 @@ impl crate::Dispatch for super::SqliteStore {
              WHERE outreach_id = $1 AND state = 'pending'",
         )
         .bind(id)
-        .bind(micros(now))
+        .bind(Ts::new(now))
         .execute(pool)
         .await?;
         if done.rows_affected() == 0 {
@@ -283,7 +280,7 @@ impl crate::Dispatch for super::SqliteStore {
         let mut tx = write(pool).await?;
         let (json, variables): (String, Option<String>) = sqlx::query_as(CLAIM_SELECT)
             .bind(outreach_id)
-            .bind(micros(now))
+            .bind(Ts::new(now))
             .bind(i64::from(limit))
             .fetch_one(&mut *tx)
             .await?;
@@ -304,9 +301,9 @@ impl crate::Dispatch for super::SqliteStore {
         }
         let done = sqlx::query(CLAIM_UPDATE)
             .bind(outreach_id)
-            .bind(micros(now))
+            .bind(Ts::new(now))
             .bind(i64::from(limit))
-            .bind(micros(lease_until))
+            .bind(Ts::new(lease_until))
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() != rows.len() as u64 {
@@ -335,7 +332,9 @@ impl crate::Dispatch for super::SqliteStore {
                             timezone,
                             variables,
                             attempts,
-                            due_at,
+                            due_at
+                                .and_then(|us| Timestamp::from_microsecond(us).ok())
+                                .map(Ts),
                         )
                     },
                 )
@@ -355,7 +354,7 @@ impl crate::Dispatch for super::SqliteStore {
             return Ok(());
         }
         let (sent, other) = dispatch::group_results(results);
-        let now_us = micros(now);
+        let now_us = Ts::new(now);
         let mut tx = write(pool).await?;
         // Which recipients the sends resolved, only when there are messages to record for them.
         let mut applied = (!messages.is_empty()).then(Vec::new);
@@ -387,7 +386,7 @@ impl crate::Dispatch for super::SqliteStore {
                      WHERE outreach_id = $1 AND state = 'sending' AND lease_until < $2",
                 )
                 .bind(outreach_id)
-                .bind(micros(now))
+                .bind(Ts::new(now))
                 .bind(LEASE_EXPIRED_CODE)
                 .bind(LEASE_EXPIRED_MESSAGE)
                 .execute(pool)
@@ -406,7 +405,7 @@ impl crate::Dispatch for super::SqliteStore {
                      WHERE outreach_id = $1 AND state = 'sending' AND lease_until < $2",
                     )
                     .bind(outreach_id)
-                    .bind(micros(now))
+                    .bind(Ts::new(now))
                     .execute(pool)
                     .await?
                 }

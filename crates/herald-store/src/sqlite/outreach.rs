@@ -2,10 +2,11 @@
 //! multi-row INSERTs of bound values.
 
 use super::dispatch::{ensure_exists, locked_status, write};
+use crate::Ts;
 use crate::dispatch::RecipientRecord;
 use crate::outreach::{
     ImportErrorRecord, ImportSummary, ImportedRecipient, NewOutreach, Outreach, OutreachImport,
-    micros, outreach_cols_sqlite, outreach_row,
+    outreach_cols_sqlite, outreach_row,
 };
 use crate::{Result, StoreError, common};
 use async_trait::async_trait;
@@ -20,7 +21,7 @@ pub(crate) struct SqliteImport {
     pool: SqlitePool,
     id: Uuid,
     /// The outreach's start, the first due time of its recipients (unix microseconds).
-    start_us: i64,
+    start_us: Ts,
 }
 
 #[async_trait]
@@ -40,8 +41,8 @@ impl OutreachImport for SqliteImport {
             let prefix = format!(
                 "X'{}', {}, {}, ",
                 self.id.simple(),
-                self.start_us,
-                self.start_us
+                self.start_us.micros(),
+                self.start_us.micros()
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_unseparated(&prefix)
@@ -146,8 +147,8 @@ impl crate::Outreaches for super::SqliteStore {
         .bind(new.campaign_id)
         .bind(&new.file_name)
         .bind(&new.default_region)
-        .bind(micros(new.start_at))
-        .bind(new.end_at.map(micros))
+        .bind(Ts::new(new.start_at))
+        .bind(new.end_at.map(Ts::new))
         .bind(now_us)
         .execute(&mut *tx)
         .await?;
@@ -155,7 +156,7 @@ impl crate::Outreaches for super::SqliteStore {
             tx,
             pool: pool.clone(),
             id,
-            start_us: micros(new.start_at),
+            start_us: Ts::new(new.start_at),
         }))
     }
 
@@ -235,7 +236,7 @@ impl crate::Outreaches for super::SqliteStore {
         let mut tx = write(pool).await?;
         let (status, _) = locked_status(&mut tx, id).await?;
         status.stop().map_err(crate::dispatch::conflict)?;
-        let now_us = micros(now);
+        let now_us = Ts::new(now);
         sqlx::query(
             "UPDATE outreaches SET status = 'stopped', updated_at = $2, finished_at = $2 WHERE id = $1",
         )
@@ -263,7 +264,7 @@ impl crate::Outreaches for super::SqliteStore {
         let mut tx = write(pool).await?;
         let (status, end_at) = locked_status(&mut tx, id).await?;
         let reopen = crate::dispatch::retry_check(status, end_at, now)?;
-        let now_us = micros(now);
+        let now_us = Ts::new(now);
         let requeued = sqlx::query(
             "UPDATE recipients SET state = 'pending', attempts = 0, due_at = NULL, updated_at = $2 \
              WHERE outreach_id = $1 AND state = 'failed'",

@@ -1,7 +1,7 @@
 //! Web accounts on SQLite: users, sessions, setup tokens (see [`crate::users`]).
 
+use crate::Ts;
 use crate::common::{self, TokenRow, Violation, col};
-use crate::outreach::micros;
 use crate::users::{
     User, UserRow, invalid_email, login_attempt, max_attempts_sql, normalize_email, parse_role,
     user_conflict,
@@ -171,7 +171,7 @@ impl crate::Accounts for super::SqliteStore {
         .bind(&email)
         .bind(role.as_str())
         .bind(now_us)
-        .bind(micros(expires_at))
+        .bind(Ts::new(expires_at))
         .execute(&mut *tx)
         .await
         .map_err(|e| match Violation::of(e) {
@@ -194,7 +194,7 @@ impl crate::Accounts for super::SqliteStore {
              AND (email IS NOT NULL OR NOT EXISTS (SELECT 1 FROM users WHERE role = 'admin'))",
         )
         .bind(hash_hex)
-        .bind(micros(now))
+        .bind(Ts::new(now))
         .fetch_optional(pool)
         .await?;
         row.map(|(email, role)| Ok((email, parse_role(&role)?)))
@@ -215,7 +215,7 @@ impl crate::Accounts for super::SqliteStore {
              RETURNING email, role",
         )
         .bind(hash_hex)
-        .bind(micros(now))
+        .bind(Ts::new(now))
         .fetch_optional(pool)
         .await?;
         row.map(|(email, role)| Ok((email, parse_role(&role)?)))
@@ -244,7 +244,7 @@ impl crate::Accounts for super::SqliteStore {
         .bind(user_id)
         .bind(csrf_token)
         .bind(now_us)
-        .bind(micros(expires_at))
+        .bind(Ts::new(expires_at))
         .execute(pool)
         .await
         .map_err(|e| match Violation::of(e) {
@@ -266,7 +266,7 @@ impl crate::Accounts for super::SqliteStore {
              WHERE s.hash_hex = $1 AND s.expires_at > $2",
         )
         .bind(hash_hex)
-        .bind(micros(now))
+        .bind(Ts::new(now))
         .fetch_optional(pool)
         .await?;
         row.map(|r| {
@@ -294,8 +294,8 @@ impl crate::Accounts for super::SqliteStore {
         window: jiff::SignedDuration,
     ) -> Result<crate::LoginAttempt> {
         let pool = &self.pool;
-        let now_us = micros(now);
-        let cutoff_us = micros(now.checked_sub(window).unwrap_or(Timestamp::MIN));
+        let now_us = Ts::new(now);
+        let cutoff_us = Ts::new(now.checked_sub(window).unwrap_or(Timestamp::MIN));
         sqlx::query("DELETE FROM login_attempts WHERE last_at <= $1")
             .bind(cutoff_us)
             .execute(pool)
@@ -303,7 +303,7 @@ impl crate::Accounts for super::SqliteStore {
         // One statement: the count goes up before the password is checked, and two concurrent
         // attempts cannot both read the same count. A locked address's count stops at the limit
         // plus one, and its window is not extended.
-        let (attempts, last_us): (i64, i64) = sqlx::query_as(
+        let (attempts, last_at): (i64, Ts) = sqlx::query_as(
             "INSERT INTO login_attempts (email, attempts, last_at) VALUES ($1, 1, $2) \
              ON CONFLICT (email) DO UPDATE SET \
                attempts = CASE WHEN login_attempts.last_at <= $3 THEN 1 \
@@ -319,8 +319,7 @@ impl crate::Accounts for super::SqliteStore {
         .bind(max_attempts_sql(max_attempts))
         .fetch_one(pool)
         .await?;
-        let last_at = Timestamp::from_microsecond(last_us).unwrap_or(now);
-        Ok(login_attempt(attempts, last_at, max_attempts, window))
+        Ok(login_attempt(attempts, last_at.0, max_attempts, window))
     }
 
     async fn clear_login_attempts(&self, email: &str) -> Result<()> {
