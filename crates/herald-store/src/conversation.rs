@@ -337,7 +337,7 @@ pub(crate) fn callback(
     Ok(stored_state(entity, id, current)?.apply_callback(report.state))
 }
 
-/// A `messages` row with its timestamp as unix microseconds (both backends select them so).
+/// A `messages` row as selected (its instant as [`crate::Ts`]).
 pub(crate) struct MessageRow {
     pub id: Uuid,
     pub customer_id: Uuid,
@@ -369,7 +369,7 @@ macro_rules! message_cols_sqlite {
 }
 pub(crate) use message_cols_sqlite;
 
-/// The columns of [`MessageRow`] for PostgreSQL, the timestamp as unix microseconds.
+/// The columns of [`MessageRow`] for PostgreSQL.
 macro_rules! message_cols_pg {
     () => {
         "id, customer_id, sender_id, direction, author, channel, from_address, to_address, \
@@ -464,7 +464,7 @@ impl MessageRow {
     }
 }
 
-/// A `conversations` row joined with its customer's address, timestamps as unix microseconds.
+/// A `conversations` row joined with its customer's address.
 pub(crate) struct ConversationRow {
     pub id: Uuid,
     pub inbox_id: Uuid,
@@ -545,7 +545,7 @@ impl ConversationRow {
     }
 }
 
-/// A customer as selected: id, address, created_at (unix microseconds).
+/// A customer as selected: id, address, created_at.
 pub(crate) type CustomerRow = (Uuid, String, crate::Ts);
 
 pub(crate) fn customer((id, address, created_us): CustomerRow) -> crate::Result<Customer> {
@@ -556,7 +556,7 @@ pub(crate) fn customer((id, address, created_us): CustomerRow) -> crate::Result<
     })
 }
 
-/// A suppression as selected: id, address, sender_id, reason, created_at (unix microseconds).
+/// A suppression as selected: id, address, sender_id, reason, created_at.
 pub(crate) type SuppressionRow = (Uuid, String, Option<Uuid>, String, crate::Ts);
 
 pub(crate) fn suppression(

@@ -159,7 +159,7 @@ pub(crate) struct OtherRow<'a> {
     /// `failed`, `pending` (retry, defer), `unknown` or `skipped`.
     pub state: &'static str,
     pub skip_reason: Option<&'static str>,
-    /// For `pending`: not before then (unix microseconds).
+    /// For `pending`: not before then.
     pub due_us: Option<crate::Ts>,
     /// Whether `error_code` / `error_message` are written (else they are kept).
     pub set_error: bool,
@@ -254,7 +254,7 @@ pub(crate) fn progress(id: Uuid, rows: Vec<(String, i64)>) -> crate::Result<Prog
     Ok(Progress::from_counts(counts))
 }
 
-/// A recipient row with timestamps as unix microseconds (both backends select them so).
+/// A recipient row as selected (instants as [`crate::Ts`]).
 pub(crate) struct RecipientRow {
     pub id: i64,
     pub line: i64,
@@ -371,7 +371,7 @@ pub(crate) fn claimed(mut rows: Vec<ClaimRow>) -> Vec<ClaimedRecipient> {
         .collect()
 }
 
-/// A live outreach as selected: id, campaign, status, start and end (unix microseconds), and
+/// A live outreach as selected: id, campaign, status, start and end, and
 /// whether it has pending and sending recipients.
 pub(crate) type LiveRow = (Uuid, Uuid, String, crate::Ts, Option<crate::Ts>, bool, bool);
 

@@ -110,7 +110,7 @@ pub(crate) fn copy_text(buf: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// An outreach row with timestamps as unix microseconds (both backends select them so).
+/// An outreach row as selected (instants as [`crate::Ts`], native on both backends).
 pub(crate) struct OutreachRow {
     pub id: Uuid,
     pub campaign_id: Uuid,

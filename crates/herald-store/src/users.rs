@@ -37,7 +37,7 @@ pub(crate) fn invalid_email() -> StoreError {
     }
 }
 
-/// A `users` row as selected (timestamps as unix microseconds).
+/// A `users` row as selected.
 pub(crate) struct UserRow {
     pub id: Uuid,
     pub email: String,

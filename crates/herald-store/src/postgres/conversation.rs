@@ -92,7 +92,7 @@ pub(super) async fn conversation_of(
 
 // ---------------------------------------------------------------- timelines
 
-/// `created_at` (unix microseconds) of the message `after` names, which must be on the
+/// `created_at` of the message `after` names, which must be on the
 /// customer's timeline.
 pub(super) async fn cursor(
     conn: &mut PgConnection,

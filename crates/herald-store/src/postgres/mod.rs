@@ -1,7 +1,7 @@
 //! The PostgreSQL store: how Herald scales past one machine.
 //!
-//! Timestamps are `timestamptz` columns; the Rust side deals in unix microseconds, converted
-//! exactly in SQL (see `migrations/postgres/0001_init.sql`). A write that checks before it writes
+//! Timestamps are `timestamptz` columns, bound and read as [`crate::Ts`] (binary, exact to the
+//! microsecond), so the SQL converts nothing. A write that checks before it writes
 //! locks the row it checks (`FOR UPDATE`), so a concurrent writer cannot slip in between; the
 //! foreign keys stay as the backstop.
 

@@ -20,7 +20,7 @@ pub(crate) struct SqliteImport {
     tx: Transaction<'static, Sqlite>,
     pool: SqlitePool,
     id: Uuid,
-    /// The outreach's start, the first due time of its recipients (unix microseconds).
+    /// The outreach's start, the first due time of its recipients.
     start_us: Ts,
 }
 
