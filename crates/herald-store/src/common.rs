@@ -22,10 +22,6 @@ pub(crate) fn now() -> (Timestamp, crate::Ts) {
     (ts.0, ts)
 }
 
-fn timestamp(_entity: &'static str, _id: Uuid, at: crate::Ts) -> Result<Timestamp> {
-    Ok(at.0)
-}
-
 pub(crate) fn corrupt(entity: &'static str, id: Uuid, reason: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
         entity,
@@ -54,8 +50,8 @@ impl InboxRow {
         Ok(Inbox {
             id: self.id,
             agent_number,
-            created_at: timestamp("inbox", self.id, self.created_us)?,
-            updated_at: timestamp("inbox", self.id, self.updated_us)?,
+            created_at: self.created_us.0,
+            updated_at: self.updated_us.0,
             name: self.name,
         })
     }
@@ -98,8 +94,8 @@ impl SenderRow {
             address,
             inbox_id: self.inbox_id,
             provider,
-            created_at: timestamp("sender", id, self.created_us)?,
-            updated_at: timestamp("sender", id, self.updated_us)?,
+            created_at: self.created_us.0,
+            updated_at: self.updated_us.0,
         })
     }
 }
@@ -145,8 +141,8 @@ impl AnswerRow {
         Ok(Answer {
             id: self.id,
             variants: spec.variants.clone(),
-            created_at: timestamp("answer", self.id, self.created_us)?,
-            updated_at: timestamp("answer", self.id, self.updated_us)?,
+            created_at: self.created_us.0,
+            updated_at: self.updated_us.0,
             name: self.name,
         })
     }
@@ -165,8 +161,8 @@ impl AnswerRow {
             id,
             name: self.name,
             variants,
-            created_at: timestamp("answer", id, self.created_us)?,
-            updated_at: timestamp("answer", id, self.updated_us)?,
+            created_at: self.created_us.0,
+            updated_at: self.updated_us.0,
         })
     }
 }
@@ -255,8 +251,8 @@ impl CampaignRow {
             answer_id: self.answer_id,
             schedule,
             quiet_hours: self.quiet_hours,
-            created_at: timestamp("campaign", id, self.created_us)?,
-            updated_at: timestamp("campaign", id, self.updated_us)?,
+            created_at: self.created_us.0,
+            updated_at: self.updated_us.0,
         })
     }
 }
@@ -287,7 +283,7 @@ impl TokenRow {
             id,
             name: self.name,
             role,
-            created_at: timestamp("token", id, self.created_us)?,
+            created_at: self.created_us.0,
         })
     }
 }

@@ -421,15 +421,6 @@ where
     })
 }
 
-fn timestamp(
-    _entity: &'static str,
-    _id: Uuid,
-    _what: &str,
-    at: crate::Ts,
-) -> crate::Result<Timestamp> {
-    Ok(at.0)
-}
-
 fn channel(entity: &'static str, id: Uuid, s: &str) -> crate::Result<Channel> {
     s.parse()
         .map_err(|e| crate::common::corrupt(entity, id, format!("channel: {e}")))
@@ -459,7 +450,7 @@ impl MessageRow {
             status: self.status,
             error_code: self.error_code,
             unverified_sender: self.unverified_sender,
-            created_at: timestamp("message", id, "created_at", self.created_us)?,
+            created_at: self.created_us.0,
         })
     }
 }
@@ -539,8 +530,8 @@ impl ConversationRow {
             channel: channel(e, id, &self.channel)?,
             campaign_id: self.campaign_id,
             outreach_id: self.outreach_id,
-            created_at: timestamp(e, id, "created_at", self.created_us)?,
-            last_message_at: timestamp(e, id, "last_message_at", self.last_message_us)?,
+            created_at: self.created_us.0,
+            last_message_at: self.last_message_us.0,
         })
     }
 }
@@ -552,7 +543,7 @@ pub(crate) fn customer((id, address, created_us): CustomerRow) -> crate::Result<
     Ok(Customer {
         id,
         address,
-        created_at: timestamp("customer", id, "created_at", created_us)?,
+        created_at: created_us.0,
     })
 }
 
@@ -567,7 +558,7 @@ pub(crate) fn suppression(
         address,
         sender_id,
         reason,
-        created_at: timestamp("suppression", id, "created_at", created_us)?,
+        created_at: created_us.0,
     })
 }
 
