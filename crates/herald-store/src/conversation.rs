@@ -359,28 +359,7 @@ pub(crate) struct MessageRow {
     pub created_us: crate::Ts,
 }
 
-/// The columns of [`MessageRow`] for SQLite.
-macro_rules! message_cols_sqlite {
-    () => {
-        "id, customer_id, sender_id, direction, author, channel, from_address, to_address, \
-         subject, body, campaign_id, outreach_id, recipient_id, provider_message_id, status, \
-         error_code, unverified_sender, created_at"
-    };
-}
-pub(crate) use message_cols_sqlite;
-
-/// The columns of [`MessageRow`] for PostgreSQL.
-macro_rules! message_cols_pg {
-    () => {
-        "id, customer_id, sender_id, direction, author, channel, from_address, to_address, \
-         subject, body, campaign_id, outreach_id, recipient_id, provider_message_id, status, \
-         error_code, unverified_sender, \
-         created_at AS created_at"
-    };
-}
-pub(crate) use message_cols_pg;
-
-/// Reads a [`MessageRow`] selected with the columns above.
+/// Reads a [`MessageRow`] selected with `message_cols!` (`shared/sql.rs`).
 pub(crate) fn message_row<R>(r: &R) -> crate::Result<MessageRow>
 where
     R: sqlx::Row,
@@ -468,26 +447,6 @@ pub(crate) struct ConversationRow {
     pub created_us: crate::Ts,
     pub last_message_us: crate::Ts,
 }
-
-/// `conversations c JOIN customers cu` columns for SQLite.
-macro_rules! conversation_cols_sqlite {
-    () => {
-        "c.id, c.inbox_id, c.sender_id, c.customer_id, cu.address AS customer_address, \
-         c.channel, c.campaign_id, c.outreach_id, c.created_at, c.last_message_at"
-    };
-}
-pub(crate) use conversation_cols_sqlite;
-
-/// `conversations c JOIN customers cu` columns for PostgreSQL.
-macro_rules! conversation_cols_pg {
-    () => {
-        "c.id, c.inbox_id, c.sender_id, c.customer_id, cu.address AS customer_address, \
-         c.channel, c.campaign_id, c.outreach_id, \
-         c.created_at AS created_at, \
-         c.last_message_at AS last_message_at"
-    };
-}
-pub(crate) use conversation_cols_pg;
 
 pub(crate) fn conversation_row<R>(r: &R) -> crate::Result<ConversationRow>
 where

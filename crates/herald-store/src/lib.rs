@@ -30,6 +30,11 @@ pub mod conversation;
 pub mod dispatch;
 pub mod outreach;
 pub mod postgres;
+// The files of `shared/` are the code both backends share, compiled inside each backend's module
+// of the same name (with `include!`). This declaration is never compiled: it is here so that
+// rustfmt formats them.
+#[cfg(any())]
+mod shared;
 pub mod sqlite;
 pub mod testing;
 pub mod users;

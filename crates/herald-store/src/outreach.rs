@@ -130,29 +130,6 @@ pub(crate) struct OutreachRow {
     pub finished_us: Option<crate::Ts>,
 }
 
-/// The columns of [`OutreachRow`] for SQLite; PostgreSQL converts its timestamps to the same
-/// names.
-macro_rules! outreach_cols_sqlite {
-    () => {
-        "id, campaign_id, status, file_name, encoding, \
-     default_region, start_at, end_at, rows_total, accepted, invalid, duplicates, suppressed, \
-     created_at, updated_at, finished_at"
-    };
-}
-pub(crate) use outreach_cols_sqlite;
-
-macro_rules! outreach_cols_pg {
-    () => {
-        "id, campaign_id, status, file_name, encoding, \
-     default_region, start_at AS start_at, \
-     end_at AS end_at, rows_total, accepted, invalid, \
-     duplicates, suppressed, created_at AS created_at, \
-     updated_at AS updated_at, \
-     finished_at AS finished_at"
-    };
-}
-pub(crate) use outreach_cols_pg;
-
 pub(crate) fn outreach_row<R>(r: &R) -> Result<OutreachRow>
 where
     R: sqlx::Row,

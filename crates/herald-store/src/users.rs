@@ -96,7 +96,8 @@ pub(crate) fn login_attempt(
     }
 }
 
-/// The attempts a limit allows, as the `i64` bound in SQL (at least 1).
-pub(crate) fn max_attempts_sql(max_attempts: u32) -> i64 {
-    i64::from(max_attempts.max(1))
+/// The attempts a limit allows, as the `integer` bound in SQL (at least 1; the count may reach
+/// one more, so the largest limit leaves room for it).
+pub(crate) fn max_attempts_sql(max_attempts: u32) -> i32 {
+    i32::try_from(max_attempts.max(1)).map_or(i32::MAX - 1, |n| n.min(i32::MAX - 1))
 }

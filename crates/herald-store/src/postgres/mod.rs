@@ -21,6 +21,14 @@ mod dispatch;
 mod outreach;
 mod users;
 
+// The names the files in `../shared/` are written against: each of them is compiled once per
+// backend, inside this backend's module of the same name.
+type Backend = PgStore;
+type DbRow = sqlx::postgres::PgRow;
+type Db = Postgres;
+type DbConn = sqlx::PgConnection;
+type DbPool = PgPool;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long a caller waits for a free connection before the pool gives up.

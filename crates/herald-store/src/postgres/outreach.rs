@@ -1,20 +1,8 @@
 //! Outreach storage on PostgreSQL: an import is one transaction; recipients go in with `COPY`,
 //! one per batch.
 
-use super::dispatch::{ensure_exists, locked_status};
-use crate::Ts;
-use crate::dispatch::RecipientRecord;
-use crate::outreach::{
-    ImportErrorRecord, ImportSummary, ImportedRecipient, NewOutreach, Outreach, OutreachImport,
-    copy_text, outreach_cols_pg, outreach_row,
-};
-use crate::{Result, StoreError, common};
-use async_trait::async_trait;
-use herald_core::outreach::{DeliveryState, OutreachStatus, Progress};
-use herald_core::{Listing, Page};
-use jiff::Timestamp;
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
-use uuid::Uuid;
+use crate::outreach::{ImportedRecipient, copy_text};
+use sqlx::{PgPool, Postgres};
 
 pub(crate) struct PgImport {
     tx: Transaction<'static, Postgres>,
@@ -109,283 +97,26 @@ impl OutreachImport for PgImport {
         Ok(())
     }
 
-    async fn commit(mut self: Box<Self>, summary: &ImportSummary) -> Result<Outreach> {
-        let (_, now_us) = common::now();
-        sqlx::query(concat!(
-            "UPDATE outreaches SET rows_total = $2, accepted = $3, invalid = $4, \
-             duplicates = $5, suppressed = $6, encoding = $7, updated_at = ",
-            "$8",
-            " WHERE id = $1"
-        ))
-        .bind(self.id)
-        .bind(summary.rows as i64)
-        .bind(summary.accepted as i64)
-        .bind(summary.invalid as i64)
-        .bind(summary.duplicates as i64)
-        .bind(summary.suppressed as i64)
-        .bind(&summary.encoding)
-        .bind(now_us)
-        .execute(&mut *self.tx)
-        .await?;
+    async fn commit(self: Box<Self>, summary: &ImportSummary) -> Result<Outreach> {
         let PgImport { tx, pool, id, .. } = *self;
-        tx.commit().await?;
-        let mut conn = pool.acquire().await?;
-        get_in(&mut conn, id).await
+        finish_import(tx, pool, id, summary).await
     }
 }
 
-/// The outreach with its progress, read on one connection (inside a transaction, if it is in
-/// one).
-pub(crate) async fn get_in(conn: &mut PgConnection, id: Uuid) -> Result<Outreach> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        outreach_cols_pg!(),
-        " FROM outreaches WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or(StoreError::NotFound {
-        entity: "outreach",
+/// The import of outreach `id` in `tx`: its recipients are due from `start_at`.
+fn importer(
+    tx: Transaction<'static, Postgres>,
+    pool: PgPool,
+    id: Uuid,
+    start_at: Timestamp,
+) -> Box<dyn OutreachImport> {
+    Box::new(PgImport {
+        tx,
+        pool,
         id,
-    })?;
-    let mut outreach = outreach_row(&row)?.parse()?;
-    outreach.progress = super::dispatch::progress(conn, id).await?;
-    Ok(outreach)
+        start_text: start_at.to_string(),
+        buf: Vec::new(),
+    })
 }
 
-#[async_trait]
-impl crate::Outreaches for super::PgStore {
-    async fn begin_outreach(&self, new: &NewOutreach) -> Result<Box<dyn OutreachImport>> {
-        let pool = &self.pool;
-        let mut tx = pool.begin().await?;
-        let found = sqlx::query("SELECT 1 FROM campaigns WHERE id = $1 FOR SHARE")
-            .bind(new.campaign_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if found.is_none() {
-            return Err(StoreError::NotFound {
-                entity: "campaign",
-                id: new.campaign_id,
-            });
-        }
-        let id = Uuid::now_v7();
-        let (_, now_us) = common::now();
-        sqlx::query(concat!(
-            "INSERT INTO outreaches (id, campaign_id, status, file_name, encoding, default_region, \
-             start_at, end_at, rows_total, accepted, invalid, duplicates, suppressed, created_at, \
-             updated_at) VALUES ($1, $2, 'scheduled', $3, 'utf-8', $4, ",
-            "$5, $6, 0, 0, 0, 0, 0, ",
-            "$7",
-            ", ",
-            "$7",
-            ")"
-        ))
-        .bind(id)
-        .bind(new.campaign_id)
-        .bind(&new.file_name)
-        .bind(&new.default_region)
-        .bind(Ts::new(new.start_at))
-        .bind(new.end_at.map(Ts::new))
-        .bind(now_us)
-        .execute(&mut *tx)
-        .await?;
-        Ok(Box::new(PgImport {
-            tx,
-            pool: pool.clone(),
-            id,
-            start_text: new.start_at.to_string(),
-            buf: Vec::new(),
-        }))
-    }
-
-    async fn get_outreach(&self, id: Uuid) -> Result<Outreach> {
-        let mut conn = self.pool.acquire().await?;
-        get_in(&mut conn, id).await
-    }
-
-    async fn list_outreaches(
-        &self,
-        campaign_id: Uuid,
-        status: Option<OutreachStatus>,
-        page: Page,
-    ) -> Result<Listing<Outreach>> {
-        let pool = &self.pool;
-        let mut conn = pool.acquire().await?;
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            outreach_cols_pg!(),
-            " FROM outreaches \
-             WHERE campaign_id = $1 AND ($2::text IS NULL OR status = $2) \
-               AND ($3::uuid IS NULL OR id > $3) ORDER BY id LIMIT $4"
-        ))
-        .bind(campaign_id)
-        .bind(status.map(|s| s.as_str()))
-        .bind(page.after)
-        .bind(common::fetch_count(&page))
-        .fetch_all(&mut *conn)
-        .await?;
-        let items = rows
-            .iter()
-            .map(|r| outreach_row(r)?.parse())
-            .collect::<Result<Vec<_>>>()?;
-        let mut listing = common::listing(&page, items, |o| o.id);
-        for o in &mut listing.items {
-            o.progress = super::dispatch::progress(&mut conn, o.id).await?;
-        }
-        Ok(listing)
-    }
-
-    async fn import_errors(
-        &self,
-        outreach_id: Uuid,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<(i64, ImportErrorRecord)>> {
-        let pool = &self.pool;
-        let rows: Vec<crate::outreach::ErrorRow> = sqlx::query_as(
-            "SELECT id, line, column_name, value, reason FROM import_errors \
-             WHERE outreach_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-        )
-        .bind(outreach_id)
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await?;
-        Ok(crate::outreach::error_records(rows))
-    }
-
-    async fn get_recipient(&self, outreach_id: Uuid, recipient_id: i64) -> Result<RecipientRecord> {
-        let pool = &self.pool;
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            recipient_cols!(),
-            " FROM recipients WHERE id = $1 AND outreach_id = $2"
-        ))
-        .bind(recipient_id)
-        .bind(outreach_id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| crate::dispatch::recipient_not_found(recipient_id))?;
-        crate::dispatch::recipient_row(&row)?.parse()
-    }
-
-    async fn stop_outreach(&self, id: Uuid, now: Timestamp) -> Result<Outreach> {
-        let pool = &self.pool;
-        let mut tx = pool.begin().await?;
-        let (status, _) = locked_status(&mut tx, id).await?;
-        status.stop().map_err(crate::dispatch::conflict)?;
-        let now_us = Ts::new(now);
-        sqlx::query(concat!(
-            "UPDATE outreaches SET status = 'stopped', updated_at = ",
-            "$2",
-            ", finished_at = ",
-            "$2",
-            " WHERE id = $1"
-        ))
-        .bind(id)
-        .bind(now_us)
-        .execute(&mut *tx)
-        .await?;
-        let skipped = sqlx::query(concat!(
-            "UPDATE recipients SET state = 'skipped', skip_reason = 'stopped', updated_at = ",
-            "$2",
-            " WHERE outreach_id = $1 AND state = 'pending'"
-        ))
-        .bind(id)
-        .bind(now_us)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let outreach = super::outreach::get_in(&mut tx, id).await?;
-        tx.commit().await?;
-        tracing::info!(outreach_id = %id, skipped, "stopped outreach");
-        Ok(outreach)
-    }
-
-    async fn retry_failed(&self, id: Uuid, now: Timestamp) -> Result<u64> {
-        let pool = &self.pool;
-        let mut tx = pool.begin().await?;
-        let (status, end_at) = locked_status(&mut tx, id).await?;
-        let reopen = crate::dispatch::retry_check(status, end_at, now)?;
-        let now_us = Ts::new(now);
-        let requeued = sqlx::query(concat!(
-            "UPDATE recipients SET state = 'pending', attempts = 0, due_at = NULL, updated_at = ",
-            "$2",
-            " WHERE outreach_id = $1 AND state = 'failed'"
-        ))
-        .bind(id)
-        .bind(now_us)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if reopen && requeued > 0 {
-            let to = status.reopen().map_err(crate::dispatch::conflict)?;
-            sqlx::query(concat!(
-                "UPDATE outreaches SET status = $2, updated_at = ",
-                "$3",
-                ", finished_at = NULL WHERE id = $1"
-            ))
-            .bind(id)
-            .bind(to.as_str())
-            .bind(now_us)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        tracing::info!(outreach_id = %id, requeued, "re-queued failed recipients");
-        Ok(requeued)
-    }
-
-    async fn outreach_progress(&self, id: Uuid) -> Result<Progress> {
-        let mut conn = self.pool.acquire().await?;
-        super::dispatch::progress(&mut conn, id).await
-    }
-
-    async fn list_recipients(
-        &self,
-        outreach_id: Uuid,
-        state: Option<DeliveryState>,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<RecipientRecord>> {
-        let pool = &self.pool;
-        let rows = match state {
-            // `(outreach_id, state, id)` is indexed: the page is read in order.
-            Some(state) => {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    recipient_cols!(),
-                    " FROM recipients WHERE outreach_id = $1 AND state = $2 AND id > $3 \
-                     ORDER BY id LIMIT $4"
-                ))
-                .bind(outreach_id)
-                .bind(state.as_str())
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await?
-            }
-            // The page's ids come from the index alone; only their rows are read.
-            None => {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    recipient_cols!(),
-                    " FROM recipients WHERE id IN (SELECT id FROM recipients \
-                       WHERE outreach_id = $1 AND id > $2 ORDER BY id LIMIT $3) ORDER BY id"
-                ))
-                .bind(outreach_id)
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await?
-            }
-        };
-        if rows.is_empty() {
-            ensure_exists(pool, outreach_id).await?;
-        }
-        rows.iter()
-            .map(|r| crate::dispatch::recipient_row(r)?.parse())
-            .collect()
-    }
-}
+include!("../shared/outreach.rs");

@@ -1,40 +1,32 @@
 //! The SQL fragments this backend's files share, as macros (for `concat!`).
 
-macro_rules! inbox_cols {
+include!("../shared/sql.rs");
+
+/// Locks the rows a write reads before it writes, so that a concurrent writer waits.
+macro_rules! for_update {
     () => {
-        "id, name, agent_number, created_at AS created_at, \
-         updated_at AS updated_at"
+        " FOR UPDATE"
     };
 }
 
-macro_rules! sender_cols {
+/// Keeps the rows a new reference points to from being deleted until the write commits.
+macro_rules! for_share {
     () => {
-        "id, channel, address, inbox_id, provider, \
-         created_at AS created_at, \
-         updated_at AS updated_at"
+        " FOR SHARE"
     };
 }
 
-macro_rules! campaign_cols {
+macro_rules! for_key_share {
     () => {
-        "id, name, description, channel, sender_id, language, answer_id, schedule, quiet_hours, \
-         created_at AS created_at, \
-         updated_at AS updated_at"
+        " FOR KEY SHARE"
     };
 }
 
-macro_rules! answers_with_variants {
-    ($answers:literal) => {
-        concat!(
-            "SELECT a.id, a.name, \
-             a.created_at AS created_at, \
-             a.updated_at AS updated_at, \
-             v.language, v.subject, v.body \
-             FROM (",
-            $answers,
-            ") a LEFT JOIN answer_variants v ON v.answer_id = a.id \
-             ORDER BY a.id, v.position"
-        )
+/// The new `updated_at` of an update at `$at`: `$at`, or one microsecond past the old value if
+/// the clock has not moved past it, so that every update is seen as a change.
+macro_rules! later {
+    ($at:literal) => {
+        concat!("greatest(", $at, ", updated_at + interval '1 microsecond')")
     };
 }
 
@@ -82,18 +74,30 @@ macro_rules! sent_update {
     };
 }
 
-macro_rules! suppression_cols {
-    () => {
-        concat!(
-            "id, address, sender_id, reason, ",
-            "created_at",
-            " AS created_at"
-        )
+/// `FOR UPDATE OF` a table of a join: locks that table's rows only.
+macro_rules! for_update_of {
+    ($table:literal) => {
+        concat!(" FOR UPDATE OF ", $table)
     };
 }
 
-macro_rules! customer_cols {
+/// The larger of two values.
+macro_rules! greatest {
+    ($a:literal, $b:literal) => {
+        concat!("greatest(", $a, ", ", $b, ")")
+    };
+}
+
+/// Equality under which NULL equals NULL.
+macro_rules! is_same {
     () => {
-        concat!("id, address, ", "created_at", " AS created_at")
+        "IS NOT DISTINCT FROM"
+    };
+}
+
+/// Membership in a list bound as `text_list` (an array).
+macro_rules! in_list {
+    ($param:literal) => {
+        concat!("= ANY(", $param, ")")
     };
 }

@@ -20,19 +20,9 @@
 //! sends' update returns the ids it changed and `conversation::record_messages` writes the
 //! messages of those in the same transaction; without, nothing more is done.
 
-use crate::Ts;
-use crate::conversation::SentMessage;
-use crate::dispatch::{
-    self, ClaimedRecipient, DeliveryResult, LEASE_EXPIRED_CODE, LEASE_EXPIRED_MESSAGE,
-    LiveOutreach, LiveRow, OtherRow, SentRow, not_found,
-};
-use crate::outreach::Outreach;
-use crate::{Result, StoreError};
-use async_trait::async_trait;
-use herald_core::outreach::{CrashPolicy, OutreachStatus, Progress};
-use jiff::Timestamp;
+use crate::StoreError;
+use crate::dispatch::{OtherRow, SentRow};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool};
-use uuid::Uuid;
 
 /// Rows per `UPDATE … FROM (VALUES …)`: at most 8 values a row, well under SQLite's 32,766
 /// bound parameters.
@@ -61,55 +51,17 @@ pub(super) async fn write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
 }
 
-/// `NotFound` unless the outreach exists.
-pub(super) async fn ensure_exists<'e, E>(e: E, id: Uuid) -> Result<()>
-where
-    E: sqlx::Executor<'e, Database = Sqlite>,
-{
-    sqlx::query("SELECT 1 FROM outreaches WHERE id = $1")
-        .bind(id)
-        .fetch_optional(e)
-        .await?
-        .map(|_| ())
-        .ok_or_else(|| not_found(id))
-}
+/// The outreaches the dispatcher works on, with whether they have recipients pending and sending.
+const LIVE_SELECT: &str = "SELECT o.id, o.campaign_id, o.status, o.start_at, o.end_at, \
+     EXISTS (SELECT 1 FROM recipients r WHERE r.outreach_id = o.id AND r.state = 'pending'), \
+     EXISTS (SELECT 1 FROM recipients r WHERE r.outreach_id = o.id AND r.state = 'sending') \
+     FROM outreaches o WHERE o.status IN ('scheduled', 'in_progress') ORDER BY o.id";
 
-/// The outreach's recipients counted by state; `NotFound` for an unknown outreach.
-pub(crate) async fn progress(conn: &mut SqliteConnection, id: Uuid) -> Result<Progress> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT state, count(*) FROM recipients WHERE outreach_id = $1 GROUP BY state",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    if rows.is_empty() {
-        ensure_exists(&mut *conn, id).await?;
-    }
-    dispatch::progress(id, rows)
-}
-
-/// An outreach with its progress.
-pub(crate) async fn with_progress(
-    conn: &mut SqliteConnection,
-    mut outreach: Outreach,
-) -> Result<Outreach> {
-    outreach.progress = progress(conn, outreach.id).await?;
-    Ok(outreach)
-}
-
-/// The outreach's status in a write transaction; `NotFound` if there is none.
-pub(super) async fn locked_status(
-    conn: &mut SqliteConnection,
-    id: Uuid,
-) -> Result<(OutreachStatus, Option<Timestamp>)> {
-    let (status, end_at): (String, Option<Ts>) =
-        sqlx::query_as("SELECT status, end_at FROM outreaches WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-    Ok((dispatch::parse_status(id, &status)?, end_at.map(|t| t.0)))
-}
+/// Outreach `$1` completed at `$2` if it is live and has no recipient pending or sending.
+const COMPLETE_UPDATE: &str = "UPDATE outreaches SET status = 'completed', updated_at = $2, \
+     finished_at = $2 WHERE id = $1 AND status IN ('scheduled', 'in_progress') \
+     AND NOT EXISTS (SELECT 1 FROM recipients \
+                     WHERE outreach_id = $1 AND state IN ('pending', 'sending'))";
 
 /// `sent` for every recipient of `chunk` still `sending` (or `unknown`). With `applied`, the ids
 /// of the recipients it changed are added to it.
@@ -189,233 +141,109 @@ pub(super) async fn record_other(
     Ok(())
 }
 
-#[async_trait]
-impl crate::Dispatch for super::SqliteStore {
-    async fn live_outreaches(&self) -> Result<Vec<LiveOutreach>> {
-        let pool = &self.pool;
-        let rows: Vec<LiveRow> = sqlx::query_as(
-            "SELECT o.id, o.campaign_id, o.status, o.start_at, o.end_at, \
-             EXISTS (SELECT 1 FROM recipients r WHERE r.outreach_id = o.id AND r.state = 'pending'), \
-             EXISTS (SELECT 1 FROM recipients r WHERE r.outreach_id = o.id AND r.state = 'sending') \
-             FROM outreaches o WHERE o.status IN ('scheduled', 'in_progress') ORDER BY o.id",
-        )
-        .fetch_all(pool)
-        .await?;
-        dispatch::live(rows)
-    }
-
-    async fn outreach_status(&self, id: Uuid) -> Result<OutreachStatus> {
-        let pool = &self.pool;
-        let (status,): (String,) = sqlx::query_as("SELECT status FROM outreaches WHERE id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        dispatch::parse_status(id, &status)
-    }
-
-    async fn start_outreach(&self, id: Uuid, now: Timestamp) -> Result<bool> {
-        let pool = &self.pool;
-        let done = sqlx::query(
-            "UPDATE outreaches SET status = 'in_progress', updated_at = $2 \
-             WHERE id = $1 AND status = 'scheduled'",
-        )
-        .bind(id)
+/// Claims up to `limit` due recipients of the outreach until `lease_until`.
+async fn claim(
+    store: &Backend,
+    outreach_id: Uuid,
+    now: Timestamp,
+    lease_until: Timestamp,
+    limit: u32,
+) -> Result<Vec<ClaimedRecipient>> {
+    let pool = &store.pool;
+    type Claimed = (i64, i64, String, Option<String>, i64, Option<i64>);
+    let corrupt = |reason: String| crate::common::corrupt("outreach", outreach_id, reason);
+    // One write transaction: no other writer runs between the read and the update, so two
+    // claims never take the same recipient (see the module's notes for why it is two
+    // statements).
+    let mut tx = write(pool).await?;
+    let (json, variables): (String, Option<String>) = sqlx::query_as(CLAIM_SELECT)
+        .bind(outreach_id)
         .bind(Ts::new(now))
-        .execute(pool)
+        .bind(i64::from(limit))
+        .fetch_one(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            ensure_exists(pool, id).await?;
-        }
-        Ok(done.rows_affected() == 1)
+    let rows: Vec<Claimed> =
+        serde_json::from_str(&json).map_err(|e| corrupt(format!("claimed recipients: {e}")))?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
     }
-
-    async fn complete_outreach(&self, id: Uuid, now: Timestamp) -> Result<bool> {
-        let pool = &self.pool;
-        let done = sqlx::query(
-            "UPDATE outreaches SET status = 'completed', updated_at = $2, finished_at = $2 \
-             WHERE id = $1 AND status IN ('scheduled', 'in_progress') \
-             AND NOT EXISTS (SELECT 1 FROM recipients \
-                             WHERE outreach_id = $1 AND state IN ('pending', 'sending'))",
-        )
-        .bind(id)
+    let variables: Vec<&str> = variables
+        .as_deref()
+        .unwrap_or_default()
+        .split('\u{1e}')
+        .collect();
+    if variables.len() != rows.len() {
+        return Err(corrupt(
+            "the variables of a claimed recipient are not JSON".to_string(),
+        ));
+    }
+    let done = sqlx::query(CLAIM_UPDATE)
+        .bind(outreach_id)
         .bind(Ts::new(now))
-        .execute(pool)
+        .bind(i64::from(limit))
+        .bind(Ts::new(lease_until))
+        .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            ensure_exists(pool, id).await?;
-        }
-        Ok(done.rows_affected() == 1)
+    if done.rows_affected() != rows.len() as u64 {
+        // Cannot happen (one writer, same walk); roll back rather than hand over rows that
+        // were not claimed.
+        return Err(StoreError::Database(sqlx::Error::Protocol(format!(
+            "claim of outreach {outreach_id} read {} recipients but updated {}",
+            rows.len(),
+            done.rows_affected()
+        ))));
     }
-
-    async fn expire_pending(&self, id: Uuid, now: Timestamp) -> Result<u64> {
-        let pool = &self.pool;
-        let done = sqlx::query(
-            "UPDATE recipients SET state = 'skipped', skip_reason = 'expired', updated_at = $2 \
-             WHERE outreach_id = $1 AND state = 'pending'",
-        )
-        .bind(id)
-        .bind(Ts::new(now))
-        .execute(pool)
-        .await?;
-        if done.rows_affected() == 0 {
-            ensure_exists(pool, id).await?;
-        }
-        Ok(done.rows_affected())
-    }
-
-    async fn claim_due(
-        &self,
-        outreach_id: Uuid,
-        now: Timestamp,
-        lease_until: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<ClaimedRecipient>> {
-        let pool = &self.pool;
-        type Claimed = (i64, i64, String, Option<String>, i64, Option<i64>);
-        let corrupt = |reason: String| crate::common::corrupt("outreach", outreach_id, reason);
-        // One write transaction: no other writer runs between the read and the update, so two
-        // claims never take the same recipient (see the module's notes for why it is two
-        // statements).
-        let mut tx = write(pool).await?;
-        let (json, variables): (String, Option<String>) = sqlx::query_as(CLAIM_SELECT)
-            .bind(outreach_id)
-            .bind(Ts::new(now))
-            .bind(i64::from(limit))
-            .fetch_one(&mut *tx)
-            .await?;
-        let rows: Vec<Claimed> =
-            serde_json::from_str(&json).map_err(|e| corrupt(format!("claimed recipients: {e}")))?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let variables: Vec<&str> = variables
-            .as_deref()
-            .unwrap_or_default()
-            .split('\u{1e}')
-            .collect();
-        if variables.len() != rows.len() {
-            return Err(corrupt(
-                "the variables of a claimed recipient are not JSON".to_string(),
-            ));
-        }
-        let done = sqlx::query(CLAIM_UPDATE)
-            .bind(outreach_id)
-            .bind(Ts::new(now))
-            .bind(i64::from(limit))
-            .bind(Ts::new(lease_until))
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != rows.len() as u64 {
-            // Cannot happen (one writer, same walk); roll back rather than hand over rows that
-            // were not claimed.
-            return Err(StoreError::Database(sqlx::Error::Protocol(format!(
-                "claim of outreach {outreach_id} read {} recipients but updated {}",
-                rows.len(),
-                done.rows_affected()
-            ))));
-        }
-        tx.commit().await?;
-        Ok(dispatch::claimed(
-            rows.into_iter()
-                .zip(variables)
-                .map(
-                    |((id, line, address, timezone, attempts, due_at), variables)| {
-                        // The attempt being claimed counts.
-                        let attempts = attempts + 1;
-                        let variables = variables.to_string();
-                        (
-                            id,
-                            outreach_id,
-                            line,
-                            address,
-                            timezone,
-                            variables,
-                            attempts,
-                            due_at
-                                .and_then(|us| Timestamp::from_microsecond(us).ok())
-                                .map(Ts),
-                        )
-                    },
-                )
-                .collect(),
-        ))
-    }
-
-    async fn record_results_with_messages(
-        &self,
-        now: Timestamp,
-        results: &[DeliveryResult],
-        sent: &[SentMessage],
-    ) -> Result<()> {
-        let pool = &self.pool;
-        let messages = sent;
-        if results.is_empty() {
-            return Ok(());
-        }
-        let (sent, other) = dispatch::group_results(results);
-        let now_us = Ts::new(now);
-        let mut tx = write(pool).await?;
-        // Which recipients the sends resolved, only when there are messages to record for them.
-        let mut applied = (!messages.is_empty()).then(Vec::new);
-        for chunk in sent.chunks(CHUNK) {
-            record_sent(&mut tx, now_us, chunk, applied.as_mut()).await?;
-        }
-        for chunk in other.chunks(CHUNK) {
-            record_other(&mut tx, now_us, chunk).await?;
-        }
-        if let Some(applied) = applied.filter(|a| !a.is_empty()) {
-            super::conversation::record_messages(&mut tx, now_us, &applied, messages).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn recover_expired_leases(
-        &self,
-        outreach_id: Uuid,
-        now: Timestamp,
-        policy: CrashPolicy,
-    ) -> Result<u64> {
-        let pool = &self.pool;
-        let done =
-            match policy {
-                CrashPolicy::AtMostOnce => sqlx::query(
-                    "UPDATE recipients SET state = 'unknown', lease_until = NULL, error_code = $3, \
-                     error_message = $4, updated_at = $2 \
-                     WHERE outreach_id = $1 AND state = 'sending' AND lease_until < $2",
-                )
-                .bind(outreach_id)
-                .bind(Ts::new(now))
-                .bind(LEASE_EXPIRED_CODE)
-                .bind(LEASE_EXPIRED_MESSAGE)
-                .execute(pool)
-                .await?,
-                // Back in the queue, due at once; skipped instead if the outreach was stopped.
-                CrashPolicy::AtLeastOnce => {
-                    sqlx::query(
-                        "UPDATE recipients SET \
-                     state = CASE WHEN EXISTS (SELECT 1 FROM outreaches \
-                                               WHERE id = $1 AND status = 'stopped') \
-                             THEN 'skipped' ELSE 'pending' END, \
-                     skip_reason = CASE WHEN EXISTS (SELECT 1 FROM outreaches \
-                                                     WHERE id = $1 AND status = 'stopped') \
-                                   THEN 'stopped' ELSE NULL END, \
-                     due_at = NULL, lease_until = NULL, updated_at = $2 \
-                     WHERE outreach_id = $1 AND state = 'sending' AND lease_until < $2",
+    tx.commit().await?;
+    Ok(dispatch::claimed(
+        rows.into_iter()
+            .zip(variables)
+            .map(
+                |((id, line, address, timezone, attempts, due_at), variables)| {
+                    // The attempt being claimed counts.
+                    let attempts = attempts + 1;
+                    let variables = variables.to_string();
+                    (
+                        id,
+                        outreach_id,
+                        line,
+                        address,
+                        timezone,
+                        variables,
+                        attempts,
+                        due_at
+                            .and_then(|us| Timestamp::from_microsecond(us).ok())
+                            .map(Ts),
                     )
-                    .bind(outreach_id)
-                    .bind(Ts::new(now))
-                    .execute(pool)
-                    .await?
-                }
-            };
-        if done.rows_affected() == 0 {
-            ensure_exists(pool, outreach_id).await?;
-        }
-        Ok(done.rows_affected())
-    }
+                },
+            )
+            .collect(),
+    ))
 }
+
+/// Writes a batch's results in `tx`, and the accepted proactive messages on their customers'
+/// timelines.
+async fn record(
+    tx: &mut SqliteConnection,
+    now_us: Ts,
+    results: &[DeliveryResult],
+    messages: &[SentMessage],
+) -> Result<()> {
+    let (sent, other) = dispatch::group_results(results);
+    // Which recipients the sends resolved, only when there are messages to record for them.
+    let mut applied = (!messages.is_empty()).then(Vec::new);
+    for chunk in sent.chunks(CHUNK) {
+        record_sent(&mut *tx, now_us, chunk, applied.as_mut()).await?;
+    }
+    for chunk in other.chunks(CHUNK) {
+        record_other(&mut *tx, now_us, chunk).await?;
+    }
+    if let Some(applied) = applied.filter(|a| !a.is_empty()) {
+        super::conversation::record_messages(&mut *tx, now_us, &applied, messages).await?;
+    }
+    Ok(())
+}
+
+include!("../shared/dispatch.rs");
 
 #[cfg(test)]
 mod tests {

@@ -21,6 +21,14 @@ mod dispatch;
 mod outreach;
 mod users;
 
+// The names the files in `../shared/` are written against: each of them is compiled once per
+// backend, inside this backend's module of the same name.
+type Backend = SqliteStore;
+type DbRow = sqlx::sqlite::SqliteRow;
+type Db = Sqlite;
+type DbConn = sqlx::SqliteConnection;
+type DbPool = SqlitePool;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// How long a connection waits for another writer before giving up with "database is locked".

@@ -1,33 +1,31 @@
 //! The SQL fragments this backend's files share, as macros (for `concat!`).
 
-macro_rules! inbox_cols {
+include!("../shared/sql.rs");
+
+/// Row locks: none. A SQLite write transaction (`BEGIN IMMEDIATE`) holds the whole database.
+macro_rules! for_update {
     () => {
-        "id, name, agent_number, created_at, updated_at"
+        ""
     };
 }
 
-macro_rules! sender_cols {
+macro_rules! for_share {
     () => {
-        "id, channel, address, inbox_id, provider, created_at, updated_at"
+        ""
     };
 }
 
-macro_rules! campaign_cols {
+macro_rules! for_key_share {
     () => {
-        "id, name, description, channel, sender_id, language, answer_id, schedule, quiet_hours, \
-         created_at, updated_at"
+        ""
     };
 }
 
-macro_rules! answers_with_variants {
-    ($answers:literal) => {
-        concat!(
-            "SELECT a.id, a.name, a.created_at, a.updated_at, v.language, v.subject, v.body \
-             FROM (",
-            $answers,
-            ") a LEFT JOIN answer_variants v ON v.answer_id = a.id \
-             ORDER BY a.id, v.position"
-        )
+/// The new `updated_at` of an update at `$at`: `$at`, or one microsecond past the old value if
+/// the clock has not moved past it, so that every update is seen as a change.
+macro_rules! later {
+    ($at:literal) => {
+        concat!("max(", $at, ", updated_at + 1)")
     };
 }
 
@@ -62,17 +60,30 @@ macro_rules! due_ids {
     };
 }
 
-macro_rules! suppression_cols {
-    () => {
-        "id, address, sender_id, reason, created_at"
+/// `FOR UPDATE OF` a table: none (see `for_update!`).
+macro_rules! for_update_of {
+    ($table:literal) => {
+        ""
     };
 }
 
-/// The proactive messages the sender sent the customer (`$1`, `$2`), for an attribution.
-macro_rules! attribution_select {
+/// The larger of two values.
+macro_rules! greatest {
+    ($a:literal, $b:literal) => {
+        concat!("max(", $a, ", ", $b, ")")
+    };
+}
+
+/// Equality under which NULL equals NULL.
+macro_rules! is_same {
     () => {
-        "SELECT campaign_id, outreach_id, recipient_id FROM messages \
-         WHERE customer_id = $1 AND sender_id = $2 AND direction = 'outbound' \
-           AND author = 'outreach'"
+        "IS"
+    };
+}
+
+/// Membership in a list bound as `text_list` (a JSON array).
+macro_rules! in_list {
+    ($param:literal) => {
+        concat!("IN (SELECT value FROM json_each(", $param, "))")
     };
 }

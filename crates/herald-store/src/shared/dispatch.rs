@@ -1,0 +1,196 @@
+// What the dispatcher reads and writes, the part that is the same on both backends: the
+// outreach's lifecycle (start, complete, expire), its status and progress, and lease recovery.
+// `sqlite/dispatch.rs` and `postgres/dispatch.rs` include this file; what they hold themselves
+// is what really differs: the claim (`claim`), the recording of results (`record`), and the SQL
+// of `LIVE_SELECT` and `COMPLETE_UPDATE`.
+
+use super::{Backend, Db, DbConn};
+use crate::Result;
+use crate::Ts;
+use crate::conversation::SentMessage;
+use crate::dispatch::{
+    self, ClaimedRecipient, DeliveryResult, LEASE_EXPIRED_CODE, LEASE_EXPIRED_MESSAGE,
+    LiveOutreach, LiveRow, not_found,
+};
+use async_trait::async_trait;
+use herald_core::outreach::{CrashPolicy, OutreachStatus, Progress};
+use jiff::Timestamp;
+use uuid::Uuid;
+
+/// `NotFound` unless the outreach exists.
+pub(super) async fn ensure_exists<'e, E>(e: E, id: Uuid) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = Db>,
+{
+    sqlx::query("SELECT 1 FROM outreaches WHERE id = $1")
+        .bind(id)
+        .fetch_optional(e)
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| not_found(id))
+}
+
+/// The outreach's recipients counted by state; `NotFound` for an unknown outreach.
+pub(crate) async fn progress(conn: &mut DbConn, id: Uuid) -> Result<Progress> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT state, count(*) FROM recipients WHERE outreach_id = $1 GROUP BY state",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    if rows.is_empty() {
+        ensure_exists(&mut *conn, id).await?;
+    }
+    dispatch::progress(id, rows)
+}
+
+/// The outreach's status and end in a write transaction, its row locked for an update (on
+/// PostgreSQL; SQLite's write transaction holds the whole database); `NotFound` if there is none.
+pub(super) async fn locked_status(
+    conn: &mut DbConn,
+    id: Uuid,
+) -> Result<(OutreachStatus, Option<Timestamp>)> {
+    let (status, end_at): (String, Option<Ts>) = sqlx::query_as(concat!(
+        "SELECT status, end_at FROM outreaches WHERE id = $1",
+        for_update!()
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| not_found(id))?;
+    Ok((dispatch::parse_status(id, &status)?, end_at.map(|t| t.0)))
+}
+
+#[async_trait]
+impl crate::Dispatch for Backend {
+    async fn live_outreaches(&self) -> Result<Vec<LiveOutreach>> {
+        let rows: Vec<LiveRow> = sqlx::query_as(LIVE_SELECT).fetch_all(&self.pool).await?;
+        dispatch::live(rows)
+    }
+
+    async fn outreach_status(&self, id: Uuid) -> Result<OutreachStatus> {
+        let (status,): (String,) = sqlx::query_as("SELECT status FROM outreaches WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        dispatch::parse_status(id, &status)
+    }
+
+    async fn start_outreach(&self, id: Uuid, now: Timestamp) -> Result<bool> {
+        let pool = &self.pool;
+        let done = sqlx::query(
+            "UPDATE outreaches SET status = 'in_progress', updated_at = $2 \
+             WHERE id = $1 AND status = 'scheduled'",
+        )
+        .bind(id)
+        .bind(Ts::new(now))
+        .execute(pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            ensure_exists(pool, id).await?;
+        }
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn complete_outreach(&self, id: Uuid, now: Timestamp) -> Result<bool> {
+        let mut tx = self.write().await?;
+        // Lock first: the check below then sees whatever a concurrent retry-failed committed.
+        locked_status(&mut tx, id).await?;
+        let done = sqlx::query(COMPLETE_UPDATE)
+            .bind(id)
+            .bind(Ts::new(now))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn expire_pending(&self, id: Uuid, now: Timestamp) -> Result<u64> {
+        let pool = &self.pool;
+        let done = sqlx::query(
+            "UPDATE recipients SET state = 'skipped', skip_reason = 'expired', updated_at = $2 \
+             WHERE outreach_id = $1 AND state = 'pending'",
+        )
+        .bind(id)
+        .bind(Ts::new(now))
+        .execute(pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            ensure_exists(pool, id).await?;
+        }
+        Ok(done.rows_affected())
+    }
+
+    async fn claim_due(
+        &self,
+        outreach_id: Uuid,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ClaimedRecipient>> {
+        claim(self, outreach_id, now, lease_until, limit).await
+    }
+
+    async fn record_results_with_messages(
+        &self,
+        now: Timestamp,
+        results: &[DeliveryResult],
+        sent: &[SentMessage],
+    ) -> Result<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        record(&mut tx, Ts::new(now), results, sent).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn recover_expired_leases(
+        &self,
+        outreach_id: Uuid,
+        now: Timestamp,
+        policy: CrashPolicy,
+    ) -> Result<u64> {
+        let pool = &self.pool;
+        let done =
+            match policy {
+                CrashPolicy::AtMostOnce => sqlx::query(
+                    "UPDATE recipients SET state = 'unknown', lease_until = NULL, error_code = $3, \
+                     error_message = $4, updated_at = $2 \
+                     WHERE outreach_id = $1 AND state = 'sending' AND lease_until < $2",
+                )
+                .bind(outreach_id)
+                .bind(Ts::new(now))
+                .bind(LEASE_EXPIRED_CODE)
+                .bind(LEASE_EXPIRED_MESSAGE)
+                .execute(pool)
+                .await?,
+                // Back in the queue, due at once; skipped instead if the outreach was stopped.
+                CrashPolicy::AtLeastOnce => {
+                    let mut tx = self.write().await?;
+                    let (status, _) = locked_status(&mut tx, outreach_id).await?;
+                    let stopped = status == OutreachStatus::Stopped;
+                    let done = sqlx::query(
+                        "UPDATE recipients SET \
+                     state = CASE WHEN $3 THEN 'skipped' ELSE 'pending' END, \
+                     skip_reason = CASE WHEN $3 THEN 'stopped' END, \
+                     due_at = NULL, lease_until = NULL, updated_at = $2 \
+                     WHERE outreach_id = $1 AND state = 'sending' AND lease_until < $2",
+                    )
+                    .bind(outreach_id)
+                    .bind(Ts::new(now))
+                    .bind(stopped)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    done
+                }
+            };
+        if done.rows_affected() == 0 {
+            ensure_exists(pool, outreach_id).await?;
+        }
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,7 @@
+// Never compiled as a module (see `mod shared` in `lib.rs`): lists the files for rustfmt.
+mod catalog;
+mod conversation;
+mod dispatch;
+mod outreach;
+mod sql;
+mod users;
