@@ -176,36 +176,46 @@ async fn create_outreach(
     let mut start_at = None;
     let mut end_at = None;
     let mut default_region = None;
-    while let Some(mut field) = form
-        .next_field()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("the form could not be read: {e}")))?
-    {
-        let name = field.name().unwrap_or_default().to_string();
-        match name.as_str() {
-            "file" => {
-                file_name = clip(field.file_name().unwrap_or("recipients.csv"), 200);
-                file = Some(spool(&mut field, s.import_limits.max_bytes, &mut permit).await?);
-            }
-            "start_at" | "end_at" | "default_region" => {
-                let text = read_text(&mut field, &name).await?;
-                if text.trim().is_empty() {
-                    continue;
+    // A refusal reads and drops the rest of the form (bounded by the route's body limit), so
+    // that the client gets the answer rather than a reset connection.
+    let read = async {
+        while let Some(mut field) = form
+            .next_field()
+            .await
+            .map_err(|e| ApiError::bad_request(format!("the form could not be read: {e}")))?
+        {
+            let name = field.name().unwrap_or_default().to_string();
+            match name.as_str() {
+                "file" => {
+                    file_name = clip(field.file_name().unwrap_or("recipients.csv"), 200);
+                    file = Some(spool(&mut field, s.import_limits.max_bytes, &mut permit).await?);
                 }
-                match name.as_str() {
-                    "start_at" => start_at = Some(parse_time("start_at", &text)?),
-                    "end_at" => end_at = Some(parse_time("end_at", &text)?),
-                    _ => default_region = Some(text.trim().to_string()),
+                "start_at" | "end_at" | "default_region" => {
+                    let text = read_text(&mut field, &name).await?;
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    match name.as_str() {
+                        "start_at" => start_at = Some(parse_time("start_at", &text)?),
+                        "end_at" => end_at = Some(parse_time("end_at", &text)?),
+                        _ => default_region = Some(text.trim().to_string()),
+                    }
                 }
-            }
-            other => {
-                return Err(ApiError::invalid(ValidationError::single(
-                    clip(other, 64),
-                    "is not a field of this form; send file, start_at, end_at, default_region",
-                ))
-                .into());
+                other => {
+                    return Err(ApiError::invalid(ValidationError::single(
+                        clip(other, 64),
+                        "is not a field of this form; send file, start_at, end_at, default_region",
+                    ))
+                    .into());
+                }
             }
         }
+        Ok::<(), Refusal>(())
+    }
+    .await;
+    if let Err(refusal) = read {
+        crate::web::outreaches::drain(&mut form).await;
+        return Err(refusal);
     }
     let Some(file) = file else {
         return Err(ApiError::invalid(ValidationError::single(

@@ -701,7 +701,7 @@ async fn read_upload(
 
 /// Reads and drops what is left of a form that is refused as a whole, so that the browser
 /// gets the answer rather than a reset connection. Nothing of it is kept.
-async fn drain(form: &mut Multipart) {
+pub(crate) async fn drain(form: &mut Multipart) {
     while let Ok(Some(mut field)) = form.next_field().await {
         while let Ok(Some(_)) = field.chunk().await {}
     }
