@@ -3,7 +3,8 @@
 //! Timestamps are `timestamptz` columns, bound and read as [`crate::Ts`] (binary, exact to the
 //! microsecond), so the SQL converts nothing. A write that checks before it writes
 //! locks the row it checks (`FOR UPDATE`), so a concurrent writer cannot slip in between; the
-//! foreign keys stay as the backstop.
+//! foreign keys stay as the backstop (recipients and import errors have none: a trigger deletes
+//! them with their outreach, see `migrations/postgres/0010_recipients_go_by_trigger.sql`).
 
 use crate::Result;
 use async_trait::async_trait;
