@@ -984,6 +984,25 @@ impl herald_store::Dispatch for TimedStore {
             self.inner.record_results_with_messages(now, results, sent)
         )
     }
+    async fn start_sends(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        ids: &[i64],
+    ) -> herald_store::Result<Vec<i64>> {
+        timed!(self.other, self.inner.start_sends(now, lease_until, ids))
+    }
+    async fn renew_leases(
+        &self,
+        ids: &[i64],
+        lease_until: Timestamp,
+        new_lease_until: Timestamp,
+    ) -> herald_store::Result<u64> {
+        timed!(
+            self.other,
+            self.inner.renew_leases(ids, lease_until, new_lease_until)
+        )
+    }
     async fn recover_expired_leases(
         &self,
         outreach_id: Uuid,

@@ -41,6 +41,10 @@ herald_store::on_both_backends!(
     render_errors_fail_the_recipient_with_the_reason,
     a_two_segment_sms_costs_two_seconds_of_a_long_code,
     status_reports_that_never_find_their_send_are_forgotten_after_a_week,
+    a_claim_that_died_before_its_sends_began_is_sent_after_all,
+    shutdown_begins_no_send_and_requeues_the_rest_of_the_batch,
+    shutdown_waits_no_longer_than_its_grace,
+    a_live_slow_batch_keeps_its_lease,
 );
 
 // ---------------------------------------------------------------- a recording transport
@@ -60,6 +64,10 @@ struct Recorder {
     sent: Mutex<Vec<Delivered>>,
     /// Per address: errors to answer, in order, before accepting.
     failures: Mutex<HashMap<String, Vec<SendError>>>,
+    /// How long each send takes, in real time (a slow provider).
+    delay: Mutex<Duration>,
+    /// Sends begun, finished or not.
+    begun: std::sync::atomic::AtomicUsize,
 }
 
 impl Recorder {
@@ -68,7 +76,17 @@ impl Recorder {
             clock,
             sent: Mutex::new(Vec::new()),
             failures: Mutex::new(HashMap::new()),
+            delay: Mutex::new(Duration::ZERO),
+            begun: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    fn slow(&self, delay: Duration) {
+        *self.delay.lock().unwrap() = delay;
+    }
+
+    fn begun(&self) -> usize {
+        self.begun.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn fail(&self, address: &str, errors: Vec<SendError>) {
@@ -96,6 +114,11 @@ impl Transport for Recorder {
     }
 
     async fn send(&self, msg: &OutboundMessage) -> Result<Accepted, SendError> {
+        self.begun.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let delay = *self.delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let to = msg.to.as_str().to_string();
         if let Some(errors) = self.failures.lock().unwrap().get_mut(&to)
             && !errors.is_empty()
@@ -148,7 +171,9 @@ struct World {
     store: Arc<dyn Store>,
     clock: Arc<ManualClock>,
     recorder: Arc<Recorder>,
-    dispatcher: Dispatcher,
+    dispatcher: Arc<Dispatcher>,
+    transports: Transports,
+    config: DispatchConfig,
     _db: TestStore,
 }
 
@@ -179,12 +204,19 @@ impl World {
         let mut transports = Transports::new();
         transports.insert(Provider::File, recorder.clone());
         let store = db.store.clone();
-        let dispatcher = Dispatcher::new(store.clone(), transports, clock.clone(), config);
+        let dispatcher = Arc::new(Dispatcher::new(
+            store.clone(),
+            transports.clone(),
+            clock.clone(),
+            config.clone(),
+        ));
         Self {
             store,
             clock,
             recorder,
             dispatcher,
+            transports,
+            config,
             _db: db,
         }
     }
@@ -294,6 +326,16 @@ impl World {
         .await
         .expect("import");
         o.id
+    }
+
+    /// A new dispatcher on the same store and transports: Herald started again.
+    fn restart(&mut self) {
+        self.dispatcher = Arc::new(Dispatcher::new(
+            self.store.clone(),
+            self.transports.clone(),
+            self.clock.clone(),
+            self.config.clone(),
+        ));
     }
 
     async fn tick(&self) -> herald_engine::TickReport {
@@ -911,12 +953,12 @@ async fn crash_mid_send_never_resends_sms_and_resends_email_with_the_same_key(db
     let now = at("2026-03-02T12:00Z");
     for o in [sms2, email2] {
         assert!(w.store.start_outreach(o, now).await.unwrap());
-        let claimed = w
-            .store
-            .claim_due(o, now, at("2026-03-02T12:01Z"), 10)
-            .await
-            .unwrap();
+        let lease = at("2026-03-02T12:01Z");
+        let claimed = w.store.claim_due(o, now, lease, 10).await.unwrap();
         assert_eq!(claimed.len(), 1);
+        // It had begun the send when it died.
+        let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+        assert_eq!(w.store.start_sends(now, lease, &ids).await.unwrap(), ids);
     }
     // Before the lease ends nothing is touched.
     w.set("2026-03-02T12:00:30Z");
@@ -1047,4 +1089,190 @@ async fn status_reports_that_never_find_their_send_are_forgotten_after_a_week(db
     // What is left: only the newer report (purging everything now finds exactly one).
     let far = w.clock.now() + SignedDuration::from_hours(24 * 365);
     assert_eq!(w.store.purge_kept_status_reports(far).await.unwrap(), 1);
+}
+
+// ---------------------------------------------------------------- the unit of at-most-once
+
+async fn a_claim_that_died_before_its_sends_began_is_sent_after_all(db: TestStore) {
+    let w = World::new(db, "2026-03-02T12:00Z", World::config()).await;
+    let sms = w.campaign("Texts", CampaignOpts::default()).await;
+    let o = w.outreach(sms, &phones(3), "2026-03-02T12:00Z", None).await;
+    let now = at("2026-03-02T12:00Z");
+    assert!(w.store.start_outreach(o, now).await.unwrap());
+    // A Herald claims the batch and dies before any send of it began.
+    let claimed = w
+        .store
+        .claim_due(o, now, at("2026-03-02T12:01Z"), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    w.set("2026-03-02T12:01:01Z");
+    w.settle().await;
+    let rows = w.recipients(o).await;
+    assert!(
+        rows.iter().all(|r| r.state == DeliveryState::Sent),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter().all(|r| r.attempts == 1),
+        "the dead claim is no attempt"
+    );
+    assert_eq!(w.recorder.sent().len(), 3);
+}
+
+/// A dispatcher with `concurrency` sends in flight, a batch of ten and `grace` seconds to
+/// finish at shutdown; its world holds one started outreach of ten recipients.
+async fn slow_world(db: TestStore, concurrency: usize, grace: u64) -> (World, Uuid) {
+    let config = DispatchConfig {
+        concurrency,
+        batch_size: 10,
+        shutdown_grace_secs: grace,
+        ..World::config()
+    };
+    let w = World::new(db, "2026-03-02T12:00Z", config).await;
+    let sms = w.campaign("Texts", CampaignOpts::default()).await;
+    let o = w
+        .outreach(sms, &phones(10), "2026-03-02T12:00Z", None)
+        .await;
+    assert!(
+        w.store
+            .start_outreach(o, at("2026-03-02T12:00Z"))
+            .await
+            .unwrap()
+    );
+    (w, o)
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn shutdown_begins_no_send_and_requeues_the_rest_of_the_batch(db: TestStore) {
+    let (mut w, o) = slow_world(db, 2, 10).await;
+    w.recorder.slow(Duration::from_millis(400));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(w.dispatcher.clone().run(async {
+        let _ = stopped.await;
+    }));
+    wait_for("the first sends", || w.recorder.begun() >= 1).await;
+    let signal = std::time::Instant::now();
+    stop.send(()).unwrap();
+    run.await.unwrap();
+    let took = signal.elapsed();
+    // Only the sends already begun were waited for (one group of two, 400 ms each).
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    let begun = w.recorder.begun();
+    assert!((1..=4).contains(&begun), "{begun} sends began");
+    assert_eq!(w.recorder.sent().len(), begun, "every begun send finished");
+    let rows = w.recipients(o).await;
+    let count = |s: DeliveryState| rows.iter().filter(|r| r.state == s).count();
+    assert_eq!(count(DeliveryState::Sent), begun);
+    // The rest of the batch is back in the queue at once, its claim undone.
+    assert_eq!(count(DeliveryState::Pending), 10 - begun, "{rows:?}");
+    assert!(
+        rows.iter()
+            .filter(|r| r.state == DeliveryState::Pending)
+            .all(|r| r.attempts == 0)
+    );
+    // The next start sends them, and no one twice.
+    w.recorder.slow(Duration::ZERO);
+    w.restart();
+    w.settle().await;
+    assert_eq!(w.recorder.sent_to(), {
+        let mut all: Vec<String> = rows.iter().map(|r| r.address.clone()).collect();
+        all.sort();
+        all
+    });
+    assert_eq!(w.status(o).await, OutreachStatus::Completed);
+}
+
+async fn shutdown_waits_no_longer_than_its_grace(db: TestStore) {
+    let (mut w, o) = slow_world(db, 2, 1).await;
+    // A provider that takes far longer than the grace.
+    w.recorder.slow(Duration::from_secs(30));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(w.dispatcher.clone().run(async {
+        let _ = stopped.await;
+    }));
+    wait_for("two sends in flight", || w.recorder.begun() >= 2).await;
+    let signal = std::time::Instant::now();
+    stop.send(()).unwrap();
+    run.await.unwrap();
+    let took = signal.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "shutdown took {took:?} with a grace of 1 s"
+    );
+    assert_eq!(w.recorder.begun(), 2, "no send began after the signal");
+    assert!(w.recorder.sent().is_empty());
+    // What the dead batch left is resolved once its lease ends. Its first group (three: a
+    // quarter of the batch, at least the concurrency) was marked begun, so those three are
+    // uncertain and never sent again (two were in flight, one about to be); the seven never
+    // begun go back to the queue and are sent.
+    w.recorder.slow(Duration::ZERO);
+    w.restart();
+    w.set("2026-03-02T12:01:01Z");
+    w.settle().await;
+    let rows = w.recipients(o).await;
+    let unknown: Vec<_> = rows
+        .iter()
+        .filter(|r| r.state == DeliveryState::Unknown)
+        .collect();
+    assert_eq!(unknown.len(), 3, "{rows:?}");
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.state == DeliveryState::Sent)
+            .count(),
+        7
+    );
+    let sent = w.recorder.sent_to();
+    assert_eq!(sent.len(), 7);
+    assert!(unknown.iter().all(|u| !sent.contains(&u.address)));
+}
+
+async fn a_live_slow_batch_keeps_its_lease(db: TestStore) {
+    let config = DispatchConfig {
+        lease_secs: 1,
+        concurrency: 1,
+        ..World::config()
+    };
+    let w = World::new(db, "2026-03-02T12:00Z", config).await;
+    let sms = w.campaign("Texts", CampaignOpts::default()).await;
+    let o = w.outreach(sms, &phones(1), "2026-03-02T12:00Z", None).await;
+    assert!(
+        w.store
+            .start_outreach(o, at("2026-03-02T12:00Z"))
+            .await
+            .unwrap()
+    );
+    // One send that takes 1.5 s against a lease of 1 s.
+    w.recorder.slow(Duration::from_millis(1500));
+    let dispatcher = w.dispatcher.clone();
+    let tick = tokio::spawn(async move { dispatcher.tick().await.expect("tick") });
+    wait_for("the send", || w.recorder.begun() == 1).await;
+    // 0.9 s pass; the dispatcher renews its lease (every third of a second) from there.
+    w.set("2026-03-02T12:00:00.9Z");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Past the first lease: another node looking for dead claims finds none.
+    w.set("2026-03-02T12:00:01.5Z");
+    let taken = w
+        .store
+        .recover_expired_leases(
+            o,
+            at("2026-03-02T12:00:01.5Z"),
+            herald_core::outreach::CrashPolicy::AtMostOnce,
+        )
+        .await
+        .unwrap();
+    assert_eq!(taken, 0, "a live batch was taken for a dead one");
+    let report = tick.await.unwrap();
+    assert_eq!(report.sent, 1);
+    assert_eq!(w.states(o).await["+14155551000"], DeliveryState::Sent);
 }

@@ -265,8 +265,31 @@ pub trait Dispatch: Send + Sync {
         results: &[DeliveryResult],
         sent: &[SentMessage],
     ) -> Result<()>;
+    /// Marks the sends of claimed recipients as begun (`send_started_at = now`), just before
+    /// they are made: only recipients still `sending` under this very lease (`lease_until`, as
+    /// claimed or last renewed) are marked, and only those may be sent. Their ids, ascending.
+    /// After a crash, a claimed recipient whose send was never marked begun goes back to the
+    /// queue instead of becoming `unknown` ([`Dispatch::recover_expired_leases`]).
+    async fn start_sends(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        ids: &[i64],
+    ) -> Result<Vec<i64>>;
+    /// Extends the lease of claimed recipients still `sending` under `lease_until` to
+    /// `new_lease_until`, so that a live dispatcher's slow batch is not taken for a dead one's.
+    /// The count renewed.
+    async fn renew_leases(
+        &self,
+        ids: &[i64],
+        lease_until: Timestamp,
+        new_lease_until: Timestamp,
+    ) -> Result<u64>;
     /// Recipients of the outreach left `sending` with `lease_until < now` (the Herald sending
-    /// them died): `unknown` (at-most-once) or back to `pending`, due at once (at-least-once);
+    /// them died or stopped). Those whose send never began (`send_started_at` unset) go back to
+    /// `pending` with the claim's attempt undone, whatever the channel. Those whose send began
+    /// become `unknown` (at-most-once) or go back to `pending`, due at once (at-least-once).
+    /// Either way `skipped: stopped` instead of `pending` if the outreach was stopped;
     /// `lease_until` cleared. The count.
     async fn recover_expired_leases(
         &self,

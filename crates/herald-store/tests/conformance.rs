@@ -54,6 +54,8 @@ herald_store::on_both_backends!(
     late_results_are_ignored_but_sent_resolves_unknown,
     retries_after_a_stop_are_skipped,
     expired_leases_follow_the_crash_policy,
+    a_crash_leaves_uncertain_only_the_sends_that_began,
+    leases_are_renewed_only_by_their_holder,
     expire_pending_skips_what_is_left,
     stop_skips_pending_and_is_refused_once_final,
     complete_waits_for_pending_and_sending,
@@ -2251,7 +2253,8 @@ async fn late_results_are_ignored_but_sent_resolves_unknown(store: &dyn Store) {
         .map(|r| r.id)
         .collect();
     assert_eq!(pending.len(), 2);
-    // The dispatcher died: its leases expire and the sends become unknown.
+    assert_eq!(store.start_sends(t(1), t(30), &c).await.unwrap(), c);
+    // The dispatcher died mid-send: its leases expire and the sends become unknown.
     assert_eq!(
         store
             .recover_expired_leases(id, t(31), CrashPolicy::AtMostOnce)
@@ -2370,6 +2373,10 @@ async fn expired_leases_follow_the_crash_policy(store: &dyn Store) {
     let id = outreach.id;
     let short = ids(&store.claim_due(id, t(0), t(30), 2).await.unwrap());
     let long = ids(&store.claim_due(id, t(0), t(600), 2).await.unwrap());
+    // Their sends began (a claim whose sends never began is undone instead: see
+    // `a_crash_leaves_uncertain_only_the_sends_that_began`).
+    assert_eq!(store.start_sends(t(1), t(30), &short).await.unwrap(), short);
+    assert_eq!(store.start_sends(t(1), t(600), &long).await.unwrap(), long);
     // Nothing expired yet.
     assert_eq!(
         store
@@ -2442,6 +2449,153 @@ async fn expired_leases_follow_the_crash_policy(store: &dyn Store) {
         "outreach",
         unknown,
     );
+}
+
+async fn a_crash_leaves_uncertain_only_the_sends_that_began(store: &dyn Store) {
+    let outreach = started(store, 8).await;
+    let id = outreach.id;
+    let claimed = ids(&store.claim_due(id, t(0), t(30), 6).await.unwrap());
+    assert_eq!(claimed.len(), 6);
+    // A group of two begins; a mark under another lease than the claim's marks nothing.
+    let group = claimed[..2].to_vec();
+    assert!(
+        store
+            .start_sends(t(1), t(31), &group)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.start_sends(t(1), t(30), &group).await.unwrap(), group);
+    // A recipient that is not claimed (still pending) is never marked begun.
+    let pending: Vec<i64> = recipients_by_id(store, id)
+        .await
+        .into_values()
+        .filter(|r| r.state == DeliveryState::Pending)
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(pending.len(), 2);
+    assert!(
+        store
+            .start_sends(t(1), t(30), &pending)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The group's results are written; the next group begins.
+    let done = [
+        herald_store::DeliveryResult {
+            recipient_id: group[0],
+            outcome: herald_store::Outcome::Sent {
+                provider_message_id: Some("SM1".into()),
+            },
+        },
+        herald_store::DeliveryResult {
+            recipient_id: group[1],
+            outcome: herald_store::Outcome::Failed {
+                code: Some("21211".into()),
+                message: "not a mobile number".into(),
+            },
+        },
+    ];
+    store.record_results(t(2), &done).await.unwrap();
+    let second = claimed[2..4].to_vec();
+    assert_eq!(
+        store.start_sends(t(2), t(30), &second).await.unwrap(),
+        second
+    );
+    let rows = recipients_by_id(store, id).await;
+    assert_eq!(rows[&group[0]].state, DeliveryState::Sent);
+    assert_eq!(rows[&group[0]].provider_message_id.as_deref(), Some("SM1"));
+    assert_eq!(rows[&group[1]].state, DeliveryState::Failed);
+
+    // The node dies: at most once, only the second group, whose sends began and whose results
+    // were never written, is uncertain.
+    assert_eq!(
+        store
+            .recover_expired_leases(id, t(31), CrashPolicy::AtMostOnce)
+            .await
+            .unwrap(),
+        4
+    );
+    let rows = recipients_by_id(store, id).await;
+    for i in &claimed[2..] {
+        let r = &rows[i];
+        if second.contains(i) {
+            assert_eq!(r.state, DeliveryState::Unknown, "{i}");
+            assert_eq!(r.attempts, 1);
+        } else {
+            // Never begun: back in the queue as if never claimed, its attempt not counted.
+            assert_eq!(r.state, DeliveryState::Pending, "{i}");
+            assert_eq!(r.attempts, 0);
+        }
+    }
+    assert_eq!(rows[&group[0]].state, DeliveryState::Sent);
+    let again = store.claim_due(id, t(40), t(70), 10).await.unwrap();
+    assert_eq!(
+        again.len(),
+        4,
+        "the two never begun and the two never claimed"
+    );
+    assert!(again.iter().all(|c| c.attempts == 1));
+    assert!(ids(&again).iter().all(|i| !claimed[..4].contains(i)));
+
+    // A new claim forgets an earlier mark: after a retry's re-claim nothing is begun yet.
+    store.stop_outreach(id, t(50)).await.unwrap();
+    assert_eq!(
+        store
+            .recover_expired_leases(id, t(71), CrashPolicy::AtMostOnce)
+            .await
+            .unwrap(),
+        4
+    );
+    let rows = recipients_by_id(store, id).await;
+    for c in &again {
+        // Never begun in a stopped outreach: skipped, not uncertain and not re-queued.
+        assert_eq!(rows[&c.id].state, DeliveryState::Skipped);
+        assert_eq!(rows[&c.id].skip_reason, Some(SkipReason::Stopped));
+    }
+}
+
+async fn leases_are_renewed_only_by_their_holder(store: &dyn Store) {
+    let outreach = started(store, 3).await;
+    let id = outreach.id;
+    let claimed = ids(&store.claim_due(id, t(0), t(30), 3).await.unwrap());
+    // Another holder's lease value renews nothing.
+    assert_eq!(store.renew_leases(&claimed, t(29), t(60)).await.unwrap(), 0);
+    assert_eq!(store.renew_leases(&claimed, t(30), t(60)).await.unwrap(), 3);
+    // Past the first lease, the renewed claim is not taken for a dead node's.
+    assert_eq!(
+        store
+            .recover_expired_leases(id, t(45), CrashPolicy::AtMostOnce)
+            .await
+            .unwrap(),
+        0
+    );
+    // Sends begin under the renewed lease only.
+    assert!(
+        store
+            .start_sends(t(46), t(30), &claimed)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.start_sends(t(46), t(60), &claimed).await.unwrap(),
+        claimed
+    );
+    // A recorded result ends the lease: nothing is left to renew.
+    let results: Vec<_> = claimed
+        .iter()
+        .map(|&recipient_id| herald_store::DeliveryResult {
+            recipient_id,
+            outcome: herald_store::Outcome::Sent {
+                provider_message_id: Some(format!("SM{recipient_id}")),
+            },
+        })
+        .collect();
+    store.record_results(t(50), &results).await.unwrap();
+    assert_eq!(store.renew_leases(&claimed, t(60), t(90)).await.unwrap(), 0);
 }
 
 async fn expire_pending_skips_what_is_left(store: &dyn Store) {

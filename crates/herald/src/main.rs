@@ -518,7 +518,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     })
     .await
     .context("the HTTP server failed")?;
-    // The dispatcher finishes the batch it is sending and records it before Herald exits.
+    // The dispatcher begins no more sends; those begun get `shutdown_grace_secs` to finish and
+    // be recorded, and the rest of its batch goes back to the queue.
     dispatch.await.context("the dispatcher failed")?;
     if let Some(smtp) = smtp {
         smtp.await

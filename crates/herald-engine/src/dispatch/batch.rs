@@ -50,12 +50,40 @@ struct Ready {
     cost: u32,
 }
 
-/// A send that was made (or not made, because the outreach was stopped).
+/// A batch's sends are marked begun in about this many groups (each at least `concurrency`
+/// long): every mark is a durable write, so more groups cost throughput, fewer leave more of a
+/// batch uncertain after a crash.
+const SEND_GROUPS: usize = 4;
+
+/// What became of one ready message.
 struct Attempt {
     recipient: ClaimedRecipient,
     message: OutboundMessage,
-    result: Result<Accepted, SendError>,
-    stopped: bool,
+    fate: Fate,
+}
+
+enum Fate {
+    /// The send was made: the provider's answer.
+    Sent(Result<Accepted, SendError>),
+    /// Not begun: the outreach was stopped.
+    Stopped,
+    /// Not begun: Herald is shutting down, or the store could not mark it begun. It goes back
+    /// to the queue, its attempt not counted.
+    Released,
+}
+
+/// Outcomes of a batch's sends not yet written, and the timeline entries of those sent.
+#[derive(Default)]
+struct Finished {
+    results: Vec<DeliveryResult>,
+    timeline: Vec<SentMessage>,
+}
+
+/// The lease of a claimed batch: its recipients and the `lease_until` they are held under,
+/// renewed while the batch's sends run.
+struct Lease {
+    ids: Vec<i64>,
+    until: tokio::sync::Mutex<Timestamp>,
 }
 
 impl Dispatcher {
@@ -70,6 +98,9 @@ impl Dispatcher {
         let slice = Instant::now() + Duration::from_secs(1);
         let mut only_deferred = false;
         loop {
+            if self.is_stopping() {
+                return Ok(());
+            }
             let now = self.clock.now();
             let Some(budget) = self.budget(ctx, now, only_deferred, report) else {
                 return Ok(());
@@ -124,16 +155,20 @@ impl Dispatcher {
         budget: Budget,
         report: &mut TickReport,
     ) -> Result<BatchEnd, DispatchError> {
-        let claimed = self.claim(o, now, budget.claim).await?;
+        let (claimed, lease) = self.claim(o, now, budget.claim).await?;
         if claimed.is_empty() {
             return Ok(BatchEnd::Drained);
         }
         let full = claimed.len() as u32 == budget.claim;
         let (results, timeline) = match ctx {
             Ok(ctx) => {
+                let lease = Lease {
+                    ids: claimed.iter().map(|r| r.id).collect(),
+                    until: tokio::sync::Mutex::new(lease),
+                };
                 let mut rendered = self.render(o, ctx, claimed, budget.tokens);
                 self.drop_suppressed(ctx, &mut rendered).await?;
-                self.send(o, ctx, rendered).await?
+                self.send(o, ctx, rendered, &lease).await?
             }
             Err(why) => (misconfigured(&claimed, why), Vec::new()),
         };
@@ -147,16 +182,21 @@ impl Dispatcher {
         })
     }
 
-    /// Claim: up to `want` recipients due at `now`, leased for `lease_secs`.
+    /// Claim: up to `want` recipients due at `now`, leased for `lease_secs`; and the lease.
     async fn claim(
         &self,
         o: &LiveOutreach,
         now: Timestamp,
         want: u32,
-    ) -> Result<Vec<ClaimedRecipient>, DispatchError> {
-        let lease = SignedDuration::from_secs(i64::try_from(self.config.lease_secs).unwrap_or(120));
-        let until = now.saturating_add(lease).unwrap_or(now);
-        Ok(self.store.claim_due(o.id, now, until, want).await?)
+    ) -> Result<(Vec<ClaimedRecipient>, Timestamp), DispatchError> {
+        let until = self.lease_end(now);
+        Ok((self.store.claim_due(o.id, now, until, want).await?, until))
+    }
+
+    /// When a lease taken or renewed at `now` ends.
+    fn lease_end(&self, now: Timestamp) -> Timestamp {
+        let lease = SignedDuration::from_secs(i64::try_from(self.config.lease_secs).unwrap_or(30));
+        now.saturating_add(lease).unwrap_or(now)
     }
 
     /// Render: defers those whose sending hours are closed and those over the sender's tokens;
@@ -268,6 +308,7 @@ impl Dispatcher {
         o: &LiveOutreach,
         ctx: &Ctx,
         batch: Rendered,
+        lease: &Lease,
     ) -> Result<(Vec<DeliveryResult>, Vec<SentMessage>), DispatchError> {
         let Rendered {
             at,
@@ -279,97 +320,192 @@ impl Dispatcher {
             return Ok((results, Vec::new()));
         }
         self.limiter.take(ctx.sender.id, ctx.rate, at, used);
-        let attempts = self.send_all(o, ctx, ready).await;
-
-        let now = self.clock.now();
-        let mut timeline = Vec::new();
-        for a in attempts {
-            let outcome = if a.stopped {
-                Outcome::Skipped {
-                    reason: SkipReason::Stopped,
-                    code: None,
-                    message: None,
-                }
-            } else {
-                self.outcome(ctx, &a.recipient, a.result, now).await?
-            };
-            if let Outcome::Sent {
-                provider_message_id,
-            } = &outcome
-            {
-                timeline.push(SentMessage {
-                    recipient_id: a.recipient.id,
-                    sender_id: ctx.sender.id,
-                    channel: ctx.campaign.channel,
-                    campaign_id: ctx.campaign.id,
-                    outreach_id: o.id,
-                    from: ctx.sender.address.to_string(),
-                    to: a.recipient.address.clone(),
-                    subject: a.message.subject,
-                    body: a.message.body,
-                    provider_message_id: provider_message_id.clone(),
-                });
-            }
-            results.push(DeliveryResult {
-                recipient_id: a.recipient.id,
-                outcome,
-            });
-        }
-        Ok((results, timeline))
+        let mut done = Finished::default();
+        self.send_all(o, ctx, ready, lease, &mut done).await?;
+        results.append(&mut done.results);
+        Ok((results, done.timeline))
     }
 
-    /// The sends themselves, `concurrency` at a time, while a watcher looks for a stop of the
-    /// outreach every 250 ms; once stopped, the sends not yet begun are not made.
-    async fn send_all(&self, o: &LiveOutreach, ctx: &Ctx, ready: Vec<Ready>) -> Vec<Attempt> {
+    /// Turns an attempt into its outcome (and a send into its timeline entry) in `done`.
+    async fn finish(
+        &self,
+        o: &LiveOutreach,
+        ctx: &Ctx,
+        a: Attempt,
+        done: &mut Finished,
+    ) -> Result<(), DispatchError> {
+        let now = self.clock.now();
+        let outcome = match a.fate {
+            Fate::Sent(result) => self.outcome(ctx, &a.recipient, result, now).await?,
+            Fate::Stopped => Outcome::Skipped {
+                reason: SkipReason::Stopped,
+                code: None,
+                message: None,
+            },
+            Fate::Released => Outcome::Defer { due_at: now },
+        };
+        if let Outcome::Sent {
+            provider_message_id,
+        } = &outcome
+        {
+            done.timeline.push(SentMessage {
+                recipient_id: a.recipient.id,
+                sender_id: ctx.sender.id,
+                channel: ctx.campaign.channel,
+                campaign_id: ctx.campaign.id,
+                outreach_id: o.id,
+                from: ctx.sender.address.to_string(),
+                to: a.recipient.address.clone(),
+                subject: a.message.subject,
+                body: a.message.body,
+                provider_message_id: provider_message_id.clone(),
+            });
+        }
+        done.results.push(DeliveryResult {
+            recipient_id: a.recipient.id,
+            outcome,
+        });
+        Ok(())
+    }
+
+    /// The sends themselves, at most `concurrency` in flight, marked begun a group at a time
+    /// ([`Dispatcher::send_groups`]). While they run, the batch's lease is renewed every third
+    /// of its length, so a slow provider does not make a live batch look like a dead one's. A
+    /// stop of the outreach (looked for every 250 ms) or Herald's shutdown ends the batch early:
+    /// no further send begins.
+    async fn send_all(
+        &self,
+        o: &LiveOutreach,
+        ctx: &Ctx,
+        ready: Vec<Ready>,
+        lease: &Lease,
+        done: &mut Finished,
+    ) -> Result<(), DispatchError> {
         let stopped = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicBool::new(false));
         let watcher = {
-            let (store, stopped, done, id) =
-                (self.store.clone(), stopped.clone(), done.clone(), o.id);
-            tokio::spawn(async move {
-                while !done.load(Ordering::Relaxed) {
+            let (store, stopped, id) = (self.store.clone(), stopped.clone(), o.id);
+            async move {
+                loop {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                     if let Ok(OutreachStatus::Stopped) = store.outreach_status(id).await {
                         stopped.store(true, Ordering::Relaxed);
                         return;
                     }
                 }
-            })
+            }
         };
-        let attempts = futures_util::stream::iter(ready)
-            .map(
-                |Ready {
-                     recipient, message, ..
-                 }| {
+        let renewer = self.renew(lease);
+        let sends = self.send_groups(o, ctx, ready, lease, &stopped, done);
+        tokio::pin!(sends);
+        let watch_and_renew = async {
+            tokio::join!(watcher, renewer);
+        };
+        tokio::select! {
+            attempts = &mut sends => attempts,
+            () = watch_and_renew => sends.await,
+        }
+    }
+
+    /// Keeps renewing the batch's lease, every third of its length, until dropped.
+    async fn renew(&self, lease: &Lease) {
+        let every = Duration::from_millis(self.config.lease_secs.max(1) * 1000 / 3);
+        loop {
+            tokio::time::sleep(every).await;
+            let mut until = lease.until.lock().await;
+            let next = self.lease_end(self.clock.now());
+            match self.store.renew_leases(&lease.ids, *until, next).await {
+                Ok(_) => *until = next,
+                Err(e) => tracing::warn!(error = %e, "could not renew the lease of a batch"),
+            }
+        }
+    }
+
+    /// Begins the sends, at most `concurrency` in flight, and settles every attempt into `done`.
+    /// Sends are marked begun in the store a group at a time ([`SEND_GROUPS`] groups a batch,
+    /// each at least `concurrency` long) before the first of them is made, so that after a
+    /// crash the part of the batch never begun goes back to the queue rather than becoming
+    /// `unknown`. A group marked but cut short by a stop or a shutdown is handed back here.
+    async fn send_groups(
+        &self,
+        o: &LiveOutreach,
+        ctx: &Ctx,
+        ready: Vec<Ready>,
+        lease: &Lease,
+        stopped: &AtomicBool,
+        done: &mut Finished,
+    ) -> Result<(), DispatchError> {
+        let width = self.config.concurrency.max(1);
+        let group_len = width.max(ready.len().div_ceil(SEND_GROUPS));
+        let mut queue = ready.into_iter();
+        let mut marked: std::collections::VecDeque<Ready> = std::collections::VecDeque::new();
+        let mut in_flight = futures_util::stream::FuturesUnordered::new();
+        loop {
+            let halted = stopped.load(Ordering::Relaxed) || self.is_stopping();
+            if !halted && in_flight.len() < width {
+                if let Some(Ready {
+                    recipient, message, ..
+                }) = marked.pop_front()
+                {
                     let transport = ctx.transport.clone();
-                    let stopped = stopped.clone();
-                    async move {
-                        if stopped.load(Ordering::Relaxed) {
-                            let skipped =
-                                SendError::permanent("stopped", "the outreach was stopped");
-                            return Attempt {
-                                recipient,
-                                message,
-                                result: Err(skipped),
-                                stopped: true,
-                            };
-                        }
+                    in_flight.push(async move {
                         let result = transport.send(&message).await;
                         Attempt {
                             recipient,
                             message,
-                            result,
-                            stopped: false,
+                            fate: Fate::Sent(result),
+                        }
+                    });
+                    continue;
+                }
+                if queue.len() > 0 {
+                    let group: Vec<Ready> = queue.by_ref().take(group_len).collect();
+                    let ids: Vec<i64> = group.iter().map(|r| r.recipient.id).collect();
+                    let begun = {
+                        let until = lease.until.lock().await;
+                        self.store.start_sends(self.clock.now(), *until, &ids).await
+                    };
+                    match begun {
+                        // Those no longer ours (the lease ran out and another node resolved
+                        // them) are neither sent nor recorded.
+                        Ok(begun) => marked.extend(
+                            group
+                                .into_iter()
+                                .filter(|r| begun.binary_search(&r.recipient.id).is_ok()),
+                        ),
+                        Err(e) => {
+                            tracing::warn!(
+                                error = %e,
+                                "could not mark sends begun; the rest of the batch goes back to the queue"
+                            );
+                            for r in group.into_iter().chain(queue.by_ref()) {
+                                let released = Attempt {
+                                    recipient: r.recipient,
+                                    message: r.message,
+                                    fate: Fate::Released,
+                                };
+                                self.finish(o, ctx, released, done).await?;
+                            }
                         }
                     }
-                },
-            )
-            .buffer_unordered(self.config.concurrency.max(1))
-            .collect()
-            .await;
-        done.store(true, Ordering::Relaxed);
-        watcher.abort();
-        attempts
+                    continue;
+                }
+            }
+            match in_flight.next().await {
+                Some(attempt) => self.finish(o, ctx, attempt, done).await?,
+                None => break,
+            }
+        }
+        let stop = stopped.load(Ordering::Relaxed);
+        for r in marked.into_iter().chain(queue) {
+            let fate = if stop { Fate::Stopped } else { Fate::Released };
+            let left = Attempt {
+                recipient: r.recipient,
+                message: r.message,
+                fate,
+            };
+            self.finish(o, ctx, left, done).await?;
+        }
+        Ok(())
     }
 
     /// Record: every outcome of the batch, and the messages sent, in one write.

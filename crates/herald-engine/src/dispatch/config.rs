@@ -13,9 +13,14 @@ pub struct DispatchConfig {
     pub batch_size: u32,
     /// Sends in flight at once.
     pub concurrency: usize,
-    /// How long a claim holds a recipient. A Herald that dies mid-send leaves its recipients to be
-    /// resolved once this has passed; it must be longer than any send can take.
+    /// How long a claim holds a recipient unless renewed. A live dispatcher renews the leases of
+    /// its batch every third of this while its sends run, so this is how long a Herald that
+    /// died mid-send leaves its recipients before another node resolves them, not a bound on
+    /// how long a send may take.
     pub lease_secs: u64,
+    /// After a shutdown signal: how long the sends already begun may take to finish (no new one
+    /// begins). Recipients claimed but not begun go back to the queue at once.
+    pub shutdown_grace_secs: u64,
     /// Attempts per recipient before a transient failure becomes `failed`.
     pub max_attempts: u32,
     /// The first retry waits about this long; each further one twice as long.
@@ -33,7 +38,8 @@ impl Default for DispatchConfig {
         Self {
             batch_size: 500,
             concurrency: 32,
-            lease_secs: 120,
+            lease_secs: 30,
+            shutdown_grace_secs: 10,
             max_attempts: 5,
             backoff_base_ms: 2_000,
             backoff_max_secs: 600,

@@ -42,7 +42,7 @@ use jiff::{SignedDuration, Timestamp};
 use outreach::Ctx;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -97,6 +97,8 @@ pub struct Dispatcher {
     unsubscribe: Option<UnsubscribeLinks>,
     ticks: AtomicU64,
     wake: Notify,
+    /// Set once shutdown began: no send begins any more.
+    stopping: AtomicBool,
     /// When kept status reports were last purged (see [`Dispatcher::tick`]).
     last_purge: std::sync::Mutex<Option<Timestamp>>,
 }
@@ -122,6 +124,7 @@ impl Dispatcher {
             unsubscribe: None,
             ticks: AtomicU64::new(0),
             wake: Notify::new(),
+            stopping: AtomicBool::new(false),
             last_purge: std::sync::Mutex::new(None),
         }
     }
@@ -141,13 +144,42 @@ impl Dispatcher {
         self.wake.notify_one();
     }
 
-    /// Ticks until `shutdown` resolves. A tick under way when it does is finished (its sends are
-    /// recorded) before `run` returns. Store errors are logged and retried at the next poll.
+    /// Whether shutdown began (see [`Dispatcher::run`]): no send begins any more.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Ticks until `shutdown` resolves. Then no send begins any more: a tick under way gives the
+    /// sends it began up to `shutdown_grace_secs` to finish and records their results, and its
+    /// recipients claimed but not begun go back to the queue. If the grace runs out first, `run`
+    /// returns anyway; what was left is resolved by the lease recovery of the next start (or of
+    /// another node): sends never begun go back to the queue, begun ones follow the channel's
+    /// crash policy. Store errors are logged and retried at the next poll.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let poll = Duration::from_millis(self.config.poll_ms.max(1));
+        let grace = Duration::from_secs(self.config.shutdown_grace_secs);
         loop {
-            let pause = match self.tick().await {
+            let tick = self.tick();
+            tokio::pin!(tick);
+            let result = tokio::select! {
+                biased;
+                r = &mut tick => r,
+                () = &mut shutdown => {
+                    self.stopping.store(true, Ordering::Relaxed);
+                    match tokio::time::timeout(grace, &mut tick).await {
+                        Ok(Err(e)) => tracing::warn!(error = %e, "the last tick failed at shutdown"),
+                        Ok(Ok(_)) => {}
+                        Err(_) => tracing::warn!(
+                            grace_secs = grace.as_secs(),
+                            "sends were still in flight when the shutdown grace ran out; \
+                             their recipients are resolved when their lease ends"
+                        ),
+                    }
+                    return;
+                }
+            };
+            let pause = match result {
                 Ok(report) if report.more_due => Duration::ZERO,
                 Ok(report) => report.rate_wait.map_or(poll, |w| w.min(poll)),
                 Err(e) => {

@@ -33,6 +33,8 @@ impl Dispatcher {
         report: &mut TickReport,
     ) -> Result<(), DispatchError> {
         let now = self.clock.now();
+        // Recovery may put recipients back in the queue: they are sent in this same turn.
+        let mut has_pending = o.has_pending;
         if o.has_in_flight {
             let policy = match &ctx {
                 Ok(c) => c.policy,
@@ -48,12 +50,13 @@ impl Dispatcher {
                 );
             }
             report.recovered += n;
+            has_pending |= n > 0;
         }
         let clock = OutreachClock {
             status: o.status,
             start_at: o.start_at,
             end_at: o.end_at,
-            pending: u64::from(o.has_pending),
+            pending: u64::from(has_pending),
             in_flight: u64::from(o.has_in_flight),
         };
         let mut sending = o.status == OutreachStatus::InProgress;
@@ -83,7 +86,7 @@ impl Dispatcher {
                 sending = false;
             }
         }
-        if sending && o.has_pending {
+        if sending && has_pending {
             self.send_due(o, &ctx, report).await?;
         }
         Ok(())

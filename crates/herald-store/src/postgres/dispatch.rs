@@ -132,7 +132,7 @@ async fn claim(
 ) -> Result<Vec<ClaimedRecipient>> {
     let rows: Vec<ClaimRow> = sqlx::query_as(concat!(
         "UPDATE recipients SET state = 'sending', lease_until = $3, attempts = attempts + 1, \
-         updated_at = $2 WHERE id IN (SELECT id FROM recipients \
+         send_started_at = NULL, updated_at = $2 WHERE id IN (SELECT id FROM recipients \
            WHERE outreach_id = $1 AND state = 'pending' AND ",
         due_key!(),
         " <= $2 AND EXISTS (SELECT 1 FROM outreaches WHERE id = $1 AND status = 'in_progress') \
@@ -170,6 +170,11 @@ async fn record(
         }
     }
     Ok(())
+}
+
+/// A list of recipient ids as one bound value (an `int8[]`), for `in_list!`.
+fn id_list(ids: &[i64]) -> Vec<i64> {
+    ids.to_vec()
 }
 
 include!("../shared/dispatch.rs");

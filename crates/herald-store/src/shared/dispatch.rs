@@ -147,14 +147,77 @@ impl crate::Dispatch for Backend {
         Ok(())
     }
 
+    async fn start_sends(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        ids: &[i64],
+    ) -> Result<Vec<i64>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut started: Vec<i64> = sqlx::query_scalar(concat!(
+            "UPDATE recipients SET send_started_at = $1 WHERE id ",
+            in_list!("$3"),
+            " AND state = 'sending' AND lease_until = $2 RETURNING id"
+        ))
+        .bind(Ts::new(now))
+        .bind(Ts::new(lease_until))
+        .bind(id_list(ids))
+        .fetch_all(&self.pool)
+        .await?;
+        started.sort_unstable();
+        Ok(started)
+    }
+
+    async fn renew_leases(
+        &self,
+        ids: &[i64],
+        lease_until: Timestamp,
+        new_lease_until: Timestamp,
+    ) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(concat!(
+            "UPDATE recipients SET lease_until = $2 WHERE id ",
+            in_list!("$3"),
+            " AND state = 'sending' AND lease_until = $1"
+        ))
+        .bind(Ts::new(lease_until))
+        .bind(Ts::new(new_lease_until))
+        .bind(id_list(ids))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn recover_expired_leases(
         &self,
         outreach_id: Uuid,
         now: Timestamp,
         policy: CrashPolicy,
     ) -> Result<u64> {
-        let pool = &self.pool;
-        let done =
+        let mut tx = self.write().await?;
+        let (status, _) = locked_status(&mut tx, outreach_id).await?;
+        let stopped = status == OutreachStatus::Stopped;
+        // Never started: nothing reached the provider, so the claim is simply undone (back in
+        // the queue, its attempt not counted), whatever the channel; skipped if stopped.
+        let unsent = sqlx::query(
+            "UPDATE recipients SET \
+             state = CASE WHEN $3 THEN 'skipped' ELSE 'pending' END, \
+             skip_reason = CASE WHEN $3 THEN 'stopped' END, \
+             attempts = attempts - 1, lease_until = NULL, updated_at = $2 \
+             WHERE outreach_id = $1 AND state = 'sending' AND lease_until < $2 \
+             AND send_started_at IS NULL",
+        )
+        .bind(outreach_id)
+        .bind(Ts::new(now))
+        .bind(stopped)
+        .execute(&mut *tx)
+        .await?;
+        // Started: the send may have reached the provider.
+        let started =
             match policy {
                 CrashPolicy::AtMostOnce => sqlx::query(
                     "UPDATE recipients SET state = 'unknown', lease_until = NULL, error_code = $3, \
@@ -165,14 +228,11 @@ impl crate::Dispatch for Backend {
                 .bind(Ts::new(now))
                 .bind(LEASE_EXPIRED_CODE)
                 .bind(LEASE_EXPIRED_MESSAGE)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?,
                 // Back in the queue, due at once; skipped instead if the outreach was stopped.
                 CrashPolicy::AtLeastOnce => {
-                    let mut tx = self.write().await?;
-                    let (status, _) = locked_status(&mut tx, outreach_id).await?;
-                    let stopped = status == OutreachStatus::Stopped;
-                    let done = sqlx::query(
+                    sqlx::query(
                         "UPDATE recipients SET \
                      state = CASE WHEN $3 THEN 'skipped' ELSE 'pending' END, \
                      skip_reason = CASE WHEN $3 THEN 'stopped' END, \
@@ -183,14 +243,10 @@ impl crate::Dispatch for Backend {
                     .bind(Ts::new(now))
                     .bind(stopped)
                     .execute(&mut *tx)
-                    .await?;
-                    tx.commit().await?;
-                    done
+                    .await?
                 }
             };
-        if done.rows_affected() == 0 {
-            ensure_exists(pool, outreach_id).await?;
-        }
-        Ok(done.rows_affected())
+        tx.commit().await?;
+        Ok(unsent.rows_affected() + started.rows_affected())
     }
 }

@@ -42,7 +42,7 @@ pub(super) const CLAIM_SELECT: &str = concat!(
 /// with the same parameters: no write comes between, so the walk finds the same rows.
 pub(super) const CLAIM_UPDATE: &str = concat!(
     "UPDATE recipients SET state = 'sending', lease_until = $4, attempts = attempts + 1, \
-     updated_at = $2 WHERE id IN (",
+     send_started_at = NULL, updated_at = $2 WHERE id IN (",
     due_ids!(),
     ")"
 );
@@ -241,6 +241,11 @@ async fn record(
         super::conversation::record_messages(&mut *tx, now_us, &applied, messages).await?;
     }
     Ok(())
+}
+
+/// A list of recipient ids as one bound value (a JSON array), for `in_list!`.
+fn id_list(ids: &[i64]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_string())
 }
 
 include!("../shared/dispatch.rs");
