@@ -921,6 +921,9 @@ impl herald_store::Outreaches for TimedStore {
     async fn retry_failed(&self, id: Uuid, now: Timestamp) -> herald_store::Result<u64> {
         self.inner.retry_failed(id, now).await
     }
+    async fn requeue_uncertain(&self, id: Uuid, now: Timestamp) -> herald_store::Result<u64> {
+        self.inner.requeue_uncertain(id, now).await
+    }
     async fn outreach_progress(&self, id: Uuid) -> herald_store::Result<Progress> {
         self.inner.outreach_progress(id).await
     }

@@ -452,11 +452,12 @@ impl FromStr for SkipReason {
 ///
 /// Every recipient is in exactly one of `sent`, `failed`, `skipped`, `pending`, so
 /// `total = sent + failed + skipped + pending`:
-/// - `sent`: a message went out (or may have): `sent`, `delivered`, `undelivered`, `replied` and
-///   `unknown` recipients;
+/// - `sent`: a message went out: `sent`, `delivered`, `undelivered` and `replied` recipients;
 /// - `failed`: `failed`;
 /// - `skipped`: `skipped`, whatever the reason;
-/// - `pending`: not yet resolved, `pending` or `sending`.
+/// - `pending`: not yet resolved, `pending` or `sending`;
+/// - `uncertain`: `unknown`, a send a crash cut short, which may or may not have gone out (it
+///   is never counted as sent; an admin may queue it again, accepting a possible duplicate).
 ///
 /// `delivered` and `replied` are parts of `sent`: `delivered` counts `delivered` and `replied`
 /// recipients (an answer proves the message arrived), `replied` counts `replied` ones.
@@ -470,6 +471,7 @@ pub struct Progress {
     pub skipped: u64,
     pub pending: u64,
     pub replied: u64,
+    pub uncertain: u64,
 }
 
 impl Progress {
@@ -491,7 +493,8 @@ impl Progress {
             Pending | Sending => &mut self.pending,
             Failed => &mut self.failed,
             Skipped => &mut self.skipped,
-            Sent | Delivered | Undelivered | Replied | Unknown => &mut self.sent,
+            Sent | Delivered | Undelivered | Replied => &mut self.sent,
+            Unknown => &mut self.uncertain,
         };
         *bucket = bucket.saturating_add(n);
         if matches!(state, Delivered | Replied) {

@@ -226,7 +226,7 @@ fn seven_of_eleven() {
         (Sent, 3),
         (Delivered, 2),
         (Replied, 1),
-        (Unknown, 1),
+        (Undelivered, 1),
         (Failed, 1),
         (Skipped, 1),
         (Pending, 1),
@@ -242,14 +242,20 @@ fn seven_of_eleven() {
             skipped: 1,
             pending: 2,
             replied: 1,
+            uncertain: 0,
         }
     );
     assert_eq!(p.label(), "7/11");
     assert!(!p.is_done());
     assert_eq!(
         serde_json::to_value(p).unwrap(),
-        serde_json::json!({"total": 11, "sent": 7, "delivered": 3, "failed": 1, "skipped": 1, "pending": 2, "replied": 1})
+        serde_json::json!({"total": 11, "sent": 7, "delivered": 3, "failed": 1, "skipped": 1, "pending": 2, "replied": 1, "uncertain": 0})
     );
+    // A send a crash cut short is its own figure, never counted as sent.
+    let crashed = Progress::from_counts([(Sent, 3), (Unknown, 2), (Pending, 1)]);
+    assert_eq!((crashed.sent, crashed.uncertain, crashed.total), (3, 2, 6));
+    assert_eq!(crashed.label(), "3/6");
+    assert!(!crashed.is_done());
     assert_eq!(Progress::default().label(), "0/0");
     assert!(Progress::default().is_done());
     assert_eq!(Progress::from_counts([(Undelivered, 4)]).label(), "4/4");
@@ -444,7 +450,7 @@ mod properties {
         fn progress_adds_up(counts in prop::collection::vec((state(), 0u64..1_000_000), 0..20)) {
             let p = Progress::from_counts(counts.iter().copied());
             prop_assert_eq!(p.total, counts.iter().map(|(_, n)| n).sum::<u64>());
-            prop_assert_eq!(p.total, p.sent + p.failed + p.skipped + p.pending);
+            prop_assert_eq!(p.total, p.sent + p.failed + p.skipped + p.pending + p.uncertain);
             prop_assert!(p.replied <= p.delivered && p.delivered <= p.sent);
             // Order does not matter.
             let mut reversed = counts.clone();

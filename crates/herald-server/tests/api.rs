@@ -127,6 +127,7 @@ async fn openapi_is_3_1_and_lists_the_routes(app: App) {
         "/api/v1/outreaches/{id}",
         "/api/v1/outreaches/{id}/stop",
         "/api/v1/outreaches/{id}/retry-failed",
+        "/api/v1/outreaches/{id}/requeue-uncertain",
         "/api/v1/outreaches/{id}/recipients",
         "/api/v1/outreaches/{id}/events",
     ] {

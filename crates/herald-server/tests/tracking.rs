@@ -18,6 +18,7 @@ herald_store::on_both_backends!(
     with crate::common::start:
     stopping_skips_the_recipients_left,
     retry_failed_requeues_the_failed_recipients,
+    uncertain_recipients_are_requeued_only_when_a_duplicate_is_accepted,
     recipients_are_listed_by_state_a_page_at_a_time,
     events_follow_the_progress_until_the_outreach_is_final,
     events_of_a_final_outreach_end_after_one,
@@ -129,7 +130,7 @@ async fn stopping_skips_the_recipients_left(app: App) {
     assert_eq!(
         stopped["progress"],
         json!({"total": 4, "sent": 1, "delivered": 0, "failed": 0, "skipped": 3,
-               "pending": 0, "replied": 0})
+               "pending": 0, "replied": 0, "uncertain": 0})
     );
     assert_eq!(
         get(&app, &format!("/api/v1/outreaches/{id}")).await,
@@ -499,7 +500,7 @@ async fn events_follow_the_progress_until_the_outreach_is_final(app: App) {
     assert_eq!(
         first["progress"],
         json!({"total": 3, "sent": 0, "delivered": 0, "failed": 0, "skipped": 0,
-               "pending": 3, "replied": 0})
+               "pending": 3, "replied": 0, "uncertain": 0})
     );
 
     // Nothing changes for a while: no event (the next one is the change below).
@@ -559,4 +560,73 @@ async fn event_streams_close_when_the_server_shuts_down(app: App) {
     let mut late = Events::open(&app, id).await;
     assert_eq!(late.progress().await["status"], "scheduled");
     assert!(late.next().await.is_none());
+}
+
+fn uncertain() -> Outcome {
+    Outcome::Unknown {
+        code: Some("lease_expired".into()),
+        message: "Herald stopped while sending".into(),
+    }
+}
+
+async fn uncertain_recipients_are_requeued_only_when_a_duplicate_is_accepted(app: App) {
+    let (id, _) = outreach(&app, 3, &[]).await;
+    let ids = send(&app, id, vec![uncertain(), sent(), uncertain()]).await;
+    // Uncertain is its own figure: never counted as sent.
+    let o = get(&app, &format!("/api/v1/outreaches/{id}")).await;
+    assert_eq!(o["progress"]["uncertain"], 2, "{o}");
+    assert_eq!(o["progress"]["sent"], 1, "{o}");
+    assert!(
+        store(&app)
+            .complete_outreach(id, Timestamp::now())
+            .await
+            .unwrap()
+    );
+
+    let path = format!("/api/v1/outreaches/{id}/requeue-uncertain");
+    // Without the confirmation: refused, with words that say why; nothing changes.
+    let (s, v) = app.admin(Method::POST, &path, None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = app
+        .admin(Method::POST, &path, Some(json!({"may_send_twice": false})))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(has_error(&v, "may_send_twice", "second"), "{v}");
+    let (s, v, _) = app
+        .call(
+            Some(&app.agent),
+            Method::POST,
+            &path,
+            Some(json!({"may_send_twice": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(recipients(&app, id, "unknown").await.len(), 2);
+
+    let (s, v) = app
+        .admin(Method::POST, &path, Some(json!({"may_send_twice": true})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["requeued"], 2, "{v}");
+    assert_eq!(v["outreach"]["status"], "in_progress", "{v}");
+    assert_eq!(v["outreach"]["progress"]["pending"], 2, "{v}");
+    assert_eq!(v["outreach"]["progress"]["uncertain"], 0, "{v}");
+    let pending: Vec<i64> = recipients(&app, id, "pending")
+        .await
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(pending, vec![ids[0], ids[2]]);
+
+    // After a stop: refused.
+    send(&app, id, vec![uncertain()]).await;
+    let (s, v) = app
+        .admin(Method::POST, &format!("/api/v1/outreaches/{id}/stop"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = app
+        .admin(Method::POST, &path, Some(json!({"may_send_twice": true})))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(recipients(&app, id, "unknown").await.len(), 1);
 }

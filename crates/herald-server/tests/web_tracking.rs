@@ -28,6 +28,7 @@ herald_store::on_both_backends!(
     outreach_tabs_list_by_status_with_progress,
     stopping_needs_an_admin_and_the_csrf_token,
     recipients_are_filtered_by_state_and_escaped,
+    uncertain_recipients_are_shown_and_requeued_only_when_confirmed,
     the_event_stream_follows_the_progress,
     the_inbox_shows_conversations_and_refuses_opted_out_customers,
     the_upload_form_reads_national_numbers_in_the_chosen_region,
@@ -732,6 +733,86 @@ async fn recipients_are_filtered_by_state_and_escaped((app, _outbox): (App, temp
         text_of(&html, "notice")
             .unwrap()
             .contains("1 failed recipient"),
+        "{html}"
+    );
+}
+
+async fn uncertain_recipients_are_shown_and_requeued_only_when_confirmed(
+    (app, _outbox): (App, tempfile::TempDir),
+) {
+    let c = campaign(&app, 5).await;
+    let id = api_outreach(
+        &app,
+        c.id,
+        "crash.csv",
+        "phone,first_name\n+14155552911,Al\n+14155552912,Bo\n+14155552913,Cy\n",
+    )
+    .await;
+    let cut_short = Outcome::Unknown {
+        code: Some("lease_expired".into()),
+        message: "Herald stopped while sending".into(),
+    };
+    send(&app, id, vec![cut_short.clone(), sent(), cut_short]).await;
+
+    // The outreach page counts them apart from the sent, and links to them.
+    let admin = sign_in(&app, Role::Admin).await;
+    let html = admin.page(&format!("/outreaches/{id}")).await;
+    assert_eq!(text_of(&html, "uncertain").as_deref(), Some("2"), "{html}");
+    assert!(
+        text_of(&html, "progress").unwrap().contains("1/3"),
+        "{html}"
+    );
+
+    let path = format!("/outreaches/{id}/recipients");
+    let agent = sign_in(&app, Role::Agent).await;
+    assert!(!agent.page(&path).await.contains("id=\"requeue-uncertain\""));
+    let html = admin.page(&format!("{path}?state=unknown")).await;
+    let table = element(&html, "recipients");
+    assert!(
+        table.contains("+14155552911") && table.contains("+14155552913"),
+        "{table}"
+    );
+    assert!(table.contains("Uncertain"), "{table}");
+    assert!(html.contains("id=\"requeue-uncertain\""), "{html}");
+    assert!(html.contains("name=\"may_send_twice\""), "{html}");
+
+    // Without the box ticked nothing is queued, and the page says why.
+    let requeue = format!("/outreaches/{id}/requeue-uncertain");
+    let res = admin.post(&requeue, &[]).await;
+    assert!(res.status.is_client_error(), "{}", res.status);
+    assert!(
+        text_of(&res.body, "error")
+            .unwrap()
+            .contains("tick the box"),
+        "{}",
+        res.body
+    );
+    let unknown = Some(herald_core::outreach::DeliveryState::Unknown);
+    assert_eq!(
+        store(&app)
+            .list_recipients(id, unknown, 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let res = agent.post(&requeue, &[("may_send_twice", "yes")]).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+
+    let res = admin.post(&requeue, &[("may_send_twice", "yes")]).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    assert!(
+        store(&app)
+            .list_recipients(id, unknown, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let html = admin.page(res.location()).await;
+    assert!(
+        text_of(&html, "notice")
+            .unwrap()
+            .contains("2 uncertain recipients"),
         "{html}"
     );
 }

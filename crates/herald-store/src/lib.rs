@@ -214,6 +214,10 @@ pub trait Outreaches: Send + Sync {
     /// to `in_progress` (`finished_at` cleared). The number re-queued. [`StoreError::Conflict`]
     /// for a stopped outreach, or one whose end time has passed (`now >= end_at`).
     async fn retry_failed(&self, id: Uuid, now: Timestamp) -> Result<u64>;
+    /// [`Outreaches::retry_failed`] for the `unknown` recipients: sends a crash cut short, which
+    /// may have reached the customer. Queuing them again may send a second message; the caller
+    /// must have had that confirmed.
+    async fn requeue_uncertain(&self, id: Uuid, now: Timestamp) -> Result<u64>;
 }
 
 /// What the dispatcher does to outreaches and recipients.

@@ -4,7 +4,7 @@
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{ApiPath, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::limits::{Refusal, StreamPermit};
 use crate::progress::{Closed, Snapshot};
 use axum::extract::State;
@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(stop_outreach))
         .routes(routes!(retry_failed))
+        .routes(routes!(requeue_uncertain))
         .routes(routes!(list_recipients))
         .routes(routes!(outreach_events))
 }
@@ -47,10 +48,10 @@ async fn stop_outreach(
     Ok(Json(s.store.stop_outreach(id, s.clock.now()).await?))
 }
 
-/// What `retry-failed` did.
+/// What `retry-failed` (or `requeue-uncertain`) did.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RetryFailed {
-    /// Failed recipients put back in the queue.
+    /// Failed (or uncertain) recipients put back in the queue.
     pub requeued: u64,
     /// The outreach afterwards (a completed one is `in_progress` again).
     pub outreach: Outreach,
@@ -70,6 +71,46 @@ async fn retry_failed(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<RetryFailed>> {
     let requeued = s.store.retry_failed(id, s.clock.now()).await?;
+    let outreach = s.store.get_outreach(id).await?;
+    Ok(Json(RetryFailed { requeued, outreach }))
+}
+
+/// The confirmation `requeue-uncertain` needs.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequeueUncertain {
+    /// Must be `true`: each of these customers may already have the message and would then get
+    /// it twice.
+    pub may_send_twice: bool,
+}
+
+/// Queues the `unknown` recipients of the outreach again: sends a crash cut short, which may or
+/// may not have reached the customer (they count as `uncertain` in the progress, never as
+/// sent). Sending again may deliver a second message, so the body must say
+/// `{"may_send_twice": true}`. Otherwise as `retry-failed`: attempts start over, a completed
+/// outreach goes back to `in_progress`, refused for a stopped outreach and after its end time.
+#[utoipa::path(post, path = "/outreaches/{id}/requeue-uncertain", tag = "outreaches",
+    params(("id" = Uuid, Path)), request_body = RequeueUncertain,
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, body = RetryFailed),
+        (status = 400, description = "The body is not `{\"may_send_twice\": true|false}`", body = Problem),
+        (status = 404, body = Problem),
+        (status = 409, description = "The outreach is stopped or past its end time", body = Problem),
+        (status = 422, description = "`may_send_twice` is not `true`", body = Problem)))]
+async fn requeue_uncertain(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(confirm): ApiJson<RequeueUncertain>,
+) -> ApiResult<Json<RetryFailed>> {
+    if !confirm.may_send_twice {
+        return Err(ApiError::invalid(herald_core::ValidationError::single(
+            "may_send_twice",
+            "must be true: an uncertain recipient may already have the message, and sending it \
+             again may deliver a second one",
+        )));
+    }
+    let requeued = s.store.requeue_uncertain(id, s.clock.now()).await?;
     let outreach = s.store.get_outreach(id).await?;
     Ok(Json(RetryFailed { requeued, outreach }))
 }

@@ -47,6 +47,10 @@ pub fn router() -> Router<AppState> {
         .route("/outreaches/{id}/stop", post(stop))
         .route("/outreaches/{id}/recipients", get(recipients))
         .route("/outreaches/{id}/retry-failed", post(retry_failed))
+        .route(
+            "/outreaches/{id}/requeue-uncertain",
+            post(requeue_uncertain),
+        )
 }
 
 // ---------------------------------------------------------------- shared by the web pages
@@ -142,7 +146,7 @@ fn state_label(s: DeliveryState) -> &'static str {
         DeliveryState::Undelivered => "Undelivered",
         DeliveryState::Skipped => "Skipped",
         DeliveryState::Replied => "Replied",
-        DeliveryState::Unknown => "Unknown",
+        DeliveryState::Unknown => "Uncertain",
     }
 }
 
@@ -976,6 +980,7 @@ struct RecipientsQuery {
     state: Option<String>,
     after: Option<i64>,
     retried: Option<u64>,
+    requeued: Option<u64>,
 }
 
 /// Recipients per page.
@@ -1017,6 +1022,7 @@ struct RecipientsPage {
     next_href: Option<String>,
     first_href: Option<String>,
     can_retry: bool,
+    can_requeue: bool,
     notice: Option<String>,
     error: Option<String>,
 }
@@ -1126,11 +1132,18 @@ async fn recipients_page(
         label: state_label(st),
         current: state == Some(st),
     }));
-    let notice = q.retried.map(|n| match n {
-        0 => "No recipient had failed: nothing was queued again.".to_string(),
-        1 => "1 failed recipient was queued again.".to_string(),
-        n => format!("{n} failed recipients were queued again."),
-    });
+    let notice = q
+        .retried
+        .map(|n| match n {
+            0 => "No recipient had failed: nothing was queued again.".to_string(),
+            1 => "1 failed recipient was queued again.".to_string(),
+            n => format!("{n} failed recipients were queued again."),
+        })
+        .or(q.requeued.map(|n| match n {
+            0 => "No recipient was uncertain: nothing was queued again.".to_string(),
+            1 => "1 uncertain recipient was queued again.".to_string(),
+            n => format!("{n} uncertain recipients were queued again."),
+        }));
     let status = if error.is_some() {
         StatusCode::CONFLICT
     } else {
@@ -1142,6 +1155,9 @@ async fn recipients_page(
             chrome: Chrome::new(user, format!("Recipients of {}", o.file_name), "campaigns"),
             can_retry: user.is_admin()
                 && o.progress.failed > 0
+                && o.status != OutreachStatus::Stopped,
+            can_requeue: user.is_admin()
+                && o.progress.uncertain > 0
                 && o.status != OutreachStatus::Stopped,
             o,
             filters,
@@ -1186,8 +1202,45 @@ async fn retry_failed(
                 state: Some("failed".into()),
                 after: None,
                 retried: None,
+                requeued: None,
             };
             recipients_page(&s, &user, id, q, Some(message)).await
+        }
+        Err(e) => store_problem(&user, e),
+    }
+}
+
+/// Queues the uncertain recipients again, once the admin ticked that a customer may get the
+/// message twice.
+async fn requeue_uncertain(
+    Admin(user): Admin,
+    State(s): State<AppState>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let fields = match checked_form(&user, &headers, &body) {
+        Ok(fields) => fields,
+        Err(refused) => return refused,
+    };
+    let uncertain = || RecipientsQuery {
+        state: Some("unknown".into()),
+        after: None,
+        retried: None,
+        requeued: None,
+    };
+    if fields.get("may_send_twice").map(String::as_str) != Some("yes") {
+        let message = "Nothing was queued: tick the box to accept that a customer who already \
+                       has the message may get it twice.";
+        return recipients_page(&s, &user, id, uncertain(), Some(message.into())).await;
+    }
+    match s.store.requeue_uncertain(id, s.clock.now()).await {
+        Ok(n) => go_to(
+            &headers,
+            &format!("/outreaches/{id}/recipients?requeued={n}"),
+        ),
+        Err(StoreError::Conflict(message)) => {
+            recipients_page(&s, &user, id, uncertain(), Some(message)).await
         }
         Err(e) => store_problem(&user, e),
     }

@@ -199,33 +199,11 @@ impl crate::Outreaches for Backend {
     }
 
     async fn retry_failed(&self, id: Uuid, now: Timestamp) -> Result<u64> {
-        let mut tx = self.write().await?;
-        let (status, end_at) = locked_status(&mut tx, id).await?;
-        let reopen = crate::dispatch::retry_check(status, end_at, now)?;
-        let now_us = Ts::new(now);
-        let requeued = sqlx::query(
-            "UPDATE recipients SET state = 'pending', attempts = 0, due_at = NULL, updated_at = $2 \
-             WHERE outreach_id = $1 AND state = 'failed'",
-        )
-        .bind(id)
-        .bind(now_us)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if reopen && requeued > 0 {
-            let to = status.reopen().map_err(crate::dispatch::conflict)?;
-            sqlx::query(
-                "UPDATE outreaches SET status = $2, updated_at = $3, finished_at = NULL WHERE id = $1",
-            )
-            .bind(id)
-            .bind(to.as_str())
-            .bind(now_us)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        tracing::info!(outreach_id = %id, requeued, "re-queued failed recipients");
-        Ok(requeued)
+        requeue(self, id, now, DeliveryState::Failed).await
+    }
+
+    async fn requeue_uncertain(&self, id: Uuid, now: Timestamp) -> Result<u64> {
+        requeue(self, id, now, DeliveryState::Unknown).await
     }
 
     async fn outreach_progress(&self, id: Uuid) -> Result<Progress> {
@@ -280,4 +258,38 @@ impl crate::Outreaches for Backend {
             .map(|r| crate::dispatch::recipient_row(r)?.parse())
             .collect()
     }
+}
+
+/// Every recipient of the outreach in `state` back to `pending` (`attempts = 0`, `due_at`
+/// cleared), and a completed outreach back to `in_progress`; refused for a stopped outreach and
+/// after its end time. The number re-queued.
+async fn requeue(store: &Backend, id: Uuid, now: Timestamp, state: DeliveryState) -> Result<u64> {
+    let mut tx = store.write().await?;
+    let (status, end_at) = super::dispatch::locked_status(&mut tx, id).await?;
+    let reopen = crate::dispatch::retry_check(status, end_at, now)?;
+    let now_us = Ts::new(now);
+    let requeued = sqlx::query(
+        "UPDATE recipients SET state = 'pending', attempts = 0, due_at = NULL, updated_at = $2 \
+         WHERE outreach_id = $1 AND state = $3",
+    )
+    .bind(id)
+    .bind(now_us)
+    .bind(state.as_str())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if reopen && requeued > 0 {
+        let to = status.reopen().map_err(crate::dispatch::conflict)?;
+        sqlx::query(
+            "UPDATE outreaches SET status = $2, updated_at = $3, finished_at = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .bind(to.as_str())
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    tracing::info!(outreach_id = %id, requeued, state = state.as_str(), "re-queued recipients");
+    Ok(requeued)
 }
