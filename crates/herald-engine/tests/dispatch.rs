@@ -45,6 +45,7 @@ herald_store::on_both_backends!(
     shutdown_begins_no_send_and_requeues_the_rest_of_the_batch,
     shutdown_waits_no_longer_than_its_grace,
     a_live_slow_batch_keeps_its_lease,
+    a_failed_write_of_results_is_tried_again_until_it_succeeds,
 );
 
 // ---------------------------------------------------------------- a recording transport
@@ -1275,4 +1276,161 @@ async fn a_live_slow_batch_keeps_its_lease(db: TestStore) {
     let report = tick.await.unwrap();
     assert_eq!(report.sent, 1);
     assert_eq!(w.states(o).await["+14155551000"], DeliveryState::Sent);
+}
+
+// ---------------------------------------------------------------- results never dropped
+
+/// Makes the test's database refuse writes for `hold` (the returned task ends the outage):
+/// SQLite by a second connection holding the write lock, PostgreSQL by refusing connections to
+/// the database and ending those it has.
+async fn outage(backend: &str, url: &str, hold: Duration) -> tokio::task::JoinHandle<()> {
+    use sqlx::{Connection, Executor};
+    if backend == "sqlite" {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        conn.execute("BEGIN IMMEDIATE").await.unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(hold).await;
+            conn.execute("ROLLBACK").await.unwrap();
+        })
+    } else {
+        let admin_url = std::env::var(herald_store::testing::POSTGRES_URL_VAR).unwrap();
+        let name = url
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .split('?')
+            .next()
+            .unwrap()
+            .to_string();
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS false"
+            )))
+            .await
+            .unwrap();
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&name)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(hold).await;
+            admin
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS true"
+                )))
+                .await
+                .unwrap();
+        })
+    }
+}
+
+async fn a_failed_write_of_results_is_tried_again_until_it_succeeds(db: TestStore) {
+    let hold = if db.store.backend() == "sqlite" {
+        // Longer than SQLite's busy timeout (5 s): the first write fails with "locked".
+        Duration::from_secs(7)
+    } else {
+        Duration::from_secs(3)
+    };
+    let (backend, url) = (db.store.backend(), db.url.clone());
+    let w = World::new(db, "2026-03-02T12:00Z", World::config()).await;
+    let sms = w.campaign("Texts", CampaignOpts::default()).await;
+    let o = w.outreach(sms, &phones(2), "2026-03-02T12:00Z", None).await;
+    w.recorder.slow(Duration::from_millis(500));
+    let dispatcher = w.dispatcher.clone();
+    let started = std::time::Instant::now();
+    let tick = tokio::spawn(async move { dispatcher.tick().await });
+    wait_for("the sends", || w.recorder.begun() == 2).await;
+    // The database goes away while the provider holds the sends.
+    let back = outage(backend, &url, hold).await;
+    let report = tick
+        .await
+        .unwrap()
+        .expect("the tick ends well: its results were written");
+    assert!(
+        started.elapsed() >= hold,
+        "the write waited for the database ({:?})",
+        started.elapsed()
+    );
+    back.await.unwrap();
+    assert_eq!(report.sent, 2);
+    let rows = w.recipients(o).await;
+    assert!(
+        rows.iter().all(|r| r.state == DeliveryState::Sent),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter().all(|r| r.provider_message_id.is_some()),
+        "{rows:?}"
+    );
+    assert_eq!(w.recorder.sent().len(), 2, "nothing was sent twice");
+}
+
+/// Herald must stop while SQLite stays locked: the batch's results go to the journal, and the
+/// next start writes them before anything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_that_cannot_be_written_at_shutdown_are_kept_and_written_on_the_next_start() {
+    let db = herald_store::testing::sqlite().await;
+    let url = db.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.jsonl");
+    let config = DispatchConfig {
+        journal: Some(journal.clone()),
+        shutdown_grace_secs: 30,
+        ..World::config()
+    };
+    let mut w = World::new(db, "2026-03-02T12:00Z", config).await;
+    let sms = w.campaign("Texts", CampaignOpts::default()).await;
+    let o = w.outreach(sms, &phones(2), "2026-03-02T12:00Z", None).await;
+    w.recorder.slow(Duration::from_millis(300));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(w.dispatcher.clone().run(async {
+        let _ = stopped.await;
+    }));
+    wait_for("the sends", || w.recorder.begun() == 2).await;
+    // The database stays locked for a minute: the first write fails after the busy timeout.
+    let lock = outage("sqlite", &url, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let signal = std::time::Instant::now();
+    stop.send(()).unwrap();
+    run.await.unwrap();
+    assert!(
+        signal.elapsed() < Duration::from_secs(2),
+        "shutdown waited {:?} for a database that does not answer",
+        signal.elapsed()
+    );
+    let kept = std::fs::read_to_string(&journal).expect("a journal");
+    assert_eq!(kept.lines().count(), 1, "{kept}");
+    assert!(
+        kept.contains("+14155551000") && kept.contains("+14155551001"),
+        "{kept}"
+    );
+
+    // The database is back; Herald starts again and writes what it kept, then forgets it.
+    lock.abort();
+    let _ = lock.await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        w.recipients(o)
+            .await
+            .iter()
+            .all(|r| r.state == DeliveryState::Sending),
+        "nothing was written while the database was locked"
+    );
+    w.restart();
+    assert_eq!(w.dispatcher.replay_journal().await.unwrap(), 2);
+    assert!(!journal.exists(), "the journal is emptied once written");
+    let rows = w.recipients(o).await;
+    assert!(
+        rows.iter().all(|r| r.state == DeliveryState::Sent),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter().all(|r| r.provider_message_id.is_some()),
+        "{rows:?}"
+    );
+    // Written twice (a journal whose write had in fact gone through) changes nothing.
+    assert_eq!(w.dispatcher.replay_journal().await.unwrap(), 0);
+    assert_eq!(w.recorder.sent().len(), 2);
 }

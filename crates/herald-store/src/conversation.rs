@@ -146,7 +146,7 @@ pub struct Message {
 
 /// A proactive message the provider accepted, recorded with its recipient's result
 /// ([`crate::Dispatch::record_results_with_messages`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SentMessage {
     pub recipient_id: i64,
     pub sender_id: Uuid,

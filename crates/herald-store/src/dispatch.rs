@@ -41,8 +41,10 @@ pub struct ClaimedRecipient {
     pub attempts: u32,
 }
 
-/// What became of one send.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What became of one send. Serializable so that results Herald could not write before it
+/// stopped can be kept in a file and written on its next start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// The provider accepted it: `sent`, `sent_at = now`.
     Sent { provider_message_id: Option<String> },
@@ -75,7 +77,7 @@ pub enum Outcome {
 }
 
 /// The outcome of one claimed recipient.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct DeliveryResult {
     pub recipient_id: i64,
     pub outcome: Outcome,

@@ -429,14 +429,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         cfg.replies.clone(),
     )
     .with_unsubscribe_links(links.clone());
+    let mut dispatch = cfg.dispatch.clone();
+    dispatch
+        .journal
+        .get_or_insert_with(|| "herald-dispatch-journal.jsonl".into());
     let dispatcher = Arc::new(
-        herald_engine::Dispatcher::new(
-            store.clone(),
-            transports,
-            Arc::new(SystemClock),
-            cfg.dispatch.clone(),
-        )
-        .with_unsubscribe_links(links),
+        herald_engine::Dispatcher::new(store.clone(), transports, Arc::new(SystemClock), dispatch)
+            .with_unsubscribe_links(links),
     );
     let mut state = herald_server::AppState::new(store.clone())
         .with_replies(replies.clone())

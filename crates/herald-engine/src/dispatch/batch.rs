@@ -518,9 +518,75 @@ impl Dispatcher {
         for r in results {
             report.count(&r.outcome);
         }
-        self.store
-            .record_results_with_messages(self.clock.now(), results, timeline)
-            .await?;
+        // The sends were made: their results are never dropped. A failed write is tried again
+        // with back-off until it succeeds; if Herald must stop first, the results go to the
+        // journal and are written on the next start.
+        let mut wait = super::RETRY_FIRST;
+        let mut failed = false;
+        loop {
+            let write =
+                self.store
+                    .record_results_with_messages(self.clock.now(), results, timeline);
+            // Once a write has failed, a shutdown does not wait for the next one to give up.
+            let stop = async {
+                while !(failed && self.is_stopping()) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            let error = tokio::select! {
+                written = write => match written {
+                    Ok(()) => return Ok(()),
+                    Err(e) => e,
+                },
+                () = stop => return self.keep(results, timeline, None),
+            };
+            if self.is_stopping() {
+                return self.keep(results, timeline, Some(error));
+            }
+            failed = true;
+            tracing::warn!(
+                error = %error,
+                results = results.len(),
+                retry_in_ms = wait.as_millis() as u64,
+                "cannot write a batch's results; trying again"
+            );
+            let until = Instant::now() + wait;
+            while Instant::now() < until && !self.is_stopping() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            wait = (wait * 2).min(super::RETRY_MAX);
+        }
+    }
+
+    /// Keeps a batch's results in the journal, Herald stopping while the store cannot take them.
+    fn keep(
+        &self,
+        results: &[DeliveryResult],
+        timeline: &[SentMessage],
+        error: Option<herald_store::StoreError>,
+    ) -> Result<(), DispatchError> {
+        let Some(journal) = &self.journal else {
+            tracing::error!(
+                results = results.len(),
+                "Herald is stopping and cannot write a batch's results, and no journal is \
+                 configured: they are lost; their recipients are resolved when their lease ends"
+            );
+            return Err(match error {
+                Some(e) => e.into(),
+                None => DispatchError::Unwritten(results.len()),
+            });
+        };
+        journal
+            .keep(results, timeline)
+            .map_err(|e| DispatchError::Journal {
+                path: journal.path().display().to_string(),
+                source: e,
+            })?;
+        tracing::warn!(
+            results = results.len(),
+            journal = %journal.path().display(),
+            "Herald is stopping and cannot write a batch's results: kept in the journal, written on the next start"
+        );
         Ok(())
     }
 }

@@ -31,6 +31,10 @@ pub struct DispatchConfig {
     pub poll_ms: u64,
     /// Messages per second per sender.
     pub rates: RateConfig,
+    /// Where a batch's results are kept when Herald must stop while the database cannot take
+    /// them (they are written on the next start, before anything is claimed). `herald serve`
+    /// uses `herald-dispatch-journal.jsonl` in its working directory unless this is set.
+    pub journal: Option<std::path::PathBuf>,
 }
 
 impl Default for DispatchConfig {
@@ -45,6 +49,7 @@ impl Default for DispatchConfig {
             backoff_max_secs: 600,
             poll_ms: 500,
             rates: RateConfig::default(),
+            journal: None,
         }
     }
 }

@@ -26,6 +26,7 @@
 
 mod batch;
 mod config;
+mod journal;
 mod outcome;
 mod outreach;
 mod render;
@@ -85,7 +86,19 @@ impl TickReport {
 pub enum DispatchError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("Herald stopped before the results of {0} recipients could be written")]
+    Unwritten(usize),
+    #[error("the dispatch journal {path}: {source}")]
+    Journal {
+        path: String,
+        source: std::io::Error,
+    },
 }
+
+/// A failed write of results is tried again after this long, then twice as long each time, up
+/// to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// The dispatcher. Share it in an `Arc`; [`Dispatcher::run`] is its loop.
 pub struct Dispatcher {
@@ -99,6 +112,8 @@ pub struct Dispatcher {
     wake: Notify,
     /// Set once shutdown began: no send begins any more.
     stopping: AtomicBool,
+    /// Where results go that could not be written before Herald stopped.
+    journal: Option<journal::Journal>,
     /// When kept status reports were last purged (see [`Dispatcher::tick`]).
     last_purge: std::sync::Mutex<Option<Timestamp>>,
 }
@@ -115,6 +130,7 @@ impl Dispatcher {
         clock: Arc<dyn Clock>,
         config: DispatchConfig,
     ) -> Self {
+        let journal = config.journal.clone().map(journal::Journal::new);
         Self {
             store,
             transports,
@@ -125,6 +141,7 @@ impl Dispatcher {
             ticks: AtomicU64::new(0),
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
+            journal,
             last_purge: std::sync::Mutex::new(None),
         }
     }
@@ -159,6 +176,24 @@ impl Dispatcher {
         tokio::pin!(shutdown);
         let poll = Duration::from_millis(self.config.poll_ms.max(1));
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
+        // Results kept by the last run go in first: nothing is claimed before they are written.
+        let mut wait = RETRY_FIRST;
+        loop {
+            match self.replay_journal().await {
+                Ok(_) => break,
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "cannot write the results kept by the last run yet; nothing is sent until then"
+                ),
+            }
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(RETRY_MAX);
+        }
         loop {
             let tick = self.tick();
             tokio::pin!(tick);
@@ -202,6 +237,33 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// Writes the results a previous run kept in the journal (see `[dispatch] journal`), then
+    /// empties it. The number of results written. Nothing happens without a journal.
+    pub async fn replay_journal(&self) -> Result<usize, DispatchError> {
+        let Some(journal) = &self.journal else {
+            return Ok(0);
+        };
+        let kept = journal.read().map_err(|e| DispatchError::Journal {
+            path: journal.path().display().to_string(),
+            source: e,
+        })?;
+        let mut written = 0;
+        for batch in &kept {
+            self.store
+                .record_results_with_messages(self.clock.now(), &batch.results, &batch.timeline)
+                .await?;
+            written += batch.results.len();
+        }
+        journal.clear().map_err(|e| DispatchError::Journal {
+            path: journal.path().display().to_string(),
+            source: e,
+        })?;
+        if written > 0 {
+            tracing::info!(results = written, "wrote the results the last run kept");
+        }
+        Ok(written)
     }
 
     /// One pass over every live outreach (see the module docs).
