@@ -797,6 +797,9 @@ impl herald_store::Schema for TimedStore {
     async fn ping(&self) -> herald_store::Result<()> {
         self.inner.ping().await
     }
+    async fn pending_migrations(&self) -> herald_store::Result<usize> {
+        self.inner.pending_migrations().await
+    }
 }
 
 #[async_trait]

@@ -38,7 +38,11 @@ pub struct Policy {
 pub fn policy(path: &str) -> Policy {
     let csp = if path.starts_with("/unsubscribe/") {
         UNSUBSCRIBE_CSP
-    } else if path.starts_with("/api/") || path.starts_with("/webhooks/") || path == "/healthz" {
+    } else if path.starts_with("/api/")
+        || path.starts_with("/webhooks/")
+        || path == "/healthz"
+        || path == "/readyz"
+    {
         API_CSP
     } else {
         ADMIN_CSP

@@ -209,6 +209,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(utoipa_axum::routes!(routes::health::healthz))
+        .routes(utoipa_axum::routes!(routes::health::readyz))
         .nest("/api/v1", api_v1())
         .split_for_parts();
     api
@@ -229,6 +230,7 @@ pub fn app(state: AppState) -> Router {
         ));
     Router::new()
         .route("/healthz", axum::routing::get(routes::health::healthz))
+        .route("/readyz", axum::routing::get(routes::health::readyz))
         .nest("/api/v1", v1)
         .nest("/webhooks", routes::webhooks::router())
         .merge(routes::unsubscribe::router())

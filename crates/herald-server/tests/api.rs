@@ -25,6 +25,58 @@ async fn health_needs_no_token(app: App) {
     assert_eq!(v["status"], "ok");
     assert_eq!(v["database"], "up");
     assert!(v["backend"] == "sqlite" || v["backend"] == "postgres");
+    // Migrated by this build: ready.
+    let (s, v, _) = app.call(None, Method::GET, "/readyz", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "ready", "{v}");
+    assert_eq!(v["migrations_pending"], 0, "{v}");
+}
+
+/// A node whose database has not been migrated answers /healthz but is not ready, and says how
+/// many migrations are missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_an_unmigrated_database_is_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("new.db").display());
+    let store = herald_store::connect(&url).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = herald_server::app(herald_server::AppState::new(store.clone()));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let get = |path: &'static str| {
+        let base = base.clone();
+        async move {
+            let res = reqwest::get(format!("{base}{path}")).await.unwrap();
+            let status = res.status();
+            (status, res.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    // Every migration file of the crate is missing.
+    let files = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../herald-store/migrations/sqlite"
+    ))
+    .unwrap()
+    .filter(|e| {
+        e.as_ref()
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".sql")
+    })
+    .count();
+    assert!(files >= 11);
+    let (s, v) = get("/readyz").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["status"], "not_ready", "{v}");
+    assert_eq!(v["database"], "up", "{v}");
+    assert_eq!(v["migrations_pending"], files, "{v}");
+    let (s, _) = get("/healthz").await;
+    assert_eq!(s, StatusCode::OK, "the process is alive");
+    store.migrate().await.unwrap();
+    let (s, v) = get("/readyz").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["migrations_pending"], 0, "{v}");
 }
 
 async fn every_route_needs_a_token_and_admin_routes_refuse_agents(app: App) {
@@ -119,6 +171,7 @@ async fn openapi_is_3_1_and_lists_the_routes(app: App) {
     );
     for p in [
         "/healthz",
+        "/readyz",
         "/api/v1/inboxes",
         "/api/v1/inboxes/{id}",
         "/api/v1/senders/{id}",

@@ -551,6 +551,30 @@ pub(crate) fn listing<T>(page: &Page, mut items: Vec<T>, id: impl Fn(&T) -> Uuid
     Listing { items, next_after }
 }
 
+/// The SQL that reads the migrations a database has applied (sqlx's own table).
+pub(crate) const APPLIED_MIGRATIONS: &str =
+    "SELECT version FROM _sqlx_migrations WHERE success = true";
+
+/// How many of `migrator`'s migrations are not among `applied` (the versions
+/// [`APPLIED_MIGRATIONS`] read): all of them when that table is missing, as on a database never
+/// migrated.
+pub(crate) fn pending_migrations(
+    migrator: &sqlx::migrate::Migrator,
+    applied: std::result::Result<Vec<i64>, sqlx::Error>,
+) -> crate::Result<usize> {
+    let applied: std::collections::HashSet<i64> = match applied {
+        Ok(versions) => versions.into_iter().collect(),
+        Err(sqlx::Error::Database(e)) if e.message().contains("_sqlx_migrations") => {
+            std::collections::HashSet::new()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .count())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -118,6 +118,9 @@ pub trait Schema: Send + Sync {
     async fn migrate(&self) -> Result<()>;
     /// A round trip to the database.
     async fn ping(&self) -> Result<()>;
+    /// How many of the migrations this build knows the database has not applied (all of them
+    /// on a database never migrated).
+    async fn pending_migrations(&self) -> Result<usize>;
 }
 
 /// What a campaign is made of: inboxes, senders, answers, campaigns.

@@ -92,4 +92,11 @@ impl crate::Schema for PgStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    async fn pending_migrations(&self) -> Result<usize> {
+        let applied = sqlx::query_scalar(crate::common::APPLIED_MIGRATIONS)
+            .fetch_all(&self.pool)
+            .await;
+        crate::common::pending_migrations(&MIGRATOR, applied)
+    }
 }
