@@ -998,6 +998,32 @@ impl herald_store::Dispatch for TimedStore {
     ) -> herald_store::Result<Vec<i64>> {
         timed!(self.other, self.inner.start_sends(now, lease_until, ids))
     }
+    async fn take_tokens(
+        &self,
+        sender_id: Uuid,
+        rate: f64,
+        burst: f64,
+        now: Timestamp,
+        want: u32,
+    ) -> herald_store::Result<u32> {
+        timed!(
+            self.other,
+            self.inner.take_tokens(sender_id, rate, burst, now, want)
+        )
+    }
+    async fn adjust_tokens(
+        &self,
+        sender_id: Uuid,
+        rate: f64,
+        burst: f64,
+        now: Timestamp,
+        delta: i64,
+    ) -> herald_store::Result<()> {
+        timed!(
+            self.other,
+            self.inner.adjust_tokens(sender_id, rate, burst, now, delta)
+        )
+    }
     async fn renew_leases(
         &self,
         ids: &[i64],

@@ -5,7 +5,8 @@
 //! writing overlap and a refused file stores nothing.
 //!
 //! [`dispatch`] sends live outreaches: claims due recipients with a lease, renders, honours each
-//! recipient's sending hours and the sender's rate, sends through `herald-channels`, retries
+//! recipient's sending hours and the sender's rate (one token bucket per sender in the store,
+//! shared by every node), sends through `herald-channels`, retries
 //! transient failures, and resolves the sends of a Herald that died mid-send.
 //!
 //! [`replies`] takes in what customers send back (SMS webhooks, email over SMTP), routes it to
@@ -14,7 +15,6 @@
 pub mod clock;
 pub mod dispatch;
 pub mod import;
-pub mod rate;
 pub mod replies;
 
 pub use clock::{Clock, ManualClock, SystemClock};

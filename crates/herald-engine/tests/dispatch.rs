@@ -632,6 +632,11 @@ async fn stop_skips_the_rest_and_nothing_more_is_sent(db: TestStore) {
     let c = w.campaign("Late orders", CampaignOpts::default()).await;
     let o = w.outreach(c, &phones(10), "2026-03-02T12:00Z", None).await;
     w.settle().await;
+    // Two a second: the bucket keeps half a second of tokens, so one now and one half a
+    // second later.
+    assert_eq!(w.recorder.sent().len(), 1, "half a second's worth at once");
+    w.set("2026-03-02T12:00:00.5Z");
+    w.settle().await;
     assert_eq!(w.recorder.sent().len(), 2, "two a second");
     let stopped = w
         .store

@@ -283,6 +283,29 @@ pub trait Dispatch: Send + Sync {
         lease_until: Timestamp,
         ids: &[i64],
     ) -> Result<Vec<i64>>;
+    /// Takes up to `want` tokens from the sender's bucket at `now`, atomically for every node
+    /// on the database: the bucket gains `rate` tokens a second, keeps at most `burst`, and
+    /// starts full. The tokens granted (none when the bucket holds less than one).
+    async fn take_tokens(
+        &self,
+        sender_id: Uuid,
+        rate: f64,
+        burst: f64,
+        now: Timestamp,
+        want: u32,
+    ) -> Result<u32>;
+    /// Settles the tokens of a batch at `now`: `delta` > 0 puts back tokens taken but not
+    /// spent (the bucket keeps at most `burst`); `delta` < 0 charges what was spent beyond them
+    /// (a message of more segments than the bucket held), which may leave the bucket in debt:
+    /// nothing is granted until it has refilled.
+    async fn adjust_tokens(
+        &self,
+        sender_id: Uuid,
+        rate: f64,
+        burst: f64,
+        now: Timestamp,
+        delta: i64,
+    ) -> Result<()>;
     /// Extends the lease of claimed recipients still `sending` under `lease_until` to
     /// `new_lease_until`, so that a live dispatcher's slow batch is not taken for a dead one's.
     /// The count renewed.

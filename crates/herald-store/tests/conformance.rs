@@ -56,6 +56,7 @@ herald_store::on_both_backends!(
     expired_leases_follow_the_crash_policy,
     a_crash_leaves_uncertain_only_the_sends_that_began,
     leases_are_renewed_only_by_their_holder,
+    a_sender_has_one_bucket_of_tokens,
     expire_pending_skips_what_is_left,
     stop_skips_pending_and_is_refused_once_final,
     complete_waits_for_pending_and_sending,
@@ -2596,6 +2597,97 @@ async fn leases_are_renewed_only_by_their_holder(store: &dyn Store) {
         .collect();
     store.record_results(t(50), &results).await.unwrap();
     assert_eq!(store.renew_leases(&claimed, t(60), t(90)).await.unwrap(), 0);
+}
+
+async fn a_sender_has_one_bucket_of_tokens(store: &dyn Store) {
+    let w = world(store).await;
+    let other = store
+        .create_sender(&sms("+14155550199", inbox(store, "Other").await.id))
+        .await
+        .unwrap()
+        .id;
+    let ms = |n: i64| t(0).checked_add(SignedDuration::from_millis(n)).unwrap();
+    // 10 a second, half a second kept: a new bucket starts full.
+    assert_eq!(
+        store
+            .take_tokens(w.sender, 10.0, 5.0, ms(0), 100)
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        store
+            .take_tokens(w.sender, 10.0, 5.0, ms(0), 100)
+            .await
+            .unwrap(),
+        0
+    );
+    // Another sender has its own.
+    assert_eq!(
+        store.take_tokens(other, 10.0, 5.0, ms(0), 2).await.unwrap(),
+        2
+    );
+    // 300 ms refill three; no more than asked for is granted.
+    assert_eq!(
+        store
+            .take_tokens(w.sender, 10.0, 5.0, ms(300), 2)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .take_tokens(w.sender, 10.0, 5.0, ms(300), 9)
+            .await
+            .unwrap(),
+        1
+    );
+    // Unspent tokens go back, up to the burst; an idle bucket saves no more than the burst.
+    store
+        .adjust_tokens(w.sender, 10.0, 5.0, ms(300), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .take_tokens(w.sender, 10.0, 5.0, ms(300), 9)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .take_tokens(w.sender, 10.0, 5.0, ms(60_000), 99)
+            .await
+            .unwrap(),
+        5
+    );
+    // Spending beyond the tokens taken leaves a debt that is paid off before anything more.
+    store
+        .adjust_tokens(w.sender, 10.0, 5.0, ms(60_000), -3)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .take_tokens(w.sender, 10.0, 5.0, ms(60_200), 9)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .take_tokens(w.sender, 10.0, 5.0, ms(60_400), 9)
+            .await
+            .unwrap(),
+        1
+    );
+    // A clock behind the last write refills nothing (nodes' clocks differ a little).
+    assert_eq!(
+        store
+            .take_tokens(w.sender, 10.0, 5.0, ms(60_000), 9)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 async fn expire_pending_skips_what_is_left(store: &dyn Store) {

@@ -21,6 +21,20 @@ struct Budget {
     claim: u32,
     /// Tokens to spend: messages, or SMS segments.
     tokens: u32,
+    /// Tokens taken from the sender's bucket in the store for this batch (none for an
+    /// unlimited sender); those not spent are given back.
+    taken: u32,
+}
+
+/// The most tokens a sender's bucket keeps: half a second of its rate (one message at least),
+/// so that no ten seconds carry more than 5% over the rate.
+fn burst(rate: f64) -> f64 {
+    (rate / 2.0).max(1.0)
+}
+
+/// How long until a sender whose bucket is empty has a token again, at most.
+pub(super) fn per_token(rate: f64) -> Duration {
+    Duration::from_secs_f64((1.0 / rate.max(0.001)).min(60.0))
 }
 
 /// How a batch ended.
@@ -102,7 +116,7 @@ impl Dispatcher {
                 return Ok(());
             }
             let now = self.clock.now();
-            let Some(budget) = self.budget(ctx, now, only_deferred, report) else {
+            let Some(budget) = self.budget(ctx, now, only_deferred, report).await? else {
                 return Ok(());
             };
             match self.batch(o, ctx, now, budget, report).await? {
@@ -117,31 +131,66 @@ impl Dispatcher {
     }
 
     /// What the next batch may claim and spend; `None` when the sender is out of tokens (the
-    /// report then says when to look again).
-    fn budget(
+    /// report then says when to look again). The tokens come from the sender's bucket in the
+    /// store, which every node shares.
+    async fn budget(
         &self,
         ctx: &Result<Arc<Ctx>, String>,
         now: Timestamp,
         only_deferred: bool,
         report: &mut TickReport,
-    ) -> Option<Budget> {
+    ) -> Result<Option<Budget>, DispatchError> {
         let batch = self.config.batch_size.max(1);
-        let Ok(c) = ctx else {
-            return Some(Budget {
-                claim: batch,
-                tokens: batch,
-            });
+        let unlimited = Budget {
+            claim: batch,
+            tokens: batch,
+            taken: 0,
         };
-        let tokens = self.limiter.available(c.sender.id, c.rate, now, batch);
+        let Ok(c) = ctx else {
+            return Ok(Some(unlimited));
+        };
+        if !c.rate.is_finite() {
+            return Ok(Some(unlimited));
+        }
+        let tokens = self
+            .store
+            .take_tokens(c.sender.id, c.rate, burst(c.rate), now, batch)
+            .await?;
         if tokens == 0 {
-            let wait = self.limiter.wait(c.sender.id, now);
+            let wait = per_token(c.rate);
             report.rate_wait = Some(report.rate_wait.map_or(wait, |w| w.min(wait)));
-            return None;
+            return Ok(None);
         }
         // Recipients outside their sending hours cost no tokens: after a batch of only those,
         // claim a full batch even when the sender is nearly out of tokens.
         let claim = if only_deferred { batch } else { tokens };
-        Some(Budget { claim, tokens })
+        Ok(Some(Budget {
+            claim,
+            tokens,
+            taken: tokens,
+        }))
+    }
+
+    /// Settles the batch's tokens with the sender's bucket: gives back those taken but not
+    /// spent, or charges those spent beyond them (a message of more segments than the bucket
+    /// held is still sent, once, and the bucket pays it off before the next).
+    async fn give_back(
+        &self,
+        ctx: &Ctx,
+        budget: Budget,
+        used: u32,
+        now: Timestamp,
+    ) -> Result<(), DispatchError> {
+        if !ctx.rate.is_finite() {
+            return Ok(());
+        }
+        let delta = i64::from(budget.taken) - i64::from(used);
+        if delta != 0 {
+            self.store
+                .adjust_tokens(ctx.sender.id, ctx.rate, burst(ctx.rate), now, delta)
+                .await?;
+        }
+        Ok(())
     }
 
     /// One batch, top to bottom: claim due recipients with a lease, render their messages,
@@ -157,6 +206,9 @@ impl Dispatcher {
     ) -> Result<BatchEnd, DispatchError> {
         let (claimed, lease) = self.claim(o, now, budget.claim).await?;
         if claimed.is_empty() {
+            if let Ok(ctx) = ctx {
+                self.give_back(ctx, budget, 0, now).await?;
+            }
             return Ok(BatchEnd::Drained);
         }
         let full = claimed.len() as u32 == budget.claim;
@@ -168,6 +220,8 @@ impl Dispatcher {
                 };
                 let mut rendered = self.render(o, ctx, claimed, budget.tokens);
                 self.drop_suppressed(ctx, &mut rendered).await?;
+                self.give_back(ctx, budget, rendered.used, rendered.at)
+                    .await?;
                 self.send(o, ctx, rendered, &lease).await?
             }
             Err(why) => (misconfigured(&claimed, why), Vec::new()),
@@ -311,15 +365,11 @@ impl Dispatcher {
         lease: &Lease,
     ) -> Result<(Vec<DeliveryResult>, Vec<SentMessage>), DispatchError> {
         let Rendered {
-            at,
-            mut results,
-            ready,
-            used,
+            mut results, ready, ..
         } = batch;
         if ready.is_empty() {
             return Ok((results, Vec::new()));
         }
-        self.limiter.take(ctx.sender.id, ctx.rate, at, used);
         let mut done = Finished::default();
         self.send_all(o, ctx, ready, lease, &mut done).await?;
         results.append(&mut done.results);

@@ -36,7 +36,6 @@ pub use config::{DispatchConfig, RateConfig};
 pub use unsubscribe::UnsubscribeLinks;
 
 use crate::clock::Clock;
-use crate::rate::RateLimiter;
 use herald_channels::Transports;
 use herald_store::{DispatchStore, Outcome, StoreError};
 use jiff::{SignedDuration, Timestamp};
@@ -106,7 +105,6 @@ pub struct Dispatcher {
     transports: Transports,
     clock: Arc<dyn Clock>,
     config: DispatchConfig,
-    limiter: RateLimiter,
     unsubscribe: Option<UnsubscribeLinks>,
     ticks: AtomicU64,
     wake: Notify,
@@ -136,7 +134,6 @@ impl Dispatcher {
             transports,
             clock,
             config,
-            limiter: RateLimiter::new(),
             unsubscribe: None,
             ticks: AtomicU64::new(0),
             wake: Notify::new(),

@@ -89,11 +89,8 @@ impl Dispatcher {
         r: &ClaimedRecipient,
         now: Timestamp,
     ) -> DeliveryResult {
-        let per_token =
-            SignedDuration::from_millis((1000.0 / ctx.rate.max(0.001)).min(60_000.0) as i64);
-        let wait = SignedDuration::try_from(self.limiter.wait(ctx.sender.id, now))
-            .unwrap_or(SignedDuration::from_secs(1))
-            .max(per_token);
+        let wait = SignedDuration::try_from(super::batch::per_token(ctx.rate))
+            .unwrap_or(SignedDuration::from_secs(1));
         DeliveryResult {
             recipient_id: r.id,
             outcome: Outcome::Defer { due_at: now + wait },

@@ -61,6 +61,51 @@ pub(super) async fn locked_status(
     Ok((dispatch::parse_status(id, &status)?, end_at.map(|t| t.0)))
 }
 
+/// The sender's bucket at `now`, locked for this write transaction (made full if it is new):
+/// its tokens, refilled at `rate` a second since it was last written, at most `burst`. A clock
+/// behind the one that wrote it refills nothing.
+async fn bucket(
+    conn: &mut DbConn,
+    sender_id: Uuid,
+    rate: f64,
+    burst: f64,
+    now: Timestamp,
+) -> Result<f64> {
+    sqlx::query(
+        "INSERT INTO sender_buckets (sender_id, tokens, at) VALUES ($1, $2, $3) \
+         ON CONFLICT (sender_id) DO NOTHING",
+    )
+    .bind(sender_id)
+    .bind(burst)
+    .bind(Ts::new(now))
+    .execute(&mut *conn)
+    .await?;
+    let (tokens, at): (f64, Ts) = sqlx::query_as(concat!(
+        "SELECT tokens, at FROM sender_buckets WHERE sender_id = $1",
+        for_update!()
+    ))
+    .bind(sender_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let elapsed = now.duration_since(at.0).as_secs_f64().max(0.0);
+    Ok((tokens + elapsed * rate).min(burst))
+}
+
+/// Writes the sender's bucket: `tokens` as of `now` (or of its last write, if that is later).
+async fn set_bucket(conn: &mut DbConn, sender_id: Uuid, tokens: f64, now: Timestamp) -> Result<()> {
+    sqlx::query(concat!(
+        "UPDATE sender_buckets SET tokens = $2, at = ",
+        greatest!("at", "$3"),
+        " WHERE sender_id = $1"
+    ))
+    .bind(sender_id)
+    .bind(tokens)
+    .bind(Ts::new(now))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl crate::Dispatch for Backend {
     async fn live_outreaches(&self) -> Result<Vec<LiveOutreach>> {
@@ -168,6 +213,43 @@ impl crate::Dispatch for Backend {
         .await?;
         started.sort_unstable();
         Ok(started)
+    }
+
+    async fn take_tokens(
+        &self,
+        sender_id: Uuid,
+        rate: f64,
+        burst: f64,
+        now: Timestamp,
+        want: u32,
+    ) -> Result<u32> {
+        let mut tx = self.write().await?;
+        let tokens = bucket(&mut tx, sender_id, rate, burst, now).await?;
+        // Whole messages only: the truncation is the point.
+        let granted = (tokens.floor().max(0.0) as u64).min(u64::from(want)) as u32;
+        set_bucket(&mut tx, sender_id, tokens - f64::from(granted), now).await?;
+        tx.commit().await?;
+        Ok(granted)
+    }
+
+    async fn adjust_tokens(
+        &self,
+        sender_id: Uuid,
+        rate: f64,
+        burst: f64,
+        now: Timestamp,
+        delta: i64,
+    ) -> Result<()> {
+        if delta == 0 {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        let tokens = bucket(&mut tx, sender_id, rate, burst, now).await?;
+        #[allow(clippy::cast_precision_loss)] // a batch's tokens, far below 2^52
+        let tokens = (tokens + delta as f64).min(burst);
+        set_bucket(&mut tx, sender_id, tokens, now).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn renew_leases(

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod outreach;
+
 /// `herald` in `dir` on the database `db`, logging warnings only.
 pub fn herald(dir: &Path, db: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
