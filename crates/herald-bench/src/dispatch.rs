@@ -998,6 +998,9 @@ impl herald_store::Dispatch for TimedStore {
     ) -> herald_store::Result<Vec<i64>> {
         timed!(self.other, self.inner.start_sends(now, lease_until, ids))
     }
+    async fn due_recipients(&self, now: Timestamp) -> herald_store::Result<u64> {
+        timed!(self.other, self.inner.due_recipients(now))
+    }
     async fn take_tokens(
         &self,
         sender_id: Uuid,

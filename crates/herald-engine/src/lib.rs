@@ -15,11 +15,14 @@
 pub mod clock;
 pub mod dispatch;
 pub mod import;
+pub mod metrics;
 pub mod replies;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dispatch::{DispatchConfig, Dispatcher, RateConfig, TickReport, UnsubscribeLinks};
 
 pub use replies::{EmailInbox, Inbound, Replies, RepliesConfig, ReplyError, UnsubscribeError};
+
+pub use metrics::Metrics;
 
 pub use import::{ImportLimits, ImportOutreachError, OutreachUpload, import_outreach};

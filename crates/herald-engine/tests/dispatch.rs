@@ -46,6 +46,7 @@ herald_store::on_both_backends!(
     shutdown_waits_no_longer_than_its_grace,
     a_live_slow_batch_keeps_its_lease,
     a_failed_write_of_results_is_tried_again_until_it_succeeds,
+    metrics_count_what_the_dispatcher_did,
 );
 
 // ---------------------------------------------------------------- a recording transport
@@ -1438,4 +1439,39 @@ async fn results_that_cannot_be_written_at_shutdown_are_kept_and_written_on_the_
     // Written twice (a journal whose write had in fact gone through) changes nothing.
     assert_eq!(w.dispatcher.replay_journal().await.unwrap(), 0);
     assert_eq!(w.recorder.sent().len(), 2);
+}
+
+async fn metrics_count_what_the_dispatcher_did(db: TestStore) {
+    let mut config = World::config();
+    config.rates.sms = 2.0;
+    let w = World::new(db, "2026-03-02T12:00Z", config).await;
+    let sms = w.campaign("Texts", CampaignOpts::default()).await;
+    w.outreach(sms, &phones(3), "2026-03-02T12:00Z", None).await;
+    w.settle().await;
+    let text = w.dispatcher.metrics().render(None);
+    // One sent now; the sender (2 a second, one kept) is then out of tokens.
+    assert!(
+        text.contains(
+            "herald_messages_total{channel=\"sms\",provider=\"file\",outcome=\"sent\"} 1\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("herald_send_duration_seconds_count 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("herald_rate_limit_waits_total{sender=\"+14155550100\"}"),
+        "{text}"
+    );
+    for at in ["2026-03-02T12:00:00.5Z", "2026-03-02T12:00:01Z"] {
+        w.set(at);
+        w.settle().await;
+    }
+    let text = w.dispatcher.metrics().render(None);
+    assert!(text.contains("outcome=\"sent\"} 3\n"), "{text}");
+    assert!(
+        text.contains("herald_claimed_recipients_total 3\n"),
+        "{text}"
+    );
 }

@@ -48,6 +48,9 @@ pub struct AppState {
     /// Woken after an upload, so a new outreach is sent at once rather than at the next poll;
     /// `None` when no dispatcher runs in this process.
     pub dispatcher: Option<Arc<herald_engine::Dispatcher>>,
+    /// This process's counters (`GET /metrics`): the dispatcher's, when one runs here, and the
+    /// server's own (uploads, webhooks).
+    pub metrics: Arc<herald_engine::Metrics>,
 }
 
 /// The default of [`AppState::events_interval`].
@@ -65,6 +68,7 @@ impl AppState {
             sign_in: Arc::new(web::limits::SignInGuard::default()),
             clock: Arc::new(herald_engine::SystemClock),
             dispatcher: None,
+            metrics: Arc::new(herald_engine::Metrics::new()),
             replies: herald_engine::Replies::new(
                 store.clone(),
                 Arc::new(herald_channels::Transports::new()),
@@ -89,13 +93,16 @@ impl AppState {
 
     /// Wakes `dispatcher` after every upload through the API or the web form.
     pub fn with_dispatcher(mut self, dispatcher: Arc<herald_engine::Dispatcher>) -> Self {
+        self.metrics = dispatcher.metrics();
         self.dispatcher = Some(dispatcher);
         self
     }
 
-    /// A new outreach was stored: the dispatcher (if one runs here) looks for work now instead
-    /// of at its next poll. A dispatcher in another process finds it at its next poll.
-    pub(crate) fn outreach_created(&self) {
+    /// A new outreach of `rows` uploaded rows was stored: counted, and the dispatcher (if one
+    /// runs here) looks for work now instead of at its next poll. A dispatcher in another process
+    /// finds it at its next poll.
+    pub(crate) fn outreach_created(&self, rows: u64) {
+        self.metrics.imported(rows);
         if let Some(dispatcher) = &self.dispatcher {
             dispatcher.wake();
         }
@@ -232,7 +239,14 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", axum::routing::get(routes::health::healthz))
         .route("/readyz", axum::routing::get(routes::health::readyz))
         .nest("/api/v1", v1)
-        .nest("/webhooks", routes::webhooks::router())
+        .nest(
+            "/webhooks",
+            routes::webhooks::router().layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                routes::metrics::count_webhook,
+            )),
+        )
+        .merge(routes::metrics::router(state.clone()))
         .merge(routes::unsubscribe::router())
         .merge(web::router())
         .fallback(routes::not_found)

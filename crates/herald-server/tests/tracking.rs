@@ -19,6 +19,7 @@ herald_store::on_both_backends!(
     stopping_skips_the_recipients_left,
     retry_failed_requeues_the_failed_recipients,
     uncertain_recipients_are_requeued_only_when_a_duplicate_is_accepted,
+    metrics_are_for_admins_and_count_uploads_webhooks_and_due_work,
     recipients_are_listed_by_state_a_page_at_a_time,
     events_follow_the_progress_until_the_outreach_is_final,
     events_of_a_final_outreach_end_after_one,
@@ -629,4 +630,69 @@ async fn uncertain_recipients_are_requeued_only_when_a_duplicate_is_accepted(app
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert_eq!(recipients(&app, id, "unknown").await.len(), 1);
+}
+
+async fn metrics_are_for_admins_and_count_uploads_webhooks_and_due_work(app: App) {
+    let (s, _, _) = app.call(None, Method::GET, "/metrics", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = app
+        .call(Some(&app.agent), Method::GET, "/metrics", None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    let (id, _) = outreach(&app, 3, &[]).await;
+    // Twilio is not configured here: its webhooks answer 404, and are counted as such.
+    for path in [
+        "/webhooks/twilio/sms",
+        "/webhooks/twilio/sms",
+        "/webhooks/made-up",
+    ] {
+        app.http
+            .post(format!("{}{path}", app.base))
+            .form(&[("From", "+14155552600")])
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = |app: &App| {
+        let req = app
+            .http
+            .get(format!("{}/metrics", app.base))
+            .bearer_auth(&app.admin);
+        async move {
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            assert!(
+                res.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/plain; version=0.0.4")
+            );
+            res.text().await.unwrap()
+        }
+    };
+    let scraped = text(&app).await;
+    assert!(
+        scraped.contains("herald_import_rows_total 3\n"),
+        "{scraped}"
+    );
+    assert!(
+        scraped
+            .contains("herald_webhook_requests_total{webhook=\"twilio/sms\",status=\"404\"} 2\n"),
+        "{scraped}"
+    );
+    // A path that is no webhook is not counted: callers cannot invent labels.
+    assert!(!scraped.contains("made-up"), "{scraped}");
+    assert_eq!(
+        scraped.matches("herald_webhook_requests_total{").count(),
+        1,
+        "{scraped}"
+    );
+    // Scheduled work is not due yet; once the outreach is in progress its recipients are.
+    assert!(scraped.contains("herald_due_recipients 0\n"), "{scraped}");
+    store(&app)
+        .start_outreach(id, Timestamp::now())
+        .await
+        .unwrap();
+    assert!(text(&app).await.contains("herald_due_recipients 3\n"));
 }

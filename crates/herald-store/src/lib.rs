@@ -283,6 +283,9 @@ pub trait Dispatch: Send + Sync {
         lease_until: Timestamp,
         ids: &[i64],
     ) -> Result<Vec<i64>>;
+    /// Recipients of outreaches in progress that are `pending` and due at `now`: the work
+    /// waiting for the dispatchers (one count through the due index).
+    async fn due_recipients(&self, now: Timestamp) -> Result<u64>;
     /// Takes up to `want` tokens from the sender's bucket at `now`, atomically for every node
     /// on the database: the bucket gains `rate` tokens a second, keeps at most `burst`, and
     /// starts full. The tokens granted (none when the bucket holds less than one).

@@ -157,6 +157,7 @@ impl Dispatcher {
             .take_tokens(c.sender.id, c.rate, burst(c.rate), now, batch)
             .await?;
         if tokens == 0 {
+            self.metrics.rate_wait(&c.sender.address.to_string());
             let wait = per_token(c.rate);
             report.rate_wait = Some(report.rate_wait.map_or(wait, |w| w.min(wait)));
             return Ok(None);
@@ -205,6 +206,7 @@ impl Dispatcher {
         report: &mut TickReport,
     ) -> Result<BatchEnd, DispatchError> {
         let (claimed, lease) = self.claim(o, now, budget.claim).await?;
+        self.metrics.claim(claimed.len());
         if claimed.is_empty() {
             if let Ok(ctx) = ctx {
                 self.give_back(ctx, budget, 0, now).await?;
@@ -226,6 +228,14 @@ impl Dispatcher {
             }
             Err(why) => (misconfigured(&claimed, why), Vec::new()),
         };
+        let (channel, provider) = match ctx {
+            Ok(c) => (c.campaign.channel.as_str(), c.sender.provider.as_str()),
+            Err(_) => ("unknown", "none"),
+        };
+        for r in &results {
+            self.metrics
+                .message(channel, provider, outcome_label(&r.outcome));
+        }
         let only_deferred = results
             .iter()
             .all(|r| matches!(r.outcome, Outcome::Defer { .. }));
@@ -464,7 +474,10 @@ impl Dispatcher {
             let mut until = lease.until.lock().await;
             let next = self.lease_end(self.clock.now());
             match self.store.renew_leases(&lease.ids, *until, next).await {
-                Ok(_) => *until = next,
+                Ok(_) => {
+                    *until = next;
+                    self.metrics.lease_renewed();
+                }
                 Err(e) => tracing::warn!(error = %e, "could not renew the lease of a batch"),
             }
         }
@@ -497,8 +510,11 @@ impl Dispatcher {
                 }) = marked.pop_front()
                 {
                     let transport = ctx.transport.clone();
+                    let metrics = self.metrics.clone();
                     in_flight.push(async move {
+                        let began = Instant::now();
                         let result = transport.send(&message).await;
+                        metrics.send_latency(began.elapsed());
                         Attempt {
                             recipient,
                             message,
@@ -638,6 +654,18 @@ impl Dispatcher {
             "Herald is stopping and cannot write a batch's results: kept in the journal, written on the next start"
         );
         Ok(())
+    }
+}
+
+/// An outcome's name in the metrics.
+fn outcome_label(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Sent { .. } => "sent",
+        Outcome::Failed { .. } => "failed",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Defer { .. } => "deferred",
+        Outcome::Unknown { .. } => "unknown",
+        Outcome::Skipped { .. } => "skipped",
     }
 }
 

@@ -112,6 +112,8 @@ pub struct Dispatcher {
     stopping: AtomicBool,
     /// Where results go that could not be written before Herald stopped.
     journal: Option<journal::Journal>,
+    /// What this process's dispatcher did, for `GET /metrics`.
+    metrics: Arc<crate::Metrics>,
     /// When kept status reports were last purged (see [`Dispatcher::tick`]).
     last_purge: std::sync::Mutex<Option<Timestamp>>,
 }
@@ -139,6 +141,7 @@ impl Dispatcher {
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
             journal,
+            metrics: Arc::new(crate::Metrics::new()),
             last_purge: std::sync::Mutex::new(None),
         }
     }
@@ -147,6 +150,11 @@ impl Dispatcher {
     pub fn with_unsubscribe_links(mut self, links: UnsubscribeLinks) -> Self {
         self.unsubscribe = Some(links);
         self
+    }
+
+    /// The counters of this process (the server adds its own and serves them).
+    pub fn metrics(&self) -> Arc<crate::Metrics> {
+        self.metrics.clone()
     }
 
     pub fn config(&self) -> &DispatchConfig {

@@ -50,6 +50,7 @@ impl Dispatcher {
                 );
             }
             report.recovered += n;
+            self.metrics.leases_recovered(n);
             has_pending |= n > 0;
         }
         let clock = OutreachClock {

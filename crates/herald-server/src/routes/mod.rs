@@ -5,6 +5,7 @@ pub mod campaigns;
 pub mod conversations;
 pub mod health;
 pub mod inboxes;
+pub mod metrics;
 pub mod outreaches;
 pub mod senders;
 pub mod suppressions;

@@ -237,7 +237,7 @@ async fn create_outreach(
         .await
         .map_err(ApiError::from)?;
     drop(permit);
-    s.outreach_created();
+    s.outreach_created(outreach.summary.rows);
     Ok((StatusCode::CREATED, Json(outreach)))
 }
 

@@ -810,7 +810,7 @@ async fn upload(
     drop(permit);
     match imported {
         Ok(outreach) => {
-            s.outreach_created();
+            s.outreach_created(outreach.summary.rows);
             go_to(&headers, &format!("/outreaches/{}", outreach.id))
         }
         Err(e) => {

@@ -215,6 +215,18 @@ impl crate::Dispatch for Backend {
         Ok(started)
     }
 
+    async fn due_recipients(&self, now: Timestamp) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(concat!(
+            "SELECT count(*) FROM recipients WHERE state = 'pending' AND ",
+            due_key!(),
+            " <= $1 AND outreach_id IN (SELECT id FROM outreaches WHERE status = 'in_progress')"
+        ))
+        .bind(Ts::new(now))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn take_tokens(
         &self,
         sender_id: Uuid,
