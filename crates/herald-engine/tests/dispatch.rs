@@ -1150,6 +1150,30 @@ async fn slow_world(db: TestStore, concurrency: usize, grace: u64) -> (World, Uu
     (w, o)
 }
 
+/// A dispatcher's loop ([`Dispatcher::run`]) running until told to shut down.
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    run: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(w: &World) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(w.dispatcher.clone().run(async {
+            let _ = stopped.await;
+        }));
+        Self { stop, run }
+    }
+
+    /// Signals the shutdown and waits for the loop to return: how long that took.
+    async fn shut_down(self) -> Duration {
+        let signal = std::time::Instant::now();
+        self.stop.send(()).unwrap();
+        self.run.await.unwrap();
+        signal.elapsed()
+    }
+}
+
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !done() {
@@ -1164,15 +1188,9 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 async fn shutdown_begins_no_send_and_requeues_the_rest_of_the_batch(db: TestStore) {
     let (mut w, o) = slow_world(db, 2, 10).await;
     w.recorder.slow(Duration::from_millis(400));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(w.dispatcher.clone().run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(&w);
     wait_for("the first sends", || w.recorder.begun() >= 1).await;
-    let signal = std::time::Instant::now();
-    stop.send(()).unwrap();
-    run.await.unwrap();
-    let took = signal.elapsed();
+    let took = running.shut_down().await;
     // Only the sends already begun were waited for (one group of two, 400 ms each).
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
     let begun = w.recorder.begun();
@@ -1204,15 +1222,9 @@ async fn shutdown_waits_no_longer_than_its_grace(db: TestStore) {
     let (mut w, o) = slow_world(db, 2, 1).await;
     // A provider that takes far longer than the grace.
     w.recorder.slow(Duration::from_secs(30));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(w.dispatcher.clone().run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(&w);
     wait_for("two sends in flight", || w.recorder.begun() >= 2).await;
-    let signal = std::time::Instant::now();
-    stop.send(()).unwrap();
-    run.await.unwrap();
-    let took = signal.elapsed();
+    let took = running.shut_down().await;
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(3),
         "shutdown took {took:?} with a grace of 1 s"
@@ -1390,21 +1402,15 @@ async fn results_that_cannot_be_written_at_shutdown_are_kept_and_written_on_the_
     let sms = w.campaign("Texts", CampaignOpts::default()).await;
     let o = w.outreach(sms, &phones(2), "2026-03-02T12:00Z", None).await;
     w.recorder.slow(Duration::from_millis(300));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(w.dispatcher.clone().run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(&w);
     wait_for("the sends", || w.recorder.begun() == 2).await;
     // The database stays locked for a minute: the first write fails after the busy timeout.
     let lock = outage("sqlite", &url, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let signal = std::time::Instant::now();
-    stop.send(()).unwrap();
-    run.await.unwrap();
+    let took = running.shut_down().await;
     assert!(
-        signal.elapsed() < Duration::from_secs(2),
-        "shutdown waited {:?} for a database that does not answer",
-        signal.elapsed()
+        took < Duration::from_secs(2),
+        "shutdown waited {took:?} for a database that does not answer"
     );
     let kept = std::fs::read_to_string(&journal).expect("a journal");
     assert_eq!(kept.lines().count(), 1, "{kept}");

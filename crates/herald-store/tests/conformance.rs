@@ -2607,87 +2607,37 @@ async fn a_sender_has_one_bucket_of_tokens(store: &dyn Store) {
         .unwrap()
         .id;
     let ms = |n: i64| t(0).checked_add(SignedDuration::from_millis(n)).unwrap();
-    // 10 a second, half a second kept: a new bucket starts full.
-    assert_eq!(
+    // 10 a second, half a second kept, for `sender`, at `at` ms: the tokens granted of `want`.
+    let take = |sender: Uuid, at: i64, want: u32| async move {
         store
-            .take_tokens(w.sender, 10.0, 5.0, ms(0), 100)
+            .take_tokens(sender, 10.0, 5.0, ms(at), want)
             .await
-            .unwrap(),
-        5
-    );
-    assert_eq!(
+            .unwrap()
+    };
+    let adjust = |at: i64, delta: i64| async move {
         store
-            .take_tokens(w.sender, 10.0, 5.0, ms(0), 100)
+            .adjust_tokens(w.sender, 10.0, 5.0, ms(at), delta)
             .await
-            .unwrap(),
-        0
-    );
+            .unwrap()
+    };
+    // A new bucket starts full.
+    assert_eq!(take(w.sender, 0, 100).await, 5);
+    assert_eq!(take(w.sender, 0, 100).await, 0);
     // Another sender has its own.
-    assert_eq!(
-        store.take_tokens(other, 10.0, 5.0, ms(0), 2).await.unwrap(),
-        2
-    );
+    assert_eq!(take(other, 0, 2).await, 2);
     // 300 ms refill three; no more than asked for is granted.
-    assert_eq!(
-        store
-            .take_tokens(w.sender, 10.0, 5.0, ms(300), 2)
-            .await
-            .unwrap(),
-        2
-    );
-    assert_eq!(
-        store
-            .take_tokens(w.sender, 10.0, 5.0, ms(300), 9)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(take(w.sender, 300, 2).await, 2);
+    assert_eq!(take(w.sender, 300, 9).await, 1);
     // Unspent tokens go back, up to the burst; an idle bucket saves no more than the burst.
-    store
-        .adjust_tokens(w.sender, 10.0, 5.0, ms(300), 2)
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .take_tokens(w.sender, 10.0, 5.0, ms(300), 9)
-            .await
-            .unwrap(),
-        2
-    );
-    assert_eq!(
-        store
-            .take_tokens(w.sender, 10.0, 5.0, ms(60_000), 99)
-            .await
-            .unwrap(),
-        5
-    );
+    adjust(300, 2).await;
+    assert_eq!(take(w.sender, 300, 9).await, 2);
+    assert_eq!(take(w.sender, 60_000, 99).await, 5);
     // Spending beyond the tokens taken leaves a debt that is paid off before anything more.
-    store
-        .adjust_tokens(w.sender, 10.0, 5.0, ms(60_000), -3)
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .take_tokens(w.sender, 10.0, 5.0, ms(60_200), 9)
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        store
-            .take_tokens(w.sender, 10.0, 5.0, ms(60_400), 9)
-            .await
-            .unwrap(),
-        1
-    );
+    adjust(60_000, -3).await;
+    assert_eq!(take(w.sender, 60_200, 9).await, 0);
+    assert_eq!(take(w.sender, 60_400, 9).await, 1);
     // A clock behind the last write refills nothing (nodes' clocks differ a little).
-    assert_eq!(
-        store
-            .take_tokens(w.sender, 10.0, 5.0, ms(60_000), 9)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(take(w.sender, 60_000, 9).await, 0);
 }
 
 async fn expire_pending_skips_what_is_left(store: &dyn Store) {

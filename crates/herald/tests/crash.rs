@@ -39,12 +39,15 @@ fn config(dir: &Path, channels: &str) {
     .unwrap();
 }
 
-async fn sms_crash(db: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let twilio = FakeTwilio::builder()
-        .latency(Duration::from_millis(2))
-        .start();
+/// A `herald serve` in `dir` on `db` sending an SMS outreach to `n` numbers (from `first`)
+/// through `twilio`: the API client, the instance, its base URL and the outreach id.
+async fn sms_outreach(
+    dir: &Path,
+    db: &str,
+    twilio: &FakeTwilio,
+    n: usize,
+    first: usize,
+) -> (Api, common::Herald, String, String) {
     config(dir, &twilio.config_toml());
     let api = Api {
         http: reqwest::Client::new(),
@@ -52,10 +55,20 @@ async fn sms_crash(db: &str) {
     };
     let (child, base) = serve(dir, db);
     let mut csv = String::from("phone,name\n");
-    for i in 0..RECIPIENTS {
-        csv.push_str(&format!("+1415{:07},Customer {i}\n", 2_000_000 + i));
+    for i in 0..n {
+        csv.push_str(&format!("+1415{:07},Customer {i}\n", first + i));
     }
     let outreach = launch(dir, db, &base, &api, "sms", "+14155550100", "twilio", &csv).await;
+    (api, child, base, outreach)
+}
+
+async fn sms_crash(db: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let twilio = FakeTwilio::builder()
+        .latency(Duration::from_millis(2))
+        .start();
+    let (api, child, _, outreach) = sms_outreach(dir, db, &twilio, RECIPIENTS, 2_000_000).await;
 
     // Kill it somewhere in the middle.
     wait_until(Duration::from_secs(120), "the first sends", async || {
@@ -207,17 +220,7 @@ async fn sms_sigterm(db: &str) {
     let twilio = FakeTwilio::builder()
         .latency(Duration::from_secs(3))
         .start();
-    config(dir, &twilio.config_toml());
-    let api = Api {
-        http: reqwest::Client::new(),
-        token: token(dir, db),
-    };
-    let (child, base) = serve(dir, db);
-    let mut csv = String::from("phone,name\n");
-    for i in 0..N {
-        csv.push_str(&format!("+1415{:07},Customer {i}\n", 3_000_000 + i));
-    }
-    let outreach = launch(dir, db, &base, &api, "sms", "+14155550100", "twilio", &csv).await;
+    let (api, child, _, outreach) = sms_outreach(dir, db, &twilio, N, 3_000_000).await;
     wait_until(
         Duration::from_secs(60),
         "the first group of sends",

@@ -983,6 +983,18 @@ struct RecipientsQuery {
     requeued: Option<u64>,
 }
 
+impl RecipientsQuery {
+    /// The first page of the recipients in `state`.
+    fn of_state(state: &str) -> Self {
+        Self {
+            state: Some(state.into()),
+            after: None,
+            retried: None,
+            requeued: None,
+        }
+    }
+}
+
 /// Recipients per page.
 const RECIPIENT_PAGE: u32 = 50;
 /// Variable columns the page shows at most (the API lists them all).
@@ -1198,12 +1210,7 @@ async fn retry_failed(
             &format!("/outreaches/{id}/recipients?retried={n}"),
         ),
         Err(StoreError::Conflict(message)) => {
-            let q = RecipientsQuery {
-                state: Some("failed".into()),
-                after: None,
-                retried: None,
-                requeued: None,
-            };
+            let q = RecipientsQuery::of_state("failed");
             recipients_page(&s, &user, id, q, Some(message)).await
         }
         Err(e) => store_problem(&user, e),
@@ -1223,12 +1230,7 @@ async fn requeue_uncertain(
         Ok(fields) => fields,
         Err(refused) => return refused,
     };
-    let uncertain = || RecipientsQuery {
-        state: Some("unknown".into()),
-        after: None,
-        retried: None,
-        requeued: None,
-    };
+    let uncertain = || RecipientsQuery::of_state("unknown");
     if fields.get("may_send_twice").map(String::as_str) != Some("yes") {
         let message = "Nothing was queued: tick the box to accept that a customer who already \
                        has the message may get it twice.";
