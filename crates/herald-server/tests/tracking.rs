@@ -20,6 +20,7 @@ herald_store::on_both_backends!(
     retry_failed_requeues_the_failed_recipients,
     uncertain_recipients_are_requeued_only_when_a_duplicate_is_accepted,
     metrics_are_for_admins_and_count_uploads_webhooks_and_due_work,
+    recipients_export_as_csv_with_what_happened_to_each,
     recipients_are_listed_by_state_a_page_at_a_time,
     events_follow_the_progress_until_the_outreach_is_final,
     events_of_a_final_outreach_end_after_one,
@@ -695,4 +696,107 @@ async fn metrics_are_for_admins_and_count_uploads_webhooks_and_due_work(app: App
         .await
         .unwrap();
     assert!(text(&app).await.contains("herald_due_recipients 3\n"));
+}
+
+/// The export's rows, header first, read with a CSV parser.
+async fn export(app: &App, path: &str, token: &str) -> (StatusCode, String, Vec<Vec<String>>) {
+    let res = app
+        .http
+        .get(format!("{}{path}", app.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let disposition = res
+        .headers()
+        .get("content-disposition")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = res.text().await.unwrap();
+    let rows = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(body.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect();
+    (status, disposition, rows)
+}
+
+async fn recipients_export_as_csv_with_what_happened_to_each(app: App) {
+    let campaign = app.sms_campaign().await;
+    let mut csv = String::from(
+        "phone,first_name,note\n+14155552600,Al,=1+2\n+14155552601,Bo,-3\n+14155552602,Cy,@x\n",
+    );
+    // Past one page of the export (1,000), so the pages join up.
+    for i in 0..2_497 {
+        csv.push_str(&format!("+1415556{i:04},N{i},plain\n"));
+    }
+    let (status, o) = app.upload(&campaign, &csv, &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{o}");
+    let id = Uuid::parse_str(o["id"].as_str().unwrap()).unwrap();
+    send(&app, id, vec![sent(), failed()]).await;
+
+    let path = format!("/api/v1/outreaches/{id}/recipients.csv");
+    let (s, _, _) = app.call(None, Method::GET, &path, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Agents may read it.
+    let (status, disposition, rows) = export(&app, &path, &app.agent).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(disposition, "attachment; filename=\"list-recipients.csv\"");
+    assert_eq!(
+        rows[0],
+        [
+            "line",
+            "address",
+            "state",
+            "skip_reason",
+            "attempts",
+            "sent_at",
+            "updated_at",
+            "provider_message_id",
+            "error_code",
+            "error_message",
+            "timezone",
+            "first_name",
+            "note"
+        ]
+    );
+    assert_eq!(rows.len(), 1 + 2_500);
+    let lines: Vec<u64> = rows[1..].iter().map(|r| r[0].parse().unwrap()).collect();
+    assert_eq!(
+        lines,
+        (2..2_502).collect::<Vec<u64>>(),
+        "every row once, in upload order"
+    );
+    // E.164 numbers stay as they are; cells a spreadsheet would run are neutralized.
+    assert_eq!(rows[1][1], "+14155552600");
+    assert_eq!((rows[1][2].as_str(), rows[1][7].as_str()), ("sent", "SM1"));
+    assert!(!rows[1][5].is_empty(), "sent_at");
+    assert_eq!(rows[2][2], "failed");
+    assert_eq!(
+        (rows[2][8].as_str(), rows[2][9].as_str()),
+        ("30003", "unreachable handset")
+    );
+    assert_eq!(rows[3][2], "pending");
+    assert_eq!(
+        (
+            rows[1][12].as_str(),
+            rows[2][12].as_str(),
+            rows[3][12].as_str()
+        ),
+        ("'=1+2", "'-3", "'@x")
+    );
+    assert_eq!(rows[1][11], "Al");
+
+    // One state only; a state that does not exist is refused; an unknown outreach is not found.
+    let (status, _, rows) = export(&app, &format!("{path}?state=failed"), &app.admin).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1][1], "+14155552601");
+    let (status, _, _) = export(&app, &format!("{path}?state=lost"), &app.admin).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let missing = format!("/api/v1/outreaches/{}/recipients.csv", Uuid::now_v7());
+    let (status, _, _) = export(&app, &missing, &app.admin).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

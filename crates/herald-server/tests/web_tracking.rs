@@ -656,6 +656,15 @@ async fn recipients_are_filtered_by_state_and_escaped((app, _outbox): (App, temp
         assert!(table.contains(phone), "{table}");
     }
     assert!(!html.contains("id=\"retry-failed\""), "agents cannot retry");
+    // The export, for a signed-in user: the whole list, or the state the page shows.
+    assert!(html.contains(&format!("href=\"{path}.csv\"")), "{html}");
+    let csv = agent.get(&format!("{path}.csv")).await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.body.starts_with("line,address,state,"), "{}", csv.body);
+    assert_eq!(csv.body.lines().count(), 4, "{}", csv.body);
+    assert!(csv.body.contains("+14155552902,failed,"), "{}", csv.body);
+    let failed_page = agent.page(&format!("{path}?state=failed")).await;
+    assert!(failed_page.contains(&format!("href=\"{path}.csv?state=failed\"")));
     for state in ["pending", "sent", "failed", "skipped", "delivered"] {
         assert!(
             html.contains(&format!("href=\"{path}?state={state}\"")),

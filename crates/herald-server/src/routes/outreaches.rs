@@ -315,12 +315,22 @@ pub(crate) async fn outreach_errors(
             }
         }
     });
+    csv_attachment(&outreach.file_name, "errors", header_row, pages)
+}
+
+/// A CSV download named after the upload (`list-errors.csv` for `list.csv` and `errors`): the
+/// header row, then each page as the stream yields it, so memory stays flat however long it is.
+pub(crate) fn csv_attachment(
+    file_name: &str,
+    what: &str,
+    header_row: Vec<u8>,
+    pages: impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static,
+) -> ApiResult<Response> {
     let body = futures_util::StreamExt::chain(
         futures_util::stream::once(async move { Ok(header_row) }),
         pages,
     );
-    let stem = outreach
-        .file_name
+    let stem = file_name
         .trim_end_matches(".csv")
         .chars()
         .map(|c| {
@@ -335,7 +345,7 @@ pub(crate) async fn outreach_errors(
         .header(header::CONTENT_TYPE, "text/csv; charset=utf-8")
         .header(
             header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{stem}-errors.csv\""),
+            format!("attachment; filename=\"{stem}-{what}.csv\""),
         )
         .body(Body::from_stream(body))
         .map_err(|e| ApiError::internal(e.to_string()))

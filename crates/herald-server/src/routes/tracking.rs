@@ -9,8 +9,8 @@ use crate::limits::{Refusal, StreamPermit};
 use crate::progress::{Closed, Snapshot};
 use axum::extract::State;
 use axum::http::header::HeaderName;
-use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures_util::Stream;
 use herald_core::Page;
@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(retry_failed))
         .routes(routes!(requeue_uncertain))
         .routes(routes!(list_recipients))
+        .routes(routes!(recipients_csv))
         .routes(routes!(outreach_events))
 }
 
@@ -176,6 +177,137 @@ async fn list_recipients(
         None
     };
     Ok(Json(RecipientListing { items, next_after }))
+}
+
+/// Recipients per page of the export.
+const EXPORT_PAGE: u32 = 1_000;
+
+/// `?state=failed`: the export's filter.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// Only recipients in this delivery state.
+    #[param(value_type = Option<DeliveryState>)]
+    pub state: Option<String>,
+}
+
+/// The columns of the export before the upload's own.
+const EXPORT_COLUMNS: [&str; 11] = [
+    "line",
+    "address",
+    "state",
+    "skip_reason",
+    "attempts",
+    "sent_at",
+    "updated_at",
+    "provider_message_id",
+    "error_code",
+    "error_message",
+    "timezone",
+];
+
+/// Every recipient of the outreach (or those of one state) as CSV, in upload order: who got
+/// what and when — line, address, delivery state, skip reason, attempts, times, the provider's
+/// message id and error — then the columns of the uploaded file. Streamed a page at a time;
+/// cells a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`) are prefixed
+/// with `'`, except phone numbers in E.164.
+#[utoipa::path(get, path = "/outreaches/{id}/recipients.csv", tag = "outreaches",
+    params(("id" = Uuid, Path), ExportQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, content_type = "text/csv", body = String),
+        (status = 400, description = "`state` is not a delivery state", body = Problem),
+        (status = 404, body = Problem)))]
+pub(crate) async fn recipients_csv(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<ExportQuery>,
+) -> ApiResult<Response> {
+    let state = match q.state.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(name) => Some(
+            name.parse::<DeliveryState>()
+                .map_err(|e| ApiError::bad_param("state", e.to_string()))?,
+        ),
+    };
+    let outreach = s.store.get_outreach(id).await?;
+    // The upload's columns, as its first recipient holds them (every row has them all).
+    let first = s.store.list_recipients(id, None, 0, 1).await?;
+    let variables: Vec<String> = first
+        .first()
+        .and_then(|r| r.variables.as_object())
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut header_row: Vec<String> = EXPORT_COLUMNS.iter().map(|c| c.to_string()).collect();
+    header_row.extend(variables.iter().map(|v| export_cell(v)));
+    let header_row = csv_bytes(std::iter::once(header_row));
+    let store = s.store.clone();
+    let pages = futures_util::stream::unfold(Some(0i64), move |cursor| {
+        let (store, variables) = (store.clone(), variables.clone());
+        async move {
+            let after = cursor?;
+            match store.list_recipients(id, state, after, EXPORT_PAGE).await {
+                Ok(page) if page.is_empty() => None,
+                Ok(page) => {
+                    let next = page.last().map(|r| r.id);
+                    let done = page.len() < EXPORT_PAGE as usize;
+                    let bytes = csv_bytes(page.iter().map(|r| export_row(r, &variables)));
+                    Some((Ok(bytes), if done { None } else { next }))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, outreach_id = %id, "reading the export failed");
+                    Some((Err(std::io::Error::other(e.to_string())), None))
+                }
+            }
+        }
+    });
+    crate::routes::outreaches::csv_attachment(&outreach.file_name, "recipients", header_row, pages)
+}
+
+/// A recipient as a row of the export.
+fn export_row(r: &RecipientRecord, variables: &[String]) -> Vec<String> {
+    let time = |t: Option<jiff::Timestamp>| t.map(|t| t.to_string()).unwrap_or_default();
+    let mut row = vec![
+        r.line.to_string(),
+        export_cell(&r.address),
+        r.state.as_str().to_string(),
+        r.skip_reason
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        r.attempts.to_string(),
+        time(r.sent_at),
+        time(r.updated_at),
+        export_cell(r.provider_message_id.as_deref().unwrap_or("")),
+        export_cell(r.error_code.as_deref().unwrap_or("")),
+        export_cell(r.error_message.as_deref().unwrap_or("")),
+        export_cell(r.timezone.as_deref().unwrap_or("")),
+    ];
+    row.extend(variables.iter().map(|name| match r.variables.get(name) {
+        Some(serde_json::Value::String(v)) => export_cell(v),
+        Some(serde_json::Value::Null) | None => String::new(),
+        Some(other) => export_cell(&other.to_string()),
+    }));
+    row
+}
+
+/// A cell as a spreadsheet may open it safely: [`herald_import::neutralize_cell`], except an
+/// E.164 number (`+` and digits only), which no spreadsheet runs and which must stay as it is.
+fn export_cell(value: &str) -> String {
+    match value.strip_prefix('+') {
+        Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            value.to_string()
+        }
+        _ => herald_import::neutralize_cell(value),
+    }
+}
+
+fn csv_bytes(rows: impl IntoIterator<Item = Vec<String>>) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        if let Err(e) = w.write_record(&row) {
+            tracing::error!(error = %e, "writing the export failed");
+        }
+    }
+    w.into_inner().unwrap_or_default()
 }
 
 /// The data of a `progress` event.

@@ -10,7 +10,7 @@ use super::session::{Admin, Chrome, CurrentUser};
 use super::{render, render_status};
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::limits::{Busy, Refusal, UploadPermit};
 use crate::routes::outreaches::{clip, read_text, spool};
 use askama::Template;
@@ -43,6 +43,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/outreaches/{id}", get(show))
         .route("/outreaches/{id}/errors.csv", get(errors_csv))
+        .route("/outreaches/{id}/recipients.csv", get(recipients_csv))
         .route("/outreaches/{id}/events", get(events))
         .route("/outreaches/{id}/stop", post(stop))
         .route("/outreaches/{id}/recipients", get(recipients))
@@ -946,6 +947,22 @@ async fn errors_csv(
     }
 }
 
+/// The API's export of the recipients, for a signed-in user.
+async fn recipients_csv(
+    user: CurrentUser,
+    State(s): State<AppState>,
+    Path(id): Path<Uuid>,
+    Query(q): Query<crate::routes::tracking::ExportQuery>,
+) -> Response {
+    if let Err(e) = s.store.get_outreach(id).await {
+        return store_problem(&user, e);
+    }
+    match crate::routes::tracking::recipients_csv(State(s), ApiPath(id), ApiQuery(q)).await {
+        Ok(res) => res,
+        Err(e) => problem(&user, e.status(), e.to_problem().detail),
+    }
+}
+
 /// The API's event stream; a web user's streams count against `event_streams_per_caller` as a
 /// token's do.
 async fn events(user: CurrentUser, State(s): State<AppState>, Path(id): Path<Uuid>) -> Response {
@@ -1027,6 +1044,8 @@ struct RecipientsPage {
     o: OutreachView,
     filters: Vec<Filter>,
     state_label: Option<&'static str>,
+    /// The filter's state as the URL names it (`unknown`).
+    state_key: Option<&'static str>,
     variables: Vec<String>,
     /// Variable columns on this page beyond the ones shown.
     hidden_columns: usize,
@@ -1174,6 +1193,7 @@ async fn recipients_page(
             o,
             filters,
             state_label: state.map(state_label),
+            state_key: state.map(DeliveryState::as_str),
             variables,
             hidden_columns,
             rows,
