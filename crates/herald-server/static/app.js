@@ -80,7 +80,15 @@ document.addEventListener("DOMContentLoaded", () => {
       }
       const status = document.getElementById("status");
       if (status && ev.status) {
-        status.textContent = statusLabels[ev.status] || ev.status;
+        let text = statusLabels[ev.status] || ev.status;
+        // As the server words it: a completed outreach says what did not go well.
+        if (ev.status === "completed" && ev.progress) {
+          const left = [];
+          if (ev.progress.failed) left.push(ev.progress.failed + " failed");
+          if (ev.progress.uncertain) left.push(ev.progress.uncertain + " uncertain");
+          if (left.length) text += " \u2014 " + left.join(", ");
+        }
+        status.textContent = text;
         status.setAttribute("data-status", ev.status);
         status.className = status.className.replace(/\bstatus-\S+/g, "").trim() + " status-" + ev.status;
       }

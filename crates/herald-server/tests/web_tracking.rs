@@ -29,6 +29,7 @@ herald_store::on_both_backends!(
     stopping_needs_an_admin_and_the_csrf_token,
     recipients_are_filtered_by_state_and_escaped,
     uncertain_recipients_are_shown_and_requeued_only_when_confirmed,
+    a_completed_outreach_says_what_failed_and_offers_the_retry,
     the_event_stream_follows_the_progress,
     the_inbox_shows_conversations_and_refuses_opted_out_customers,
     the_upload_form_reads_national_numbers_in_the_chosen_region,
@@ -824,6 +825,53 @@ async fn uncertain_recipients_are_shown_and_requeued_only_when_confirmed(
             .contains("2 uncertain recipients"),
         "{html}"
     );
+}
+
+async fn a_completed_outreach_says_what_failed_and_offers_the_retry(
+    (app, _outbox): (App, tempfile::TempDir),
+) {
+    let c = campaign(&app, 6).await;
+    let id = api_outreach(
+        &app,
+        c.id,
+        "few.csv",
+        "phone,first_name\n+14155552921,Al\n+14155552922,Bo\n+14155552923,Cy\n",
+    )
+    .await;
+    send(&app, id, vec![failed(), sent(), failed()]).await;
+    assert!(
+        store(&app)
+            .complete_outreach(id, Timestamp::now())
+            .await
+            .unwrap()
+    );
+    let page = format!("/outreaches/{id}");
+    let admin = sign_in(&app, Role::Admin).await;
+    let html = admin.page(&page).await;
+    assert_eq!(
+        text_of(&html, "status").as_deref(),
+        Some("Completed — 2 failed"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"retry-failed-here\""), "{html}");
+    let agent = sign_in(&app, Role::Agent).await;
+    let html = agent.page(&page).await;
+    assert!(
+        !html.contains("id=\"retry-failed-here\""),
+        "agents cannot retry"
+    );
+    // The campaign's list says it too.
+    let list = agent
+        .page(&format!("/campaigns/{}?status=completed", c.id))
+        .await;
+    assert!(list.contains("Completed — 2 failed"), "{list}");
+    // The retry from the outreach page queues them again.
+    let res = admin
+        .post(&format!("/outreaches/{id}/retry-failed"), &[])
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let html = admin.page(&page).await;
+    assert_eq!(text_of(&html, "status").as_deref(), Some("In Progress"));
 }
 
 /// Reads the stream until a `progress` event with this label arrives (or fails after 10 s).

@@ -137,6 +137,25 @@ fn status_label(s: OutreachStatus) -> &'static str {
     }
 }
 
+/// The status as a person reads it: a completed outreach says what did not go well
+/// ("Completed — 3 failed, 2 uncertain"); `static/app.js` words live updates the same way.
+fn outcome_label(s: OutreachStatus, p: &Progress) -> String {
+    let mut label = status_label(s).to_string();
+    if s == OutreachStatus::Completed {
+        let mut left = Vec::new();
+        if p.failed > 0 {
+            left.push(format!("{} failed", p.failed));
+        }
+        if p.uncertain > 0 {
+            left.push(format!("{} uncertain", p.uncertain));
+        }
+        if !left.is_empty() {
+            label = format!("{label} — {}", left.join(", "));
+        }
+    }
+    label
+}
+
 fn state_label(s: DeliveryState) -> &'static str {
     match s {
         DeliveryState::Pending => "Pending",
@@ -208,7 +227,7 @@ struct OutreachRow {
     id: Uuid,
     created: String,
     file_name: String,
-    status: &'static str,
+    status: String,
     progress: String,
 }
 
@@ -293,7 +312,7 @@ async fn build_section(
             id: o.id,
             created: when(o.created_at, tz),
             file_name: o.file_name.clone(),
-            status: status_label(o.status),
+            status: outcome_label(o.status, &o.progress),
             progress: o.progress.label(),
         })
         .collect();
@@ -842,7 +861,7 @@ struct OutreachView {
     file_name: String,
     status: OutreachStatus,
     status_key: &'static str,
-    status_label: &'static str,
+    status_label: String,
     is_final: bool,
     progress: Progress,
     progress_label: String,
@@ -878,7 +897,7 @@ impl OutreachView {
             file_name: o.file_name.clone(),
             status: o.status,
             status_key: o.status.as_str(),
-            status_label: status_label(o.status),
+            status_label: outcome_label(o.status, &o.progress),
             is_final: o.status.is_final(),
             progress: o.progress,
             progress_label: o.progress.label(),
@@ -919,6 +938,7 @@ struct OutreachPage {
     chrome: Chrome,
     o: OutreachView,
     can_stop: bool,
+    can_retry: bool,
 }
 
 async fn show(user: CurrentUser, State(s): State<AppState>, Path(id): Path<Uuid>) -> Response {
@@ -929,6 +949,7 @@ async fn show(user: CurrentUser, State(s): State<AppState>, Path(id): Path<Uuid>
     render(&OutreachPage {
         chrome: Chrome::new(&user, format!("Outreach {}", o.file_name), "campaigns"),
         can_stop: user.is_admin() && !o.is_final,
+        can_retry: user.is_admin() && o.progress.failed > 0 && o.status != OutreachStatus::Stopped,
         o,
     })
 }
