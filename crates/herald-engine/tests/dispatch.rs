@@ -1481,3 +1481,67 @@ async fn metrics_count_what_the_dispatcher_did(db: TestStore) {
         "{text}"
     );
 }
+
+/// A log sink for one test: what the dispatcher wrote.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every log line of the dispatcher names the node and, inside an outreach's turn, the outreach:
+/// an operator of many nodes can tell which one resolved a dead node's claims.
+#[tokio::test]
+async fn the_dispatchers_log_lines_name_the_node_and_the_outreach() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let db = herald_store::testing::sqlite().await;
+    let config = DispatchConfig {
+        node: Some("node-7".into()),
+        ..World::config()
+    };
+    let w = World::new(db, "2026-03-02T12:00Z", config).await;
+    let sms = w.campaign("Texts", CampaignOpts::default()).await;
+    let o = w.outreach(sms, &phones(2), "2026-03-02T12:00Z", None).await;
+    let now = at("2026-03-02T12:00Z");
+    assert!(w.store.start_outreach(o, now).await.unwrap());
+    // A node claims the recipients, begins their sends, and dies.
+    let lease = at("2026-03-02T12:01Z");
+    let ids: Vec<i64> = w
+        .store
+        .claim_due(o, now, lease, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    w.store.start_sends(now, lease, &ids).await.unwrap();
+    w.set("2026-03-02T12:01:01Z");
+    let running = Running::start(&w);
+    wait_for("the recovery", || {
+        String::from_utf8_lossy(&captured.0.lock().unwrap()).contains("resolved sends")
+    })
+    .await;
+    running.shut_down().await;
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("resolved sends"))
+        .expect("the recovery is logged");
+    assert!(line.contains("node=node-7"), "{line}");
+    assert!(line.contains(&format!("outreach={o}")), "{line}");
+}

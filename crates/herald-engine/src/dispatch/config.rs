@@ -35,6 +35,9 @@ pub struct DispatchConfig {
     /// them (they are written on the next start, before anything is claimed). `herald serve`
     /// uses `herald-dispatch-journal.jsonl` in its working directory unless this is set.
     pub journal: Option<std::path::PathBuf>,
+    /// This node's name in every log line of the dispatcher (`node=…`); the host name and the
+    /// process id unless set.
+    pub node: Option<String>,
 }
 
 impl Default for DispatchConfig {
@@ -50,6 +53,7 @@ impl Default for DispatchConfig {
             poll_ms: 500,
             rates: RateConfig::default(),
             journal: None,
+            node: None,
         }
     }
 }

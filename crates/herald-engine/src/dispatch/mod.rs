@@ -94,6 +94,17 @@ pub enum DispatchError {
     },
 }
 
+/// `host:pid`: the host name (from `/etc/hostname` or `HOSTNAME`) and the process id.
+fn default_node() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "herald".to_string());
+    format!("{host}:{}", std::process::id())
+}
+
 /// A failed write of results is tried again after this long, then twice as long each time, up
 /// to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(200);
@@ -114,6 +125,8 @@ pub struct Dispatcher {
     journal: Option<journal::Journal>,
     /// What this process's dispatcher did, for `GET /metrics`.
     metrics: Arc<crate::Metrics>,
+    /// This node's name in the dispatcher's log lines.
+    node: String,
     /// When kept status reports were last purged (see [`Dispatcher::tick`]).
     last_purge: std::sync::Mutex<Option<Timestamp>>,
 }
@@ -131,6 +144,7 @@ impl Dispatcher {
         config: DispatchConfig,
     ) -> Self {
         let journal = config.journal.clone().map(journal::Journal::new);
+        let node = config.node.clone().unwrap_or_else(default_node);
         Self {
             store,
             transports,
@@ -142,6 +156,7 @@ impl Dispatcher {
             stopping: AtomicBool::new(false),
             journal,
             metrics: Arc::new(crate::Metrics::new()),
+            node,
             last_purge: std::sync::Mutex::new(None),
         }
     }
@@ -178,6 +193,12 @@ impl Dispatcher {
     /// another node): sends never begun go back to the queue, begun ones follow the channel's
     /// crash policy. Store errors are logged and retried at the next poll.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        use tracing::Instrument;
+        let span = tracing::info_span!("dispatcher", node = %self.node);
+        self.run_loop(shutdown).instrument(span).await;
+    }
+
+    async fn run_loop(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let poll = Duration::from_millis(self.config.poll_ms.max(1));
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
