@@ -1271,14 +1271,14 @@ async fn a_live_slow_batch_keeps_its_lease(db: TestStore) {
             .await
             .unwrap()
     );
-    // One send that takes 1.5 s against a lease of 1 s.
-    w.recorder.slow(Duration::from_millis(1500));
+    // One send that takes 3 s against a lease of 1 s.
+    w.recorder.slow(Duration::from_secs(3));
     let dispatcher = w.dispatcher.clone();
     let tick = tokio::spawn(async move { dispatcher.tick().await.expect("tick") });
     wait_for("the send", || w.recorder.begun() == 1).await;
     // 0.9 s pass; the dispatcher renews its lease (every third of a second) from there.
     w.set("2026-03-02T12:00:00.9Z");
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     // Past the first lease: another node looking for dead claims finds none.
     w.set("2026-03-02T12:00:01.5Z");
     let taken = w
@@ -1406,7 +1406,7 @@ async fn results_that_cannot_be_written_at_shutdown_are_kept_and_written_on_the_
     wait_for("the sends", || w.recorder.begun() == 2).await;
     // The database stays locked for a minute: the first write fails after the busy timeout.
     let lock = outage("sqlite", &url, Duration::from_secs(60)).await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
     let took = running.shut_down().await;
     assert!(
         took < Duration::from_secs(2),
