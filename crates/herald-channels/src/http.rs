@@ -112,26 +112,47 @@ impl HttpClient {
     }
 }
 
+/// A failed request as a sentence a person reads first ("the provider could not be reached
+/// (connection refused)"), then, after " — ", the raw chain of errors for whoever digs deeper.
 fn request_error(err: hyper_util::client::legacy::Error) -> SendError {
     let text = error_chain(&err);
-    let mut is_timeout = false;
+    let mut io_kind = None;
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            is_timeout |= io.kind() == std::io::ErrorKind::TimedOut;
+            io_kind = Some(io.kind());
         }
         source = e.source();
     }
-    let code = if caused_by_tls(&err) {
-        codes::TLS
-    } else if err.is_connect() {
-        codes::CONNECT
-    } else if is_timeout {
-        codes::TIMEOUT
-    } else {
-        codes::NETWORK
+    let why = match io_kind {
+        Some(std::io::ErrorKind::ConnectionRefused) => "connection refused",
+        Some(std::io::ErrorKind::ConnectionReset) => "connection reset",
+        Some(std::io::ErrorKind::TimedOut) => "no answer in time",
+        Some(std::io::ErrorKind::NotFound) => "its address could not be found",
+        _ => "network error",
     };
-    SendError::transient(code, text)
+    let (code, sentence) = if caused_by_tls(&err) {
+        (
+            codes::TLS,
+            "the secure connection to the provider failed".to_string(),
+        )
+    } else if err.is_connect() {
+        (
+            codes::CONNECT,
+            format!("the provider could not be reached ({why})"),
+        )
+    } else if io_kind == Some(std::io::ErrorKind::TimedOut) {
+        (
+            codes::TIMEOUT,
+            "the provider did not answer in time".to_string(),
+        )
+    } else {
+        (
+            codes::NETWORK,
+            format!("the connection to the provider broke off ({why})"),
+        )
+    };
+    SendError::transient(code, format!("{sentence} — {text}"))
 }
 
 /// `Authorization: Basic base64(user:password)`, marked sensitive so it is never logged.

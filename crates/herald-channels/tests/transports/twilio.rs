@@ -342,6 +342,13 @@ async fn a_refused_connection_is_transient_and_not_sent() {
     assert!(err.is_transient());
     assert_eq!(err.code(), Some(codes::CONNECT), "{err}");
     assert!(!err.may_have_been_sent());
+    // A sentence first, the raw detail after it.
+    let message = err.to_string();
+    assert!(
+        message.contains("the provider could not be reached (connection refused) — "),
+        "{message}"
+    );
+    assert!(message.contains("os error"), "{message}");
 }
 
 #[tokio::test]
