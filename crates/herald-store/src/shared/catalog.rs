@@ -106,6 +106,46 @@ pub(super) async fn names(
         .collect()
 }
 
+/// What [`delete_unused`] deletes and what it checks first.
+pub(super) struct Unused {
+    entity: &'static str,
+    /// Reads (and locks) the row's name or address.
+    label: &'static str,
+    /// The names of what still uses the row, in order.
+    users: &'static str,
+    delete: &'static str,
+    /// The refusal when something still uses it.
+    in_use: fn(&str, &[String]) -> StoreError,
+}
+
+/// Deletes row `id` unless something still uses it (then the refusal names what): the row is
+/// locked first, so nothing can start using it in between; the foreign keys are the backstop.
+pub(super) async fn delete_unused(store: &Backend, what: Unused, id: Uuid) -> Result<()> {
+    let entity = what.entity;
+    let mut tx = store.write().await?;
+    let label: String = sqlx::query(what.label)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound { entity, id })?
+        .try_get(0)?;
+    let users = names(&mut tx, what.users, id).await?;
+    if !users.is_empty() {
+        return Err((what.in_use)(&label, &users));
+    }
+    sqlx::query(what.delete)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match Violation::of(e) {
+            Violation::ForeignKey(_) => common::still_referenced(entity, id),
+            v => v.into(),
+        })?;
+    tx.commit().await?;
+    tracing::debug!(entity, %id, "deleted");
+    Ok(())
+}
+
 pub(super) async fn insert_variants(
     tx: &mut Transaction<'static, Db>,
     answer_id: Uuid,
@@ -262,39 +302,18 @@ impl crate::Catalog for Backend {
     }
 
     async fn delete_inbox(&self, id: Uuid) -> Result<()> {
-        let mut tx = self.write().await?;
-        let name: String = sqlx::query(concat!(
-            "SELECT name FROM inboxes WHERE id = $1",
-            for_update!()
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound {
-            entity: "inbox",
-            id,
-        })?
-        .try_get(0)?;
-        let senders = names(
-            &mut tx,
-            "SELECT address FROM senders WHERE inbox_id = $1 ORDER BY address",
+        delete_unused(
+            self,
+            Unused {
+                entity: "inbox",
+                label: concat!("SELECT name FROM inboxes WHERE id = $1", for_update!()),
+                users: "SELECT address FROM senders WHERE inbox_id = $1 ORDER BY address",
+                delete: "DELETE FROM inboxes WHERE id = $1",
+                in_use: common::inbox_in_use,
+            },
             id,
         )
-        .await?;
-        if !senders.is_empty() {
-            return Err(common::inbox_in_use(&name, &senders));
-        }
-        sqlx::query("DELETE FROM inboxes WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| match Violation::of(e) {
-                Violation::ForeignKey(_) => common::still_referenced("inbox", id),
-                v => v.into(),
-            })?;
-        tx.commit().await?;
-        tracing::debug!(inbox_id = %id, "deleted inbox");
-        Ok(())
+        .await
     }
 
     async fn create_sender(&self, spec: &SenderSpec) -> Result<Sender> {
@@ -431,39 +450,18 @@ impl crate::Catalog for Backend {
     }
 
     async fn delete_sender(&self, id: Uuid) -> Result<()> {
-        let mut tx = self.write().await?;
-        let address: String = sqlx::query(concat!(
-            "SELECT address FROM senders WHERE id = $1",
-            for_update!()
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound {
-            entity: "sender",
-            id,
-        })?
-        .try_get(0)?;
-        let campaigns = names(
-            &mut tx,
-            "SELECT name FROM campaigns WHERE sender_id = $1 ORDER BY name",
+        delete_unused(
+            self,
+            Unused {
+                entity: "sender",
+                label: concat!("SELECT address FROM senders WHERE id = $1", for_update!()),
+                users: "SELECT name FROM campaigns WHERE sender_id = $1 ORDER BY name",
+                delete: "DELETE FROM senders WHERE id = $1",
+                in_use: common::sender_in_use,
+            },
             id,
         )
-        .await?;
-        if !campaigns.is_empty() {
-            return Err(common::sender_in_use(&address, &campaigns));
-        }
-        sqlx::query("DELETE FROM senders WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| match Violation::of(e) {
-                Violation::ForeignKey(_) => common::still_referenced("sender", id),
-                v => v.into(),
-            })?;
-        tx.commit().await?;
-        tracing::debug!(sender_id = %id, "deleted sender");
-        Ok(())
+        .await
     }
 
     async fn create_answer(&self, spec: &AnswerSpec) -> Result<Answer> {
@@ -575,39 +573,18 @@ impl crate::Catalog for Backend {
     }
 
     async fn delete_answer(&self, id: Uuid) -> Result<()> {
-        let mut tx = self.write().await?;
-        let name: String = sqlx::query(concat!(
-            "SELECT name FROM answers WHERE id = $1",
-            for_update!()
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound {
-            entity: "answer",
-            id,
-        })?
-        .try_get(0)?;
-        let campaigns = names(
-            &mut tx,
-            "SELECT name FROM campaigns WHERE answer_id = $1 ORDER BY name",
+        delete_unused(
+            self,
+            Unused {
+                entity: "answer",
+                label: concat!("SELECT name FROM answers WHERE id = $1", for_update!()),
+                users: "SELECT name FROM campaigns WHERE answer_id = $1 ORDER BY name",
+                delete: "DELETE FROM answers WHERE id = $1",
+                in_use: common::answer_in_use,
+            },
             id,
         )
-        .await?;
-        if !campaigns.is_empty() {
-            return Err(common::answer_in_use(&name, &campaigns));
-        }
-        sqlx::query("DELETE FROM answers WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| match Violation::of(e) {
-                Violation::ForeignKey(_) => common::still_referenced("answer", id),
-                v => v.into(),
-            })?;
-        tx.commit().await?;
-        tracing::debug!(answer_id = %id, "deleted answer");
-        Ok(())
+        .await
     }
 
     async fn create_campaign(&self, spec: &CampaignSpec) -> Result<Campaign> {
