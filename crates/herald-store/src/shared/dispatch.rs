@@ -61,16 +61,19 @@ pub(super) async fn locked_status(
     Ok((dispatch::parse_status(id, &status)?, end_at.map(|t| t.0)))
 }
 
-/// The sender's bucket at `now`, locked for this write transaction (made full if it is new):
-/// its tokens, refilled at `rate` a second since it was last written, at most `burst`. A clock
-/// behind the one that wrote it refills nothing.
-async fn bucket(
-    conn: &mut DbConn,
+/// Changes the sender's bucket in one write transaction (the row locked; made full if it is
+/// new): `change` gets its tokens at `now` — refilled at `rate` a second since it was last
+/// written, at most `burst`; a clock behind the one that wrote it refills nothing — and returns
+/// the tokens to keep and what to answer.
+async fn with_bucket<T>(
+    store: &Backend,
     sender_id: Uuid,
     rate: f64,
     burst: f64,
     now: Timestamp,
-) -> Result<f64> {
+    change: impl FnOnce(f64) -> (f64, T),
+) -> Result<T> {
+    let mut tx = store.write().await?;
     sqlx::query(
         "INSERT INTO sender_buckets (sender_id, tokens, at) VALUES ($1, $2, $3) \
          ON CONFLICT (sender_id) DO NOTHING",
@@ -78,21 +81,18 @@ async fn bucket(
     .bind(sender_id)
     .bind(burst)
     .bind(Ts::new(now))
-    .execute(&mut *conn)
+    .execute(&mut *tx)
     .await?;
     let (tokens, at): (f64, Ts) = sqlx::query_as(concat!(
         "SELECT tokens, at FROM sender_buckets WHERE sender_id = $1",
         for_update!()
     ))
     .bind(sender_id)
-    .fetch_one(&mut *conn)
+    .fetch_one(&mut *tx)
     .await?;
     let elapsed = now.duration_since(at.0).as_secs_f64().max(0.0);
-    Ok((tokens + elapsed * rate).min(burst))
-}
-
-/// Writes the sender's bucket: `tokens` as of `now` (or of its last write, if that is later).
-async fn set_bucket(conn: &mut DbConn, sender_id: Uuid, tokens: f64, now: Timestamp) -> Result<()> {
+    let (tokens, answer) = change((tokens + elapsed * rate).min(burst));
+    // `at` never goes back: a later write by a node whose clock is ahead stands.
     sqlx::query(concat!(
         "UPDATE sender_buckets SET tokens = $2, at = ",
         greatest!("at", "$3"),
@@ -101,9 +101,10 @@ async fn set_bucket(conn: &mut DbConn, sender_id: Uuid, tokens: f64, now: Timest
     .bind(sender_id)
     .bind(tokens)
     .bind(Ts::new(now))
-    .execute(&mut *conn)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    tx.commit().await?;
+    Ok(answer)
 }
 
 #[async_trait]
@@ -235,13 +236,12 @@ impl crate::Dispatch for Backend {
         now: Timestamp,
         want: u32,
     ) -> Result<u32> {
-        let mut tx = self.write().await?;
-        let tokens = bucket(&mut tx, sender_id, rate, burst, now).await?;
-        // Whole messages only: the truncation is the point.
-        let granted = (tokens.floor().max(0.0) as u64).min(u64::from(want)) as u32;
-        set_bucket(&mut tx, sender_id, tokens - f64::from(granted), now).await?;
-        tx.commit().await?;
-        Ok(granted)
+        with_bucket(self, sender_id, rate, burst, now, |tokens| {
+            // Whole messages only: the truncation is the point.
+            let granted = (tokens.floor().max(0.0) as u64).min(u64::from(want)) as u32;
+            (tokens - f64::from(granted), granted)
+        })
+        .await
     }
 
     async fn adjust_tokens(
@@ -255,13 +255,12 @@ impl crate::Dispatch for Backend {
         if delta == 0 {
             return Ok(());
         }
-        let mut tx = self.write().await?;
-        let tokens = bucket(&mut tx, sender_id, rate, burst, now).await?;
         #[allow(clippy::cast_precision_loss)] // a batch's tokens, far below 2^52
-        let tokens = (tokens + delta as f64).min(burst);
-        set_bucket(&mut tx, sender_id, tokens, now).await?;
-        tx.commit().await?;
-        Ok(())
+        let delta = delta as f64;
+        with_bucket(self, sender_id, rate, burst, now, |tokens| {
+            ((tokens + delta).min(burst), ())
+        })
+        .await
     }
 
     async fn renew_leases(
@@ -292,6 +291,20 @@ impl crate::Dispatch for Backend {
         now: Timestamp,
         policy: CrashPolicy,
     ) -> Result<u64> {
+        // Most ticks find another live batch's lease, not an expired one: answer those without
+        // a write transaction or the outreach's lock.
+        let expired = sqlx::query(
+            "SELECT 1 FROM recipients \
+             WHERE outreach_id = $1 AND state = 'sending' AND lease_until < $2 LIMIT 1",
+        )
+        .bind(outreach_id)
+        .bind(Ts::new(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        if expired.is_none() {
+            ensure_exists(&self.pool, outreach_id).await?;
+            return Ok(0);
+        }
         let mut tx = self.write().await?;
         let (status, _) = locked_status(&mut tx, outreach_id).await?;
         let stopped = status == OutreachStatus::Stopped;
