@@ -16,7 +16,7 @@ const LATENCY_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// (channel, provider, outcome) → messages.
-    outcomes: Mutex<BTreeMap<(String, String, &'static str), u64>>,
+    outcomes: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_micros: AtomicU64,
@@ -57,14 +57,16 @@ impl Metrics {
         Self::default()
     }
 
-    /// A message of `channel` through `provider` ended its attempt as `outcome` (`sent`,
+    /// `n` messages of `channel` through `provider` ended their attempt as `outcome` (`sent`,
     /// `failed`, `retry`, `deferred`, `skipped`, `unknown`).
-    pub fn message(&self, channel: &str, provider: &str, outcome: &'static str) {
-        bump(
-            &self.outcomes,
-            (channel.to_string(), provider.to_string(), outcome),
-            1,
-        );
+    pub fn messages(
+        &self,
+        channel: &'static str,
+        provider: &'static str,
+        outcome: &'static str,
+        n: u64,
+    ) {
+        bump(&self.outcomes, (channel, provider, outcome), n);
     }
 
     /// One request to a provider took `took`.
@@ -126,8 +128,8 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "herald_messages_total{{channel=\"{}\",provider=\"{}\",outcome=\"{outcome}\"}} {n}",
-                label(&channel),
-                label(&provider)
+                label(channel),
+                label(provider)
             );
         }
         let _ = writeln!(
@@ -227,9 +229,9 @@ mod tests {
     #[test]
     fn the_text_format_names_each_series_once_with_escaped_labels() {
         let m = Metrics::new();
-        m.message("sms", "twilio", "sent");
-        m.message("sms", "twilio", "sent");
-        m.message("email", "smtp", "failed");
+        m.messages("sms", "twilio", "sent", 1);
+        m.messages("sms", "twilio", "sent", 1);
+        m.messages("email", "smtp", "failed", 1);
         m.send_latency(Duration::from_millis(30));
         m.send_latency(Duration::from_secs(3));
         m.claim(50);

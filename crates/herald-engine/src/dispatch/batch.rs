@@ -232,9 +232,13 @@ impl Dispatcher {
             Ok(c) => (c.campaign.channel.as_str(), c.sender.provider.as_str()),
             Err(_) => ("unknown", "none"),
         };
+        // Counted once per outcome, not once per recipient.
+        let mut counts: HashMap<&'static str, u64> = HashMap::new();
         for r in &results {
-            self.metrics
-                .message(channel, provider, outcome_label(&r.outcome));
+            *counts.entry(outcome_label(&r.outcome)).or_default() += 1;
+        }
+        for (outcome, n) in counts {
+            self.metrics.messages(channel, provider, outcome, n);
         }
         let only_deferred = results
             .iter()
@@ -593,18 +597,22 @@ impl Dispatcher {
             let write =
                 self.store
                     .record_results_with_messages(self.clock.now(), results, timeline);
-            // Once a write has failed, a shutdown does not wait for the next one to give up.
-            let stop = async {
-                while !(failed && self.is_stopping()) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+            let written = if failed {
+                // Once a write has failed, a shutdown does not wait for this one to give up.
+                let stop = async {
+                    while !self.is_stopping() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                };
+                tokio::select! {
+                    written = write => written,
+                    () = stop => return self.keep(results, timeline, None),
                 }
+            } else {
+                write.await
             };
-            let error = tokio::select! {
-                written = write => match written {
-                    Ok(()) => return Ok(()),
-                    Err(e) => e,
-                },
-                () = stop => return self.keep(results, timeline, None),
+            let Err(error) = written else {
+                return Ok(());
             };
             if self.is_stopping() {
                 return self.keep(results, timeline, Some(error));
