@@ -98,6 +98,15 @@ pub(crate) async fn read_text(
 }
 
 /// Spools a multipart file field to an anonymous temp file, refusing it past `max_bytes`, or
+/// Reads and drops what is left of a form that is refused as a whole, so that the client gets
+/// the answer rather than a reset connection (the API and the web form both call it). Nothing of
+/// it is kept.
+pub(crate) async fn drain(form: &mut Multipart) {
+    while let Ok(Some(mut field)) = form.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
+    }
+}
+
 /// when the uploads in progress would hold more temporary bytes than `permit`'s gate allows.
 pub(crate) async fn spool(
     field: &mut axum::extract::multipart::Field<'_>,
@@ -214,7 +223,7 @@ async fn create_outreach(
     }
     .await;
     if let Err(refusal) = read {
-        crate::web::outreaches::drain(&mut form).await;
+        drain(&mut form).await;
         return Err(refusal);
     }
     let Some(file) = file else {

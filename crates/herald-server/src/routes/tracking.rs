@@ -153,13 +153,7 @@ async fn list_recipients(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(q): ApiQuery<RecipientQuery>,
 ) -> ApiResult<Json<RecipientListing>> {
-    let state = match q.state.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(name) => Some(
-            name.parse::<DeliveryState>()
-                .map_err(|e| ApiError::bad_param("state", e.to_string()))?,
-        ),
-    };
+    let state = state_param(q.state.as_deref())?;
     let limit = Page::new(q.limit, None)?.limit;
     let after = q.after.unwrap_or(0);
     if after < 0 {
@@ -222,13 +216,7 @@ pub(crate) async fn recipients_csv(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> ApiResult<Response> {
-    let state = match q.state.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(name) => Some(
-            name.parse::<DeliveryState>()
-                .map_err(|e| ApiError::bad_param("state", e.to_string()))?,
-        ),
-    };
+    let state = state_param(q.state.as_deref())?;
     let outreach = s.store.get_outreach(id).await?;
     // The upload's columns, as its first recipient holds them (every row has them all).
     let first = s.store.list_recipients(id, None, 0, 1).await?;
@@ -308,6 +296,17 @@ fn csv_bytes(rows: impl IntoIterator<Item = Vec<String>>) -> Vec<u8> {
         }
     }
     w.into_inner().unwrap_or_default()
+}
+
+/// The `state` query parameter: none when absent or blank.
+fn state_param(state: Option<&str>) -> ApiResult<Option<DeliveryState>> {
+    match state.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(name) => name
+            .parse::<DeliveryState>()
+            .map(Some)
+            .map_err(|e| ApiError::bad_param("state", e.to_string())),
+    }
 }
 
 /// The data of a `progress` event.

@@ -12,7 +12,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::limits::{Busy, Refusal, UploadPermit};
-use crate::routes::outreaches::{clip, read_text, spool};
+use crate::routes::outreaches::{clip, drain, read_text, spool};
 use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
@@ -721,14 +721,6 @@ async fn read_upload(
         }
     }
     (up, busy)
-}
-
-/// Reads and drops what is left of a form that is refused as a whole, so that the browser
-/// gets the answer rather than a reset connection. Nothing of it is kept.
-pub(crate) async fn drain(form: &mut Multipart) {
-    while let Ok(Some(mut field)) = form.next_field().await {
-        while let Ok(Some(_)) = field.chunk().await {}
-    }
 }
 
 /// The upload form again with what went wrong, with `status` (and `Retry-After` when busy).
