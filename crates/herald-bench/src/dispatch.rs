@@ -998,6 +998,14 @@ impl herald_store::Dispatch for TimedStore {
     ) -> herald_store::Result<Vec<i64>> {
         timed!(self.other, self.inner.start_sends(now, lease_until, ids))
     }
+    async fn release_unbegun(
+        &self,
+        now: Timestamp,
+        marked_at: Timestamp,
+        ids: &[i64],
+    ) -> herald_store::Result<u64> {
+        timed!(self.other, self.inner.release_unbegun(now, marked_at, ids))
+    }
     async fn due_recipients(&self, now: Timestamp) -> herald_store::Result<u64> {
         timed!(self.other, self.inner.due_recipients(now))
     }
@@ -1008,10 +1016,12 @@ impl herald_store::Dispatch for TimedStore {
         burst: f64,
         now: Timestamp,
         want: u32,
-    ) -> herald_store::Result<u32> {
+        daily: Option<herald_store::DailyCap>,
+    ) -> herald_store::Result<herald_store::Grant> {
         timed!(
             self.other,
-            self.inner.take_tokens(sender_id, rate, burst, now, want)
+            self.inner
+                .take_tokens(sender_id, rate, burst, now, want, daily)
         )
     }
     async fn adjust_tokens(
@@ -1021,10 +1031,12 @@ impl herald_store::Dispatch for TimedStore {
         burst: f64,
         now: Timestamp,
         delta: i64,
+        daily: Option<herald_store::DailyCap>,
     ) -> herald_store::Result<()> {
         timed!(
             self.other,
-            self.inner.adjust_tokens(sender_id, rate, burst, now, delta)
+            self.inner
+                .adjust_tokens(sender_id, rate, burst, now, delta, daily)
         )
     }
     async fn renew_leases(

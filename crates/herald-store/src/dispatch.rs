@@ -76,6 +76,22 @@ pub enum Outcome {
     },
 }
 
+/// A sender's daily cap as the dispatcher applies it today: at most `limit` tokens on `day`
+/// (a date in the cap's time zone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyCap {
+    pub day: jiff::civil::Date,
+    pub limit: u64,
+}
+
+/// Tokens granted from a sender's bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub tokens: u32,
+    /// Fewer than asked for were granted because the daily cap is reached: nothing more today.
+    pub capped: bool,
+}
+
 /// The outcome of one claimed recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct DeliveryResult {

@@ -7,7 +7,9 @@ pub use conversation::{
     Author, Conversation, Customer, Direction, InboundMessage, Message, OutboundRecord, Received,
     SentMessage, StatusApplied, StatusReport, Suppression,
 };
-pub use dispatch::{ClaimedRecipient, DeliveryResult, LiveOutreach, Outcome, RecipientRecord};
+pub use dispatch::{
+    ClaimedRecipient, DailyCap, DeliveryResult, Grant, LiveOutreach, Outcome, RecipientRecord,
+};
 use herald_core::outreach::{CrashPolicy, DeliveryState, OutreachStatus, Progress};
 use herald_core::{
     Answer, AnswerSpec, ApiToken, Campaign, CampaignSpec, Inbox, InboxSpec, Listing, Page, Role,
@@ -283,12 +285,26 @@ pub trait Dispatch: Send + Sync {
         lease_until: Timestamp,
         ids: &[i64],
     ) -> Result<Vec<i64>>;
+    /// Gives back to the queue recipients whose sends were marked begun at `marked_at` (the
+    /// `now` of their [`Dispatch::start_sends`]) but never made: the dispatcher that marked them
+    /// stopped first, and its local journal says so. Each goes back to `pending` (`skipped:
+    /// stopped` if the outreach was stopped) with the claim's attempt undone and the mark
+    /// cleared, if it is still `sending` under that very mark, or was made `unknown` by lease
+    /// recovery since. A recipient marked again since (another claim) is left alone. The count.
+    async fn release_unbegun(
+        &self,
+        now: Timestamp,
+        marked_at: Timestamp,
+        ids: &[i64],
+    ) -> Result<u64>;
     /// Recipients of outreaches in progress that are `pending` and due at `now`: the work
     /// waiting for the dispatchers (one count through the due index).
     async fn due_recipients(&self, now: Timestamp) -> Result<u64>;
     /// Takes up to `want` tokens from the sender's bucket at `now`, atomically for every node
     /// on the database: the bucket gains `rate` tokens a second, keeps at most `burst`, and
-    /// starts full. The tokens granted (none when the bucket holds less than one).
+    /// starts full. With a `daily` cap, no more than its `limit` are granted on its `day`
+    /// (counted with every node's). The tokens granted (none when the bucket holds less than
+    /// one), and whether the cap held some back.
     async fn take_tokens(
         &self,
         sender_id: Uuid,
@@ -296,11 +312,13 @@ pub trait Dispatch: Send + Sync {
         burst: f64,
         now: Timestamp,
         want: u32,
-    ) -> Result<u32>;
+        daily: Option<DailyCap>,
+    ) -> Result<Grant>;
     /// Settles the tokens of a batch at `now`: `delta` > 0 puts back tokens taken but not
     /// spent (the bucket keeps at most `burst`); `delta` < 0 charges what was spent beyond them
     /// (a message of more segments than the bucket held), which may leave the bucket in debt:
-    /// nothing is granted until it has refilled.
+    /// nothing is granted until it has refilled. The day's count of a `daily` cap moves the
+    /// other way (tokens given back were not spent today).
     async fn adjust_tokens(
         &self,
         sender_id: Uuid,
@@ -308,6 +326,7 @@ pub trait Dispatch: Send + Sync {
         burst: f64,
         now: Timestamp,
         delta: i64,
+        daily: Option<DailyCap>,
     ) -> Result<()>;
     /// Extends the lease of claimed recipients still `sending` under `lease_until` to
     /// `new_lease_until`, so that a live dispatcher's slow batch is not taken for a dead one's.

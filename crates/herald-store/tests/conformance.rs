@@ -55,8 +55,10 @@ herald_store::on_both_backends!(
     retries_after_a_stop_are_skipped,
     expired_leases_follow_the_crash_policy,
     a_crash_leaves_uncertain_only_the_sends_that_began,
+    sends_never_begun_go_back_only_under_their_own_mark,
     leases_are_renewed_only_by_their_holder,
     a_sender_has_one_bucket_of_tokens,
+    a_daily_cap_holds_for_every_node_until_the_next_day,
     expire_pending_skips_what_is_left,
     stop_skips_pending_and_is_refused_once_final,
     complete_waits_for_pending_and_sending,
@@ -2558,6 +2560,78 @@ async fn a_crash_leaves_uncertain_only_the_sends_that_began(store: &dyn Store) {
     }
 }
 
+async fn sends_never_begun_go_back_only_under_their_own_mark(store: &dyn Store) {
+    let outreach = started(store, 6).await;
+    let id = outreach.id;
+    let claimed = ids(&store.claim_due(id, t(0), t(30), 6).await.unwrap());
+    assert_eq!(
+        store.start_sends(t(1), t(30), &claimed).await.unwrap(),
+        claimed
+    );
+    // The journal says the first two began; the other four were marked at t(1) but never sent.
+    let unbegun = &claimed[2..];
+    // Another mark's instant releases nothing.
+    assert_eq!(store.release_unbegun(t(5), t(2), unbegun).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .release_unbegun(t(5), t(1), &unbegun[..2])
+            .await
+            .unwrap(),
+        2
+    );
+    let rows = recipients_by_id(store, id).await;
+    for i in &unbegun[..2] {
+        assert_eq!(rows[i].state, DeliveryState::Pending, "{i}");
+        assert_eq!(rows[i].attempts, 0, "the claim's attempt is undone");
+    }
+    // Lease recovery (another node, before this one came back) made the rest uncertain; the
+    // journal's word takes them back: they never left.
+    assert_eq!(
+        store
+            .recover_expired_leases(id, t(31), CrashPolicy::AtMostOnce)
+            .await
+            .unwrap(),
+        4
+    );
+    let rows = recipients_by_id(store, id).await;
+    assert_eq!(rows[&unbegun[2]].state, DeliveryState::Unknown);
+    assert_eq!(
+        store
+            .release_unbegun(t(32), t(1), &unbegun[2..])
+            .await
+            .unwrap(),
+        2
+    );
+    let rows = recipients_by_id(store, id).await;
+    for i in &unbegun[2..] {
+        assert_eq!(rows[i].state, DeliveryState::Pending, "{i}");
+        assert_eq!(rows[i].error_code, None);
+    }
+    // Those that began stay uncertain.
+    for i in &claimed[..2] {
+        assert_eq!(rows[i].state, DeliveryState::Unknown, "{i}");
+    }
+    // Released ones claimed and marked again by another node are not released by the old mark,
+    // and a stopped outreach's unbegun sends are skipped, not queued.
+    let again = ids(&store.claim_due(id, t(40), t(70), 6).await.unwrap());
+    assert_eq!(again.len(), 4);
+    assert_eq!(
+        store.start_sends(t(41), t(70), &again).await.unwrap(),
+        again
+    );
+    assert_eq!(store.release_unbegun(t(42), t(1), &again).await.unwrap(), 0);
+    store.stop_outreach(id, t(43)).await.unwrap();
+    assert_eq!(
+        store.release_unbegun(t(44), t(41), &again).await.unwrap(),
+        4
+    );
+    let rows = recipients_by_id(store, id).await;
+    for i in &again {
+        assert_eq!(rows[i].state, DeliveryState::Skipped, "{i}");
+        assert_eq!(rows[i].skip_reason, Some(SkipReason::Stopped));
+    }
+}
+
 async fn leases_are_renewed_only_by_their_holder(store: &dyn Store) {
     let outreach = started(store, 3).await;
     let id = outreach.id;
@@ -2610,13 +2684,14 @@ async fn a_sender_has_one_bucket_of_tokens(store: &dyn Store) {
     // 10 a second, half a second kept, for `sender`, at `at` ms: the tokens granted of `want`.
     let take = |sender: Uuid, at: i64, want: u32| async move {
         store
-            .take_tokens(sender, 10.0, 5.0, ms(at), want)
+            .take_tokens(sender, 10.0, 5.0, ms(at), want, None)
             .await
             .unwrap()
+            .tokens
     };
     let adjust = |at: i64, delta: i64| async move {
         store
-            .adjust_tokens(w.sender, 10.0, 5.0, ms(at), delta)
+            .adjust_tokens(w.sender, 10.0, 5.0, ms(at), delta, None)
             .await
             .unwrap()
     };
@@ -2638,6 +2713,46 @@ async fn a_sender_has_one_bucket_of_tokens(store: &dyn Store) {
     assert_eq!(take(w.sender, 60_400, 9).await, 1);
     // A clock behind the last write refills nothing (nodes' clocks differ a little).
     assert_eq!(take(w.sender, 60_000, 9).await, 0);
+}
+
+async fn a_daily_cap_holds_for_every_node_until_the_next_day(store: &dyn Store) {
+    let w = world(store).await;
+    let day = |d: &str| herald_store::DailyCap {
+        day: d.parse().unwrap(),
+        limit: 7,
+    };
+    let monday = Some(day("2026-03-02"));
+    // A fast rate: only the cap holds anything back.
+    let take = |at: i64, want: u32, cap: Option<herald_store::DailyCap>| async move {
+        store
+            .take_tokens(w.sender, 1000.0, 1000.0, t(at), want, cap)
+            .await
+            .unwrap()
+    };
+    let g = take(0, 5, monday).await;
+    assert_eq!((g.tokens, g.capped), (5, false));
+    // Another node's take counts against the same day: two are left of seven.
+    let g = take(1, 5, monday).await;
+    assert_eq!((g.tokens, g.capped), (2, true));
+    // Tokens given back were not spent today.
+    store
+        .adjust_tokens(w.sender, 1000.0, 1000.0, t(2), 1, monday)
+        .await
+        .unwrap();
+    let g = take(3, 5, monday).await;
+    assert_eq!((g.tokens, g.capped), (1, true));
+    let g = take(4, 5, monday).await;
+    assert_eq!((g.tokens, g.capped), (0, true));
+    // A message of more segments than taken is charged to the day too.
+    store
+        .adjust_tokens(w.sender, 1000.0, 1000.0, t(5), -2, monday)
+        .await
+        .unwrap();
+    // The next day starts from nothing spent; without a cap, nothing is held back.
+    let g = take(86_400, 9, Some(day("2026-03-03"))).await;
+    assert_eq!((g.tokens, g.capped), (7, true));
+    let g = take(86_401, 9, None).await;
+    assert_eq!((g.tokens, g.capped), (9, false));
 }
 
 async fn expire_pending_skips_what_is_left(store: &dyn Store) {

@@ -411,6 +411,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .rates
         .validate()
         .map_err(|e| anyhow::anyhow!(e))?;
+    cfg.dispatch
+        .daily_caps
+        .validate()
+        .map_err(|e| anyhow::anyhow!(e))?;
     let transports = herald_channels::Transports::from_config(&cfg.channels, Some(&public_url))
         .context("the [channels] configuration is not usable")?;
     let key = match &cfg.server.secret {

@@ -32,6 +32,16 @@ fn burst(rate: f64) -> f64 {
     (rate / 2.0).max(1.0)
 }
 
+/// The rate and burst of a sender's bucket in the store. A sender without a rate but with a
+/// daily cap still counts its tokens there, from a bucket that never runs dry within a batch.
+fn bucket(rate: f64, batch: u32) -> (f64, f64) {
+    if rate.is_finite() {
+        (rate, burst(rate))
+    } else {
+        (1e9, f64::from(batch).max(1.0))
+    }
+}
+
 /// How long until a sender whose bucket is empty has a token again, at most.
 pub(super) fn per_token(rate: f64) -> Duration {
     Duration::from_secs_f64((1.0 / rate.max(0.001)).min(60.0))
@@ -91,6 +101,8 @@ enum Fate {
 struct Finished {
     results: Vec<DeliveryResult>,
     timeline: Vec<SentMessage>,
+    /// The journal could not be written: no further send began.
+    journal_error: Option<std::io::Error>,
 }
 
 /// The lease of a claimed batch: its recipients and the `lease_until` they are held under,
@@ -149,16 +161,23 @@ impl Dispatcher {
         let Ok(c) = ctx else {
             return Ok(Some(unlimited));
         };
-        if !c.rate.is_finite() {
+        let daily = self.daily_cap(c, now);
+        if !c.rate.is_finite() && daily.is_none() {
             return Ok(Some(unlimited));
         }
-        let tokens = self
+        let (rate, burst) = bucket(c.rate, batch);
+        let grant = self
             .store
-            .take_tokens(c.sender.id, c.rate, burst(c.rate), now, batch)
+            .take_tokens(c.sender.id, rate, burst, now, batch, daily)
             .await?;
+        let tokens = grant.tokens;
         if tokens == 0 {
             self.metrics.rate_wait(&c.sender.address.to_string());
-            let wait = per_token(c.rate);
+            let wait = if grant.capped {
+                self.until_tomorrow(now)
+            } else {
+                per_token(rate)
+            };
             report.rate_wait = Some(report.rate_wait.map_or(wait, |w| w.min(wait)));
             return Ok(None);
         }
@@ -182,16 +201,42 @@ impl Dispatcher {
         used: u32,
         now: Timestamp,
     ) -> Result<(), DispatchError> {
-        if !ctx.rate.is_finite() {
+        if budget.taken == 0 {
             return Ok(());
         }
         let delta = i64::from(budget.taken) - i64::from(used);
         if delta != 0 {
+            let (rate, burst) = bucket(ctx.rate, self.config.batch_size.max(1));
+            let daily = self.daily_cap(ctx, now);
             self.store
-                .adjust_tokens(ctx.sender.id, ctx.rate, burst(ctx.rate), now, delta)
+                .adjust_tokens(ctx.sender.id, rate, burst, now, delta, daily)
                 .await?;
         }
         Ok(())
+    }
+
+    /// The sender's daily cap on the day of `now`, if it has one.
+    fn daily_cap(&self, ctx: &Ctx, now: Timestamp) -> Option<herald_store::DailyCap> {
+        ctx.daily_cap.map(|limit| herald_store::DailyCap {
+            day: self.cap_zone.to_datetime(now).date(),
+            limit,
+        })
+    }
+
+    /// How long from `now` until the next day of the daily caps begins (at most an hour: the
+    /// loop looks again then, in case the configuration's clock and the store's disagree).
+    fn until_tomorrow(&self, now: Timestamp) -> Duration {
+        let today = self.cap_zone.to_datetime(now).date();
+        let next = today.tomorrow().ok().and_then(|d| {
+            self.cap_zone
+                .to_ambiguous_timestamp(d.to_datetime(jiff::civil::Time::midnight()))
+                .compatible()
+                .ok()
+        });
+        next.and_then(|n| Duration::try_from(n.duration_since(now)).ok())
+            .unwrap_or(Duration::from_secs(3600))
+            .min(Duration::from_secs(3600))
+            .max(Duration::from_millis(100))
     }
 
     /// One batch, top to bottom: claim due recipients with a lease, render their messages,
@@ -214,7 +259,7 @@ impl Dispatcher {
             return Ok(BatchEnd::Drained);
         }
         let full = claimed.len() as u32 == budget.claim;
-        let (results, timeline) = match ctx {
+        let (results, timeline, journal_error) = match ctx {
             Ok(ctx) => {
                 let lease = Lease {
                     ids: claimed.iter().map(|r| r.id).collect(),
@@ -226,7 +271,7 @@ impl Dispatcher {
                     .await?;
                 self.send(o, ctx, rendered, &lease).await?
             }
-            Err(why) => (misconfigured(&claimed, why), Vec::new()),
+            Err(why) => (misconfigured(&claimed, why), Vec::new(), None),
         };
         let (channel, provider) = match ctx {
             Ok(c) => (c.campaign.channel.as_str(), c.sender.provider.as_str()),
@@ -244,6 +289,9 @@ impl Dispatcher {
             .iter()
             .all(|r| matches!(r.outcome, Outcome::Defer { .. }));
         self.record(&results, &timeline, report).await?;
+        if let Some(e) = journal_error {
+            return Err(self.journal_failed(e));
+        }
         Ok(match full {
             true => BatchEnd::Full { only_deferred },
             false => BatchEnd::Drained,
@@ -377,17 +425,24 @@ impl Dispatcher {
         ctx: &Ctx,
         batch: Rendered,
         lease: &Lease,
-    ) -> Result<(Vec<DeliveryResult>, Vec<SentMessage>), DispatchError> {
+    ) -> Result<
+        (
+            Vec<DeliveryResult>,
+            Vec<SentMessage>,
+            Option<std::io::Error>,
+        ),
+        DispatchError,
+    > {
         let Rendered {
             mut results, ready, ..
         } = batch;
         if ready.is_empty() {
-            return Ok((results, Vec::new()));
+            return Ok((results, Vec::new(), None));
         }
         let mut done = Finished::default();
         self.send_all(o, ctx, ready, lease, &mut done).await?;
         results.append(&mut done.results);
-        Ok((results, done.timeline))
+        Ok((results, done.timeline, done.journal_error))
     }
 
     /// Turns an attempt into its outcome (and a send into its timeline entry) in `done`.
@@ -399,6 +454,7 @@ impl Dispatcher {
         done: &mut Finished,
     ) -> Result<(), DispatchError> {
         let now = self.clock.now();
+        let began = matches!(a.fate, Fate::Sent(_));
         let outcome = match a.fate {
             Fate::Sent(result) => self.outcome(ctx, &a.recipient, result, now).await?,
             Fate::Stopped => Outcome::Skipped {
@@ -425,10 +481,18 @@ impl Dispatcher {
                 provider_message_id: provider_message_id.clone(),
             });
         }
-        done.results.push(DeliveryResult {
+        let result = DeliveryResult {
             recipient_id: a.recipient.id,
             outcome,
-        });
+        };
+        if began && let Some(journal) = &self.journal {
+            let sent = done
+                .timeline
+                .last()
+                .filter(|m| m.recipient_id == result.recipient_id);
+            journal.done(&result, sent);
+        }
+        done.results.push(result);
         Ok(())
     }
 
@@ -507,12 +571,28 @@ impl Dispatcher {
         let mut marked: std::collections::VecDeque<Ready> = std::collections::VecDeque::new();
         let mut in_flight = futures_util::stream::FuturesUnordered::new();
         loop {
-            let halted = stopped.load(Ordering::Relaxed) || self.is_stopping();
+            let halted = stopped.load(Ordering::Relaxed)
+                || self.is_stopping()
+                || done.journal_error.is_some();
             if !halted && in_flight.len() < width {
                 if let Some(Ready {
                     recipient, message, ..
                 }) = marked.pop_front()
                 {
+                    // On file before the request leaves: after a crash, a send not on file was
+                    // never made and goes back to the queue.
+                    if let Some(journal) = &self.journal
+                        && let Err(e) = journal.begun(recipient.id)
+                    {
+                        done.journal_error = Some(e);
+                        let released = Attempt {
+                            recipient,
+                            message,
+                            fate: Fate::Released,
+                        };
+                        self.finish(o, ctx, released, done).await?;
+                        continue;
+                    }
                     let transport = ctx.transport.clone();
                     let metrics = self.metrics.clone();
                     in_flight.push(async move {
@@ -530,10 +610,21 @@ impl Dispatcher {
                 if queue.len() > 0 {
                     let group: Vec<Ready> = queue.by_ref().take(group_len).collect();
                     let ids: Vec<i64> = group.iter().map(|r| r.recipient.id).collect();
+                    let at = self.clock.now();
                     let begun = {
                         let until = lease.until.lock().await;
-                        self.store.start_sends(self.clock.now(), *until, &ids).await
+                        self.store.start_sends(at, *until, &ids).await
                     };
+                    let begun =
+                        begun
+                            .map_err(|e| e.to_string())
+                            .and_then(|begun| match &self.journal {
+                                Some(journal) => journal
+                                    .marked(at, &begun)
+                                    .map(|()| begun)
+                                    .map_err(|e| format!("the dispatch journal: {e}")),
+                                None => Ok(begun),
+                            });
                     match begun {
                         // Those no longer ours (the lease ran out and another node resolved
                         // them) are neither sent nor recorded.
@@ -612,6 +703,12 @@ impl Dispatcher {
                 write.await
             };
             let Err(error) = written else {
+                if let Some(journal) = &self.journal
+                    && let Err(e) = journal.settled()
+                {
+                    tracing::warn!(error = %e, journal = %journal.path().display(),
+                        "could not empty the dispatch journal after a batch was written");
+                }
                 return Ok(());
             };
             if self.is_stopping() {
@@ -662,6 +759,18 @@ impl Dispatcher {
             "Herald is stopping and cannot write a batch's results: kept in the journal, written on the next start"
         );
         Ok(())
+    }
+
+    /// The error of a batch cut short because the journal could not be written.
+    fn journal_failed(&self, e: std::io::Error) -> DispatchError {
+        DispatchError::Journal {
+            path: self
+                .journal
+                .as_ref()
+                .map(|j| j.path().display().to_string())
+                .unwrap_or_default(),
+            source: e,
+        }
     }
 }
 

@@ -31,6 +31,8 @@ pub struct DispatchConfig {
     pub poll_ms: u64,
     /// Messages per second per sender.
     pub rates: RateConfig,
+    /// Messages a day per sender, where a carrier caps them.
+    pub daily_caps: DailyCapConfig,
     /// Where a batch's results are kept when Herald must stop while the database cannot take
     /// them (they are written on the next start, before anything is claimed). `herald serve`
     /// uses `herald-dispatch-journal.jsonl` in its working directory unless this is set.
@@ -52,6 +54,7 @@ impl Default for DispatchConfig {
             backoff_max_secs: 600,
             poll_ms: 500,
             rates: RateConfig::default(),
+            daily_caps: DailyCapConfig::default(),
             journal: None,
             node: None,
         }
@@ -125,5 +128,57 @@ impl RateConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// `[dispatch.daily_caps]`: the most a sender may send in a day, for carriers that cap a
+/// number's messages per day (T-Mobile's daily limit for a 10DLC brand, say). Counted in the
+/// rate's unit (messages, or SMS segments) by every node together; once a sender reaches its
+/// cap, its recipients wait for the next day, which starts at midnight in `zone`.
+///
+/// ```toml
+/// [dispatch.daily_caps]
+/// zone = "America/New_York"
+/// [dispatch.daily_caps.senders]
+/// "+15550001234" = 2000
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DailyCapConfig {
+    /// The IANA time zone whose midnight starts a new day.
+    pub zone: String,
+    /// By sender address (E.164 number or email address).
+    pub senders: BTreeMap<String, u64>,
+}
+
+impl Default for DailyCapConfig {
+    fn default() -> Self {
+        Self {
+            zone: "UTC".into(),
+            senders: BTreeMap::new(),
+        }
+    }
+}
+
+impl DailyCapConfig {
+    /// The cap of a sender, if it has one.
+    pub fn for_sender(&self, sender: &Sender) -> Option<u64> {
+        self.senders.get(sender.address.as_str()).copied()
+    }
+
+    /// The zone, which must be a known IANA name, and every cap at least 1.
+    pub fn validate(&self) -> Result<jiff::tz::TimeZone, String> {
+        let zone = jiff::tz::TimeZone::get(&self.zone).map_err(|_| {
+            format!(
+                "dispatch.daily_caps.zone: {:?} is not an IANA time zone (such as \"America/New_York\" or \"UTC\")",
+                self.zone
+            )
+        })?;
+        if let Some((address, _)) = self.senders.iter().find(|(_, cap)| **cap == 0) {
+            return Err(format!(
+                "dispatch.daily_caps.senders.\"{address}\": 0 would never send; give the messages a day, 1 or more"
+            ));
+        }
+        Ok(zone)
     }
 }

@@ -32,15 +32,15 @@ mod outreach;
 mod render;
 mod unsubscribe;
 
-pub use config::{DispatchConfig, RateConfig};
+pub use config::{DailyCapConfig, DispatchConfig, RateConfig};
 pub use unsubscribe::UnsubscribeLinks;
 
 use crate::clock::Clock;
 use herald_channels::Transports;
-use herald_store::{DispatchStore, Outcome, StoreError};
+use herald_store::{DispatchStore, Outcome, SentMessage, StoreError};
 use jiff::{SignedDuration, Timestamp};
 use outreach::Ctx;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -110,6 +110,9 @@ fn default_node() -> String {
 const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
+/// Results written at once when a journal is replayed.
+const REPLAY_CHUNK: usize = 1000;
+
 /// The dispatcher. Share it in an `Arc`; [`Dispatcher::run`] is its loop.
 pub struct Dispatcher {
     store: Arc<dyn DispatchStore>,
@@ -129,6 +132,8 @@ pub struct Dispatcher {
     node: String,
     /// When kept status reports were last purged (see [`Dispatcher::tick`]).
     last_purge: std::sync::Mutex<Option<Timestamp>>,
+    /// Where a day of `[dispatch.daily_caps]` begins and ends.
+    cap_zone: jiff::tz::TimeZone,
 }
 
 /// How long a provider's status report may wait for the send it reports on; older ones are
@@ -145,6 +150,10 @@ impl Dispatcher {
     ) -> Self {
         let journal = config.journal.clone().map(journal::Journal::new);
         let node = config.node.clone().unwrap_or_else(default_node);
+        let cap_zone = config.daily_caps.validate().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "daily caps count days in UTC");
+            jiff::tz::TimeZone::UTC
+        });
         Self {
             store,
             transports,
@@ -158,6 +167,7 @@ impl Dispatcher {
             metrics: Arc::new(crate::Metrics::new()),
             node,
             last_purge: std::sync::Mutex::new(None),
+            cap_zone,
         }
     }
 
@@ -265,31 +275,49 @@ impl Dispatcher {
         }
     }
 
-    /// Writes the results a previous run kept in the journal (see `[dispatch] journal`), then
-    /// empties it. The number of results written. Nothing happens without a journal.
+    /// Settles what a previous run left in the journal (see `[dispatch] journal` and the
+    /// `journal` module): writes the outcomes it holds, gives back to the queue the recipients
+    /// whose sends were marked begun but never made, then empties it. The number of recipients
+    /// settled. Nothing happens without a journal.
     pub async fn replay_journal(&self) -> Result<usize, DispatchError> {
         let Some(journal) = &self.journal else {
             return Ok(0);
         };
-        let kept = journal.read().map_err(|e| DispatchError::Journal {
+        let failed = |e| DispatchError::Journal {
             path: journal.path().display().to_string(),
             source: e,
-        })?;
-        let mut written = 0;
-        for batch in &kept {
+        };
+        let recovered = journal.recover().map_err(failed)?;
+        if recovered.is_empty() {
+            journal.clear(recovered).map_err(failed)?;
+            return Ok(0);
+        }
+        let now = self.clock.now();
+        let mut settled = 0;
+        for chunk in recovered.results.chunks(REPLAY_CHUNK) {
+            let ids: HashSet<i64> = chunk.iter().map(|r| r.recipient_id).collect();
+            let timeline: Vec<SentMessage> = recovered
+                .timeline
+                .iter()
+                .filter(|m| ids.contains(&m.recipient_id))
+                .cloned()
+                .collect();
             self.store
-                .record_results_with_messages(self.clock.now(), &batch.results, &batch.timeline)
+                .record_results_with_messages(now, chunk, &timeline)
                 .await?;
-            written += batch.results.len();
+            settled += chunk.len();
         }
-        journal.clear().map_err(|e| DispatchError::Journal {
-            path: journal.path().display().to_string(),
-            source: e,
-        })?;
-        if written > 0 {
-            tracing::info!(results = written, "wrote the results the last run kept");
+        let mut released = 0;
+        for (at, ids) in &recovered.unbegun {
+            released += self.store.release_unbegun(now, *at, ids).await?;
         }
-        Ok(written)
+        journal.clear(recovered).map_err(failed)?;
+        tracing::info!(
+            results = settled,
+            released,
+            "settled what the last run left in the journal"
+        );
+        Ok(settled + usize::try_from(released).unwrap_or(usize::MAX))
     }
 
     /// One pass over every live outreach (see the module docs).

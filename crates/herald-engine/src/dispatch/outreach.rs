@@ -18,6 +18,8 @@ pub(super) struct Ctx {
     pub(super) hours: SendingHours,
     pub(super) policy: CrashPolicy,
     pub(super) rate: f64,
+    /// The sender's messages a day, if capped (`[dispatch.daily_caps]`).
+    pub(super) daily_cap: Option<u64>,
     /// Voice: where a person who presses 1 is connected (the sender's inbox's agent number).
     pub(super) agent_number: Option<E164>,
 }
@@ -148,6 +150,7 @@ impl Dispatcher {
         }
         let hours = SendingHours::new(&campaign.schedule, campaign.channel, campaign.quiet_hours);
         let rate = self.config.rates.for_sender(&sender);
+        let daily_cap = self.config.daily_caps.for_sender(&sender);
         Ok(Ok(Ctx {
             policy: CrashPolicy::for_channel(campaign.channel),
             campaign,
@@ -156,6 +159,7 @@ impl Dispatcher {
             renderer,
             hours,
             rate,
+            daily_cap,
             agent_number,
         }))
     }

@@ -9,8 +9,8 @@ use crate::Result;
 use crate::Ts;
 use crate::conversation::SentMessage;
 use crate::dispatch::{
-    self, ClaimedRecipient, DeliveryResult, LEASE_EXPIRED_CODE, LEASE_EXPIRED_MESSAGE,
-    LiveOutreach, LiveRow, not_found,
+    self, ClaimedRecipient, DailyCap, DeliveryResult, Grant, LEASE_EXPIRED_CODE,
+    LEASE_EXPIRED_MESSAGE, LiveOutreach, LiveRow, not_found,
 };
 use async_trait::async_trait;
 use herald_core::outreach::{CrashPolicy, OutreachStatus, Progress};
@@ -63,15 +63,16 @@ pub(super) async fn locked_status(
 
 /// Changes the sender's bucket in one write transaction (the row locked; made full if it is
 /// new): `change` gets its tokens at `now` — refilled at `rate` a second since it was last
-/// written, at most `burst`; a clock behind the one that wrote it refills nothing — and returns
-/// the tokens to keep and what to answer.
+/// written, at most `burst`; a clock behind the one that wrote it refills nothing — and the
+/// tokens spent on the `daily` cap's day so far, and returns the tokens to keep, the day's count
+/// to keep and what to answer.
 async fn with_bucket<T>(
     store: &Backend,
     sender_id: Uuid,
-    rate: f64,
-    burst: f64,
+    (rate, burst): (f64, f64),
     now: Timestamp,
-    change: impl FnOnce(f64) -> (f64, T),
+    daily: Option<DailyCap>,
+    change: impl FnOnce(f64, u64) -> (f64, u64, T),
 ) -> Result<T> {
     let mut tx = store.write().await?;
     sqlx::query(
@@ -83,24 +84,32 @@ async fn with_bucket<T>(
     .bind(Ts::new(now))
     .execute(&mut *tx)
     .await?;
-    let (tokens, at): (f64, Ts) = sqlx::query_as(concat!(
-        "SELECT tokens, at FROM sender_buckets WHERE sender_id = $1",
+    let (tokens, at, day, day_used): (f64, Ts, Option<String>, i64) = sqlx::query_as(concat!(
+        "SELECT tokens, at, day, day_used FROM sender_buckets WHERE sender_id = $1",
         for_update!()
     ))
     .bind(sender_id)
     .fetch_one(&mut *tx)
     .await?;
     let elapsed = now.duration_since(at.0).as_secs_f64().max(0.0);
-    let (tokens, answer) = change((tokens + elapsed * rate).min(burst));
+    let today = daily.map(|d| d.day.to_string());
+    // A new day (or no cap) starts from nothing spent.
+    let used = match (&today, &day) {
+        (Some(t), Some(d)) if t == d => u64::try_from(day_used).unwrap_or(0),
+        _ => 0,
+    };
+    let (tokens, used, answer) = change((tokens + elapsed * rate).min(burst), used);
     // `at` never goes back: a later write by a node whose clock is ahead stands.
     sqlx::query(concat!(
         "UPDATE sender_buckets SET tokens = $2, at = ",
         greatest!("at", "$3"),
-        " WHERE sender_id = $1"
+        ", day = $4, day_used = $5 WHERE sender_id = $1"
     ))
     .bind(sender_id)
     .bind(tokens)
     .bind(Ts::new(now))
+    .bind(today.or(day))
+    .bind(i64::try_from(used).unwrap_or(i64::MAX))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -216,6 +225,41 @@ impl crate::Dispatch for Backend {
         Ok(started)
     }
 
+    async fn release_unbegun(
+        &self,
+        now: Timestamp,
+        marked_at: Timestamp,
+        ids: &[i64],
+    ) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(concat!(
+            "UPDATE recipients SET \
+             state = CASE WHEN (SELECT o.status FROM outreaches o \
+                 WHERE o.id = recipients.outreach_id) = 'stopped' \
+                 THEN 'skipped' ELSE 'pending' END, \
+             skip_reason = CASE WHEN (SELECT o.status FROM outreaches o \
+                 WHERE o.id = recipients.outreach_id) = 'stopped' \
+                 THEN 'stopped' END, \
+             attempts = attempts - 1, lease_until = NULL, send_started_at = NULL, \
+             error_code = CASE WHEN state = 'unknown' THEN NULL ELSE error_code END, \
+             error_message = CASE WHEN state = 'unknown' THEN NULL ELSE error_message END, \
+             updated_at = $1 \
+             WHERE id ",
+            in_list!("$3"),
+            " AND send_started_at = $2 \
+             AND (state = 'sending' OR (state = 'unknown' AND error_code = $4))"
+        ))
+        .bind(Ts::new(now))
+        .bind(Ts::new(marked_at))
+        .bind(id_list(ids))
+        .bind(LEASE_EXPIRED_CODE)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn due_recipients(&self, now: Timestamp) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(concat!(
             "SELECT count(*) FROM recipients WHERE state = 'pending' AND ",
@@ -235,12 +279,35 @@ impl crate::Dispatch for Backend {
         burst: f64,
         now: Timestamp,
         want: u32,
-    ) -> Result<u32> {
-        with_bucket(self, sender_id, rate, burst, now, |tokens| {
-            // Whole messages only: the truncation is the point.
-            let granted = (tokens.floor().max(0.0) as u64).min(u64::from(want)) as u32;
-            (tokens - f64::from(granted), granted)
-        })
+        daily: Option<DailyCap>,
+    ) -> Result<Grant> {
+        with_bucket(
+            self,
+            sender_id,
+            (rate, burst),
+            now,
+            daily,
+            |tokens, used| {
+                // Whole messages only: the truncation is the point.
+                let mut granted = (tokens.floor().max(0.0) as u64).min(u64::from(want)) as u32;
+                let mut capped = false;
+                if let Some(cap) = daily {
+                    let left = cap.limit.saturating_sub(used);
+                    if u64::from(granted) > left {
+                        granted = u32::try_from(left).unwrap_or(u32::MAX);
+                        capped = true;
+                    }
+                }
+                (
+                    tokens - f64::from(granted),
+                    used + u64::from(granted),
+                    Grant {
+                        tokens: granted,
+                        capped,
+                    },
+                )
+            },
+        )
         .await
     }
 
@@ -251,15 +318,28 @@ impl crate::Dispatch for Backend {
         burst: f64,
         now: Timestamp,
         delta: i64,
+        daily: Option<DailyCap>,
     ) -> Result<()> {
         if delta == 0 {
             return Ok(());
         }
-        #[allow(clippy::cast_precision_loss)] // a batch's tokens, far below 2^52
-        let delta = delta as f64;
-        with_bucket(self, sender_id, rate, burst, now, |tokens| {
-            ((tokens + delta).min(burst), ())
-        })
+        with_bucket(
+            self,
+            sender_id,
+            (rate, burst),
+            now,
+            daily,
+            |tokens, used| {
+                #[allow(clippy::cast_precision_loss)] // a batch's tokens, far below 2^52
+                let tokens = (tokens + delta as f64).min(burst);
+                let used = if delta > 0 {
+                    used.saturating_sub(delta.unsigned_abs())
+                } else {
+                    used.saturating_add(delta.unsigned_abs())
+                };
+                (tokens, used, ())
+            },
+        )
         .await
     }
 
