@@ -1,7 +1,9 @@
-//! `herald-bench dispatch --recipients N [--batch B] [--postgres URL] [--profile]`: one outreach of
-//! N email recipients sent through Herald's real dispatcher (claim, render, send, record) to a
-//! transport that accepts every message at once, beside the bare store limit: N recipient rows of
-//! another outreach in the same database set to `sent` by plain SQL, `B` rows a transaction.
+//! `herald-bench dispatch --recipients N [--batch B] [--postgres URL] [--profile]
+//! [--no-journal]`: one outreach of N email recipients sent through Herald's real dispatcher
+//! (claim, render, send, record; the local journal on, as `herald serve` runs it, unless
+//! `--no-journal`) to a transport that accepts every message at once, beside the bare store
+//! limit: N recipient rows of another outreach in the same database set to `sent` by plain SQL,
+//! `B` rows a transaction.
 //!
 //! The database is filled by a child process (`herald-bench prepare`, hidden), so the import's
 //! memory is not in this process: `peak_rss_mb` is the high-water mark of the dispatch alone
@@ -29,7 +31,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -258,6 +260,10 @@ async fn open(url: &str) -> anyhow::Result<(Arc<dyn Store>, Pool)> {
     }
 }
 
+/// Set by `--no-journal`: the dispatcher runs without its local journal (as before the journal
+/// recorded each send), to measure what the journal costs.
+pub static NO_JOURNAL: AtomicBool = AtomicBool::new(false);
+
 /// Herald's run: ticks the dispatcher until the outreach is completed. Seconds, and the
 /// breakdown when profiling.
 async fn herald_run(
@@ -275,8 +281,12 @@ async fn herald_run(
     let transport = Arc::new(NullTransport::default());
     let mut transports = Transports::new();
     transports.insert(Provider::File, transport.clone());
+    let journal_dir = tempfile::tempdir()?;
     let config = DispatchConfig {
         batch_size: batch,
+        // As `herald serve` runs it: every send is written to the journal before it is made.
+        journal: (!NO_JOURNAL.load(Ordering::Relaxed))
+            .then(|| journal_dir.path().join("herald-dispatch-journal.jsonl")),
         rates: RateConfig {
             sms: f64::INFINITY,
             voice: f64::INFINITY,
@@ -288,6 +298,11 @@ async fn herald_run(
     // As `herald serve` builds it: emails carry signed unsubscribe links.
     let dispatcher = Dispatcher::new(dispatch_store, transports, Arc::new(SystemClock), config)
         .with_unsubscribe_links(UnsubscribeLinks::new(LINK_BASE, LINK_KEY));
+    // As `run` does first: takes the journal's slot (and finds it empty).
+    dispatcher
+        .replay_journal()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let started = Instant::now();
     let mut ticks = 0u64;
@@ -596,6 +611,7 @@ struct Line<'a> {
     ratio: f64,
     peak_rss_mb: f64,
     batch: u32,
+    journal: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     profile: Option<serde_json::Value>,
 }
@@ -650,6 +666,7 @@ async fn bench_backend(
         ratio: round(herald_s / baseline_s, 100.0),
         peak_rss_mb: peak.round(),
         batch,
+        journal: !NO_JOURNAL.load(Ordering::Relaxed),
         profile: breakdown,
     };
     println!("{}", serde_json::to_string(&line)?);

@@ -67,6 +67,9 @@ enum Bench {
         /// its design: the same rows written twice by plain SQL (claimed, then sent).
         #[arg(long)]
         profile: bool,
+        /// Run the dispatcher without its local journal, to measure what the journal costs.
+        #[arg(long)]
+        no_journal: bool,
     },
     /// Fills a database for `dispatch` (run by it as a child process, so that the import's
     /// memory is not counted in the dispatch's peak).
@@ -95,7 +98,11 @@ async fn main() -> anyhow::Result<()> {
             batch,
             postgres,
             profile,
-        } => dispatch::dispatch_bench(recipients, batch, postgres.as_deref(), profile).await,
+            no_journal,
+        } => {
+            dispatch::NO_JOURNAL.store(no_journal, std::sync::atomic::Ordering::Relaxed);
+            dispatch::dispatch_bench(recipients, batch, postgres.as_deref(), profile).await
+        }
         Bench::Prepare {
             url,
             recipients,
