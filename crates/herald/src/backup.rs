@@ -54,20 +54,14 @@ pub async fn sqlite(url: &str, to: &Path) -> anyhow::Result<Backup> {
     );
     let partial = partial_path(to);
     // VACUUM INTO writes into an empty file that exists; creating it first sets its mode.
-    create_private(&partial)
-        .with_context(|| format!("cannot create {}", partial.display()))?;
+    create_private(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
     let result = copy(options, &partial).await;
     if let Err(e) = result {
         let _ = std::fs::remove_file(&partial);
         return Err(e);
     }
-    std::fs::rename(&partial, to).with_context(|| {
-        format!(
-            "cannot rename {} to {}",
-            partial.display(),
-            to.display()
-        )
-    })?;
+    std::fs::rename(&partial, to)
+        .with_context(|| format!("cannot rename {} to {}", partial.display(), to.display()))?;
     let bytes = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
     Ok(Backup { bytes })
 }

@@ -143,7 +143,12 @@ async fn a_live_sqlite_database_is_copied_whole_while_it_is_written() {
     // The live database went on to hold more than the copy.
     node.stop();
     let live = inbox_names(&db).await;
-    assert!(live.len() > names.len(), "{} vs {}", live.len(), names.len());
+    assert!(
+        live.len() > names.len(),
+        "{} vs {}",
+        live.len(),
+        names.len()
+    );
     // The copy serves: a node started on it answers with the same admin token.
     let copy_url = format!("sqlite://{}", copy.display());
     let (copy_node, copy_base) = serve(dir, &copy_url);
