@@ -485,7 +485,7 @@ async fn the_documented_nginx_config_serves_a_two_node_cluster() {
     }
     assert!(csv.len() > 1 << 20, "{} bytes", csv.len());
     std::fs::write(dir.join("list.csv"), &csv).unwrap();
-    let tomorrow = jiff::Timestamp::now()
+    let tomorrow = herald_engine::Clock::now(&herald_engine::SystemClock)
         .checked_add(jiff::SignedDuration::from_hours(24))
         .unwrap();
     let file_arg = format!("file=@{};type=text/csv", dir.join("list.csv").display());
