@@ -2,7 +2,8 @@
 //! taken out of the page (only addresses, ports and certificate paths are substituted) and run
 //! with Debian's nginx, with a self-signed certificate made by the `openssl` command, in front of
 //! two real `herald serve` nodes on one PostgreSQL database. Requests go over HTTPS (HTTP/2)
-//! through the `curl` command. A second nginx, with the same block made to buffer, is the
+//! through the `curl` command. A second nginx, with the same block made to buffer and compress
+//! event streams (and without the raised body limit), is the
 //! control: the checks fail against it, so they can fail.
 
 use serde_json::{Value, json};
