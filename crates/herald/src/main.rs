@@ -1,5 +1,6 @@
 //! The `herald` command: serve the API, migrate the database, create API tokens.
 
+mod backup;
 mod config;
 mod doctor;
 
@@ -64,6 +65,12 @@ enum Command {
     Outreach {
         #[command(subcommand)]
         command: OutreachCommand,
+    },
+    /// Copies a live SQLite database to FILE while Herald runs (for PostgreSQL use pg_dump).
+    Backup {
+        /// The new file to write (it must not exist).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
     },
     /// Checks of stored data; they report and change nothing.
     Doctor {
@@ -251,6 +258,16 @@ async fn main() -> anyhow::Result<()> {
             let store = open_store(&cfg).await?;
             let limits = cfg.outreaches.import();
             create_outreach(store, campaign, &csv, start, end, region, limits).await
+        }
+        Command::Backup { to } => {
+            let backup = backup::sqlite(&cfg.database_url, &to).await?;
+            println!(
+                "backed up {} to {} ({} bytes)",
+                redact_url(&cfg.database_url),
+                to.display(),
+                backup.bytes
+            );
+            Ok(())
         }
         Command::Doctor {
             command: DoctorCommand::Phones,
