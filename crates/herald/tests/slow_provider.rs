@@ -53,7 +53,14 @@ async fn slow_batches_are_not_taken_over(db: &str) {
         csv.push_str(&format!("+1415{:07},Customer {i}\n", 6_000_000 + i));
     }
     let outreach = launch(
-        &dirs[0], db, &base, &api, "sms", "+14155550100", "twilio", &csv,
+        &dirs[0],
+        db,
+        &base,
+        &api,
+        "sms",
+        "+14155550100",
+        "twilio",
+        &csv,
     )
     .await;
     wait_until(

@@ -23,10 +23,7 @@ async fn within<T>(
     match tokio::time::timeout(wait, f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
-            "no answer within {} ms",
-            wait.as_millis()
-        )),
+        Err(_) => Err(format!("no answer within {} ms", wait.as_millis())),
     }
 }
 

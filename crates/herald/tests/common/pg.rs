@@ -25,8 +25,7 @@ fn bin_dir() -> Option<PathBuf> {
         .filter_map(|e| {
             let version = e.file_name().to_string_lossy().parse::<u32>().ok()?;
             let bin = e.path().join("bin");
-            (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file())
-                .then_some((version, bin))
+            (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file()).then_some((version, bin))
         })
         .collect();
     dirs.sort();
@@ -103,7 +102,12 @@ impl PrivatePg {
         };
         let out = pg
             .command("initdb")
-            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "-D"])
+            .args([
+                "--auth=trust",
+                "--username=postgres",
+                "--encoding=UTF8",
+                "-D",
+            ])
             .arg(pg.data())
             .output()
             .expect("run initdb");
