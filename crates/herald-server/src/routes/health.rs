@@ -3,10 +3,34 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
+use std::time::Duration;
+
+/// How long `/healthz` waits for the database to answer before it says `down`. Liveness does
+/// not depend on it: a process whose database is away is alive, and restarting it would help
+/// nothing.
+const HEALTH_DB_WAIT: Duration = Duration::from_millis(300);
+
+/// How long `/readyz` waits for the database before the node is not ready: well under a
+/// prober's usual one-second timeout, and far under the pool's acquire timeout (which a probe
+/// must not wait out while the database is down).
+const READY_DB_WAIT: Duration = Duration::from_millis(500);
+
+/// `f` within `wait`, or the database counts as down.
+async fn within<T>(
+    wait: Duration,
+    f: impl std::future::Future<Output = herald_store::Result<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(wait, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} ms", wait.as_millis())),
+    }
+}
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
-    /// `ok` when the process and the database answer.
+    /// `ok` when the process and the database answer, `degraded` when the database does not
+    /// (within 300 ms).
     pub status: &'static str,
     /// `up` or `down`.
     pub database: &'static str,
@@ -15,23 +39,18 @@ pub struct Health {
     pub version: &'static str,
 }
 
-/// The process and its database are up. Needs no token.
+/// Liveness: the process answers (always 200, within about 300 ms), and says whether its
+/// database does. Whether the node should take traffic is `/readyz`. Needs no token.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses(
-    (status = 200, description = "Process and database are up", body = Health),
-    (status = 503, description = "The database does not answer", body = Health),
+    (status = 200, description = "The process is alive; `database` says whether the database answers", body = Health),
 ))]
 pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let up = state.store.ping().await;
+    let up = within(HEALTH_DB_WAIT, state.store.ping()).await;
     if let Err(e) = &up {
         tracing::warn!(error = %e, "health check: database is down");
     }
-    let status = if up.is_ok() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
     (
-        status,
+        StatusCode::OK,
         Json(Health {
             status: if up.is_ok() { "ok" } else { "degraded" },
             database: if up.is_ok() { "up" } else { "down" },
@@ -57,17 +76,19 @@ pub struct Readiness {
 }
 
 /// Whether this node may take traffic (for a load balancer or an orchestrator's readiness
-/// probe): the database answers and its schema is this build's. Needs no token; costs two small
-/// queries.
+/// probe): the database answers and its schema is this build's, both within 500 ms (a database
+/// that does not answer makes the node not ready at once, not after the pool's acquire
+/// timeout). Needs no token; costs two small queries.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, description = "Ready", body = Readiness),
     (status = 503, description = "The database does not answer, or migrations are pending", body = Readiness),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let pending = match state.store.ping().await {
-        Ok(()) => state.store.pending_migrations().await,
-        Err(e) => Err(e),
-    };
+    let pending = within(READY_DB_WAIT, async {
+        state.store.ping().await?;
+        state.store.pending_migrations().await
+    })
+    .await;
     let (status, database, migrations_pending) = match pending {
         Ok(0) => (StatusCode::OK, "up", Some(0)),
         Ok(n) => {

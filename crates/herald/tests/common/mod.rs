@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod outreach;
+pub mod pg;
 
 /// `herald` in `dir` on the database `db`, logging warnings only.
 pub fn herald(dir: &Path, db: &str) -> Command {
