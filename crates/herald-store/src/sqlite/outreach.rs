@@ -78,6 +78,17 @@ async fn give_way(pool: &SqlitePool) {
     }
 }
 
+/// Copies the write-ahead log into the database, after a chunk and outside its transaction.
+/// Otherwise the commit that next finds the log past its 1,000 pages does it (SQLite's automatic
+/// checkpoint), and during an import that is mostly an API write, which then waits for the copy
+/// and its `fsync` of chunks it did not write.
+async fn checkpoint(pool: &SqlitePool) -> Result<()> {
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// One chunk's transaction: begun after giving way, and refused if the import's mark is gone (a
 /// purge took it for abandoned), so that no row is written for an import nobody will clean up.
 async fn chunk_tx(pool: &SqlitePool, id: Uuid) -> Result<Transaction<'static, Sqlite>> {
@@ -130,6 +141,7 @@ impl SqliteImport {
             });
             q.build().execute(&mut *tx).await?;
             tx.commit().await?;
+            checkpoint(&self.pool).await?;
         }
         Ok(())
     }
