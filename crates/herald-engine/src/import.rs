@@ -1,4 +1,4 @@
-//! Uploads: CSV file -> validated recipients -> one outreach, atomically.
+//! Uploads: CSV file -> validated recipients -> one outreach, visible all at once or not at all.
 
 use herald_core::{Address, Campaign, Channel};
 use herald_import::{ImportOptions, ImportSink, Recipient, RowError};
@@ -150,9 +150,11 @@ async fn required_variables(
 
 /// Imports an uploaded list as a new outreach of the campaign and returns it with its summary.
 ///
-/// Rows are validated on blocking threads while the store writes batches in one transaction;
-/// the outreach and its recipients become visible together at commit. A refused file, a failed
-/// write or a read error leaves nothing behind.
+/// Rows are validated on blocking threads while the store writes batches (on PostgreSQL in one
+/// transaction, on SQLite in short ones that let other writers in); the outreach and its
+/// recipients become visible together at commit. A refused file, a failed write or a read error
+/// leaves nothing behind, and neither does a caller that drops this future (see
+/// [`herald_store::OutreachImport`]).
 pub async fn import_outreach(
     store: Arc<dyn Store>,
     upload: OutreachUpload,
@@ -230,19 +232,31 @@ pub async fn import_outreach(
         }
     }
     drop(rx); // a failed writer stops the reader at its next batch
-    let result = reader
-        .await
-        .map_err(|e| ImportOutreachError::Internal(e.to_string()))?;
-    if let Some(e) = write_error {
-        return Err(e.into());
-    }
-    let summary = match result {
+    let read = reader.await;
+    let summary = match (write_error, read) {
+        (Some(e), _) => Err(e.into()),
+        (None, Err(e)) => Err(ImportOutreachError::Internal(e.to_string())),
+        (None, Ok(Ok(summary))) => Ok(summary),
+        (None, Ok(Err(e))) => Err(match e {
+            herald_import::ImportError::File(e) => e.into(),
+            herald_import::ImportError::Io(e) => e.into(),
+            herald_import::ImportError::Options(m) => invalid("file", m),
+            herald_import::ImportError::Sink(e) => ImportOutreachError::Internal(e.to_string()),
+        }),
+    };
+    let summary = match summary {
         Ok(summary) => summary,
-        Err(herald_import::ImportError::File(e)) => return Err(e.into()),
-        Err(herald_import::ImportError::Io(e)) => return Err(e.into()),
-        Err(herald_import::ImportError::Options(m)) => return Err(invalid("file", m)),
-        Err(herald_import::ImportError::Sink(e)) => {
-            return Err(ImportOutreachError::Internal(e.to_string()));
+        Err(e) => {
+            // Refused: what was written goes before the refusal is answered (on SQLite the rows
+            // were committed chunk by chunk, invisible until the commit below).
+            if let Err(cleanup) = writer.abort().await {
+                tracing::warn!(
+                    outreach_id = %outreach_id,
+                    error = %cleanup,
+                    "could not delete a refused import's rows; the next start will"
+                );
+            }
+            return Err(e);
         }
     };
     let outreach = writer

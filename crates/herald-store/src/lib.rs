@@ -116,7 +116,8 @@ impl std::fmt::Debug for NewToken {
 pub trait Schema: Send + Sync {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
-    /// Applies pending migrations.
+    /// Applies pending migrations; on SQLite, then deletes what imports killed midway left
+    /// behind (see [`OutreachImport`]).
     async fn migrate(&self) -> Result<()>;
     /// A round trip to the database.
     async fn ping(&self) -> Result<()>;
@@ -175,8 +176,9 @@ pub trait Catalog: Send + Sync {
 /// Outreaches and their recipients: the import, the lists, progress, and an admin's stop and retry.
 #[async_trait]
 pub trait Outreaches: Send + Sync {
-    /// Starts importing an outreach of the campaign: one transaction, rolled back unless the
-    /// returned import is committed. [`StoreError::NotFound`] if the campaign does not exist.
+    /// Starts importing an outreach of the campaign: invisible, and gone again, unless the
+    /// returned import is committed (see [`OutreachImport`]). [`StoreError::NotFound`] if the
+    /// campaign does not exist.
     async fn begin_outreach(&self, new: &NewOutreach) -> Result<Box<dyn OutreachImport>>;
     async fn get_outreach(&self, id: Uuid) -> Result<Outreach>;
     /// A campaign's outreaches in creation order, optionally of one status.

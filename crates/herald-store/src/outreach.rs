@@ -85,16 +85,29 @@ pub struct Outreach {
     pub finished_at: Option<Timestamp>,
 }
 
-/// An import in progress: one transaction. Dropping it without [`OutreachImport::commit`]
-/// rolls everything back, so a refused or failed upload stores nothing.
+/// An import in progress. Nothing of it is visible (to claims, lists or reads) until
+/// [`OutreachImport::commit`] returns; a refused upload calls [`OutreachImport::abort`], and one
+/// dropped without either stores nothing either.
+///
+/// On PostgreSQL an import is one transaction (its `COPY` blocks no other writer). On SQLite,
+/// which has one writer at a time, it is written in short transactions of a few thousand rows
+/// that other writers take turns with; its rows belong to no outreach until the commit inserts
+/// it, and an abort, a drop (in a task of its own) or, after a crash, the next start of the store
+/// deletes them (see `migrations/sqlite/0015_imports_in_progress.sql`).
 #[async_trait]
 pub trait OutreachImport: Send {
     /// The outreach's id (fixed when the import began).
     fn outreach_id(&self) -> Uuid;
     async fn recipients(&mut self, batch: &[ImportedRecipient]) -> Result<()>;
     async fn row_errors(&mut self, batch: &[ImportErrorRecord]) -> Result<()>;
-    /// Records the summary and makes the outreach and its recipients visible at once.
+    /// Records the summary and makes the outreach and its recipients visible at once. If it
+    /// fails, what was written is deleted before it returns.
     async fn commit(self: Box<Self>, summary: &ImportSummary) -> Result<Outreach>;
+    /// Gives the import up: what it wrote is deleted before this returns.
+    async fn abort(self: Box<Self>) -> Result<()> {
+        drop(self);
+        Ok(())
+    }
 }
 
 /// Appends `s` to a PostgreSQL COPY text-format buffer, escaped.

@@ -46,6 +46,7 @@ herald_store::on_both_backends!(
     outreach_import_is_one_transaction,
     stored_phones_are_read_back_with_the_file_values,
     a_dropped_import_leaves_nothing,
+    an_import_in_progress_is_invisible,
     outreaches_go_with_their_campaign,
     suppressions_per_sender_and_for_all,
     claims_only_due_recipients_of_outreaches_in_progress,
@@ -1753,6 +1754,107 @@ async fn a_dropped_import_leaves_nothing(store: &dyn Store) {
             ..
         })
     ));
+}
+
+/// More rows than one chunk of a SQLite import (5,000), so that an import in progress has
+/// committed some of its rows there.
+const BIG_IMPORT: u64 = 12_000;
+
+async fn an_import_in_progress_is_invisible(store: &dyn Store) {
+    let campaign = sms_campaign(store).await;
+    let mut import = store
+        .begin_outreach(&new_outreach(campaign))
+        .await
+        .expect("begin");
+    import
+        .recipients(&recipients(2, BIG_IMPORT))
+        .await
+        .expect("recipients");
+    import
+        .row_errors(&[herald_store::ImportErrorRecord {
+            line: 20_000,
+            column: None,
+            value: "x".into(),
+            reason: "not a phone number".into(),
+        }])
+        .await
+        .expect("errors");
+    let id = import.outreach_id();
+    // Other writers go on meanwhile.
+    store
+        .create_inbox(&inbox_spec("Meanwhile"))
+        .await
+        .expect("a write during the import");
+    // No read finds it.
+    assert!(matches!(
+        store.get_outreach(id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.outreach_progress(id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.list_recipients(id, None, 0, 10).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store
+            .list_recipients(id, Some(DeliveryState::Pending), 0, 10)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(
+        store
+            .import_errors(id, 0, 10)
+            .await
+            .expect("errors")
+            .is_empty()
+    );
+    let listing = store
+        .list_outreaches(campaign, None, Page::default())
+        .await
+        .expect("list");
+    assert!(listing.items.is_empty());
+    // Nor does the dispatcher: it cannot start it, nor claim from it.
+    let live = store.live_outreaches().await.expect("live");
+    assert!(live.iter().all(|o| o.id != id));
+    assert!(!matches!(store.start_outreach(id, t(0)).await, Ok(true)));
+    match store.claim_due(id, t(0), t(60), 100).await {
+        Ok(claimed) => assert!(claimed.is_empty(), "claimed {}", claimed.len()),
+        Err(StoreError::NotFound { .. }) => {}
+        Err(e) => panic!("claim: {e}"),
+    }
+
+    // At its commit it appears whole, and works as any other.
+    let outreach = import
+        .commit(&herald_store::ImportSummary {
+            rows: BIG_IMPORT + 1,
+            accepted: BIG_IMPORT,
+            invalid: 1,
+            suppressed: BIG_IMPORT / 5,
+            encoding: "utf-8".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("commit");
+    assert_eq!(outreach.progress.total, BIG_IMPORT);
+    assert_eq!(outreach.progress.skipped, BIG_IMPORT / 5);
+    assert_eq!(
+        store.import_errors(id, 0, 10).await.expect("errors").len(),
+        1
+    );
+    assert!(
+        store
+            .live_outreaches()
+            .await
+            .expect("live")
+            .iter()
+            .any(|o| o.id == id && o.has_pending)
+    );
+    assert!(store.start_outreach(id, t(0)).await.expect("start"));
+    let claimed = store.claim_due(id, t(0), t(60), 100).await.expect("claim");
+    assert_eq!(claimed.len(), 100);
 }
 
 async fn outreaches_go_with_their_campaign(store: &dyn Store) {
@@ -4832,7 +4934,13 @@ async fn concurrent_login_attempts_never_pass_the_limit(store: &dyn Store) {
 // Recipients and import errors carry no foreign key to their outreach (it cost half of a large
 // import on PostgreSQL); a trigger deletes them with it. These tests count the rows themselves,
 // through a connection of their own, so that nothing the store's reads filter out can hide them.
-herald_store::on_both_backends!(rows_go_with_their_outreach, a_refused_import_leaves_no_rows,);
+herald_store::on_both_backends!(
+    rows_go_with_their_outreach,
+    a_refused_import_leaves_no_rows,
+    an_aborted_import_leaves_nothing,
+    a_dropped_import_is_deleted_in_the_background,
+    imports_whose_process_is_gone_are_purged_at_start,
+);
 
 /// Rows of `table` for `outreach`, or of every outreach when `None`, read with raw SQL.
 async fn count_rows(
@@ -4963,9 +5071,160 @@ async fn a_refused_import_leaves_no_rows(db: herald_store::testing::TestStore) {
         }])
         .await
         .expect("errors");
-    // The upload is refused after two batches went in: the import is dropped, not committed.
-    drop(import);
+    // The upload is refused after two batches went in: the import is given up, not committed
+    // (on SQLite the batches were committed, invisible; the abort deletes them before it
+    // returns). A drop without the abort is `a_dropped_import_is_deleted_in_the_background`.
+    import.abort().await.expect("abort");
     for table in ["outreaches", "recipients", "import_errors"] {
         assert_eq!(count_rows(&db, table, None).await, 0, "{table}");
     }
+}
+
+/// Runs `sql` (binding `id` as `$1`, if given) on the SQLite test database, through a
+/// connection of its own.
+async fn sqlite_exec(db: &herald_store::testing::TestStore, sql: &str, id: Option<Uuid>) {
+    let pool = sqlx::SqlitePool::connect(&db.url).await.expect("sqlite");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
+    if let Some(id) = id {
+        q = q.bind(id);
+    }
+    q.execute(&pool).await.expect("sql");
+    pool.close().await;
+}
+
+/// Every row an import may have written, and (on SQLite) the marks of imports in progress.
+async fn import_rows(db: &herald_store::testing::TestStore, outreach: Option<Uuid>) -> i64 {
+    let mut n = 0;
+    for table in ["outreaches", "recipients", "import_errors"] {
+        n += count_rows(db, table, outreach).await;
+    }
+    if db.store.backend() == "sqlite" {
+        n += count_rows(db, "outreach_imports", outreach).await;
+    }
+    n
+}
+
+async fn an_aborted_import_leaves_nothing(db: herald_store::testing::TestStore) {
+    let store = &*db.store;
+    let campaign = sms_campaign(store).await;
+    let mut import = store
+        .begin_outreach(&new_outreach(campaign))
+        .await
+        .expect("begin");
+    import
+        .recipients(&recipients(2, BIG_IMPORT))
+        .await
+        .expect("recipients");
+    import
+        .row_errors(&[herald_store::ImportErrorRecord {
+            line: 20_000,
+            column: Some("phone".into()),
+            value: "555".into(),
+            reason: "not a phone number".into(),
+        }])
+        .await
+        .expect("errors");
+    import.abort().await.expect("abort");
+    assert_eq!(import_rows(&db, None).await, 0);
+    // The campaign takes the next import as before.
+    let id = imported(store, campaign, 10).await;
+    assert_eq!(count_rows(&db, "recipients", Some(id)).await, 10);
+}
+
+async fn a_dropped_import_is_deleted_in_the_background(db: herald_store::testing::TestStore) {
+    let store = &*db.store;
+    let campaign = sms_campaign(store).await;
+    let mut import = store
+        .begin_outreach(&new_outreach(campaign))
+        .await
+        .expect("begin");
+    import
+        .recipients(&recipients(2, BIG_IMPORT))
+        .await
+        .expect("recipients");
+    let id = import.outreach_id();
+    // As when the client of an upload goes away: the future holding the import is dropped.
+    drop(import);
+    assert!(matches!(
+        store.get_outreach(id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let left = import_rows(&db, None).await;
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} rows of a dropped import are still there after 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn imports_whose_process_is_gone_are_purged_at_start(db: herald_store::testing::TestStore) {
+    let store = &*db.store;
+    let campaign = sms_campaign(store).await;
+    let begin = || async {
+        let mut import = store
+            .begin_outreach(&new_outreach(campaign))
+            .await
+            .expect("begin");
+        import
+            .recipients(&recipients(2, BIG_IMPORT))
+            .await
+            .expect("recipients");
+        import
+    };
+    // An import of this process, running: the purge must leave it alone.
+    let live = begin().await;
+    // Two imports whose process was killed midway: nothing runs their drop.
+    let (killed, silent) = (begin().await, begin().await);
+    let (killed_id, silent_id) = (killed.outreach_id(), silent.outreach_id());
+    std::mem::forget(killed);
+    std::mem::forget(silent);
+    if store.backend() == "sqlite" {
+        assert_eq!(
+            count_rows(&db, "recipients", None).await,
+            3 * BIG_IMPORT as i64
+        );
+        // `killed` names a process that does not run (a pid above Linux's largest);
+        // `silent` has not written for an hour (as a process on another machine would).
+        sqlite_exec(
+            &db,
+            "UPDATE outreach_imports SET node = \
+             substr(node, 1, instr(node, '/')) || '4194305/1' WHERE outreach_id = $1",
+            Some(killed_id),
+        )
+        .await;
+        sqlite_exec(
+            &db,
+            "UPDATE outreach_imports SET heartbeat_at = heartbeat_at - 3600000000 \
+             WHERE outreach_id = $1",
+            Some(silent_id),
+        )
+        .await;
+    }
+    // Herald starts again on the database: it opens and migrates it.
+    let again = herald_store::connect(&db.url).await.expect("reopen");
+    again.migrate().await.expect("migrate");
+    for id in [silent_id, killed_id] {
+        assert_eq!(import_rows(&db, Some(id)).await, 0, "rows of {id}");
+    }
+    let live = live
+        .commit(&herald_store::ImportSummary::default())
+        .await
+        .expect("the running import commits");
+    assert_eq!(live.progress.total, BIG_IMPORT);
+    assert_eq!(count_rows(&db, "recipients", None).await, BIG_IMPORT as i64);
+    assert_eq!(
+        again
+            .list_outreaches(campaign, None, Page::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        1
+    );
 }

@@ -28,7 +28,6 @@ type Backend = PgStore;
 type DbRow = sqlx::postgres::PgRow;
 type Db = Postgres;
 type DbConn = sqlx::PgConnection;
-type DbPool = PgPool;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

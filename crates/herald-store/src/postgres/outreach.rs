@@ -1,8 +1,9 @@
 //! Outreach storage on PostgreSQL: an import is one transaction; recipients go in with `COPY`,
 //! one per batch.
 
+use super::PgStore;
 use crate::outreach::{ImportedRecipient, copy_text};
-use sqlx::{PgPool, Postgres};
+use sqlx::{PgPool, Postgres, Transaction};
 
 pub(crate) struct PgImport {
     tx: Transaction<'static, Postgres>,
@@ -101,22 +102,59 @@ impl OutreachImport for PgImport {
         let PgImport { tx, pool, id, .. } = *self;
         finish_import(tx, pool, id, summary).await
     }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
 }
 
-/// The import of outreach `id` in `tx`: its recipients are due from `start_at`.
-fn importer(
-    tx: Transaction<'static, Postgres>,
+/// Starts the import: one transaction that inserts the outreach and then its rows, all visible
+/// at its commit.
+async fn begin_import(store: &PgStore, new: &NewOutreach) -> Result<Box<dyn OutreachImport>> {
+    let mut tx = store.write().await?;
+    check_campaign(&mut tx, new.campaign_id).await?;
+    let id = Uuid::now_v7();
+    let (_, now_us) = common::now();
+    let summary = ImportSummary {
+        encoding: "utf-8".into(),
+        ..ImportSummary::default()
+    };
+    insert_outreach(&mut tx, id, new, &summary, now_us, now_us).await?;
+    Ok(Box::new(PgImport {
+        tx,
+        pool: store.pool.clone(),
+        id,
+        start_text: new.start_at.to_string(),
+        buf: Vec::new(),
+    }))
+}
+
+/// Ends an import: writes its summary on the outreach, commits, and reads the outreach back.
+async fn finish_import(
+    mut tx: Transaction<'static, Postgres>,
     pool: PgPool,
     id: Uuid,
-    start_at: Timestamp,
-) -> Box<dyn OutreachImport> {
-    Box::new(PgImport {
-        tx,
-        pool,
-        id,
-        start_text: start_at.to_string(),
-        buf: Vec::new(),
-    })
+    summary: &ImportSummary,
+) -> Result<Outreach> {
+    let (_, now_us) = common::now();
+    sqlx::query(
+        "UPDATE outreaches SET rows_total = $2, accepted = $3, invalid = $4, duplicates = $5, \
+         suppressed = $6, encoding = $7, updated_at = $8 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(summary.rows as i64)
+    .bind(summary.accepted as i64)
+    .bind(summary.invalid as i64)
+    .bind(summary.duplicates as i64)
+    .bind(summary.suppressed as i64)
+    .bind(&summary.encoding)
+    .bind(now_us)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let mut conn = pool.acquire().await?;
+    get_in(&mut conn, id).await
 }
 
 include!("../shared/outreach.rs");

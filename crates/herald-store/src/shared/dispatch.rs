@@ -30,17 +30,16 @@ where
         .ok_or_else(|| not_found(id))
 }
 
-/// The outreach's recipients counted by state; `NotFound` for an unknown outreach.
+/// The outreach's recipients counted by state; `NotFound` for an unknown outreach, and for one
+/// still being imported (on SQLite its rows are there already, its outreach is not).
 pub(crate) async fn progress(conn: &mut DbConn, id: Uuid) -> Result<Progress> {
+    ensure_exists(&mut *conn, id).await?;
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT state, count(*) FROM recipients WHERE outreach_id = $1 GROUP BY state",
     )
     .bind(id)
     .fetch_all(&mut *conn)
     .await?;
-    if rows.is_empty() {
-        ensure_exists(&mut *conn, id).await?;
-    }
     dispatch::progress(id, rows)
 }
 

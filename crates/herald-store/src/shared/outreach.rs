@@ -1,9 +1,9 @@
 // Outreaches and their recipients: creating one (the import itself is the backend's own, in
-// `importer`), reading, stopping, retrying. Written once for both backends: `sqlite/outreach.rs`
+// `begin_import`), reading, stopping, retrying. Written once for both backends: `sqlite/outreach.rs`
 // and `postgres/outreach.rs` include this file.
 
 use super::dispatch::{ensure_exists, locked_status};
-use super::{Backend, Db, DbConn, DbPool};
+use super::{Backend, DbConn};
 use crate::Ts;
 use crate::dispatch::RecipientRecord;
 use crate::outreach::{
@@ -14,34 +14,59 @@ use async_trait::async_trait;
 use herald_core::outreach::{DeliveryState, OutreachStatus, Progress};
 use herald_core::{Listing, Page};
 use jiff::Timestamp;
-use sqlx::Transaction;
 use uuid::Uuid;
 
-/// Ends an import: writes its summary on the outreach, commits, and reads the outreach back.
-async fn finish_import(
-    mut tx: Transaction<'static, Db>,
-    pool: DbPool,
+/// Refuses an import into a campaign that does not exist (read in a write transaction, which
+/// keeps it until the transaction ends).
+async fn check_campaign(conn: &mut DbConn, campaign_id: Uuid) -> Result<()> {
+    let found = sqlx::query(concat!(
+        "SELECT 1 FROM campaigns WHERE id = $1",
+        for_share!()
+    ))
+    .bind(campaign_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound {
+            entity: "campaign",
+            id: campaign_id,
+        }),
+    }
+}
+
+/// Inserts outreach `id` as `new` describes it, `scheduled`, with `summary`'s counts.
+async fn insert_outreach(
+    conn: &mut DbConn,
     id: Uuid,
+    new: &NewOutreach,
     summary: &ImportSummary,
-) -> Result<Outreach> {
-    let (_, now_us) = common::now();
+    created_us: Ts,
+    now_us: Ts,
+) -> Result<()> {
     sqlx::query(
-        "UPDATE outreaches SET rows_total = $2, accepted = $3, invalid = $4, duplicates = $5, \
-         suppressed = $6, encoding = $7, updated_at = $8 WHERE id = $1",
+        "INSERT INTO outreaches (id, campaign_id, status, file_name, encoding, default_region, \
+         start_at, end_at, rows_total, accepted, invalid, duplicates, suppressed, created_at, \
+         updated_at) VALUES ($1, $2, 'scheduled', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+         $14)",
     )
     .bind(id)
+    .bind(new.campaign_id)
+    .bind(&new.file_name)
+    .bind(&summary.encoding)
+    .bind(&new.default_region)
+    .bind(Ts::new(new.start_at))
+    .bind(new.end_at.map(Ts::new))
     .bind(summary.rows as i64)
     .bind(summary.accepted as i64)
     .bind(summary.invalid as i64)
     .bind(summary.duplicates as i64)
     .bind(summary.suppressed as i64)
-    .bind(&summary.encoding)
+    .bind(created_us)
     .bind(now_us)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    tx.commit().await?;
-    let mut conn = pool.acquire().await?;
-    get_in(&mut conn, id).await
+    Ok(())
 }
 
 /// The outreach with its progress, read on one connection (inside a transaction, if it is in
@@ -67,37 +92,7 @@ pub(crate) async fn get_in(conn: &mut DbConn, id: Uuid) -> Result<Outreach> {
 #[async_trait]
 impl crate::Outreaches for Backend {
     async fn begin_outreach(&self, new: &NewOutreach) -> Result<Box<dyn OutreachImport>> {
-        let mut tx = self.write().await?;
-        let found = sqlx::query(concat!(
-            "SELECT 1 FROM campaigns WHERE id = $1",
-            for_share!()
-        ))
-        .bind(new.campaign_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if found.is_none() {
-            return Err(StoreError::NotFound {
-                entity: "campaign",
-                id: new.campaign_id,
-            });
-        }
-        let id = Uuid::now_v7();
-        let (_, now_us) = common::now();
-        sqlx::query(
-            "INSERT INTO outreaches (id, campaign_id, status, file_name, encoding, default_region, \
-             start_at, end_at, rows_total, accepted, invalid, duplicates, suppressed, created_at, \
-             updated_at) VALUES ($1, $2, 'scheduled', $3, 'utf-8', $4, $5, $6, 0, 0, 0, 0, 0, $7, $7)",
-        )
-        .bind(id)
-        .bind(new.campaign_id)
-        .bind(&new.file_name)
-        .bind(&new.default_region)
-        .bind(Ts::new(new.start_at))
-        .bind(new.end_at.map(Ts::new))
-        .bind(now_us)
-        .execute(&mut *tx)
-        .await?;
-        Ok(importer(tx, self.pool.clone(), id, new.start_at))
+        begin_import(self, new).await
     }
 
     async fn get_outreach(&self, id: Uuid) -> Result<Outreach> {
@@ -146,7 +141,8 @@ impl crate::Outreaches for Backend {
         let pool = &self.pool;
         let rows: Vec<crate::outreach::ErrorRow> = sqlx::query_as(
             "SELECT id, line, column_name, value, reason FROM import_errors \
-             WHERE outreach_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+             WHERE outreach_id = $1 AND id > $2 \
+               AND EXISTS (SELECT 1 FROM outreaches WHERE id = $1) ORDER BY id LIMIT $3",
         )
         .bind(outreach_id)
         .bind(after)
@@ -161,7 +157,8 @@ impl crate::Outreaches for Backend {
         let row = sqlx::query(concat!(
             "SELECT ",
             recipient_cols!(),
-            " FROM recipients WHERE id = $1 AND outreach_id = $2"
+            " FROM recipients WHERE id = $1 AND outreach_id = $2 \
+             AND EXISTS (SELECT 1 FROM outreaches WHERE id = $2)"
         ))
         .bind(recipient_id)
         .bind(outreach_id)
@@ -219,6 +216,8 @@ impl crate::Outreaches for Backend {
         limit: u32,
     ) -> Result<Vec<RecipientRecord>> {
         let pool = &self.pool;
+        // First, so that the rows of an import in progress (on SQLite) are never listed.
+        ensure_exists(pool, outreach_id).await?;
         let rows = match state {
             // `(outreach_id, state)` is indexed, and the index is in id order within a state (on
             // PostgreSQL it names `id` as its third column).
@@ -251,9 +250,6 @@ impl crate::Outreaches for Backend {
                 .await?
             }
         };
-        if rows.is_empty() {
-            ensure_exists(pool, outreach_id).await?;
-        }
         rows.iter()
             .map(|r| crate::dispatch::recipient_row(r)?.parse())
             .collect()

@@ -2,7 +2,9 @@
 //!
 //! Writes that read before they write run in `BEGIN IMMEDIATE` transactions, so the check and the
 //! write see the same database (a deferred transaction could fail to upgrade its lock under
-//! concurrent writers); the busy timeout makes concurrent writers wait their turn.
+//! concurrent writers); the busy timeout makes concurrent writers wait their turn. An import is
+//! the one long writer: it writes in short transactions and gives way between them (see
+//! `outreach.rs`).
 
 use crate::{Result, StoreError};
 use async_trait::async_trait;
@@ -27,7 +29,6 @@ type Backend = SqliteStore;
 type DbRow = sqlx::sqlite::SqliteRow;
 type Db = Sqlite;
 type DbConn = sqlx::SqliteConnection;
-type DbPool = SqlitePool;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -116,6 +117,9 @@ impl crate::Schema for SqliteStore {
     async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.pool).await?;
         tracing::info!(backend = "sqlite", "database schema is up to date");
+        // What a process killed in the middle of an import left behind goes before anyone
+        // works on this database (see `outreach::purge_abandoned_imports`).
+        outreach::purge_abandoned_imports(&self.pool).await?;
         Ok(())
     }
 
