@@ -9,6 +9,12 @@
 //! outreach of N recipients through Herald's real dispatcher to a channel that accepts at once,
 //! and sets as many rows of another outreach to `sent` by plain SQL, B a transaction: the bare
 //! store limit. One JSON line per backend (see [`dispatch`]).
+//!
+//! `herald-bench cluster --postgres URL [--herald PATH] [--nodes 3] [--latency-ms 20] ...`
+//! starts real `herald serve` processes on one PostgreSQL database against a fake Twilio that
+//! answers after a latency: messages a second from one node and from several, then the aggregate
+//! rate of one rate-limited sender from one node and from several. One JSON line per run and per
+//! comparison (see [`cluster`]).
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -24,6 +30,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod cluster;
 mod dispatch;
 
 #[derive(Parser)]
@@ -71,6 +78,38 @@ enum Bench {
         #[arg(long)]
         no_journal: bool,
     },
+    /// Cluster: `herald serve` processes on one PostgreSQL against a fake Twilio with a latency:
+    /// messages a second from one node and from `--nodes`, then one rate-limited sender's
+    /// aggregate rate from one node and from `--nodes`.
+    Cluster {
+        /// The PostgreSQL server (a throw-away database is created there for each run).
+        #[arg(long, value_name = "URL")]
+        postgres: String,
+        /// The `herald` binary to run (default: the one beside this program).
+        #[arg(long, value_name = "PATH")]
+        herald: Option<std::path::PathBuf>,
+        /// Nodes of the larger cluster (the other runs have one).
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// How long the fake Twilio takes to answer each request, in milliseconds.
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
+        /// Recipients of each unlimited run.
+        #[arg(long, default_value_t = 8000)]
+        recipients: u64,
+        /// The rate-limited sender's limit, messages a second.
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        /// How long each rate-limited run lasts at its rate (recipients = rate × this).
+        #[arg(long, default_value_t = 20.0)]
+        limited_secs: f64,
+        /// Each node's `[dispatch] batch_size`.
+        #[arg(long, default_value_t = 100)]
+        batch: u32,
+        /// Each node's `[dispatch] concurrency` (sends in flight at once).
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
     /// Fills a database for `dispatch` (run by it as a child process, so that the import's
     /// memory is not counted in the dispatch's peak).
     #[command(hide = true)]
@@ -102,6 +141,30 @@ async fn main() -> anyhow::Result<()> {
         } => {
             dispatch::NO_JOURNAL.store(no_journal, std::sync::atomic::Ordering::Relaxed);
             dispatch::dispatch_bench(recipients, batch, postgres.as_deref(), profile).await
+        }
+        Bench::Cluster {
+            postgres,
+            herald,
+            nodes,
+            latency_ms,
+            recipients,
+            rate,
+            limited_secs,
+            batch,
+            concurrency,
+        } => {
+            cluster::cluster_bench(cluster::Options {
+                herald: herald.unwrap_or_else(cluster::default_herald),
+                postgres,
+                nodes,
+                latency_ms,
+                recipients,
+                rate,
+                limited_secs,
+                batch,
+                concurrency,
+            })
+            .await
         }
         Bench::Prepare {
             url,

@@ -38,7 +38,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The account sid a [`FakeTwilio`] expects unless told otherwise.
 pub const TEST_ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
@@ -139,6 +139,8 @@ struct PermanentFailure {
 struct Records {
     requests: Vec<TwilioRequest>,
     accepted: Vec<TwilioMessage>,
+    /// When each of `accepted` was accepted, in the same order.
+    accepted_at: Vec<Instant>,
     /// How many requests each (resource, To) has had.
     attempts: HashMap<(TwilioResource, String), u64>,
     failing_numbers: HashMap<String, PermanentFailure>,
@@ -356,6 +358,12 @@ impl FakeTwilio {
     /// The messages and calls accepted so far, in order.
     pub fn accepted(&self) -> Vec<TwilioMessage> {
         lock(&self.shared.state).accepted.clone()
+    }
+
+    /// When each message or call of [`accepted`](Self::accepted) was accepted (as its request
+    /// was decided, before the latency), in the same order: a rate as the provider meters it.
+    pub fn accepted_times(&self) -> Vec<Instant> {
+        lock(&self.shared.state).accepted_at.clone()
     }
 
     /// How many messages and calls each `To` number was accepted for (filter
@@ -799,6 +807,7 @@ fn decide_locked(
     };
     let json = resource_json(shared, &message);
     state.accepted.push(message);
+    state.accepted_at.push(Instant::now());
     Outcome::Created(json)
 }
 
