@@ -611,20 +611,27 @@ impl Dispatcher {
                     let group: Vec<Ready> = queue.by_ref().take(group_len).collect();
                     let ids: Vec<i64> = group.iter().map(|r| r.recipient.id).collect();
                     let at = self.clock.now();
-                    let begun = {
-                        let until = lease.until.lock().await;
-                        self.store.start_sends(at, *until, &ids).await
+                    // On file before the store marks them: a kill between the two then leaves
+                    // a mark the journal knows of (given back under its own mark at the next
+                    // start), never a marked group only lease recovery would find (all of it
+                    // uncertain). Ids the store does not mark are given back by no one: their
+                    // mark is not `at`.
+                    let on_file = match &self.journal {
+                        Some(journal) => journal
+                            .marked(at, &ids)
+                            .map_err(|e| format!("the dispatch journal: {e}")),
+                        None => Ok(()),
                     };
-                    let begun =
-                        begun
-                            .map_err(|e| e.to_string())
-                            .and_then(|begun| match &self.journal {
-                                Some(journal) => journal
-                                    .marked(at, &begun)
-                                    .map(|()| begun)
-                                    .map_err(|e| format!("the dispatch journal: {e}")),
-                                None => Ok(begun),
-                            });
+                    let begun = match on_file {
+                        Ok(()) => {
+                            let until = lease.until.lock().await;
+                            self.store
+                                .start_sends(at, *until, &ids)
+                                .await
+                                .map_err(|e| e.to_string())
+                        }
+                        Err(e) => Err(e),
+                    };
                     match begun {
                         // Those no longer ours (the lease ran out and another node resolved
                         // them) are neither sent nor recorded.
