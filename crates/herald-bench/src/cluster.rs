@@ -24,7 +24,6 @@ use herald_core::{
     Address, AnswerInput, AnswerVariantInput, CampaignInput, Channel, E164, InboxSpec, Provider,
     SenderSpec,
 };
-use herald_engine::Clock;
 use herald_store::Store;
 use herald_testkit::FakeTwilio;
 use std::collections::VecDeque;
@@ -340,21 +339,7 @@ async fn run_on(
 
     let csv = dir.path().join("recipients.csv");
     write_recipients(&csv, recipients)?;
-    let outreach = herald_engine::import_outreach(
-        store.clone(),
-        herald_engine::OutreachUpload {
-            campaign_id: campaign,
-            file: std::fs::File::open(&csv)?,
-            file_name: "bench.csv".into(),
-            start_at: herald_engine::SystemClock.now(),
-            end_at: None,
-            default_region: None,
-            limits: herald_engine::ImportLimits::default(),
-        },
-        Arc::new(|_| {}),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let outreach = crate::import_file(store.clone(), campaign, &csv).await?;
     ensure!(
         outreach.summary.accepted == recipients,
         "the import accepted {} of {recipients} recipients",

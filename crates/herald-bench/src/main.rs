@@ -363,7 +363,17 @@ async fn herald_import(
     let campaign_id = campaign(store.as_ref()).await?;
     reset_peak_rss();
     let started = Instant::now();
-    let outreach = herald_engine::import_outreach(
+    let outreach = import_file(store, campaign_id, csv).await?;
+    Ok((started.elapsed().as_secs_f64(), outreach.summary))
+}
+
+/// Imports the file as an outreach of `campaign_id` starting now, as an upload does.
+async fn import_file(
+    store: Arc<dyn Store>,
+    campaign_id: uuid::Uuid,
+    csv: &Path,
+) -> anyhow::Result<herald_store::Outreach> {
+    herald_engine::import_outreach(
         store,
         herald_engine::OutreachUpload {
             campaign_id,
@@ -377,8 +387,7 @@ async fn herald_import(
         Arc::new(|_| {}),
     )
     .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok((started.elapsed().as_secs_f64(), outreach.summary))
+    .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn run_timed(cmd: &mut Command) -> anyhow::Result<f64> {
