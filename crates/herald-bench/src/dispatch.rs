@@ -989,22 +989,16 @@ impl herald_store::Dispatch for TimedStore {
             self.inner.claim_due(outreach_id, now, lease_until, limit)
         )
     }
-    async fn record_results(
+    async fn record_batch(
         &self,
         now: Timestamp,
-        results: &[DeliveryResult],
-    ) -> herald_store::Result<()> {
-        timed!(self.record, self.inner.record_results(now, results))
-    }
-    async fn record_results_with_messages(
-        &self,
-        now: Timestamp,
+        held: herald_store::Held,
         results: &[DeliveryResult],
         sent: &[SentMessage],
     ) -> herald_store::Result<()> {
         timed!(
             self.record,
-            self.inner.record_results_with_messages(now, results, sent)
+            self.inner.record_batch(now, held, results, sent)
         )
     }
     async fn start_sends(

@@ -99,6 +99,36 @@ pub struct DeliveryResult {
     pub outcome: Outcome,
 }
 
+/// Which claim a batch of results comes from ([`crate::Dispatch::record_batch`]): an outcome
+/// other than `Sent` applies only to a recipient that claim still holds.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Held {
+    /// A live batch: recipients still `sending` under the lease that ends at this instant (as
+    /// claimed, or last renewed by [`crate::Dispatch::renew_leases`]).
+    Lease(Timestamp),
+    /// Sends marked begun at this instant ([`crate::Dispatch::start_sends`]), as a dispatch
+    /// journal has them: recipients still `sending` under that mark, whatever their lease.
+    Begun(Timestamp),
+    /// Any recipient still `sending`: for results whose claim is not known (tests, and journals
+    /// written before Herald kept it).
+    #[default]
+    Unchecked,
+}
+
+impl Held {
+    /// The lease and the mark a recipient must still have, as bound values (`None`: any).
+    pub(crate) fn keys(self) -> (Option<crate::Ts>, Option<crate::Ts>) {
+        match self {
+            Self::Lease(until) => (Some(crate::Ts::new(until)), None),
+            Self::Begun(at) => (None, Some(crate::Ts::new(at))),
+            Self::Unchecked => (None, None),
+        }
+    }
+}
+
 /// One recipient as the API lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

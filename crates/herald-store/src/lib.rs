@@ -8,7 +8,7 @@ pub use conversation::{
     SentMessage, StatusApplied, StatusReport, Suppression,
 };
 pub use dispatch::{
-    ClaimedRecipient, DailyCap, DeliveryResult, Grant, LiveOutreach, Outcome, RecipientRecord,
+    ClaimedRecipient, DailyCap, DeliveryResult, Grant, Held, LiveOutreach, Outcome, RecipientRecord,
 };
 use herald_core::outreach::{CrashPolicy, DeliveryState, OutreachStatus, Progress};
 use herald_core::{
@@ -263,16 +263,38 @@ pub trait Dispatch: Send + Sync {
     /// already resolved by lease recovery is ignored), except that `Sent` also resolves an
     /// `unknown` one. `Retry` and `Defer` of a recipient whose outreach was stopped meanwhile
     /// become `skipped: stopped` instead, so nothing is left pending in a final outreach.
+    ///
+    /// Whose results they are is not checked ([`Held::Unchecked`]): the dispatcher records with
+    /// [`Dispatch::record_batch`], which is.
     async fn record_results(&self, now: Timestamp, results: &[DeliveryResult]) -> Result<()> {
-        self.record_results_with_messages(now, results, &[]).await
+        self.record_batch(now, Held::Unchecked, results, &[]).await
     }
-    /// [`Dispatch::record_results`], and in the same transaction records each accepted proactive
-    /// message on its customer's timeline (creating the customer if new) — only for recipients
-    /// whose `Sent` result was applied — then applies any status reports kept for their
-    /// provider message ids.
+    /// [`Dispatch::record_results`] with the messages of [`Dispatch::record_batch`], whose
+    /// holder is not checked ([`Held::Unchecked`]).
     async fn record_results_with_messages(
         &self,
         now: Timestamp,
+        results: &[DeliveryResult],
+        sent: &[SentMessage],
+    ) -> Result<()> {
+        self.record_batch(now, Held::Unchecked, results, sent).await
+    }
+    /// Records the outcomes of a batch of claimed recipients in one transaction, as
+    /// [`Dispatch::record_results`] says, and in the same transaction records each accepted
+    /// proactive message on its customer's timeline (creating the customer if new) — only for
+    /// recipients whose `Sent` result was applied — then applies any status reports kept for
+    /// their provider message ids.
+    ///
+    /// An outcome other than `Sent` applies only to a recipient the batch still holds (`held`):
+    /// a batch whose lease ran out while its node was paused must not re-queue or fail a
+    /// recipient another node has claimed since, or that node's send would be followed by a
+    /// second one. A `Sent` applies to any recipient still `sending` or `unknown`, whoever
+    /// holds it: the message went out, and a holder that has not begun its own send then never
+    /// does ([`Dispatch::start_sends`] marks only recipients still `sending`).
+    async fn record_batch(
+        &self,
+        now: Timestamp,
+        held: Held,
         results: &[DeliveryResult],
         sent: &[SentMessage],
     ) -> Result<()>;

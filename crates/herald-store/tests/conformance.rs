@@ -56,6 +56,7 @@ herald_store::on_both_backends!(
     retries_after_a_stop_are_skipped,
     expired_leases_follow_the_crash_policy,
     a_crash_leaves_uncertain_only_the_sends_that_began,
+    late_results_touch_only_what_their_claim_still_holds,
     sends_never_begun_go_back_only_under_their_own_mark,
     leases_are_renewed_only_by_their_holder,
     a_sender_has_one_bucket_of_tokens,
@@ -2554,6 +2555,98 @@ async fn expired_leases_follow_the_crash_policy(store: &dyn Store) {
         "outreach",
         unknown,
     );
+}
+
+/// A node paused past its lease writes its batch's results after another node took the batch
+/// over. Its failures and deferrals must not touch what the other node holds now (re-queued,
+/// that recipient would be sent by the other node and then again); its sends still resolve
+/// what they sent.
+async fn late_results_touch_only_what_their_claim_still_holds(store: &dyn Store) {
+    use herald_store::Held;
+    let outreach = started(store, 4).await;
+    let id = outreach.id;
+    // Node A claims all four until t(30) and begins the sends of the first two at t(1).
+    let a = ids(&store.claim_due(id, t(0), t(30), 4).await.unwrap());
+    assert_eq!(a.len(), 4);
+    assert_eq!(store.start_sends(t(1), t(30), &a[..2]).await.unwrap(), a[..2]);
+    // A is paused past its lease; recovery leaves the begun two uncertain and re-queues the
+    // others, which node B claims until t(100) and begins at t(41).
+    assert_eq!(
+        store
+            .recover_expired_leases(id, t(40), CrashPolicy::AtMostOnce)
+            .await
+            .unwrap(),
+        4
+    );
+    let b = ids(&store.claim_due(id, t(40), t(100), 10).await.unwrap());
+    assert_eq!(b, a[2..]);
+    assert_eq!(store.start_sends(t(41), t(100), &b).await.unwrap(), b);
+    // A renews its lease: nothing of the batch is still under it.
+    assert_eq!(store.renew_leases(&a, t(30), t(60)).await.unwrap(), 0);
+
+    let held_by_b = recipients_by_id(store, id).await;
+    // A wakes: a[0] was sent, a[1] failed, a[2] deferred, a[3] failed for good.
+    let failed = || Outcome::Failed {
+        code: Some("30003".to_string()),
+        message: "unreachable".to_string(),
+    };
+    store
+        .record_batch(
+            t(42),
+            Held::Lease(t(30)),
+            &[
+                result(a[0], sent("SM-A0")),
+                result(a[1], failed()),
+                result(a[2], Outcome::Defer { due_at: t(3600) }),
+                result(a[3], failed()),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+    let rows = recipients_by_id(store, id).await;
+    let a0 = &rows[&a[0]];
+    assert_eq!(
+        (a0.state, a0.provider_message_id.as_deref()),
+        (DeliveryState::Sent, Some("SM-A0")),
+        "a send resolves the uncertain recipient it sent"
+    );
+    assert_eq!(
+        rows[&a[1]].state,
+        DeliveryState::Unknown,
+        "a failure under a lost lease is not applied"
+    );
+    for i in &b {
+        assert_eq!(rows[i].state, DeliveryState::Sending, "B still holds {i}");
+        assert_eq!(rows[i], held_by_b[i], "A's late results left {i} alone");
+    }
+    // The same results replayed from A's journal, under A's mark: nothing more changes.
+    store
+        .record_batch(
+            t(43),
+            Held::Begun(t(1)),
+            &[result(a[2], failed()), result(a[3], failed())],
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(recipients_by_id(store, id).await, rows);
+
+    // B's own results apply, under its lease and under its mark.
+    store
+        .record_batch(t(50), Held::Lease(t(100)), &[result(b[0], sent("SM-B"))], &[])
+        .await
+        .unwrap();
+    store
+        .record_batch(t(51), Held::Begun(t(41)), &[result(b[1], failed())], &[])
+        .await
+        .unwrap();
+    let rows = recipients_by_id(store, id).await;
+    assert_eq!(rows[&b[0]].state, DeliveryState::Sent);
+    assert_eq!(rows[&b[0]].provider_message_id.as_deref(), Some("SM-B"));
+    assert_eq!(rows[&b[1]].state, DeliveryState::Failed);
+    let p = store.outreach_progress(id).await.unwrap();
+    assert_eq!((p.sent, p.failed, p.uncertain, p.pending), (2, 1, 1, 0));
 }
 
 async fn a_crash_leaves_uncertain_only_the_sends_that_began(store: &dyn Store) {

@@ -6,7 +6,7 @@ use super::{DispatchError, Dispatcher, TickReport};
 use futures_util::StreamExt;
 use herald_channels::{Accepted, OutboundMessage, SendError};
 use herald_core::outreach::{OutreachStatus, SkipReason};
-use herald_store::{ClaimedRecipient, DeliveryResult, LiveOutreach, Outcome, SentMessage};
+use herald_store::{ClaimedRecipient, DeliveryResult, Held, LiveOutreach, Outcome, SentMessage};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use std::collections::HashMap;
@@ -259,12 +259,12 @@ impl Dispatcher {
             return Ok(BatchEnd::Drained);
         }
         let full = claimed.len() as u32 == budget.claim;
+        let lease = Lease {
+            ids: claimed.iter().map(|r| r.id).collect(),
+            until: tokio::sync::Mutex::new(lease),
+        };
         let (results, timeline, journal_error) = match ctx {
             Ok(ctx) => {
-                let lease = Lease {
-                    ids: claimed.iter().map(|r| r.id).collect(),
-                    until: tokio::sync::Mutex::new(lease),
-                };
                 let mut rendered = self.render(o, ctx, claimed, budget.tokens);
                 self.drop_suppressed(ctx, &mut rendered).await?;
                 self.give_back(ctx, budget, rendered.used, rendered.at)
@@ -288,7 +288,10 @@ impl Dispatcher {
         let only_deferred = results
             .iter()
             .all(|r| matches!(r.outcome, Outcome::Defer { .. }));
-        self.record(&results, &timeline, report).await?;
+        // The renewer has stopped (`send_all` waits for it): this is the lease the batch's
+        // recipients are still held under, if no other node took them meanwhile.
+        let held = Held::Lease(*lease.until.lock().await);
+        self.record(held, &results, &timeline, report).await?;
         if let Some(e) = journal_error {
             return Err(self.journal_failed(e));
         }
@@ -498,9 +501,11 @@ impl Dispatcher {
 
     /// The sends themselves, at most `concurrency` in flight, marked begun a group at a time
     /// ([`Dispatcher::send_groups`]). While they run, the batch's lease is renewed every third
-    /// of its length, so a slow provider does not make a live batch look like a dead one's. A
-    /// stop of the outreach (looked for every 250 ms) or Herald's shutdown ends the batch early:
-    /// no further send begins.
+    /// of its length, so a slow provider does not make a live batch look like a dead one's; the
+    /// renewer is stopped between renewals, never in the middle of one, so that when this
+    /// returns the lease in `lease.until` is the one the store holds. A stop of the outreach
+    /// (looked for every 250 ms) or Herald's shutdown ends the batch early: no further send
+    /// begins.
     async fn send_all(
         &self,
         o: &LiveOutreach,
@@ -510,11 +515,16 @@ impl Dispatcher {
         done: &mut Finished,
     ) -> Result<(), DispatchError> {
         let stopped = Arc::new(AtomicBool::new(false));
+        let (finished, sends_over) = tokio::sync::watch::channel(false);
         let watcher = {
             let (store, stopped, id) = (self.store.clone(), stopped.clone(), o.id);
+            let mut over = sends_over.clone();
             async move {
                 loop {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                        _ = over.changed() => return,
+                    }
                     if let Ok(OutreachStatus::Stopped) = store.outreach_status(id).await {
                         stopped.store(true, Ordering::Relaxed);
                         return;
@@ -522,29 +532,45 @@ impl Dispatcher {
                 }
             }
         };
-        let renewer = self.renew(lease);
-        let sends = self.send_groups(o, ctx, ready, lease, &stopped, done);
-        tokio::pin!(sends);
-        let watch_and_renew = async {
-            tokio::join!(watcher, renewer);
+        let renewer = self.renew(lease, sends_over);
+        let sends = async {
+            let attempts = self.send_groups(o, ctx, ready, lease, &stopped, done).await;
+            // Ends the watcher and the renewer (after a renewal under way).
+            let _ = finished.send(true);
+            attempts
         };
-        tokio::select! {
-            attempts = &mut sends => attempts,
-            () = watch_and_renew => sends.await,
-        }
+        let (attempts, (), ()) = tokio::join!(sends, watcher, renewer);
+        attempts
     }
 
-    /// Keeps renewing the batch's lease, every third of its length, until dropped.
-    async fn renew(&self, lease: &Lease) {
+    /// Renews the batch's lease every third of its length until the sends are over (`over`
+    /// changes). A renewal is never cut short: the store's lease and `lease.until` agree
+    /// whenever this is between renewals. A renewal that finds none of the batch's recipients
+    /// still under its lease (another node resolved them: this node was paused past the lease)
+    /// is reported; the sends not yet begun are then not made, as [`Dispatch::start_sends`]
+    /// marks none of them, and the batch's results other than sends are not applied.
+    ///
+    /// [`Dispatch::start_sends`]: herald_store::Dispatch::start_sends
+    async fn renew(&self, lease: &Lease, mut over: tokio::sync::watch::Receiver<bool>) {
         let every = Duration::from_millis(self.config.lease_secs.max(1) * 1000 / 3);
         loop {
-            tokio::time::sleep(every).await;
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = over.changed() => return,
+            }
             let mut until = lease.until.lock().await;
             let next = self.lease_end(self.clock.now());
             match self.store.renew_leases(&lease.ids, *until, next).await {
-                Ok(_) => {
+                Ok(renewed) => {
                     *until = next;
                     self.metrics.lease_renewed();
+                    if renewed == 0 {
+                        tracing::warn!(
+                            recipients = lease.ids.len(),
+                            "a batch's lease ran out before it was renewed and its recipients \
+                             were taken over; what it has not begun is not sent"
+                        );
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not renew the lease of a batch"),
             }
@@ -679,6 +705,7 @@ impl Dispatcher {
     /// Record: every outcome of the batch, and the messages sent, in one write.
     async fn record(
         &self,
+        held: Held,
         results: &[DeliveryResult],
         timeline: &[SentMessage],
         report: &mut TickReport,
@@ -694,7 +721,7 @@ impl Dispatcher {
         loop {
             let write =
                 self.store
-                    .record_results_with_messages(self.clock.now(), results, timeline);
+                    .record_batch(self.clock.now(), held, results, timeline);
             let written = if failed {
                 // Once a write has failed, a shutdown does not wait for this one to give up.
                 let stop = async {
@@ -704,7 +731,7 @@ impl Dispatcher {
                 };
                 tokio::select! {
                     written = write => written,
-                    () = stop => return self.keep(results, timeline, None),
+                    () = stop => return self.keep(held, results, timeline, None),
                 }
             } else {
                 write.await
@@ -719,7 +746,7 @@ impl Dispatcher {
                 return Ok(());
             };
             if self.is_stopping() {
-                return self.keep(results, timeline, Some(error));
+                return self.keep(held, results, timeline, Some(error));
             }
             failed = true;
             tracing::warn!(
@@ -739,6 +766,7 @@ impl Dispatcher {
     /// Keeps a batch's results in the journal, Herald stopping while the store cannot take them.
     fn keep(
         &self,
+        held: Held,
         results: &[DeliveryResult],
         timeline: &[SentMessage],
         error: Option<herald_store::StoreError>,
@@ -755,7 +783,7 @@ impl Dispatcher {
             });
         };
         journal
-            .keep(results, timeline)
+            .keep(held, results, timeline)
             .map_err(|e| DispatchError::Journal {
                 path: journal.path().display().to_string(),
                 source: e,

@@ -7,8 +7,8 @@
 //!   request leaves);
 //! - `done`: one send's outcome and, if sent, its timeline entry (written with the next `begun`
 //!   line, or kept in memory until the batch is recorded);
-//! - `kept`: a batch's results that could not be written before Herald stopped (waited for on
-//!   disk).
+//! - `kept`: a batch's results that could not be written before Herald stopped, with the lease
+//!   the batch held (waited for on disk).
 //!
 //! A batch whose results are written to the store empties the file. On the next start, before
 //! anything is claimed, the dispatcher writes every `done` and `kept` result, and gives back to
@@ -24,12 +24,15 @@
 //!
 //! Writing a result again is harmless: the store applies a result only to a recipient still
 //! `sending` (or, for a send, `unknown`), and puts a message on the timeline only for the
-//! results it applied.
+//! results it applied. A result other than a send applies only while the claim it came from
+//! still holds the recipient (`herald_store::Held`): a `done` result under the mark of its
+//! `marked` line, a `kept` one under its batch's lease. A recipient another node claimed since
+//! is left to that node.
 
-use herald_store::{DeliveryResult, Outcome, SentMessage};
+use herald_store::{DeliveryResult, Held, Outcome, SentMessage};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -56,6 +59,9 @@ enum Entry {
     Kept {
         results: Vec<DeliveryResult>,
         timeline: Vec<SentMessage>,
+        /// The claim the results come from (`unchecked` in journals written before it was kept).
+        #[serde(default)]
+        held: Held,
     },
 }
 
@@ -84,8 +90,9 @@ struct Inner {
 /// What the journals of this and dead processes held, read by [`Journal::recover`].
 pub(super) struct Recovered {
     /// Outcomes to write, one per recipient (the last one on file), `Defer` left out: a send
-    /// never made is given back by [`Recovered::unbegun`] instead.
-    pub(super) results: Vec<DeliveryResult>,
+    /// never made is given back by [`Recovered::unbegun`] instead. By the claim they come from,
+    /// in its order.
+    pub(super) results: Vec<(Held, DeliveryResult)>,
     pub(super) timeline: Vec<SentMessage>,
     /// Recipients marked begun and never sent, by the instant of their mark.
     pub(super) unbegun: BTreeMap<Timestamp, Vec<i64>>,
@@ -256,10 +263,15 @@ impl Journal {
     /// Appends a batch's results and waits until they are on disk.
     pub(super) fn keep(
         &self,
+        held: Held,
         results: &[DeliveryResult],
         timeline: &[SentMessage],
     ) -> std::io::Result<()> {
-        let mut line = serde_json::to_vec(&KeptRef::Kept { results, timeline })?;
+        let mut line = serde_json::to_vec(&KeptRef::Kept {
+            results,
+            timeline,
+            held,
+        })?;
         line.push(b'\n');
         let inner = self.inner();
         let opened;
@@ -280,31 +292,42 @@ impl Journal {
 
 impl Recovered {
     fn from_entries(entries: Vec<Entry>, files: Vec<(PathBuf, File)>) -> Self {
-        let mut results: BTreeMap<i64, DeliveryResult> = BTreeMap::new();
+        let mut results: BTreeMap<i64, (Held, DeliveryResult)> = BTreeMap::new();
         let mut timeline: BTreeMap<i64, SentMessage> = BTreeMap::new();
         let mut marked: Vec<(Timestamp, Vec<i64>)> = Vec::new();
+        // The mark each recipient's send was last marked begun under.
+        let mut mark_of: HashMap<i64, Timestamp> = HashMap::new();
         let mut begun: HashSet<i64> = HashSet::new();
-        let mut take = |r: DeliveryResult| {
+        let mut take = |held: Held, r: DeliveryResult| {
             if !matches!(r.outcome, Outcome::Defer { .. }) {
-                results.insert(r.recipient_id, r);
+                results.insert(r.recipient_id, (held, r));
             }
         };
         let mut sent_list = Vec::new();
         for entry in entries {
             match entry {
-                Entry::Marked { at, ids } => marked.push((at, ids)),
+                Entry::Marked { at, ids } => {
+                    mark_of.extend(ids.iter().map(|&id| (id, at)));
+                    marked.push((at, ids));
+                }
                 Entry::Begun { id } => {
                     begun.insert(id);
                 }
                 Entry::Done { result, sent } => {
-                    take(result);
+                    // A `done` line always follows its `marked` line; a journal cut short
+                    // before it leaves the claim unknown.
+                    let held = mark_of
+                        .get(&result.recipient_id)
+                        .map_or(Held::Unchecked, |&at| Held::Begun(at));
+                    take(held, result);
                     sent_list.extend(sent.map(|s| *s));
                 }
                 Entry::Kept {
                     results,
                     timeline: t,
+                    held,
                 } => {
-                    results.into_iter().for_each(&mut take);
+                    results.into_iter().for_each(|r| take(held, r));
                     sent_list.extend(t);
                 }
             }
@@ -322,8 +345,10 @@ impl Recovered {
                 unbegun.entry(at).or_default().extend(left);
             }
         }
+        let mut results: Vec<(Held, DeliveryResult)> = results.into_values().collect();
+        results.sort_by_key(|(held, r)| (*held, r.recipient_id));
         Self {
-            results: results.into_values().collect(),
+            results,
             timeline: timeline.into_values().collect(),
             unbegun,
             files,
@@ -353,6 +378,7 @@ fn read_entries(path: &Path, file: &File, into: &mut Vec<Entry>) -> std::io::Res
                 Ok(old) => into.push(Entry::Kept {
                     results: old.results,
                     timeline: old.timeline,
+                    held: Held::Unchecked,
                 }),
                 Err(_) => tracing::warn!(
                     journal = %path.display(),
@@ -371,6 +397,7 @@ enum KeptRef<'a> {
     Kept {
         results: &'a [DeliveryResult],
         timeline: &'a [SentMessage],
+        held: Held,
     },
 }
 
@@ -406,7 +433,9 @@ mod tests {
         let again = Journal::new(dir.path().join("j.jsonl"));
         let r = again.recover().unwrap();
         assert_eq!(r.results.len(), 1);
-        assert_eq!(r.results[0].recipient_id, 1);
+        assert_eq!(r.results[0].1.recipient_id, 1);
+        // Applied only while recipient 1 is still under this mark.
+        assert_eq!(r.results[0].0, Held::Begun(at));
         assert_eq!(r.unbegun.get(&at), Some(&vec![4, 5]));
         again.clear(r).unwrap();
         assert!(again.recover().unwrap().is_empty());
@@ -442,6 +471,20 @@ mod tests {
         std::fs::write(&base, format!("{old}\n{{\"cut short")).unwrap();
         let r = Journal::new(&base).recover().unwrap();
         assert_eq!(r.results.len(), 1);
-        assert_eq!(r.results[0].recipient_id, 9);
+        assert_eq!(r.results[0].1.recipient_id, 9);
+        assert_eq!(r.results[0].0, Held::Unchecked);
+    }
+
+    #[test]
+    fn kept_batches_keep_their_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("j.jsonl");
+        let lease: Timestamp = "2026-01-01T00:00:30Z".parse().unwrap();
+        let j = Journal::new(&base);
+        j.keep(Held::Lease(lease), &[sent(4), sent(3)], &[]).unwrap();
+        drop(j);
+        let r = Journal::new(&base).recover().unwrap();
+        let got: Vec<(Held, i64)> = r.results.iter().map(|(h, r)| (*h, r.recipient_id)).collect();
+        assert_eq!(got, vec![(Held::Lease(lease), 3), (Held::Lease(lease), 4)]);
     }
 }

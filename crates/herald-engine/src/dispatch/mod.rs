@@ -37,7 +37,7 @@ pub use unsubscribe::UnsubscribeLinks;
 
 use crate::clock::Clock;
 use herald_channels::Transports;
-use herald_store::{DispatchStore, Outcome, SentMessage, StoreError};
+use herald_store::{DeliveryResult, DispatchStore, Outcome, SentMessage, StoreError};
 use jiff::{SignedDuration, Timestamp};
 use outreach::Ctx;
 use std::collections::{HashMap, HashSet};
@@ -294,18 +294,23 @@ impl Dispatcher {
         }
         let now = self.clock.now();
         let mut settled = 0;
-        for chunk in recovered.results.chunks(REPLAY_CHUNK) {
-            let ids: HashSet<i64> = chunk.iter().map(|r| r.recipient_id).collect();
-            let timeline: Vec<SentMessage> = recovered
-                .timeline
-                .iter()
-                .filter(|m| ids.contains(&m.recipient_id))
-                .cloned()
-                .collect();
-            self.store
-                .record_results_with_messages(now, chunk, &timeline)
-                .await?;
-            settled += chunk.len();
+        // By claim: each claim's results apply only to the recipients it still holds.
+        for claim in recovered.results.chunk_by(|a, b| a.0 == b.0) {
+            let held = claim[0].0;
+            for chunk in claim.chunks(REPLAY_CHUNK) {
+                let results: Vec<DeliveryResult> = chunk.iter().map(|(_, r)| r.clone()).collect();
+                let ids: HashSet<i64> = results.iter().map(|r| r.recipient_id).collect();
+                let timeline: Vec<SentMessage> = recovered
+                    .timeline
+                    .iter()
+                    .filter(|m| ids.contains(&m.recipient_id))
+                    .cloned()
+                    .collect();
+                self.store
+                    .record_batch(now, held, &results, &timeline)
+                    .await?;
+                settled += chunk.len();
+            }
         }
         let mut released = 0;
         for (at, ids) in &recovered.unbegun {

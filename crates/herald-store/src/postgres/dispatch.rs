@@ -67,14 +67,16 @@ pub(super) async fn record_sent(
     )
 }
 
-/// Every other outcome, for recipients of `rows` still `sending`. A recipient going back to
-/// `pending` whose outreach was stopped is `skipped: stopped` instead. The state check names `v`
-/// for the reason given at `sent_update!`.
+/// Every other outcome, for recipients of `rows` still `sending` and still `held` by the batch.
+/// A recipient going back to `pending` whose outreach was stopped is `skipped: stopped` instead.
+/// The state and holder checks name `v` for the reason given at `sent_update!`.
 pub(super) async fn record_other(
     conn: &mut PgConnection,
     now_us: Ts,
+    held: Held,
     rows: &[OtherRow<'_>],
 ) -> Result<()> {
+    let (lease, mark) = held.keys();
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     if rows.iter().any(|r| r.state == "pending") {
         // Rely on the outreaches' status until the commit: a stop waits for this batch and then
@@ -105,7 +107,11 @@ pub(super) async fn record_other(
               AS v (id, state, skip_reason, due_us, set_error, error_code, error_message, \
                     attempts_delta), \
               outreaches o \
-         WHERE r.id = v.id AND (r.state = 'sending' OR v.id IS NULL) AND o.id = r.outreach_id"
+         WHERE r.id = v.id AND o.id = r.outreach_id \
+           AND ((r.state = 'sending' \
+                 AND ($10::timestamptz IS NULL OR r.lease_until = $10) \
+                 AND ($11::timestamptz IS NULL OR r.send_started_at = $11)) \
+                OR v.id IS NULL)"
     ))
     .bind(now_us)
     .bind(ids)
@@ -116,6 +122,8 @@ pub(super) async fn record_other(
     .bind(rows.iter().map(|r| r.error_code).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.error_message).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.attempts_delta).collect::<Vec<_>>())
+    .bind(lease)
+    .bind(mark)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -155,12 +163,13 @@ async fn claim(
 async fn record(
     tx: &mut PgConnection,
     now_us: Ts,
+    held: Held,
     results: &[DeliveryResult],
     messages: &[SentMessage],
 ) -> Result<()> {
     let (sent, other) = dispatch::group_results(results);
     if !other.is_empty() {
-        record_other(&mut *tx, now_us, &other).await?;
+        record_other(&mut *tx, now_us, held, &other).await?;
     }
     if !sent.is_empty() {
         // Which recipients the sends resolved, only when there are messages to record for them.

@@ -9,7 +9,7 @@ use crate::Result;
 use crate::Ts;
 use crate::conversation::SentMessage;
 use crate::dispatch::{
-    self, ClaimedRecipient, DailyCap, DeliveryResult, Grant, LEASE_EXPIRED_CODE,
+    self, ClaimedRecipient, DailyCap, DeliveryResult, Grant, Held, LEASE_EXPIRED_CODE,
     LEASE_EXPIRED_MESSAGE, LiveOutreach, LiveRow, not_found,
 };
 use async_trait::async_trait;
@@ -186,9 +186,10 @@ impl crate::Dispatch for Backend {
         claim(self, outreach_id, now, lease_until, limit).await
     }
 
-    async fn record_results_with_messages(
+    async fn record_batch(
         &self,
         now: Timestamp,
+        held: Held,
         results: &[DeliveryResult],
         sent: &[SentMessage],
     ) -> Result<()> {
@@ -196,7 +197,7 @@ impl crate::Dispatch for Backend {
             return Ok(());
         }
         let mut tx = self.write().await?;
-        record(&mut tx, Ts::new(now), results, sent).await?;
+        record(&mut tx, Ts::new(now), held, results, sent).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -100,11 +100,13 @@ pub(super) async fn record_sent(
     Ok(())
 }
 
-/// Every other outcome, for recipients of `chunk` still `sending`. A recipient going back to
-/// `pending` whose outreach was stopped meanwhile is `skipped: stopped` instead.
+/// Every other outcome, for recipients of `chunk` still `sending` and still `held` by the
+/// batch. A recipient going back to `pending` whose outreach was stopped meanwhile is
+/// `skipped: stopped` instead.
 pub(super) async fn record_other(
     conn: &mut SqliteConnection,
     now_us: Ts,
+    held: Held,
     chunk: &[OtherRow<'_>],
 ) -> Result<()> {
     let mut q = sqlx::QueryBuilder::<Sqlite>::new(concat!(
@@ -137,6 +139,15 @@ pub(super) async fn record_other(
             .push_bind(r.map(|r| r.attempts_delta));
     });
     q.push(") AS v WHERE recipients.id = v.column1 AND recipients.state = 'sending'");
+    match held.keys() {
+        (Some(lease), _) => {
+            q.push(" AND recipients.lease_until = ").push_bind(lease);
+        }
+        (None, Some(mark)) => {
+            q.push(" AND recipients.send_started_at = ").push_bind(mark);
+        }
+        (None, None) => {}
+    }
     q.build().execute(&mut *conn).await?;
     Ok(())
 }
@@ -225,6 +236,7 @@ async fn claim(
 async fn record(
     tx: &mut SqliteConnection,
     now_us: Ts,
+    held: Held,
     results: &[DeliveryResult],
     messages: &[SentMessage],
 ) -> Result<()> {
@@ -235,7 +247,7 @@ async fn record(
         record_sent(&mut *tx, now_us, chunk, applied.as_mut()).await?;
     }
     for chunk in other.chunks(CHUNK) {
-        record_other(&mut *tx, now_us, chunk).await?;
+        record_other(&mut *tx, now_us, held, chunk).await?;
     }
     if let Some(applied) = applied.filter(|a| !a.is_empty()) {
         super::conversation::record_messages(&mut *tx, now_us, &applied, messages).await?;
