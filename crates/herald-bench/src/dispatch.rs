@@ -1306,6 +1306,33 @@ impl herald_store::PhoneAudit for TimedStore {
     }
 }
 
+#[async_trait]
+impl herald_store::TestSends for TimedStore {
+    async fn begin_test_send(
+        &self,
+        send: &herald_store::NewTestSend,
+    ) -> herald_store::Result<herald_store::TestSend> {
+        self.inner.begin_test_send(send).await
+    }
+    async fn finish_test_send(
+        &self,
+        id: Uuid,
+        provider_message_id: Option<&str>,
+        error: Option<&str>,
+    ) -> herald_store::Result<herald_store::TestSend> {
+        self.inner
+            .finish_test_send(id, provider_message_id, error)
+            .await
+    }
+    async fn list_test_sends(
+        &self,
+        campaign_id: Uuid,
+        limit: u32,
+    ) -> herald_store::Result<Vec<herald_store::TestSend>> {
+        self.inner.list_test_sends(campaign_id, limit).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

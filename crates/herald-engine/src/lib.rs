@@ -21,7 +21,9 @@ pub mod replies;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dispatch::{DispatchConfig, Dispatcher, RateConfig, TickReport, UnsubscribeLinks};
 
-pub use replies::{EmailInbox, Inbound, Replies, RepliesConfig, ReplyError, UnsubscribeError};
+pub use replies::{
+    EmailInbox, Inbound, Replies, RepliesConfig, ReplyError, TestSendRequest, UnsubscribeError,
+};
 
 pub use metrics::Metrics;
 

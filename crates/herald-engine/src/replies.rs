@@ -20,6 +20,9 @@ use jiff::{SignedDuration, Timestamp};
 use std::sync::Arc;
 use uuid::Uuid;
 
+mod test_send;
+pub use test_send::TestSendRequest;
+
 /// How replies are handled (`[replies]` in `herald.toml`).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -280,26 +283,13 @@ impl Replies {
         }
         let conversation = self.store.get_conversation(conversation_id).await?;
         let sender = self.store.get_sender(conversation.sender_id).await?;
-        if let Some(s) = self
-            .store
-            .suppression_for(&conversation.customer_address, sender.id)
-            .await?
-        {
-            let scope = match s.sender_id {
-                Some(_) => format!("messages from {}", sender.address),
-                None => "all messages".to_string(),
-            };
-            let how = match conversation.channel {
-                Channel::Email => "they must ask to be messaged again".to_string(),
-                _ => format!("they can text START to {} to opt back in", sender.address),
-            };
-            return Err(ReplyError::OptedOut(format!(
-                "{} opted out of {scope} ({}, {}); the reply was not sent: {how}",
-                conversation.customer_address,
-                s.reason,
-                s.created_at.strftime("%Y-%m-%d %H:%M UTC"),
-            )));
-        }
+        self.refuse_opted_out(
+            &conversation.customer_address,
+            &sender,
+            conversation.channel,
+            "the reply",
+        )
+        .await?;
         let to = match conversation.channel {
             Channel::Sms => E164::parse(&conversation.customer_address, None)
                 .map(Address::Phone)
@@ -384,6 +374,33 @@ impl Replies {
                 sent_at: self.clock.now(),
             })
             .await?)
+    }
+
+    /// [`ReplyError::OptedOut`], in words, when `address` is on the opt-out list for `sender`:
+    /// `what` (the reply, the test) is refused, never sent.
+    async fn refuse_opted_out(
+        &self,
+        address: &str,
+        sender: &Sender,
+        channel: Channel,
+        what: &str,
+    ) -> Result<(), ReplyError> {
+        let Some(s) = self.store.suppression_for(address, sender.id).await? else {
+            return Ok(());
+        };
+        let scope = match s.sender_id {
+            Some(_) => format!("messages from {}", sender.address),
+            None => "all messages".to_string(),
+        };
+        let how = match channel {
+            Channel::Email => "they must ask to be messaged again".to_string(),
+            _ => format!("they can text START to {} to opt back in", sender.address),
+        };
+        Err(ReplyError::OptedOut(format!(
+            "{address} opted out of {scope} ({}, {}); {what} was not sent: {how}",
+            s.reason,
+            s.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+        )))
     }
 
     /// What an email reply on the conversation threads under: the latest subject (as "Re: …")

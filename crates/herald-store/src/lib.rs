@@ -21,6 +21,7 @@ pub use outreach::{
 };
 use std::collections::HashSet;
 use std::sync::Arc;
+pub use test_send::{NewTestSend, TestSend, TestSendState};
 pub use users::{LoginAttempt, User};
 use uuid::Uuid;
 
@@ -38,6 +39,7 @@ pub mod postgres;
 #[cfg(any())]
 mod shared;
 pub mod sqlite;
+pub mod test_send;
 pub mod testing;
 pub mod users;
 
@@ -46,7 +48,7 @@ pub mod users;
 pub mod prelude {
     pub use crate::{
         Accounts, Catalog, Conversations, Dispatch, DispatchStore, Outreaches, PhoneAudit,
-        ReplyStore, Schema, Store, Suppressions,
+        ReplyStore, Schema, Store, Suppressions, TestSends,
     };
 }
 
@@ -569,11 +571,31 @@ pub trait DispatchStore: Dispatch + Catalog + Suppressions + Conversations {}
 
 impl<T: ?Sized + Dispatch + Catalog + Suppressions + Conversations> DispatchStore for T {}
 
-/// What the reply path needs (provider webhooks, the SMTP listener, agents' answers):
-/// conversations, the opt-out list, the campaign's parts and the recipient a reply answers.
-pub trait ReplyStore: Conversations + Suppressions + Catalog + Outreaches {}
+/// Test sends: a campaign's message sent to the team's own number or address, outside any
+/// outreach, each recorded before the provider is called and completed with its outcome.
+#[async_trait]
+pub trait TestSends: Send + Sync {
+    /// Records a test send about to go out (state `sending`). [`StoreError::NotFound`] (entity
+    /// `campaign`) if the campaign does not exist.
+    async fn begin_test_send(&self, send: &NewTestSend) -> Result<TestSend>;
+    /// Records what the provider answered: its message id, or the error in words (then the
+    /// state is `failed`). [`StoreError::NotFound`] for an unknown or already finished id.
+    async fn finish_test_send(
+        &self,
+        id: Uuid,
+        provider_message_id: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<TestSend>;
+    /// A campaign's test sends, newest first, at most `limit`.
+    async fn list_test_sends(&self, campaign_id: Uuid, limit: u32) -> Result<Vec<TestSend>>;
+}
 
-impl<T: ?Sized + Conversations + Suppressions + Catalog + Outreaches> ReplyStore for T {}
+/// What the reply path needs (provider webhooks, the SMTP listener, agents' answers, test
+/// sends): conversations, the opt-out list, the campaign's parts, the recipient a reply answers
+/// and the record of test sends.
+pub trait ReplyStore: Conversations + Suppressions + Catalog + Outreaches + TestSends {}
+
+impl<T: ?Sized + Conversations + Suppressions + Catalog + Outreaches + TestSends> ReplyStore for T {}
 
 /// Everything Herald keeps: the sum of the per-noun traits. Both backends implement each noun
 /// directly and pass the same conformance suite (`tests/conformance.rs`); a consumer takes the
@@ -590,6 +612,7 @@ impl<T> Store for T where
         + Dispatch
         + Suppressions
         + Conversations
+        + TestSends
         + Accounts
         + PhoneAudit
         + 'static

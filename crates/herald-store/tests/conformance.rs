@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 herald_store::on_both_backends!(
     store:
+    test_sends_are_recorded_before_and_after_and_go_with_their_campaign,
     an_unverified_sender_is_kept_but_answers_no_outreach,
     email_domains_served_by_senders,
     migrate_twice_and_ping,
@@ -1879,6 +1880,72 @@ async fn outreaches_go_with_their_campaign(store: &dyn Store) {
     ));
 }
 
+async fn test_sends_are_recorded_before_and_after_and_go_with_their_campaign(store: &dyn Store) {
+    use herald_store::{NewTestSend, TestSendState};
+    let campaign = sms_campaign(store).await;
+    let new = |to: &str| NewTestSend {
+        campaign_id: campaign,
+        channel: Channel::Sms,
+        to: to.to_string(),
+        subject: None,
+        body: "Hi Ada, your order is late.".to_string(),
+        requested_by: "admin@example.com".to_string(),
+    };
+    let first = store.begin_test_send(&new("+14155550001")).await.unwrap();
+    assert_eq!(first.state, TestSendState::Sending);
+    assert_eq!(first.to, "+14155550001");
+    assert_eq!(first.requested_by, "admin@example.com");
+    assert!(first.finished_at.is_none());
+    let sent = store
+        .finish_test_send(first.id, Some("SM123"), None)
+        .await
+        .unwrap();
+    assert_eq!(sent.state, TestSendState::Sent);
+    assert_eq!(sent.provider_message_id.as_deref(), Some("SM123"));
+    assert!(sent.finished_at.is_some());
+    // An outcome is written once.
+    assert!(matches!(
+        store.finish_test_send(first.id, None, Some("late")).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let second = store.begin_test_send(&new("+14155550002")).await.unwrap();
+    let failed = store
+        .finish_test_send(
+            second.id,
+            None,
+            Some("the SMS provider could not be reached"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.state, TestSendState::Failed);
+    let listed = store.list_test_sends(campaign, 10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![second.id, first.id],
+        "newest first"
+    );
+    assert_eq!(listed[1], sent);
+    assert_eq!(store.list_test_sends(campaign, 1).await.unwrap().len(), 1);
+    // No test send for a campaign that does not exist; none go with a deleted campaign.
+    let mut orphan = new("+14155550003");
+    orphan.campaign_id = Uuid::now_v7();
+    assert!(matches!(
+        store.begin_test_send(&orphan).await,
+        Err(StoreError::NotFound {
+            entity: "campaign",
+            ..
+        })
+    ));
+    store.delete_campaign(campaign).await.unwrap();
+    assert!(
+        store
+            .list_test_sends(campaign, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn suppressions_per_sender_and_for_all(store: &dyn Store) {
     let w = world(store).await;
     assert!(
@@ -2568,7 +2635,10 @@ async fn late_results_touch_only_what_their_claim_still_holds(store: &dyn Store)
     // Node A claims all four until t(30) and begins the sends of the first two at t(1).
     let a = ids(&store.claim_due(id, t(0), t(30), 4).await.unwrap());
     assert_eq!(a.len(), 4);
-    assert_eq!(store.start_sends(t(1), t(30), &a[..2]).await.unwrap(), a[..2]);
+    assert_eq!(
+        store.start_sends(t(1), t(30), &a[..2]).await.unwrap(),
+        a[..2]
+    );
     // A is paused past its lease; recovery leaves the begun two uncertain and re-queues the
     // others, which node B claims until t(100) and begins at t(41).
     assert_eq!(
@@ -2634,7 +2704,12 @@ async fn late_results_touch_only_what_their_claim_still_holds(store: &dyn Store)
 
     // B's own results apply, under its lease and under its mark.
     store
-        .record_batch(t(50), Held::Lease(t(100)), &[result(b[0], sent("SM-B"))], &[])
+        .record_batch(
+            t(50),
+            Held::Lease(t(100)),
+            &[result(b[0], sent("SM-B"))],
+            &[],
+        )
         .await
         .unwrap();
     store

@@ -1,7 +1,9 @@
 use super::PageQuery;
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,7 +11,7 @@ use herald_core::{
     Campaign, CampaignInput, CampaignSpec, Channel, Listing, PAGE_MAX, Page,
     check_campaign_references,
 };
-use herald_store::StoreError;
+use herald_store::{StoreError, TestSend};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -19,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_campaigns, create_campaign))
         .routes(routes!(get_campaign, update_campaign, delete_campaign))
+        .routes(routes!(list_test_sends, create_test_send))
 }
 
 /// Every campaign that matches, across all pages.
@@ -137,4 +140,61 @@ async fn delete_campaign(
 ) -> ApiResult<StatusCode> {
     s.store.delete_campaign(id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A test send: the campaign's message for one row, to your own number or address.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestSendInput {
+    /// The number (E.164, with `+` and country code) for SMS and voice campaigns, the email
+    /// address for email campaigns.
+    pub to: String,
+    /// The row's values by column name, as the CSV would give them (`{"first_name": "Ada"}`).
+    /// Every variable the answer uses needs a value, as in an outreach (422 names the missing
+    /// ones).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub variables: serde_json::Map<String, serde_json::Value>,
+}
+
+/// How many test sends of a campaign are listed.
+const TEST_SENDS_LISTED: u32 = 50;
+
+/// Sends the campaign's message, rendered for `variables`, to `to` through the campaign's
+/// sender, outside any outreach (no recipient, no progress), and records it as a test: 201 when
+/// the provider took it, 502 when it did not (the record says `failed` with the reason).
+#[utoipa::path(post, path = "/campaigns/{id}/test-sends", tag = "campaigns",
+    params(("id" = Uuid, Path)), request_body = TestSendInput, security(("bearer" = ["admin"])),
+    responses((status = 201, body = TestSend), (status = 404, body = Problem),
+        (status = 409, description = "The address opted out of the sender", body = Problem),
+        (status = 422, body = Problem),
+        (status = 502, description = "The provider did not take the message", body = Problem)))]
+async fn create_test_send(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(input): ApiJson<TestSendInput>,
+) -> ApiResult<(StatusCode, Json<TestSend>)> {
+    let request = herald_engine::TestSendRequest {
+        campaign_id: id,
+        to: &input.to,
+        variables: &input.variables,
+        requested_by: &format!("API token `{}`", caller.0.name),
+    };
+    match s.replies.test_send(&request).await {
+        Ok(t) => Ok((StatusCode::CREATED, Json(t))),
+        Err(e) => Err(super::conversations::reply_problem(e)),
+    }
+}
+
+/// The campaign's latest test sends (at most 50), newest first.
+#[utoipa::path(get, path = "/campaigns/{id}/test-sends", tag = "campaigns",
+    params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Vec<TestSend>), (status = 404, body = Problem)))]
+async fn list_test_sends(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<Vec<TestSend>>> {
+    s.store.get_campaign(id).await?;
+    Ok(Json(s.store.list_test_sends(id, TEST_SENDS_LISTED).await?))
 }

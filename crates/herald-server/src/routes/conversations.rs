@@ -161,16 +161,24 @@ async fn reply(
         .await
     {
         Ok(m) => Ok((StatusCode::CREATED, Json(m))),
-        Err(ReplyError::OptedOut(msg)) => Err(ApiError::conflict(msg)),
-        Err(ReplyError::Invalid { field, message }) => Err(ApiError::invalid(
-            herald_core::ValidationError::single(field, message),
-        )),
-        Err(ReplyError::Send(e)) => Err(ApiError::bad_gateway(format!(
+        Err(e) => Err(reply_problem(e)),
+    }
+}
+
+/// How a refused or failed send reads over the API: 409 opted out, 422 invalid, 502 the
+/// provider did not take it.
+pub(crate) fn reply_problem(e: ReplyError) -> ApiError {
+    match e {
+        ReplyError::OptedOut(msg) => ApiError::conflict(msg),
+        ReplyError::Invalid { field, message } => {
+            ApiError::invalid(herald_core::ValidationError::single(field, message))
+        }
+        ReplyError::Send(e) => ApiError::bad_gateway(format!(
             "the message was not sent: {}{}",
             e.message(),
             e.code().map(|c| format!(" (code {c})")).unwrap_or_default()
-        ))),
-        Err(ReplyError::Store(e)) => Err(e.into()),
+        )),
+        ReplyError::Store(e) => e.into(),
     }
 }
 

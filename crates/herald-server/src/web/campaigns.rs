@@ -40,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/campaigns/{id}", get(show).post(update))
         .route("/campaigns/{id}/edit", get(edit_form))
         .route("/campaigns/{id}/delete", post(delete))
+        .route("/campaigns/{id}/test-send", post(test_send))
 }
 
 type PageResult = Result<Response, Response>;
@@ -813,7 +814,33 @@ struct ShowPage {
     /// HTML, not user input).
     outreaches_html: String,
     status: String,
+    /// The "Send a test" form: `None` for chat campaigns (no sender, nothing to test).
+    test: Option<TestForm>,
 }
+
+/// The campaign page's "Send a test" form and the campaign's latest test sends.
+struct TestForm {
+    /// What was typed in "To" (kept after a refusal).
+    to: String,
+    /// One box per variable the answer uses, with what was typed in it.
+    variables: Vec<(String, String)>,
+    /// Why the last test was refused or failed.
+    error: Option<String>,
+    /// Set after a test the provider took: "Sent to … (provider id …)".
+    sent: Option<String>,
+    recent: Vec<TestSendRow>,
+}
+
+struct TestSendRow {
+    when: String,
+    to: String,
+    by: String,
+    state: &'static str,
+    detail: String,
+}
+
+/// How many test sends the campaign page lists.
+const TEST_SENDS_SHOWN: u32 = 5;
 
 #[derive(Deserialize)]
 struct ShowQuery {
@@ -850,6 +877,23 @@ async fn show(
 ) -> PageResult {
     let err = campaigns_err(&user);
     let c = s.store.get_campaign(id).await.map_err(&err)?;
+    let test = if c.channel == Channel::Chat {
+        None
+    } else {
+        Some(TestForm::new(&s, &c, None).await.map_err(&err)?)
+    };
+    show_page(&s, &user, c, q.status.as_deref(), test).await
+}
+
+/// The campaign page, with its sender's address and its answer's name looked up.
+async fn show_page(
+    s: &AppState,
+    user: &CurrentUser,
+    c: Campaign,
+    status: Option<&str>,
+    test: Option<TestForm>,
+) -> PageResult {
+    let err = campaigns_err(user);
     let sender = match c.sender_id {
         Some(sid) => absent(s.store.get_sender(sid).await)
             .map_err(&err)?
@@ -861,6 +905,10 @@ async fn show(
         .map_err(&err)?
         .map(|a| a.name)
         .unwrap_or_default();
+    let id = c.id;
+    let q = ShowQuery {
+        status: status.map(str::to_string),
+    };
     let status = q.status.clone().unwrap_or_default();
     let outreaches_html = super::outreaches::section_html(
         s.store.as_ref(),
@@ -871,7 +919,7 @@ async fn show(
     .await
     .map_err(&err)?;
     Ok(super::render(&ShowPage {
-        chrome: Chrome::new(&user, c.name.clone(), "campaigns"),
+        chrome: Chrome::new(user, c.name.clone(), "campaigns"),
         id,
         channel: c.channel.as_str(),
         channel_label: channel_label(c.channel),
@@ -888,7 +936,133 @@ async fn show(
         created: date(c.created_at),
         outreaches_html,
         status,
+        test,
     }))
+}
+
+impl TestForm {
+    /// The form with one empty box per variable of the campaign's answer (or `typed`), and the
+    /// campaign's latest test sends.
+    async fn new(
+        s: &AppState,
+        c: &Campaign,
+        typed: Option<(&str, &FormPairs)>,
+    ) -> Result<Self, StoreError> {
+        let names: Vec<String> = match absent(s.store.get_answer(c.answer_id).await)? {
+            Some(answer) => answer
+                .variants
+                .iter()
+                .find(|v| v.language == c.language)
+                .and_then(|v| herald_core::Renderer::new(v).ok())
+                .map(|r| r.variables().into_iter().map(str::to_string).collect())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let value = |name: &str| {
+            typed
+                .map(|(_, form)| form.get(&format!("var_{name}")))
+                .unwrap_or_default()
+                .to_string()
+        };
+        let variables = names.iter().map(|n| (n.clone(), value(n))).collect();
+        let recent = s
+            .store
+            .list_test_sends(c.id, TEST_SENDS_SHOWN)
+            .await?
+            .into_iter()
+            .map(|t| TestSendRow {
+                when: date(t.created_at),
+                to: t.to,
+                by: t.requested_by,
+                state: match t.state {
+                    herald_store::TestSendState::Sending => "Sending (outcome unknown)",
+                    herald_store::TestSendState::Sent => "Sent",
+                    herald_store::TestSendState::Failed => "Failed",
+                },
+                detail: t.error.or(t.provider_message_id).unwrap_or_default(),
+            })
+            .collect();
+        Ok(Self {
+            to: typed.map(|(to, _)| to.to_string()).unwrap_or_default(),
+            variables,
+            error: None,
+            sent: None,
+            recent,
+        })
+    }
+}
+
+/// "Send a test": the campaign's message, rendered with the values typed in, to the admin's own
+/// number or address. The campaign page comes back with the outcome (and, after a refusal, what
+/// was typed).
+async fn test_send(
+    State(s): State<AppState>,
+    Admin(user): Admin,
+    Path(id): Path<Uuid>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> PageResult {
+    let form = FormPairs(pairs);
+    user.check_csrf(form.get("csrf"))?;
+    let err = campaigns_err(&user);
+    let c = s.store.get_campaign(id).await.map_err(&err)?;
+    let to = form.get("to").trim().to_string();
+    let mut variables = serde_json::Map::new();
+    for (k, v) in &form.0 {
+        if let Some(name) = k.strip_prefix("var_") {
+            variables.insert(name.to_string(), serde_json::Value::String(v.clone()));
+        }
+    }
+    let outcome = s
+        .replies
+        .test_send(&herald_engine::TestSendRequest {
+            campaign_id: id,
+            to: &to,
+            variables: &variables,
+            requested_by: &user.email,
+        })
+        .await;
+    let (status, error, sent) = match outcome {
+        Ok(t) => (
+            StatusCode::OK,
+            None,
+            Some(format!(
+                "Test sent to {}{}.",
+                t.to,
+                t.provider_message_id
+                    .map(|p| format!(" (provider id {p})"))
+                    .unwrap_or_default()
+            )),
+        ),
+        Err(herald_engine::ReplyError::Store(e)) => return Err(err(e)),
+        Err(herald_engine::ReplyError::Invalid { field, message }) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some(match field {
+                "to" => format!("To: {message}"),
+                "variables" => format!("The values: {message}"),
+                _ => message,
+            }),
+            None,
+        ),
+        Err(herald_engine::ReplyError::OptedOut(m)) => (StatusCode::CONFLICT, Some(m), None),
+        Err(herald_engine::ReplyError::Send(e)) => (
+            StatusCode::BAD_GATEWAY,
+            Some(format!("The test was not sent: {}", e.message())),
+            None,
+        ),
+    };
+    let mut test = TestForm::new(&s, &c, Some((&to, &form)))
+        .await
+        .map_err(&err)?;
+    test.error = error;
+    test.sent = sent;
+    if test.sent.is_some() {
+        test.to = to;
+        for (_, v) in &mut test.variables {
+            v.clear();
+        }
+    }
+    let page = show_page(&s, &user, c, None, Some(test)).await?;
+    Ok((status, page).into_response())
 }
 
 #[cfg(test)]

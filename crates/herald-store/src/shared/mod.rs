@@ -4,4 +4,5 @@ mod conversation;
 mod dispatch;
 mod outreach;
 mod sql;
+mod test_send;
 mod users;

@@ -21,6 +21,7 @@ mod catalog;
 mod conversation;
 mod dispatch;
 mod outreach;
+mod test_send;
 mod users;
 
 // The names the files in `../shared/` are written against: each of them is compiled once per

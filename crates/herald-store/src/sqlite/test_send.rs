@@ -1,0 +1,4 @@
+//! Test sends on SQLite (see [`crate::test_send`]). The code is the same on both backends and
+//! written once, in `../shared/test_send.rs`.
+
+include!("../shared/test_send.rs");
