@@ -719,9 +719,9 @@ impl Dispatcher {
         let mut wait = super::RETRY_FIRST;
         let mut failed = false;
         loop {
-            let write =
-                self.store
-                    .record_batch(self.clock.now(), held, results, timeline);
+            let write = self
+                .store
+                .record_batch(self.clock.now(), held, results, timeline);
             let written = if failed {
                 // Once a write has failed, a shutdown does not wait for this one to give up.
                 let stop = async {

@@ -481,10 +481,15 @@ mod tests {
         let base = dir.path().join("j.jsonl");
         let lease: Timestamp = "2026-01-01T00:00:30Z".parse().unwrap();
         let j = Journal::new(&base);
-        j.keep(Held::Lease(lease), &[sent(4), sent(3)], &[]).unwrap();
+        j.keep(Held::Lease(lease), &[sent(4), sent(3)], &[])
+            .unwrap();
         drop(j);
         let r = Journal::new(&base).recover().unwrap();
-        let got: Vec<(Held, i64)> = r.results.iter().map(|(h, r)| (*h, r.recipient_id)).collect();
+        let got: Vec<(Held, i64)> = r
+            .results
+            .iter()
+            .map(|(h, r)| (*h, r.recipient_id))
+            .collect();
         assert_eq!(got, vec![(Held::Lease(lease), 3), (Held::Lease(lease), 4)]);
     }
 }
