@@ -903,6 +903,13 @@ impl herald_store::Catalog for TimedStore {
 
 #[async_trait]
 impl herald_store::Outreaches for TimedStore {
+    async fn release_waiting(
+        &self,
+        campaign_id: Uuid,
+        now: Timestamp,
+    ) -> herald_store::Result<u64> {
+        self.inner.release_waiting(campaign_id, now).await
+    }
     async fn begin_outreach(
         &self,
         new: &NewOutreach,

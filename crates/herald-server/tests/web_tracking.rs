@@ -30,6 +30,7 @@ herald_store::on_both_backends!(
     recipients_are_filtered_by_state_and_escaped,
     uncertain_recipients_are_shown_and_requeued_only_when_confirmed,
     a_completed_outreach_says_what_failed_and_offers_the_retry,
+    a_waiting_outreach_says_when_and_why_and_a_saved_schedule_releases_it,
     the_event_stream_follows_the_progress,
     the_inbox_shows_conversations_and_refuses_opted_out_customers,
     the_upload_form_reads_national_numbers_in_the_chosen_region,
@@ -97,11 +98,24 @@ struct Campaign {
     id: Uuid,
     sender_id: Uuid,
     inbox_id: Uuid,
+    answer_id: Uuid,
 }
 
 /// An SMS campaign scheduled in Europe/Paris whose answer uses `first_name`. `n` tells names
 /// apart when a test needs two.
 async fn campaign(app: &App, n: u32) -> Campaign {
+    let schedule = json!({"timezone": "Europe/Paris", "days": {"mon": ["09:00-17:00"]}});
+    campaign_with(app, n, schedule).await
+}
+
+/// The body of a campaign `n` as [`campaign_with`] creates it, with this schedule.
+fn campaign_body(n: u32, sender_id: &Value, answer_id: &Value, schedule: &Value) -> Value {
+    json!({"name": format!("Late orders {n}"), "channel": "sms", "language": "en",
+           "sender_id": sender_id, "answer_id": answer_id, "schedule": schedule})
+}
+
+/// [`campaign`] with another schedule.
+async fn campaign_with(app: &App, n: u32, schedule: Value) -> Campaign {
     let inbox = app
         .create("/api/v1/inboxes", json!({"name": format!("Care {n}")}))
         .await;
@@ -122,9 +136,7 @@ async fn campaign(app: &App, n: u32) -> Campaign {
     let campaign = app
         .create(
             "/api/v1/campaigns",
-            json!({"name": format!("Late orders {n}"), "channel": "sms", "language": "en",
-                   "sender_id": sender["id"], "answer_id": answer["id"],
-                   "schedule": {"timezone": "Europe/Paris", "days": {"mon": ["09:00-17:00"]}}}),
+            campaign_body(n, &sender["id"], &answer["id"], &schedule),
         )
         .await;
     let id = |v: &Value| Uuid::parse_str(v["id"].as_str().unwrap()).unwrap();
@@ -132,6 +144,7 @@ async fn campaign(app: &App, n: u32) -> Campaign {
         id: id(&campaign),
         sender_id: id(&sender),
         inbox_id: id(&inbox),
+        answer_id: id(&answer),
     }
 }
 
@@ -872,6 +885,86 @@ async fn a_completed_outreach_says_what_failed_and_offers_the_retry(
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
     let html = admin.page(&page).await;
     assert_eq!(text_of(&html, "status").as_deref(), Some("In Progress"));
+}
+
+/// An outreach whose campaign opens only three days from now says when sending opens and why
+/// each recipient waits; opening the schedule wider releases them at once.
+async fn a_waiting_outreach_says_when_and_why_and_a_saved_schedule_releases_it(
+    (app, _outbox): (App, tempfile::TempDir),
+) {
+    let now = Timestamp::now();
+    let day = now.to_zoned_datetime(TimeZone::UTC).date() + jiff::ToSpan::days(3);
+    let opens = TimeZone::UTC
+        .to_ambiguous_timestamp(day.at(9, 0, 0, 0))
+        .compatible()
+        .unwrap();
+    let weekday = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        [day.weekday().to_monday_zero_offset() as usize];
+    let narrow = json!({"timezone": "UTC", "days": {weekday: ["09:00-17:00"]}});
+    let c = campaign_with(&app, 7, narrow).await;
+    let id = api_outreach(
+        &app,
+        c.id,
+        "later.csv",
+        "phone,first_name\n+14155552931,Al\n+14155552932,Bo\n",
+    )
+    .await;
+    // The dispatcher defers both to the window (as it does: tested in herald-engine).
+    let defer = Outcome::Defer { due_at: opens };
+    send(&app, id, vec![defer.clone(), defer]).await;
+
+    let admin = sign_in(&app, Role::Admin).await;
+    let html = admin.page(&format!("/outreaches/{id}")).await;
+    let note = text_of(&html, "opens").unwrap_or_else(|| panic!("no opening time: {html}"));
+    let shown = opens
+        .to_zoned_datetime(TimeZone::UTC)
+        .strftime("%a 09:00 UTC")
+        .to_string();
+    let days = (opens.as_second() - now.as_second()) / 86_400;
+    assert!(
+        note.starts_with(&format!("Sending opens {shown}, in {days} d ")),
+        "{note}"
+    );
+    // (The apostrophe is escaped in the HTML.)
+    assert!(
+        note.contains("(outside the campaign") && note.ends_with("sending hours)."),
+        "{note}"
+    );
+    let list = admin.page(&format!("/outreaches/{id}/recipients")).await;
+    let until = format!("Waits until {} 09:00 UTC (outside", day);
+    assert_eq!(list.matches(&until).count(), 2, "{list}");
+
+    // Open every day, all day, without quiet hours: both are due at once, and the page stops
+    // saying it waits.
+    let wide = json!({"timezone": "UTC", "days": {"mon": ["00:00-24:00"], "tue": ["00:00-24:00"],
+        "wed": ["00:00-24:00"], "thu": ["00:00-24:00"], "fri": ["00:00-24:00"],
+        "sat": ["00:00-24:00"], "sun": ["00:00-24:00"]}});
+    let mut body = campaign_body(7, &json!(c.sender_id), &json!(c.answer_id), &wide);
+    // Quiet hours off too, or at night they would still hold the texts back (and say so).
+    body["quiet_hours"] = json!(false);
+    let (st, v) = app
+        .admin(
+            reqwest::Method::PUT,
+            &format!("/api/v1/campaigns/{}", c.id),
+            Some(body),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let after = Timestamp::now();
+    let rows = store(&app).list_recipients(id, None, 0, 10).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert!(r.due_at.is_some_and(|d| d <= after), "{r:?}");
+    }
+    let html = admin.page(&format!("/outreaches/{id}")).await;
+    assert_eq!(text_of(&html, "opens"), None, "{html}");
+    let list = admin.page(&format!("/outreaches/{id}/recipients")).await;
+    assert_eq!(
+        list.matches("Due now: waits its turn within the sender")
+            .count(),
+        2,
+        "{list}"
+    );
 }
 
 /// Reads the stream until a `progress` event with this label arrives (or fails after 10 s).

@@ -171,6 +171,9 @@ pub trait Catalog: Send + Sync {
         channel: Option<herald_core::Channel>,
         page: Page,
     ) -> Result<Listing<Campaign>>;
+    /// Saves the campaign, and in the same transaction releases the recipients of its
+    /// outreaches in progress that wait for its hours ([`Outreaches::release_waiting`]), so
+    /// that a changed schedule or quiet hours apply to them too.
     async fn update_campaign(&self, id: Uuid, spec: &CampaignSpec) -> Result<Campaign>;
     async fn delete_campaign(&self, id: Uuid) -> Result<()>;
 }
@@ -227,6 +230,14 @@ pub trait Outreaches: Send + Sync {
     /// may have reached the customer. Queuing them again may send a second message; the caller
     /// must have had that confirmed.
     async fn requeue_uncertain(&self, id: Uuid, now: Timestamp) -> Result<u64>;
+    /// Makes due at `now` the recipients of the campaign's outreaches in progress that wait for
+    /// their sending hours or quiet hours to open (`pending`, due after `now`, no error: a
+    /// retry's back-off is kept), so that the dispatcher decides again under the campaign's
+    /// schedule as it is now. Called when a campaign is saved: a schedule opened wider, or
+    /// quiet hours turned off, releases those waiting at once; one still closed defers them
+    /// again. The number made due. [`Catalog::update_campaign`] does this in its own
+    /// transaction.
+    async fn release_waiting(&self, campaign_id: Uuid, now: Timestamp) -> Result<u64>;
 }
 
 /// What the dispatcher does to outreaches and recipients.

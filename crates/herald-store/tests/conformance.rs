@@ -58,6 +58,7 @@ herald_store::on_both_backends!(
     expired_leases_follow_the_crash_policy,
     a_crash_leaves_uncertain_only_the_sends_that_began,
     late_results_touch_only_what_their_claim_still_holds,
+    a_saved_campaign_releases_recipients_waiting_for_its_hours,
     sends_never_begun_go_back_only_under_their_own_mark,
     leases_are_renewed_only_by_their_holder,
     a_sender_has_one_bucket_of_tokens,
@@ -2722,6 +2723,79 @@ async fn late_results_touch_only_what_their_claim_still_holds(store: &dyn Store)
     assert_eq!(rows[&b[1]].state, DeliveryState::Failed);
     let p = store.outreach_progress(id).await.unwrap();
     assert_eq!((p.sent, p.failed, p.uncertain, p.pending), (2, 1, 1, 0));
+}
+
+/// Recipients deferred to their next sending window are released when the campaign is saved
+/// (its hours may be wider now); a retry's back-off and other campaigns' recipients are not.
+async fn a_saved_campaign_releases_recipients_waiting_for_its_hours(store: &dyn Store) {
+    let outreach = started(store, 4).await;
+    let id = outreach.id;
+    // Another campaign on the same sender and answer.
+    let campaign = store.get_campaign(outreach.campaign_id).await.unwrap();
+    let second = store
+        .create_campaign(&campaign_spec(
+            "Delays, again",
+            Channel::Sms,
+            campaign.sender_id,
+            campaign.answer_id,
+        ))
+        .await
+        .unwrap();
+    let other = import(store, second.id, &plain_recipients(1)).await;
+    assert!(store.start_outreach(other.id, t(0)).await.unwrap());
+    let c = ids(&store.claim_due(id, t(0), t(30), 4).await.unwrap());
+    let o = ids(&store.claim_due(other.id, t(0), t(30), 1).await.unwrap());
+    let defer = || Outcome::Defer { due_at: t(3600) };
+    store
+        .record_results(
+            t(1),
+            &[
+                result(c[0], defer()),
+                result(c[1], defer()),
+                result(
+                    c[2],
+                    Outcome::Retry {
+                        due_at: t(3600),
+                        code: Some("20429".to_string()),
+                        message: "too many requests".to_string(),
+                    },
+                ),
+                result(c[3], sent("SM1")),
+                result(o[0], defer()),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .release_waiting(outreach.campaign_id, t(100))
+            .await
+            .unwrap(),
+        2
+    );
+    let rows = recipients_by_id(store, id).await;
+    for i in &c[..2] {
+        assert_eq!(rows[i].state, DeliveryState::Pending);
+        assert_eq!((rows[i].due_at, rows[i].attempts), (Some(t(100)), 0), "{i}");
+    }
+    assert_eq!(
+        rows[&c[2]].due_at,
+        Some(t(3600)),
+        "a retry keeps its back-off"
+    );
+    assert_eq!(rows[&c[3]].state, DeliveryState::Sent);
+    let others = recipients_by_id(store, other.id).await;
+    assert_eq!(others[&o[0]].due_at, Some(t(3600)), "another campaign's");
+    // Released ones are due again; nothing is left to release.
+    let again = ids(&store.claim_due(id, t(100), t(130), 10).await.unwrap());
+    assert_eq!(again, c[..2]);
+    assert_eq!(
+        store
+            .release_waiting(outreach.campaign_id, t(101))
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 async fn a_crash_leaves_uncertain_only_the_sends_that_began(store: &dyn Store) {

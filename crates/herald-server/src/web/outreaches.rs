@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use herald_core::outreach::{DeliveryState, OutreachStatus, Progress, SkipReason};
-use herald_core::{Campaign, Channel, FieldError, Page};
+use herald_core::{Campaign, Channel, FieldError, Page, SendingHours};
 use herald_engine::{OutreachUpload, import_outreach};
 use herald_store::{Outreach, RecipientRecord, Store, StoreError};
 use jiff::Timestamp;
@@ -869,10 +869,113 @@ struct OutreachView {
     encoding: String,
     encoding_note: Option<String>,
     zone: String,
+    /// While nothing can go out: when sending opens next and why not before.
+    opens: Option<String>,
+    /// What decides when a waiting recipient goes out (`None` without the campaign).
+    wait: Option<Waiting>,
+}
+
+/// When a live outreach's recipients may go out, as of `now`.
+struct Waiting {
+    now: Timestamp,
+    live: bool,
+    /// The campaign's schedule, and its hours as quiet hours narrow them.
+    schedule: herald_core::Schedule,
+    hours: SendingHours,
+}
+
+impl Waiting {
+    /// Why a waiting recipient waits, and until when, in words (empty when it does not wait).
+    /// A recipient deferred by the dispatcher is due at its next sending window; one with an
+    /// error waits for a retry; one due now waits its turn at the sender's rate.
+    fn reason(&self, r: &RecipientRecord, tz: &TimeZone) -> String {
+        if r.state != DeliveryState::Pending || !self.live {
+            return String::new();
+        }
+        let zone = r
+            .timezone
+            .as_deref()
+            .and_then(|z| herald_core::schedule::parse_timezone(z).ok());
+        match r.due_at.filter(|due| *due > self.now) {
+            Some(due) if r.error_code.is_some() => {
+                format!("Tried again {}, after this error", when(due, tz))
+            }
+            Some(due) => {
+                let why =
+                    if self.hours.quiet_hours() && self.schedule.is_open(self.now, zone.as_ref()) {
+                        "quiet hours: no texts or calls between 21:00 and 08:00 in its time zone"
+                    } else {
+                        "outside the campaign's sending hours in its time zone"
+                    };
+                format!("Waits until {} ({why})", when(due, tz))
+            }
+            None if self.hours.may_send_now(self.now, zone.as_ref()) => {
+                "Due now: waits its turn within the sender's rate".to_string()
+            }
+            None => "Waits for its sending hours to open".to_string(),
+        }
+    }
+}
+
+/// `in 2 d 7 h`, `in 3 h 5 min`, `in 12 min`: how far off `later` is, to the minute.
+fn relative(now: Timestamp, later: Timestamp) -> String {
+    let minutes = (later.as_second() - now.as_second())
+        .max(0)
+        .unsigned_abs()
+        .div_ceil(60);
+    let (d, h, m) = (minutes / 1440, minutes % 1440 / 60, minutes % 60);
+    match (d, h, m) {
+        (0, 0, 0) => "in less than a minute".to_string(),
+        (0, 0, m) => format!("in {m} min"),
+        (0, h, m) => format!("in {h} h {m} min"),
+        (d, h, _) => format!("in {d} d {h} h"),
+    }
+}
+
+/// While a live outreach has recipients waiting and its campaign's hours are closed: when
+/// sending opens next, in the campaign's zone and relative to `now`, and why not before.
+/// Recipients with a time zone of their own follow their own clock; the line says so.
+fn opens_note(o: &Outreach, c: &Campaign, hours: &SendingHours, now: Timestamp) -> Option<String> {
+    if o.status.is_final() || o.progress.pending == 0 {
+        return None;
+    }
+    if hours.never_sends() {
+        return Some(
+            "Nothing will be sent: the campaign's sending hours are closed on every day. Open \
+             some hours on the campaign; waiting recipients then go out in them."
+                .to_string(),
+        );
+    }
+    let from = o.start_at.max(now);
+    let next = hours.next_send_time(from, None)?;
+    if next <= now {
+        return None;
+    }
+    let tz = c.schedule.timezone();
+    let at = next.to_zoned_datetime(tz.clone());
+    let shown = if next.as_second() - now.as_second() < 6 * 86_400 {
+        at.strftime("%a %H:%M %Z").to_string()
+    } else {
+        at.strftime("%a %Y-%m-%d %H:%M %Z").to_string()
+    };
+    let why = if from > now && next == from {
+        "the outreach starts then"
+    } else if hours.quiet_hours() && c.schedule.is_open(from, None) {
+        "quiet hours: no texts or calls between 21:00 and 08:00"
+    } else {
+        "outside the campaign's sending hours"
+    };
+    let mut note = format!("Sending opens {shown}, {} ({why}).", relative(now, next));
+    if o.end_at.is_some_and(|end| end <= next) {
+        note.push_str(
+            " The outreach ends before then: recipients still waiting at its end are skipped.",
+        );
+    }
+    Some(note)
 }
 
 impl OutreachView {
-    fn new(o: &Outreach, campaign: Option<&Campaign>) -> Self {
+    fn new(o: &Outreach, campaign: Option<&Campaign>, now: Timestamp) -> Self {
         let tz = campaign
             .map(|c| c.schedule.timezone().clone())
             .unwrap_or(TimeZone::UTC);
@@ -905,6 +1008,16 @@ impl OutreachView {
             encoding,
             encoding_note,
             zone: tz.iana_name().unwrap_or("UTC").to_string(),
+            opens: campaign.and_then(|c| {
+                let hours = SendingHours::new(&c.schedule, c.channel, c.quiet_hours);
+                opens_note(o, c, &hours, now)
+            }),
+            wait: campaign.map(|c| Waiting {
+                now,
+                live: !o.status.is_final(),
+                schedule: c.schedule.clone(),
+                hours: SendingHours::new(&c.schedule, c.channel, c.quiet_hours),
+            }),
         }
     }
 }
@@ -915,13 +1028,14 @@ async fn outreach_view(
     store: &dyn Store,
     user: &CurrentUser,
     id: Uuid,
+    now: Timestamp,
 ) -> Result<OutreachView, Response> {
     let o = store
         .get_outreach(id)
         .await
         .map_err(|e| store_problem(user, e))?;
     let campaign = store.get_campaign(o.campaign_id).await.ok();
-    Ok(OutreachView::new(&o, campaign.as_ref()))
+    Ok(OutreachView::new(&o, campaign.as_ref(), now))
 }
 
 #[derive(Template)]
@@ -934,7 +1048,7 @@ struct OutreachPage {
 }
 
 async fn show(user: CurrentUser, State(s): State<AppState>, Path(id): Path<Uuid>) -> Response {
-    let o = match outreach_view(&*s.store, &user, id).await {
+    let o = match outreach_view(&*s.store, &user, id, s.clock.now()).await {
         Ok(o) => o,
         Err(page) => return page,
     };
@@ -1071,8 +1185,16 @@ struct RecipientsPage {
     error: Option<String>,
 }
 
-fn recipient_row(r: &RecipientRecord, variables: &[String], tz: &TimeZone) -> RecipientRow {
+fn recipient_row(
+    r: &RecipientRecord,
+    variables: &[String],
+    tz: &TimeZone,
+    wait: Option<&Waiting>,
+) -> RecipientRow {
     let mut detail = Vec::new();
+    if let Some(why) = wait.map(|w| w.reason(r, tz)).filter(|w| !w.is_empty()) {
+        detail.push(why);
+    }
     if let Some(reason) = r.skip_reason {
         detail.push(skip_label(reason).to_string());
     }
@@ -1109,7 +1231,7 @@ async fn recipients_page(
     q: RecipientsQuery,
     error: Option<String>,
 ) -> Response {
-    let o = match outreach_view(&*s.store, user, id).await {
+    let o = match outreach_view(&*s.store, user, id, s.clock.now()).await {
         Ok(o) => o,
         Err(page) => return page,
     };
@@ -1164,7 +1286,7 @@ async fn recipients_page(
     let tz = herald_core::schedule::parse_timezone(&o.zone).unwrap_or(TimeZone::UTC);
     let rows = items
         .iter()
-        .map(|r| recipient_row(r, &variables, &tz))
+        .map(|r| recipient_row(r, &variables, &tz, o.wait.as_ref()))
         .collect();
     let mut filters = vec![Filter {
         href: base.clone(),

@@ -709,6 +709,8 @@ impl crate::Catalog for Backend {
         .await
         .map_err(|e| common::campaign_violation(e, spec))?;
         let campaign = campaign_row(&row)?.parse()?;
+        // Its hours as saved now decide for the recipients waiting for them.
+        super::outreach::release_waiting(&mut *tx, id, now_us).await?;
         tx.commit().await?;
         Ok(campaign)
     }

@@ -89,6 +89,25 @@ pub(crate) async fn get_in(conn: &mut DbConn, id: Uuid) -> Result<Outreach> {
     Ok(outreach)
 }
 
+/// [`crate::Outreaches::release_waiting`], in `e` (the pool, or the transaction that saves the
+/// campaign).
+pub(super) async fn release_waiting<'e, E>(e: E, campaign_id: Uuid, now: Ts) -> Result<u64>
+where
+    E: sqlx::Executor<'e, Database = super::Db>,
+{
+    let done = sqlx::query(
+        "UPDATE recipients SET due_at = $2, updated_at = $2 \
+         WHERE state = 'pending' AND due_at > $2 AND error_code IS NULL \
+         AND outreach_id IN (SELECT id FROM outreaches \
+                             WHERE campaign_id = $1 AND status = 'in_progress')",
+    )
+    .bind(campaign_id)
+    .bind(now)
+    .execute(e)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 #[async_trait]
 impl crate::Outreaches for Backend {
     async fn begin_outreach(&self, new: &NewOutreach) -> Result<Box<dyn OutreachImport>> {
@@ -201,6 +220,10 @@ impl crate::Outreaches for Backend {
 
     async fn requeue_uncertain(&self, id: Uuid, now: Timestamp) -> Result<u64> {
         requeue(self, id, now, DeliveryState::Unknown).await
+    }
+
+    async fn release_waiting(&self, campaign_id: Uuid, now: Timestamp) -> Result<u64> {
+        release_waiting(&self.pool, campaign_id, Ts::new(now)).await
     }
 
     async fn outreach_progress(&self, id: Uuid) -> Result<Progress> {
