@@ -903,6 +903,12 @@ impl herald_store::Catalog for TimedStore {
 
 #[async_trait]
 impl herald_store::Outreaches for TimedStore {
+    async fn outreach_report(
+        &self,
+        id: Uuid,
+    ) -> herald_store::Result<herald_store::OutreachReport> {
+        self.inner.outreach_report(id).await
+    }
     async fn release_waiting(
         &self,
         campaign_id: Uuid,

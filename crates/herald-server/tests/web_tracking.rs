@@ -31,6 +31,7 @@ herald_store::on_both_backends!(
     uncertain_recipients_are_shown_and_requeued_only_when_confirmed,
     a_completed_outreach_says_what_failed_and_offers_the_retry,
     a_waiting_outreach_says_when_and_why_and_a_saved_schedule_releases_it,
+    the_report_draws_the_figures_the_api_gives,
     the_event_stream_follows_the_progress,
     the_inbox_shows_conversations_and_refuses_opted_out_customers,
     the_upload_form_reads_national_numbers_in_the_chosen_region,
@@ -965,6 +966,60 @@ async fn a_waiting_outreach_says_when_and_why_and_a_saved_schedule_releases_it(
         2,
         "{list}"
     );
+}
+
+/// The outreach page's report: the funnel, sends per hour and failures by code as SVG, the
+/// same figures as the API's JSON, and a provider's error text escaped in the chart.
+async fn the_report_draws_the_figures_the_api_gives((app, _outbox): (App, tempfile::TempDir)) {
+    let c = campaign(&app, 8).await;
+    let id = api_outreach(
+        &app,
+        c.id,
+        "report.csv",
+        "phone,first_name\n+14155552941,Al\n+14155552942,Bo\n+14155552943,Cy\n+14155552944,Di\n",
+    )
+    .await;
+    let odd = Outcome::Failed {
+        code: Some("<b>x</b>".into()),
+        message: "odd".into(),
+    };
+    send(&app, id, vec![sent(), sent(), failed(), odd]).await;
+    let (st, r) = app
+        .admin(
+            reqwest::Method::GET,
+            &format!("/api/v1/outreaches/{id}/report"),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["progress"]["sent"], 2, "{r}");
+    assert_eq!(r["progress"]["failed"], 2, "{r}");
+    let codes: Vec<&str> = r["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, vec!["30003", "<b>x</b>"], "{r}");
+    assert_eq!(r["sent_per_hour"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["sent_per_hour"][0]["sent"], 2, "{r}");
+
+    let agent = sign_in(&app, Role::Agent).await;
+    let html = agent.page(&format!("/outreaches/{id}")).await;
+    for chart in ["funnel-chart", "hours-chart", "failures-chart"] {
+        assert!(
+            html.contains(&format!("id=\"{chart}\"><svg")),
+            "{chart}: {html}"
+        );
+    }
+    assert!(
+        !html.contains("id=\"skipped-chart\""),
+        "nothing was skipped"
+    );
+    assert!(html.contains("&lt;b&gt;x&lt;/b&gt;"), "{html}");
+    assert!(!html.contains("<b>x</b>"), "{html}");
+    assert_eq!(text_of(&html, "reply-rate").as_deref(), Some("0.0%"));
+    assert_eq!(text_of(&html, "median-reply").as_deref(), Some("—"));
 }
 
 /// Reads the stream until a `progress` event with this label arrives (or fails after 10 s).

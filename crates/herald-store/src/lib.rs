@@ -17,7 +17,8 @@ use herald_core::{
 };
 use jiff::Timestamp;
 pub use outreach::{
-    ImportErrorRecord, ImportSummary, ImportedRecipient, NewOutreach, Outreach, OutreachImport,
+    HourCount, ImportErrorRecord, ImportSummary, ImportedRecipient, NewOutreach, Outreach,
+    OutreachImport, OutreachReport, ReasonCount,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -238,6 +239,11 @@ pub trait Outreaches: Send + Sync {
     /// again. The number made due. [`Catalog::update_campaign`] does this in its own
     /// transaction.
     async fn release_waiting(&self, campaign_id: Uuid, now: Timestamp) -> Result<u64>;
+    /// The outreach's figures ([`OutreachReport`]): a handful of grouped reads over its
+    /// recipients through the `(outreach_id, state)` index. The time to reply is measured to
+    /// the recipient's last change, which for a `replied` recipient is its answer.
+    /// [`StoreError::NotFound`] for an unknown outreach.
+    async fn outreach_report(&self, id: Uuid) -> Result<OutreachReport>;
 }
 
 /// What the dispatcher does to outreaches and recipients.

@@ -246,3 +246,44 @@ mod tests {
         assert_eq!(buf, b"a\\tb\\\\c\\nd\\re");
     }
 }
+
+/// An outreach's figures: its funnel, why recipients were skipped or failed, the sends per hour
+/// and how soon customers answered ([`crate::Outreaches::outreach_report`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutreachReport {
+    /// Recipients → sent → delivered → replied, with failed, skipped, waiting and uncertain.
+    pub progress: Progress,
+    /// Skipped recipients by reason (`opted_out`, `suppressed`, `expired`, …), most first.
+    pub skipped: Vec<ReasonCount>,
+    /// Failed and undelivered recipients by the provider's error code (`none` when it gave
+    /// none), most first; at most [`REPORT_REASONS`].
+    pub failures: Vec<ReasonCount>,
+    /// Messages the provider accepted, per hour (UTC hour starts), in time order; the last
+    /// [`REPORT_HOURS`] hours that had any.
+    pub sent_per_hour: Vec<HourCount>,
+    /// The median time from a message being sent to its recipient's answer, in seconds.
+    pub median_reply_seconds: Option<u64>,
+}
+
+/// How many reasons a report lists at most.
+pub const REPORT_REASONS: u32 = 20;
+/// How many hours of sends a report lists at most (two weeks).
+pub const REPORT_HOURS: u32 = 336;
+
+/// A reason and how many recipients it applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReasonCount {
+    pub reason: String,
+    pub count: u64,
+}
+
+/// Messages sent in the hour that starts at `hour`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HourCount {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub hour: Timestamp,
+    pub sent: u64,
+}

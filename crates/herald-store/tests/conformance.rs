@@ -59,6 +59,7 @@ herald_store::on_both_backends!(
     a_crash_leaves_uncertain_only_the_sends_that_began,
     late_results_touch_only_what_their_claim_still_holds,
     a_saved_campaign_releases_recipients_waiting_for_its_hours,
+    a_report_counts_the_funnel_reasons_hours_and_reply_time,
     sends_never_begun_go_back_only_under_their_own_mark,
     leases_are_renewed_only_by_their_holder,
     a_sender_has_one_bucket_of_tokens,
@@ -2798,6 +2799,69 @@ async fn a_saved_campaign_releases_recipients_waiting_for_its_hours(store: &dyn 
     );
 }
 
+async fn a_report_counts_the_funnel_reasons_hours_and_reply_time(store: &dyn Store) {
+    let outreach = started(store, 8).await;
+    let id = outreach.id;
+    let empty = store.outreach_report(id).await.unwrap();
+    assert_eq!(empty.progress.total, 8);
+    assert!(empty.sent_per_hour.is_empty() && empty.failures.is_empty());
+    assert_eq!(empty.median_reply_seconds, None);
+
+    let c = ids(&store.claim_due(id, t(0), t(30), 8).await.unwrap());
+    let failed = |code: &str| Outcome::Failed {
+        code: Some(code.to_string()),
+        message: "no".to_string(),
+    };
+    // Three sent in the first hour, one in the third; two failures of one code, one of another;
+    // one opted out at the provider.
+    store
+        .record_results(
+            t(10),
+            &[
+                result(c[0], sent("SM0")),
+                result(c[1], sent("SM1")),
+                result(c[2], sent("SM2")),
+                result(c[4], failed("30003")),
+                result(c[5], failed("30003")),
+                result(c[6], failed("30005")),
+                result(
+                    c[7],
+                    Outcome::Skipped {
+                        reason: SkipReason::OptedOut,
+                        code: Some("21610".to_string()),
+                        message: None,
+                    },
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    store
+        .record_results(t(2 * 3600 + 5), &[result(c[3], sent("SM3"))])
+        .await
+        .unwrap();
+    let r = store.outreach_report(id).await.unwrap();
+    assert_eq!(
+        (r.progress.sent, r.progress.failed, r.progress.skipped),
+        (4, 3, 1)
+    );
+    let hours: Vec<(Timestamp, u64)> = r.sent_per_hour.iter().map(|h| (h.hour, h.sent)).collect();
+    assert_eq!(hours, vec![(t(0), 3), (t(2 * 3600), 1)]);
+    let failures: Vec<(&str, u64)> = r
+        .failures
+        .iter()
+        .map(|f| (f.reason.as_str(), f.count))
+        .collect();
+    assert_eq!(failures, vec![("30003", 2), ("30005", 1)]);
+    assert_eq!(r.skipped.len(), 1);
+    assert_eq!(
+        (r.skipped[0].reason.as_str(), r.skipped[0].count),
+        ("opted_out", 1)
+    );
+    let unknown = Uuid::now_v7();
+    expect_not_found(store.outreach_report(unknown).await, "outreach", unknown);
+}
+
 async fn a_crash_leaves_uncertain_only_the_sends_that_began(store: &dyn Store) {
     let outreach = started(store, 8).await;
     let id = outreach.id;
@@ -3967,6 +4031,10 @@ async fn replies_within_the_window_are_attributed(store: &dyn Store) {
     let r = recipient(store, s.outreach, c[0].id).await;
     assert_eq!(r.state, DeliveryState::Replied);
     assert_eq!(r.updated_at, Some(t(100)));
+    // Sent at t(10), answered at t(100): the outreach's report has it.
+    let report = store.outreach_report(s.outreach).await.unwrap();
+    assert_eq!(report.progress.replied, 1);
+    assert_eq!(report.median_reply_seconds, Some(90));
     // The other recipient is untouched.
     assert_eq!(
         recipient(store, s.outreach, c[1].id).await.state,

@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_outreach, list_outreaches))
         .layer(DefaultBodyLimit::disable())
         .routes(routes!(get_outreach))
+        .routes(routes!(outreach_report))
         .routes(routes!(outreach_errors))
 }
 
@@ -285,6 +286,19 @@ async fn get_outreach(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Outreach>> {
     Ok(Json(s.store.get_outreach(id).await?))
+}
+
+/// The outreach's figures: the funnel (recipients → sent → delivered → replied, with failed,
+/// skipped, waiting and uncertain), skips and failures by reason, sends per hour, and the
+/// median time to reply. The outreach page draws the same figures as charts.
+#[utoipa::path(get, path = "/outreaches/{id}/report", tag = "outreaches",
+    params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, body = herald_store::OutreachReport), (status = 404, body = Problem)))]
+async fn outreach_report(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<herald_store::OutreachReport>> {
+    Ok(Json(s.store.outreach_report(id).await?))
 }
 
 const ERROR_PAGE: u32 = 10_000;

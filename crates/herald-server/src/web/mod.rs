@@ -18,6 +18,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 pub mod auth;
 pub mod campaigns;
+pub mod charts;
 pub mod inbox;
 pub mod limits;
 pub mod outreaches;

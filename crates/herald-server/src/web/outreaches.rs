@@ -1045,6 +1045,45 @@ struct OutreachPage {
     o: OutreachView,
     can_stop: bool,
     can_retry: bool,
+    report: ReportView,
+}
+
+/// The outreach's report as the page shows it: charts (SVG markup made by `charts`, which
+/// escapes every label) and rates in words.
+struct ReportView {
+    funnel: String,
+    /// `None` when there is nothing to draw.
+    per_hour: Option<String>,
+    failures: Option<String>,
+    skipped: Option<String>,
+    reply_rate: String,
+    opt_out_rate: String,
+    median_reply: String,
+}
+
+impl ReportView {
+    fn new(r: &herald_store::OutreachReport, tz: &TimeZone) -> Self {
+        use super::charts;
+        let opted_out = r
+            .skipped
+            .iter()
+            .filter(|s| s.reason == SkipReason::OptedOut.as_str())
+            .map(|s| s.count)
+            .sum();
+        Self {
+            funnel: charts::funnel(r),
+            per_hour: (!r.sent_per_hour.is_empty()).then(|| charts::per_hour(&r.sent_per_hour, tz)),
+            failures: (!r.failures.is_empty())
+                .then(|| charts::reasons("Failures by error code", &r.failures, "bar bad")),
+            skipped: (!r.skipped.is_empty())
+                .then(|| charts::reasons("Skipped by reason", &r.skipped, "bar muted")),
+            reply_rate: charts::rate(r.progress.replied, r.progress.sent),
+            opt_out_rate: charts::rate(opted_out, r.progress.total),
+            median_reply: r
+                .median_reply_seconds
+                .map_or_else(|| "—".to_string(), charts::duration),
+        }
+    }
 }
 
 async fn show(user: CurrentUser, State(s): State<AppState>, Path(id): Path<Uuid>) -> Response {
@@ -1052,7 +1091,13 @@ async fn show(user: CurrentUser, State(s): State<AppState>, Path(id): Path<Uuid>
         Ok(o) => o,
         Err(page) => return page,
     };
+    let report = match s.store.outreach_report(id).await {
+        Ok(r) => r,
+        Err(e) => return store_problem(&user, e),
+    };
+    let tz = herald_core::schedule::parse_timezone(&o.zone).unwrap_or(TimeZone::UTC);
     render(&OutreachPage {
+        report: ReportView::new(&report, &tz),
         chrome: Chrome::new(&user, format!("Outreach {}", o.file_name), "campaigns"),
         can_stop: user.is_admin() && !o.is_final,
         can_retry: user.is_admin() && o.progress.failed > 0 && o.status != OutreachStatus::Stopped,

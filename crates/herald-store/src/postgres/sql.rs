@@ -101,3 +101,17 @@ macro_rules! in_list {
         concat!("= ANY(", $param, ")")
     };
 }
+
+/// The start of the UTC hour of a timestamp column.
+macro_rules! hour_of {
+    ($col:literal) => {
+        concat!("date_trunc('hour', ", $col, ", 'UTC')")
+    };
+}
+
+/// Whole seconds from timestamp column `$from` to `$to`.
+macro_rules! seconds_between {
+    ($from:literal, $to:literal) => {
+        concat!("floor(extract(epoch FROM (", $to, " - ", $from, ")))::int8")
+    };
+}

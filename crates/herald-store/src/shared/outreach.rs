@@ -7,7 +7,8 @@ use super::{Backend, DbConn};
 use crate::Ts;
 use crate::dispatch::RecipientRecord;
 use crate::outreach::{
-    ImportErrorRecord, ImportSummary, NewOutreach, Outreach, OutreachImport, outreach_row,
+    HourCount, ImportErrorRecord, ImportSummary, NewOutreach, Outreach, OutreachImport,
+    OutreachReport, ReasonCount, outreach_row,
 };
 use crate::{Result, StoreError, common};
 use async_trait::async_trait;
@@ -224,6 +225,79 @@ impl crate::Outreaches for Backend {
 
     async fn release_waiting(&self, campaign_id: Uuid, now: Timestamp) -> Result<u64> {
         release_waiting(&self.pool, campaign_id, Ts::new(now)).await
+    }
+
+    async fn outreach_report(&self, id: Uuid) -> Result<OutreachReport> {
+        let mut conn = self.pool.acquire().await?;
+        let progress = super::dispatch::progress(&mut conn, id).await?;
+        let skipped: Vec<(Option<String>, i64)> = sqlx::query_as(
+            "SELECT skip_reason, count(*) FROM recipients \
+             WHERE outreach_id = $1 AND state = 'skipped' GROUP BY skip_reason",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let failures: Vec<(Option<String>, i64)> = sqlx::query_as(
+            "SELECT error_code, count(*) FROM recipients \
+             WHERE outreach_id = $1 AND state IN ('failed', 'undelivered') \
+             GROUP BY error_code ORDER BY count(*) DESC, error_code LIMIT $2",
+        )
+        .bind(id)
+        .bind(i64::from(crate::outreach::REPORT_REASONS))
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut hours: Vec<(Ts, i64)> = sqlx::query_as(concat!(
+            "SELECT ",
+            hour_of!("sent_at"),
+            " AS hour, count(*) FROM recipients \
+             WHERE outreach_id = $1 AND state IN ('sent', 'delivered', 'undelivered', 'replied') \
+             AND sent_at IS NOT NULL GROUP BY hour ORDER BY hour DESC LIMIT $2"
+        ))
+        .bind(id)
+        .bind(i64::from(crate::outreach::REPORT_HOURS))
+        .fetch_all(&mut *conn)
+        .await?;
+        hours.reverse();
+        // The median of the replied ones: the middle row of their times, in order.
+        let median_reply_seconds = if progress.replied == 0 {
+            None
+        } else {
+            let secs: Option<i64> = sqlx::query_scalar(concat!(
+                "SELECT ",
+                seconds_between!("sent_at", "updated_at"),
+                " AS secs FROM recipients WHERE outreach_id = $1 AND state = 'replied' \
+                 AND sent_at IS NOT NULL ORDER BY secs LIMIT 1 OFFSET $2"
+            ))
+            .bind(id)
+            .bind(i64::try_from(progress.replied / 2).unwrap_or(0))
+            .fetch_optional(&mut *conn)
+            .await?;
+            secs.map(|s| u64::try_from(s).unwrap_or(0))
+        };
+        let counted = |rows: Vec<(Option<String>, i64)>| {
+            let mut out: Vec<ReasonCount> = rows
+                .into_iter()
+                .map(|(reason, n)| ReasonCount {
+                    reason: reason.unwrap_or_else(|| "none".to_string()),
+                    count: u64::try_from(n).unwrap_or(0),
+                })
+                .collect();
+            out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
+            out
+        };
+        Ok(OutreachReport {
+            progress,
+            skipped: counted(skipped),
+            failures: counted(failures),
+            sent_per_hour: hours
+                .into_iter()
+                .map(|(hour, n)| HourCount {
+                    hour: hour.0,
+                    sent: u64::try_from(n).unwrap_or(0),
+                })
+                .collect(),
+            median_reply_seconds,
+        })
     }
 
     async fn outreach_progress(&self, id: Uuid) -> Result<Progress> {

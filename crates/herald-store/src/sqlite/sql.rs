@@ -87,3 +87,17 @@ macro_rules! in_list {
         concat!("IN (SELECT value FROM json_each(", $param, "))")
     };
 }
+
+/// The start of the UTC hour of a timestamp column (microseconds since the epoch).
+macro_rules! hour_of {
+    ($col:literal) => {
+        concat!("(", $col, " / 3600000000) * 3600000000")
+    };
+}
+
+/// Whole seconds from timestamp column `$from` to `$to`.
+macro_rules! seconds_between {
+    ($from:literal, $to:literal) => {
+        concat!("((", $to, " - ", $from, ") / 1000000)")
+    };
+}
