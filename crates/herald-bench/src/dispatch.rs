@@ -909,6 +909,12 @@ impl herald_store::Outreaches for TimedStore {
     ) -> herald_store::Result<herald_store::OutreachReport> {
         self.inner.outreach_report(id).await
     }
+    async fn campaign_report(
+        &self,
+        campaign_id: Uuid,
+    ) -> herald_store::Result<herald_store::OutreachReport> {
+        self.inner.campaign_report(campaign_id).await
+    }
     async fn release_waiting(
         &self,
         campaign_id: Uuid,

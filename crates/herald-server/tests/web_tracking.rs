@@ -1020,6 +1020,51 @@ async fn the_report_draws_the_figures_the_api_gives((app, _outbox): (App, tempfi
     assert!(!html.contains("<b>x</b>"), "{html}");
     assert_eq!(text_of(&html, "reply-rate").as_deref(), Some("0.0%"));
     assert_eq!(text_of(&html, "median-reply").as_deref(), Some("—"));
+
+    // The campaign's figures: a second outreach adds to them.
+    let second = api_outreach(
+        &app,
+        c.id,
+        "=HYPERLINK.csv",
+        "phone,first_name\n+14155552945,Ed\n",
+    )
+    .await;
+    send(&app, second, vec![sent()]).await;
+    let (st, r) = app
+        .admin(
+            reqwest::Method::GET,
+            &format!("/api/v1/campaigns/{}/report", c.id),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(
+        (
+            &r["progress"]["total"],
+            &r["progress"]["sent"],
+            &r["progress"]["failed"]
+        ),
+        (&json!(5), &json!(3), &json!(2)),
+        "{r}"
+    );
+    let html = agent.page(&format!("/campaigns/{}", c.id)).await;
+    assert!(html.contains("id=\"campaign-funnel\"><svg"), "{html}");
+    let csv = agent
+        .page(&format!("/campaigns/{}/figures.csv", c.id))
+        .await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert!(
+        lines[0].starts_with("outreach,file,created_at,status,recipients,sent"),
+        "{csv}"
+    );
+    assert!(lines[1].starts_with(&format!("{id},report.csv,")), "{csv}");
+    assert!(lines[1].ends_with(",4,2,0,0,2,0,0,0,0.0"), "{csv}");
+    assert!(
+        lines[2].contains(",'=HYPERLINK.csv,"),
+        "a formula cell is neutralized: {csv}"
+    );
+    assert_eq!(lines[3], "total,,,,5,3,0,0,2,0,0,0,0.0", "{csv}");
 }
 
 /// Reads the stream until a `progress` event with this label arrives (or fails after 10 s).

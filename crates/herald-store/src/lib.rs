@@ -244,6 +244,9 @@ pub trait Outreaches: Send + Sync {
     /// the recipient's last change, which for a `replied` recipient is its answer.
     /// [`StoreError::NotFound`] for an unknown outreach.
     async fn outreach_report(&self, id: Uuid) -> Result<OutreachReport>;
+    /// [`Outreaches::outreach_report`] over every outreach of the campaign.
+    /// [`StoreError::NotFound`] (entity `campaign`) for an unknown campaign.
+    async fn campaign_report(&self, campaign_id: Uuid) -> Result<OutreachReport>;
 }
 
 /// What the dispatcher does to outreaches and recipients.

@@ -2860,6 +2860,12 @@ async fn a_report_counts_the_funnel_reasons_hours_and_reply_time(store: &dyn Sto
     );
     let unknown = Uuid::now_v7();
     expect_not_found(store.outreach_report(unknown).await, "outreach", unknown);
+    // The campaign has this one outreach: the same figures.
+    assert_eq!(
+        store.campaign_report(outreach.campaign_id).await.unwrap(),
+        r
+    );
+    expect_not_found(store.campaign_report(unknown).await, "campaign", unknown);
 }
 
 async fn a_crash_leaves_uncertain_only_the_sends_that_began(store: &dyn Store) {

@@ -22,6 +22,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_campaigns, create_campaign))
         .routes(routes!(get_campaign, update_campaign, delete_campaign))
         .routes(routes!(list_test_sends, create_test_send))
+        .routes(routes!(campaign_report))
+        .routes(routes!(campaign_report_csv))
 }
 
 /// Every campaign that matches, across all pages.
@@ -197,4 +199,147 @@ async fn list_test_sends(
 ) -> ApiResult<Json<Vec<TestSend>>> {
     s.store.get_campaign(id).await?;
     Ok(Json(s.store.list_test_sends(id, TEST_SENDS_LISTED).await?))
+}
+
+/// The campaign's figures over all its outreaches, as [`herald_store::OutreachReport`] gives
+/// them for one (the campaign page draws them).
+#[utoipa::path(get, path = "/campaigns/{id}/report", tag = "campaigns",
+    params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, body = herald_store::OutreachReport), (status = 404, body = Problem)))]
+async fn campaign_report(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<herald_store::OutreachReport>> {
+    Ok(Json(s.store.campaign_report(id).await?))
+}
+
+/// The campaign's figures as CSV, one row per outreach in creation order and a last row of
+/// totals: recipients, sent, delivered, replied, failed, skipped, waiting, uncertain and the
+/// reply rate. Cells a spreadsheet could run are neutralized.
+#[utoipa::path(get, path = "/campaigns/{id}/report.csv", tag = "campaigns",
+    params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, content_type = "text/csv", body = String),
+        (status = 404, body = Problem)))]
+async fn campaign_report_csv(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<axum::response::Response> {
+    Ok(figures_csv_response(
+        id,
+        campaign_figures_csv(&*s.store, id).await?,
+    ))
+}
+
+/// The CSV of [`campaign_report_csv`] as a download.
+pub(crate) fn figures_csv_response(id: Uuid, csv: Vec<u8>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"campaign-{id}-figures.csv\""),
+            ),
+        ],
+        csv,
+    )
+        .into_response()
+}
+
+/// The rows of [`campaign_report_csv`]: one per outreach, then the totals.
+pub(crate) async fn campaign_figures_csv(
+    store: &dyn herald_store::Store,
+    id: Uuid,
+) -> Result<Vec<u8>, StoreError> {
+    store.get_campaign(id).await?;
+    let figures = |p: &herald_core::outreach::Progress| {
+        let rate = if p.sent == 0 {
+            String::new()
+        } else {
+            #[allow(clippy::cast_precision_loss)] // counts of recipients, far below 2^52
+            let r = p.replied as f64 * 100.0 / p.sent as f64;
+            format!("{r:.1}")
+        };
+        [
+            p.total,
+            p.sent,
+            p.delivered,
+            p.replied,
+            p.failed,
+            p.skipped,
+            p.pending,
+            p.uncertain,
+        ]
+        .iter()
+        .map(u64::to_string)
+        .chain(std::iter::once(rate))
+        .collect::<Vec<String>>()
+    };
+    let mut rows = vec![
+        [
+            "outreach",
+            "file",
+            "created_at",
+            "status",
+            "recipients",
+            "sent",
+            "delivered",
+            "replied",
+            "failed",
+            "skipped",
+            "waiting",
+            "uncertain",
+            "reply_rate_pct",
+        ]
+        .map(str::to_string)
+        .to_vec(),
+    ];
+    let mut total = herald_core::outreach::Progress::default();
+    let mut after = None;
+    loop {
+        let page = herald_core::Page {
+            limit: PAGE_MAX,
+            after,
+        };
+        let listing = store.list_outreaches(id, None, page).await?;
+        for o in &listing.items {
+            let p = &o.progress;
+            for (sum, n) in [
+                (&mut total.total, p.total),
+                (&mut total.sent, p.sent),
+                (&mut total.delivered, p.delivered),
+                (&mut total.replied, p.replied),
+                (&mut total.failed, p.failed),
+                (&mut total.skipped, p.skipped),
+                (&mut total.pending, p.pending),
+                (&mut total.uncertain, p.uncertain),
+            ] {
+                *sum = sum.saturating_add(n);
+            }
+            let mut row = vec![
+                o.id.to_string(),
+                herald_import::neutralize_cell(&o.file_name),
+                o.created_at.to_string(),
+                o.status.as_str().to_string(),
+            ];
+            row.extend(figures(p));
+            rows.push(row);
+        }
+        match listing.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let mut last = vec![
+        "total".to_string(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ];
+    last.extend(figures(&total));
+    rows.push(last);
+    Ok(super::tracking::csv_bytes(rows))
 }

@@ -41,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .route("/campaigns/{id}/edit", get(edit_form))
         .route("/campaigns/{id}/delete", post(delete))
         .route("/campaigns/{id}/test-send", post(test_send))
+        .route("/campaigns/{id}/figures.csv", get(figures_csv))
 }
 
 type PageResult = Result<Response, Response>;
@@ -816,6 +817,9 @@ struct ShowPage {
     status: String,
     /// The "Send a test" form: `None` for chat campaigns (no sender, nothing to test).
     test: Option<TestForm>,
+    /// The funnel over all the campaign's outreaches (SVG from `charts`), and its reply rate;
+    /// `None` before the first recipient.
+    report: Option<(String, String)>,
 }
 
 /// The campaign page's "Send a test" form and the campaign's latest test sends.
@@ -918,6 +922,13 @@ async fn show_page(
     )
     .await
     .map_err(&err)?;
+    let figures = s.store.campaign_report(id).await.map_err(&err)?;
+    let report = (figures.progress.total > 0).then(|| {
+        (
+            super::charts::funnel(&figures),
+            super::charts::rate(figures.progress.replied, figures.progress.sent),
+        )
+    });
     Ok(super::render(&ShowPage {
         chrome: Chrome::new(user, c.name.clone(), "campaigns"),
         id,
@@ -937,6 +948,7 @@ async fn show_page(
         outreaches_html,
         status,
         test,
+        report,
     }))
 }
 
@@ -1063,6 +1075,20 @@ async fn test_send(
     }
     let page = show_page(&s, &user, c, None, Some(test)).await?;
     Ok((status, page).into_response())
+}
+
+/// The campaign's figures per outreach as CSV (`GET /api/v1/campaigns/{id}/report.csv`), for
+/// anyone signed in.
+async fn figures_csv(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+) -> PageResult {
+    let err = campaigns_err(&user);
+    let csv = crate::routes::campaigns::campaign_figures_csv(&*s.store, id)
+        .await
+        .map_err(&err)?;
+    Ok(crate::routes::campaigns::figures_csv_response(id, csv))
 }
 
 #[cfg(test)]

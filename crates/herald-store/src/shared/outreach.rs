@@ -109,6 +109,105 @@ where
     Ok(done.rows_affected())
 }
 
+/// The report queries over the recipients `$scope` selects (`$1` is the outreach's or the
+/// campaign's id): the counts by state, skips by reason, failures by code, sends per hour and
+/// the middle reply time, in that order.
+macro_rules! report_queries {
+    ($scope:literal) => {
+        [
+            concat!(
+                "SELECT state, count(*) FROM recipients WHERE ",
+                $scope,
+                " GROUP BY state"
+            ),
+            concat!(
+                "SELECT skip_reason, count(*) FROM recipients WHERE ",
+                $scope,
+                " AND state = 'skipped' GROUP BY skip_reason"
+            ),
+            concat!(
+                "SELECT error_code, count(*) FROM recipients WHERE ",
+                $scope,
+                " AND state IN ('failed', 'undelivered') \
+                 GROUP BY error_code ORDER BY count(*) DESC, error_code LIMIT $2"
+            ),
+            concat!(
+                "SELECT ",
+                hour_of!("sent_at"),
+                " AS hour, count(*) FROM recipients WHERE ",
+                $scope,
+                " AND state IN ('sent', 'delivered', 'undelivered', 'replied') \
+                 AND sent_at IS NOT NULL GROUP BY hour ORDER BY hour DESC LIMIT $2"
+            ),
+            concat!(
+                "SELECT ",
+                seconds_between!("sent_at", "updated_at"),
+                " AS secs FROM recipients WHERE ",
+                $scope,
+                " AND state = 'replied' AND sent_at IS NOT NULL ORDER BY secs LIMIT 1 OFFSET $2"
+            ),
+        ]
+    };
+}
+
+/// A report over the recipients the queries `q` (`report_queries!`) select for `id`, whose
+/// counts by state are `progress`.
+async fn report(
+    conn: &mut DbConn,
+    id: Uuid,
+    progress: Progress,
+    q: &[&'static str; 5],
+) -> Result<OutreachReport> {
+    let skipped: Vec<(Option<String>, i64)> =
+        sqlx::query_as(q[1]).bind(id).fetch_all(&mut *conn).await?;
+    let failures: Vec<(Option<String>, i64)> = sqlx::query_as(q[2])
+        .bind(id)
+        .bind(i64::from(crate::outreach::REPORT_REASONS))
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut hours: Vec<(Ts, i64)> = sqlx::query_as(q[3])
+        .bind(id)
+        .bind(i64::from(crate::outreach::REPORT_HOURS))
+        .fetch_all(&mut *conn)
+        .await?;
+    hours.reverse();
+    // The median of the replied ones: the middle row of their times, in order.
+    let median_reply_seconds = if progress.replied == 0 {
+        None
+    } else {
+        let secs: Option<i64> = sqlx::query_scalar(q[4])
+            .bind(id)
+            .bind(i64::try_from(progress.replied / 2).unwrap_or(0))
+            .fetch_optional(&mut *conn)
+            .await?;
+        secs.map(|s| u64::try_from(s).unwrap_or(0))
+    };
+    let counted = |rows: Vec<(Option<String>, i64)>| {
+        let mut out: Vec<ReasonCount> = rows
+            .into_iter()
+            .map(|(reason, n)| ReasonCount {
+                reason: reason.unwrap_or_else(|| "none".to_string()),
+                count: u64::try_from(n).unwrap_or(0),
+            })
+            .collect();
+        out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
+        out
+    };
+    Ok(OutreachReport {
+        progress,
+        skipped: counted(skipped),
+        failures: counted(failures),
+        sent_per_hour: hours
+            .into_iter()
+            .map(|(hour, n)| HourCount {
+                hour: hour.0,
+                sent: u64::try_from(n).unwrap_or(0),
+            })
+            .collect(),
+        median_reply_seconds,
+    })
+}
+
 #[async_trait]
 impl crate::Outreaches for Backend {
     async fn begin_outreach(&self, new: &NewOutreach) -> Result<Box<dyn OutreachImport>> {
@@ -230,74 +329,35 @@ impl crate::Outreaches for Backend {
     async fn outreach_report(&self, id: Uuid) -> Result<OutreachReport> {
         let mut conn = self.pool.acquire().await?;
         let progress = super::dispatch::progress(&mut conn, id).await?;
-        let skipped: Vec<(Option<String>, i64)> = sqlx::query_as(
-            "SELECT skip_reason, count(*) FROM recipients \
-             WHERE outreach_id = $1 AND state = 'skipped' GROUP BY skip_reason",
+        report(
+            &mut conn,
+            id,
+            progress,
+            &report_queries!("outreach_id = $1"),
         )
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await?;
-        let failures: Vec<(Option<String>, i64)> = sqlx::query_as(
-            "SELECT error_code, count(*) FROM recipients \
-             WHERE outreach_id = $1 AND state IN ('failed', 'undelivered') \
-             GROUP BY error_code ORDER BY count(*) DESC, error_code LIMIT $2",
-        )
-        .bind(id)
-        .bind(i64::from(crate::outreach::REPORT_REASONS))
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut hours: Vec<(Ts, i64)> = sqlx::query_as(concat!(
-            "SELECT ",
-            hour_of!("sent_at"),
-            " AS hour, count(*) FROM recipients \
-             WHERE outreach_id = $1 AND state IN ('sent', 'delivered', 'undelivered', 'replied') \
-             AND sent_at IS NOT NULL GROUP BY hour ORDER BY hour DESC LIMIT $2"
-        ))
-        .bind(id)
-        .bind(i64::from(crate::outreach::REPORT_HOURS))
-        .fetch_all(&mut *conn)
-        .await?;
-        hours.reverse();
-        // The median of the replied ones: the middle row of their times, in order.
-        let median_reply_seconds = if progress.replied == 0 {
-            None
-        } else {
-            let secs: Option<i64> = sqlx::query_scalar(concat!(
-                "SELECT ",
-                seconds_between!("sent_at", "updated_at"),
-                " AS secs FROM recipients WHERE outreach_id = $1 AND state = 'replied' \
-                 AND sent_at IS NOT NULL ORDER BY secs LIMIT 1 OFFSET $2"
-            ))
-            .bind(id)
-            .bind(i64::try_from(progress.replied / 2).unwrap_or(0))
+        .await
+    }
+
+    async fn campaign_report(&self, campaign_id: Uuid) -> Result<OutreachReport> {
+        let mut conn = self.pool.acquire().await?;
+        let found = sqlx::query("SELECT 1 FROM campaigns WHERE id = $1")
+            .bind(campaign_id)
             .fetch_optional(&mut *conn)
             .await?;
-            secs.map(|s| u64::try_from(s).unwrap_or(0))
-        };
-        let counted = |rows: Vec<(Option<String>, i64)>| {
-            let mut out: Vec<ReasonCount> = rows
-                .into_iter()
-                .map(|(reason, n)| ReasonCount {
-                    reason: reason.unwrap_or_else(|| "none".to_string()),
-                    count: u64::try_from(n).unwrap_or(0),
-                })
-                .collect();
-            out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
-            out
-        };
-        Ok(OutreachReport {
-            progress,
-            skipped: counted(skipped),
-            failures: counted(failures),
-            sent_per_hour: hours
-                .into_iter()
-                .map(|(hour, n)| HourCount {
-                    hour: hour.0,
-                    sent: u64::try_from(n).unwrap_or(0),
-                })
-                .collect(),
-            median_reply_seconds,
-        })
+        if found.is_none() {
+            return Err(StoreError::NotFound {
+                entity: "campaign",
+                id: campaign_id,
+            });
+        }
+        let queries =
+            report_queries!("outreach_id IN (SELECT id FROM outreaches WHERE campaign_id = $1)");
+        let counts: Vec<(String, i64)> = sqlx::query_as(queries[0])
+            .bind(campaign_id)
+            .fetch_all(&mut *conn)
+            .await?;
+        let progress = crate::dispatch::progress(campaign_id, counts)?;
+        report(&mut conn, campaign_id, progress, &queries).await
     }
 
     async fn outreach_progress(&self, id: Uuid) -> Result<Progress> {
