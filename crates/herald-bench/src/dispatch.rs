@@ -1352,6 +1352,61 @@ impl herald_store::TestSends for TimedStore {
     }
 }
 
+#[async_trait]
+impl herald_store::ChatSites for TimedStore {
+    async fn create_chat_site(
+        &self,
+        spec: &herald_core::chat::ChatSiteSpec,
+        key: &str,
+    ) -> herald_store::Result<herald_core::chat::ChatSite> {
+        self.inner.create_chat_site(spec, key).await
+    }
+    async fn get_chat_site(&self, id: Uuid) -> herald_store::Result<herald_core::chat::ChatSite> {
+        self.inner.get_chat_site(id).await
+    }
+    async fn find_chat_site(
+        &self,
+        key: &str,
+    ) -> herald_store::Result<Option<herald_core::chat::ChatSite>> {
+        self.inner.find_chat_site(key).await
+    }
+    async fn list_chat_sites(
+        &self,
+        page: herald_core::Page,
+    ) -> herald_store::Result<herald_core::Listing<herald_core::chat::ChatSite>> {
+        self.inner.list_chat_sites(page).await
+    }
+    async fn update_chat_site(
+        &self,
+        id: Uuid,
+        spec: &herald_core::chat::ChatSiteSpec,
+    ) -> herald_store::Result<herald_core::chat::ChatSite> {
+        self.inner.update_chat_site(id, spec).await
+    }
+    async fn delete_chat_site(&self, id: Uuid) -> herald_store::Result<()> {
+        self.inner.delete_chat_site(id).await
+    }
+    async fn set_chat_settings(
+        &self,
+        campaign_id: Uuid,
+        settings: &herald_core::chat::ChatSettings,
+    ) -> herald_store::Result<herald_core::chat::ChatSettings> {
+        self.inner.set_chat_settings(campaign_id, settings).await
+    }
+    async fn get_chat_settings(
+        &self,
+        campaign_id: Uuid,
+    ) -> herald_store::Result<Option<herald_core::chat::ChatSettings>> {
+        self.inner.get_chat_settings(campaign_id).await
+    }
+    async fn site_campaigns(
+        &self,
+        site_id: Uuid,
+    ) -> herald_store::Result<Vec<(herald_core::Campaign, herald_core::chat::ChatSettings)>> {
+        self.inner.site_campaigns(site_id).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 
 pub mod address;
 pub mod channel;
+pub mod chat;
 pub mod error;
 pub mod keywords;
 pub mod language;

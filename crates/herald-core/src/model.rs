@@ -15,7 +15,7 @@ pub const NAME_MAX: usize = 200;
 pub const DESCRIPTION_MAX: usize = 2_000;
 pub const BODY_MAX: usize = 20_000;
 
-fn check_name(errors: &mut Errors, field: &str, name: &str) -> String {
+pub(crate) fn check_name(errors: &mut Errors, field: &str, name: &str) -> String {
     let name = name.trim();
     if name.is_empty() {
         errors.push(field, "is required");

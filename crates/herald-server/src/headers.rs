@@ -32,14 +32,16 @@ pub struct Policy {
     pub deny_framing: bool,
 }
 
-/// The policy of a path. The hook for parts that need another one: the chat widget (under
-/// `/chat/`, not built yet) will be embedded in customers' sites, so it will need its own CSP
-/// (its `frame-ancestors` naming the sites) and no `X-Frame-Options`: add its arm here.
+/// The policy of a path. The chat widget's script and configuration (under `/chat/`) are read
+/// by customers' pages but are not pages themselves, so they get the API's policy; a widget
+/// that one day frames a page of Herald's will need its own arm here (`frame-ancestors` naming
+/// the sites, no `X-Frame-Options`).
 pub fn policy(path: &str) -> Policy {
     let csp = if path.starts_with("/unsubscribe/") {
         UNSUBSCRIBE_CSP
     } else if path.starts_with("/api/")
         || path.starts_with("/webhooks/")
+        || path.starts_with("/chat/")
         || path == "/healthz"
         || path == "/readyz"
     {
@@ -108,6 +110,7 @@ mod tests {
         assert_eq!(policy("/login").csp, ADMIN_CSP);
         assert_eq!(policy("/api/v1/inboxes").csp, API_CSP);
         assert_eq!(policy("/unsubscribe/x").csp, UNSUBSCRIBE_CSP);
+        assert_eq!(policy("/chat/widget.js").csp, API_CSP);
         assert!(policy("/settings").deny_framing);
     }
 }

@@ -51,6 +51,10 @@ pub struct AppState {
     /// This process's counters (`GET /metrics`): the dispatcher's, when one runs here, and the
     /// server's own (uploads, webhooks).
     pub metrics: Arc<herald_engine::Metrics>,
+    /// Where browsers reach this server (`server.public_url`), for the chat widget's snippet.
+    pub public_url: String,
+    /// The chat sites' configurations as the widget reads them, rebuilt every few seconds.
+    pub chat: Arc<routes::chat::ChatConfigs>,
 }
 
 /// The default of [`AppState::events_interval`].
@@ -69,6 +73,8 @@ impl AppState {
             clock: Arc::new(herald_engine::SystemClock),
             dispatcher: None,
             metrics: Arc::new(herald_engine::Metrics::new()),
+            public_url: String::new(),
+            chat: Arc::new(routes::chat::ChatConfigs::default()),
             replies: herald_engine::Replies::new(
                 store.clone(),
                 Arc::new(herald_channels::Transports::new()),
@@ -82,6 +88,12 @@ impl AppState {
     /// links).
     pub fn with_replies(mut self, replies: herald_engine::Replies) -> Self {
         self.replies = replies;
+        self
+    }
+
+    /// Names `public_url` (as `https://herald.example.com`) in the chat widget's snippet.
+    pub fn with_public_url(mut self, public_url: &str) -> Self {
+        self.public_url = public_url.trim_end_matches('/').to_string();
         self
     }
 
@@ -182,6 +194,7 @@ impl AppState {
         (name = "outreaches", description = "One launch of a campaign to an uploaded recipient list"),
         (name = "conversations", description = "Customers' replies, their timelines, and agents' answers"),
         (name = "suppressions", description = "Addresses that must not be messaged"),
+        (name = "chat", description = "Proactive chat: sites that embed the widget, and chat campaigns' settings"),
         (name = "health", description = "Liveness"),
     )
 )]
@@ -210,6 +223,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
         .merge(routes::tracking::router())
         .merge(routes::conversations::router())
         .merge(routes::suppressions::router())
+        .merge(routes::chat::router())
 }
 
 /// The OpenAPI document of the whole API, generated from the routes themselves.
@@ -248,6 +262,7 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(routes::metrics::router(state.clone()))
         .merge(routes::unsubscribe::router())
+        .merge(routes::chat::public_router())
         .merge(web::router())
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn(headers::security_headers))

@@ -10,6 +10,7 @@ pub use conversation::{
 pub use dispatch::{
     ClaimedRecipient, DailyCap, DeliveryResult, Grant, Held, LiveOutreach, Outcome, RecipientRecord,
 };
+use herald_core::chat::{ChatSettings, ChatSite, ChatSiteSpec};
 use herald_core::outreach::{CrashPolicy, DeliveryState, OutreachStatus, Progress};
 use herald_core::{
     Answer, AnswerSpec, ApiToken, Campaign, CampaignSpec, Inbox, InboxSpec, Listing, Page, Role,
@@ -48,8 +49,8 @@ pub mod users;
 /// `use herald_store::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Accounts, Catalog, Conversations, Dispatch, DispatchStore, Outreaches, PhoneAudit,
-        ReplyStore, Schema, Store, Suppressions, TestSends,
+        Accounts, Catalog, ChatSites, Conversations, Dispatch, DispatchStore, Outreaches,
+        PhoneAudit, ReplyStore, Schema, Store, Suppressions, TestSends,
     };
 }
 
@@ -177,6 +178,34 @@ pub trait Catalog: Send + Sync {
     /// that a changed schedule or quiet hours apply to them too.
     async fn update_campaign(&self, id: Uuid, spec: &CampaignSpec) -> Result<Campaign>;
     async fn delete_campaign(&self, id: Uuid) -> Result<()>;
+}
+
+/// Proactive chat: the sites that embed the widget and the chat settings of chat campaigns.
+#[async_trait]
+pub trait ChatSites: Send + Sync {
+    /// Stores a site under `key` (random, made by the caller); [`StoreError::Conflict`] if the
+    /// key is taken.
+    async fn create_chat_site(&self, spec: &ChatSiteSpec, key: &str) -> Result<ChatSite>;
+    async fn get_chat_site(&self, id: Uuid) -> Result<ChatSite>;
+    /// The site whose public key is `key`, if any.
+    async fn find_chat_site(&self, key: &str) -> Result<Option<ChatSite>>;
+    async fn list_chat_sites(&self, page: Page) -> Result<Listing<ChatSite>>;
+    /// Changes name, origins and visibility; the key stays.
+    async fn update_chat_site(&self, id: Uuid, spec: &ChatSiteSpec) -> Result<ChatSite>;
+    /// Refused with [`StoreError::InUse`] while a campaign shows on the site (names them).
+    async fn delete_chat_site(&self, id: Uuid) -> Result<()>;
+    /// Sets the chat settings of a chat campaign (replacing any). [`StoreError::NotFound`] if
+    /// the campaign does not exist, [`StoreError::Invalid`] if it is not a chat campaign or the
+    /// site does not exist.
+    async fn set_chat_settings(
+        &self,
+        campaign_id: Uuid,
+        settings: &ChatSettings,
+    ) -> Result<ChatSettings>;
+    /// The chat settings of a campaign, if it has any.
+    async fn get_chat_settings(&self, campaign_id: Uuid) -> Result<Option<ChatSettings>>;
+    /// The chat campaigns of a site with their settings, in order (1 first), then by id.
+    async fn site_campaigns(&self, site_id: Uuid) -> Result<Vec<(Campaign, ChatSettings)>>;
 }
 
 /// Outreaches and their recipients: the import, the lists, progress, and an admin's stop and retry.
@@ -621,7 +650,7 @@ impl<T: ?Sized + Conversations + Suppressions + Catalog + Outreaches + TestSends
 /// directly and pass the same conformance suite (`tests/conformance.rs`); a consumer takes the
 /// narrowest trait it needs ([`DispatchStore`], [`ReplyStore`], or one noun).
 pub trait Store:
-    Schema + DispatchStore + ReplyStore + Outreaches + Accounts + PhoneAudit + 'static
+    Schema + DispatchStore + ReplyStore + Outreaches + Accounts + PhoneAudit + ChatSites + 'static
 {
 }
 
@@ -635,6 +664,7 @@ impl<T> Store for T where
         + TestSends
         + Accounts
         + PhoneAudit
+        + ChatSites
         + 'static
 {
 }

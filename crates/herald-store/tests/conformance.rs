@@ -5,6 +5,7 @@
 //! The Postgres half needs `HERALD_TEST_POSTGRES_URL` (e.g. `postgres://root@127.0.0.1:5432/postgres`);
 //! without it those tests print a notice and pass, except in CI (`CI=true`), where they fail.
 
+use herald_core::chat::{ChatSettings, ChatSiteSpec, TriggerInput, UrlMatch, UrlRule};
 use herald_core::schedule::ScheduleInput;
 use herald_core::{
     Address, AnswerSpec, AnswerVariant, CampaignSpec, Channel, E164, EmailAddress, Inbox,
@@ -90,6 +91,8 @@ herald_store::on_both_backends!(
     first_admin_links_stop_once_an_admin_exists,
     login_attempts_are_counted_before_the_password_and_lock,
     concurrent_login_attempts_never_pass_the_limit,
+    chat_sites_round_trip_and_keys_are_unique,
+    chat_settings_belong_to_chat_campaigns_and_go_with_them,
 );
 
 // ---------------------------------------------------------------- fixtures
@@ -5543,4 +5546,216 @@ async fn imports_whose_process_is_gone_are_purged_at_start(db: herald_store::tes
             .len(),
         1
     );
+}
+
+// ---------------------------------------------------------------- proactive chat
+
+fn site_spec(name: &str, max_per_visit: Option<u32>) -> ChatSiteSpec {
+    ChatSiteSpec {
+        name: name.to_string(),
+        allowed_origins: vec![
+            "https://shop.example.com".to_string(),
+            "http://127.0.0.1:8080".to_string(),
+        ],
+        max_per_visit,
+    }
+}
+
+fn chat_settings(site_id: Uuid, order: u32) -> ChatSettings {
+    ChatSettings {
+        site_id,
+        order,
+        triggers: vec![
+            TriggerInput::Url {
+                include: vec![UrlRule {
+                    kind: UrlMatch::Wildcard,
+                    value: "/products/*".to_string(),
+                }],
+                exclude: vec![],
+            },
+            TriggerInput::TimeOnPage { seconds: 7 },
+        ],
+        onboarding: true,
+        starts_at: Some("2026-01-01T00:00:00.123456Z".parse().expect("time")),
+        ends_at: None,
+        paused: false,
+    }
+}
+
+async fn chat_sites_round_trip_and_keys_are_unique(store: &dyn Store) {
+    let created = store
+        .create_chat_site(&site_spec("Shop", Some(1)), "key-one")
+        .await
+        .expect("create site");
+    assert_eq!(created.key, "key-one");
+    assert_eq!(created.max_per_visit, Some(1));
+    assert_eq!(store.get_chat_site(created.id).await.expect("get"), created);
+    assert_eq!(
+        store.find_chat_site("key-one").await.expect("find"),
+        Some(created.clone())
+    );
+    assert_eq!(store.find_chat_site("key-two").await.expect("find"), None);
+
+    let msg = expect_conflict(
+        store
+            .create_chat_site(&site_spec("Other", None), "key-one")
+            .await,
+    );
+    assert!(msg.contains("key"), "{msg}");
+
+    let updated = store
+        .update_chat_site(
+            created.id,
+            &ChatSiteSpec {
+                name: "Shop EU".to_string(),
+                allowed_origins: vec!["https://eu.example.com".to_string()],
+                max_per_visit: None,
+            },
+        )
+        .await
+        .expect("update");
+    assert_eq!(
+        (
+            updated.name.as_str(),
+            updated.key.as_str(),
+            updated.allowed_origins.as_slice(),
+            updated.max_per_visit
+        ),
+        (
+            "Shop EU",
+            "key-one",
+            &["https://eu.example.com".to_string()][..],
+            None
+        )
+    );
+    assert!(updated.updated_at >= created.updated_at);
+
+    let second = store
+        .create_chat_site(&site_spec("Blog", Some(0)), "key-two")
+        .await
+        .expect("second site");
+    let first_page = store.list_chat_sites(page(1, None)).await.expect("list");
+    assert_eq!(first_page.items.len(), 1);
+    assert_eq!(first_page.items[0].id, created.id);
+    let next = store
+        .list_chat_sites(page(1, first_page.next_after))
+        .await
+        .expect("list");
+    assert_eq!(next.items[0], second);
+    assert_eq!(
+        next.items[0].max_per_visit,
+        Some(0),
+        "0 is kept, not unlimited"
+    );
+
+    store.delete_chat_site(second.id).await.expect("delete");
+    expect_not_found(store.get_chat_site(second.id).await, "chat site", second.id);
+    expect_not_found(
+        store.delete_chat_site(second.id).await,
+        "chat site",
+        second.id,
+    );
+}
+
+async fn chat_settings_belong_to_chat_campaigns_and_go_with_them(store: &dyn Store) {
+    let w = world(store).await;
+    let site = store
+        .create_chat_site(&site_spec("Shop", None), "site-key")
+        .await
+        .expect("site");
+    let chat = |name: &str| campaign_spec(name, Channel::Chat, None, w.answer);
+    let first = store.create_campaign(&chat("Welcome")).await.expect("chat");
+    let second = store
+        .create_campaign(&chat("Cart help"))
+        .await
+        .expect("chat");
+    let sms = store
+        .create_campaign(&campaign_spec(
+            "Texts",
+            Channel::Sms,
+            Some(w.sender),
+            w.answer,
+        ))
+        .await
+        .expect("sms");
+
+    assert_eq!(store.get_chat_settings(first.id).await.expect("get"), None);
+    let settings = chat_settings(site.id, 2);
+    store
+        .set_chat_settings(first.id, &settings)
+        .await
+        .expect("set");
+    assert_eq!(
+        store.get_chat_settings(first.id).await.expect("get"),
+        Some(settings.clone()),
+        "triggers, order, onboarding and start keep their values (to the microsecond)"
+    );
+    // Setting again replaces.
+    let paused = ChatSettings {
+        paused: true,
+        order: 3,
+        ends_at: Some("2027-01-01T00:00:00Z".parse().expect("time")),
+        ..settings.clone()
+    };
+    store
+        .set_chat_settings(first.id, &paused)
+        .await
+        .expect("set again");
+    assert_eq!(
+        store.get_chat_settings(first.id).await.expect("get"),
+        Some(paused.clone())
+    );
+    store
+        .set_chat_settings(second.id, &chat_settings(site.id, 1))
+        .await
+        .expect("set second");
+
+    let listed = store.site_campaigns(site.id).await.expect("site campaigns");
+    let names: Vec<_> = listed
+        .iter()
+        .map(|(c, s)| (c.name.as_str(), s.order))
+        .collect();
+    assert_eq!(
+        names,
+        [("Cart help", 1), ("Welcome", 3)],
+        "in order, 1 first"
+    );
+    assert_eq!(listed[0].0, second);
+
+    let (field, msg) = expect_invalid(store.set_chat_settings(sms.id, &settings).await);
+    assert_eq!(field, "campaign_id");
+    assert!(msg.contains("sms campaign"), "{msg}");
+    let nowhere = Uuid::now_v7();
+    let (field, _) = expect_invalid(
+        store
+            .set_chat_settings(first.id, &chat_settings(nowhere, 1))
+            .await,
+    );
+    assert_eq!(field, "site_id");
+    expect_not_found(
+        store.set_chat_settings(nowhere, &settings).await,
+        "campaign",
+        nowhere,
+    );
+
+    let msg = expect_in_use(store.delete_chat_site(site.id).await);
+    assert!(
+        msg.contains("Cart help") && msg.contains("Welcome"),
+        "{msg}"
+    );
+
+    store
+        .delete_campaign(first.id)
+        .await
+        .expect("delete campaign");
+    assert_eq!(store.get_chat_settings(first.id).await.expect("get"), None);
+    assert_eq!(store.site_campaigns(site.id).await.expect("list").len(), 1);
+    store
+        .delete_campaign(second.id)
+        .await
+        .expect("delete campaign");
+    store
+        .delete_chat_site(site.id)
+        .await
+        .expect("site is free now");
 }

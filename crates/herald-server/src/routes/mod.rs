@@ -2,6 +2,7 @@
 
 pub mod answers;
 pub mod campaigns;
+pub mod chat;
 pub mod conversations;
 pub mod health;
 pub mod inboxes;

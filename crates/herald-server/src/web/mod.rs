@@ -59,7 +59,7 @@ pub fn render_status(status: StatusCode, template: &impl Template) -> Response {
 }
 
 /// Static files are compiled into the binary; they change only with it.
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+pub(crate) fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),

@@ -17,6 +17,7 @@ use std::time::Duration;
 #[macro_use]
 mod sql;
 mod catalog;
+mod chat;
 mod conversation;
 mod dispatch;
 mod outreach;

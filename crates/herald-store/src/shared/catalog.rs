@@ -108,14 +108,14 @@ pub(super) async fn names(
 
 /// What [`delete_unused`] deletes and what it checks first.
 pub(super) struct Unused {
-    entity: &'static str,
+    pub(super) entity: &'static str,
     /// Reads (and locks) the row's name or address.
-    label: &'static str,
+    pub(super) label: &'static str,
     /// The names of what still uses the row, in order.
-    users: &'static str,
-    delete: &'static str,
+    pub(super) users: &'static str,
+    pub(super) delete: &'static str,
     /// The refusal when something still uses it.
-    in_use: fn(&str, &[String]) -> StoreError,
+    pub(super) in_use: fn(&str, &[String]) -> StoreError,
 }
 
 /// Deletes row `id` unless something still uses it (then the refusal names what): the row is

@@ -1,5 +1,6 @@
 // Never compiled as a module (see `mod shared` in `lib.rs`): lists the files for rustfmt.
 mod catalog;
+mod chat;
 mod conversation;
 mod dispatch;
 mod outreach;

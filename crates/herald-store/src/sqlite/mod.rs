@@ -18,6 +18,7 @@ use std::time::Duration;
 #[macro_use]
 mod sql;
 mod catalog;
+mod chat;
 mod conversation;
 mod dispatch;
 mod outreach;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 pub mod outreach;
 pub mod pg;
+pub mod webdriver;
 
 /// `herald` in `dir` on the database `db`, logging warnings only.
 pub fn herald(dir: &Path, db: &str) -> Command {
