@@ -8,6 +8,7 @@ pub mod channel;
 pub mod error;
 pub mod keywords;
 pub mod language;
+pub mod markdown;
 pub mod model;
 pub mod schedule;
 pub mod template;
