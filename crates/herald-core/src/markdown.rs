@@ -16,7 +16,7 @@
 //! A plain-text answer is valid Markdown, and its text part reads as it was written: line breaks
 //! stay where they were, paragraphs stay apart.
 
-use pulldown_cmark::{CowStr, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd};
 
 /// The Markdown features answers may use: CommonMark plus `~~strikethrough~~`.
 fn options() -> Options {
@@ -222,17 +222,12 @@ impl TextWriter {
 
     fn end(&mut self, tag: TagEnd) {
         match tag {
-            TagEnd::Paragraph | TagEnd::CodeBlock | TagEnd::HtmlBlock => {
-                if self.lists.is_empty() {
-                    self.block_break();
-                }
+            // Inside a list an item's paragraphs stay on its lines.
+            TagEnd::Paragraph | TagEnd::CodeBlock | TagEnd::HtmlBlock if self.lists.is_empty() => {
+                self.block_break()
             }
-            TagEnd::Heading(level) => {
-                if level == HeadingLevel::H1 {
-                    // Nothing to underline with: the text stands on its own line.
-                }
-                self.block_break();
-            }
+            // A heading's text stands on its own line.
+            TagEnd::Heading(_) => self.block_break(),
             TagEnd::BlockQuote(_) => {
                 self.quote_depth = self.quote_depth.saturating_sub(1);
                 self.block_break();
@@ -243,11 +238,7 @@ impl TextWriter {
                     self.block_break();
                 }
             }
-            TagEnd::Item => {
-                if !self.out.ends_with('\n') {
-                    self.out.push('\n');
-                }
-            }
+            TagEnd::Item if !self.out.ends_with('\n') => self.out.push('\n'),
             TagEnd::Link | TagEnd::Image => {
                 let (Some(url), Some(start)) = (self.links.pop(), self.link_starts.pop()) else {
                     return;
