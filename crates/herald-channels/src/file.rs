@@ -22,6 +22,8 @@ pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 ///  "sent_at":"2026-03-01T14:00:00Z"}
 /// ```
 ///
+/// An email also has `"html"`, its HTML part (a fragment; `body` is its plain-text part).
+///
 /// The file is opened (created if missing, with its parent directory) in append mode at the first
 /// send, so configuring the transport creates nothing. Each line is written with a single
 /// `write` call under a mutex and flushed before `send` returns: lines from concurrent sends never
@@ -40,6 +42,9 @@ struct Line<'a> {
     to: &'a Address,
     subject: Option<&'a str>,
     body: &'a str,
+    /// An email's HTML part; absent for other messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    html: Option<&'a str>,
     language: &'a Language,
     campaign_id: Uuid,
     outreach_id: Uuid,
@@ -77,6 +82,7 @@ impl FileTransport {
             to: &msg.to,
             subject: msg.subject.as_deref(),
             body: &msg.body,
+            html: msg.html.as_deref(),
             language: &msg.language,
             campaign_id: msg.campaign_id,
             outreach_id: msg.outreach_id,

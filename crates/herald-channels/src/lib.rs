@@ -70,6 +70,9 @@ pub struct OutboundMessage {
     pub subject: Option<String>,
     /// The rendered body: the SMS text, the email's text/plain part, or what a call says.
     pub body: String,
+    /// Email only: the HTML part (a fragment: the transport wraps it in a document). With it an
+    /// email is `multipart/alternative` of `body` and this; without it, `body` alone.
+    pub html: Option<String>,
     /// The campaign's language: voice calls speak in it (`<Say language=...>`).
     pub language: Language,
     pub campaign_id: Uuid,

@@ -1,6 +1,9 @@
 //! Email over SMTP with lettre's pooled async transport (tokio, rustls with ring).
 //!
-//! Each email is `text/plain; charset=utf-8` with
+//! An outreach email is `multipart/alternative` of a `text/plain; charset=utf-8` part and a
+//! `text/html; charset=utf-8` part (the answer's Markdown written both ways by herald-core's
+//! `markdown` module, the unsubscribe footer in each); a message without HTML (an agent's reply)
+//! is `text/plain; charset=utf-8` alone. Either carries
 //! - `Message-ID: <{idempotency key}@{from domain}>`, so a re-send after a crash carries the same
 //!   id and the recipient's mail system (and Herald's reply threading) sees one message;
 //! - `List-Unsubscribe: <{url}>` and `List-Unsubscribe-Post: List-Unsubscribe=One-Click`
@@ -15,7 +18,7 @@ use crate::{Accepted, OutboundMessage, Secret, SendError, Transport, codes, unsu
 use async_trait::async_trait;
 use herald_core::{Address, Channel};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, Message};
+use lettre::message::{Mailbox, Message, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::{AsyncSmtpTransport, AsyncSmtpTransportBuilder, PoolConfig};
@@ -252,7 +255,8 @@ fn mailbox(role: &str, address: &Address) -> Result<Mailbox, SendError> {
         })
 }
 
-/// Builds the email lettre sends: headers as described in the module docs, UTF-8 text body.
+/// Builds the email lettre sends: headers as described in the module docs, a UTF-8 text body, or
+/// text and HTML as `multipart/alternative` when the message has HTML.
 pub fn build_email(msg: &OutboundMessage) -> Result<Message, SendError> {
     let id = message_id(msg)?;
     let mut builder = Message::builder()
@@ -299,10 +303,16 @@ pub fn build_email(msg: &OutboundMessage) -> Result<Message, SendError> {
         HeaderName::new_from_ascii_str("Content-Language"),
         msg.language.to_string(),
     ));
-    builder
-        .header(ContentType::TEXT_PLAIN)
-        .body(msg.body.clone())
-        .map_err(|e| SendError::permanent(codes::INVALID_MESSAGE, e.to_string()))
+    let built = match &msg.html {
+        Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+            msg.body.clone(),
+            herald_core::markdown::html_document(&msg.language, html),
+        )),
+        None => builder
+            .header(ContentType::TEXT_PLAIN)
+            .body(msg.body.clone()),
+    };
+    built.map_err(|e| SendError::permanent(codes::INVALID_MESSAGE, e.to_string()))
 }
 
 fn map_smtp_error(err: lettre::transport::smtp::Error) -> SendError {
@@ -426,6 +436,7 @@ mod tests {
             to: Address::Email(herald_core::EmailAddress::parse("jane@example.org").unwrap()),
             subject: Some("Hi".into()),
             body: "body".into(),
+            html: None,
             language: herald_core::Language::parse("en-US").unwrap(),
             campaign_id: uuid::Uuid::from_u128(1),
             outreach_id,
@@ -484,6 +495,7 @@ mod tests {
                     .into(),
             ),
             body: "body".into(),
+            html: None,
             language: herald_core::Language::parse("en").unwrap(),
             campaign_id: uuid::Uuid::from_u128(1),
             outreach_id: uuid::Uuid::from_u128(2),

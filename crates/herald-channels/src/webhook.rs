@@ -11,6 +11,8 @@
 //!  "unsubscribe_url":null,"agent_number":null}
 //! ```
 //!
+//! An email also has `"html"`, its HTML part (a fragment; `body` is its plain-text part).
+//!
 //! The receiver should treat a repeated `Idempotency-Key` as the same message. The signature is
 //! hex(HMAC-SHA256(secret, "{t}.{body}")) with `t` the Unix time of sending ([`webhook_signature`],
 //! checked by [`verify_webhook_signature`]).
@@ -61,6 +63,9 @@ pub struct WebhookPayload<'a> {
     pub to: &'a Address,
     pub subject: Option<&'a str>,
     pub body: &'a str,
+    /// An email's HTML part (a fragment; `body` is its plain-text part); absent for other messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html: Option<&'a str>,
     pub language: &'a Language,
     pub campaign_id: Uuid,
     pub outreach_id: Uuid,
@@ -78,6 +83,7 @@ impl<'a> From<&'a OutboundMessage> for WebhookPayload<'a> {
             to: &msg.to,
             subject: msg.subject.as_deref(),
             body: &msg.body,
+            html: msg.html.as_deref(),
             language: &msg.language,
             campaign_id: msg.campaign_id,
             outreach_id: msg.outreach_id,

@@ -9,6 +9,7 @@ pub mod chat;
 pub mod error;
 pub mod keywords;
 pub mod language;
+pub mod markdown;
 pub mod model;
 pub mod schedule;
 pub mod template;

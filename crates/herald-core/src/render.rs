@@ -3,7 +3,11 @@
 //! Templates run in [`crate::template::environment`]: strict about undefined variables (a
 //! variable the template uses and the recipient lacks is an error naming it, never an empty
 //! string) and with a fuel limit (a template that loops too long stops with an error instead of
-//! holding the dispatcher). Nothing is HTML-escaped: SMS and plain-text email go out as written.
+//! holding the dispatcher). Nothing is HTML-escaped: SMS goes out as written.
+//!
+//! Email bodies are Markdown ([`Renderer::email`]): the body's values are escaped for Markdown as
+//! they are substituted, and the result is written as HTML and as plain text (see
+//! [`crate::markdown`] for why in that order). Subjects are never Markdown.
 //!
 //! [`render`] renders one recipient. On the dispatcher's path build a [`Renderer`] once per
 //! outreach: it compiles the subject and body once, then renders each recipient from its
@@ -30,7 +34,10 @@ use std::fmt;
 pub struct Rendered {
     /// The subject, for a variant that has one (email).
     pub subject: Option<String>,
+    /// The SMS text, what a call says, or an email's plain-text part.
     pub body: String,
+    /// An email's HTML part (a fragment, without `<html>` or `<body>`); `None` for other channels.
+    pub html: Option<String>,
 }
 
 /// The part of a message a template belongs to.
@@ -130,6 +137,8 @@ pub struct Renderer {
     /// The fuel budget in minijinja's units: 64 a fuel, one per byte written, 64 per instruction
     /// run. The fast path stays inside half of it and leaves anything bigger to the engine.
     fuel_units: u64,
+    /// The body is Markdown: values are escaped for it, and it is written as text and HTML.
+    markdown: bool,
 }
 
 /// One compiled part: its name in the environment, the variables it reads, and, when it is only
@@ -168,7 +177,37 @@ impl Renderer {
 
     /// Compiles a subject (if any) and body given as template source.
     pub fn from_sources(subject: Option<&str>, body: &str) -> Result<Self, RenderError> {
+        Self::compile(subject, body, false)
+    }
+
+    /// Compiles `variant` as an email: its body is Markdown, rendered to an HTML part and a
+    /// plain-text part ([`Rendered::html`], [`Rendered::body`]).
+    pub fn email(variant: &AnswerVariant) -> Result<Self, RenderError> {
+        Self::email_from_sources(
+            variant.subject.as_ref().map(|t| t.source()),
+            variant.body.source(),
+        )
+    }
+
+    /// [`Renderer::email`] from template source.
+    pub fn email_from_sources(subject: Option<&str>, body: &str) -> Result<Self, RenderError> {
+        Self::compile(subject, body, true)
+    }
+
+    fn compile(subject: Option<&str>, body: &str, markdown: bool) -> Result<Self, RenderError> {
         let mut env = crate::template::environment();
+        if markdown {
+            // Every value the body prints is literal text to the Markdown parser.
+            env.set_formatter(|out, state, value| {
+                if state.name() == BODY && !value.is_undefined() {
+                    let mut escaped = String::new();
+                    crate::markdown::escape_value(&value.to_string(), &mut escaped);
+                    out.write_str(&escaped).map_err(minijinja::Error::from)
+                } else {
+                    minijinja::escape_formatter(out, state, value)
+                }
+            });
+        }
         if let Some(subject) = subject {
             env.add_template_owned(SUBJECT, subject.to_string())
                 .map_err(|e| template_error(Part::Subject, &e))?;
@@ -203,6 +242,7 @@ impl Renderer {
             subject,
             body,
             fuel_units,
+            markdown,
         })
     }
 
@@ -300,8 +340,39 @@ impl Renderer {
             )),
             None => None,
         };
-        let body = self.fill(self.body.pieces.as_deref()?, &push)?;
-        Some(Rendered { subject, body })
+        let body = if self.markdown {
+            // `fill` takes `Fn`; one scratch string for the values, in a cell.
+            let value = std::cell::RefCell::new(String::new());
+            let escaped_fn = |name: &str, out: &mut String| {
+                let mut value = value.borrow_mut();
+                value.clear();
+                let found = push(name, &mut value);
+                crate::markdown::escape_value(&value, out);
+                found
+            };
+            self.fill(self.body.pieces.as_deref()?, &escaped_fn)?
+        } else {
+            self.fill(self.body.pieces.as_deref()?, &push)?
+        };
+        Some(self.finish(subject, body))
+    }
+
+    /// The rendered message from its rendered subject and body: for an email, the body's
+    /// Markdown written as text and HTML.
+    fn finish(&self, subject: Option<String>, body: String) -> Rendered {
+        if self.markdown {
+            Rendered {
+                subject,
+                html: Some(crate::markdown::to_html(&body)),
+                body: crate::markdown::to_text(&body),
+            }
+        } else {
+            Rendered {
+                subject,
+                body,
+                html: None,
+            }
+        }
     }
 
     fn fill(&self, pieces: &[Piece], push: &impl Fn(&str, &mut String) -> bool) -> Option<String> {
@@ -344,7 +415,7 @@ impl Renderer {
             None => None,
         };
         let body = self.render_part(&self.body, &ctx)?;
-        Ok(Rendered { subject, body })
+        Ok(self.finish(subject, body))
     }
 
     fn render_part(&self, plan: &Plan, ctx: &Value) -> Result<String, RenderError> {

@@ -44,6 +44,7 @@ fn renders_subject_and_body() {
         Rendered {
             subject: Some("Your order A-17".into()),
             body: "Hi Jane, order A-17 ships Tuesday.".into(),
+            html: None,
         }
     );
 }
@@ -478,6 +479,23 @@ mod properties {
             let r = Renderer::from_sources(None, &format!("<{{{{ {name} }}}}>")).unwrap();
             let out = r.render_pairs(&[(name.as_str(), value.as_str())]).unwrap();
             prop_assert_eq!(out.body, format!("<{value}>"));
+        }
+
+        /// An email's values are text in both parts, whatever they hold, on the fast path and
+        /// through the engine alike: never markup, never Markdown.
+        #[test]
+        fn email_values_are_text(value in "[ -~\né😀]{0,40}") {
+            let fast = Renderer::email_from_sources(None, "Hi {{ a }}!").unwrap();
+            let engine = Renderer::email_from_sources(None, "Hi {{ a ~ '' }}!").unwrap();
+            let pairs = [("a", value.as_str())];
+            let (fast, engine) = (fast.render_pairs(&pairs).unwrap(), engine.render_pairs(&pairs).unwrap());
+            prop_assert_eq!(&fast, &engine);
+            let flat = value.replace('\n', " ");
+            let mut html = String::new();
+            pulldown_cmark_escape::escape_html_body_text(&mut html, &flat).unwrap();
+            let want = format!("<p>Hi {html}!</p>\n");
+            prop_assert_eq!(fast.html.as_deref(), Some(want.as_str()));
+            prop_assert_eq!(fast.body, format!("Hi {flat}!"));
         }
 
         /// Rendering never panics, whatever the template and variables.

@@ -354,6 +354,7 @@ impl Replies {
             to,
             subject: subject.clone(),
             body: body.to_string(),
+            html: None,
             language,
             campaign_id: conversation.campaign_id.unwrap_or(Uuid::nil()),
             outreach_id: conversation.outreach_id.unwrap_or(Uuid::nil()),

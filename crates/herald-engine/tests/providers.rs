@@ -409,6 +409,116 @@ async fn email_goes_through_a_real_smtp_conversation_with_unsubscribe_headers() 
     );
 }
 
+/// An email answer is Markdown: the recipient gets `multipart/alternative` of a UTF-8 text part
+/// and a UTF-8 HTML part, the CSV's values are text in both (never markup, never Markdown), and
+/// each part ends with the unsubscribe footer, a link in the HTML. The message is read by
+/// mail-parser, not by the builder that wrote it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_markdown_email_is_html_and_text_with_escaped_values_and_the_footer() {
+    use mail_parser::{MessageParser, MimeHeaders, PartType};
+    let db = herald_store::testing::sqlite().await;
+    let store = db.store.clone();
+    let smtp = FakeSmtp::start();
+    let mut transports = Transports::new();
+    transports.insert(
+        Provider::Smtp,
+        Arc::new(SmtpTransport::new(&smtp.config()).unwrap()),
+    );
+    let clock = Arc::new(ManualClock::new(now()));
+    let links = UnsubscribeLinks::new(PUBLIC, b"test key");
+    let d = Dispatcher::new(store.clone(), transports, clock.clone(), config(3))
+        .with_unsubscribe_links(links.clone());
+    let c = campaign(
+        &*store,
+        Channel::Email,
+        Address::Email(EmailAddress::parse("care@shop.example").unwrap()),
+        Provider::Smtp,
+        "Dear **{{ name }}**,\n\nyour order _{{ order }}_ is [late](https://shop.example/t).\n\n- one\n- two",
+    )
+    .await;
+    let csv = "email,name,order\n\
+               ada@example.com,<script>alert(1)</script>,\"Tom & Jerry **x** [y](javascript:z) &amp;\"\n";
+    let o = outreach(store.clone(), c, csv).await;
+    run_to_the_end(&d, &clock, &*store, o, SignedDuration::from_secs(10)).await;
+    let recipients = store.list_recipients(o, None, 0, 10).await.unwrap();
+    assert_eq!(recipients[0].state, DeliveryState::Sent, "{recipients:?}");
+    let url = links.url(&herald_core::outreach::idempotency_key(o, recipients[0].id));
+
+    let sent = smtp.messages();
+    assert_eq!(sent.len(), 1);
+    let message = MessageParser::default()
+        .parse(sent[0].data.as_bytes())
+        .expect("a parseable message");
+    let root = message.root_part().content_type().expect("Content-Type");
+    assert_eq!(
+        (root.ctype(), root.subtype()),
+        ("multipart", Some("alternative"))
+    );
+    let children = message.root_part().sub_parts().expect("parts");
+    assert_eq!(children.len(), 2, "a text and an HTML part");
+    let part = |i: usize| &message.parts[children[i] as usize];
+    let (text_part, html_part) = (part(0), part(1));
+    for (p, subtype) in [(text_part, "plain"), (html_part, "html")] {
+        let ct = p.content_type().expect("a part's Content-Type");
+        assert_eq!((ct.ctype(), ct.subtype()), ("text", Some(subtype)));
+        assert_eq!(
+            ct.attribute("charset")
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
+            Some("utf-8")
+        );
+    }
+    let PartType::Text(text) = &text_part.body else {
+        panic!("the first part is not text: {:?}", text_part.body);
+    };
+    let PartType::Html(html) = &html_part.body else {
+        panic!("the second part is not HTML: {:?}", html_part.body);
+    };
+    // Lines end in CRLF on the wire.
+    let (text, html) = (text.replace("\r\n", "\n"), html.replace("\r\n", "\n"));
+
+    // The text reads as text: no Markdown marks, the link's target beside it, values verbatim.
+    assert!(
+        text.starts_with(
+            "Dear <script>alert(1)</script>,\n\nyour order Tom & Jerry **x** [y](javascript:z) &amp; \
+             is late (https://shop.example/t).\n\n- one\n- two"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.trim_end().ends_with(&url),
+        "no unsubscribe footer: {text}"
+    );
+
+    // The HTML: the answer's markup, the values as escaped text, the footer as a link.
+    assert!(
+        html.contains("<strong>&lt;script&gt;alert(1)&lt;/script&gt;</strong>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<em>Tom &amp; Jerry **x** [y](javascript:z) &amp;amp;</em>"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("<script") && !html.contains("javascript:z\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("<a href=\"https://shop.example/t\">late</a>"),
+        "{html}"
+    );
+    assert!(html.contains("<li>two</li>"), "{html}");
+    let href = url.replace('&', "&amp;");
+    assert!(
+        html.contains(&format!("<a href=\"{href}\">unsubscribe</a>")),
+        "no unsubscribe link in the HTML: {html}"
+    );
+    assert!(
+        html.contains("<html lang=\"en-US\">") && html.contains("charset=\"utf-8\""),
+        "{html}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_takes_effect_within_a_second_even_mid_batch() {
     let db = herald_store::testing::sqlite().await;

@@ -415,6 +415,22 @@ async fn the_answer_preview_renders_and_counts_segments(app: common::App) {
             || rendered.contains("Hi Ana &lt;b&gt;!&lt;/b&gt;"),
         "{rendered}"
     );
+    // As an email: Markdown as HTML with the answer's raw HTML shown as text, and the text
+    // part; both end with the unsubscribe footer, a link in the HTML.
+    let html = element(&res.body, "preview-email-html").unwrap();
+    assert!(
+        html.contains("<p>Hi Ana &lt;b&gt;!&lt;/b&gt;</p>"),
+        "{html}"
+    );
+    assert!(!html.contains("<b>"), "{html}");
+    assert!(html.contains("\">unsubscribe</a>"), "{html}");
+    let text = element(&res.body, "preview-email-text").unwrap();
+    assert!(
+        text.contains("Hi Ana &#60;b&#62;!&#60;/b&#62;")
+            || text.contains("Hi Ana &lt;b&gt;!&lt;/b&gt;"),
+        "{text}"
+    );
+    assert!(text.contains("unsubscribe: https://"), "{text}");
     let subject = element(&res.body, "preview-subject").unwrap();
     assert!(!subject.contains("<script>"), "{subject}");
     assert!(subject.contains("Order "));

@@ -22,6 +22,7 @@ pub fn message(channel: Channel, from: Address, to: Address, body: &str) -> Outb
         to,
         subject: None,
         body: body.to_string(),
+        html: None,
         language: Language::parse("en-US").expect("language"),
         campaign_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
         outreach_id,

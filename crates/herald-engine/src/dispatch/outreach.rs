@@ -124,7 +124,13 @@ impl Dispatcher {
                 answer.name, campaign.language
             )));
         };
-        let renderer = match Renderer::new(variant) {
+        // Email bodies are Markdown, sent as HTML and plain text.
+        let compiled = if campaign.channel == herald_core::Channel::Email {
+            Renderer::email(variant)
+        } else {
+            Renderer::new(variant)
+        };
+        let renderer = match compiled {
             Ok(r) => r,
             Err(e) => {
                 return Ok(Err(format!(

@@ -77,8 +77,13 @@ impl Dispatcher {
             (Some(links), Channel::Email) => Some(links.url(&key)),
             _ => None,
         };
+        let mut body = rendered.body;
+        let mut html = rendered.html;
+        if let (Some(url), Some(html)) = (&unsubscribe_url, html.as_mut()) {
+            herald_core::markdown::add_footer(&mut body, html, url);
+        }
         let cost = if ctx.campaign.channel == Channel::Sms {
-            let info = herald_core::sms::analyze(&rendered.body);
+            let info = herald_core::sms::analyze(&body);
             tracing::debug!(
                 recipient = r.id,
                 encoding = info.encoding.as_str(),
@@ -95,7 +100,8 @@ impl Dispatcher {
             from: ctx.sender.address.clone(),
             to,
             subject: rendered.subject,
-            body: rendered.body,
+            body,
+            html,
             language: ctx.campaign.language.clone(),
             campaign_id: ctx.campaign.id,
             outreach_id: o.id,

@@ -74,7 +74,12 @@ impl Replies {
                 ),
             ));
         };
-        let rendered = Renderer::new(variant)
+        // As an outreach renders it: an email's Markdown as an HTML and a text part.
+        let renderer = match campaign.channel {
+            Channel::Email => Renderer::email(variant),
+            _ => Renderer::new(variant),
+        };
+        let rendered = renderer
             .and_then(|r| r.render(req.variables))
             .map_err(|e| invalid("variables", e.to_string()))?;
         let Some(transport) = self
@@ -114,6 +119,7 @@ impl Replies {
             to,
             subject: rendered.subject,
             body: rendered.body,
+            html: rendered.html,
             language: campaign.language.clone(),
             campaign_id: campaign.id,
             outreach_id: Uuid::nil(),

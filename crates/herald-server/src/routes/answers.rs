@@ -29,18 +29,50 @@ pub struct PreviewInput {
     pub variables: serde_json::Map<String, serde_json::Value>,
 }
 
-/// A rendered preview, with what the body costs as an SMS.
+/// A rendered preview, with what the body costs as an SMS and the two parts of it as an email.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Preview {
     pub subject: Option<String>,
+    /// The body as an SMS or a call carries it: as typed, the variables substituted.
     pub body: String,
     /// Encoding (GSM-7 or UCS-2), segments and length of the body sent as an SMS.
     pub sms: herald_core::SmsInfo,
+    /// The body as an email campaign sends it (the body is Markdown there).
+    pub email: EmailPreview,
+}
+
+/// The two parts of an email, each ending with the unsubscribe footer; the footer's link here
+/// is [`PREVIEW_UNSUBSCRIBE_URL`], where each recipient gets their own.
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct EmailPreview {
+    /// The `text/plain` part.
+    pub text: String,
+    /// The `text/html` part's body: the Markdown as HTML, the variables escaped.
+    pub html: String,
+}
+
+/// The link in a preview's unsubscribe footer, standing for each recipient's own.
+pub const PREVIEW_UNSUBSCRIBE_URL: &str =
+    "https://herald.example/unsubscribe/each-recipient-gets-their-own-link";
+
+/// The email parts of a body, as an email campaign renders them for a recipient with `vars`.
+/// The API's preview and the web form's both show it.
+pub(crate) fn email_preview<V: serde::Serialize + ?Sized>(
+    subject: Option<&str>,
+    body: &str,
+    vars: &V,
+) -> Result<EmailPreview, herald_core::RenderError> {
+    let rendered = herald_core::Renderer::email_from_sources(subject, body)?.render(vars)?;
+    let mut text = rendered.body;
+    let mut html = rendered.html.unwrap_or_default();
+    herald_core::markdown::add_footer(&mut text, &mut html, PREVIEW_UNSUBSCRIBE_URL);
+    Ok(EmailPreview { text, html })
 }
 
 /// Renders a subject and body with sample variables, as a recipient would get them, and says
-/// how many SMS segments the body takes and in which encoding. Nothing is stored: call it as
-/// the answer is typed.
+/// how many SMS segments the body takes and in which encoding, and what an email campaign sends:
+/// the body as Markdown in a plain-text part and an HTML part, with the unsubscribe footer.
+/// Nothing is stored: call it as the answer is typed.
 #[utoipa::path(post, path = "/answers/preview", tag = "answers", request_body = PreviewInput,
     security(("bearer" = ["admin"])),
     responses((status = 200, body = Preview), (status = 422, body = Problem)))]
@@ -60,10 +92,14 @@ async fn preview_answer(ApiJson(input): ApiJson<PreviewInput>) -> ApiResult<Json
     let rendered = renderer
         .render(&input.variables)
         .map_err(|e| ValidationError::single("variables", e.to_string()))?;
+    // It compiled and rendered as text; as Markdown it can fail only the same ways.
+    let email = email_preview(input.subject.as_deref(), &input.body, &input.variables)
+        .map_err(|e| ValidationError::single("body", e.to_string()))?;
     Ok(Json(Preview {
         sms: herald_core::sms::analyze(&rendered.body),
         subject: rendered.subject,
         body: rendered.body,
+        email,
     }))
 }
 

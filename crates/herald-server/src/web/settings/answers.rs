@@ -64,6 +64,8 @@ struct PreviewView {
     segments: u32,
     encoding: String,
     units: u32,
+    /// The body as an email campaign sends it: both parts, with the unsubscribe footer.
+    email: crate::routes::answers::EmailPreview,
     error: Option<String>,
     /// Nothing typed yet.
     empty: bool,
@@ -244,10 +246,14 @@ fn preview(subject: &str, body: &str, sample: &str) -> PreviewView {
     let result = parse_sample(sample).and_then(|vars| {
         Renderer::from_sources(subject, body)
             .and_then(|r| r.render(&vars))
+            .and_then(|rendered| {
+                crate::routes::answers::email_preview(subject, body, &vars)
+                    .map(|email| (rendered, email))
+            })
             .map_err(|e| e.to_string())
     });
     match result {
-        Ok(rendered) => {
+        Ok((rendered, email)) => {
             let sms = herald_core::sms::analyze(&rendered.body);
             PreviewView {
                 subject: rendered.subject,
@@ -255,6 +261,7 @@ fn preview(subject: &str, body: &str, sample: &str) -> PreviewView {
                 segments: sms.segments,
                 encoding: sms.encoding.to_string(),
                 units: sms.units,
+                email,
                 error: None,
                 empty: false,
             }
