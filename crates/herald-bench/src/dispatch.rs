@@ -1095,6 +1095,13 @@ impl herald_store::Dispatch for TimedStore {
 
 #[async_trait]
 impl herald_store::Suppressions for TimedStore {
+    async fn contacts_since(
+        &self,
+        addresses: &[String],
+        since: Timestamp,
+    ) -> herald_store::Result<std::collections::HashMap<String, u64>> {
+        self.inner.contacts_since(addresses, since).await
+    }
     async fn suppressed_addresses(
         &self,
         sender_id: Option<Uuid>,

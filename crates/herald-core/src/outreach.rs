@@ -401,18 +401,23 @@ pub enum SkipReason {
     Stopped,
     /// The recipient opted out of messages from this sender (Twilio 21610, a STOP reply).
     OptedOut,
+    /// The customer was already contacted as often as the frequency cap allows
+    /// (`[dispatch.frequency_cap]`: at most K proactive messages in D days, across outreaches).
+    FrequencyCap,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 5] = [
+    pub const ALL: [SkipReason; 6] = [
         SkipReason::Suppressed,
         SkipReason::Invalid,
         SkipReason::Expired,
         SkipReason::Stopped,
         SkipReason::OptedOut,
+        SkipReason::FrequencyCap,
     ];
 
-    /// The JSON (and database) name: `suppressed`, `invalid`, `expired`, `stopped`, `opted_out`.
+    /// The JSON (and database) name: `suppressed`, `invalid`, `expired`, `stopped`, `opted_out`,
+    /// `frequency_cap`.
     pub fn as_str(self) -> &'static str {
         match self {
             SkipReason::Suppressed => "suppressed",
@@ -420,6 +425,7 @@ impl SkipReason {
             SkipReason::Expired => "expired",
             SkipReason::Stopped => "stopped",
             SkipReason::OptedOut => "opted_out",
+            SkipReason::FrequencyCap => "frequency_cap",
         }
     }
 }
@@ -432,7 +438,10 @@ impl fmt::Display for SkipReason {
 
 /// A name that is not a skip reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a skip reason; use one of suppressed, invalid, expired, stopped, opted_out")]
+#[error(
+    "`{0}` is not a skip reason; use one of suppressed, invalid, expired, stopped, opted_out, \
+     frequency_cap"
+)]
 pub struct UnknownSkipReason(pub String);
 
 impl FromStr for SkipReason {

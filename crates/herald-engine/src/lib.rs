@@ -19,7 +19,9 @@ pub mod metrics;
 pub mod replies;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use dispatch::{DispatchConfig, Dispatcher, RateConfig, TickReport, UnsubscribeLinks};
+pub use dispatch::{
+    DispatchConfig, Dispatcher, FrequencyCap, RateConfig, TickReport, UnsubscribeLinks,
+};
 
 pub use replies::{
     EmailInbox, Inbound, Replies, RepliesConfig, ReplyError, TestSendRequest, UnsubscribeError,

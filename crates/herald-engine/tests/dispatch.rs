@@ -35,6 +35,7 @@ herald_store::on_both_backends!(
     quiet_hours_hold_sms_but_not_email_and_can_be_turned_off,
     rate_limit_is_shared_by_outreaches_of_a_sender,
     a_daily_cap_holds_the_rest_for_the_next_day,
+    the_frequency_cap_skips_customers_contacted_often_enough,
     transient_failures_retry_with_backoff_then_fail,
     retry_failed_sends_the_failed_again,
     opted_out_and_invalid_numbers_fail_at_once,
@@ -813,6 +814,56 @@ async fn a_daily_cap_holds_the_rest_for_the_next_day(db: TestStore) {
     w.set("2026-03-03T05:01Z");
     w.settle().await;
     assert_eq!(w.recorder.sent().len(), 5);
+}
+
+/// At most one message in seven days: a customer another campaign reached yesterday is
+/// skipped (and says why), the others are sent, and a week later the customer is due again.
+async fn the_frequency_cap_skips_customers_contacted_often_enough(db: TestStore) {
+    let mut config = World::config();
+    config.frequency_cap = Some(herald_engine::FrequencyCap {
+        messages: 1,
+        days: 7,
+    });
+    let w = World::new(db, "2026-03-02T12:00Z", config).await;
+    let a = w.campaign("A", CampaignOpts::default()).await;
+    let b = w.campaign("B", CampaignOpts::default()).await;
+    w.outreach(a, &phones(2), "2026-03-02T12:00Z", None).await;
+    w.settle().await;
+    assert_eq!(w.recorder.sent().len(), 2);
+
+    // A day later, campaign B reaches one of them and a new customer.
+    w.set("2026-03-03T12:00Z");
+    let csv = "phone,name\n+14155551000,Customer 0\n+14155559000,New\n";
+    let o = w.outreach(b, csv, "2026-03-03T12:00Z", None).await;
+    w.settle().await;
+    assert_eq!(w.recorder.sent().len(), 3, "only the new customer");
+    let rows = w.recipients(o).await;
+    let capped = rows.iter().find(|r| r.address == "+14155551000").unwrap();
+    assert_eq!(
+        (capped.state, capped.skip_reason),
+        (DeliveryState::Skipped, Some(SkipReason::FrequencyCap))
+    );
+    let why = capped.error_message.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("already contacted 1 time(s) in the last 7 day(s)"),
+        "{why}"
+    );
+    let new = rows.iter().find(|r| r.address == "+14155559000").unwrap();
+    assert_eq!(new.state, DeliveryState::Sent);
+
+    // Eight days after the first message, the customer may be contacted again.
+    w.set("2026-03-10T12:01Z");
+    let again = w
+        .outreach(
+            b,
+            "phone,name\n+14155551000,Customer 0\n",
+            "2026-03-10T12:01Z",
+            None,
+        )
+        .await;
+    w.settle().await;
+    assert_eq!(w.states(again).await["+14155551000"], DeliveryState::Sent);
+    assert_eq!(w.recorder.sent().len(), 4);
 }
 
 async fn transient_failures_retry_with_backoff_then_fail(db: TestStore) {

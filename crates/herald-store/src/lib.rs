@@ -440,6 +440,14 @@ pub trait Suppressions: Send + Sync {
         sender_id: Option<Uuid>,
         reason: &str,
     ) -> Result<bool>;
+    /// How many proactive messages (outreach messages on the customers' timelines, from any
+    /// sender) each of `addresses` was sent at or after `since`; addresses with none are left
+    /// out. One query for a batch, through the customers' address and timeline indexes.
+    async fn contacts_since(
+        &self,
+        addresses: &[String],
+        since: Timestamp,
+    ) -> Result<std::collections::HashMap<String, u64>>;
     /// Of `addresses`, those that must not be messaged from the sender (suppressed for it or
     /// for every sender). One query, for a batch about to be sent.
     async fn suppressed_among(

@@ -4004,6 +4004,21 @@ async fn replies_within_the_window_are_attributed(store: &dyn Store) {
     let s = sending(store, 2).await;
     let c = send_all(store, &s, s.outreach, t(10)).await;
     let address = c[0].address.clone();
+    // The frequency cap counts the proactive messages on the timeline, from a given instant.
+    let unknown_address = "+14155559999".to_string();
+    let counts = store
+        .contacts_since(&[address.clone(), unknown_address.clone()], t(10))
+        .await
+        .unwrap();
+    assert_eq!(counts.get(&address), Some(&1));
+    assert!(!counts.contains_key(&unknown_address));
+    assert!(
+        store
+            .contacts_since(std::slice::from_ref(&address), t(11))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let got = store
         .receive_message(&inbound(&s, &address, Some("IN1"), t(100), t(0)))

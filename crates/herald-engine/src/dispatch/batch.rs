@@ -267,6 +267,7 @@ impl Dispatcher {
             Ok(ctx) => {
                 let mut rendered = self.render(o, ctx, claimed, budget.tokens);
                 self.drop_suppressed(ctx, &mut rendered).await?;
+                self.drop_capped(&mut rendered).await?;
                 self.give_back(ctx, budget, rendered.used, rendered.at)
                     .await?;
                 self.send(o, ctx, rendered, &lease).await?
@@ -412,6 +413,58 @@ impl Dispatcher {
                     reason: SkipReason::Suppressed,
                     code: None,
                     message: Some("the address opted out after the list was uploaded".into()),
+                },
+            });
+            false
+        });
+        Ok(())
+    }
+
+    /// Skips, with reason `frequency_cap`, the ready recipients whose customer was already sent
+    /// as many proactive messages in the cap's days as `[dispatch.frequency_cap]` allows. Their
+    /// tokens go back like a suppressed recipient's.
+    async fn drop_capped(&self, batch: &mut Rendered) -> Result<(), DispatchError> {
+        let Some(cap) = self.config.frequency_cap else {
+            return Ok(());
+        };
+        if batch.ready.is_empty() {
+            return Ok(());
+        }
+        let since = batch
+            .at
+            .checked_sub(SignedDuration::from_hours(24 * i64::from(cap.days)))
+            .unwrap_or(Timestamp::MIN);
+        let addresses: Vec<String> = batch
+            .ready
+            .iter()
+            .map(|r| r.recipient.address.clone())
+            .collect();
+        let counts = self.store.contacts_since(&addresses, since).await?;
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let Rendered {
+            results,
+            ready,
+            used,
+            ..
+        } = batch;
+        ready.retain(|r| {
+            let n = counts.get(&r.recipient.address).copied().unwrap_or(0);
+            if n < u64::from(cap.messages) {
+                return true;
+            }
+            *used = used.saturating_sub(r.cost);
+            results.push(DeliveryResult {
+                recipient_id: r.recipient.id,
+                outcome: Outcome::Skipped {
+                    reason: SkipReason::FrequencyCap,
+                    code: None,
+                    message: Some(format!(
+                        "already contacted {n} time(s) in the last {} day(s); the frequency cap \
+                         allows {}",
+                        cap.days, cap.messages
+                    )),
                 },
             });
             false

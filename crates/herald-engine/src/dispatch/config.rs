@@ -33,6 +33,9 @@ pub struct DispatchConfig {
     pub rates: RateConfig,
     /// Messages a day per sender, where a carrier caps them.
     pub daily_caps: DailyCapConfig,
+    /// At most this many proactive messages to one customer in a number of days, across every
+    /// outreach and sender (`[dispatch.frequency_cap]`); none unless set.
+    pub frequency_cap: Option<FrequencyCap>,
     /// Where a batch's results are kept when Herald must stop while the database cannot take
     /// them (they are written on the next start, before anything is claimed). `herald serve`
     /// uses `herald-dispatch-journal.jsonl` in its working directory unless this is set.
@@ -55,6 +58,7 @@ impl Default for DispatchConfig {
             poll_ms: 500,
             rates: RateConfig::default(),
             daily_caps: DailyCapConfig::default(),
+            frequency_cap: None,
             journal: None,
             node: None,
         }
@@ -180,5 +184,80 @@ impl DailyCapConfig {
             ));
         }
         Ok(zone)
+    }
+}
+
+/// `[dispatch.frequency_cap]`: do not contact the same customer (address) more than `messages`
+/// times in `days` days, counting the proactive messages of every outreach and sender on the
+/// customer's timeline. A recipient over the cap is skipped with reason `frequency_cap` when
+/// its turn comes. Two outreaches sending to the same customer in the same second may both
+/// pass it: the cap is checked when a batch is sent, not reserved.
+///
+/// ```toml
+/// [dispatch.frequency_cap]
+/// messages = 2
+/// days = 7
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrequencyCap {
+    pub messages: u32,
+    pub days: u32,
+}
+
+impl FrequencyCap {
+    /// Checks that the cap can hold: at least one message in at least one day.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.messages == 0 || self.days == 0 {
+            return Err(format!(
+                "[dispatch.frequency_cap] must allow at least one message in at least one day \
+                 (messages = {}, days = {}); remove the section to have no cap",
+                self.messages, self.days
+            ));
+        }
+        if self.days > 3650 {
+            return Err(format!(
+                "[dispatch.frequency_cap] days = {} is more than ten years",
+                self.days
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frequency_cap_is_read_and_checked() {
+        #[derive(Deserialize)]
+        struct File {
+            dispatch: DispatchConfig,
+        }
+        let f: File =
+            serde_json::from_str(r#"{"dispatch": {"frequency_cap": {"messages": 2, "days": 7}}}"#)
+                .unwrap();
+        let cap = f.dispatch.frequency_cap.unwrap();
+        assert_eq!(
+            cap,
+            FrequencyCap {
+                messages: 2,
+                days: 7
+            }
+        );
+        assert_eq!(cap.validate(), Ok(()));
+        let none = FrequencyCap {
+            messages: 0,
+            days: 7,
+        };
+        assert!(
+            none.validate()
+                .unwrap_err()
+                .contains("at least one message")
+        );
+        let odd: Result<File, _> =
+            serde_json::from_str(r#"{"dispatch": {"frequency_cap": {"messages": 2}}}"#);
+        assert!(odd.is_err(), "days is required");
     }
 }

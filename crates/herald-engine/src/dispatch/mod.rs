@@ -32,7 +32,7 @@ mod outreach;
 mod render;
 mod unsubscribe;
 
-pub use config::{DailyCapConfig, DispatchConfig, RateConfig};
+pub use config::{DailyCapConfig, DispatchConfig, FrequencyCap, RateConfig};
 pub use unsubscribe::UnsubscribeLinks;
 
 use crate::clock::Clock;

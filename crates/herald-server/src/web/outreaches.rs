@@ -177,6 +177,9 @@ fn skip_label(r: SkipReason) -> &'static str {
         SkipReason::Expired => "expired: the outreach ended before it was sent",
         SkipReason::Stopped => "stopped: the outreach was stopped before it was sent",
         SkipReason::OptedOut => "opted out: the recipient asked not to be messaged",
+        SkipReason::FrequencyCap => {
+            "frequency cap: the customer was already contacted as often as the cap allows"
+        }
     }
 }
 

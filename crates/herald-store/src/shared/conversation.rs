@@ -326,6 +326,30 @@ impl crate::Suppressions for Backend {
         Ok(rows.into_iter().map(|(a,)| a).collect())
     }
 
+    async fn contacts_since(
+        &self,
+        addresses: &[String],
+        since: Timestamp,
+    ) -> Result<std::collections::HashMap<String, u64>> {
+        if addresses.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let rows: Vec<(String, i64)> = sqlx::query_as(concat!(
+            "SELECT c.address, count(*) FROM customers c JOIN messages m ON m.customer_id = c.id \
+             WHERE c.address ",
+            in_list!("$1"),
+            " AND m.author = 'outreach' AND m.created_at >= $2 GROUP BY c.address"
+        ))
+        .bind(text_list(addresses))
+        .bind(Ts::new(since))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(a, n)| (a, u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
     async fn suppression_for(&self, address: &str, sender_id: Uuid) -> Result<Option<Suppression>> {
         let pool = &self.pool;
         // The sender's own first: `sender_id IS NULL` is false (0 on SQLite) for it.
