@@ -113,4 +113,10 @@ document.addEventListener("DOMContentLoaded", () => {
       if (msg.data) source.close();
     });
   });
+  // A new campaign starts in the admin's own time zone (the server cannot know it).
+  const zone = document.querySelector("input[data-browser-zone]");
+  if (zone && zone.value === "UTC" && window.Intl) {
+    const own = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (own) zone.value = own;
+  }
 });

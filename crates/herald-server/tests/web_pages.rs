@@ -510,14 +510,18 @@ async fn campaign_forms_offer_only_what_fits(app: common::App) {
     let languages = element(&page.body, "language").unwrap();
     assert!(languages.contains("value=\"en\"") && languages.contains("value=\"es\""));
     assert!(languages.contains("hx-get=\"/campaigns/answers-for\""));
-    // Every day closed by default.
+    // Office hours by default: Monday to Friday 09:00-17:00, the weekend closed.
     for d in ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] {
         let row = element(&page.body, &format!("schedule-{d}")).unwrap();
+        let closed = row.contains(&format!("name=\"{d}_closed\" value=\"on\" checked"));
+        assert_eq!(closed, d == "sat" || d == "sun", "{row}");
         assert!(
-            row.contains(&format!("name=\"{d}_closed\" value=\"on\" checked")),
+            row.contains("value=\"09:00\"") && row.contains("value=\"17:00\""),
             "{row}"
         );
     }
+    // The browser offers its own time zone on a new campaign's first form.
+    assert!(page.body.contains("data-browser-zone"), "{}", page.body);
     // The email form: only the email sender, labelled Email Address.
     let page = admin.get("/campaigns/new?channel=email").await;
     let senders = element(&page.body, "sender_id").unwrap();

@@ -232,7 +232,9 @@ impl CampaignValues {
                     key,
                     label,
                     short: &label[..3],
-                    closed: true,
+                    // Office hours, Monday to Friday: a new campaign cannot be saved never
+                    // to send by accident.
+                    closed: matches!(*key, "sat" | "sun"),
                     from: "09:00".into(),
                     to: "17:00".into(),
                     extra: String::new(),
@@ -430,6 +432,8 @@ struct FormPage {
     answer_select: AnswerSelect,
     timezones: &'static [String],
     errors: FieldErrors,
+    /// A new campaign's first form: the browser puts its own time zone in place of `UTC`.
+    suggest_zone: bool,
 }
 
 /// Every IANA time zone name, for the time zone field's suggestions.
@@ -482,6 +486,7 @@ async fn form_page(
         Some(_) => format!("Edit campaign {}", values.name),
     };
     let page = FormPage {
+        suggest_zone: id.is_none() && status == StatusCode::OK,
         chrome: Chrome::new(user, title, "campaigns"),
         id,
         channel: channel.as_str(),
