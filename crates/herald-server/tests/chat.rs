@@ -16,6 +16,7 @@ herald_store::on_both_backends!(
     bad_sites_and_settings_are_refused_by_field,
     chat_settings_round_trip_on_chat_campaigns_only,
     the_widget_script_is_served_within_its_budget,
+    admins_register_sites_in_the_settings_pages,
 );
 
 herald_store::on_both_backends!(
@@ -394,4 +395,86 @@ async fn config_lists_live_campaigns_with_validators_and_cors_for_allowed_origin
     assert_eq!(s, StatusCode::OK, "{config}");
     assert_ne!(h["etag"].to_str().unwrap_or(""), etag);
     assert_eq!(config["campaigns"].as_array().map(Vec::len), Some(1));
+}
+
+/// Settings → Chat sites: an admin registers a site and gets its snippet; a bad origin is named
+/// next to its field and nothing is stored; the API lists what the page made; agents may not.
+async fn admins_register_sites_in_the_settings_pages(app: App) {
+    use common::web::{element, sign_in};
+    let admin = sign_in(&app, "ada@example.com", herald_core::Role::Admin).await;
+    let page = admin.page("/settings/sites").await;
+    assert!(page.contains("No chat sites yet"), "{page}");
+
+    let bad = admin
+        .post(
+            "/settings/sites",
+            &[
+                ("name", "Shop"),
+                ("origins", "shop.example.com/path"),
+                ("max_per_visit", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    let why = element(&bad.body, "origins-error").unwrap_or_else(|| panic!("{}", bad.body));
+    assert!(why.contains("shop.example.com/path"), "{why}");
+    let none = admin
+        .post(
+            "/settings/sites",
+            &[
+                ("name", "Shop"),
+                ("origins", "https://shop.example.com"),
+                ("max_per_visit", "a few"),
+            ],
+        )
+        .await;
+    assert_eq!(none.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        element(&none.body, "max_per_visit-error").is_some(),
+        "{}",
+        none.body
+    );
+    let (_, listed, _) = app
+        .call(Some(&app.admin), Method::GET, "/api/v1/chat/sites", None)
+        .await;
+    assert_eq!(listed["items"], json!([]), "refused forms store nothing");
+
+    let made = admin
+        .post(
+            "/settings/sites",
+            &[
+                ("name", "Shop"),
+                (
+                    "origins",
+                    "https://shop.example.com\nhttps://www.example.com/",
+                ),
+                ("max_per_visit", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    let (_, listed, _) = app
+        .call(Some(&app.admin), Method::GET, "/api/v1/chat/sites", None)
+        .await;
+    let site = &listed["items"][0];
+    assert_eq!(
+        site["allowed_origins"],
+        json!(["https://shop.example.com", "https://www.example.com"])
+    );
+    assert_eq!(site["max_per_visit"], 1);
+    let page = admin.page("/settings/sites").await;
+    let key = site["key"].as_str().unwrap();
+    assert!(
+        page.contains(&format!(
+            "/chat/widget.js&quot; data-site=&quot;{key}&quot;"
+        )) || page.contains(&format!("/chat/widget.js&#34; data-site=&#34;{key}&#34;")),
+        "the escaped snippet with the key: {page}"
+    );
+    assert!(page.contains("At most 1"), "{page}");
+
+    let agent = sign_in(&app, "bo@example.com", herald_core::Role::Agent).await;
+    assert_eq!(
+        agent.get("/settings/sites").await.status,
+        StatusCode::FORBIDDEN
+    );
 }

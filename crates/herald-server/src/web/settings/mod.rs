@@ -13,6 +13,7 @@ mod answers;
 mod forms;
 mod inboxes;
 mod senders;
+mod sites;
 
 pub use forms::{
     Choice, CsrfForm, FieldErrors, FormPairs, MessagePage, collect_all, error_page, parse_id,
@@ -33,6 +34,7 @@ use axum::routing::{get, post};
 use forms::settings_err;
 use inboxes::{create_inbox, delete_inbox, edit_inbox, list_inboxes, update_inbox};
 use senders::{create_sender, delete_sender, edit_sender, list_senders, update_sender};
+use sites::{create_site, delete_site, list_sites};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -54,6 +56,8 @@ pub fn router() -> Router<AppState> {
             get(edit_answer).post(update_answer),
         )
         .route("/settings/answers/{id}/delete", post(delete_answer))
+        .route("/settings/sites", get(list_sites).post(create_site))
+        .route("/settings/sites/{id}/delete", post(delete_site))
 }
 
 type PageResult = Result<Response, Response>;
@@ -65,6 +69,7 @@ struct OverviewPage {
     inboxes: usize,
     senders: usize,
     answers: usize,
+    sites: usize,
 }
 
 async fn overview(State(s): State<AppState>, Admin(user): Admin) -> PageResult {
@@ -78,8 +83,12 @@ async fn overview(State(s): State<AppState>, Admin(user): Admin) -> PageResult {
     let answers = collect_all(|p| s.store.list_answers(p))
         .await
         .map_err(&err)?;
+    let sites = collect_all(|p| s.store.list_chat_sites(p))
+        .await
+        .map_err(&err)?;
     Ok(super::render(&OverviewPage {
         chrome: Chrome::new(&user, "Settings", "settings"),
+        sites: sites.len(),
         inboxes: inboxes.len(),
         senders: senders.len(),
         answers: answers.len(),
