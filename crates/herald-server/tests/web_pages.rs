@@ -808,6 +808,7 @@ herald_store::on_both_backends!(
     settings_forms_store_what_they_check,
     campaign_forms_offer_only_what_fits,
     agents_read_campaigns_but_change_nothing,
+    missing_pages_are_styled_for_browsers_and_json_for_the_api,
 );
 
 #[tokio::test]
@@ -816,4 +817,46 @@ async fn the_answer_preview() {
         common::start(herald_store::testing::sqlite().await).await,
     )
     .await;
+}
+
+/// A cut-off id in a page's URL and a path that names nothing get the admin's styled 404 page
+/// (not the framework's plain text); the API keeps answering problem JSON.
+async fn missing_pages_are_styled_for_browsers_and_json_for_the_api(app: common::App) {
+    let admin = sign_in(&app, "admin@example.com", Role::Admin).await;
+    for path in [
+        "/outreaches/0191e9a4-cut-off",
+        "/campaigns/not-an-id",
+        "/settings/inboxes/42",
+    ] {
+        let page = admin.get(path).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}: {}", page.body);
+        assert!(
+            page.body.contains("<h1>Page not found</h1>"),
+            "{path}: {}",
+            page.body
+        );
+        assert!(page.body.contains("Back to Herald"), "{}", page.body);
+    }
+    let page = admin
+        .send(
+            admin
+                .request(reqwest::Method::GET, "/no/such/page")
+                .header("accept", "text/html,application/xhtml+xml"),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(
+        page.body.contains("There is nothing at /no/such/page."),
+        "{}",
+        page.body
+    );
+    let api = admin
+        .send(
+            admin
+                .request(reqwest::Method::GET, "/api/v1/no-such-thing")
+                .header("accept", "text/html"),
+        )
+        .await;
+    assert_eq!(api.status, StatusCode::NOT_FOUND);
+    assert!(api.body.contains("\"status\":404"), "{}", api.body);
 }

@@ -36,9 +36,19 @@ impl PageQuery {
     }
 }
 
-pub async fn not_found(uri: Uri) -> ApiError {
+pub async fn not_found(uri: Uri, headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    // A browser asking for a page gets the admin's styled page; API clients the problem JSON.
+    let wants_html = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if wants_html && !uri.path().starts_with("/api/") {
+        return crate::web::session::not_found_page(uri.path());
+    }
     ApiError::not_found(format!(
         "nothing at {}; the API lives under /api/v1 (see /api/v1/openapi.json)",
         uri.path()
     ))
+    .into_response()
 }

@@ -14,8 +14,9 @@ use super::settings::{
     Choice, CsrfForm, FieldErrors, FormPairs, collect_all, error_page, parse_id,
 };
 use crate::AppState;
+use crate::web::session::WebId;
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -546,11 +547,7 @@ async fn new_form(
     .await
 }
 
-async fn edit_form(
-    State(s): State<AppState>,
-    Admin(user): Admin,
-    Path(id): Path<Uuid>,
-) -> PageResult {
+async fn edit_form(State(s): State<AppState>, Admin(user): Admin, WebId(id): WebId) -> PageResult {
     let c = s
         .store
         .get_campaign(id)
@@ -751,7 +748,7 @@ async fn create(
 async fn update(
     State(s): State<AppState>,
     Admin(user): Admin,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
     let form = FormPairs(pairs);
@@ -780,7 +777,7 @@ async fn update(
 async fn delete(
     State(s): State<AppState>,
     Admin(user): Admin,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     Form(form): Form<CsrfForm>,
 ) -> PageResult {
     user.check_csrf(&form.csrf)?;
@@ -881,7 +878,7 @@ fn schedule_summary(schedule: &Schedule) -> Vec<DaySummary> {
 async fn show(
     State(s): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     Query(q): Query<ShowQuery>,
 ) -> PageResult {
     let err = campaigns_err(&user);
@@ -1015,7 +1012,7 @@ impl TestForm {
 async fn test_send(
     State(s): State<AppState>,
     Admin(user): Admin,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
     let form = FormPairs(pairs);
@@ -1084,11 +1081,7 @@ async fn test_send(
 
 /// The campaign's figures per outreach as CSV (`GET /api/v1/campaigns/{id}/report.csv`), for
 /// anyone signed in.
-async fn figures_csv(
-    State(s): State<AppState>,
-    user: CurrentUser,
-    Path(id): Path<Uuid>,
-) -> PageResult {
+async fn figures_csv(State(s): State<AppState>, user: CurrentUser, WebId(id): WebId) -> PageResult {
     let err = campaigns_err(&user);
     let csv = crate::routes::campaigns::campaign_figures_csv(&*s.store, id)
         .await

@@ -6,10 +6,11 @@ use super::outreaches::{checked_form, store_problem};
 use super::session::{Chrome, CurrentUser};
 use super::{render, render_status};
 use crate::AppState;
+use crate::web::session::WebId;
 use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -189,7 +190,7 @@ struct AfterQuery {
 async fn one_inbox(
     user: CurrentUser,
     State(s): State<AppState>,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     Query(q): Query<AfterQuery>,
 ) -> Response {
     let inbox = match s.store.get_inbox(id).await {
@@ -383,11 +384,7 @@ async fn conversation_page(
     })
 }
 
-async fn conversation(
-    user: CurrentUser,
-    State(s): State<AppState>,
-    Path(id): Path<Uuid>,
-) -> Response {
+async fn conversation(user: CurrentUser, State(s): State<AppState>, WebId(id): WebId) -> Response {
     match conversation_page(&*s.store, &user, id).await {
         Ok(page) => render(&page),
         Err(e) => store_problem(&user, e),
@@ -397,7 +394,7 @@ async fn conversation(
 async fn reply(
     user: CurrentUser,
     State(s): State<AppState>,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {

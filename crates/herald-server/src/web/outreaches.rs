@@ -13,10 +13,11 @@ use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::limits::{Busy, Refusal, UploadPermit};
 use crate::routes::outreaches::{clip, drain, read_text, spool};
+use crate::web::session::WebId;
 use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -340,7 +341,7 @@ async fn build_section(
 async fn section(
     user: CurrentUser,
     State(s): State<AppState>,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     Query(q): Query<SectionQuery>,
 ) -> Response {
     let campaign = match campaign_or_page(&*s.store, &user, id).await {
@@ -385,11 +386,7 @@ fn example_value(variable: &str) -> String {
     }
 }
 
-async fn template_csv(
-    user: CurrentUser,
-    State(s): State<AppState>,
-    Path(id): Path<Uuid>,
-) -> Response {
+async fn template_csv(user: CurrentUser, State(s): State<AppState>, WebId(id): WebId) -> Response {
     let campaign = match campaign_or_page(&*s.store, &user, id).await {
         Ok(c) => c,
         Err(page) => return page,
@@ -577,11 +574,7 @@ impl UploadPage {
     }
 }
 
-async fn new_outreach(
-    Admin(user): Admin,
-    State(s): State<AppState>,
-    Path(id): Path<Uuid>,
-) -> Response {
+async fn new_outreach(Admin(user): Admin, State(s): State<AppState>, WebId(id): WebId) -> Response {
     match campaign_or_page(&*s.store, &user, id).await {
         Ok(campaign) => {
             let mut page = UploadPage::new(&user, &campaign, s.import_limits, s.clock.now());
@@ -739,7 +732,7 @@ fn refused_page(page: UploadPage, errors: FieldErrors, busy: Option<&Busy>) -> R
 async fn upload(
     Admin(user): Admin,
     State(s): State<AppState>,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     headers: HeaderMap,
     mut form: Multipart,
 ) -> Response {
@@ -1089,7 +1082,7 @@ impl ReportView {
     }
 }
 
-async fn show(user: CurrentUser, State(s): State<AppState>, Path(id): Path<Uuid>) -> Response {
+async fn show(user: CurrentUser, State(s): State<AppState>, WebId(id): WebId) -> Response {
     let o = match outreach_view(&*s.store, &user, id, s.clock.now()).await {
         Ok(o) => o,
         Err(page) => return page,
@@ -1108,11 +1101,7 @@ async fn show(user: CurrentUser, State(s): State<AppState>, Path(id): Path<Uuid>
     })
 }
 
-async fn errors_csv(
-    user: CurrentUser,
-    State(s): State<AppState>,
-    Path(id): Path<Uuid>,
-) -> Response {
+async fn errors_csv(user: CurrentUser, State(s): State<AppState>, WebId(id): WebId) -> Response {
     if let Err(e) = s.store.get_outreach(id).await {
         return store_problem(&user, e);
     }
@@ -1126,7 +1115,7 @@ async fn errors_csv(
 async fn recipients_csv(
     user: CurrentUser,
     State(s): State<AppState>,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     Query(q): Query<crate::routes::tracking::ExportQuery>,
 ) -> Response {
     if let Err(e) = s.store.get_outreach(id).await {
@@ -1140,7 +1129,7 @@ async fn recipients_csv(
 
 /// The API's event stream; a web user's streams count against `event_streams_per_caller` as a
 /// token's do.
-async fn events(user: CurrentUser, State(s): State<AppState>, Path(id): Path<Uuid>) -> Response {
+async fn events(user: CurrentUser, State(s): State<AppState>, WebId(id): WebId) -> Response {
     let who = format!("user `{}`", user.email);
     match crate::routes::tracking::events_for(&s, id, format!("user:{}", user.id), &who).await {
         Ok(stream) => stream.into_response(),
@@ -1152,7 +1141,7 @@ async fn events(user: CurrentUser, State(s): State<AppState>, Path(id): Path<Uui
 async fn stop(
     Admin(user): Admin,
     State(s): State<AppState>,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -1391,7 +1380,7 @@ async fn recipients_page(
 async fn recipients(
     user: CurrentUser,
     State(s): State<AppState>,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     Query(q): Query<RecipientsQuery>,
 ) -> Response {
     recipients_page(&s, &user, id, q, None).await
@@ -1400,7 +1389,7 @@ async fn recipients(
 async fn retry_failed(
     Admin(user): Admin,
     State(s): State<AppState>,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -1425,7 +1414,7 @@ async fn retry_failed(
 async fn requeue_uncertain(
     Admin(user): Admin,
     State(s): State<AppState>,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {

@@ -272,6 +272,36 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
+/// The id in a web page's path (`/outreaches/{id}`). A path whose id is not a UUID (a typo, a
+/// cut-off link) gets the styled "not found" page, not the framework's plain-text 400.
+pub struct WebId(pub uuid::Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for WebId {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        match axum::extract::Path::<uuid::Uuid>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(id)) => Ok(WebId(id)),
+            Err(_) => Err(not_found_page(parts.uri.path())),
+        }
+    }
+}
+
+/// The styled 404 page of the web admin, for a path that names nothing.
+pub(crate) fn not_found_page(path: &str) -> Response {
+    crate::web::render_status(
+        StatusCode::NOT_FOUND,
+        &MessagePage {
+            title: "Page not found".to_string(),
+            message: format!(
+                "There is nothing at {path}. The link may be cut off, or what it pointed to was \
+                 deleted."
+            ),
+            link: Some(("/".to_string(), "Back to Herald".to_string())),
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,10 +3,11 @@
 
 use crate::AppState;
 use crate::web::render_status;
+use crate::web::session::WebId;
 use crate::web::session::{Admin, Chrome, CurrentUser};
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use herald_core::render::Renderer;
@@ -386,7 +387,7 @@ pub(super) async fn create_answer(
 pub(super) async fn edit_answer(
     State(s): State<AppState>,
     Admin(user): Admin,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
 ) -> PageResult {
     let answer = s.store.get_answer(id).await.map_err(settings_err(&user))?;
     let sub = AnswerSubmission {
@@ -423,7 +424,7 @@ pub(super) async fn edit_answer(
 pub(super) async fn update_answer(
     State(s): State<AppState>,
     Admin(user): Admin,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
     let form = FormPairs(pairs);
@@ -471,7 +472,7 @@ pub(super) async fn update_answer(
 pub(super) async fn delete_answer(
     State(s): State<AppState>,
     Admin(user): Admin,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     Form(form): Form<CsrfForm>,
 ) -> PageResult {
     user.check_csrf(&form.csrf)?;

@@ -2,10 +2,11 @@
 
 use crate::AppState;
 use crate::web::render_status;
+use crate::web::session::WebId;
 use crate::web::session::{Admin, Chrome, CurrentUser};
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use herald_core::{Inbox, InboxInput};
 use serde::Deserialize;
@@ -155,7 +156,7 @@ fn inbox_edit_page(
 pub(super) async fn edit_inbox(
     State(s): State<AppState>,
     Admin(user): Admin,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
 ) -> PageResult {
     let inbox = s.store.get_inbox(id).await.map_err(settings_err(&user))?;
     let form = InboxForm {
@@ -174,7 +175,7 @@ pub(super) async fn edit_inbox(
 pub(super) async fn update_inbox(
     State(s): State<AppState>,
     Admin(user): Admin,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     Form(form): Form<InboxForm>,
 ) -> PageResult {
     user.check_csrf(&form.csrf)?;
@@ -195,7 +196,7 @@ pub(super) async fn update_inbox(
 pub(super) async fn delete_inbox(
     State(s): State<AppState>,
     Admin(user): Admin,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     Form(form): Form<CsrfForm>,
 ) -> PageResult {
     user.check_csrf(&form.csrf)?;

@@ -2,10 +2,11 @@
 
 use crate::AppState;
 use crate::web::render_status;
+use crate::web::session::WebId;
 use crate::web::session::{Admin, Chrome, CurrentUser};
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use herald_core::{Sender, SenderInput};
 use herald_store::StoreError;
@@ -265,7 +266,7 @@ async fn sender_edit_page(
 pub(super) async fn edit_sender(
     State(s): State<AppState>,
     Admin(user): Admin,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
 ) -> PageResult {
     let err = settings_err(&user);
     let sender = s.store.get_sender(id).await.map_err(&err)?;
@@ -285,7 +286,7 @@ pub(super) async fn edit_sender(
 pub(super) async fn update_sender(
     State(s): State<AppState>,
     Admin(user): Admin,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     Form(mut form): Form<SenderForm>,
 ) -> PageResult {
     user.check_csrf(&form.csrf)?;
@@ -309,7 +310,7 @@ pub(super) async fn update_sender(
 pub(super) async fn delete_sender(
     State(s): State<AppState>,
     Admin(user): Admin,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     Form(form): Form<CsrfForm>,
 ) -> PageResult {
     user.check_csrf(&form.csrf)?;

@@ -3,9 +3,10 @@
 
 use crate::AppState;
 use crate::web::render_status;
+use crate::web::session::WebId;
 use crate::web::session::{Admin, Chrome, CurrentUser};
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use herald_core::chat::ChatSiteInput;
 use uuid::Uuid;
@@ -165,7 +166,7 @@ pub(super) async fn create_site(
 pub(super) async fn delete_site(
     State(s): State<AppState>,
     Admin(user): Admin,
-    Path(id): Path<Uuid>,
+    WebId(id): WebId,
     axum::Form(form): axum::Form<CsrfForm>,
 ) -> PageResult {
     user.check_csrf(&form.csrf)?;
