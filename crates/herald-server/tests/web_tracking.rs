@@ -357,7 +357,7 @@ async fn upload_reports_bad_rows_and_refuses_bad_files((app, _outbox): (App, tem
     let refused: Vec<(Vec<u8>, &str)> = vec![
         (
             b"customer,first_name\n+14155552621,Fay\n".to_vec(),
-            "column `phone` is missing",
+            "column “phone” is missing",
         ),
         (
             vec![0u8, 159, 146, 150, 0, 1, 2, 3, 0, 0, 255, 254, 0, 0],

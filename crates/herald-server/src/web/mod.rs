@@ -38,6 +38,26 @@ pub fn router() -> Router<AppState> {
         .route("/static/app.js", axum::routing::get(app_js))
 }
 
+/// A message written for the API (which quotes values in backticks, as Markdown would) in the
+/// words a page shows: each `value` between backticks in curly quotes, “value”. A lone backtick
+/// is left as it is.
+pub fn plain_words(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find('`') {
+        let Some(len) = rest[open + 1..].find('`') else {
+            break;
+        };
+        out.push_str(&rest[..open]);
+        out.push('“');
+        out.push_str(&rest[open + 1..open + 1 + len]);
+        out.push('”');
+        rest = &rest[open + 2 + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Renders a template as a page; a template error (a bug) is a plain 500 page.
 pub fn render(template: &impl Template) -> Response {
     render_status(StatusCode::OK, template)
@@ -89,4 +109,20 @@ async fn app_js() -> Response {
         "text/javascript; charset=utf-8",
         include_str!("../../static/app.js"),
     )
+}
+
+#[cfg(test)]
+mod plain_words_tests {
+    use super::plain_words;
+
+    #[test]
+    fn backticks_become_curly_quotes_in_pairs() {
+        assert_eq!(
+            plain_words("`New York` is not a time zone; use `America/New_York`"),
+            "“New York” is not a time zone; use “America/New_York”"
+        );
+        assert_eq!(plain_words("no quotes"), "no quotes");
+        assert_eq!(plain_words("a lone ` stays"), "a lone ` stays");
+        assert_eq!(plain_words("``"), "“”");
+    }
 }

@@ -81,7 +81,7 @@ pub(crate) fn problem(
         status,
         &ProblemPage {
             chrome: Chrome::new(user, title, ""),
-            message: message.into(),
+            message: super::plain_words(&message.into()),
         },
     )
 }
@@ -466,11 +466,11 @@ pub(crate) struct FieldErrors(pub Vec<FieldError>);
 
 impl FieldErrors {
     /// The message of `field`, if it has one.
-    pub fn get(&self, field: &str) -> Option<&str> {
+    pub fn get(&self, field: &str) -> Option<String> {
         self.0
             .iter()
             .find(|e| e.field == field)
-            .map(|e| e.message.as_str())
+            .map(|e| super::plain_words(&e.message))
     }
 
     /// Messages of fields that are not on the form (`campaign`, `default_region`...).
@@ -480,9 +480,9 @@ impl FieldErrors {
             .filter(|e| !shown.contains(&e.field.as_str()))
             .map(|e| {
                 if e.field.is_empty() || e.field == "campaign" {
-                    e.message.clone()
+                    super::plain_words(&e.message)
                 } else {
-                    format!("{}: {}", e.field, e.message)
+                    format!("{}: {}", e.field, super::plain_words(&e.message))
                 }
             })
             .collect()

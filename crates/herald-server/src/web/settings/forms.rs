@@ -22,8 +22,10 @@ impl FieldErrors {
         Self::default()
     }
 
+    /// A message for `field`, in the words a page shows ([`crate::web::plain_words`]).
     pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push((field.into(), message.into()));
+        let message = crate::web::plain_words(&message.into());
+        self.0.push((field.into(), message));
     }
 
     /// The API's errors placed on form fields: `place` maps an API field path (`name`,
