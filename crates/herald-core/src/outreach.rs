@@ -514,6 +514,22 @@ impl Progress {
         }
     }
 
+    /// Adds another count's figures (a campaign's over its outreaches).
+    pub fn add_all(&mut self, other: &Progress) {
+        for (sum, n) in [
+            (&mut self.total, other.total),
+            (&mut self.sent, other.sent),
+            (&mut self.delivered, other.delivered),
+            (&mut self.failed, other.failed),
+            (&mut self.skipped, other.skipped),
+            (&mut self.pending, other.pending),
+            (&mut self.replied, other.replied),
+            (&mut self.uncertain, other.uncertain),
+        ] {
+            *sum = sum.saturating_add(n);
+        }
+    }
+
     /// `sent/total`, e.g. `7/11`.
     pub fn label(&self) -> String {
         format!("{}/{}", self.sent, self.total)

@@ -249,6 +249,20 @@ pub(crate) fn figures_csv_response(id: Uuid, csv: Vec<u8>) -> axum::response::Re
         .into_response()
 }
 
+/// The campaign's outreaches in creation order, with their progress summed.
+pub(crate) async fn campaign_figures(
+    store: &dyn herald_store::Store,
+    id: Uuid,
+) -> Result<(Vec<herald_store::Outreach>, herald_core::outreach::Progress), StoreError> {
+    let outreaches =
+        crate::web::settings::collect_all(|p| store.list_outreaches(id, None, p)).await?;
+    let mut total = herald_core::outreach::Progress::default();
+    for o in &outreaches {
+        total.add_all(&o.progress);
+    }
+    Ok((outreaches, total))
+}
+
 /// The rows of [`campaign_report_csv`]: one per outreach, then the totals.
 pub(crate) async fn campaign_figures_csv(
     store: &dyn herald_store::Store,
@@ -297,41 +311,16 @@ pub(crate) async fn campaign_figures_csv(
         .map(str::to_string)
         .to_vec(),
     ];
-    let mut total = herald_core::outreach::Progress::default();
-    let mut after = None;
-    loop {
-        let page = herald_core::Page {
-            limit: PAGE_MAX,
-            after,
-        };
-        let listing = store.list_outreaches(id, None, page).await?;
-        for o in &listing.items {
-            let p = &o.progress;
-            for (sum, n) in [
-                (&mut total.total, p.total),
-                (&mut total.sent, p.sent),
-                (&mut total.delivered, p.delivered),
-                (&mut total.replied, p.replied),
-                (&mut total.failed, p.failed),
-                (&mut total.skipped, p.skipped),
-                (&mut total.pending, p.pending),
-                (&mut total.uncertain, p.uncertain),
-            ] {
-                *sum = sum.saturating_add(n);
-            }
-            let mut row = vec![
-                o.id.to_string(),
-                herald_import::neutralize_cell(&o.file_name),
-                o.created_at.to_string(),
-                o.status.as_str().to_string(),
-            ];
-            row.extend(figures(p));
-            rows.push(row);
-        }
-        match listing.next_after {
-            Some(next) => after = Some(next),
-            None => break,
-        }
+    let (outreaches, total) = campaign_figures(store, id).await?;
+    for o in &outreaches {
+        let mut row = vec![
+            o.id.to_string(),
+            herald_import::neutralize_cell(&o.file_name),
+            o.created_at.to_string(),
+            o.status.as_str().to_string(),
+        ];
+        row.extend(figures(&o.progress));
+        rows.push(row);
     }
     let mut last = vec![
         "total".to_string(),

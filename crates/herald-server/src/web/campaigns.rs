@@ -924,11 +924,14 @@ async fn show_page(
     )
     .await
     .map_err(&err)?;
-    let figures = s.store.campaign_report(id).await.map_err(&err)?;
-    let report = (figures.progress.total > 0).then(|| {
+    // The same sums as the figures CSV: the outreaches' own counts, added up.
+    let (_, total) = crate::routes::campaigns::campaign_figures(&*s.store, id)
+        .await
+        .map_err(&err)?;
+    let report = (total.total > 0).then(|| {
         (
-            super::charts::funnel(&figures),
-            super::charts::rate(figures.progress.replied, figures.progress.sent),
+            super::charts::funnel(&total),
+            super::charts::rate(total.replied, total.sent),
         )
     });
     Ok(super::render(&ShowPage {

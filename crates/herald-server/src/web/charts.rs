@@ -3,7 +3,8 @@
 //! sheet's variables (classes only, no inline styles), so they follow its light and dark
 //! schemes. Every label is escaped here: the SVG is inserted into the page as markup.
 
-use herald_store::{HourCount, OutreachReport, ReasonCount};
+use herald_core::outreach::Progress;
+use herald_store::{HourCount, ReasonCount};
 use jiff::tz::TimeZone;
 use std::fmt::Write;
 
@@ -79,8 +80,7 @@ pub fn bars(title: &str, rows: &[Bar], max: u64) -> String {
 }
 
 /// The funnel: recipients → sent → delivered → replied, then what did not get through.
-pub fn funnel(r: &OutreachReport) -> String {
-    let p = &r.progress;
+pub fn funnel(p: &Progress) -> String {
     let rows = [
         ("Recipients", p.total, "bar"),
         ("Sent", p.sent, "bar"),
@@ -211,7 +211,6 @@ pub fn rate(part: u64, whole: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_core::outreach::Progress;
 
     #[test]
     fn labels_are_escaped_and_bars_scale() {
@@ -260,23 +259,17 @@ mod tests {
 
     #[test]
     fn the_funnel_has_every_figure() {
-        let r = OutreachReport {
-            progress: Progress {
-                total: 10,
-                sent: 7,
-                delivered: 5,
-                replied: 2,
-                failed: 1,
-                skipped: 1,
-                pending: 1,
-                uncertain: 0,
-            },
-            skipped: vec![],
-            failures: vec![],
-            sent_per_hour: vec![],
-            median_reply_seconds: None,
+        let p = Progress {
+            total: 10,
+            sent: 7,
+            delivered: 5,
+            replied: 2,
+            failed: 1,
+            skipped: 1,
+            pending: 1,
+            uncertain: 0,
         };
-        let svg = funnel(&r);
+        let svg = funnel(&p);
         for label in [
             "Recipients",
             "Sent",

@@ -972,6 +972,12 @@ fn opens_note(o: &Outreach, c: &Campaign, hours: &SendingHours, now: Timestamp) 
 
 impl OutreachView {
     fn new(o: &Outreach, campaign: Option<&Campaign>, now: Timestamp) -> Self {
+        let wait = campaign.map(|c| Waiting {
+            now,
+            live: !o.status.is_final(),
+            schedule: c.schedule.clone(),
+            hours: SendingHours::new(&c.schedule, c.channel, c.quiet_hours),
+        });
         let tz = campaign
             .map(|c| c.schedule.timezone().clone())
             .unwrap_or(TimeZone::UTC);
@@ -1004,16 +1010,11 @@ impl OutreachView {
             encoding,
             encoding_note,
             zone: tz.iana_name().unwrap_or("UTC").to_string(),
-            opens: campaign.and_then(|c| {
-                let hours = SendingHours::new(&c.schedule, c.channel, c.quiet_hours);
-                opens_note(o, c, &hours, now)
-            }),
-            wait: campaign.map(|c| Waiting {
-                now,
-                live: !o.status.is_final(),
-                schedule: c.schedule.clone(),
-                hours: SendingHours::new(&c.schedule, c.channel, c.quiet_hours),
-            }),
+            opens: wait
+                .as_ref()
+                .zip(campaign)
+                .and_then(|(w, c)| opens_note(o, c, &w.hours, now)),
+            wait,
         }
     }
 }
@@ -1067,7 +1068,7 @@ impl ReportView {
             .map(|s| s.count)
             .sum();
         Self {
-            funnel: charts::funnel(r),
+            funnel: charts::funnel(&r.progress),
             per_hour: (!r.sent_per_hour.is_empty()).then(|| charts::per_hour(&r.sent_per_hour, tz)),
             failures: (!r.failures.is_empty())
                 .then(|| charts::reasons("Failures by error code", &r.failures, "bar bad")),
