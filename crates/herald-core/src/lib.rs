@@ -7,6 +7,7 @@ pub mod address;
 pub mod channel;
 pub mod chat;
 pub mod error;
+pub mod forecast;
 pub mod keywords;
 pub mod language;
 pub mod markdown;
