@@ -75,10 +75,7 @@ pub fn forecast(input: &ForecastInput<'_>) -> Forecast {
     } else {
         SignedDuration::from_secs_f64(1.0 / per_second)
     };
-    let horizon = input
-        .start
-        .checked_add(HORIZON)
-        .unwrap_or(Timestamp::MAX);
+    let horizon = input.start.checked_add(HORIZON).unwrap_or(Timestamp::MAX);
     let stop = input.end.map_or(horizon, |e| e.min(horizon));
     let mut left: Vec<u64> = input.groups.iter().map(|g| g.recipients).collect();
     let mut out = Forecast {
@@ -107,11 +104,7 @@ pub fn forecast(input: &ForecastInput<'_>) -> Forecast {
         // The next instant another zone opens.
         let next_open = (0..left.len())
             .filter(|&i| left[i] > 0 && !open.contains(&i))
-            .filter_map(|i| {
-                input
-                    .hours
-                    .next_send_time(t, input.groups[i].zone.as_ref())
-            })
+            .filter_map(|i| input.hours.next_send_time(t, input.groups[i].zone.as_ref()))
             .min();
         if open.is_empty() {
             match next_open {
@@ -131,14 +124,11 @@ pub fn forecast(input: &ForecastInput<'_>) -> Forecast {
             };
             day = Some((today, used));
             cap_left = cap.saturating_sub(used);
-            tomorrow = today
-                .tomorrow()
-                .ok()
-                .and_then(|d| {
-                    zone.to_ambiguous_timestamp(d.to_datetime(jiff::civil::Time::midnight()))
-                        .compatible()
-                        .ok()
-                });
+            tomorrow = today.tomorrow().ok().and_then(|d| {
+                zone.to_ambiguous_timestamp(d.to_datetime(jiff::civil::Time::midnight()))
+                    .compatible()
+                    .ok()
+            });
             if (cap_left as f64) < cost {
                 match tomorrow {
                     Some(next) => t = next,
@@ -172,7 +162,9 @@ pub fn forecast(input: &ForecastInput<'_>) -> Forecast {
             // Slots at first, first + step, ... strictly before seg_end.
             ((secs * per_second).ceil() as u64).max(1)
         };
-        n = n.min(open_left).min((cap_left as f64 / cost).floor() as u64);
+        n = n
+            .min(open_left)
+            .min((cap_left as f64 / cost).floor() as u64);
         if n == 0 {
             t = seg_end;
             continue;

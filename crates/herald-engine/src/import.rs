@@ -67,7 +67,7 @@ pub enum ImportOutreachError {
     Internal(String),
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> ImportOutreachError {
+pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> ImportOutreachError {
     ImportOutreachError::Invalid {
         field,
         message: message.into(),
@@ -148,18 +148,22 @@ async fn required_variables(
     Ok(vars)
 }
 
-/// Imports an uploaded list as a new outreach of the campaign and returns it with its summary.
-///
-/// Rows are validated on blocking threads while the store writes batches (on PostgreSQL in one
-/// transaction, on SQLite in short ones that let other writers in); the outreach and its
-/// recipients become visible together at commit. A refused file, a failed write or a read error
-/// leaves nothing behind, and neither does a caller that drops this future (see
-/// [`herald_store::OutreachImport`]).
-pub async fn import_outreach(
-    store: Arc<dyn Store>,
-    upload: OutreachUpload,
-    progress: Arc<dyn Fn(u64) + Send + Sync>,
-) -> Result<Outreach, ImportOutreachError> {
+/// What an upload is read with, once its campaign and form are checked.
+pub(crate) struct Prepared {
+    pub campaign: Campaign,
+    pub sender: Option<herald_core::Sender>,
+    pub options: ImportOptions,
+    /// Addresses on the sender's opt-out list.
+    pub suppressed: HashSet<String>,
+    pub default_region: Option<String>,
+}
+
+/// Checks the campaign and the form (not a chat campaign, end after start, a known region) and
+/// builds the import's options.
+pub(crate) async fn prepare(
+    store: &dyn Store,
+    upload: &OutreachUpload,
+) -> Result<Prepared, ImportOutreachError> {
     let campaign = store.get_campaign(upload.campaign_id).await?;
     if campaign.channel == Channel::Chat {
         return Err(invalid(
@@ -193,13 +197,59 @@ pub async fn import_outreach(
     }
     let mut options = ImportOptions::new(campaign.channel);
     options.default_region = default_region.clone();
-    options.required_variables = required_variables(store.as_ref(), &campaign).await?;
+    options.required_variables = required_variables(store, &campaign).await?;
     options.max_bytes = upload.limits.max_bytes;
     options.max_rows = upload.limits.max_rows;
     options.max_columns = upload.limits.max_columns;
     options.max_row_bytes = upload.limits.max_row_bytes;
-
     let suppressed: HashSet<String> = store.suppressed_addresses(campaign.sender_id).await?;
+    Ok(Prepared {
+        campaign,
+        sender,
+        options,
+        suppressed,
+        default_region,
+    })
+}
+
+/// What the reading thread's result means for the upload.
+pub(crate) fn read_outcome<E: std::error::Error + 'static>(
+    read: Result<
+        Result<herald_import::ImportSummary, herald_import::ImportError<E>>,
+        tokio::task::JoinError,
+    >,
+) -> Result<herald_import::ImportSummary, ImportOutreachError> {
+    match read {
+        Err(e) => Err(ImportOutreachError::Internal(e.to_string())),
+        Ok(Ok(summary)) => Ok(summary),
+        Ok(Err(e)) => Err(match e {
+            herald_import::ImportError::File(e) => e.into(),
+            herald_import::ImportError::Io(e) => e.into(),
+            herald_import::ImportError::Options(m) => invalid("file", m),
+            herald_import::ImportError::Sink(e) => ImportOutreachError::Internal(e.to_string()),
+        }),
+    }
+}
+
+/// Imports an uploaded list as a new outreach of the campaign and returns it with its summary.
+///
+/// Rows are validated on blocking threads while the store writes batches (on PostgreSQL in one
+/// transaction, on SQLite in short ones that let other writers in); the outreach and its
+/// recipients become visible together at commit. A refused file, a failed write or a read error
+/// leaves nothing behind, and neither does a caller that drops this future (see
+/// [`herald_store::OutreachImport`]).
+pub async fn import_outreach(
+    store: Arc<dyn Store>,
+    upload: OutreachUpload,
+    progress: Arc<dyn Fn(u64) + Send + Sync>,
+) -> Result<Outreach, ImportOutreachError> {
+    let Prepared {
+        campaign,
+        options,
+        suppressed,
+        default_region,
+        ..
+    } = prepare(store.as_ref(), &upload).await?;
     let mut writer = store
         .begin_outreach(&NewOutreach {
             campaign_id: campaign.id,
@@ -233,16 +283,9 @@ pub async fn import_outreach(
     }
     drop(rx); // a failed writer stops the reader at its next batch
     let read = reader.await;
-    let summary = match (write_error, read) {
-        (Some(e), _) => Err(e.into()),
-        (None, Err(e)) => Err(ImportOutreachError::Internal(e.to_string())),
-        (None, Ok(Ok(summary))) => Ok(summary),
-        (None, Ok(Err(e))) => Err(match e {
-            herald_import::ImportError::File(e) => e.into(),
-            herald_import::ImportError::Io(e) => e.into(),
-            herald_import::ImportError::Options(m) => invalid("file", m),
-            herald_import::ImportError::Sink(e) => ImportOutreachError::Internal(e.to_string()),
-        }),
+    let summary = match write_error {
+        Some(e) => Err(e.into()),
+        None => read_outcome(read),
     };
     let summary = match summary {
         Ok(summary) => summary,

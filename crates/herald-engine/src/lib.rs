@@ -17,6 +17,7 @@ pub mod dispatch;
 pub mod import;
 pub mod metrics;
 pub mod replies;
+pub mod review;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dispatch::{
@@ -30,3 +31,4 @@ pub use replies::{
 pub use metrics::Metrics;
 
 pub use import::{ImportLimits, ImportOutreachError, OutreachUpload, import_outreach};
+pub use review::{OutreachReview, check_reviewed, review_outreach};

@@ -104,6 +104,15 @@ impl AppState {
     }
 
     /// Wakes `dispatcher` after every upload through the API or the web form.
+    /// The dispatcher's settings (rates, daily and frequency caps) that a review's forecast
+    /// reads: this process's dispatcher's, else the defaults.
+    pub fn dispatch_config(&self) -> herald_engine::DispatchConfig {
+        self.dispatcher
+            .as_ref()
+            .map(|d| d.config().clone())
+            .unwrap_or_default()
+    }
+
     pub fn with_dispatcher(mut self, dispatcher: Arc<herald_engine::Dispatcher>) -> Self {
         self.metrics = dispatcher.metrics();
         self.dispatcher = Some(dispatcher);

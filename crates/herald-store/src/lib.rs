@@ -448,6 +448,14 @@ pub trait Suppressions: Send + Sync {
         addresses: &[String],
         since: Timestamp,
     ) -> Result<std::collections::HashMap<String, u64>>;
+    /// How many of `addresses` were sent a message of campaign `campaign_id` at or after
+    /// `since` (the review of an upload warns of a list sent again). One query for a batch.
+    async fn campaign_contacts_among(
+        &self,
+        campaign_id: Uuid,
+        addresses: &[String],
+        since: Timestamp,
+    ) -> Result<u64>;
     /// Of `addresses`, those that must not be messaged from the sender (suppressed for it or
     /// for every sender). One query, for a batch about to be sent.
     async fn suppressed_among(

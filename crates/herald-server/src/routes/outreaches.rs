@@ -8,10 +8,12 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use herald_core::outreach::OutreachStatus;
 use herald_core::{Listing, ValidationError};
-use herald_engine::{ImportOutreachError, OutreachUpload, import_outreach};
+use herald_engine::{
+    ImportOutreachError, OutreachUpload, check_reviewed, import_outreach, review_outreach,
+};
 use herald_store::{Outreach, Store};
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -44,6 +46,21 @@ pub struct OutreachForm {
     /// ISO 3166 alpha-2 region for numbers written without `+country`; defaults to the sender
     /// number's region.
     default_region: Option<String>,
+    /// The `digest` of the review of this file (`?dry_run=true`): the launch is refused when the
+    /// file is not the one reviewed.
+    reviewed: Option<String>,
+}
+
+/// `?dry_run=true`: review the upload, store nothing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UploadQuery {
+    /// Read and check the file as a launch would, and answer 200 with what launching it would do
+    /// (summary, first row errors, the message for the first rows, warnings, forecast) without
+    /// storing anything. Launch by posting the same file without `dry_run`, with the review's
+    /// `digest` as `reviewed`.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 fn parse_time(field: &'static str, value: &str) -> ApiResult<Timestamp> {
@@ -165,15 +182,19 @@ impl From<ImportOutreachError> for ApiError {
 /// the temporary space they may hold together, the answer is 503 with `Retry-After`.
 #[utoipa::path(post, path = "/campaigns/{id}/outreaches", tag = "outreaches",
     params(("id" = Uuid, Path, description = "campaign id")),
+    params(UploadQuery),
     request_body(content = OutreachForm, content_type = "multipart/form-data"),
     security(("bearer" = ["admin"])),
-    responses((status = 201, body = Outreach), (status = 404, body = Problem), (status = 422, body = Problem),
+    responses((status = 201, description = "launched", body = Outreach),
+        (status = 200, description = "`dry_run=true`: what launching would do; nothing stored", body = herald_engine::OutreachReview),
+        (status = 404, body = Problem), (status = 422, body = Problem),
         (status = 503, description = "Herald takes no more uploads at the moment; see `Retry-After`", body = Problem)))]
 async fn create_outreach(
     State(s): State<AppState>,
     ApiPath(campaign_id): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
     mut form: Multipart,
-) -> Result<(StatusCode, Json<Outreach>), Refusal> {
+) -> Result<Response, Refusal> {
     // Refuse an unknown campaign before reading the file.
     s.store
         .get_campaign(campaign_id)
@@ -186,6 +207,7 @@ async fn create_outreach(
     let mut start_at = None;
     let mut end_at = None;
     let mut default_region = None;
+    let mut reviewed = None;
     // A refusal reads and drops the rest of the form (bounded by the route's body limit), so
     // that the client gets the answer rather than a reset connection.
     let read = async {
@@ -200,7 +222,7 @@ async fn create_outreach(
                     file_name = clip(field.file_name().unwrap_or("recipients.csv"), 200);
                     file = Some(spool(&mut field, s.import_limits.max_bytes, &mut permit).await?);
                 }
-                "start_at" | "end_at" | "default_region" => {
+                "start_at" | "end_at" | "default_region" | "reviewed" => {
                     let text = read_text(&mut field, &name).await?;
                     if text.trim().is_empty() {
                         continue;
@@ -208,13 +230,15 @@ async fn create_outreach(
                     match name.as_str() {
                         "start_at" => start_at = Some(parse_time("start_at", &text)?),
                         "end_at" => end_at = Some(parse_time("end_at", &text)?),
+                        "reviewed" => reviewed = Some(text.trim().to_string()),
                         _ => default_region = Some(text.trim().to_string()),
                     }
                 }
                 other => {
                     return Err(ApiError::invalid(ValidationError::single(
                         clip(other, 64),
-                        "is not a field of this form; send file, start_at, end_at, default_region",
+                        "is not a field of this form; send file, start_at, end_at, default_region, \
+                         reviewed",
                     ))
                     .into());
                 }
@@ -227,28 +251,39 @@ async fn create_outreach(
         drain(&mut form).await;
         return Err(refusal);
     }
-    let Some(file) = file else {
+    let Some(mut file) = file else {
         return Err(ApiError::invalid(ValidationError::single(
             "file",
             "is required: the CSV of recipients",
         ))
         .into());
     };
+    let now = s.clock.now();
+    if let Some(digest) = reviewed.as_deref().filter(|_| !q.dry_run) {
+        check_reviewed(&mut file, digest).map_err(ApiError::from)?;
+    }
     let upload = OutreachUpload {
         campaign_id,
         file,
         file_name,
-        start_at: start_at.unwrap_or_else(|| s.clock.now()),
+        start_at: start_at.unwrap_or(now),
         end_at,
         default_region,
         limits: s.import_limits,
     };
+    if q.dry_run {
+        let review = review_outreach(s.store.clone(), upload, &s.dispatch_config(), now)
+            .await
+            .map_err(ApiError::from)?;
+        drop(permit);
+        return Ok((StatusCode::OK, Json(review)).into_response());
+    }
     let outreach = import_outreach(s.store.clone(), upload, Arc::new(|_| {}))
         .await
         .map_err(ApiError::from)?;
     drop(permit);
     s.outreach_created(outreach.summary.rows);
-    Ok((StatusCode::CREATED, Json(outreach)))
+    Ok((StatusCode::CREATED, Json(outreach)).into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -350,6 +350,29 @@ impl crate::Suppressions for Backend {
             .collect())
     }
 
+    async fn campaign_contacts_among(
+        &self,
+        campaign_id: Uuid,
+        addresses: &[String],
+        since: Timestamp,
+    ) -> Result<u64> {
+        if addresses.is_empty() {
+            return Ok(0);
+        }
+        let (n,): (i64,) = sqlx::query_as(concat!(
+            "SELECT count(DISTINCT c.address) FROM customers c \
+             JOIN messages m ON m.customer_id = c.id WHERE c.address ",
+            in_list!("$1"),
+            " AND m.author = 'outreach' AND m.campaign_id = $2 AND m.created_at >= $3"
+        ))
+        .bind(text_list(addresses))
+        .bind(campaign_id)
+        .bind(Ts::new(since))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn suppression_for(&self, address: &str, sender_id: Uuid) -> Result<Option<Suppression>> {
         let pool = &self.pool;
         // The sender's own first: `sender_id IS NULL` is false (0 on SQLite) for it.
