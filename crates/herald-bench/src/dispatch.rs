@@ -1102,6 +1102,16 @@ impl herald_store::Suppressions for TimedStore {
     ) -> herald_store::Result<std::collections::HashMap<String, u64>> {
         self.inner.contacts_since(addresses, since).await
     }
+    async fn campaign_contacts_among(
+        &self,
+        campaign_id: Uuid,
+        addresses: &[String],
+        since: Timestamp,
+    ) -> herald_store::Result<u64> {
+        self.inner
+            .campaign_contacts_among(campaign_id, addresses, since)
+            .await
+    }
     async fn suppressed_addresses(
         &self,
         sender_id: Option<Uuid>,

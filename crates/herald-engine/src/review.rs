@@ -372,8 +372,9 @@ pub async fn review_outreach(
             )
         } else {
             format!(
-                "{sent_recently} of {messaged} recipients were already sent this campaign in the \
-                 last {RECENT_DAYS} days"
+                "{sent_recently} of {messaged} recipients {} already sent this campaign in the \
+                 last {RECENT_DAYS} days",
+                were(sent_recently)
             )
         };
         warnings.push(ReviewWarning {
@@ -389,9 +390,13 @@ pub async fn review_outreach(
             code: "frequency_cap".into(),
             count: capped,
             message: format!(
-                "{capped} recipients were already sent {} or more messages in the last {} days; \
-                 the frequency cap will skip them",
-                cap.messages, cap.days
+                "{} {} already sent {} or more messages in the last {} days; the frequency cap \
+                 will skip {}",
+                things(capped, "recipient"),
+                were(capped),
+                cap.messages,
+                cap.days,
+                if capped == 1 { "it" } else { "them" }
             ),
         });
     }
@@ -400,9 +405,9 @@ pub async fn review_outreach(
             code: "expire".into(),
             count: forecast.expire,
             message: format!(
-                "{} recipients would still be waiting when the outreach ends, and expire unsent; \
-                 move the end later or widen the sending hours",
-                forecast.expire
+                "{} would still be waiting when the outreach ends, and expire unsent; move the \
+                 end later or widen the sending hours",
+                things(forecast.expire, "recipient")
             ),
         });
     }
@@ -411,9 +416,9 @@ pub async fn review_outreach(
             code: "never".into(),
             count: forecast.never,
             message: format!(
-                "{} recipients would never be sent: the campaign's sending hours never open for \
-                 them",
-                forecast.never
+                "{} would never be sent: the campaign's sending hours never open for {}",
+                things(forecast.never, "recipient"),
+                if forecast.never == 1 { "it" } else { "them" }
             ),
         });
     }
@@ -422,8 +427,11 @@ pub async fn review_outreach(
             code: "invalid_rows".into(),
             count: summary.invalid,
             message: format!(
-                "{} rows were refused and would not be messaged; the first are listed",
-                summary.invalid
+                "{} refused and would not be messaged; see the rows below",
+                match summary.invalid {
+                    1 => "1 row was".to_string(),
+                    n => format!("{n} rows were"),
+                }
             ),
         });
     }
@@ -432,8 +440,8 @@ pub async fn review_outreach(
             code: "opted_out".into(),
             count: summary.suppressed,
             message: format!(
-                "{} recipients opted out and will not be messaged",
-                summary.suppressed
+                "{} opted out and will not be messaged",
+                things(summary.suppressed, "recipient")
             ),
         });
     }
@@ -466,6 +474,19 @@ pub async fn review_outreach(
         forecast,
         forecast_basis,
     })
+}
+
+/// "1 recipient", "3 recipients".
+fn things(n: u64, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+fn were(n: u64) -> &'static str {
+    if n == 1 { "was" } else { "were" }
 }
 
 /// What a forecast assumes, said once.

@@ -15,23 +15,31 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
 
-  // Upload progress of htmx multipart forms (hx-encoding="multipart/form-data").
+  // Upload progress of htmx multipart forms (hx-encoding="multipart/form-data"), whether the
+  // form itself posts (launch) or one of its buttons does (review).
   const uploadProgress = () => document.getElementById("upload-progress");
-  document.body.addEventListener("htmx:beforeRequest", (e) => {
+  const uploadForm = (e) => {
     const bar = uploadProgress();
-    if (bar && e.target.contains(bar)) {
-      bar.value = 0;
-      bar.textContent = "0%";
-      bar.hidden = false;
-      const err = document.getElementById("upload-error");
-      if (err) err.hidden = true;
-      const submit = e.target.querySelector("button[type=submit]");
-      if (submit) submit.disabled = true;
-    }
+    const t = e.target;
+    const form = t && t.closest ? t.closest("form") : null;
+    return bar && form && form.contains(bar) ? form : null;
+  };
+  const submits = (form, disabled) =>
+    form.querySelectorAll("button[type=submit]").forEach((b) => { b.disabled = disabled; });
+  document.body.addEventListener("htmx:beforeRequest", (e) => {
+    const form = uploadForm(e);
+    if (!form) return;
+    const bar = uploadProgress();
+    bar.value = 0;
+    bar.textContent = "0%";
+    bar.hidden = false;
+    const err = document.getElementById("upload-error");
+    if (err) err.hidden = true;
+    submits(form, true);
   });
   document.body.addEventListener("htmx:xhr:progress", (e) => {
     const bar = uploadProgress();
-    if (!bar || !e.target.contains(bar) || !e.detail.lengthComputable || !e.detail.total) return;
+    if (!uploadForm(e) || !e.detail.lengthComputable || !e.detail.total) return;
     // The download of the answer reports progress too; the bar only moves forward.
     const pct = Math.round((e.detail.loaded / e.detail.total) * 100);
     if (pct > bar.value) {
@@ -39,12 +47,19 @@ document.addEventListener("DOMContentLoaded", () => {
       bar.textContent = pct + "%";
     }
   });
+  document.body.addEventListener("htmx:afterRequest", (e) => {
+    const form = uploadForm(e);
+    if (!form) return;
+    // A review came back, or a refusal (a launch that went through leaves the page): the form
+    // may be used again.
+    uploadProgress().hidden = true;
+    submits(form, false);
+  });
   const uploadFailed = (e, text) => {
-    const bar = uploadProgress();
-    if (!bar || !e.target.contains(bar)) return;
-    bar.hidden = true;
-    const submit = e.target.querySelector("button[type=submit]");
-    if (submit) submit.disabled = false;
+    const form = uploadForm(e);
+    if (!form) return;
+    uploadProgress().hidden = true;
+    submits(form, false);
     const err = document.getElementById("upload-error");
     if (err) {
       err.textContent = text;

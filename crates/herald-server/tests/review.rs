@@ -7,7 +7,7 @@ mod common;
 
 use common::App;
 use herald_channels::{Transports, TwilioTransport};
-use herald_core::Provider;
+use herald_core::{Provider, Role};
 use herald_engine::{Clock, DispatchConfig, Dispatcher, FrequencyCap, ManualClock, RateConfig};
 use herald_store::testing::TestStore;
 use herald_testkit::FakeTwilio;
@@ -21,6 +21,7 @@ herald_store::on_both_backends!(
     the_review_shows_the_first_messages_and_the_row_errors,
     the_review_warns_of_recipients_sent_recently_and_capped,
     the_forecast_is_when_the_dispatcher_finishes,
+    the_web_form_reviews_then_launches_the_same_file,
 );
 
 /// Monday 2026-12-07, 08:30 UTC.
@@ -376,4 +377,100 @@ async fn the_forecast_is_when_the_dispatcher_finishes(db: TestStore) {
     );
     // And it did use both windows.
     assert!(last > "2026-12-07T10:00:00Z".parse().unwrap(), "{last}");
+}
+
+fn web_form(csrf: &str, csv: &str, reviewed: Option<&str>) -> reqwest::multipart::Form {
+    let mut form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.to_string())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(csv.as_bytes().to_vec()).file_name("late.csv"),
+        )
+        .text("start_at", "")
+        .text("end_at", "")
+        .text("timezone_of_times", "UTC");
+    if let Some(digest) = reviewed {
+        form = form.text("reviewed", digest.to_string());
+    }
+    form
+}
+
+async fn the_web_form_reviews_then_launches_the_same_file(db: TestStore) {
+    let s = setup(db, DispatchConfig::default()).await;
+    let campaign = campaign(&s.app, &["09:00-17:00"]).await;
+    let admin = common::web::sign_in(&s.app, "admin@example.com", Role::Admin).await;
+    let csv = list(4);
+
+    // The review: a fragment with the summary, the forecast, the first messages and a launch
+    // button carrying the file's digest; nothing stored.
+    let page = admin
+        .post_multipart(
+            &format!("/campaigns/{campaign}/outreaches/review"),
+            web_form(&admin.csrf, &csv, None),
+            &[],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let summary = common::web::element(&page.body, "review-summary").unwrap_or_default();
+    assert!(summary.contains("4 recipients"), "{summary}");
+    let first = common::web::element(&page.body, "forecast-first").unwrap_or_default();
+    assert!(first.contains("Mon 7 Dec 09:00:00 UTC"), "{first}");
+    assert!(
+        page.body.contains("Hi Ann0, your order A-0 is late."),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("id=\"launch-submit\""), "{}", page.body);
+    let digest = page
+        .body
+        .split("name=\"reviewed\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the review's digest in the form")
+        .to_string();
+    assert_eq!(outreach_count(&s.app, &campaign).await, 0);
+
+    // A refused file: the reasons, no launch button, nothing stored.
+    let page = admin
+        .post_multipart(
+            &format!("/campaigns/{campaign}/outreaches/review"),
+            web_form(&admin.csrf, "name\nx\n", None),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.body
+    );
+    let refused = common::web::element(&page.body, "review-refused").unwrap_or_default();
+    assert!(refused.contains("phone"), "{refused}");
+    assert!(!page.body.contains("launch-submit"), "{}", page.body);
+
+    // The launch of another file under that digest is refused; the reviewed one goes through.
+    let page = admin
+        .post_multipart(
+            &format!("/campaigns/{campaign}/outreaches"),
+            web_form(&admin.csrf, &list(5), Some(&digest)),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("not the one reviewed"), "{}", page.body);
+    assert_eq!(outreach_count(&s.app, &campaign).await, 0);
+    let page = admin
+        .post_multipart(
+            &format!("/campaigns/{campaign}/outreaches"),
+            web_form(&admin.csrf, &csv, Some(&digest)),
+            &[],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(outreach_count(&s.app, &campaign).await, 1);
 }

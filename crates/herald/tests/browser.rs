@@ -286,7 +286,27 @@ async fn the_admin_ui_works_in_a_browser() {
     b.wait("input[name=start_at]").await;
     b.check_labels().await;
     b.upload("input[name=file]", &orders).await;
+    // --- The review first: nothing is stored until the reviewed list is launched.
     b.submit("input[name=file]").await;
+    b.wait_text("#review-summary", "the review's summary", |t| {
+        t.contains("3 recipients") && t.contains("1 refused") && t.contains("1 duplicate left out")
+    })
+    .await;
+    b.wait_text("#forecast-first", "the forecast's first message", |t| {
+        t.contains(':')
+    })
+    .await;
+    b.wait_text("#review-samples", "the message for the first rows", |t| {
+        t.contains("Ada") && t.contains("A-1001")
+    })
+    .await;
+    b.wait_text("#review-errors", "the refused row", |t| {
+        t.contains("not a number")
+    })
+    .await;
+    b.check_labels().await;
+    b.screenshot("review").await;
+    b.click("#launch-submit").await;
     b.wait("#summary-accepted").await;
     let sent_outreach = b.outreach_id().await;
     assert_eq!(b.text("#summary-accepted").await.trim(), "3");
@@ -317,6 +337,13 @@ async fn the_admin_ui_works_in_a_browser() {
         "a completed outreach cannot be stopped"
     );
     b.screenshot("outreach").await;
+    // --- The report: the funnel drawn on the server, as SVG.
+    b.wait("#report #funnel-chart svg").await;
+    b.wait_text("#report", "the report's figures", |t| {
+        t.contains("Reply rate")
+    })
+    .await;
+    b.screenshot_element("#report", "report").await;
     let outbox = std::fs::read_to_string(dir.path().join("outbox.jsonl")).unwrap_or_default();
     assert_eq!(
         outbox.lines().count(),
@@ -359,6 +386,11 @@ async fn the_admin_ui_works_in_a_browser() {
     b.upload("input[name=file]", &later).await;
     b.set_value("input[name=start_at]", &tomorrow).await;
     b.submit("input[name=file]").await;
+    b.wait_text("#review-warnings", "the opted-out recipient", |t| {
+        t.contains("1 recipient opted out")
+    })
+    .await;
+    b.click("#launch-submit").await;
     b.wait_text("#summary-accepted", "2 accepted", |t| t.trim() == "2")
         .await;
     let stopped_outreach = b.outreach_id().await;

@@ -22,6 +22,7 @@ pub mod charts;
 pub mod inbox;
 pub mod limits;
 pub mod outreaches;
+pub mod review;
 pub mod session;
 pub mod settings;
 

@@ -42,6 +42,10 @@ pub fn router() -> Router<AppState> {
             // The file is spooled to disk and limited by `import_limits`, not by the body limit.
             post(upload).layer(DefaultBodyLimit::disable()),
         )
+        .route(
+            "/campaigns/{id}/outreaches/review",
+            post(super::review::review).layer(DefaultBodyLimit::disable()),
+        )
         .route("/outreaches/{id}", get(show))
         .route("/outreaches/{id}/errors.csv", get(errors_csv))
         .route("/outreaches/{id}/recipients.csv", get(recipients_csv))
@@ -508,7 +512,7 @@ const UPLOAD_FIELDS: [&str; 5] = [
 
 #[derive(Template)]
 #[template(path = "outreach_new.html")]
-struct UploadPage {
+pub(crate) struct UploadPage {
     chrome: Chrome,
     campaign_id: Uuid,
     campaign_name: String,
@@ -632,6 +636,8 @@ struct Upload {
     timezone_of_times: String,
     /// `None` when the form has no such field (then the sender's region), `Some("")` for "none".
     default_region: Option<String>,
+    /// The digest of the review the form was launched from.
+    reviewed: Option<String>,
 }
 
 /// Reads the multipart form; problems with the file or a text field become field errors (the
@@ -713,6 +719,7 @@ async fn read_upload(
             "end_at" => up.end_at = text,
             "timezone_of_times" => up.timezone_of_times = text,
             "default_region" => up.default_region = Some(text),
+            "reviewed" => up.reviewed = Some(text),
             _ => {}
         }
     }
@@ -729,26 +736,49 @@ fn refused_page(page: UploadPage, errors: FieldErrors, busy: Option<&Busy>) -> R
     res
 }
 
-async fn upload(
-    Admin(user): Admin,
-    State(s): State<AppState>,
-    WebId(id): WebId,
-    headers: HeaderMap,
+/// An upload form read and checked, ready to be reviewed or launched.
+pub(crate) struct Received {
+    pub user: CurrentUser,
+    pub campaign: Campaign,
+    pub page: UploadPage,
+    pub upload: OutreachUpload,
+    /// The review's digest the form carries, if it was reviewed.
+    pub reviewed: Option<String>,
+    /// Held until the import is over and the spooled file is gone.
+    pub permit: UploadPermit,
+}
+
+/// What became of a posted upload form.
+pub(crate) enum Receipt {
+    Ready(Box<Received>),
+    /// Refused with field errors (and, when the uploads in progress hold all the temporary
+    /// space they may, the `Busy` answer).
+    Refused(Box<UploadPage>, FieldErrors, Option<Busy>),
+    /// Answered already (an unknown campaign, a failed CSRF check).
+    Answered(Response),
+}
+
+/// Reads the upload form posted for campaign `id` (the launch's and the review's): the file
+/// spooled, the times read in the form's zone, every problem a field error.
+pub(crate) async fn receive(
+    user: CurrentUser,
+    s: &AppState,
+    id: Uuid,
+    headers: &HeaderMap,
     mut form: Multipart,
-) -> Response {
+) -> Receipt {
     let campaign = match campaign_or_page(&*s.store, &user, id).await {
         Ok(c) => c,
-        Err(page) => return page,
+        Err(page) => return Receipt::Answered(page),
     };
     let page = UploadPage::new(&user, &campaign, s.import_limits, s.clock.now());
-    // Held until the import is over and the spooled file is gone.
     let mut permit = match s.gates.uploads.enter() {
         Ok(p) => p,
         Err(busy) => {
             drain(&mut form).await;
             let mut errors = FieldErrors::default();
             errors.push("file", busy.detail.clone());
-            return refused_page(page, errors, Some(&busy));
+            return Receipt::Refused(Box::new(page), errors, Some(busy));
         }
     };
     let mut errors = FieldErrors::default();
@@ -759,8 +789,8 @@ async fn upload(
         &mut errors,
     )
     .await;
-    if let Err(refused) = user.check_csrf_headers(&headers, up.csrf.as_deref()) {
-        return refused;
+    if let Err(refused) = user.check_csrf_headers(headers, up.csrf.as_deref()) {
+        return Receipt::Answered(refused);
     }
     let mut page = page;
     page.default_region = match &up.default_region {
@@ -773,7 +803,7 @@ async fn upload(
         page.timezone_of_times = up.timezone_of_times.trim().to_string();
     }
     if busy.is_some() {
-        return refused_page(page, errors, busy.as_ref());
+        return Receipt::Refused(Box::new(page), errors, busy);
     }
     let tz = match herald_core::schedule::parse_timezone(&page.timezone_of_times) {
         Ok(tz) => Some(tz),
@@ -803,7 +833,7 @@ async fn upload(
     }
     let file = match up.file {
         Some(f) if errors.is_empty() => f,
-        _ => return refused_page(page, errors, None),
+        _ => return Receipt::Refused(Box::new(page), errors, None),
     };
     let upload = OutreachUpload {
         campaign_id: campaign.id,
@@ -814,28 +844,74 @@ async fn upload(
         default_region: Some(page.default_region.clone()).filter(|r| !r.is_empty()),
         limits: s.import_limits,
     };
-    let imported = import_outreach(s.store.clone(), upload, Arc::new(|_| {})).await;
+    Receipt::Ready(Box::new(Received {
+        user,
+        campaign,
+        page,
+        upload,
+        reviewed: up.reviewed.filter(|r| !r.trim().is_empty()),
+        permit,
+    }))
+}
+
+/// The field errors of an upload the engine refused (422), or the page that says what else
+/// went wrong.
+pub(crate) fn refusal_errors(
+    user: &CurrentUser,
+    e: herald_engine::ImportOutreachError,
+) -> Result<FieldErrors, Box<Response>> {
+    let e = ApiError::from(e);
+    if e.status() == StatusCode::UNPROCESSABLE_ENTITY {
+        let p = e.to_problem();
+        let mut errors = FieldErrors::default();
+        if p.errors.is_empty() {
+            errors.push("file", p.detail);
+        }
+        errors.0.extend(p.errors);
+        Ok(errors)
+    } else {
+        let p = e.to_problem();
+        Err(Box::new(problem(user, e.status(), p.detail)))
+    }
+}
+
+async fn upload(
+    Admin(user): Admin,
+    State(s): State<AppState>,
+    WebId(id): WebId,
+    headers: HeaderMap,
+    form: Multipart,
+) -> Response {
+    let r = match receive(user, &s, id, &headers, form).await {
+        Receipt::Ready(r) => *r,
+        Receipt::Refused(page, errors, busy) => return refused_page(*page, errors, busy.as_ref()),
+        Receipt::Answered(res) => return res,
+    };
+    let Received {
+        user,
+        page,
+        mut upload,
+        reviewed,
+        permit,
+        ..
+    } = r;
+    let imported = match reviewed {
+        Some(digest) => match herald_engine::check_reviewed(&mut upload.file, &digest) {
+            Ok(()) => import_outreach(s.store.clone(), upload, Arc::new(|_| {})).await,
+            Err(e) => Err(e),
+        },
+        None => import_outreach(s.store.clone(), upload, Arc::new(|_| {})).await,
+    };
     drop(permit);
     match imported {
         Ok(outreach) => {
             s.outreach_created(outreach.summary.rows);
             go_to(&headers, &format!("/outreaches/{}", outreach.id))
         }
-        Err(e) => {
-            let e = ApiError::from(e);
-            if e.status() == StatusCode::UNPROCESSABLE_ENTITY {
-                let p = e.to_problem();
-                let mut errors = FieldErrors::default();
-                if p.errors.is_empty() {
-                    errors.push("file", p.detail);
-                }
-                errors.0.extend(p.errors);
-                refused_page(page, errors, None)
-            } else {
-                let p = e.to_problem();
-                problem(&user, e.status(), p.detail)
-            }
-        }
+        Err(e) => match refusal_errors(&user, e) {
+            Ok(errors) => refused_page(page, errors, None),
+            Err(res) => *res,
+        },
     }
 }
 
@@ -914,7 +990,7 @@ impl Waiting {
 }
 
 /// `in 2 d 7 h`, `in 3 h 5 min`, `in 12 min`: how far off `later` is, to the minute.
-fn relative(now: Timestamp, later: Timestamp) -> String {
+pub(crate) fn relative(now: Timestamp, later: Timestamp) -> String {
     let minutes = (later.as_second() - now.as_second())
         .max(0)
         .unsigned_abs()

@@ -139,6 +139,21 @@ impl std::fmt::Display for WdError {
 #[derive(Debug, Clone)]
 pub struct El(pub String);
 
+/// Writes a WebDriver screenshot (base64 PNG) as `{name}.png`: into `docs/screenshots` when
+/// `HERALD_UPDATE_SCREENSHOTS=1`, else beside the test's build.
+fn save_png(name: &str, png: &Value) {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(png.as_str().unwrap_or(""))
+        .expect("a base64 screenshot");
+    let dir = if std::env::var("HERALD_UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
+    } else {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+}
+
 impl El {
     pub fn json(&self) -> Value {
         json!({ ELEMENT: self.0 })
@@ -642,16 +657,23 @@ impl Browser {
         self.viewport(1280, height as u32).await;
         let png = self.must(Method::GET, "/screenshot", Value::Null).await;
         self.viewport(1280, 900).await;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(png.as_str().unwrap_or(""))
-            .expect("a base64 screenshot");
-        let dir = if std::env::var("HERALD_UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
-        } else {
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
-        };
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+        save_png(name, &png);
+    }
+
+    /// Saves a PNG of the element `css` alone, as [`Browser::screenshot`] saves a page.
+    pub async fn screenshot_element(&mut self, css: &str, name: &str) {
+        let el = self.wait(css).await;
+        // Tall enough that the element is not cut at the window's bottom.
+        self.viewport(1280, 1600).await;
+        let png = self
+            .must(
+                Method::GET,
+                &format!("/element/{}/screenshot", el.0),
+                Value::Null,
+            )
+            .await;
+        self.viewport(1280, 900).await;
+        save_png(name, &png);
     }
 
     /// At 390×844 the page must be no wider than the screen (tables scroll inside
