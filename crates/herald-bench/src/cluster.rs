@@ -454,6 +454,7 @@ async fn sms_campaign(store: &dyn Store) -> anyhow::Result<Uuid> {
         schedule: Some(ScheduleInput {
             timezone: "UTC".into(),
             days,
+            closed_dates: Vec::new(),
         }),
         quiet_hours: Some(false),
         ..CampaignInput::default()

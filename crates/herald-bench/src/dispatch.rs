@@ -89,6 +89,7 @@ async fn email_campaign(store: &dyn Store) -> anyhow::Result<Uuid> {
         ScheduleInput {
             timezone: "UTC".into(),
             days,
+            closed_dates: Vec::new(),
         },
     )
     .await

@@ -350,6 +350,7 @@ async fn campaign(store: &dyn Store) -> anyhow::Result<uuid::Uuid> {
         ScheduleInput {
             timezone: "America/New_York".into(),
             days: [("mon".to_string(), vec!["09:00-17:00".to_string()])].into(),
+            closed_dates: Vec::new(),
         },
     )
     .await

@@ -240,6 +240,7 @@ mod tests {
                 .iter()
                 .map(|(d, w)| (d.to_string(), w.iter().map(|s| s.to_string()).collect()))
                 .collect(),
+            closed_dates: Vec::new(),
         };
         SendingHours::new(&Schedule::parse(&input).unwrap(), channel, quiet)
     }

@@ -1,8 +1,10 @@
 //! Sending hours: an IANA time zone plus windows per weekday.
 //!
-//! JSON shape: `{"timezone": "America/New_York", "days": {"mon": ["09:00-17:00"], "sun": []}}`.
-//! A day that is missing or empty is closed; a day may hold several windows, which must not
-//! overlap and must end after they start (`24:00` is the end of the day).
+//! JSON shape: `{"timezone": "America/New_York", "days": {"mon": ["09:00-17:00"], "sun": []},
+//! "closed_dates": ["2026-12-25"]}`. A day that is missing or empty is closed; a day may hold
+//! several windows, which must not overlap and must end after they start (`24:00` is the end of
+//! the day). `closed_dates` (optional) are holidays: local dates on which nothing is sent, read
+//! on the same clock as the windows (the recipient's).
 
 use crate::error::{Errors, ValidationError};
 use jiff::civil::{Date, DateTime, Time};
@@ -79,7 +81,12 @@ pub struct Schedule {
     timezone_name: String,
     /// Monday first; each day's windows sorted and not overlapping.
     days: [Vec<Window>; 7],
+    /// Local dates on which every window stays closed (holidays).
+    closed: std::collections::BTreeSet<Date>,
 }
+
+/// The most closed dates a schedule may list.
+pub const MAX_CLOSED_DATES: usize = 400;
 
 /// A schedule as it arrives in a request or is read from storage, before it is checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -89,6 +96,9 @@ pub struct ScheduleInput {
     pub timezone: String,
     #[serde(default)]
     pub days: BTreeMap<String, Vec<String>>,
+    /// Holidays: `YYYY-MM-DD` dates on which nothing is sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub closed_dates: Vec<String>,
 }
 
 /// Looks up an IANA time zone name (`Europe/Berlin`, `UTC`, `Etc/GMT+5`).
@@ -160,12 +170,38 @@ impl Schedule {
             }
             days[idx] = parsed;
         }
+        let mut closed = std::collections::BTreeSet::new();
+        if input.closed_dates.len() > MAX_CLOSED_DATES {
+            errors.push(
+                "closed_dates",
+                format!(
+                    "lists {} dates; at most {MAX_CLOSED_DATES} may be closed",
+                    input.closed_dates.len()
+                ),
+            );
+        } else {
+            for (i, d) in input.closed_dates.iter().enumerate() {
+                match d.trim().parse::<Date>() {
+                    Ok(date) => {
+                        closed.insert(date);
+                    }
+                    Err(_) => errors.push(
+                        format!("closed_dates[{i}]"),
+                        format!(
+                            "`{}` is not a date such as 2026-12-25",
+                            d.trim().chars().take(40).collect::<String>()
+                        ),
+                    ),
+                }
+            }
+        }
         errors.finish()?;
         let timezone = tz.ok_or_else(|| ValidationError::single("timezone", "missing"))?;
         Ok(Self {
             timezone,
             timezone_name: input.timezone.trim().to_string(),
             days,
+            closed,
         })
     }
 
@@ -178,7 +214,22 @@ impl Schedule {
         Schedule::parse(&ScheduleInput {
             timezone: tz.to_string(),
             days,
+            closed_dates: Vec::new(),
         })
+    }
+
+    /// The holidays: local dates on which nothing is sent, in order.
+    pub fn closed_dates(&self) -> impl Iterator<Item = Date> + '_ {
+        self.closed.iter().copied()
+    }
+
+    /// The windows of local `date` (none on a closed date).
+    fn windows_on(&self, date: Date, weekday_from_monday: usize) -> &[Window] {
+        if self.closed.contains(&date) {
+            &[]
+        } else {
+            self.windows(weekday_from_monday)
+        }
     }
 
     pub fn timezone(&self) -> &jiff::tz::TimeZone {
@@ -294,7 +345,7 @@ impl Schedule {
     fn window_at(&self, dt: DateTime) -> Option<(usize, usize)> {
         let day = weekday_index(dt);
         let tod = nanos_of_day(dt.time());
-        self.windows(day)
+        self.windows_on(dt.date(), day)
             .iter()
             .position(|w| minute_nanos(w.start) <= tod && tod < minute_nanos(w.end))
             .map(|i| (day, i))
@@ -307,17 +358,22 @@ impl Schedule {
         let tod = nanos_of_day(dt.time());
         // Windows are sorted and disjoint: the first one not yet over either holds `dt` or is
         // the next to open today.
-        if let Some(w) = self.windows(day).iter().find(|w| tod < minute_nanos(w.end)) {
+        if let Some(w) = self
+            .windows_on(dt.date(), day)
+            .iter()
+            .find(|w| tod < minute_nanos(w.end))
+        {
             return if minute_nanos(w.start) <= tod {
                 Some(dt)
             } else {
                 local_at(dt.date(), w.start)
             };
         }
+        // A week ahead, and a day more for each closed date that may fall in the way.
         let mut date = dt.date();
-        for k in 1..=7 {
+        for k in 1..=7 + self.closed.len() {
             date = date.tomorrow().ok()?;
-            if let Some(w) = self.windows((day + k) % 7).first() {
+            if let Some(w) = self.windows_on(date, (day + k) % 7).first() {
                 return local_at(date, w.start);
             }
         }
@@ -333,7 +389,7 @@ impl Schedule {
         // Days moved past `dt`'s date; past OPEN_UNTIL_DAYS the stretch is "long enough".
         let mut days_ahead = 0;
         loop {
-            let windows = self.windows(day);
+            let windows = self.windows_on(date, day);
             let mut end = windows.get(i).map_or(0, |w| w.end);
             while let Some(next) = windows.get(i + 1)
                 && next.start == end
@@ -354,7 +410,7 @@ impl Schedule {
             if days_ahead > OPEN_UNTIL_DAYS {
                 return LocalEnd::Beyond;
             }
-            match self.windows(day).first() {
+            match self.windows_on(date, day).first() {
                 Some(w) if w.start == 0 => i = 0,
                 _ => return local_at(date, 0).map_or(LocalEnd::Beyond, LocalEnd::Ends),
             }
@@ -369,6 +425,7 @@ impl Schedule {
                 .zip(&self.days)
                 .map(|(d, ws)| ((*d).to_string(), ws.iter().map(Window::to_string).collect()))
                 .collect(),
+            closed_dates: self.closed.iter().map(Date::to_string).collect(),
         }
     }
 }
@@ -444,9 +501,13 @@ impl Serialize for Schedule {
                 m.end()
             }
         }
-        let mut m = s.serialize_map(Some(2))?;
+        let mut m = s.serialize_map(None)?;
         m.serialize_entry("timezone", &self.timezone_name)?;
         m.serialize_entry("days", &Days(&self.days))?;
+        if !self.closed.is_empty() {
+            let dates: Vec<String> = self.closed.iter().map(Date::to_string).collect();
+            m.serialize_entry("closed_dates", &dates)?;
+        }
         m.end()
     }
 }
@@ -503,6 +564,7 @@ mod tests {
                 .iter()
                 .map(|(d, ws)| (d.to_string(), ws.iter().map(|w| w.to_string()).collect()))
                 .collect(),
+            closed_dates: Vec::new(),
         }
     }
 

@@ -18,6 +18,7 @@ fn schedule(tz: &str, days: &[(&str, &[&str])]) -> Schedule {
             .iter()
             .map(|(d, ws)| (d.to_string(), ws.iter().map(|w| w.to_string()).collect()))
             .collect(),
+        closed_dates: Vec::new(),
     })
     .unwrap()
 }
@@ -443,6 +444,7 @@ mod properties {
                         .zip(days)
                         .map(|(d, ws)| (d.to_string(), ws))
                         .collect(),
+                    closed_dates: Vec::new(),
                 })
                 .unwrap()
             })

@@ -15,6 +15,7 @@ fn schedule(tz: &str, days: &[(&str, &[&str])]) -> Schedule {
             .iter()
             .map(|(d, ws)| (d.to_string(), ws.iter().map(|w| w.to_string()).collect()))
             .collect(),
+        closed_dates: Vec::new(),
     })
     .unwrap()
 }
@@ -973,6 +974,7 @@ mod properties {
                         .zip(days)
                         .map(|(d, ws)| (d.to_string(), ws))
                         .collect(),
+                    closed_dates: Vec::new(),
                 })
                 .unwrap()
             })
@@ -1183,4 +1185,86 @@ mod properties {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------- closed dates (holidays)
+
+fn with_holidays(tz: &str, windows: &[&str], closed: &[&str]) -> Schedule {
+    let mut input = every_day(tz, windows).to_input();
+    input.closed_dates = closed.iter().map(|d| d.to_string()).collect();
+    Schedule::parse(&input).unwrap()
+}
+
+#[test]
+fn a_closed_date_sends_nothing_and_the_next_open_day_takes_over() {
+    // Friday 2026-12-25 and Monday 2026-12-28 closed.
+    let s = with_holidays("Europe/Berlin", &["09:00-17:00"], &["2026-12-25", "2026-12-28"]);
+    assert!(!s.is_open(at("2026-12-25T10:00[Europe/Berlin]"), None));
+    assert!(s.is_open(at("2026-12-24T10:00[Europe/Berlin]"), None));
+    assert_eq!(
+        s.next_open(at("2026-12-24T18:00[Europe/Berlin]"), None),
+        Some(at("2026-12-26T09:00[Europe/Berlin]"))
+    );
+    // Sunday evening: Monday is closed, Tuesday opens.
+    assert_eq!(
+        s.next_open(at("2026-12-27T18:00[Europe/Berlin]"), None),
+        Some(at("2026-12-29T09:00[Europe/Berlin]"))
+    );
+}
+
+#[test]
+fn a_closed_date_is_read_on_the_recipients_clock() {
+    let s = with_holidays("UTC", &["00:00-24:00"], &["2026-12-25"]);
+    // 2026-12-25 10:00 in Tokyo is still the 25th there; in UTC it is the 25th at 01:00.
+    let tokyo = zone("Asia/Tokyo");
+    assert!(!s.is_open(at("2026-12-25T10:00[Asia/Tokyo]"), Some(&tokyo)));
+    // The 24th 23:00 UTC is the 25th 08:00 in Tokyo: closed there, open in UTC.
+    let t = at("2026-12-24T23:00[UTC]");
+    assert!(s.is_open(t, None));
+    assert!(!s.is_open(t, Some(&tokyo)));
+    assert_eq!(
+        s.next_open(t, Some(&tokyo)),
+        Some(at("2026-12-26T00:00[Asia/Tokyo]"))
+    );
+}
+
+#[test]
+fn a_stretch_open_around_the_clock_ends_at_a_closed_date() {
+    let s = with_holidays("UTC", &["00:00-24:00"], &["2026-12-25"]);
+    assert_eq!(
+        s.open_until(at("2026-12-23T12:00[UTC]"), None),
+        Some(at("2026-12-25T00:00[UTC]"))
+    );
+    assert_eq!(s.open_until(at("2026-12-25T12:00[UTC]"), None), None);
+}
+
+#[test]
+fn closed_dates_are_checked_kept_and_shown() {
+    let s = with_holidays("UTC", &["09:00-17:00"], &["2026-12-31", "2026-01-01"]);
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(
+        json["closed_dates"],
+        serde_json::json!(["2026-01-01", "2026-12-31"])
+    );
+    let back: Schedule = serde_json::from_value(json).unwrap();
+    assert_eq!(back, s);
+    // Without closed dates the JSON is as it always was.
+    let plain = serde_json::to_value(every_day("UTC", &["09:00-17:00"])).unwrap();
+    assert!(plain.get("closed_dates").is_none(), "{plain}");
+
+    let mut input = every_day("UTC", &["09:00-17:00"]).to_input();
+    input.closed_dates = vec!["2026-12-25".into(), "Christmas".into()];
+    let err = Schedule::parse(&input).unwrap_err();
+    assert!(
+        err.0
+            .iter()
+            .any(|e| e.field == "closed_dates[1]" && e.message.contains("Christmas")),
+        "{err:?}"
+    );
+    input.closed_dates = (0..401).map(|i| format!("2027-01-{:02}", i % 28 + 1)).collect();
+    let err = Schedule::parse(&input).unwrap_err();
+    assert!(
+        err.0.iter().any(|e| e.field == "closed_dates"),
+        "{err:?}"
+    );
 }

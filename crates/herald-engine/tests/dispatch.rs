@@ -159,6 +159,7 @@ fn schedule(tz: &str, days: &[(&str, &str)]) -> Schedule {
     Schedule::parse(&ScheduleInput {
         timezone: tz.to_string(),
         days: map,
+        closed_dates: Vec::new(),
     })
     .expect("schedule")
 }

@@ -101,6 +101,7 @@ async fn campaign(
             schedule: Schedule::parse(&ScheduleInput {
                 timezone: "UTC".into(),
                 days,
+                closed_dates: Vec::new(),
             })
             .unwrap(),
             quiet_hours: false,

@@ -340,6 +340,7 @@ async fn settings_forms_store_what_they_check(app: common::App) {
         schedule: Some(herald_core::schedule::ScheduleInput {
             timezone: "UTC".into(),
             days: Default::default(),
+            closed_dates: Vec::new(),
         }),
         ..Default::default()
     }

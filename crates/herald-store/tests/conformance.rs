@@ -173,6 +173,7 @@ fn schedule() -> Schedule {
     Schedule::parse(&ScheduleInput {
         timezone: "America/New_York".to_string(),
         days,
+        closed_dates: Vec::new(),
     })
     .expect("test schedule")
 }

@@ -60,6 +60,7 @@ async fn campaign(store: &dyn Store) -> (uuid::Uuid, uuid::Uuid) {
     let schedule = Schedule::parse(&ScheduleInput {
         timezone: "UTC".into(),
         days,
+        closed_dates: Vec::new(),
     })
     .unwrap();
     let campaign = store

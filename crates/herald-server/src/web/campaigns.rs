@@ -332,6 +332,7 @@ impl CampaignValues {
         ScheduleInput {
             timezone: self.timezone.clone(),
             days,
+            closed_dates: Vec::new(),
         }
     }
 }
