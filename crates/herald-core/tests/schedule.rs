@@ -1198,7 +1198,11 @@ fn with_holidays(tz: &str, windows: &[&str], closed: &[&str]) -> Schedule {
 #[test]
 fn a_closed_date_sends_nothing_and_the_next_open_day_takes_over() {
     // Friday 2026-12-25 and Monday 2026-12-28 closed.
-    let s = with_holidays("Europe/Berlin", &["09:00-17:00"], &["2026-12-25", "2026-12-28"]);
+    let s = with_holidays(
+        "Europe/Berlin",
+        &["09:00-17:00"],
+        &["2026-12-25", "2026-12-28"],
+    );
     assert!(!s.is_open(at("2026-12-25T10:00[Europe/Berlin]"), None));
     assert!(s.is_open(at("2026-12-24T10:00[Europe/Berlin]"), None));
     assert_eq!(
@@ -1261,10 +1265,9 @@ fn closed_dates_are_checked_kept_and_shown() {
             .any(|e| e.field == "closed_dates[1]" && e.message.contains("Christmas")),
         "{err:?}"
     );
-    input.closed_dates = (0..401).map(|i| format!("2027-01-{:02}", i % 28 + 1)).collect();
+    input.closed_dates = (0..401)
+        .map(|i| format!("2027-01-{:02}", i % 28 + 1))
+        .collect();
     let err = Schedule::parse(&input).unwrap_err();
-    assert!(
-        err.0.iter().any(|e| e.field == "closed_dates"),
-        "{err:?}"
-    );
+    assert!(err.0.iter().any(|e| e.field == "closed_dates"), "{err:?}");
 }

@@ -17,6 +17,7 @@ herald_store::on_both_backends!(
     pagination_walks_every_item_once,
     malformed_requests_get_problem_json,
     in_use_resources_cannot_be_deleted,
+    a_campaign_keeps_two_windows_a_day_and_its_closed_dates,
 );
 
 async fn health_needs_no_token(app: App) {
@@ -562,4 +563,46 @@ async fn in_use_resources_cannot_be_deleted(app: App) {
         let (s, _) = app.admin(Method::GET, &path, None).await;
         assert_eq!(s, StatusCode::OK, "still there: {path}");
     }
+}
+
+async fn a_campaign_keeps_two_windows_a_day_and_its_closed_dates(app: App) {
+    let id = app.sms_campaign().await;
+    let (s, c) = app
+        .admin(Method::GET, &format!("/api/v1/campaigns/{id}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut body = c.clone();
+    body["schedule"] = serde_json::json!({"timezone": "Europe/Berlin",
+        "days": {"mon": ["13:00-17:00", "09:00-12:00"]},
+        "closed_dates": ["2026-12-25", "2026-12-24"]});
+    let (s, saved) = app
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/campaigns/{id}"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{saved}");
+    let (_, read) = app
+        .admin(Method::GET, &format!("/api/v1/campaigns/{id}"), None)
+        .await;
+    assert_eq!(
+        read["schedule"]["days"]["mon"],
+        serde_json::json!(["09:00-12:00", "13:00-17:00"]),
+        "{read}"
+    );
+    assert_eq!(
+        read["schedule"]["closed_dates"],
+        serde_json::json!(["2026-12-24", "2026-12-25"]),
+        "{read}"
+    );
+    body["schedule"]["closed_dates"] = serde_json::json!(["25.12.2026"]);
+    let (s, problem) = app
+        .admin(Method::PUT, &format!("/api/v1/campaigns/{id}"), Some(body))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        common::has_error(&problem, "schedule.closed_dates[0]", "is not a date"),
+        "{problem}"
+    );
 }

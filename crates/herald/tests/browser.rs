@@ -193,8 +193,12 @@ async fn the_admin_ui_works_in_a_browser() {
             .await;
         b.set_value(&format!("input[name={day}_from]"), "00:00")
             .await;
-        b.set_value(&format!("input[name={day}_to]"), "23:59").await;
+        // Two windows a day (they touch, so it sends at any hour but the last minute).
+        b.set_value(&format!("input[name={day}_to]"), "12:00").await;
+        b.fill(&format!("input[name={day}_extra]"), "12:00-23:59")
+            .await;
     }
+    b.fill("textarea[name=closed_dates]", "2030-12-25").await;
     b.check_labels().await;
     b.screenshot("campaign-form").await;
     b.js(
@@ -221,13 +225,21 @@ async fn the_admin_ui_works_in_a_browser() {
         .js(
             "return [document.querySelector('[name=description]').value,
                      document.querySelector('[name=mon_closed]').checked,
-                     document.querySelector('[name=sun_to]').value]",
+                     document.querySelector('[name=sun_to]').value,
+                     document.querySelector('[name=sun_extra]').value,
+                     document.querySelector('[name=closed_dates]').value]",
             vec![],
         )
         .await;
     assert_eq!(
         kept,
-        json!(["Tell customers their order is running late", false, "23:59"]),
+        json!([
+            "Tell customers their order is running late",
+            false,
+            "12:00",
+            "12:00-23:59",
+            "2030-12-25"
+        ]),
         "the form comes back with what was submitted"
     );
     b.fill("[name=name]", "Order updates").await;
@@ -238,6 +250,14 @@ async fn the_admin_ui_works_in_a_browser() {
         })
         .await;
     let campaign = uuid_after(&campaign_url, "/campaigns/").unwrap();
+    b.wait_text("#campaign-schedule", "two windows a day", |t| {
+        t.contains("00:00-12:00, 12:00-23:59")
+    })
+    .await;
+    b.wait_text("#campaign-closed-dates", "the holiday", |t| {
+        t.contains("2030-12-25")
+    })
+    .await;
 
     b.goto("/campaigns?channel=sms").await;
     b.wait(&format!("main a[href='/campaigns/{campaign}']"))

@@ -199,8 +199,7 @@ struct DayRow {
     closed: bool,
     from: String,
     to: String,
-    /// Further windows of the day (`13:00-17:00, 18:00-20:00`), kept as they are: the form
-    /// edits one window a day.
+    /// Further windows of the day, written `13:00-17:00, 18:00-20:00`.
     extra: String,
 }
 
@@ -214,6 +213,8 @@ struct CampaignValues {
     timezone: String,
     quiet_hours: bool,
     days: Vec<DayRow>,
+    /// Holidays, one `YYYY-MM-DD` a line.
+    closed_dates: String,
 }
 
 impl CampaignValues {
@@ -241,6 +242,7 @@ impl CampaignValues {
                     extra: String::new(),
                 })
                 .collect(),
+            closed_dates: String::new(),
         }
     }
 
@@ -280,6 +282,12 @@ impl CampaignValues {
             timezone: c.schedule.timezone_name().to_string(),
             quiet_hours: c.quiet_hours,
             days,
+            closed_dates: c
+                .schedule
+                .closed_dates()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
         }
     }
 
@@ -305,6 +313,7 @@ impl CampaignValues {
                     extra: form.get(&format!("{key}_extra")).to_string(),
                 })
                 .collect(),
+            closed_dates: form.get("closed_dates").to_string(),
         }
     }
 
@@ -332,7 +341,12 @@ impl CampaignValues {
         ScheduleInput {
             timezone: self.timezone.clone(),
             days,
-            closed_dates: Vec::new(),
+            closed_dates: self
+                .closed_dates
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|d| !d.is_empty())
+                .map(str::to_string)
+                .collect(),
         }
     }
 }
@@ -608,6 +622,7 @@ fn place_error(field: &str, message: &str) -> (String, String) {
         "answer_id" => ("answer_id".into(), label("Answer")),
         "quiet_hours" => ("quiet_hours".into(), message.to_string()),
         "schedule.timezone" | "timezone" => ("timezone".into(), message.to_string()),
+        f if f.starts_with("schedule.closed_dates") => ("closed_dates".into(), message.to_string()),
         f if f.starts_with("schedule") => {
             // `schedule.days.mon[0]` → "Monday: ..."
             let day = f
@@ -810,6 +825,8 @@ struct ShowPage {
     description: String,
     timezone: String,
     days: Vec<DaySummary>,
+    /// The holidays, `2026-12-25, 2027-01-01`; empty without.
+    closed_dates: String,
     never_opens: bool,
     /// `None` when quiet hours do not apply (email, chat).
     quiet_hours: Option<bool>,
@@ -948,6 +965,12 @@ async fn show_page(
         description: c.description.clone(),
         timezone: c.schedule.timezone_name().to_string(),
         days: schedule_summary(&c.schedule),
+        closed_dates: c
+            .schedule
+            .closed_dates()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         never_opens: c.schedule.is_always_closed(),
         quiet_hours: c.channel.is_phone().then_some(c.quiet_hours),
         created: date(c.created_at),
