@@ -820,6 +820,43 @@ async fn the_answer_preview() {
     .await;
 }
 
+/// When the store fails under a page (here: the sessions table is gone), the browser gets a
+/// styled 500 page that says what could not be done, not a bare line of text.
+#[tokio::test]
+async fn a_store_failure_gets_a_styled_error_page() {
+    let app = common::start(herald_store::testing::sqlite().await).await;
+    let admin = sign_in(&app, "admin@example.com", Role::Admin).await;
+    let page = admin.get("/campaigns").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let pool = sqlx::SqlitePool::connect(&app.db.url).await.unwrap();
+    sqlx::query("ALTER TABLE web_sessions RENAME TO web_sessions_gone")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let page = admin.get("/campaigns").await;
+    assert_eq!(
+        page.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<h1>Something went wrong</h1>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("Herald could not check your session"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("/static/app.css"),
+        "styled: {}",
+        page.body
+    );
+}
+
 /// A cut-off id in a page's URL and a path that names nothing get the admin's styled 404 page
 /// (not the framework's plain text); the API keeps answering problem JSON.
 async fn missing_pages_are_styled_for_browsers_and_json_for_the_api(app: common::App) {

@@ -31,7 +31,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use herald_core::{EmailAddress, Role};
 use herald_store::{LoginAttempt, StoreError, User};
@@ -138,11 +138,7 @@ fn minutes(wait: std::time::Duration) -> u64 {
 // ---------------------------------------------------------------- helpers
 
 fn server_error() -> Response {
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Html("<!doctype html><title>Error</title><p>Herald could not do this; see the server log.</p>"),
-    )
-        .into_response()
+    super::server_error_page("do this")
 }
 
 fn store_failed(e: StoreError) -> Response {

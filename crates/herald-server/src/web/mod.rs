@@ -64,6 +64,23 @@ pub fn render(template: &impl Template) -> Response {
     render_status(StatusCode::OK, template)
 }
 
+/// The 500 page of a request Herald could not carry out (the store failed, say): styled like
+/// the sign-in pages, since the session itself may be what could not be read. The cause is in
+/// the server log, not on the page.
+pub fn server_error_page(what: &str) -> Response {
+    render_status(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &session::MessagePage {
+            title: "Something went wrong".to_string(),
+            message: format!(
+                "Herald could not {what}. Nothing else was changed; try again in a moment. The \
+                 server log says why."
+            ),
+            link: Some(("/".to_string(), "Back to Herald".to_string())),
+        },
+    )
+}
+
 /// [`render`] with another status (422 for a form with errors, 404, 403...).
 pub fn render_status(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {

@@ -165,13 +165,7 @@ pub async fn session_user(
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "could not read a web session");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                axum::response::Html(
-                    "<!doctype html><title>Error</title><p>Herald could not check your session; see the server log.</p>",
-                ),
-            )
-                .into_response()
+            crate::web::server_error_page("check your session")
         })?;
     Ok(found.map(|(user, csrf_token)| CurrentUser {
         id: user.id,
