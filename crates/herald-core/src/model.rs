@@ -228,14 +228,20 @@ impl AnswerInput {
             }
             let subject = match v.subject.as_deref().map(str::trim) {
                 None | Some("") => None,
-                Some(s) => errors.take(field("subject"), Template::parse(s)),
+                Some(s) => errors.take(
+                    field("subject"),
+                    Template::parse(s).and_then(|t| t.check_names().map(|()| t)),
+                ),
             };
             if v.body.trim().is_empty() {
                 errors.push(field("body"), "is required");
             } else if v.body.len() > BODY_MAX {
                 errors.push(field("body"), format!("is longer than {BODY_MAX} bytes"));
             }
-            let body = errors.take(field("body"), Template::parse(&v.body));
+            let body = errors.take(
+                field("body"),
+                Template::parse(&v.body).and_then(|t| t.check_names().map(|()| t)),
+            );
             if let (Some(language), Some(body)) = (language, body) {
                 variants.push(AnswerVariant {
                     language,

@@ -49,6 +49,48 @@ impl Template {
         })
     }
 
+    /// Checks that every filter, test and function the template calls exists, by rendering it
+    /// once with each variable set to a word: minijinja resolves those names only when it meets
+    /// them, so `{{ name | uppper }}` would otherwise parse, be saved, and fail at every send.
+    /// A branch that a word does not reach (the `else` of `{% if name %}`) is not checked.
+    pub fn check_names(&self) -> Result<(), TemplateError> {
+        let env = environment();
+        let Ok(tmpl) = env.template_from_str(&self.source) else {
+            return Ok(()); // parse already said why
+        };
+        let ctx: std::collections::BTreeMap<&str, &str> = self
+            .variables
+            .iter()
+            .map(|v| (v.as_str(), "sample"))
+            .collect();
+        match tmpl.render(&ctx) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    minijinja::ErrorKind::UnknownFilter
+                        | minijinja::ErrorKind::UnknownTest
+                        | minijinja::ErrorKind::UnknownFunction
+                ) =>
+            {
+                let what = match e.kind() {
+                    minijinja::ErrorKind::UnknownFilter => "filter",
+                    minijinja::ErrorKind::UnknownTest => "test",
+                    _ => "function",
+                };
+                let name = e.detail().map(str::to_string).unwrap_or_default();
+                Err(TemplateError {
+                    line: e.line().unwrap_or(1),
+                    reason: if name.is_empty() {
+                        format!("unknown {what}")
+                    } else {
+                        format!("unknown {what}: {name}")
+                    },
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn source(&self) -> &str {
         &self.source
     }
@@ -78,5 +120,34 @@ mod tests {
         assert!(!err.reason.is_empty());
         let err = Template::parse("{% if x %}open").unwrap_err();
         assert!(err.to_string().starts_with("line 1:"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::Template;
+
+    #[test]
+    fn unknown_filters_tests_and_functions_are_named() {
+        let e = Template::parse("Hi {{ name | uppper }}")
+            .unwrap()
+            .check_names()
+            .unwrap_err();
+        assert!(e.reason.contains("unknown filter"), "{e}");
+        assert!(e.reason.contains("uppper"), "{e}");
+        let e = Template::parse("{% if name is frobbed %}x{% endif %}")
+            .unwrap()
+            .check_names()
+            .unwrap_err();
+        assert!(e.reason.contains("unknown test"), "{e}");
+        for good in [
+            "Hi {{ name | upper }}",
+            "{{ name | default('there') | title }}",
+            "{% if name is defined %}{{ name }}{% endif %}",
+            // A filter that fails on the sample word is the recipient's problem, not a typo.
+            "{{ amount | int + 1 }}",
+        ] {
+            Template::parse(good).unwrap().check_names().unwrap();
+        }
     }
 }

@@ -463,10 +463,41 @@ async fn the_answer_preview_renders_and_counts_segments(app: common::App) {
             &[("body_0", "Hi {{ first_name }}"), ("sample", "")],
         )
         .await;
+    // An untouched sample is no error: the variable shows in brackets, and the preview says so.
     assert!(
-        element(&res.body, "preview-error")
+        element(&res.body, "preview-error").is_none(),
+        "{}",
+        res.body
+    );
+    assert!(
+        element(&res.body, "preview-body")
             .unwrap()
-            .contains("first_name")
+            .contains("Hi [first_name]"),
+        "{}",
+        res.body
+    );
+    assert!(
+        element(&res.body, "preview-unsampled")
+            .unwrap()
+            .contains("first_name"),
+        "{}",
+        res.body
+    );
+    // A misspelled filter is refused when the answer is saved, by name.
+    let (status, problem) = app
+        .admin(
+            reqwest::Method::POST,
+            "/api/v1/answers",
+            Some(
+                serde_json::json!({"name": "Typo", "variants": [{"language": "en",
+                "body": "Hi {{ first_name | uppper }}"}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        common::has_error(&problem, "variants[0].body", "unknown filter"),
+        "{problem}"
     );
     // CSRF is checked here too.
     let res = admin

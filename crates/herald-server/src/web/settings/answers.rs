@@ -68,6 +68,8 @@ struct PreviewView {
     /// The body as an email campaign sends it: both parts, with the unsubscribe footer.
     email: crate::routes::answers::EmailPreview,
     error: Option<String>,
+    /// Variables the sample does not give, shown as `[name]`.
+    unsampled: Vec<String>,
     /// Nothing typed yet.
     empty: bool,
 }
@@ -244,9 +246,20 @@ fn preview(subject: &str, body: &str, sample: &str) -> PreviewView {
         };
     }
     let subject = (!subject.trim().is_empty()).then_some(subject);
-    let result = parse_sample(sample).and_then(|vars| {
+    let mut unsampled = Vec::new();
+    let result = parse_sample(sample).and_then(|mut vars| {
         Renderer::from_sources(subject, body)
-            .and_then(|r| r.render(&vars))
+            .and_then(|r| {
+                // A variable the sample does not give is shown by its name, not as an error:
+                // the answer is fine, the sample is just not filled in (yet).
+                for v in r.variables() {
+                    if !vars.contains_key(v) {
+                        unsampled.push(v.to_string());
+                        vars.insert(v.to_string(), serde_json::Value::String(format!("[{v}]")));
+                    }
+                }
+                r.render(&vars)
+            })
             .and_then(|rendered| {
                 crate::routes::answers::email_preview(subject, body, &vars)
                     .map(|email| (rendered, email))
@@ -264,6 +277,7 @@ fn preview(subject: &str, body: &str, sample: &str) -> PreviewView {
                 units: sms.units,
                 email,
                 error: None,
+                unsampled,
                 empty: false,
             }
         }
@@ -521,8 +535,11 @@ mod tests {
         assert_eq!(p.encoding, "GSM-7");
         let p = preview("", "Hi {{ name", "");
         assert!(p.error.is_some());
+        // An untouched sample is no error: the variable shows by its name.
         let p = preview("", "Hi {{ name }}", "");
-        assert!(p.error.unwrap().contains("name"));
+        assert_eq!(p.error, None);
+        assert_eq!(p.body, "Hi [name]");
+        assert_eq!(p.unsampled, vec!["name".to_string()]);
         let p = preview("", "Hi", "no equals sign");
         assert!(p.error.unwrap().contains("name=value"));
     }
