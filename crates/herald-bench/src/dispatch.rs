@@ -867,6 +867,13 @@ impl herald_store::Catalog for TimedStore {
     async fn delete_answer(&self, id: Uuid) -> herald_store::Result<()> {
         self.inner.delete_answer(id).await
     }
+    async fn recent_columns(
+        &self,
+        answer_id: Uuid,
+        lists: u32,
+    ) -> herald_store::Result<std::collections::BTreeSet<String>> {
+        self.inner.recent_columns(answer_id, lists).await
+    }
     async fn create_campaign(&self, spec: &CampaignSpec) -> herald_store::Result<Campaign> {
         self.inner.create_campaign(spec).await
     }

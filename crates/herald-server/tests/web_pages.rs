@@ -841,6 +841,7 @@ herald_store::on_both_backends!(
     campaign_forms_offer_only_what_fits,
     agents_read_campaigns_but_change_nothing,
     missing_pages_are_styled_for_browsers_and_json_for_the_api,
+    the_answer_editor_warns_of_variables_no_recent_list_had,
 );
 
 #[tokio::test]
@@ -928,4 +929,68 @@ async fn missing_pages_are_styled_for_browsers_and_json_for_the_api(app: common:
         .await;
     assert_eq!(api.status, StatusCode::NOT_FOUND);
     assert!(api.body.contains("\"status\":404"), "{}", api.body);
+}
+
+/// The answer editor checks the variables it reads against the columns of the latest lists
+/// uploaded to the campaigns that use the answer: a misspelling is pointed out as it is typed.
+async fn the_answer_editor_warns_of_variables_no_recent_list_had(app: common::App) {
+    let campaign = app.sms_campaign().await;
+    let (_, c) = app
+        .admin(
+            reqwest::Method::GET,
+            &format!("/api/v1/campaigns/{campaign}"),
+            None,
+        )
+        .await;
+    let answer = c["answer_id"].as_str().unwrap().to_string();
+    let admin = sign_in(&app, "admin@example.com", Role::Admin).await;
+    let preview = |body: &'static str| {
+        let admin = &admin;
+        let answer = answer.clone();
+        async move {
+            admin
+                .post(
+                    "/settings/answers/preview",
+                    &[
+                        ("answer", answer.as_str()),
+                        ("body_0", body),
+                        ("sample", ""),
+                    ],
+                )
+                .await
+        }
+    };
+    // No list uploaded yet: nothing to compare with.
+    let res = preview("Hi {{ first_nme }}").await;
+    assert!(
+        element(&res.body, "preview-columns").is_none(),
+        "{}",
+        res.body
+    );
+    let (status, o) = app
+        .upload(
+            &campaign,
+            "phone,first_name,order\n+14155552671,Ana,A-1\n",
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{o}");
+    let res = preview("Hi {{ first_nme }}, order {{ order }}").await;
+    let warning = element(&res.body, "preview-columns").unwrap_or_default();
+    assert!(warning.contains("first_nme"), "{}", res.body);
+    assert!(!warning.contains("“order”"), "{warning}");
+    assert!(warning.contains("first_name, order"), "{warning}");
+    let res = preview("Hi {{ first_name }}").await;
+    assert!(
+        element(&res.body, "preview-columns").is_none(),
+        "{}",
+        res.body
+    );
+    // The edit page says it too, for the answer as saved.
+    let page = admin.get(&format!("/settings/answers/{answer}")).await;
+    assert!(
+        element(&page.body, "preview-columns").is_none(),
+        "{}",
+        page.body
+    );
 }

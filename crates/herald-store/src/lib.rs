@@ -164,6 +164,14 @@ pub trait Catalog: Send + Sync {
     async fn update_answer(&self, id: Uuid, spec: &AnswerSpec) -> Result<Answer>;
     /// Refused with [`StoreError::InUse`] while a campaign uses the answer (names them).
     async fn delete_answer(&self, id: Uuid) -> Result<()>;
+    /// The columns (template variables) of the latest `lists` recipient lists uploaded to the
+    /// campaigns that use the answer: what its editor checks its variables against. One
+    /// recipient row is read per list.
+    async fn recent_columns(
+        &self,
+        answer_id: Uuid,
+        lists: u32,
+    ) -> Result<std::collections::BTreeSet<String>>;
     /// Refused with [`StoreError::Conflict`] if a campaign of that name exists on the channel.
     async fn create_campaign(&self, spec: &CampaignSpec) -> Result<Campaign>;
     async fn get_campaign(&self, id: Uuid) -> Result<Campaign>;

@@ -587,6 +587,31 @@ impl crate::Catalog for Backend {
         .await
     }
 
+    async fn recent_columns(
+        &self,
+        answer_id: Uuid,
+        lists: u32,
+    ) -> Result<std::collections::BTreeSet<String>> {
+        let rows: Vec<(Option<String>,)> = sqlx::query_as(
+            "SELECT (SELECT r.variables FROM recipients r WHERE r.outreach_id = o.id LIMIT 1) \
+             FROM outreaches o JOIN campaigns c ON c.id = o.campaign_id \
+             WHERE c.answer_id = $1 ORDER BY o.created_at DESC LIMIT $2",
+        )
+        .bind(answer_id)
+        .bind(i64::from(lists))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut columns = std::collections::BTreeSet::new();
+        for (vars,) in rows {
+            if let Some(serde_json::Value::Object(map)) =
+                vars.and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok())
+            {
+                columns.extend(map.into_iter().map(|(k, _)| k));
+            }
+        }
+        Ok(columns)
+    }
+
     async fn create_campaign(&self, spec: &CampaignSpec) -> Result<Campaign> {
         common::check_campaign(spec)?;
         let schedule = schedule_param(spec)?;

@@ -70,6 +70,12 @@ struct PreviewView {
     error: Option<String>,
     /// Variables the sample does not give, shown as `[name]`.
     unsampled: Vec<String>,
+    /// The variables the subject and body read.
+    variables: Vec<String>,
+    /// Variables that no recent recipient list of the campaigns using the answer had as a
+    /// column (a misspelling, most likely), and the columns those lists had.
+    unknown_columns: Vec<String>,
+    recent_columns: String,
     /// Nothing typed yet.
     empty: bool,
 }
@@ -247,11 +253,13 @@ fn preview(subject: &str, body: &str, sample: &str) -> PreviewView {
     }
     let subject = (!subject.trim().is_empty()).then_some(subject);
     let mut unsampled = Vec::new();
+    let mut variables = Vec::new();
     let result = parse_sample(sample).and_then(|mut vars| {
         Renderer::from_sources(subject, body)
             .and_then(|r| {
                 // A variable the sample does not give is shown by its name, not as an error:
                 // the answer is fine, the sample is just not filled in (yet).
+                variables = r.variables().iter().map(|v| v.to_string()).collect();
                 for v in r.variables() {
                     if !vars.contains_key(v) {
                         unsampled.push(v.to_string());
@@ -278,7 +286,9 @@ fn preview(subject: &str, body: &str, sample: &str) -> PreviewView {
                 email,
                 error: None,
                 unsampled,
+                variables,
                 empty: false,
+                ..PreviewView::default()
             }
         }
         Err(error) => PreviewView {
@@ -286,6 +296,34 @@ fn preview(subject: &str, body: &str, sample: &str) -> PreviewView {
             ..PreviewView::default()
         },
     }
+}
+
+/// How many of the latest recipient lists an answer's variables are checked against.
+const RECENT_LISTS: u32 = 5;
+
+/// Adds to `preview` the variables that none of the latest recipient lists of the campaigns
+/// using answer `id` had as a column. Nothing when no list was uploaded yet (or the store cannot
+/// say: a preview never fails for it).
+async fn check_columns(s: &AppState, id: Option<Uuid>, mut preview: PreviewView) -> PreviewView {
+    let Some(id) = id else {
+        return preview;
+    };
+    let columns = match s.store.recent_columns(id, RECENT_LISTS).await {
+        Ok(c) if !c.is_empty() => c,
+        Ok(_) => return preview,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the columns of recent lists");
+            return preview;
+        }
+    };
+    preview.unknown_columns = preview
+        .variables
+        .iter()
+        .filter(|v| !columns.contains(*v))
+        .cloned()
+        .collect();
+    preview.recent_columns = columns.into_iter().collect::<Vec<_>>().join(", ");
+    preview
 }
 
 /// The preview of the variant the form is being typed in (`variant`, default the first).
@@ -424,7 +462,7 @@ pub(super) async fn edit_answer(
             .collect(),
         sample: String::new(),
     };
-    let preview = preview_of(&FormPairs::default(), &sub);
+    let preview = check_columns(&s, Some(id), preview_of(&FormPairs::default(), &sub)).await;
     Ok(crate::web::render(&answer_form_page(
         &user,
         Some(id),
@@ -469,7 +507,7 @@ pub(super) async fn update_answer(
         }
         Err(e) => answer_errors(&e, &indices),
     };
-    let preview = preview_of(&form, &sub);
+    let preview = check_columns(&s, Some(id), preview_of(&form, &sub)).await;
     Ok(render_status(
         StatusCode::UNPROCESSABLE_ENTITY,
         &answer_form_page(
@@ -498,6 +536,7 @@ pub(super) async fn delete_answer(
 /// `variant` naming the variant being edited) and swaps this fragment in. Always 200 (htmx
 /// does not swap error statuses): a template error is shown in the preview.
 pub(super) async fn preview_answer(
+    State(s): State<AppState>,
     Admin(user): Admin,
     headers: HeaderMap,
     Form(pairs): Form<Vec<(String, String)>>,
@@ -514,8 +553,9 @@ pub(super) async fn preview_answer(
     };
     user.check_csrf(&token)?;
     let sub = AnswerSubmission::parse(&form);
+    let answer = form.get("answer").trim().parse::<Uuid>().ok();
     Ok(crate::web::render(&PreviewFragment {
-        preview: preview_of(&form, &sub),
+        preview: check_columns(&s, answer, preview_of(&form, &sub)).await,
     }))
 }
 
