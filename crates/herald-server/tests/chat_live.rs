@@ -19,6 +19,8 @@ herald_store::on_both_backends!(
     a_flood_is_refused_with_retry_after_and_earlier_messages_stay,
     cors_is_granted_to_the_sites_origins_only,
     an_answer_through_another_node_reaches_the_visitors_stream,
+    onboarding_matches_the_customer_by_email_and_shows_this_chat_only,
+    a_campaign_without_an_inbox_refuses_the_chat_in_words,
 );
 
 const ORIGIN: &str = "https://shop.example.com";
@@ -41,6 +43,10 @@ async fn start(db: herald_store::testing::TestStore) -> App {
 /// A site of [`ORIGIN`] and a chat campaign on it, open every day, with an inbox: (site key,
 /// campaign id, inbox id).
 async fn chat_setup(app: &App, name: &str) -> (String, String, String) {
+    chat_setup_with(app, name, false).await
+}
+
+async fn chat_setup_with(app: &App, name: &str, onboarding: bool) -> (String, String, String) {
     let inbox = app
         .create("/api/v1/inboxes", json!({"name": format!("{name} inbox")}))
         .await;
@@ -74,8 +80,10 @@ async fn chat_setup(app: &App, name: &str) -> (String, String, String) {
         .admin(
             Method::PUT,
             &format!("/api/v1/campaigns/{id}/chat"),
-            Some(json!({"site_id": site["id"], "inbox_id": inbox["id"],
-                        "triggers": [{"kind": "time_on_page", "seconds": 1}]})),
+            Some(
+                json!({"site_id": site["id"], "inbox_id": inbox["id"], "onboarding": onboarding,
+                        "triggers": [{"kind": "time_on_page", "seconds": 1}]}),
+            ),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{saved}");
@@ -133,10 +141,7 @@ async fn start_chat(app: &App, key: &str, campaign: &str, body: &str) -> (String
     );
     (
         started["token"].as_str().expect("token").to_string(),
-        started["conversation_id"]
-            .as_str()
-            .expect("id")
-            .to_string(),
+        started["conversation_id"].as_str().expect("id").to_string(),
         started,
     )
 }
@@ -234,17 +239,34 @@ async fn a_visitor_reply_opens_a_conversation_and_the_agents_answer_reaches_them
     let messages = view["messages"].as_array().expect("messages");
     let got: Vec<_> = messages
         .iter()
-        .map(|m| (m["author"].clone(), m["direction"].clone(), m["body"].clone()))
+        .map(|m| {
+            (
+                m["author"].clone(),
+                m["direction"].clone(),
+                m["body"].clone(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
         [
-            (json!("outreach"), json!("outbound"), json!("Need a hand with Shoes?")),
-            (json!("customer"), json!("inbound"), json!("Do you have size 42?")),
+            (
+                json!("outreach"),
+                json!("outbound"),
+                json!("Need a hand with Shoes?")
+            ),
+            (
+                json!("customer"),
+                json!("inbound"),
+                json!("Do you have size 42?")
+            ),
         ]
     );
     // The visitor's stream is open before the agent answers; the answer arrives on it.
-    let after = started["messages"][1]["id"].as_str().expect("id").to_string();
+    let after = started["messages"][1]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     let stream = app
         .http
         .get(format!(
@@ -328,8 +350,14 @@ async fn a_token_reads_and_writes_its_own_conversation_only(app: App) {
     assert_eq!(inbox_conversations(&app, &inbox).await.len(), 2);
 
     let a_sees = bodies(&visitor_messages(&app, &key, &a).await);
-    assert!(a_sees.iter().any(|(_, b)| b == "I am visitor A"), "{a_sees:?}");
-    assert!(!a_sees.iter().any(|(_, b)| b == "I am visitor B"), "{a_sees:?}");
+    assert!(
+        a_sees.iter().any(|(_, b)| b == "I am visitor A"),
+        "{a_sees:?}"
+    );
+    assert!(
+        !a_sees.iter().any(|(_, b)| b == "I am visitor B"),
+        "{a_sees:?}"
+    );
 
     // B's signature on A's conversation id is no token.
     let (_, rest) = b.split_once('.').expect("token");
@@ -362,7 +390,10 @@ async fn a_token_reads_and_writes_its_own_conversation_only(app: App) {
     // No token at all: 401, in words.
     let (s, _, p) = visitor(&app, Method::GET, &path, Some(ORIGIN), None, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{p}");
-    assert!(p["detail"].as_str().unwrap_or("").contains(TOKEN_HEADER), "{p}");
+    assert!(
+        p["detail"].as_str().unwrap_or("").contains(TOKEN_HEADER),
+        "{p}"
+    );
     // A token of one site is nothing on another.
     let (s, _, p) = visitor(
         &app,
@@ -540,7 +571,9 @@ async fn cors_is_granted_to_the_sites_origins_only(app: App) {
         .unwrap_or_default()
         .to_string();
     assert!(allowed.contains(TOKEN_HEADER), "{allowed}");
-    let evil = preflight("https://evil.example.net").await.expect("preflight");
+    let evil = preflight("https://evil.example.net")
+        .await
+        .expect("preflight");
     assert!(
         evil.headers().get("access-control-allow-origin").is_none(),
         "{:?}",
@@ -610,7 +643,10 @@ async fn an_answer_through_another_node_reaches_the_visitors_stream(app: App) {
     })
     .await;
     let (token, conversation, started) = start_chat(&app, &key, &campaign, "Anyone there?").await;
-    let after = started["messages"][1]["id"].as_str().expect("id").to_string();
+    let after = started["messages"][1]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     let stream = app
         .http
         .get(format!(
@@ -637,4 +673,125 @@ async fn an_answer_through_another_node_reaches_the_visitors_stream(app: App) {
         3,
         "greeting, question, answer"
     );
+}
+
+async fn onboarding_matches_the_customer_by_email_and_shows_this_chat_only(app: App) {
+    let (key, campaign, inbox) = chat_setup_with(&app, "Shoes", true).await;
+    let path = format!("/chat/v1/sites/{key}/conversations");
+    let (s, _, p) = visitor(
+        &app,
+        Method::POST,
+        &path,
+        Some(ORIGIN),
+        None,
+        Some(json!({"campaign_id": campaign, "page_url": PAGE, "body": "hi"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert!(
+        common::has_error(&p, "email", "asks for the visitor's email"),
+        "{p}"
+    );
+    assert!(inbox_conversations(&app, &inbox).await.is_empty());
+
+    let start = |body: &'static str| {
+        visitor(
+            &app,
+            Method::POST,
+            &path,
+            Some(ORIGIN),
+            None,
+            Some(
+                json!({"campaign_id": campaign, "page_url": PAGE, "body": body,
+                        "email": "ann@example.com"}),
+            ),
+        )
+    };
+    let (s, _, first) = start("first chat").await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    let (s, customer) = app
+        .admin(
+            Method::GET,
+            "/api/v1/customers?address=ann@example.com",
+            None,
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "the visitor is the customer of that email: {customer}"
+    );
+    let (s, _, second) = start("second chat").await;
+    assert_eq!(s, StatusCode::CREATED, "{second}");
+    assert_eq!(
+        first["conversation_id"], second["conversation_id"],
+        "the same customer's conversation with the campaign"
+    );
+    let conversation = first["conversation_id"].as_str().expect("id");
+    let view = timeline(&app, conversation).await;
+    assert_eq!(
+        view["chat_starts"].as_array().map(Vec::len),
+        Some(2),
+        "{view}"
+    );
+    assert_eq!(view["conversation"]["customer_address"], "ann@example.com");
+    // Whoever types that email reads this chat only, not the customer's earlier one.
+    let seen =
+        bodies(&visitor_messages(&app, &key, second["token"].as_str().expect("token")).await);
+    assert_eq!(
+        seen,
+        [
+            ("greeting".into(), "Need a hand with Shoes?".into()),
+            ("visitor".into(), "second chat".into())
+        ]
+    );
+}
+
+async fn a_campaign_without_an_inbox_refuses_the_chat_in_words(app: App) {
+    let (key, campaign, inbox) = chat_setup(&app, "Shoes").await;
+    let (s, saved) = app
+        .admin(
+            Method::GET,
+            &format!("/api/v1/campaigns/{campaign}/chat"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut settings = saved.clone();
+    settings["inbox_id"] = Value::Null;
+    let (s, p) = app
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/campaigns/{campaign}/chat"),
+            Some(settings),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    let (s, _, p) = visitor(
+        &app,
+        Method::POST,
+        &format!("/chat/v1/sites/{key}/conversations"),
+        Some(ORIGIN),
+        None,
+        Some(json!({"campaign_id": campaign, "page_url": PAGE, "body": "hi"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{p}");
+    assert!(
+        p["detail"].as_str().unwrap_or("").contains("no inbox"),
+        "{p}"
+    );
+    assert!(inbox_conversations(&app, &inbox).await.is_empty());
+    // An inbox that does not exist is refused when the settings are written.
+    let mut settings = saved;
+    settings["inbox_id"] = json!(uuid::Uuid::nil());
+    let (s, p) = app
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/campaigns/{campaign}/chat"),
+            Some(settings),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert!(common::has_error(&p, "inbox_id", "inbox"), "{p}");
 }

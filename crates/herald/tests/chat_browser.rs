@@ -150,6 +150,22 @@ async fn wait_shown(b: &Browser, what: &str) -> String {
     .to_string()
 }
 
+/// The widget's chat lines, `[from, text]`, once there are `n` of them; the HTML of each line
+/// must be its text escaped (never markup).
+async fn chat_lines(b: &Browser, what: &str, n: usize) -> Value {
+    b.wait_js(
+        what,
+        &format!(
+            "const h = document.getElementById('herald-chat');
+             const items = h ? [...h.shadowRoot.querySelectorAll('ol li')] : [];
+             if (items.length < {n}) return null;
+             if (items.some(li => li.children.length)) return 'markup in a line';
+             return items.map(li => [li.getAttribute('data-from'), li.textContent]);"
+        ),
+    )
+    .await
+}
+
 async fn fresh_visit(b: &Browser) {
     b.js("localStorage.clear(); return true", vec![]).await;
 }
@@ -192,11 +208,13 @@ async fn the_widget_greets_visitors_of_another_origin() {
         site["snippet"],
         format!("<script src=\"{base}/chat/widget.js\" data-site=\"{key}\" async></script>")
     );
+    let inbox = api.post("/inboxes", json!({"name": "Web chats"})).await;
+    let inbox_id = inbox["id"].as_str().expect("inbox id").to_string();
     let page_campaign = api
         .chat_campaign(
             "Shoes",
             GREETING,
-            json!({"site_id": site["id"], "order": 1, "triggers": [
+            json!({"site_id": site["id"], "inbox_id": inbox_id, "order": 1, "triggers": [
                 {"kind": "url", "include": [{"match": "wildcard", "value": "/shop/*"}],
                  "exclude": [{"match": "equals", "value": "/shop/checkout"}]},
                 {"kind": "time_on_page", "seconds": 2}]}),
@@ -302,6 +320,107 @@ async fn the_widget_greets_visitors_of_another_origin() {
         .await;
     nothing_shows_for(&b, 1, "the site shows at most one campaign per visit").await;
 
+    b.assert_no_problems().await;
+
+    // Live chat. A new visit: the greeting, and the visitor answers it from the keyboard.
+    fresh_visit(&b).await;
+    let page = format!("{demo}/shop/shoes/blue");
+    b.goto(&page).await;
+    assert_eq!(wait_shown(&b, "the greeting").await, page_campaign);
+    let reply = b
+        .js(
+            "const root = document.getElementById('herald-chat').shadowRoot;
+             const input = root.querySelector('textarea');
+             const label = root.querySelector('label[for=' + input.id + ']');
+             input.focus();
+             return {input, label: label && label.textContent, send: root.querySelector('form button').textContent}",
+            vec![],
+        )
+        .await;
+    assert_eq!(reply["label"], "Your reply", "{reply}");
+    assert_eq!(reply["send"], "Send", "{reply}");
+    let input = common::webdriver::El(
+        reply["input"][common::webdriver::ELEMENT]
+            .as_str()
+            .expect("the reply box")
+            .to_string(),
+    );
+    b.send_keys(&input, "Do you have them in <i>blue</i>?\u{E007}")
+        .await;
+    let said = chat_lines(&b, "the visitor's message in the widget", 1).await;
+    assert_eq!(
+        said,
+        json!([["visitor", "Do you have them in <i>blue</i>?"]])
+    );
+
+    // It is in the campaign's inbox, with the page and the greeting on the timeline.
+    let list = api
+        .send(
+            reqwest::Method::GET,
+            &format!("/inboxes/{inbox_id}/conversations"),
+            Value::Null,
+        )
+        .await;
+    let items = list["items"].as_array().expect("conversations");
+    assert_eq!(items.len(), 1, "{list}");
+    let conversation = items[0]["id"].as_str().expect("id").to_string();
+    let view = api
+        .send(
+            reqwest::Method::GET,
+            &format!("/conversations/{conversation}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(view["chat_starts"][0]["page_url"], page, "{view}");
+    assert_eq!(view["chat_starts"][0]["campaign_name"], "Shoes", "{view}");
+    let bodies: Vec<_> = view["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["body"].clone())
+        .collect();
+    assert_eq!(
+        bodies,
+        [json!(GREETING), json!("Do you have them in <i>blue</i>?")]
+    );
+
+    // An agent answers through the API: the widget shows it, as text, within a second or two.
+    api.post(
+        &format!("/conversations/{conversation}/messages"),
+        json!({"body": "Yes: <b>navy</b> and sky blue."}),
+    )
+    .await;
+    let said = chat_lines(&b, "the agent's answer in the widget", 2).await;
+    assert_eq!(
+        said,
+        json!([
+            ["visitor", "Do you have them in <i>blue</i>?"],
+            ["agent", "Yes: <b>navy</b> and sky blue."]
+        ])
+    );
+
+    // A reload (or another page of the site): the conversation is still there, and live.
+    b.goto(&format!("{demo}/about")).await;
+    let said = chat_lines(&b, "the conversation after a page change", 2).await;
+    assert_eq!(said[1][1], "Yes: <b>navy</b> and sky blue.");
+    api.post(
+        &format!("/conversations/{conversation}/messages"),
+        json!({"body": "Anything else?"}),
+    )
+    .await;
+    chat_lines(&b, "a second answer after the page change", 3).await;
+    let list = api
+        .send(
+            reqwest::Method::GET,
+            &format!("/inboxes/{inbox_id}/conversations"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(1),
+        "one conversation: {list}"
+    );
     b.assert_no_problems().await;
 
     // An origin the site does not allow gets no configuration, so nothing shows.

@@ -267,12 +267,10 @@ impl ChatLive {
         if buckets.len() >= BUCKETS_MAX {
             // Full buckets say nothing a new one would not: drop them.
             buckets.retain(|k, b| {
-                let per_minute = keys
-                    .iter()
-                    .find(|(key, _)| key == k)
-                    .map_or(f64::from(self.limits.messages_per_minute_per_address), |x| {
-                        f64::from(x.1)
-                    });
+                let per_minute = keys.iter().find(|(key, _)| key == k).map_or(
+                    f64::from(self.limits.messages_per_minute_per_address),
+                    |x| f64::from(x.1),
+                );
                 b.tokens + now.duration_since(b.at).as_secs_f64() * per_minute / 60.0 < per_minute
             });
         }
@@ -618,8 +616,11 @@ async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, Resp
             "the request is larger than {BODY_MAX} bytes"
         )))
     })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| problem(ApiError::bad_request(format!("the body is not valid JSON for this route: {e}"))))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        problem(ApiError::bad_request(format!(
+            "the body is not valid JSON for this route: {e}"
+        )))
+    })
 }
 
 /// The message's text, or why it is refused (413 too long, 422 empty).

@@ -426,13 +426,15 @@ impl crate::ChatSites for Backend {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, site_id, campaign_id, page_url, at)| crate::ChatStartRecord {
-                id,
-                site_id,
-                campaign_id,
-                page_url,
-                started_at: at.0,
-            })
+            .map(
+                |(id, site_id, campaign_id, page_url, at)| crate::ChatStartRecord {
+                    id,
+                    site_id,
+                    campaign_id,
+                    page_url,
+                    started_at: at.0,
+                },
+            )
             .collect())
     }
 }
