@@ -21,6 +21,7 @@ herald_store::on_both_backends!(
     an_answer_through_another_node_reaches_the_visitors_stream,
     onboarding_matches_the_customer_by_email_and_shows_this_chat_only,
     a_campaign_without_an_inbox_refuses_the_chat_in_words,
+    agents_see_the_chat_start_and_answer_from_the_conversation_page,
 );
 
 const ORIGIN: &str = "https://shop.example.com";
@@ -794,4 +795,36 @@ async fn a_campaign_without_an_inbox_refuses_the_chat_in_words(app: App) {
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
     assert!(common::has_error(&p, "inbox_id", "inbox"), "{p}");
+}
+
+async fn agents_see_the_chat_start_and_answer_from_the_conversation_page(app: App) {
+    let (key, campaign, _) = chat_setup(&app, "Shoes").await;
+    let (token, conversation, _) =
+        start_chat(&app, &key, &campaign, "Is <script>x</script> in stock?").await;
+    let agent = common::web::sign_in(&app, "agent@example.com", herald_core::Role::Agent).await;
+    let html = agent.page(&format!("/conversations/{conversation}")).await;
+    for needle in [
+        "Chat started",
+        "class=\"chat-campaign\">Shoes</strong>",
+        "Help with Shoes sizes",
+        "https://shop.example.com/shop/shoes?size=42",
+        "Need a hand with Shoes?",
+        "Is &#60;script&#62;x&#60;/script&#62; in stock?",
+        "Send chat message",
+    ] {
+        assert!(html.contains(needle), "{needle:?} not on the page: {html}");
+    }
+    assert!(!html.contains("id=\"cannot-reply\""), "{html}");
+    let res = agent
+        .post(
+            &format!("/conversations/{conversation}/reply"),
+            &[("body", "It is, in every size.")],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let seen = bodies(&visitor_messages(&app, &key, &token).await);
+    assert_eq!(
+        seen.last(),
+        Some(&("agent".to_string(), "It is, in every size.".to_string()))
+    );
 }

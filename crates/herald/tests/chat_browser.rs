@@ -487,3 +487,140 @@ async fn the_widget_greets_visitors_of_another_origin() {
     drop(b);
     server.stop();
 }
+
+/// The visitor's widget talks to one `herald serve`, the agent answers through another, both on
+/// one PostgreSQL database: each sees the other's messages, live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_and_an_agent_on_two_nodes_chat_live() {
+    let Some(tools) = Tools::find() else {
+        return;
+    };
+    let Some(db) = herald_store::testing::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let token = admin_token(dir.path(), &db.url);
+    let env = [("HERALD_SERVER__SECRET", "one secret for every node")];
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let port = herald_testkit::closed_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let (server, _, _) = serve_reading(
+            dir.path(),
+            &db.url,
+            &["--bind", &format!("127.0.0.1:{port}")],
+            &[env[0], ("HERALD_SERVER__PUBLIC_URL", &base)],
+            None,
+            Duration::from_secs(60),
+        );
+        nodes.push((server, base));
+    }
+    let (visitor_node, agent_node) = (nodes[0].1.clone(), nodes[1].1.clone());
+    let agent = Api {
+        http: reqwest::Client::new(),
+        base: agent_node,
+        token,
+    };
+    let site_port = herald_testkit::closed_port();
+    let origin = format!("http://127.0.0.1:{site_port}");
+    let site = agent
+        .post(
+            "/chat/sites",
+            json!({"name": "Demo shop", "allowed_origins": [origin]}),
+        )
+        .await;
+    let key = site["key"].as_str().expect("key").to_string();
+    let inbox = agent.post("/inboxes", json!({"name": "Web chats"})).await;
+    let inbox_id = inbox["id"].as_str().expect("inbox id").to_string();
+    let campaign = agent
+        .chat_campaign(
+            "Shoes",
+            GREETING,
+            json!({"site_id": site["id"], "inbox_id": inbox_id, "triggers": [
+                {"kind": "time_on_page", "seconds": 1}]}),
+        )
+        .await;
+    // The page embeds the widget of the first node.
+    let demo = demo_site(site_port, visitor_node.clone(), key);
+    let mut b = Browser::start(&tools, &visitor_node).await;
+    b.goto(&format!("{demo}/shop")).await;
+    fresh_visit(&b).await;
+    b.goto(&format!("{demo}/shop")).await;
+    assert_eq!(wait_shown(&b, "the greeting").await, campaign);
+    let input = b
+        .js(
+            "const i = document.getElementById('herald-chat').shadowRoot.querySelector('textarea'); i.focus(); return i",
+            vec![],
+        )
+        .await;
+    let input = common::webdriver::El(
+        input[common::webdriver::ELEMENT]
+            .as_str()
+            .expect("the reply box")
+            .to_string(),
+    );
+    b.send_keys(&input, "Hello from node one\u{E007}").await;
+    chat_lines(&b, "the visitor's message", 1).await;
+
+    // The second node's inbox has it; its agent's answer reaches the widget on the first.
+    let conversation = b
+        .poll(
+            "the conversation on the second node",
+            Duration::from_secs(10),
+            async |_| {
+                let list = agent
+                    .send(
+                        reqwest::Method::GET,
+                        &format!("/inboxes/{inbox_id}/conversations"),
+                        Value::Null,
+                    )
+                    .await;
+                list["items"][0]["id"].as_str().map(str::to_string)
+            },
+        )
+        .await;
+    agent
+        .post(
+            &format!("/conversations/{conversation}/messages"),
+            json!({"body": "Answered on node two"}),
+        )
+        .await;
+    let said = chat_lines(&b, "the answer from the other node", 2).await;
+    assert_eq!(
+        said,
+        json!([
+            ["visitor", "Hello from node one"],
+            ["agent", "Answered on node two"]
+        ])
+    );
+    // The visitor's next message is on the second node's timeline.
+    b.send_keys(&input, "Thanks!\u{E007}").await;
+    chat_lines(&b, "the visitor's second message", 3).await;
+    let view = agent
+        .send(
+            reqwest::Method::GET,
+            &format!("/conversations/{conversation}"),
+            Value::Null,
+        )
+        .await;
+    let bodies: Vec<_> = view["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["body"].clone())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            json!(GREETING),
+            json!("Hello from node one"),
+            json!("Answered on node two"),
+            json!("Thanks!")
+        ]
+    );
+    b.assert_no_problems().await;
+    drop(b);
+    for (server, _) in nodes {
+        server.stop();
+    }
+}

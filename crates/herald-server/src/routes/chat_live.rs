@@ -116,29 +116,11 @@ pub struct Claims {
     pub since: Timestamp,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// Whose messages a bucket counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum BucketKey {
     Conversation(Uuid),
     Address(IpAddr),
-}
-
-impl PartialEq for BucketKey {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (BucketKey::Conversation(a), BucketKey::Conversation(b)) => a == b,
-            (BucketKey::Address(a), BucketKey::Address(b)) => a == b,
-            _ => false,
-        }
-    }
-}
-impl Eq for BucketKey {}
-impl std::hash::Hash for BucketKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        match self {
-            BucketKey::Conversation(id) => (0u8, id).hash(state),
-            BucketKey::Address(ip) => (1u8, ip).hash(state),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -259,49 +241,55 @@ impl ChatLive {
         })
     }
 
+    /// The size of a bucket, in messages (it refills that many a minute).
+    fn per_minute(&self, key: &BucketKey) -> f64 {
+        f64::from(
+            match key {
+                BucketKey::Conversation(_) => self.limits.messages_per_minute_per_conversation,
+                BucketKey::Address(_) => self.limits.messages_per_minute_per_address,
+            }
+            .max(1),
+        )
+    }
+
     /// Takes a message from each bucket, or says in how many seconds to try again. Nothing is
     /// taken unless every bucket has one.
-    fn take(&self, keys: &[(BucketKey, u32)]) -> Result<(), u64> {
+    fn take(&self, keys: &[BucketKey]) -> Result<(), u64> {
         let now = Instant::now();
+        let level = |key: &BucketKey, b: &Bucket| {
+            let capacity = self.per_minute(key);
+            (b.tokens + now.duration_since(b.at).as_secs_f64() * capacity / 60.0).min(capacity)
+        };
         let mut buckets = lock(&self.buckets);
         if buckets.len() >= BUCKETS_MAX {
-            // Full buckets say nothing a new one would not: drop them.
-            buckets.retain(|k, b| {
-                let per_minute = keys.iter().find(|(key, _)| key == k).map_or(
-                    f64::from(self.limits.messages_per_minute_per_address),
-                    |x| f64::from(x.1),
-                );
-                b.tokens + now.duration_since(b.at).as_secs_f64() * per_minute / 60.0 < per_minute
-            });
+            // A full bucket says nothing a new one would not: drop those.
+            buckets.retain(|k, b| level(k, b) < self.per_minute(k));
         }
         let mut wait = 0u64;
-        let mut refilled = Vec::with_capacity(keys.len());
-        for &(key, per_minute) in keys {
-            let capacity = f64::from(per_minute.max(1));
-            let rate = capacity / 60.0;
-            let b = match buckets.get(&key) {
-                Some(b) => Bucket {
-                    tokens: (b.tokens + now.duration_since(b.at).as_secs_f64() * rate)
-                        .min(capacity),
-                    at: now,
-                },
+        let mut levels = Vec::with_capacity(keys.len());
+        for key in keys {
+            let capacity = self.per_minute(key);
+            let tokens = match buckets.get(key) {
+                Some(b) => level(key, b),
                 None if buckets.len() >= BUCKETS_MAX => return Err(60),
-                None => Bucket {
-                    tokens: capacity,
-                    at: now,
-                },
+                None => capacity,
             };
-            if b.tokens < 1.0 {
-                wait = wait.max(((1.0 - b.tokens) / rate).ceil() as u64);
+            if tokens < 1.0 {
+                wait = wait.max(((1.0 - tokens) * 60.0 / capacity).ceil() as u64);
             }
-            refilled.push((key, b));
+            levels.push((*key, tokens));
         }
         if wait > 0 {
             return Err(wait.max(1));
         }
-        for (key, mut b) in refilled {
-            b.tokens -= 1.0;
-            buckets.insert(key, b);
+        for (key, tokens) in levels {
+            buckets.insert(
+                key,
+                Bucket {
+                    tokens: tokens - 1.0,
+                    at: now,
+                },
+            );
         }
         Ok(())
     }
@@ -536,11 +524,11 @@ async fn site(s: &AppState, key: &str) -> Result<Arc<SiteEntry>, Response> {
 /// Refuses a request from a page not on the site's list of origins (a browser would not let the
 /// page read the answer; this makes sure it changes nothing either). A request without `Origin`
 /// (not from a browser page) is let through: it could have sent any `Origin` it liked.
-fn check_origin(site: &SiteEntry, headers: &HeaderMap) -> Result<(), Response> {
+fn check_origin(site: &SiteEntry, headers: &HeaderMap) -> Result<(), ApiError> {
     match headers.get(header::ORIGIN) {
-        Some(origin) if !site.allows(origin) => Err(problem(ApiError::forbidden(
+        Some(origin) if !site.allows(origin) => Err(ApiError::forbidden(
             "this page's origin is not one of the chat site's allowed origins",
-        ))),
+        )),
         _ => Ok(()),
     }
 }
@@ -591,17 +579,17 @@ async fn preflight(
     with_cors(res, &site, &headers)
 }
 
-fn claims_of(s: &AppState, site: &SiteEntry, token: Option<&str>) -> Result<Claims, Response> {
+fn claims_of(s: &AppState, site: &SiteEntry, token: Option<&str>) -> Result<Claims, ApiError> {
     let Some(token) = token else {
-        return Err(problem(ApiError::unauthorized(format!(
+        return Err(ApiError::unauthorized(format!(
             "send the conversation's token (from starting it) in the {TOKEN_HEADER} header"
-        ))));
+        )));
     };
     match s.chat_live.verify(token) {
         Some(c) if c.site_id == site.id => Ok(c),
-        _ => Err(problem(ApiError::forbidden(
+        _ => Err(ApiError::forbidden(
             "this conversation token is not valid for this site",
-        ))),
+        )),
     }
 }
 
@@ -624,17 +612,17 @@ async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, Resp
 }
 
 /// The message's text, or why it is refused (413 too long, 422 empty).
-fn check_body(limits: &ChatLimits, body: &str) -> Result<String, Response> {
+fn check_body(limits: &ChatLimits, body: &str) -> Result<String, ApiError> {
     let chars = body.chars().count();
     if chars > limits.max_message_chars {
-        return Err(problem(ApiError::too_large(format!(
+        return Err(ApiError::too_large(format!(
             "the message has {chars} characters; at most {} are taken",
             limits.max_message_chars
-        ))));
+        )));
     }
     let body = body.trim();
     if body.is_empty() {
-        return Err(problem(invalid("body", "is empty; write a message")));
+        return Err(invalid("body", "is empty; write a message"));
     }
     Ok(body.to_string())
 }
@@ -703,10 +691,10 @@ async fn start_chat(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Started, Response> {
-    check_origin(site, headers)?;
+    check_origin(site, headers).map_err(problem)?;
     let input: StartInput = json_body(body).await?;
     let limits = s.chat_live.limits();
-    let text = check_body(limits, &input.body)?;
+    let text = check_body(limits, &input.body).map_err(problem)?;
     let Some(campaign_id) = input.campaign_id else {
         return Err(problem(invalid(
             "campaign_id",
@@ -755,10 +743,7 @@ async fn start_chat(
         format!("chat:{}", Uuid::now_v7())
     };
     s.chat_live
-        .take(&[(
-            BucketKey::Address(ip),
-            limits.messages_per_minute_per_address,
-        )])
+        .take(&[BucketKey::Address(ip)])
         .map_err(rate_limited)?;
     let store = &s.store;
     let sender_id = store
@@ -796,10 +781,9 @@ async fn start_chat(
         .await
         .map_err(|e| problem(e.into()))?;
     // The conversation's own bucket starts with this message taken.
-    let _ = s.chat_live.take(&[(
-        BucketKey::Conversation(conversation_id),
-        limits.messages_per_minute_per_conversation,
-    )]);
+    let _ = s
+        .chat_live
+        .take(&[BucketKey::Conversation(conversation_id)]);
     tracing::info!(%conversation_id, %campaign_id, site_id = %site.id, "chat started");
     let claims = Claims {
         conversation_id,
@@ -848,21 +832,15 @@ async fn post_message(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<VisitorMessage, Response> {
-    check_origin(site, headers)?;
-    let claims = claims_of(s, site, header_token(headers))?;
+    check_origin(site, headers).map_err(problem)?;
+    let claims = claims_of(s, site, header_token(headers)).map_err(problem)?;
     let input: MessageInput = json_body(body).await?;
     let limits = s.chat_live.limits();
-    let text = check_body(limits, &input.body)?;
+    let text = check_body(limits, &input.body).map_err(problem)?;
     s.chat_live
         .take(&[
-            (
-                BucketKey::Conversation(claims.conversation_id),
-                limits.messages_per_minute_per_conversation,
-            ),
-            (
-                BucketKey::Address(ip),
-                limits.messages_per_minute_per_address,
-            ),
+            BucketKey::Conversation(claims.conversation_id),
+            BucketKey::Address(ip),
         ])
         .map_err(rate_limited)?;
     let conversation = s
@@ -915,8 +893,8 @@ async fn list_messages(
         Err(res) => return res,
     };
     let res = async {
-        check_origin(&site, &headers)?;
-        let claims = claims_of(&s, &site, header_token(&headers))?;
+        check_origin(&site, &headers).map_err(problem)?;
+        let claims = claims_of(&s, &site, header_token(&headers)).map_err(problem)?;
         let messages = visible(&*s.store, &claims, q.after)
             .await
             .map_err(problem)?;
@@ -948,10 +926,7 @@ async fn events(
         Ok(site) => site,
         Err(res) => return res,
     };
-    let res = match open_events(&s, &site, q, &headers) {
-        Ok(res) => res,
-        Err(res) => res,
-    };
+    let res = open_events(&s, &site, q, &headers);
     with_cors(res, &site, &headers)
 }
 
@@ -966,23 +941,23 @@ struct StreamState {
     _slot: StreamSlot,
 }
 
-fn open_events(
-    s: &AppState,
-    site: &SiteEntry,
-    q: AfterQuery,
-    headers: &HeaderMap,
-) -> Result<Response, Response> {
-    check_origin(site, headers)?;
-    let claims = claims_of(s, site, q.token.as_deref())?;
+fn open_events(s: &AppState, site: &SiteEntry, q: AfterQuery, headers: &HeaderMap) -> Response {
+    if let Err(e) = check_origin(site, headers) {
+        return problem(e);
+    }
+    let claims = match claims_of(s, site, q.token.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return problem(e),
+    };
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| Uuid::parse_str(v).ok())
         .or(q.after);
-    let slot = s
-        .chat_live
-        .open_stream(claims.conversation_id)
-        .map_err(IntoResponse::into_response)?;
+    let slot = match s.chat_live.open_stream(claims.conversation_id) {
+        Ok(slot) => slot,
+        Err(busy) => return busy.into_response(),
+    };
     let rx = s.chat_live.subscribe(
         &s.store,
         claims.conversation_id,
@@ -1036,7 +1011,7 @@ fn open_events(
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res.headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(res)
+    res
 }
 
 #[cfg(test)]
@@ -1070,16 +1045,24 @@ mod tests {
 
     #[test]
     fn buckets_refuse_past_their_size_and_say_when() {
-        let live = ChatLive::new(b"k", ChatLimits::default());
+        let live = ChatLive::new(
+            b"k",
+            ChatLimits {
+                messages_per_minute_per_conversation: 3,
+                messages_per_minute_per_address: 1,
+                ..ChatLimits::default()
+            },
+        );
         let key = BucketKey::Conversation(Uuid::now_v7());
         for _ in 0..3 {
-            assert_eq!(live.take(&[(key, 3)]), Ok(()));
+            assert_eq!(live.take(&[key]), Ok(()));
         }
-        let wait = live.take(&[(key, 3)]).expect_err("the fourth is refused");
+        let wait = live.take(&[key]).expect_err("the fourth is refused");
         assert!((1..=20).contains(&wait), "{wait}");
         // A refusal takes nothing from the other bucket.
         let ip = BucketKey::Address(IpAddr::from([10, 0, 0, 1]));
-        assert!(live.take(&[(ip, 1), (key, 3)]).is_err());
-        assert_eq!(live.take(&[(ip, 1)]), Ok(()));
+        assert!(live.take(&[ip, key]).is_err());
+        assert_eq!(live.take(&[ip]), Ok(()));
+        assert_eq!(live.take(&[ip]), Err(60), "one a minute: back in a minute");
     }
 }

@@ -455,7 +455,11 @@ async fn reply(
         )
         .await;
     let (status, error, body_error) = match outcome {
-        Ok(_) => return Redirect::to(&format!("/conversations/{id}#reply-form")).into_response(),
+        Ok(_) => {
+            // A chat visitor's stream on this node reads it now.
+            s.chat_live.poke(id);
+            return Redirect::to(&format!("/conversations/{id}#reply-form")).into_response();
+        }
         Err(ReplyError::OptedOut(m)) => (StatusCode::CONFLICT, Some(m), None),
         Err(ReplyError::Invalid {
             field: "body",
