@@ -22,6 +22,7 @@ herald_store::on_both_backends!(
     onboarding_matches_the_customer_by_email_and_shows_this_chat_only,
     a_campaign_without_an_inbox_refuses_the_chat_in_words,
     agents_see_the_chat_start_and_answer_from_the_conversation_page,
+    event_streams_are_bounded_per_conversation,
 );
 
 const ORIGIN: &str = "https://shop.example.com";
@@ -827,4 +828,47 @@ async fn agents_see_the_chat_start_and_answer_from_the_conversation_page(app: Ap
         seen.last(),
         Some(&("agent".to_string(), "It is, in every size.".to_string()))
     );
+}
+
+async fn event_streams_are_bounded_per_conversation(app: App) {
+    let (key, campaign, _) = chat_setup(&app, "Shoes").await;
+    let (token, _, _) = start_chat(&app, &key, &campaign, "hi").await;
+    let open = || {
+        app.http
+            .get(format!(
+                "{}/chat/v1/sites/{key}/conversations/events?token={token}",
+                app.base
+            ))
+            .send()
+    };
+    let most = ChatLimits::default().streams_per_conversation;
+    let mut streams = Vec::new();
+    for _ in 0..most {
+        let res = open().await.expect("events");
+        assert_eq!(res.status(), StatusCode::OK);
+        streams.push(res);
+    }
+    let refused = open().await.expect("events");
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().get("retry-after").is_some());
+    let p: Value = refused.json().await.expect("problem");
+    assert!(
+        p["detail"].as_str().unwrap_or("").contains("streams open"),
+        "{p}"
+    );
+    // Another visitor's conversation has streams of its own.
+    let (other, _, _) = start_chat(&app, &key, &campaign, "me too").await;
+    let res = app
+        .http
+        .get(format!(
+            "{}/chat/v1/sites/{key}/conversations/events?token={other}",
+            app.base
+        ))
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(res.status(), StatusCode::OK);
+    // The open streams start with what the visitor may read: the greeting and the message.
+    let said = wait_for_event(streams.remove(0), "\"body\":\"hi\"", Duration::from_secs(2)).await;
+    assert!(said.contains("\"from\":\"greeting\""), "{said}");
 }
