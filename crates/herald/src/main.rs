@@ -465,7 +465,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_replies(replies.clone())
         .with_secure_cookies(cfg.server.secure_cookies())
         .with_public_url(&public_url)
-        .with_chat(&key, Default::default())
+        .with_chat(&key, cfg.chat.limits())
         .with_outreach_limits(&cfg.outreaches)
         .with_sign_in_limits(cfg.sign_in.limits())
         .with_dispatcher(dispatcher.clone());
