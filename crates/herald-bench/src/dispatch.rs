@@ -1430,6 +1430,21 @@ impl herald_store::ChatSites for TimedStore {
     ) -> herald_store::Result<Vec<(herald_core::Campaign, herald_core::chat::ChatSettings)>> {
         self.inner.site_campaigns(site_id).await
     }
+    async fn chat_sender(&self, campaign_id: Uuid, inbox_id: Uuid) -> herald_store::Result<Uuid> {
+        self.inner.chat_sender(campaign_id, inbox_id).await
+    }
+    async fn record_chat_start(
+        &self,
+        start: &herald_store::ChatStart,
+    ) -> herald_store::Result<herald_store::Message> {
+        self.inner.record_chat_start(start).await
+    }
+    async fn chat_starts(
+        &self,
+        conversation_id: Uuid,
+    ) -> herald_store::Result<Vec<herald_store::ChatStartRecord>> {
+        self.inner.chat_starts(conversation_id).await
+    }
 }
 
 #[cfg(test)]

@@ -612,6 +612,9 @@ pub struct ChatSite {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ChatSettingsInput {
     pub site_id: Option<Uuid>,
+    /// The inbox a visitor's chat lands in; a campaign without one shows its greeting, but a
+    /// visitor's answer is refused.
+    pub inbox_id: Option<Uuid>,
     /// 1 is the highest priority; breaks ties when two campaigns fire at once.
     pub order: Option<u32>,
     #[serde(default)]
@@ -632,6 +635,7 @@ pub struct ChatSettingsInput {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatSettings {
     pub site_id: Uuid,
+    pub inbox_id: Option<Uuid>,
     pub order: u32,
     pub triggers: Vec<TriggerInput>,
     pub onboarding: bool,
@@ -674,6 +678,7 @@ impl ChatSettingsInput {
         errors.finish()?;
         Ok(ChatSettings {
             site_id: self.site_id.unwrap_or_default(),
+            inbox_id: self.inbox_id,
             order,
             triggers: self.triggers.clone(),
             onboarding: self.onboarding,
@@ -853,6 +858,7 @@ mod tests {
         let at = |s: &str| s.parse::<Timestamp>().unwrap_or_else(|e| panic!("{e}"));
         let input = ChatSettingsInput {
             site_id: Some(Uuid::nil()),
+            inbox_id: None,
             order: Some(2),
             triggers: vec![TriggerInput::TimeOnPage { seconds: 1 }],
             onboarding: false,

@@ -282,6 +282,21 @@ impl Replies {
             });
         }
         let conversation = self.store.get_conversation(conversation_id).await?;
+        if conversation.channel == Channel::Chat {
+            // Delivered by being stored: the visitor's widget reads it from its conversation's
+            // stream (herald-server's `chat_live`), on whichever node it is connected to.
+            return Ok(self
+                .store
+                .add_outbound(&OutboundRecord {
+                    conversation_id,
+                    author: Author::Agent,
+                    subject: None,
+                    body: body.to_string(),
+                    provider_message_id: None,
+                    sent_at: self.clock.now(),
+                })
+                .await?);
+        }
         let sender = self.store.get_sender(conversation.sender_id).await?;
         self.refuse_opted_out(
             &conversation.customer_address,

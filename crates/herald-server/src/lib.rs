@@ -55,6 +55,9 @@ pub struct AppState {
     pub public_url: String,
     /// The chat sites' configurations as the widget reads them, rebuilt every few seconds.
     pub chat: Arc<routes::chat::ChatConfigs>,
+    /// Live chat on this node: the conversation tokens' key, visitors' rate buckets, open
+    /// streams and their pollers.
+    pub chat_live: Arc<routes::chat_live::ChatLive>,
 }
 
 /// The default of [`AppState::events_interval`].
@@ -75,6 +78,7 @@ impl AppState {
             metrics: Arc::new(herald_engine::Metrics::new()),
             public_url: String::new(),
             chat: Arc::new(routes::chat::ChatConfigs::default()),
+            chat_live: Arc::new(routes::chat_live::ChatLive::default()),
             replies: herald_engine::Replies::new(
                 store.clone(),
                 Arc::new(herald_channels::Transports::new()),
@@ -94,6 +98,13 @@ impl AppState {
     /// Names `public_url` (as `https://herald.example.com`) in the chat widget's snippet.
     pub fn with_public_url(mut self, public_url: &str) -> Self {
         self.public_url = public_url.trim_end_matches('/').to_string();
+        self
+    }
+
+    /// Signs chat conversation tokens with a key derived from `secret` (`server.secret`: every
+    /// node of one database must share it) and bounds visitors by `limits`.
+    pub fn with_chat(mut self, secret: &[u8], limits: routes::chat_live::ChatLimits) -> Self {
+        self.chat_live = Arc::new(routes::chat_live::ChatLive::new(secret, limits));
         self
     }
 

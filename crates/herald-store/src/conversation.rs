@@ -212,6 +212,38 @@ pub struct OutboundRecord {
     pub sent_at: Timestamp,
 }
 
+/// The address of a chat campaign's sender (see [`crate::ChatSites::chat_sender`]).
+pub fn chat_sender_address(campaign_id: Uuid) -> String {
+    format!("chat:{campaign_id}")
+}
+
+/// The start of a chat: the visitor answered a chat campaign's greeting on a page
+/// ([`crate::ChatSites::record_chat_start`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatStart {
+    pub conversation_id: Uuid,
+    pub site_id: Uuid,
+    pub campaign_id: Uuid,
+    /// The page the visitor was on.
+    pub page_url: String,
+    /// The greeting the visitor saw (recorded as the campaign's outbound message).
+    pub greeting: String,
+    /// When the greeting was shown: before the visitor's first message.
+    pub started_at: Timestamp,
+}
+
+/// A chat start as stored: the conversation's timeline shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChatStartRecord {
+    pub id: Uuid,
+    pub site_id: Uuid,
+    pub campaign_id: Uuid,
+    pub page_url: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub started_at: Timestamp,
+}
+
 /// A provider's report on a message it accepted (Twilio `MessageStatus`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusReport {

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 pub use audit::{PhoneTable, RecipientPhone};
 pub use conversation::{
-    Author, Conversation, Customer, Direction, InboundMessage, Message, OutboundRecord, Received,
-    SentMessage, StatusApplied, StatusReport, Suppression,
+    Author, ChatStart, ChatStartRecord, Conversation, Customer, Direction, InboundMessage, Message,
+    OutboundRecord, Received, SentMessage, StatusApplied, StatusReport, Suppression,
 };
 pub use dispatch::{
     ClaimedRecipient, DailyCap, DeliveryResult, Grant, Held, LiveOutreach, Outcome, RecipientRecord,
@@ -214,6 +214,15 @@ pub trait ChatSites: Send + Sync {
     async fn get_chat_settings(&self, campaign_id: Uuid) -> Result<Option<ChatSettings>>;
     /// The chat campaigns of a site with their settings, in order (1 first), then by id.
     async fn site_campaigns(&self, site_id: Uuid) -> Result<Vec<(Campaign, ChatSettings)>>;
+    /// The sender of a chat campaign's conversations (channel `chat`, address
+    /// [`conversation::chat_sender_address`]), made the first time and moved to `inbox_id`.
+    /// The senders API does not show it.
+    async fn chat_sender(&self, campaign_id: Uuid, inbox_id: Uuid) -> Result<Uuid>;
+    /// Records the start of a chat on its conversation (made by the visitor's first message):
+    /// the page, and the greeting as the campaign's outbound message at `started_at`.
+    async fn record_chat_start(&self, start: &ChatStart) -> Result<Message>;
+    /// The chat starts of a conversation, oldest first (at most 100).
+    async fn chat_starts(&self, conversation_id: Uuid) -> Result<Vec<ChatStartRecord>>;
 }
 
 /// Outreaches and their recipients: the import, the lists, progress, and an admin's stop and retry.

@@ -5570,6 +5570,7 @@ fn site_spec(name: &str, max_per_visit: Option<u32>) -> ChatSiteSpec {
 fn chat_settings(site_id: Uuid, order: u32) -> ChatSettings {
     ChatSettings {
         site_id,
+        inbox_id: None,
         order,
         triggers: vec![
             TriggerInput::Url {

@@ -32,6 +32,9 @@ pub struct Config {
     /// `[sign_in]`: concurrent password hashes, sign-in attempts per client address.
     #[serde(default, skip_serializing)]
     pub sign_in: SignInConfig,
+    /// `[chat]`: bounds on chat visitors: messages per minute, event streams.
+    #[serde(default, skip_serializing)]
+    pub chat: ChatConfig,
 }
 
 /// `[http]`: bounds on HTTP connections (see docs/security.md).
@@ -86,6 +89,46 @@ impl Default for SignInConfig {
         Self {
             concurrent_hashes: d.concurrent_hashes,
             attempts_per_minute: d.attempts_per_minute,
+        }
+    }
+}
+
+/// `[chat]`: bounds on what chat visitors may cause (see docs/security.md). The longest message
+/// (2,000 characters) and the poll interval are fixed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Messages one conversation may receive per minute; more get 429.
+    pub messages_per_minute_per_conversation: u32,
+    /// Messages and chat starts per client address and minute; more get 429. Behind a proxy
+    /// the address is the proxy's, for every visitor: raise it, and limit per client there.
+    pub messages_per_minute_per_address: u32,
+    /// Event streams open on one node.
+    pub streams_per_node: usize,
+    /// Event streams open on one conversation.
+    pub streams_per_conversation: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        let d = herald_server::routes::chat_live::ChatLimits::default();
+        Self {
+            messages_per_minute_per_conversation: d.messages_per_minute_per_conversation,
+            messages_per_minute_per_address: d.messages_per_minute_per_address,
+            streams_per_node: d.streams_per_node,
+            streams_per_conversation: d.streams_per_conversation,
+        }
+    }
+}
+
+impl ChatConfig {
+    pub fn limits(&self) -> herald_server::routes::chat_live::ChatLimits {
+        herald_server::routes::chat_live::ChatLimits {
+            messages_per_minute_per_conversation: self.messages_per_minute_per_conversation.max(1),
+            messages_per_minute_per_address: self.messages_per_minute_per_address.max(1),
+            streams_per_node: self.streams_per_node,
+            streams_per_conversation: self.streams_per_conversation,
+            ..herald_server::routes::chat_live::ChatLimits::default()
         }
     }
 }
@@ -181,6 +224,7 @@ impl Default for Config {
             outreaches: herald_server::limits::OutreachLimits::default(),
             http: HttpConfig::default(),
             sign_in: SignInConfig::default(),
+            chat: ChatConfig::default(),
         }
     }
 }
@@ -197,6 +241,7 @@ impl std::fmt::Debug for Config {
             .field("outreaches", &self.outreaches)
             .field("http", &self.http)
             .field("sign_in", &self.sign_in)
+            .field("chat", &self.chat)
             .finish()
     }
 }

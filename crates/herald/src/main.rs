@@ -441,7 +441,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         Some(secret) => secret.as_bytes().to_vec(),
         None => {
             tracing::warn!(
-                "server.secret is not set: unsubscribe links are signed with a key made for this run only, and stop working after a restart"
+                "server.secret is not set: unsubscribe links and chat tokens are signed with a key made for this run only, and stop working after a restart (and chat tokens on other nodes)"
             );
             rand::random::<[u8; 32]>().to_vec()
         }
@@ -465,6 +465,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_replies(replies.clone())
         .with_secure_cookies(cfg.server.secure_cookies())
         .with_public_url(&public_url)
+        .with_chat(&key, cfg.chat.limits())
         .with_outreach_limits(&cfg.outreaches)
         .with_sign_in_limits(cfg.sign_in.limits())
         .with_dispatcher(dispatcher.clone());

@@ -150,6 +150,22 @@ async fn wait_shown(b: &Browser, what: &str) -> String {
     .to_string()
 }
 
+/// The widget's chat lines, `[from, text]`, once there are `n` of them; the HTML of each line
+/// must be its text escaped (never markup).
+async fn chat_lines(b: &Browser, what: &str, n: usize) -> Value {
+    b.wait_js(
+        what,
+        &format!(
+            "const h = document.getElementById('herald-chat');
+             const items = h ? [...h.shadowRoot.querySelectorAll('ol li')] : [];
+             if (items.length < {n}) return null;
+             if (items.some(li => li.children.length)) return 'markup in a line';
+             return items.map(li => [li.getAttribute('data-from'), li.textContent]);"
+        ),
+    )
+    .await
+}
+
 async fn fresh_visit(b: &Browser) {
     b.js("localStorage.clear(); return true", vec![]).await;
 }
@@ -192,11 +208,13 @@ async fn the_widget_greets_visitors_of_another_origin() {
         site["snippet"],
         format!("<script src=\"{base}/chat/widget.js\" data-site=\"{key}\" async></script>")
     );
+    let inbox = api.post("/inboxes", json!({"name": "Web chats"})).await;
+    let inbox_id = inbox["id"].as_str().expect("inbox id").to_string();
     let page_campaign = api
         .chat_campaign(
             "Shoes",
             GREETING,
-            json!({"site_id": site["id"], "order": 1, "triggers": [
+            json!({"site_id": site["id"], "inbox_id": inbox_id, "order": 1, "triggers": [
                 {"kind": "url", "include": [{"match": "wildcard", "value": "/shop/*"}],
                  "exclude": [{"match": "equals", "value": "/shop/checkout"}]},
                 {"kind": "time_on_page", "seconds": 2}]}),
@@ -304,6 +322,107 @@ async fn the_widget_greets_visitors_of_another_origin() {
 
     b.assert_no_problems().await;
 
+    // Live chat. A new visit: the greeting, and the visitor answers it from the keyboard.
+    fresh_visit(&b).await;
+    let page = format!("{demo}/shop/shoes/blue");
+    b.goto(&page).await;
+    assert_eq!(wait_shown(&b, "the greeting").await, page_campaign);
+    let reply = b
+        .js(
+            "const root = document.getElementById('herald-chat').shadowRoot;
+             const input = root.querySelector('textarea');
+             const label = root.querySelector('label[for=' + input.id + ']');
+             input.focus();
+             return {input, label: label && label.textContent, send: root.querySelector('form button').textContent}",
+            vec![],
+        )
+        .await;
+    assert_eq!(reply["label"], "Your reply", "{reply}");
+    assert_eq!(reply["send"], "Send", "{reply}");
+    let input = common::webdriver::El(
+        reply["input"][common::webdriver::ELEMENT]
+            .as_str()
+            .expect("the reply box")
+            .to_string(),
+    );
+    b.send_keys(&input, "Do you have them in <i>blue</i>?\u{E007}")
+        .await;
+    let said = chat_lines(&b, "the visitor's message in the widget", 1).await;
+    assert_eq!(
+        said,
+        json!([["visitor", "Do you have them in <i>blue</i>?"]])
+    );
+
+    // It is in the campaign's inbox, with the page and the greeting on the timeline.
+    let list = api
+        .send(
+            reqwest::Method::GET,
+            &format!("/inboxes/{inbox_id}/conversations"),
+            Value::Null,
+        )
+        .await;
+    let items = list["items"].as_array().expect("conversations");
+    assert_eq!(items.len(), 1, "{list}");
+    let conversation = items[0]["id"].as_str().expect("id").to_string();
+    let view = api
+        .send(
+            reqwest::Method::GET,
+            &format!("/conversations/{conversation}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(view["chat_starts"][0]["page_url"], page, "{view}");
+    assert_eq!(view["chat_starts"][0]["campaign_name"], "Shoes", "{view}");
+    let bodies: Vec<_> = view["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["body"].clone())
+        .collect();
+    assert_eq!(
+        bodies,
+        [json!(GREETING), json!("Do you have them in <i>blue</i>?")]
+    );
+
+    // An agent answers through the API: the widget shows it, as text, within a second or two.
+    api.post(
+        &format!("/conversations/{conversation}/messages"),
+        json!({"body": "Yes: <b>navy</b> and sky blue."}),
+    )
+    .await;
+    let said = chat_lines(&b, "the agent's answer in the widget", 2).await;
+    assert_eq!(
+        said,
+        json!([
+            ["visitor", "Do you have them in <i>blue</i>?"],
+            ["agent", "Yes: <b>navy</b> and sky blue."]
+        ])
+    );
+
+    // A reload (or another page of the site): the conversation is still there, and live.
+    b.goto(&format!("{demo}/about")).await;
+    let said = chat_lines(&b, "the conversation after a page change", 2).await;
+    assert_eq!(said[1][1], "Yes: <b>navy</b> and sky blue.");
+    api.post(
+        &format!("/conversations/{conversation}/messages"),
+        json!({"body": "Anything else?"}),
+    )
+    .await;
+    chat_lines(&b, "a second answer after the page change", 3).await;
+    let list = api
+        .send(
+            reqwest::Method::GET,
+            &format!("/inboxes/{inbox_id}/conversations"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(1),
+        "one conversation: {list}"
+    );
+    b.assert_no_problems().await;
+
     // An origin the site does not allow gets no configuration, so nothing shows.
     b.goto(&format!("{other}/shop/shoes")).await;
     fresh_visit(&b).await;
@@ -367,4 +486,141 @@ async fn the_widget_greets_visitors_of_another_origin() {
     b.assert_no_problems().await;
     drop(b);
     server.stop();
+}
+
+/// The visitor's widget talks to one `herald serve`, the agent answers through another, both on
+/// one PostgreSQL database: each sees the other's messages, live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_and_an_agent_on_two_nodes_chat_live() {
+    let Some(tools) = Tools::find() else {
+        return;
+    };
+    let Some(db) = herald_store::testing::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let token = admin_token(dir.path(), &db.url);
+    let env = [("HERALD_SERVER__SECRET", "one secret for every node")];
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let port = herald_testkit::closed_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let (server, _, _) = serve_reading(
+            dir.path(),
+            &db.url,
+            &["--bind", &format!("127.0.0.1:{port}")],
+            &[env[0], ("HERALD_SERVER__PUBLIC_URL", &base)],
+            None,
+            Duration::from_secs(60),
+        );
+        nodes.push((server, base));
+    }
+    let (visitor_node, agent_node) = (nodes[0].1.clone(), nodes[1].1.clone());
+    let agent = Api {
+        http: reqwest::Client::new(),
+        base: agent_node,
+        token,
+    };
+    let site_port = herald_testkit::closed_port();
+    let origin = format!("http://127.0.0.1:{site_port}");
+    let site = agent
+        .post(
+            "/chat/sites",
+            json!({"name": "Demo shop", "allowed_origins": [origin]}),
+        )
+        .await;
+    let key = site["key"].as_str().expect("key").to_string();
+    let inbox = agent.post("/inboxes", json!({"name": "Web chats"})).await;
+    let inbox_id = inbox["id"].as_str().expect("inbox id").to_string();
+    let campaign = agent
+        .chat_campaign(
+            "Shoes",
+            GREETING,
+            json!({"site_id": site["id"], "inbox_id": inbox_id, "triggers": [
+                {"kind": "time_on_page", "seconds": 1}]}),
+        )
+        .await;
+    // The page embeds the widget of the first node.
+    let demo = demo_site(site_port, visitor_node.clone(), key);
+    let mut b = Browser::start(&tools, &visitor_node).await;
+    b.goto(&format!("{demo}/shop")).await;
+    fresh_visit(&b).await;
+    b.goto(&format!("{demo}/shop")).await;
+    assert_eq!(wait_shown(&b, "the greeting").await, campaign);
+    let input = b
+        .js(
+            "const i = document.getElementById('herald-chat').shadowRoot.querySelector('textarea'); i.focus(); return i",
+            vec![],
+        )
+        .await;
+    let input = common::webdriver::El(
+        input[common::webdriver::ELEMENT]
+            .as_str()
+            .expect("the reply box")
+            .to_string(),
+    );
+    b.send_keys(&input, "Hello from node one\u{E007}").await;
+    chat_lines(&b, "the visitor's message", 1).await;
+
+    // The second node's inbox has it; its agent's answer reaches the widget on the first.
+    let conversation = b
+        .poll(
+            "the conversation on the second node",
+            Duration::from_secs(10),
+            async |_| {
+                let list = agent
+                    .send(
+                        reqwest::Method::GET,
+                        &format!("/inboxes/{inbox_id}/conversations"),
+                        Value::Null,
+                    )
+                    .await;
+                list["items"][0]["id"].as_str().map(str::to_string)
+            },
+        )
+        .await;
+    agent
+        .post(
+            &format!("/conversations/{conversation}/messages"),
+            json!({"body": "Answered on node two"}),
+        )
+        .await;
+    let said = chat_lines(&b, "the answer from the other node", 2).await;
+    assert_eq!(
+        said,
+        json!([
+            ["visitor", "Hello from node one"],
+            ["agent", "Answered on node two"]
+        ])
+    );
+    // The visitor's next message is on the second node's timeline.
+    b.send_keys(&input, "Thanks!\u{E007}").await;
+    chat_lines(&b, "the visitor's second message", 3).await;
+    let view = agent
+        .send(
+            reqwest::Method::GET,
+            &format!("/conversations/{conversation}"),
+            Value::Null,
+        )
+        .await;
+    let bodies: Vec<_> = view["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["body"].clone())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            json!(GREETING),
+            json!("Hello from node one"),
+            json!("Answered on node two"),
+            json!("Thanks!")
+        ]
+    );
+    b.assert_no_problems().await;
+    drop(b);
+    for (server, _) in nodes {
+        server.stop();
+    }
 }

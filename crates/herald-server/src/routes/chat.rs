@@ -55,9 +55,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_chat_settings, set_chat_settings))
 }
 
-/// The public routes (no token).
+/// The public routes (no token): the widget, its configuration, and live chat
+/// ([`super::chat_live`]).
 pub fn public_router() -> axum::Router<AppState> {
-    axum::Router::new()
+    super::chat_live::router()
         .route("/chat/widget.js", axum::routing::get(widget_js))
         .route(
             "/chat/v1/sites/{key}/config",
@@ -216,10 +217,22 @@ struct WidgetConfig {
 
 /// One site's answer, made once per snapshot.
 #[derive(Debug)]
-struct SiteEntry {
-    origins: Vec<String>,
+pub(crate) struct SiteEntry {
+    pub(crate) id: Uuid,
+    pub(crate) origins: Vec<String>,
+    /// The live campaigns' ids and greetings: a chat starts only on one of them.
+    pub(crate) greetings: HashMap<Uuid, String>,
     etag: HeaderValue,
     body: Bytes,
+}
+
+impl SiteEntry {
+    /// `origin` if the site allows it (a page of one of its allowed origins).
+    pub(crate) fn allows(&self, origin: &HeaderValue) -> bool {
+        origin
+            .to_str()
+            .is_ok_and(|o| self.origins.iter().any(|allowed| allowed == o))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -260,6 +273,14 @@ impl ChatConfigs {
 
     fn fresh(snap: &Snapshot) -> bool {
         snap.built.is_some_and(|at| at.elapsed() < CONFIG_REFRESH)
+    }
+
+    /// The site whose key is `key` in the current snapshot (rebuilt first if it is old).
+    pub(crate) async fn site(&self, s: &AppState, key: &str) -> Option<Arc<SiteEntry>> {
+        if !is_site_key(key) {
+            return None;
+        }
+        self.get(s).await.sites.get(key).cloned()
     }
 
     /// The snapshot, rebuilt first if it is older than [`CONFIG_REFRESH`]: one caller rebuilds
@@ -304,6 +325,7 @@ async fn build(s: &AppState) -> ApiResult<HashMap<String, Arc<SiteEntry>>> {
         let listing = s.store.list_chat_sites(page).await?;
         for site in &listing.items {
             let mut campaigns = Vec::new();
+            let mut greetings = HashMap::new();
             for (campaign, settings) in s.store.site_campaigns(site.id).await? {
                 if !settings.live_at(now) || !campaign.schedule.is_open(now, None) {
                     continue;
@@ -319,6 +341,7 @@ async fn build(s: &AppState) -> ApiResult<HashMap<String, Arc<SiteEntry>>> {
                 let Some(variant) = answer.variant(&campaign.language) else {
                     continue;
                 };
+                greetings.insert(campaign.id, variant.body.source().to_string());
                 campaigns.push(WidgetCampaign {
                     id: campaign.id,
                     order: settings.order,
@@ -336,7 +359,9 @@ async fn build(s: &AppState) -> ApiResult<HashMap<String, Arc<SiteEntry>>> {
             out.insert(
                 site.key.clone(),
                 Arc::new(SiteEntry {
+                    id: site.id,
                     origins: site.allowed_origins.clone(),
+                    greetings,
                     etag: HeaderValue::from_str(&etag)
                         .map_err(|e| ApiError::internal(e.to_string()))?,
                     body: Bytes::from(body),
@@ -391,8 +416,7 @@ async fn site_config(
     );
     h.insert(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(origin) = headers.get(header::ORIGIN)
-        && let Ok(o) = origin.to_str()
-        && site.origins.iter().any(|allowed| allowed == o)
+        && site.allows(origin)
     {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
     }

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use herald_core::{Address, Listing};
 use herald_engine::ReplyError;
-use herald_store::{Conversation, Customer, Message, Store};
+use herald_store::{ChatStartRecord, Conversation, Customer, Message, Store};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -62,6 +62,19 @@ pub struct ConversationView {
     /// Whether the customer opted out of messages from this conversation's sender: replies are
     /// refused until they opt back in.
     pub opted_out: bool,
+    /// A chat conversation's starts, oldest first: the campaign whose greeting the visitor
+    /// answered, and on which page. Empty on other channels.
+    pub chat_starts: Vec<ChatStartView>,
+}
+
+/// The start of a chat, as its conversation shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChatStartView {
+    #[serde(flatten)]
+    pub start: ChatStartRecord,
+    /// The campaign's name and description (`null` once the campaign is deleted).
+    pub campaign_name: Option<String>,
+    pub campaign_description: Option<String>,
 }
 
 /// A customer and their whole timeline (every sender).
@@ -130,7 +143,19 @@ async fn get_conversation(
         .suppression_for(&conversation.customer_address, conversation.sender_id)
         .await?
         .is_some();
+    let mut chat_starts = Vec::new();
+    if conversation.channel == herald_core::Channel::Chat {
+        for start in s.store.chat_starts(id).await? {
+            let campaign = s.store.get_campaign(start.campaign_id).await.ok();
+            chat_starts.push(ChatStartView {
+                campaign_name: campaign.as_ref().map(|c| c.name.clone()),
+                campaign_description: campaign.map(|c| c.description),
+                start,
+            });
+        }
+    }
     Ok(Json(ConversationView {
+        chat_starts,
         next_after: next_after(&messages, limit),
         conversation,
         customer,
@@ -160,7 +185,11 @@ async fn reply(
         .agent_reply(id, input.subject.as_deref(), &input.body)
         .await
     {
-        Ok(m) => Ok((StatusCode::CREATED, Json(m))),
+        Ok(m) => {
+            // A chat visitor's stream on this node reads it now.
+            s.chat_live.poke(id);
+            Ok((StatusCode::CREATED, Json(m)))
+        }
         Err(e) => Err(reply_problem(e)),
     }
 }

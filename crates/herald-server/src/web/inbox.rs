@@ -249,6 +249,9 @@ struct ConversationPage {
     inbox_id: Uuid,
     inbox: String,
     sender: String,
+    is_chat: bool,
+    /// A chat conversation's starts: the campaign, its description and the page.
+    chat_starts: Vec<ChatStartItem>,
     campaign_id: Option<Uuid>,
     campaign: Option<String>,
     outreach_id: Option<Uuid>,
@@ -264,6 +267,15 @@ struct ConversationPage {
     body_error: Option<String>,
     subject: String,
     body: String,
+}
+
+/// One start of a chat as the conversation page shows it.
+struct ChatStartItem {
+    campaign: String,
+    description: String,
+    page_url: String,
+    time: String,
+    time_iso: String,
 }
 
 /// What the page says about an opt-out: what the customer did, when, and how it is undone.
@@ -305,7 +317,13 @@ async fn conversation_page(
     id: Uuid,
 ) -> Result<ConversationPage, StoreError> {
     let c = store.get_conversation(id).await?;
-    let sender = store.get_sender(c.sender_id).await?;
+    let is_chat = c.channel == Channel::Chat;
+    // A chat conversation's sender is Herald's own (the campaign's widget), not a sender.
+    let sender = if is_chat {
+        None
+    } else {
+        Some(store.get_sender(c.sender_id).await?)
+    };
     let inbox = store.get_inbox(c.inbox_id).await?;
     let mut messages = Vec::new();
     let mut after = None;
@@ -346,15 +364,37 @@ async fn conversation_page(
             unverified: m.unverified_sender,
         });
     }
-    let sender_address = sender.address.to_string();
-    let opted_out = store
-        .suppression_for(&c.customer_address, sender.id)
-        .await?
-        .map(|s| opt_out_text(&c, &s, &sender_address));
+    let mut chat_starts = Vec::new();
+    if is_chat {
+        for start in store.chat_starts(c.id).await? {
+            let (campaign, description) = match store.get_campaign(start.campaign_id).await {
+                Ok(campaign) => (campaign.name, campaign.description),
+                Err(_) => ("(a deleted campaign)".to_string(), String::new()),
+            };
+            chat_starts.push(ChatStartItem {
+                campaign,
+                description,
+                page_url: start.page_url,
+                time: utc(start.started_at),
+                time_iso: start.started_at.to_string(),
+            });
+        }
+    }
+    let (sender_address, opted_out) = match &sender {
+        Some(sender) => {
+            let address = sender.address.to_string();
+            let opted_out = store
+                .suppression_for(&c.customer_address, sender.id)
+                .await?
+                .map(|s| opt_out_text(&c, &s, &address));
+            (address, opted_out)
+        }
+        None => ("the chat widget".to_string(), None),
+    };
     let cannot_reply = match c.channel {
-        Channel::Sms | Channel::Email => None,
+        Channel::Sms | Channel::Email | Channel::Chat => None,
         other => Some(format!(
-            "Agents reply by SMS or email; this conversation is on {other}."
+            "Agents reply by SMS, email or chat; this conversation is on {other}."
         )),
     };
     Ok(ConversationPage {
@@ -370,6 +410,8 @@ async fn conversation_page(
         inbox_id: inbox.id,
         inbox: inbox.name,
         sender: sender_address,
+        is_chat,
+        chat_starts,
         campaign_id: c.campaign_id.filter(|_| campaign.is_some()),
         campaign,
         outreach_id: c.outreach_id,
@@ -413,7 +455,11 @@ async fn reply(
         )
         .await;
     let (status, error, body_error) = match outcome {
-        Ok(_) => return Redirect::to(&format!("/conversations/{id}#reply-form")).into_response(),
+        Ok(_) => {
+            // A chat visitor's stream on this node reads it now.
+            s.chat_live.poke(id);
+            return Redirect::to(&format!("/conversations/{id}#reply-form")).into_response();
+        }
         Err(ReplyError::OptedOut(m)) => (StatusCode::CONFLICT, Some(m), None),
         Err(ReplyError::Invalid {
             field: "body",

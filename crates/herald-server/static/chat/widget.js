@@ -1,4 +1,6 @@
-/* Herald chat widget: shows a chat campaign's greeting when its triggers hold.
+/* Herald chat widget: shows a chat campaign's greeting when its triggers hold, and lets the
+ * visitor answer: a live chat with the campaign's inbox, resumed after a reload or page change
+ * (the conversation's token is kept in localStorage), agents' answers read from an EventSource.
  * Plain JavaScript, no dependencies, no request but to the Herald that served it. Text is only
  * ever set with textContent. Embedded with:
  *   <script src="https://HERALD/chat/widget.js" data-site="KEY" async></script>
@@ -106,7 +108,17 @@
       ".w{all:initial;position:fixed;right:16px;bottom:16px;box-sizing:border-box;width:320px;" +
       "max-width:calc(100vw - 32px);display:flex;gap:8px;align-items:flex-start;padding:14px 12px 14px 16px;" +
       "background:#fff;color:#1d2433;border:1px solid #d5d9e0;border-radius:12px;" +
-      "box-shadow:0 6px 24px rgba(0,0,0,.18);font:15px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}" +
+      "box-shadow:0 6px 24px rgba(0,0,0,.18);font:15px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;flex-wrap:wrap}" +
+      ".c{all:initial;display:block;flex-basis:100%;font:inherit;color:inherit}" +
+      ".l{all:initial;display:block;max-height:40vh;overflow:auto;font:inherit;color:inherit}" +
+      ".l li{all:initial;display:block;margin:6px 0;padding:6px 10px;border-radius:10px;font:inherit;color:inherit;white-space:pre-wrap;overflow-wrap:anywhere}" +
+      ".l .v{background:#2f6fed;color:#fff;margin-left:28px}.l .a{background:#eef0f4;margin-right:28px}" +
+      ".b{all:initial;display:block;margin-top:6px;font:13px/1.4 system-ui,sans-serif;color:#4a5263}" +
+      ".f{all:initial;display:flex;gap:6px;font:inherit;color:inherit}" +
+      ".i{all:initial;flex:1;box-sizing:border-box;min-height:40px;padding:6px 8px;border:1px solid #8a93a5;border-radius:8px;background:#fff;font:inherit;color:inherit;white-space:pre-wrap}" +
+      ".s{all:initial;cursor:pointer;padding:0 14px;border-radius:8px;background:#2f6fed;color:#fff;font:inherit}" +
+      ".e{all:initial;display:block;color:#b00020;font:13px/1.4 system-ui,sans-serif}" +
+      ".i:focus-visible,.s:focus-visible{outline:3px solid #2f6fed;outline-offset:1px}" +
       ".t{all:initial;display:block;flex:1;font:inherit;color:inherit;white-space:pre-wrap;overflow-wrap:anywhere}" +
       ".x{all:initial;box-sizing:border-box;flex:none;cursor:pointer;width:32px;height:32px;border-radius:8px;" +
       "text-align:center;font:20px/32px system-ui,sans-serif;color:#1d2433}" +
@@ -128,6 +140,7 @@
     box.addEventListener("keydown", function (e) { if (e.key === "Escape") dismiss(campaign.id); });
     box.appendChild(text);
     box.appendChild(close);
+    box.appendChild(chatPart(campaign));
     root.appendChild(style);
     root.appendChild(box);
     document.body.appendChild(host);
@@ -135,15 +148,125 @@
     setTimeout(function () { text.textContent = campaign.greeting; }, 0);
     ui = host;
   }
+  // Live chat: the visitor's conversation, if any: {token, campaign, greeting}.
+  var conv = load("conv", null);
+  var list = null, es = null, last = null, seen = {};
+  function el(tag, cls, txt) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (txt) e.textContent = txt;
+    return e;
+  }
+  function call(method, path, body) {
+    var h = { "Content-Type": "application/json" };
+    if (conv) h["Herald-Chat-Token"] = conv.token;
+    return fetch(base + "/chat/v1/sites/" + encodeURIComponent(key) + "/conversations" + path, {
+      method: method, headers: h, credentials: "omit", body: body ? JSON.stringify(body) : undefined
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (j) {
+        if (!r.ok) { var x = new Error(j.detail || "The message was not sent (" + r.status + ")."); x.status = r.status; throw x; }
+        return j;
+      });
+    });
+  }
+  function add(m) {
+    if (!list || seen[m.id]) return;
+    seen[m.id] = 1;
+    last = m.id;
+    if (m.from === "greeting") return; // shown above, as the panel's text
+    var li = el("li", m.from === "visitor" ? "v" : "a", m.body);
+    li.setAttribute("data-from", m.from);
+    list.appendChild(li);
+    list.scrollTop = list.scrollHeight;
+  }
+  function listen() {
+    if (es || !conv || !window.EventSource) return;
+    es = new EventSource(base + "/chat/v1/sites/" + encodeURIComponent(key) + "/conversations/events?token=" +
+      encodeURIComponent(conv.token) + (last ? "&after=" + last : ""));
+    es.addEventListener("message", function (e) { try { add(JSON.parse(e.data)); } catch (x) { /* not ours */ } });
+  }
+  function chatPart(campaign) {
+    var part = el("div", "c");
+    list = el("ol", "l");
+    list.setAttribute("aria-label", "Messages");
+    list.setAttribute("aria-live", "polite");
+    var form = el("form", "f");
+    var input = el("textarea", "i");
+    input.id = "herald-reply";
+    input.rows = 2;
+    input.maxLength = 2000;
+    var label = el("label", "b", "Your reply");
+    label.htmlFor = input.id;
+    var email = null;
+    if (campaign.onboarding && !conv) {
+      email = el("input", "i");
+      email.type = "email";
+      email.id = "herald-email";
+      email.autocomplete = "email";
+      var el2 = el("label", "b", "Your email");
+      el2.htmlFor = email.id;
+      part.appendChild(el2);
+      part.appendChild(email);
+    }
+    var send = el("button", "s", "Send");
+    send.type = "submit";
+    var err = el("p", "e");
+    err.setAttribute("role", "alert");
+    function submit() {
+      var body = input.value.trim();
+      if (!body || send.disabled) return;
+      send.disabled = true;
+      err.textContent = "";
+      var done = conv ? call("POST", "/messages", { body: body }).then(add)
+        : call("POST", "", { campaign_id: campaign.id, page_url: window.location.href, body: body, email: email ? email.value : undefined })
+          .then(function (r) {
+            conv = { token: r.token, campaign: campaign.id, greeting: campaign.greeting };
+            save("conv", conv);
+            r.messages.forEach(add);
+            listen();
+          });
+      done.then(function () { input.value = ""; }, function (x) { err.textContent = x.message; })
+        .then(function () { send.disabled = false; input.focus(); });
+    }
+    form.addEventListener("submit", function (e) { e.preventDefault(); submit(); });
+    input.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); submit(); }
+    });
+    form.appendChild(input);
+    form.appendChild(send);
+    part.appendChild(list);
+    part.appendChild(label);
+    part.appendChild(form);
+    part.appendChild(err);
+    return part;
+  }
+  function resume() {
+    render({ id: conv.campaign, greeting: conv.greeting });
+    call("GET", "/messages").then(function (v) {
+      v.messages.forEach(add);
+      listen();
+    }, function (x) {
+      // A conversation this Herald no longer knows (or a token it no longer signs): forget it.
+      if (x.status === 401 || x.status === 403 || x.status === 404) {
+        conv = null;
+        save("conv", null);
+        if (ui && ui.parentNode) ui.parentNode.removeChild(ui);
+        ui = null;
+      }
+    });
+  }
+
   function dismiss(id) {
     var closed = load("closed", []);
     if (closed.indexOf(id) < 0) closed.push(id);
     save("closed", closed);
     if (ui && ui.parentNode) ui.parentNode.removeChild(ui);
     ui = null;
+    if (es) { es.close(); es = null; }
   }
 
   function start(config) {
+    if (conv && load("closed", []).indexOf(conv.campaign) < 0) return resume();
     var campaigns = (config.campaigns || []).slice().sort(function (a, b) { return a.order - b.order; });
     var max = config.max_per_visit;
     check = function () {

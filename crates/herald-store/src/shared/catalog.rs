@@ -360,7 +360,7 @@ impl crate::Catalog for Backend {
         let row = sqlx::query(concat!(
             "SELECT ",
             sender_cols!(),
-            " FROM senders WHERE id = $1"
+            " FROM senders WHERE id = $1 AND channel <> 'chat'"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -376,7 +376,8 @@ impl crate::Catalog for Backend {
         let rows = sqlx::query(concat!(
             "SELECT ",
             sender_cols!(),
-            " FROM senders WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+            " FROM senders WHERE ($1 IS NULL OR id > $1) AND channel <> 'chat' \
+             ORDER BY id LIMIT $2"
         ))
         .bind(page.after)
         .bind(common::fetch_count(&page))
@@ -394,7 +395,7 @@ impl crate::Catalog for Backend {
         let (_, now_us) = common::now();
         let mut tx = self.write().await?;
         let current = sqlx::query(concat!(
-            "SELECT channel, address FROM senders WHERE id = $1",
+            "SELECT channel, address FROM senders WHERE id = $1 AND channel <> 'chat'",
             for_update!()
         ))
         .bind(id)
@@ -454,9 +455,12 @@ impl crate::Catalog for Backend {
             self,
             Unused {
                 entity: "sender",
-                label: concat!("SELECT address FROM senders WHERE id = $1", for_update!()),
+                label: concat!(
+                    "SELECT address FROM senders WHERE id = $1 AND channel <> 'chat'",
+                    for_update!()
+                ),
                 users: "SELECT name FROM campaigns WHERE sender_id = $1 ORDER BY name",
-                delete: "DELETE FROM senders WHERE id = $1",
+                delete: "DELETE FROM senders WHERE id = $1 AND channel <> 'chat'",
                 in_use: common::sender_in_use,
             },
             id,

@@ -21,7 +21,7 @@ macro_rules! site_cols {
 
 macro_rules! chat_settings_cols {
     () => {
-        "campaign_id, site_id, position, triggers, onboarding, starts_at, ends_at, paused"
+        "campaign_id, site_id, inbox_id, position, triggers, onboarding, starts_at, ends_at, paused"
     };
 }
 
@@ -62,6 +62,7 @@ fn settings_row(r: &DbRow) -> Result<(Uuid, ChatSettings)> {
         id,
         ChatSettings {
             site_id: col(r, e, Some(id), "site_id")?,
+            inbox_id: col(r, e, Some(id), "inbox_id")?,
             order: u32::try_from(position)
                 .map_err(|err| common::corrupt("chat campaign", id, format!("position: {err}")))?,
             triggers,
@@ -243,10 +244,22 @@ impl crate::ChatSites for Backend {
         {
             return Err(common::missing("site_id", "chat site", settings.site_id));
         }
+        if let Some(inbox_id) = settings.inbox_id
+            && !exists(
+                &mut tx,
+                concat!("SELECT 1 FROM inboxes WHERE id = $1", for_key_share!()),
+                inbox_id,
+            )
+            .await?
+        {
+            return Err(common::missing("inbox_id", "inbox", inbox_id));
+        }
         sqlx::query(
             "INSERT INTO chat_campaigns (campaign_id, site_id, position, triggers, onboarding, \
-             starts_at, ends_at, paused, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             starts_at, ends_at, paused, updated_at, inbox_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (campaign_id) DO UPDATE SET site_id = excluded.site_id, \
+             inbox_id = excluded.inbox_id, \
              position = excluded.position, triggers = excluded.triggers, \
              onboarding = excluded.onboarding, starts_at = excluded.starts_at, \
              ends_at = excluded.ends_at, paused = excluded.paused, updated_at = excluded.updated_at",
@@ -260,6 +273,7 @@ impl crate::ChatSites for Backend {
         .bind(settings.ends_at.map(Ts::new))
         .bind(settings.paused)
         .bind(now_us)
+        .bind(settings.inbox_id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -310,5 +324,117 @@ impl crate::ChatSites for Backend {
             }
         }
         Ok(out)
+    }
+
+    async fn chat_sender(&self, campaign_id: Uuid, inbox_id: Uuid) -> Result<Uuid> {
+        let (_, now_us) = common::now();
+        let mut tx = self.write().await?;
+        // The sender follows the campaign's inbox; its conversations move with their next
+        // message.
+        let id: Uuid = sqlx::query_scalar(
+            "INSERT INTO senders (id, channel, address, inbox_id, provider, created_at, updated_at) \
+             VALUES ($1, 'chat', $2, $3, 'file', $4, $4) \
+             ON CONFLICT (channel, address) DO UPDATE SET inbox_id = excluded.inbox_id, \
+             updated_at = excluded.updated_at RETURNING id",
+        )
+        .bind(Uuid::now_v7())
+        .bind(crate::conversation::chat_sender_address(campaign_id))
+        .bind(inbox_id)
+        .bind(now_us)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match Violation::of(e) {
+            Violation::ForeignKey(_) => common::missing("inbox_id", "inbox", inbox_id),
+            v => v.into(),
+        })?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn record_chat_start(&self, start: &crate::ChatStart) -> Result<crate::Message> {
+        let mut tx = self.write().await?;
+        let (customer_id, sender_id, channel, from, to): (Uuid, Uuid, String, String, String) =
+            sqlx::query_as(concat!(
+                "SELECT c.customer_id, c.sender_id, c.channel, s.address, cu.address \
+                 FROM conversations c JOIN senders s ON s.id = c.sender_id \
+                 JOIN customers cu ON cu.id = c.customer_id WHERE c.id = $1",
+                for_update_of!("c")
+            ))
+            .bind(start.conversation_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound {
+                entity: "conversation",
+                id: start.conversation_id,
+            })?;
+        if channel != "chat" {
+            return Err(StoreError::Invalid {
+                field: "conversation_id",
+                message: format!(
+                    "conversation {} is on {channel}; only a chat conversation starts with a greeting",
+                    start.conversation_id
+                ),
+            });
+        }
+        let at_us = Ts::new(start.started_at);
+        sqlx::query(
+            "INSERT INTO chat_starts (id, conversation_id, site_id, campaign_id, page_url, \
+             started_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(start.conversation_id)
+        .bind(start.site_id)
+        .bind(start.campaign_id)
+        .bind(&start.page_url)
+        .bind(at_us)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(concat!(
+            "INSERT INTO messages (id, customer_id, sender_id, direction, author, channel, \
+             from_address, to_address, body, campaign_id, status, created_at) \
+             VALUES ($1, $2, $3, 'outbound', 'outreach', 'chat', $4, $5, $6, $7, 'sent', $8) \
+             RETURNING ",
+            message_cols!()
+        ))
+        .bind(Uuid::now_v7())
+        .bind(customer_id)
+        .bind(sender_id)
+        .bind(&from)
+        .bind(&to)
+        .bind(&start.greeting)
+        .bind(start.campaign_id)
+        .bind(at_us)
+        .fetch_one(&mut *tx)
+        .await?;
+        let message = crate::conversation::message_row(&row)?.parse()?;
+        sqlx::query("UPDATE conversations SET campaign_id = $2 WHERE id = $1")
+            .bind(start.conversation_id)
+            .bind(start.campaign_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(message)
+    }
+
+    async fn chat_starts(&self, conversation_id: Uuid) -> Result<Vec<crate::ChatStartRecord>> {
+        let rows: Vec<(Uuid, Uuid, Uuid, String, Ts)> = sqlx::query_as(
+            "SELECT id, site_id, campaign_id, page_url, started_at FROM chat_starts \
+             WHERE conversation_id = $1 ORDER BY started_at, id LIMIT 100",
+        )
+        .bind(conversation_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, site_id, campaign_id, page_url, at)| crate::ChatStartRecord {
+                    id,
+                    site_id,
+                    campaign_id,
+                    page_url,
+                    started_at: at.0,
+                },
+            )
+            .collect())
     }
 }
