@@ -72,6 +72,7 @@ async fn campaign(store: &dyn Store) -> (uuid::Uuid, uuid::Uuid) {
             answer_id: answer.id,
             schedule,
             quiet_hours: true,
+            frequency_cap: None,
         })
         .await
         .unwrap();

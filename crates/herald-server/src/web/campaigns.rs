@@ -23,8 +23,8 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use herald_core::schedule::{ScheduleInput, WEEKDAYS, Window};
 use herald_core::{
-    Answer, Campaign, CampaignInput, CampaignSpec, Channel, Language, Schedule, Sender,
-    ValidationError, check_campaign_references,
+    Answer, Campaign, CampaignInput, CampaignSpec, Channel, FrequencyCap, Language, Schedule,
+    Sender, ValidationError, check_campaign_references,
 };
 use herald_store::StoreError;
 use jiff::Timestamp;
@@ -213,6 +213,9 @@ struct CampaignValues {
     answer_id: String,
     timezone: String,
     quiet_hours: bool,
+    /// The campaign's own frequency cap as typed: messages, and days (both empty: none).
+    cap_messages: String,
+    cap_days: String,
     days: Vec<DayRow>,
 }
 
@@ -226,6 +229,8 @@ impl CampaignValues {
             answer_id: String::new(),
             timezone: "UTC".into(),
             quiet_hours: true,
+            cap_messages: String::new(),
+            cap_days: String::new(),
             days: WEEKDAYS
                 .iter()
                 .zip(DAY_LABELS)
@@ -279,6 +284,14 @@ impl CampaignValues {
             answer_id: c.answer_id.to_string(),
             timezone: c.schedule.timezone_name().to_string(),
             quiet_hours: c.quiet_hours,
+            cap_messages: c
+                .frequency_cap
+                .map(|f| f.messages.to_string())
+                .unwrap_or_default(),
+            cap_days: c
+                .frequency_cap
+                .map(|f| f.days.to_string())
+                .unwrap_or_default(),
             days,
         }
     }
@@ -292,6 +305,8 @@ impl CampaignValues {
             answer_id: form.get("answer_id").to_string(),
             timezone: form.get("timezone").to_string(),
             quiet_hours: form.has("quiet_hours"),
+            cap_messages: form.get("frequency_cap_messages").trim().to_string(),
+            cap_days: form.get("frequency_cap_days").trim().to_string(),
             days: WEEKDAYS
                 .iter()
                 .zip(DAY_LABELS)
@@ -306,6 +321,39 @@ impl CampaignValues {
                 })
                 .collect(),
         }
+    }
+
+    /// The frequency cap as the API takes it: none when both boxes are empty; a box left empty
+    /// or not holding a whole number is an error for `frequency_cap`.
+    fn frequency_cap(&self, errors: &mut FieldErrors) -> Option<FrequencyCap> {
+        let (messages, days) = (self.cap_messages.as_str(), self.cap_days.as_str());
+        if messages.is_empty() && days.is_empty() {
+            return None;
+        }
+        if messages.is_empty() || days.is_empty() {
+            errors.push(
+                "frequency_cap",
+                "Give both the messages and the days, or leave both empty for no cap of this \
+                 campaign's own",
+            );
+            return None;
+        }
+        let number = |errors: &mut FieldErrors, what: &str, raw: &str| match raw.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                errors.push(
+                    "frequency_cap",
+                    format!("{what}: `{raw}` is not a whole number"),
+                );
+                None
+            }
+        };
+        let messages = number(errors, "Messages", messages);
+        let days = number(errors, "Days", days);
+        Some(FrequencyCap {
+            messages: messages?,
+            days: days?,
+        })
     }
 
     /// The schedule as the API takes it: a window per open day (plus its kept extra windows).
@@ -606,6 +654,9 @@ fn place_error(field: &str, message: &str) -> (String, String) {
         "language" => ("language".into(), label("Language")),
         "answer_id" => ("answer_id".into(), label("Answer")),
         "quiet_hours" => ("quiet_hours".into(), message.to_string()),
+        "frequency_cap.messages" => ("frequency_cap".into(), format!("Messages {message}")),
+        "frequency_cap.days" => ("frequency_cap".into(), format!("Days {message}")),
+        "frequency_cap" => ("frequency_cap".into(), message.to_string()),
         "schedule.timezone" | "timezone" => ("timezone".into(), message.to_string()),
         f if f.starts_with("schedule") => {
             // `schedule.days.mon[0]` → "Monday: ..."
@@ -645,6 +696,11 @@ async fn checked(
         None
     };
     let answer_id = parse_id(&mut unreadable, "answer_id", &values.answer_id);
+    let frequency_cap = if channel.has_senders() {
+        values.frequency_cap(&mut unreadable)
+    } else {
+        None
+    };
     let input = CampaignInput {
         name: values.name.clone(),
         description: values.description.clone(),
@@ -654,13 +710,14 @@ async fn checked(
         answer_id,
         schedule: Some(values.schedule()),
         quiet_hours: channel.is_phone().then_some(values.quiet_hours),
+        frequency_cap,
     };
     let spec = match input.validate() {
         Ok(spec) if unreadable.is_empty() => spec,
         Ok(_) => return Ok(Err(unreadable)),
         Err(e) => {
             let mut errors = placed(&e);
-            for field in ["sender_id", "answer_id"] {
+            for field in ["sender_id", "answer_id", "frequency_cap"] {
                 if let Some(m) = unreadable.get(field) {
                     // Said instead of "is required".
                     errors.remove(field);
@@ -812,6 +869,8 @@ struct ShowPage {
     never_opens: bool,
     /// `None` when quiet hours do not apply (email, chat).
     quiet_hours: Option<bool>,
+    /// The campaign's own frequency cap in words; `None` for chat (nothing to cap).
+    frequency_cap: Option<String>,
     created: String,
     /// The outreach tabs, rendered by [`super::outreaches::section_html`] (askama-escaped
     /// HTML, not user input).
@@ -949,12 +1008,25 @@ async fn show_page(
         days: schedule_summary(&c.schedule),
         never_opens: c.schedule.is_always_closed(),
         quiet_hours: c.channel.is_phone().then_some(c.quiet_hours),
+        frequency_cap: c.channel.has_senders().then(|| match c.frequency_cap {
+            Some(cap) => format!("{} (this campaign's own)", upper_first(&cap.to_string())),
+            None => "None of this campaign's own".to_string(),
+        }),
         created: date(c.created_at),
         outreaches_html,
         status,
         test,
         report,
     }))
+}
+
+/// `at most 2 messages` → `At most 2 messages`.
+fn upper_first(words: &str) -> String {
+    let mut chars = words.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 impl TestForm {
