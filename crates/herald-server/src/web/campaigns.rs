@@ -878,9 +878,9 @@ struct ShowPage {
     status: String,
     /// The "Send a test" form: `None` for chat campaigns (no sender, nothing to test).
     test: Option<TestForm>,
-    /// The funnel over all the campaign's outreaches (SVG from `charts`), and its reply rate;
-    /// `None` before the first recipient.
-    report: Option<(String, String)>,
+    /// The funnel over all the campaign's outreaches (SVG from `charts`), its reply rate and
+    /// its opt-out rate; `None` before the first recipient.
+    report: Option<(String, String, String)>,
 }
 
 /// The campaign page's "Send a test" form and the campaign's latest test sends.
@@ -984,13 +984,15 @@ async fn show_page(
     .await
     .map_err(&err)?;
     // The same sums as the figures CSV: the outreaches' own counts, added up.
-    let (_, total) = crate::routes::campaigns::campaign_figures(&*s.store, id)
+    let figures = crate::routes::campaigns::campaign_figures(&*s.store, id)
         .await
         .map_err(&err)?;
+    let total = figures.total;
     let report = (total.total > 0).then(|| {
         (
             super::charts::funnel(&total),
             super::charts::rate(total.replied, total.sent),
+            super::charts::rate(figures.opted_out, total.total),
         )
     });
     Ok(super::render(&ShowPage {
