@@ -930,6 +930,22 @@ impl herald_store::Outreaches for TimedStore {
     ) -> herald_store::Result<u64> {
         self.inner.release_waiting(campaign_id, now).await
     }
+    async fn record_opt_out(
+        &self,
+        outreach_id: Uuid,
+        recipient_id: i64,
+        at: Timestamp,
+    ) -> herald_store::Result<bool> {
+        self.inner
+            .record_opt_out(outreach_id, recipient_id, at)
+            .await
+    }
+    async fn opted_out_by_outreach(
+        &self,
+        campaign_id: Uuid,
+    ) -> herald_store::Result<std::collections::HashMap<Uuid, u64>> {
+        self.inner.opted_out_by_outreach(campaign_id).await
+    }
     async fn begin_outreach(
         &self,
         new: &NewOutreach,

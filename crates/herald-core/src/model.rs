@@ -279,6 +279,88 @@ impl Answer {
 
 // ---------------------------------------------------------------- campaign
 
+/// A frequency cap: at most `messages` proactive messages to one customer (address) in `days`
+/// days, counting the outreach messages of every campaign and sender on the customer's
+/// timeline. Herald has one for the workspace (`[dispatch.frequency_cap]`) and each campaign
+/// may have its own; a recipient over either is skipped with reason `frequency_cap`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrequencyCap {
+    /// Messages a customer may get in `days` (at least 1).
+    pub messages: u32,
+    /// The length of the window, in days of 24 hours (1 to 3650).
+    pub days: u32,
+}
+
+impl FrequencyCap {
+    /// The longest window: ten years.
+    pub const DAYS_MAX: u32 = 3_650;
+
+    /// What makes the cap unusable, by field (`messages`, `days`); empty when it can hold.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.messages == 0 {
+            out.push((
+                "messages",
+                "must be at least 1: a cap of 0 messages would never send; leave the cap out \
+                 to have none"
+                    .to_string(),
+            ));
+        }
+        if self.days == 0 {
+            out.push(("days", "must be at least 1".to_string()));
+        } else if self.days > Self::DAYS_MAX {
+            out.push((
+                "days",
+                format!(
+                    "is {}, more than ten years ({} days)",
+                    self.days,
+                    Self::DAYS_MAX
+                ),
+            ));
+        }
+        out
+    }
+
+    /// [`FrequencyCap::problems`] in one sentence, for a configuration file.
+    pub fn check(&self) -> Result<(), String> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(problems
+            .iter()
+            .map(|(field, message)| format!("{field} {message}"))
+            .collect::<Vec<_>>()
+            .join("; "))
+    }
+
+    /// Where the window of a message sent at `at` begins: messages since then count.
+    pub fn since(&self, at: Timestamp) -> Timestamp {
+        at.checked_sub(jiff::SignedDuration::from_hours(24 * i64::from(self.days)))
+            .unwrap_or(Timestamp::MIN)
+    }
+}
+
+impl std::fmt::Display for FrequencyCap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: u32, one: &str, many: &str| {
+            if n == 1 {
+                format!("{n} {one}")
+            } else {
+                format!("{n} {many}")
+            }
+        };
+        write!(
+            f,
+            "at most {} in {}",
+            plural(self.messages, "message", "messages"),
+            plural(self.days, "day", "days")
+        )
+    }
+}
+
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct CampaignInput {
@@ -295,6 +377,12 @@ pub struct CampaignInput {
     pub schedule: Option<ScheduleInput>,
     /// Never send SMS or voice before 08:00 or after 21:00 recipient-local time (default on).
     pub quiet_hours: Option<bool>,
+    /// This campaign's own frequency cap (none when absent or null): a recipient whose customer
+    /// was already sent `messages` proactive messages (by any campaign) in the last `days`
+    /// days is skipped with reason `frequency_cap`. The workspace's cap
+    /// (`[dispatch.frequency_cap]`) applies as well; whichever is stricter decides.
+    #[serde(default)]
+    pub frequency_cap: Option<FrequencyCap>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -307,6 +395,7 @@ pub struct CampaignSpec {
     pub answer_id: Uuid,
     pub schedule: Schedule,
     pub quiet_hours: bool,
+    pub frequency_cap: Option<FrequencyCap>,
 }
 
 impl CampaignInput {
@@ -353,6 +442,17 @@ impl CampaignInput {
                 }
             },
         };
+        if let Some(cap) = &self.frequency_cap {
+            if channel == Some(Channel::Chat) {
+                errors.push(
+                    "frequency_cap",
+                    "chat campaigns send no messages to cap; leave it out",
+                );
+            }
+            for (field, message) in cap.problems() {
+                errors.push(format!("frequency_cap.{field}"), message);
+            }
+        }
         errors.finish()?;
         match (channel, language, self.answer_id, schedule) {
             (Some(channel), Some(language), Some(answer_id), Some(schedule)) => Ok(CampaignSpec {
@@ -364,6 +464,7 @@ impl CampaignInput {
                 answer_id,
                 schedule,
                 quiet_hours: self.quiet_hours.unwrap_or(true),
+                frequency_cap: self.frequency_cap,
             }),
             _ => Err(ValidationError::single("", "incomplete campaign")),
         }
@@ -433,6 +534,8 @@ pub struct Campaign {
     #[cfg_attr(feature = "openapi", schema(value_type = crate::schedule::ScheduleInput))]
     pub schedule: Schedule,
     pub quiet_hours: bool,
+    /// The campaign's own frequency cap, or null (the workspace's, if any, still applies).
+    pub frequency_cap: Option<FrequencyCap>,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
@@ -529,4 +632,66 @@ impl Default for Page {
 pub struct Listing<T> {
     pub items: Vec<T>,
     pub next_after: Option<Uuid>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frequency_cap_counts_whole_days_back_and_is_checked_by_field() {
+        let cap = FrequencyCap {
+            messages: 2,
+            days: 7,
+        };
+        assert_eq!(cap.check(), Ok(()));
+        assert_eq!(cap.to_string(), "at most 2 messages in 7 days");
+        let at: Timestamp = "2026-03-10T12:00:00Z".parse().unwrap();
+        assert_eq!(
+            cap.since(at),
+            "2026-03-03T12:00:00Z".parse::<Timestamp>().unwrap()
+        );
+        assert_eq!(
+            FrequencyCap {
+                messages: 1,
+                days: 1
+            }
+            .to_string(),
+            "at most 1 message in 1 day"
+        );
+        let fields = |c: FrequencyCap| -> Vec<&'static str> {
+            c.problems().into_iter().map(|(f, _)| f).collect()
+        };
+        assert_eq!(
+            fields(FrequencyCap {
+                messages: 0,
+                days: 0
+            }),
+            ["messages", "days"]
+        );
+        assert_eq!(
+            fields(FrequencyCap {
+                messages: 1,
+                days: FrequencyCap::DAYS_MAX + 1
+            }),
+            ["days"]
+        );
+        assert!(
+            FrequencyCap {
+                messages: 1,
+                days: FrequencyCap::DAYS_MAX
+            }
+            .check()
+            .is_ok()
+        );
+        // The longest window still has a start, however early `at` is.
+        assert_eq!(
+            FrequencyCap {
+                messages: 1,
+                days: FrequencyCap::DAYS_MAX
+            }
+            .since(Timestamp::MIN),
+            Timestamp::MIN
+        );
+    }
 }

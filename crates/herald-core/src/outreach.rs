@@ -401,8 +401,9 @@ pub enum SkipReason {
     Stopped,
     /// The recipient opted out of messages from this sender (Twilio 21610, a STOP reply).
     OptedOut,
-    /// The customer was already contacted as often as the frequency cap allows
-    /// (`[dispatch.frequency_cap]`: at most K proactive messages in D days, across outreaches).
+    /// The customer was already contacted as often as a frequency cap allows (the workspace's
+    /// `[dispatch.frequency_cap]` or the campaign's own: at most K proactive messages in D
+    /// days, across outreaches).
     FrequencyCap,
 }
 

@@ -205,6 +205,12 @@ impl Replies {
                     .store
                     .skip_pending_for_address(address, Some(sender.id), SkipReason::OptedOut, at)
                     .await?;
+                // An answer to an outreach's message: it counts as that outreach's opt-out.
+                if let Some((_, outreach_id, recipient_id)) = inbound.received.attributed {
+                    self.store
+                        .record_opt_out(outreach_id, recipient_id, at)
+                        .await?;
+                }
                 tracing::info!(sender = %sender.address, skipped = inbound.skipped, "customer opted out by SMS");
             }
             Some(Keyword::OptIn) => {
@@ -456,8 +462,9 @@ impl Replies {
     }
 
     /// The one-click unsubscribe of an outreach email (`List-Unsubscribe-Post`): checks the
-    /// link's signature, suppresses the recipient's address for every sender and skips its
-    /// pending recipients. The address; repeating it changes nothing.
+    /// link's signature, suppresses the recipient's address for every sender, skips its
+    /// pending recipients and counts the recipient as opted out of its outreach. The address;
+    /// repeating it changes nothing.
     pub async fn unsubscribe(&self, key: &str, sig: &str) -> Result<String, UnsubscribeError> {
         let links = self.unsubscribe.as_ref().ok_or(UnsubscribeError::BadLink)?;
         if !links.verify(key, sig) {
@@ -475,9 +482,14 @@ impl Replies {
             .store
             .add_suppression(&address, None, "unsubscribed by the email link")
             .await?;
+        let now = self.clock.now();
         let skipped = self
             .store
-            .skip_pending_for_address(&address, None, SkipReason::OptedOut, self.clock.now())
+            .skip_pending_for_address(&address, None, SkipReason::OptedOut, now)
+            .await?;
+        // The link is in that outreach's message: it counts as that outreach's opt-out.
+        self.store
+            .record_opt_out(outreach_id, recipient_id, now)
             .await?;
         tracing::info!(outreach = %outreach_id, added, skipped, "email recipient unsubscribed");
         Ok(address)

@@ -10,8 +10,8 @@ use herald_channels::{Accepted, OutboundMessage, SendError, Transport, Transport
 use herald_core::outreach::{DeliveryState, OutreachStatus, SkipReason};
 use herald_core::schedule::ScheduleInput;
 use herald_core::{
-    Address, AnswerSpec, AnswerVariant, CampaignSpec, Channel, E164, EmailAddress, InboxSpec,
-    Language, Provider, Schedule, SenderSpec, Template,
+    Address, AnswerSpec, AnswerVariant, CampaignSpec, Channel, E164, EmailAddress, FrequencyCap,
+    InboxSpec, Language, Provider, Schedule, SenderSpec, Template,
 };
 use herald_engine::{
     Clock, DispatchConfig, Dispatcher, ManualClock, OutreachUpload, RateConfig, import_outreach,
@@ -36,6 +36,7 @@ herald_store::on_both_backends!(
     rate_limit_is_shared_by_outreaches_of_a_sender,
     a_daily_cap_holds_the_rest_for_the_next_day,
     the_frequency_cap_skips_customers_contacted_often_enough,
+    a_campaign_frequency_cap_alone_skips_and_is_counted,
     transient_failures_retry_with_backoff_then_fail,
     retry_failed_sends_the_failed_again,
     opted_out_and_invalid_numbers_fail_at_once,
@@ -186,6 +187,7 @@ struct CampaignOpts {
     channel: Channel,
     schedule: Schedule,
     quiet_hours: bool,
+    frequency_cap: Option<FrequencyCap>,
     sender: &'static str,
     body: &'static str,
 }
@@ -196,6 +198,7 @@ impl Default for CampaignOpts {
             channel: Channel::Sms,
             schedule: every_day("UTC", "00:00-24:00"),
             quiet_hours: false,
+            frequency_cap: None,
             sender: "+14155550100",
             body: "Hi {{ name }}, your order is late.",
         }
@@ -306,6 +309,7 @@ impl World {
                 answer_id: answer,
                 schedule: o.schedule,
                 quiet_hours: o.quiet_hours,
+                frequency_cap: o.frequency_cap,
             })
             .await
             .expect("campaign")
@@ -818,16 +822,28 @@ async fn a_daily_cap_holds_the_rest_for_the_next_day(db: TestStore) {
 }
 
 /// At most one message in seven days: a customer another campaign reached yesterday is
-/// skipped (and says why), the others are sent, and a week later the customer is due again.
+/// skipped (and says why), the others are sent, and a week later the customer is due again. A
+/// campaign's own cap looser than the workspace's does not lift it: the stricter one decides.
 async fn the_frequency_cap_skips_customers_contacted_often_enough(db: TestStore) {
     let mut config = World::config();
-    config.frequency_cap = Some(herald_engine::FrequencyCap {
+    config.frequency_cap = Some(FrequencyCap {
         messages: 1,
         days: 7,
     });
     let w = World::new(db, "2026-03-02T12:00Z", config).await;
     let a = w.campaign("A", CampaignOpts::default()).await;
-    let b = w.campaign("B", CampaignOpts::default()).await;
+    let b = w
+        .campaign(
+            "B",
+            CampaignOpts {
+                frequency_cap: Some(FrequencyCap {
+                    messages: 5,
+                    days: 7,
+                }),
+                ..Default::default()
+            },
+        )
+        .await;
     w.outreach(a, &phones(2), "2026-03-02T12:00Z", None).await;
     w.settle().await;
     assert_eq!(w.recorder.sent().len(), 2);
@@ -846,7 +862,9 @@ async fn the_frequency_cap_skips_customers_contacted_often_enough(db: TestStore)
     );
     let why = capped.error_message.as_deref().unwrap_or_default();
     assert!(
-        why.contains("already contacted 1 time(s) in the last 7 day(s)"),
+        why.contains(
+            "already contacted 1 time(s) in the last 7 day(s); the frequency cap allows 1"
+        ),
         "{why}"
     );
     let new = rows.iter().find(|r| r.address == "+14155559000").unwrap();
@@ -865,6 +883,84 @@ async fn the_frequency_cap_skips_customers_contacted_often_enough(db: TestStore)
     w.settle().await;
     assert_eq!(w.states(again).await["+14155551000"], DeliveryState::Sent);
     assert_eq!(w.recorder.sent().len(), 4);
+}
+
+/// No workspace cap, one campaign with its own (two messages in three days): its recipients
+/// who already had two messages from any campaign in those days are skipped with reason
+/// `frequency_cap`, counted in the outreach's figures; a campaign without a cap still reaches
+/// them, and once the oldest message is older than three days the capped campaign may again.
+async fn a_campaign_frequency_cap_alone_skips_and_is_counted(db: TestStore) {
+    let w = World::new(db, "2026-03-02T12:00Z", World::config()).await;
+    let free = w.campaign("Free", CampaignOpts::default()).await;
+    let capped = w
+        .campaign(
+            "Capped",
+            CampaignOpts {
+                frequency_cap: Some(FrequencyCap {
+                    messages: 2,
+                    days: 3,
+                }),
+                ..Default::default()
+            },
+        )
+        .await;
+    // Customer 0 gets two messages, customer 1 one.
+    w.outreach(free, &phones(2), "2026-03-02T12:00Z", None)
+        .await;
+    w.settle().await;
+    w.set("2026-03-03T12:00Z");
+    w.outreach(free, &phones(1), "2026-03-03T12:00Z", None)
+        .await;
+    w.settle().await;
+    assert_eq!(w.recorder.sent().len(), 3);
+
+    w.set("2026-03-04T12:00Z");
+    let o = w
+        .outreach(capped, &phones(2), "2026-03-04T12:00Z", None)
+        .await;
+    w.settle().await;
+    let rows = w.recipients(o).await;
+    let zero = rows.iter().find(|r| r.address == "+14155551000").unwrap();
+    assert_eq!(
+        (zero.state, zero.skip_reason),
+        (DeliveryState::Skipped, Some(SkipReason::FrequencyCap))
+    );
+    let why = zero.error_message.as_deref().unwrap_or_default();
+    assert!(
+        why.contains(
+            "already contacted 2 time(s) in the last 3 day(s); the campaign's frequency cap \
+             allows 2"
+        ),
+        "{why}"
+    );
+    let one = rows.iter().find(|r| r.address == "+14155551001").unwrap();
+    assert_eq!(one.state, DeliveryState::Sent, "one message of two allowed");
+    let report = w.store.outreach_report(o).await.unwrap();
+    assert_eq!((report.progress.skipped, report.progress.sent), (1, 1));
+    assert_eq!(
+        report
+            .skipped
+            .iter()
+            .map(|r| (r.reason.as_str(), r.count))
+            .collect::<Vec<_>>(),
+        vec![("frequency_cap", 1)]
+    );
+
+    // The campaign without a cap is not held by another campaign's.
+    let o = w
+        .outreach(free, &phones(1), "2026-03-04T12:00Z", None)
+        .await;
+    w.settle().await;
+    assert_eq!(w.states(o).await["+14155551000"], DeliveryState::Sent);
+
+    // At 03-06 12:01 the capped campaign's three days go back to 03-03 12:01: of customer 0's
+    // three messages only that of 03-04 is in them, one of the two allowed.
+    w.set("2026-03-06T12:01Z");
+    let o = w
+        .outreach(capped, &phones(1), "2026-03-06T12:01Z", None)
+        .await;
+    w.settle().await;
+    assert_eq!(w.states(o).await["+14155551000"], DeliveryState::Sent);
 }
 
 async fn transient_failures_retry_with_backoff_then_fail(db: TestStore) {

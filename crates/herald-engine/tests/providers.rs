@@ -105,6 +105,7 @@ async fn campaign(
             })
             .unwrap(),
             quiet_hours: false,
+            frequency_cap: None,
         })
         .await
         .unwrap()

@@ -14,6 +14,7 @@ herald_store::on_both_backends!(
     openapi_is_3_1_and_lists_the_routes,
     full_crud_of_every_resource,
     campaign_rules_are_enforced_with_specific_messages,
+    a_campaigns_frequency_cap_round_trips_and_is_checked,
     pagination_walks_every_item_once,
     malformed_requests_get_problem_json,
     in_use_resources_cannot_be_deleted,
@@ -343,6 +344,124 @@ async fn full_crud_of_every_resource(app: App) {
         let (s, v) = app.admin(Method::GET, &path, None).await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
         assert!(v["detail"].as_str().unwrap().contains("no "), "{v}");
+    }
+}
+
+/// A campaign's own frequency cap: written on create, read back, changed and removed by an
+/// update (a `PUT` without it has none), described in the OpenAPI document; a cap that could
+/// never send, one longer than ten years, one on a chat campaign and a half one are refused
+/// with the field that is wrong.
+async fn a_campaigns_frequency_cap_round_trips_and_is_checked(app: App) {
+    let (_, sender, answer) = setup_sms(&app).await;
+    let mut body = json!({"name": "Capped", "channel": "sms", "sender_id": sender["id"],
+                          "language": "en-US", "answer_id": answer["id"], "schedule": schedule(),
+                          "frequency_cap": {"messages": 2, "days": 7}});
+    let created = app.create("/api/v1/campaigns", body.clone()).await;
+    assert_eq!(created["frequency_cap"], json!({"messages": 2, "days": 7}));
+    let id = created["id"].as_str().unwrap();
+    let (s, got) = app
+        .admin(Method::GET, &format!("/api/v1/campaigns/{id}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(got["frequency_cap"], json!({"messages": 2, "days": 7}));
+
+    body["frequency_cap"] = json!({"messages": 1, "days": 30});
+    let (s, updated) = app
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/campaigns/{id}"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{updated}");
+    assert_eq!(updated["frequency_cap"], json!({"messages": 1, "days": 30}));
+    let (_, got) = app
+        .admin(Method::GET, &format!("/api/v1/campaigns/{id}"), None)
+        .await;
+    assert_eq!(got["frequency_cap"], json!({"messages": 1, "days": 30}));
+
+    body.as_object_mut().unwrap().remove("frequency_cap");
+    let (s, updated) = app
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/campaigns/{id}"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{updated}");
+    assert_eq!(updated["frequency_cap"], Value::Null);
+    let (_, got) = app
+        .admin(Method::GET, &format!("/api/v1/campaigns/{id}"), None)
+        .await;
+    assert_eq!(got["frequency_cap"], Value::Null);
+
+    for (cap, field, needle) in [
+        (
+            json!({"messages": 0, "days": 7}),
+            "frequency_cap.messages",
+            "must be at least 1",
+        ),
+        (
+            json!({"messages": 1, "days": 0}),
+            "frequency_cap.days",
+            "must be at least 1",
+        ),
+        (
+            json!({"messages": 1, "days": 3651}),
+            "frequency_cap.days",
+            "more than ten years",
+        ),
+    ] {
+        body["frequency_cap"] = cap.clone();
+        let (s, v) = app
+            .admin(
+                Method::PUT,
+                &format!("/api/v1/campaigns/{id}"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{cap}: {v}");
+        assert!(has_error(&v, field, needle), "{cap}: {v}");
+    }
+    body["frequency_cap"] = json!({"messages": 2});
+    let (s, v) = app
+        .admin(Method::POST, "/api/v1/campaigns", Some(body.clone()))
+        .await;
+    assert!(s.is_client_error(), "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("days"), "{v}");
+    let (s, v) = app
+        .admin(
+            Method::POST,
+            "/api/v1/campaigns",
+            Some(
+                json!({"name": "Hello", "channel": "chat", "language": "en-US",
+                        "answer_id": answer["id"], "schedule": schedule(),
+                        "frequency_cap": {"messages": 1, "days": 1}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(has_error(&v, "frequency_cap", "chat campaigns"), "{v}");
+    // Nothing refused was saved.
+    let (_, got) = app
+        .admin(Method::GET, &format!("/api/v1/campaigns/{id}"), None)
+        .await;
+    assert_eq!(got["frequency_cap"], Value::Null);
+
+    let (_, spec) = app.admin(Method::GET, "/api/v1/openapi.json", None).await;
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(
+        schemas["FrequencyCap"]["required"],
+        json!(["messages", "days"]),
+        "{}",
+        schemas["FrequencyCap"]
+    );
+    for schema in ["Campaign", "CampaignInput"] {
+        let field = schemas[schema]["properties"]["frequency_cap"].to_string();
+        assert!(
+            field.contains("#/components/schemas/FrequencyCap"),
+            "{schema}: {field}"
+        );
     }
 }
 

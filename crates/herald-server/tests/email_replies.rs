@@ -628,4 +628,8 @@ async fn the_unsubscribe_link_is_signed_and_one_click(db: TestStore) {
     assert_eq!(items.len(), 1, "{list}");
     assert_eq!(items[0]["address"], "ada@example.com");
     assert_eq!(items[0]["sender_id"], Value::Null);
+    // Ada opted out of the outreach whose email she unsubscribed from, once.
+    let report = get(&s.app, &format!("/api/v1/outreaches/{}/report", s.outreach)).await;
+    assert_eq!(report["opted_out"], 1, "{report}");
+    assert_eq!(report["progress"]["total"], 2, "{report}");
 }

@@ -23,6 +23,7 @@ herald_store::on_both_backends!(
     a_reply_reaches_the_inbox_attributed_and_the_agent_answer_reaches_the_customer,
     status_callbacks_update_the_delivery_record_once,
     stop_mid_outreach_skips_the_number_for_that_sender_only,
+    a_stop_reply_counts_as_an_opt_out_of_its_outreach,
     keywords_are_single_words_in_any_case,
     start_lifts_the_opt_out_and_help_answers,
     forged_and_missing_signatures_change_nothing,
@@ -507,6 +508,135 @@ async fn stop_mid_outreach_skips_the_number_for_that_sender_only(db: TestStore) 
     assert!(detail.contains("opted out"), "{detail}");
     assert!(detail.contains("START"), "{detail}");
     assert_eq!(s.twilio.accepted().len(), before);
+}
+
+/// A customer who answers an outreach's text with STOP opted out of that outreach: its report
+/// counts them beside the number the provider refused as opted out (21610), each recipient
+/// once however often they say it, and not the customer who answered something else; the
+/// opt-out rate is over all recipients. A later outreach the STOP skipped the number in counts
+/// it as its own; the campaign's report and figures CSV add both up.
+async fn a_stop_reply_counts_as_an_opt_out_of_its_outreach(db: TestStore) {
+    let s = setup(db).await;
+    let (refused, stopper, twice, thanks, quiet) = (
+        "+14155552631",
+        "+14155552632",
+        "+14155552633",
+        "+14155552634",
+        "+14155552635",
+    );
+    s.twilio
+        .fail_number(refused, 21610, "Attempt to send to unsubscribed recipient");
+    let today = launch(
+        &s.app,
+        &s.campaign,
+        &[refused, stopper, twice, thanks, quiet],
+        None,
+    )
+    .await;
+    run(&s, &today).await;
+    let next_week = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 6)).to_string();
+    let later = launch(
+        &s.app,
+        &s.campaign,
+        &[stopper, "+14155552636"],
+        Some(&next_week),
+    )
+    .await;
+    let report = s.get(&format!("/api/v1/outreaches/{today}/report")).await;
+    assert_eq!(report["opted_out"], 1, "the provider's opt-out: {report}");
+
+    for (from, body) in [
+        (stopper, "STOP"),
+        (twice, "stop"),
+        (twice, "UNSUBSCRIBE"),
+        (thanks, "Thanks, got it"),
+    ] {
+        let r = s
+            .twilio
+            .send_inbound(&s.sms_url(), from, SENDER, body)
+            .await;
+        assert_eq!(r.reply.status, 200, "{body}: {:?}", r.reply);
+    }
+
+    let report = s.get(&format!("/api/v1/outreaches/{today}/report")).await;
+    assert_eq!(report["opted_out"], 3, "21610, STOP, STOP twice: {report}");
+    assert_eq!(report["progress"]["total"], 5, "{report}");
+    assert_eq!(report["progress"]["replied"], 3, "{report}");
+    let rs = recipients(&s, &today).await;
+    assert_eq!(by_address(&rs, stopper)["state"], "replied");
+    assert_eq!(by_address(&rs, refused)["skip_reason"], "opted_out");
+    let report = s.get(&format!("/api/v1/outreaches/{later}/report")).await;
+    assert_eq!(report["opted_out"], 1, "skipped by the STOP: {report}");
+    let report = s
+        .get(&format!("/api/v1/campaigns/{}/report", s.campaign))
+        .await;
+    assert_eq!(
+        (&report["opted_out"], &report["progress"]["total"]),
+        (&json!(4), &json!(7)),
+        "{report}"
+    );
+
+    // The rates: 3 of 5, 1 of 2, 4 of 7.
+    let (st, csv, _) = s
+        .app
+        .call(
+            Some(s.app.admin.as_str()),
+            Method::GET,
+            &format!("/api/v1/campaigns/{}/report.csv", s.campaign),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{csv}");
+    let csv = csv.as_str().unwrap().to_string();
+    let lines: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    let column = |row: &[&str], name: &str| -> String {
+        let at = lines[0]
+            .iter()
+            .position(|c| *c == name)
+            .unwrap_or_else(|| panic!("no column {name}: {csv}"));
+        row[at].to_string()
+    };
+    let figures = |row: &[&str]| -> Vec<String> {
+        [
+            "recipients",
+            "replied",
+            "opted_out",
+            "skipped",
+            "reply_rate_pct",
+            "opt_out_rate_pct",
+        ]
+        .iter()
+        .map(|c| column(row, c))
+        .collect()
+    };
+    assert_eq!(
+        (lines[1][0], lines[2][0], lines[3][0]),
+        (today.as_str(), later.as_str(), "total")
+    );
+    assert_eq!(
+        figures(&lines[1]),
+        ["5", "3", "3", "1", "75.0", "60.0"],
+        "{csv}"
+    );
+    assert_eq!(
+        figures(&lines[2]),
+        ["2", "0", "1", "1", "", "50.0"],
+        "{csv}"
+    );
+    assert_eq!(
+        figures(&lines[3]),
+        ["7", "3", "4", "2", "75.0", "57.1"],
+        "{csv}"
+    );
+
+    let admin = common::web::sign_in(&s.app, "admin@example.com", herald_core::Role::Admin).await;
+    let html = admin.page(&format!("/outreaches/{today}")).await;
+    let rate = common::web::element(&html, "opt-out-rate").unwrap_or_default();
+    assert!(rate.contains(">60.0%<"), "{rate}");
+    let html = admin.page(&format!("/campaigns/{}", s.campaign)).await;
+    let rate = common::web::element(&html, "campaign-opt-out-rate").unwrap_or_default();
+    assert!(rate.contains(">57.1%<"), "{rate}");
 }
 
 async fn keywords_are_single_words_in_any_case(db: TestStore) {

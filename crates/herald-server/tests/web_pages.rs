@@ -744,6 +744,105 @@ async fn campaign_forms_offer_only_what_fits(app: common::App) {
     assert_eq!(count_campaigns(&*store).await, 0);
 }
 
+/// The campaign form's frequency cap: offered on channels that send (not chat), refused with
+/// the reason next to it when half given, not a number, zero or longer than ten years (the
+/// typed values kept, nothing stored), saved and shown on the campaign's page, shown again on
+/// the edit form, and removed by emptying both boxes.
+async fn a_campaigns_frequency_cap_is_set_checked_and_cleared_on_its_form(app: common::App) {
+    let store = app.db.store.clone();
+    let admin = sign_in(&app, "admin@example.com", Role::Admin).await;
+    let desk = inbox(&*store, "Desk").await;
+    let sms = sender(&*store, "sms", "+14155550100", desk)
+        .await
+        .to_string();
+    let english = answer(&*store, "English", &[("en", None, "Hi")])
+        .await
+        .to_string();
+
+    let page = admin.get("/campaigns/new?channel=sms").await;
+    let field = element(&page.body, "frequency-cap").expect("the cap's fieldset");
+    assert!(
+        field.contains("name=\"frequency_cap_messages\" value=\"\"")
+            && field.contains("name=\"frequency_cap_days\" value=\"\""),
+        "{field}"
+    );
+    let page = admin.get("/campaigns/new?channel=chat").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        element(&page.body, "frequency-cap").is_none(),
+        "no cap on chat"
+    );
+
+    let with_cap = |messages: &'static str, days: &'static str| {
+        let mut f = campaign_fields("Capped", &sms, "en", &english);
+        f.extend([
+            ("frequency_cap_messages", messages),
+            ("frequency_cap_days", days),
+        ]);
+        f
+    };
+    for (messages, days, says) in [
+        ("2", "", "Give both the messages and the days"),
+        ("two", "7", "Messages: “two” is not a whole number"),
+        ("0", "7", "Messages must be at least 1"),
+        ("1", "3651", "Days is 3651, more than ten years"),
+    ] {
+        let res = admin.post("/campaigns", &with_cap(messages, days)).await;
+        assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+        let error = element(&res.body, "frequency_cap-error").unwrap_or_default();
+        assert!(error.contains(says), "{messages}/{days}: {error}");
+        assert!(
+            res.body.contains(&format!(
+                "name=\"frequency_cap_messages\" value=\"{messages}\""
+            )),
+            "the typed value is kept"
+        );
+        assert!(res.body.contains("aria-invalid=\"true\""));
+    }
+    assert_eq!(count_campaigns(&*store).await, 0);
+
+    let res = admin.post("/campaigns", &with_cap("2", " 7 ")).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let location = res.location().to_string();
+    let id: Uuid = location
+        .strip_prefix("/campaigns/")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        store.get_campaign(id).await.unwrap().frequency_cap,
+        Some(herald_core::FrequencyCap {
+            messages: 2,
+            days: 7
+        })
+    );
+    let page = admin.get(&location).await;
+    let shown = element(&page.body, "campaign-frequency-cap").unwrap_or_default();
+    assert!(
+        shown.contains(">At most 2 messages in 7 days (this campaign"),
+        "{shown}"
+    );
+    let edit = admin.get(&format!("/campaigns/{id}/edit")).await;
+    let field = element(&edit.body, "frequency-cap").unwrap();
+    assert!(
+        field.contains("name=\"frequency_cap_messages\" value=\"2\"")
+            && field.contains("name=\"frequency_cap_days\" value=\"7\""),
+        "{field}"
+    );
+
+    let res = admin
+        .post(&format!("/campaigns/{id}"), &with_cap("", ""))
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    assert_eq!(store.get_campaign(id).await.unwrap().frequency_cap, None);
+    let page = admin.get(&location).await;
+    assert!(
+        element(&page.body, "campaign-frequency-cap")
+            .unwrap()
+            .contains("None of this campaign"),
+    );
+}
+
 async fn agents_read_campaigns_but_change_nothing(app: common::App) {
     let store = app.db.store.clone();
     let desk = inbox(&*store, "Desk").await;
@@ -840,6 +939,7 @@ herald_store::on_both_backends!(
     settings_forms_store_what_they_check,
     campaign_forms_offer_only_what_fits,
     agents_read_campaigns_but_change_nothing,
+    a_campaigns_frequency_cap_is_set_checked_and_cleared_on_its_form,
     missing_pages_are_styled_for_browsers_and_json_for_the_api,
     the_answer_editor_warns_of_variables_no_recent_list_had,
 );

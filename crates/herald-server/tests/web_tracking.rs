@@ -1059,12 +1059,12 @@ async fn the_report_draws_the_figures_the_api_gives((app, _outbox): (App, tempfi
         "{csv}"
     );
     assert!(lines[1].starts_with(&format!("{id},report.csv,")), "{csv}");
-    assert!(lines[1].ends_with(",4,2,0,0,2,0,0,0,0.0"), "{csv}");
+    assert!(lines[1].ends_with(",4,2,0,0,0,2,0,0,0,0.0,0.0"), "{csv}");
     assert!(
         lines[2].contains(",'=HYPERLINK.csv,"),
         "a formula cell is neutralized: {csv}"
     );
-    assert_eq!(lines[3], "total,,,,5,3,0,0,2,0,0,0,0.0", "{csv}");
+    assert_eq!(lines[3], "total,,,,5,3,0,0,0,2,0,0,0,0.0,0.0", "{csv}");
 }
 
 /// Reads the stream until a `progress` event with this label arrives (or fails after 10 s).

@@ -5,8 +5,8 @@ use crate::{Result, StoreError};
 use herald_core::schedule::ScheduleInput;
 use herald_core::{
     Address, Answer, AnswerSpec, AnswerVariant, ApiToken, Campaign, CampaignSpec, Channel, E164,
-    EmailAddress, Inbox, Language, Listing, PAGE_MAX, Page, Provider, Role, Schedule, Sender,
-    SenderSpec, Template,
+    EmailAddress, FrequencyCap, Inbox, Language, Listing, PAGE_MAX, Page, Provider, Role, Schedule,
+    Sender, SenderSpec, Template,
 };
 use jiff::Timestamp;
 use uuid::Uuid;
@@ -222,6 +222,8 @@ pub(crate) struct CampaignRow {
     /// The schedule column, already read as JSON (or the reason it is not JSON).
     pub schedule: std::result::Result<serde_json::Value, String>,
     pub quiet_hours: bool,
+    /// `frequency_cap_messages` and `frequency_cap_days`.
+    pub frequency_cap: (Option<i64>, Option<i64>),
     pub created_us: crate::Ts,
     pub updated_us: crate::Ts,
 }
@@ -241,6 +243,25 @@ impl CampaignRow {
             .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
             .map_err(|e| bad(format!("schedule: {e}")))?;
         let schedule = Schedule::parse(&input).map_err(|e| bad(format!("schedule: {e}")))?;
+        let frequency_cap = match self.frequency_cap {
+            (None, None) => None,
+            (Some(messages), Some(days)) => {
+                let cap = FrequencyCap {
+                    messages: u32::try_from(messages)
+                        .map_err(|_| bad(format!("frequency_cap_messages: {messages}")))?,
+                    days: u32::try_from(days)
+                        .map_err(|_| bad(format!("frequency_cap_days: {days}")))?,
+                };
+                cap.check()
+                    .map_err(|e| bad(format!("frequency_cap: {e}")))?;
+                Some(cap)
+            }
+            (m, d) => {
+                return Err(bad(format!(
+                    "frequency_cap: messages {m:?} and days {d:?} are not both set or both empty"
+                )));
+            }
+        };
         Ok(Campaign {
             id,
             name: self.name,
@@ -251,6 +272,7 @@ impl CampaignRow {
             answer_id: self.answer_id,
             schedule,
             quiet_hours: self.quiet_hours,
+            frequency_cap,
             created_at: self.created_us.0,
             updated_at: self.updated_us.0,
         })
@@ -324,6 +346,18 @@ pub(crate) fn check_answer(spec: &AnswerSpec) -> Result<()> {
 }
 
 pub(crate) fn check_campaign(spec: &CampaignSpec) -> Result<()> {
+    if let Some(cap) = &spec.frequency_cap {
+        if spec.channel == Channel::Chat {
+            return Err(StoreError::Invalid {
+                field: "frequency_cap",
+                message: "chat campaigns send no messages to cap; leave it out".into(),
+            });
+        }
+        cap.check().map_err(|message| StoreError::Invalid {
+            field: "frequency_cap",
+            message,
+        })?;
+    }
     match (spec.channel, spec.sender_id) {
         (Channel::Chat, Some(_)) => Err(StoreError::Invalid {
             field: "sender_id",

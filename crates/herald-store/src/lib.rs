@@ -293,6 +293,22 @@ pub trait Outreaches: Send + Sync {
     /// [`Outreaches::outreach_report`] over every outreach of the campaign.
     /// [`StoreError::NotFound`] (entity `campaign`) for an unknown campaign.
     async fn campaign_report(&self, campaign_id: Uuid) -> Result<OutreachReport>;
+    /// Records that the recipient opted out in answer to its outreach's message (a STOP reply
+    /// attributed to it, the email's unsubscribe link), whatever its state: it counts in the
+    /// outreach's `opted_out` from then on, once. False when it had already opted out (the
+    /// first time is kept) or there is no such recipient.
+    async fn record_opt_out(
+        &self,
+        outreach_id: Uuid,
+        recipient_id: i64,
+        at: Timestamp,
+    ) -> Result<bool>;
+    /// The recipients of each of the campaign's outreaches that opted out
+    /// ([`OutreachReport::opted_out`]), by outreach; outreaches with none are left out.
+    async fn opted_out_by_outreach(
+        &self,
+        campaign_id: Uuid,
+    ) -> Result<std::collections::HashMap<Uuid, u64>>;
 }
 
 /// What the dispatcher does to outreaches and recipients.

@@ -254,6 +254,11 @@ mod tests {
 pub struct OutreachReport {
     /// Recipients → sent → delivered → replied, with failed, skipped, waiting and uncertain.
     pub progress: Progress,
+    /// Recipients who opted out: those skipped because the provider said they had opted out
+    /// (or because they opted out of the sender before their turn), and those who answered
+    /// the outreach's message with STOP (or its email's unsubscribe link), each once. The
+    /// opt-out rate is this over `progress.total`.
+    pub opted_out: u64,
     /// Skipped recipients by reason (`opted_out`, `suppressed`, `expired`, …), most first.
     pub skipped: Vec<ReasonCount>,
     /// Failed and undelivered recipients by the provider's error code (`none` when it gave

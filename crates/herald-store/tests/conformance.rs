@@ -8,8 +8,8 @@
 use herald_core::chat::{ChatSettings, ChatSiteSpec, TriggerInput, UrlMatch, UrlRule};
 use herald_core::schedule::ScheduleInput;
 use herald_core::{
-    Address, AnswerSpec, AnswerVariant, CampaignSpec, Channel, E164, EmailAddress, Inbox,
-    InboxSpec, Language, Page, Provider, Role, Schedule, SenderSpec, Template,
+    Address, AnswerSpec, AnswerVariant, CampaignSpec, Channel, E164, EmailAddress, FrequencyCap,
+    Inbox, InboxSpec, Language, Page, Provider, Role, Schedule, SenderSpec, Template,
 };
 use herald_store::{NewToken, Store, StoreError};
 use std::collections::BTreeMap;
@@ -193,6 +193,7 @@ fn campaign_spec(
         answer_id,
         schedule: schedule(),
         quiet_hours: true,
+        frequency_cap: None,
     }
 }
 
@@ -439,6 +440,10 @@ async fn campaign_round_trip(store: &dyn Store) {
     let w = world(store).await;
     let spec = CampaignSpec {
         quiet_hours: false,
+        frequency_cap: Some(FrequencyCap {
+            messages: 2,
+            days: 7,
+        }),
         ..campaign_spec("Order delays", Channel::Sms, Some(w.sender), w.answer)
     };
     let created = store.create_campaign(&spec).await.expect("create");
@@ -451,7 +456,8 @@ async fn campaign_round_trip(store: &dyn Store) {
             &created.language,
             created.answer_id,
             &created.schedule,
-            created.quiet_hours
+            created.quiet_hours,
+            created.frequency_cap
         ),
         (
             &spec.name,
@@ -461,7 +467,8 @@ async fn campaign_round_trip(store: &dyn Store) {
             &spec.language,
             spec.answer_id,
             &spec.schedule,
-            spec.quiet_hours
+            spec.quiet_hours,
+            spec.frequency_cap
         )
     );
     assert_eq!(created.created_at, created.updated_at);
@@ -481,6 +488,30 @@ async fn campaign_round_trip(store: &dyn Store) {
         .expect("chat campaign");
     assert_eq!(chat.sender_id, None);
     assert_eq!(store.get_campaign(chat.id).await.expect("get"), chat);
+
+    // A cap that cannot hold is refused by the store as by the API, and so is a cap on chat.
+    for (channel, sender, messages, days) in [
+        (Channel::Sms, Some(w.sender), 0, 7),
+        (Channel::Sms, Some(w.sender), 1, 3651),
+        (Channel::Chat, None, 1, 7),
+    ] {
+        let refused = store
+            .create_campaign(&CampaignSpec {
+                frequency_cap: Some(FrequencyCap { messages, days }),
+                ..campaign_spec("Capped", channel, sender, w.answer)
+            })
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(StoreError::Invalid {
+                    field: "frequency_cap",
+                    ..
+                })
+            ),
+            "{channel} {messages}/{days}: {refused:?}"
+        );
+    }
 
     // Change every field: another channel, sender, answer, language, schedule.
     let voice = store
@@ -507,6 +538,7 @@ async fn campaign_round_trip(store: &dyn Store) {
         answer_id: answer.id,
         schedule: Schedule::office_hours("Europe/Madrid").expect("schedule"),
         quiet_hours: true,
+        frequency_cap: None,
     };
     let updated = store
         .update_campaign(created.id, &spec)
@@ -522,7 +554,8 @@ async fn campaign_round_trip(store: &dyn Store) {
             &updated.language,
             updated.answer_id,
             &updated.schedule,
-            updated.quiet_hours
+            updated.quiet_hours,
+            updated.frequency_cap
         ),
         (
             &spec.name,
@@ -532,7 +565,8 @@ async fn campaign_round_trip(store: &dyn Store) {
             &spec.language,
             spec.answer_id,
             &spec.schedule,
-            spec.quiet_hours
+            spec.quiet_hours,
+            None
         )
     );
     assert_eq!(updated.created_at, created.created_at);

@@ -432,9 +432,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .daily_caps
         .validate()
         .map_err(|e| anyhow::anyhow!(e))?;
-    if let Some(cap) = &cfg.dispatch.frequency_cap {
-        cap.validate().map_err(|e| anyhow::anyhow!(e))?;
-    }
+    cfg.dispatch
+        .check_frequency_cap()
+        .map_err(|e| anyhow::anyhow!(e))?;
     let transports = herald_channels::Transports::from_config(&cfg.channels, Some(&public_url))
         .context("the [channels] configuration is not usable")?;
     let key = match &cfg.server.secret {

@@ -73,6 +73,7 @@ async fn campaign(store: &dyn Store) -> (uuid::Uuid, uuid::Uuid) {
             answer_id: answer.id,
             schedule,
             quiet_hours: true,
+            frequency_cap: None,
         })
         .await
         .unwrap();

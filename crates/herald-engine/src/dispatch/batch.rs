@@ -67,6 +67,46 @@ struct Rendered {
     used: u32,
 }
 
+impl Rendered {
+    /// The addresses of the ready messages.
+    fn addresses(&self) -> Vec<String> {
+        self.ready
+            .iter()
+            .map(|r| r.recipient.address.clone())
+            .collect()
+    }
+
+    /// Skips, with `reason`, the ready recipients `why` gives a message for (the words that
+    /// say why); their tokens are given back to the batch.
+    fn skip(
+        &mut self,
+        reason: SkipReason,
+        mut why: impl FnMut(&ClaimedRecipient) -> Option<String>,
+    ) {
+        let Rendered {
+            results,
+            ready,
+            used,
+            ..
+        } = self;
+        ready.retain(|r| {
+            let Some(message) = why(&r.recipient) else {
+                return true;
+            };
+            *used = used.saturating_sub(r.cost);
+            results.push(DeliveryResult {
+                recipient_id: r.recipient.id,
+                outcome: Outcome::Skipped {
+                    reason,
+                    code: None,
+                    message: Some(message),
+                },
+            });
+            false
+        });
+    }
+}
+
 /// A message ready to send, and what it costs in the sender's tokens.
 struct Ready {
     recipient: ClaimedRecipient,
@@ -267,7 +307,7 @@ impl Dispatcher {
             Ok(ctx) => {
                 let mut rendered = self.render(o, ctx, claimed, budget.tokens);
                 self.drop_suppressed(ctx, &mut rendered).await?;
-                self.drop_capped(&mut rendered).await?;
+                self.drop_capped(ctx, &mut rendered).await?;
                 self.give_back(ctx, budget, rendered.used, rendered.at)
                     .await?;
                 self.send(o, ctx, rendered, &lease).await?
@@ -384,91 +424,46 @@ impl Dispatcher {
         if batch.ready.is_empty() {
             return Ok(());
         }
-        let addresses: Vec<String> = batch
-            .ready
-            .iter()
-            .map(|r| r.recipient.address.clone())
-            .collect();
         let suppressed = self
             .store
-            .suppressed_among(ctx.sender.id, &addresses)
+            .suppressed_among(ctx.sender.id, &batch.addresses())
             .await?;
-        if suppressed.is_empty() {
-            return Ok(());
-        }
-        let Rendered {
-            results,
-            ready,
-            used,
-            ..
-        } = batch;
-        ready.retain(|r| {
-            if !suppressed.contains(&r.recipient.address) {
-                return true;
-            }
-            *used = used.saturating_sub(r.cost);
-            results.push(DeliveryResult {
-                recipient_id: r.recipient.id,
-                outcome: Outcome::Skipped {
-                    reason: SkipReason::Suppressed,
-                    code: None,
-                    message: Some("the address opted out after the list was uploaded".into()),
-                },
-            });
-            false
+        batch.skip(SkipReason::Suppressed, |r| {
+            suppressed
+                .contains(&r.address)
+                .then(|| "the address opted out after the list was uploaded".to_string())
         });
         Ok(())
     }
 
     /// Skips, with reason `frequency_cap`, the ready recipients whose customer was already sent
-    /// as many proactive messages in the cap's days as `[dispatch.frequency_cap]` allows. Their
-    /// tokens go back like a suppressed recipient's.
-    async fn drop_capped(&self, batch: &mut Rendered) -> Result<(), DispatchError> {
-        let Some(cap) = self.config.frequency_cap else {
-            return Ok(());
-        };
-        if batch.ready.is_empty() {
-            return Ok(());
-        }
-        let since = batch
-            .at
-            .checked_sub(SignedDuration::from_hours(24 * i64::from(cap.days)))
-            .unwrap_or(Timestamp::MIN);
-        let addresses: Vec<String> = batch
-            .ready
-            .iter()
-            .map(|r| r.recipient.address.clone())
-            .collect();
-        let counts = self.store.contacts_since(&addresses, since).await?;
-        if counts.is_empty() {
-            return Ok(());
-        }
-        let Rendered {
-            results,
-            ready,
-            used,
-            ..
-        } = batch;
-        ready.retain(|r| {
-            let n = counts.get(&r.recipient.address).copied().unwrap_or(0);
-            if n < u64::from(cap.messages) {
-                return true;
+    /// as many proactive messages as a cap allows in its days: the workspace's
+    /// (`[dispatch.frequency_cap]`) or the campaign's own, whichever a recipient is over first.
+    /// Their tokens go back like a suppressed recipient's.
+    async fn drop_capped(&self, ctx: &Ctx, batch: &mut Rendered) -> Result<(), DispatchError> {
+        let caps = [
+            (self.config.frequency_cap, "the frequency cap"),
+            (ctx.campaign.frequency_cap, "the campaign's frequency cap"),
+        ];
+        for (cap, which) in caps {
+            let Some(cap) = cap else { continue };
+            if batch.ready.is_empty() {
+                return Ok(());
             }
-            *used = used.saturating_sub(r.cost);
-            results.push(DeliveryResult {
-                recipient_id: r.recipient.id,
-                outcome: Outcome::Skipped {
-                    reason: SkipReason::FrequencyCap,
-                    code: None,
-                    message: Some(format!(
-                        "already contacted {n} time(s) in the last {} day(s); the frequency cap \
-                         allows {}",
+            let counts = self
+                .store
+                .contacts_since(&batch.addresses(), cap.since(batch.at))
+                .await?;
+            batch.skip(SkipReason::FrequencyCap, |r| {
+                let n = counts.get(&r.address).copied().unwrap_or(0);
+                (n >= u64::from(cap.messages)).then(|| {
+                    format!(
+                        "already contacted {n} time(s) in the last {} day(s); {which} allows {}",
                         cap.days, cap.messages
-                    )),
-                },
+                    )
+                })
             });
-            false
-        });
+        }
         Ok(())
     }
 

@@ -190,38 +190,31 @@ impl DailyCapConfig {
 /// `[dispatch.frequency_cap]`: do not contact the same customer (address) more than `messages`
 /// times in `days` days, counting the proactive messages of every outreach and sender on the
 /// customer's timeline. A recipient over the cap is skipped with reason `frequency_cap` when
-/// its turn comes. Two outreaches sending to the same customer in the same second may both
-/// pass it: the cap is checked when a batch is sent, not reserved.
+/// its turn comes. A campaign may have a cap of its own (`frequency_cap` of the campaign); a
+/// recipient over either is skipped. Two outreaches sending to the same customer in the same
+/// second may both pass it: the cap is checked when a batch is sent, not reserved.
 ///
 /// ```toml
 /// [dispatch.frequency_cap]
 /// messages = 2
 /// days = 7
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FrequencyCap {
-    pub messages: u32,
-    pub days: u32,
-}
+pub use herald_core::FrequencyCap;
 
-impl FrequencyCap {
-    /// Checks that the cap can hold: at least one message in at least one day.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.messages == 0 || self.days == 0 {
-            return Err(format!(
-                "[dispatch.frequency_cap] must allow at least one message in at least one day \
-                 (messages = {}, days = {}); remove the section to have no cap",
-                self.messages, self.days
-            ));
+impl DispatchConfig {
+    /// Checks `[dispatch.frequency_cap]`, if there is one: at least one message in one to
+    /// 3650 days.
+    pub fn check_frequency_cap(&self) -> Result<(), String> {
+        match &self.frequency_cap {
+            None => Ok(()),
+            Some(cap) => cap.check().map_err(|e| {
+                format!(
+                    "[dispatch.frequency_cap]: {e} (messages = {}, days = {}); remove the section \
+                     to have no cap",
+                    cap.messages, cap.days
+                )
+            }),
         }
-        if self.days > 3650 {
-            return Err(format!(
-                "[dispatch.frequency_cap] days = {} is more than ten years",
-                self.days
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -246,15 +239,31 @@ mod tests {
                 days: 7
             }
         );
-        assert_eq!(cap.validate(), Ok(()));
-        let none = FrequencyCap {
-            messages: 0,
-            days: 7,
+        assert_eq!(f.dispatch.check_frequency_cap(), Ok(()));
+        let none = DispatchConfig {
+            frequency_cap: Some(FrequencyCap {
+                messages: 0,
+                days: 7,
+            }),
+            ..DispatchConfig::default()
+        };
+        let why = none.check_frequency_cap().unwrap_err();
+        assert!(
+            why.starts_with("[dispatch.frequency_cap]: messages must be at least 1"),
+            "{why}"
+        );
+        assert!(why.contains("(messages = 0, days = 7)"), "{why}");
+        let long = DispatchConfig {
+            frequency_cap: Some(FrequencyCap {
+                messages: 1,
+                days: 3651,
+            }),
+            ..DispatchConfig::default()
         };
         assert!(
-            none.validate()
+            long.check_frequency_cap()
                 .unwrap_err()
-                .contains("at least one message")
+                .contains("days is 3651, more than ten years"),
         );
         let odd: Result<File, _> =
             serde_json::from_str(r#"{"dispatch": {"frequency_cap": {"messages": 2}}}"#);

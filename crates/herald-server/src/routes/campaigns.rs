@@ -214,8 +214,10 @@ async fn campaign_report(
 }
 
 /// The campaign's figures as CSV, one row per outreach in creation order and a last row of
-/// totals: recipients, sent, delivered, replied, failed, skipped, waiting, uncertain and the
-/// reply rate. Cells a spreadsheet could run are neutralized.
+/// totals: recipients, sent, delivered, replied, opted out (as in the report: skipped because
+/// they had opted out, or answered STOP or unsubscribed), failed, skipped, waiting, uncertain,
+/// the reply rate (replied over sent) and the opt-out rate (opted out over recipients), in
+/// percent. Cells a spreadsheet could run are neutralized.
 #[utoipa::path(get, path = "/campaigns/{id}/report.csv", tag = "campaigns",
     params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 200, content_type = "text/csv", body = String),
@@ -249,18 +251,44 @@ pub(crate) fn figures_csv_response(id: Uuid, csv: Vec<u8>) -> axum::response::Re
         .into_response()
 }
 
-/// The campaign's outreaches in creation order, with their progress summed.
+/// A campaign's figures: its outreaches in creation order with the recipients of each who
+/// opted out ([`herald_store::OutreachReport::opted_out`]), and the sums over all of them.
+pub(crate) struct CampaignFigures {
+    pub outreaches: Vec<(herald_store::Outreach, u64)>,
+    pub total: herald_core::outreach::Progress,
+    pub opted_out: u64,
+}
+
+/// The campaign's outreaches in creation order, with their progress and opt-outs summed.
 pub(crate) async fn campaign_figures(
     store: &dyn herald_store::Store,
     id: Uuid,
-) -> Result<(Vec<herald_store::Outreach>, herald_core::outreach::Progress), StoreError> {
+) -> Result<CampaignFigures, StoreError> {
     let outreaches =
         crate::web::settings::collect_all(|p| store.list_outreaches(id, None, p)).await?;
-    let mut total = herald_core::outreach::Progress::default();
-    for o in &outreaches {
-        total.add_all(&o.progress);
+    let opted_out = store.opted_out_by_outreach(id).await?;
+    let mut figures = CampaignFigures {
+        outreaches: Vec::with_capacity(outreaches.len()),
+        total: herald_core::outreach::Progress::default(),
+        opted_out: 0,
+    };
+    for o in outreaches {
+        let out = opted_out.get(&o.id).copied().unwrap_or(0);
+        figures.total.add_all(&o.progress);
+        figures.opted_out = figures.opted_out.saturating_add(out);
+        figures.outreaches.push((o, out));
     }
-    Ok((outreaches, total))
+    Ok(figures)
+}
+
+/// `part` of `whole` in percent with one decimal, empty when `whole` is 0.
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return String::new();
+    }
+    #[allow(clippy::cast_precision_loss)] // counts of recipients, far below 2^52
+    let r = part as f64 * 100.0 / whole as f64;
+    format!("{r:.1}")
 }
 
 /// The rows of [`campaign_report_csv`]: one per outreach, then the totals.
@@ -269,19 +297,13 @@ pub(crate) async fn campaign_figures_csv(
     id: Uuid,
 ) -> Result<Vec<u8>, StoreError> {
     store.get_campaign(id).await?;
-    let figures = |p: &herald_core::outreach::Progress| {
-        let rate = if p.sent == 0 {
-            String::new()
-        } else {
-            #[allow(clippy::cast_precision_loss)] // counts of recipients, far below 2^52
-            let r = p.replied as f64 * 100.0 / p.sent as f64;
-            format!("{r:.1}")
-        };
+    let figures = |p: &herald_core::outreach::Progress, opted_out: u64| {
         [
             p.total,
             p.sent,
             p.delivered,
             p.replied,
+            opted_out,
             p.failed,
             p.skipped,
             p.pending,
@@ -289,7 +311,7 @@ pub(crate) async fn campaign_figures_csv(
         ]
         .iter()
         .map(u64::to_string)
-        .chain(std::iter::once(rate))
+        .chain([percent(p.replied, p.sent), percent(opted_out, p.total)])
         .collect::<Vec<String>>()
     };
     let mut rows = vec![
@@ -302,24 +324,26 @@ pub(crate) async fn campaign_figures_csv(
             "sent",
             "delivered",
             "replied",
+            "opted_out",
             "failed",
             "skipped",
             "waiting",
             "uncertain",
             "reply_rate_pct",
+            "opt_out_rate_pct",
         ]
         .map(str::to_string)
         .to_vec(),
     ];
-    let (outreaches, total) = campaign_figures(store, id).await?;
-    for o in &outreaches {
+    let all = campaign_figures(store, id).await?;
+    for (o, opted_out) in &all.outreaches {
         let mut row = vec![
             o.id.to_string(),
             herald_import::neutralize_cell(&o.file_name),
             o.created_at.to_string(),
             o.status.as_str().to_string(),
         ];
-        row.extend(figures(&o.progress));
+        row.extend(figures(&o.progress, *opted_out));
         rows.push(row);
     }
     let mut last = vec![
@@ -328,7 +352,7 @@ pub(crate) async fn campaign_figures_csv(
         String::new(),
         String::new(),
     ];
-    last.extend(figures(&total));
+    last.extend(figures(&all.total, all.opted_out));
     rows.push(last);
     Ok(super::tracking::csv_bytes(rows))
 }

@@ -23,8 +23,8 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use herald_core::schedule::{ScheduleInput, WEEKDAYS, Window};
 use herald_core::{
-    Answer, Campaign, CampaignInput, CampaignSpec, Channel, Language, Schedule, Sender,
-    ValidationError, check_campaign_references,
+    Answer, Campaign, CampaignInput, CampaignSpec, Channel, FrequencyCap, Language, Schedule,
+    Sender, ValidationError, check_campaign_references,
 };
 use herald_store::StoreError;
 use jiff::Timestamp;
@@ -212,6 +212,9 @@ struct CampaignValues {
     answer_id: String,
     timezone: String,
     quiet_hours: bool,
+    /// The campaign's own frequency cap as typed: messages, and days (both empty: none).
+    cap_messages: String,
+    cap_days: String,
     days: Vec<DayRow>,
     /// Holidays, one `YYYY-MM-DD` a line.
     closed_dates: String,
@@ -227,6 +230,8 @@ impl CampaignValues {
             answer_id: String::new(),
             timezone: "UTC".into(),
             quiet_hours: true,
+            cap_messages: String::new(),
+            cap_days: String::new(),
             days: WEEKDAYS
                 .iter()
                 .zip(DAY_LABELS)
@@ -281,6 +286,14 @@ impl CampaignValues {
             answer_id: c.answer_id.to_string(),
             timezone: c.schedule.timezone_name().to_string(),
             quiet_hours: c.quiet_hours,
+            cap_messages: c
+                .frequency_cap
+                .map(|f| f.messages.to_string())
+                .unwrap_or_default(),
+            cap_days: c
+                .frequency_cap
+                .map(|f| f.days.to_string())
+                .unwrap_or_default(),
             days,
             closed_dates: c
                 .schedule
@@ -300,6 +313,8 @@ impl CampaignValues {
             answer_id: form.get("answer_id").to_string(),
             timezone: form.get("timezone").to_string(),
             quiet_hours: form.has("quiet_hours"),
+            cap_messages: form.get("frequency_cap_messages").trim().to_string(),
+            cap_days: form.get("frequency_cap_days").trim().to_string(),
             days: WEEKDAYS
                 .iter()
                 .zip(DAY_LABELS)
@@ -315,6 +330,39 @@ impl CampaignValues {
                 .collect(),
             closed_dates: form.get("closed_dates").to_string(),
         }
+    }
+
+    /// The frequency cap as the API takes it: none when both boxes are empty; a box left empty
+    /// or not holding a whole number is an error for `frequency_cap`.
+    fn frequency_cap(&self, errors: &mut FieldErrors) -> Option<FrequencyCap> {
+        let (messages, days) = (self.cap_messages.as_str(), self.cap_days.as_str());
+        if messages.is_empty() && days.is_empty() {
+            return None;
+        }
+        if messages.is_empty() || days.is_empty() {
+            errors.push(
+                "frequency_cap",
+                "Give both the messages and the days, or leave both empty for no cap of this \
+                 campaign's own",
+            );
+            return None;
+        }
+        let number = |errors: &mut FieldErrors, what: &str, raw: &str| match raw.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                errors.push(
+                    "frequency_cap",
+                    format!("{what}: `{raw}` is not a whole number"),
+                );
+                None
+            }
+        };
+        let messages = number(errors, "Messages", messages);
+        let days = number(errors, "Days", days);
+        Some(FrequencyCap {
+            messages: messages?,
+            days: days?,
+        })
     }
 
     /// The schedule as the API takes it: a window per open day (plus its kept extra windows).
@@ -621,6 +669,9 @@ fn place_error(field: &str, message: &str) -> (String, String) {
         "language" => ("language".into(), label("Language")),
         "answer_id" => ("answer_id".into(), label("Answer")),
         "quiet_hours" => ("quiet_hours".into(), message.to_string()),
+        "frequency_cap.messages" => ("frequency_cap".into(), format!("Messages {message}")),
+        "frequency_cap.days" => ("frequency_cap".into(), format!("Days {message}")),
+        "frequency_cap" => ("frequency_cap".into(), message.to_string()),
         "schedule.timezone" | "timezone" => ("timezone".into(), message.to_string()),
         f if f.starts_with("schedule.closed_dates") => ("closed_dates".into(), message.to_string()),
         f if f.starts_with("schedule") => {
@@ -661,6 +712,11 @@ async fn checked(
         None
     };
     let answer_id = parse_id(&mut unreadable, "answer_id", &values.answer_id);
+    let frequency_cap = if channel.has_senders() {
+        values.frequency_cap(&mut unreadable)
+    } else {
+        None
+    };
     let input = CampaignInput {
         name: values.name.clone(),
         description: values.description.clone(),
@@ -670,13 +726,14 @@ async fn checked(
         answer_id,
         schedule: Some(values.schedule()),
         quiet_hours: channel.is_phone().then_some(values.quiet_hours),
+        frequency_cap,
     };
     let spec = match input.validate() {
         Ok(spec) if unreadable.is_empty() => spec,
         Ok(_) => return Ok(Err(unreadable)),
         Err(e) => {
             let mut errors = placed(&e);
-            for field in ["sender_id", "answer_id"] {
+            for field in ["sender_id", "answer_id", "frequency_cap"] {
                 if let Some(m) = unreadable.get(field) {
                     // Said instead of "is required".
                     errors.remove(field);
@@ -830,6 +887,8 @@ struct ShowPage {
     never_opens: bool,
     /// `None` when quiet hours do not apply (email, chat).
     quiet_hours: Option<bool>,
+    /// The campaign's own frequency cap in words; `None` for chat (nothing to cap).
+    frequency_cap: Option<String>,
     created: String,
     /// The outreach tabs, rendered by [`super::outreaches::section_html`] (askama-escaped
     /// HTML, not user input).
@@ -837,9 +896,9 @@ struct ShowPage {
     status: String,
     /// The "Send a test" form: `None` for chat campaigns (no sender, nothing to test).
     test: Option<TestForm>,
-    /// The funnel over all the campaign's outreaches (SVG from `charts`), and its reply rate;
-    /// `None` before the first recipient.
-    report: Option<(String, String)>,
+    /// The funnel over all the campaign's outreaches (SVG from `charts`), its reply rate and
+    /// its opt-out rate; `None` before the first recipient.
+    report: Option<(String, String, String)>,
 }
 
 /// The campaign page's "Send a test" form and the campaign's latest test sends.
@@ -943,13 +1002,15 @@ async fn show_page(
     .await
     .map_err(&err)?;
     // The same sums as the figures CSV: the outreaches' own counts, added up.
-    let (_, total) = crate::routes::campaigns::campaign_figures(&*s.store, id)
+    let figures = crate::routes::campaigns::campaign_figures(&*s.store, id)
         .await
         .map_err(&err)?;
+    let total = figures.total;
     let report = (total.total > 0).then(|| {
         (
             super::charts::funnel(&total),
             super::charts::rate(total.replied, total.sent),
+            super::charts::rate(figures.opted_out, total.total),
         )
     });
     Ok(super::render(&ShowPage {
@@ -973,12 +1034,25 @@ async fn show_page(
             .join(", "),
         never_opens: c.schedule.is_always_closed(),
         quiet_hours: c.channel.is_phone().then_some(c.quiet_hours),
+        frequency_cap: c.channel.has_senders().then(|| match c.frequency_cap {
+            Some(cap) => format!("{} (this campaign's own)", upper_first(&cap.to_string())),
+            None => "None of this campaign's own".to_string(),
+        }),
         created: date(c.created_at),
         outreaches_html,
         status,
         test,
         report,
     }))
+}
+
+/// `at most 2 messages` → `At most 2 messages`.
+fn upper_first(words: &str) -> String {
+    let mut chars = words.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 impl TestForm {

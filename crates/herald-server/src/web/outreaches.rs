@@ -1137,12 +1137,6 @@ struct ReportView {
 impl ReportView {
     fn new(r: &herald_store::OutreachReport, tz: &TimeZone) -> Self {
         use super::charts;
-        let opted_out = r
-            .skipped
-            .iter()
-            .filter(|s| s.reason == SkipReason::OptedOut.as_str())
-            .map(|s| s.count)
-            .sum();
         Self {
             funnel: charts::funnel(&r.progress),
             per_hour: (!r.sent_per_hour.is_empty()).then(|| charts::per_hour(&r.sent_per_hour, tz)),
@@ -1151,7 +1145,7 @@ impl ReportView {
             skipped: (!r.skipped.is_empty())
                 .then(|| charts::reasons("Skipped by reason", &r.skipped, "bar muted")),
             reply_rate: charts::rate(r.progress.replied, r.progress.sent),
-            opt_out_rate: charts::rate(opted_out, r.progress.total),
+            opt_out_rate: charts::rate(r.opted_out, r.progress.total),
             median_reply: r
                 .median_reply_seconds
                 .map_or_else(|| "—".to_string(), charts::duration),

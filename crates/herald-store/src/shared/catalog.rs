@@ -77,6 +77,10 @@ pub(super) fn campaign_row(r: &DbRow) -> Result<CampaignRow> {
         answer_id: col(r, e, Some(id), "answer_id")?,
         schedule: read_schedule(r, id)?,
         quiet_hours: col(r, e, Some(id), "quiet_hours")?,
+        frequency_cap: (
+            col(r, e, Some(id), "frequency_cap_messages")?,
+            col(r, e, Some(id), "frequency_cap_days")?,
+        ),
         created_us: col(r, e, Some(id), "created_at")?,
         updated_us: col(r, e, Some(id), "updated_at")?,
     })
@@ -625,8 +629,9 @@ impl crate::Catalog for Backend {
         check_campaign_references(&mut tx, spec).await?;
         sqlx::query(
             "INSERT INTO campaigns (id, name, description, channel, sender_id, language, \
-             answer_id, schedule, quiet_hours, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+             answer_id, schedule, quiet_hours, frequency_cap_messages, frequency_cap_days, \
+             created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $12, $10, $10)",
         )
         .bind(id)
         .bind(&spec.name)
@@ -638,6 +643,8 @@ impl crate::Catalog for Backend {
         .bind(schedule)
         .bind(spec.quiet_hours)
         .bind(now_us)
+        .bind(spec.frequency_cap.map(|c| i64::from(c.messages)))
+        .bind(spec.frequency_cap.map(|c| i64::from(c.days)))
         .execute(&mut *tx)
         .await
         .map_err(|e| common::campaign_violation(e, spec))?;
@@ -653,6 +660,7 @@ impl crate::Catalog for Backend {
             answer_id: spec.answer_id,
             schedule: spec.schedule.clone(),
             quiet_hours: spec.quiet_hours,
+            frequency_cap: spec.frequency_cap,
             created_at: now,
             updated_at: now,
         })
@@ -719,7 +727,7 @@ impl crate::Catalog for Backend {
         let row = sqlx::query(concat!(
             "UPDATE campaigns SET name = $2, description = $3, channel = $4, sender_id = $5, \
              language = $6, answer_id = $7, schedule = $8, quiet_hours = $9, \
-             updated_at = ",
+             frequency_cap_messages = $11, frequency_cap_days = $12, updated_at = ",
             later!("$10"),
             " WHERE id = $1 RETURNING ",
             campaign_cols!()
@@ -734,6 +742,8 @@ impl crate::Catalog for Backend {
         .bind(schedule)
         .bind(spec.quiet_hours)
         .bind(now_us)
+        .bind(spec.frequency_cap.map(|c| i64::from(c.messages)))
+        .bind(spec.frequency_cap.map(|c| i64::from(c.days)))
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| common::campaign_violation(e, spec))?;

@@ -109,9 +109,16 @@ where
     Ok(done.rows_affected())
 }
 
+/// Leaves out the recipients skipped with reason `opted_out` (counted by their skip reason).
+macro_rules! not_skipped_opted_out {
+    () => {
+        "AND (state <> 'skipped' OR skip_reason IS NULL OR skip_reason <> 'opted_out')"
+    };
+}
+
 /// The report queries over the recipients `$scope` selects (`$1` is the outreach's or the
-/// campaign's id): the counts by state, skips by reason, failures by code, sends per hour and
-/// the middle reply time, in that order.
+/// campaign's id): the counts by state, skips by reason, failures by code, sends per hour,
+/// the middle reply time and the opt-outs in answer to the message, in that order.
 macro_rules! report_queries {
     ($scope:literal) => {
         [
@@ -146,6 +153,14 @@ macro_rules! report_queries {
                 $scope,
                 " AND state = 'replied' AND sent_at IS NOT NULL ORDER BY secs LIMIT 1 OFFSET $2"
             ),
+            // Those who opted out in answer to the message, not already counted as skipped
+            // for it (through the partial index `recipients_opted_out`).
+            concat!(
+                "SELECT count(*) FROM recipients WHERE ",
+                $scope,
+                " AND opted_out_at IS NOT NULL ",
+                not_skipped_opted_out!()
+            ),
         ]
     };
 }
@@ -156,7 +171,7 @@ async fn report(
     conn: &mut DbConn,
     id: Uuid,
     progress: Progress,
-    q: &[&'static str; 5],
+    q: &[&'static str; 6],
 ) -> Result<OutreachReport> {
     let skipped: Vec<(Option<String>, i64)> =
         sqlx::query_as(q[1]).bind(id).fetch_all(&mut *conn).await?;
@@ -182,6 +197,16 @@ async fn report(
             .await?;
         secs.map(|s| u64::try_from(s).unwrap_or(0))
     };
+    let answered: i64 = sqlx::query_scalar(q[5])
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let skipped_opted_out: i64 = skipped
+        .iter()
+        .filter(|(reason, _)| reason.as_deref() == Some("opted_out"))
+        .map(|(_, n)| *n)
+        .sum();
+    let opted_out = u64::try_from(answered.saturating_add(skipped_opted_out)).unwrap_or(0);
     let counted = |rows: Vec<(Option<String>, i64)>| {
         let mut out: Vec<ReasonCount> = rows
             .into_iter()
@@ -195,6 +220,7 @@ async fn report(
     };
     Ok(OutreachReport {
         progress,
+        opted_out,
         skipped: counted(skipped),
         failures: counted(failures),
         sent_per_hour: hours
@@ -358,6 +384,53 @@ impl crate::Outreaches for Backend {
             .await?;
         let progress = crate::dispatch::progress(campaign_id, counts)?;
         report(&mut conn, campaign_id, progress, &queries).await
+    }
+
+    async fn record_opt_out(
+        &self,
+        outreach_id: Uuid,
+        recipient_id: i64,
+        at: Timestamp,
+    ) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE recipients SET opted_out_at = $3 \
+             WHERE id = $1 AND outreach_id = $2 AND opted_out_at IS NULL",
+        )
+        .bind(recipient_id)
+        .bind(outreach_id)
+        .bind(Ts::new(at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn opted_out_by_outreach(
+        &self,
+        campaign_id: Uuid,
+    ) -> Result<std::collections::HashMap<Uuid, u64>> {
+        // Skipped for it, through the `(outreach_id, state)` index; then those who answered
+        // with an opt-out, through `recipients_opted_out`. No recipient is in both.
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(concat!(
+            "SELECT outreach_id, count(*) FROM recipients \
+             WHERE outreach_id IN (SELECT id FROM outreaches WHERE campaign_id = $1) \
+             AND state = 'skipped' AND skip_reason = 'opted_out' GROUP BY outreach_id \
+             UNION ALL \
+             SELECT outreach_id, count(*) FROM recipients \
+             WHERE outreach_id IN (SELECT id FROM outreaches WHERE campaign_id = $1) \
+             AND opted_out_at IS NOT NULL ",
+            not_skipped_opted_out!(),
+            " GROUP BY outreach_id"
+        ))
+        .bind(campaign_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = std::collections::HashMap::new();
+        for (outreach, n) in rows {
+            *out.entry(outreach).or_insert(0u64) += u64::try_from(n).unwrap_or(0);
+        }
+        Ok(out)
     }
 
     async fn outreach_progress(&self, id: Uuid) -> Result<Progress> {

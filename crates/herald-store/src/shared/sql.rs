@@ -16,7 +16,7 @@ macro_rules! sender_cols {
 macro_rules! campaign_cols {
     () => {
         "id, name, description, channel, sender_id, language, answer_id, schedule, quiet_hours, \
-         created_at, updated_at"
+         frequency_cap_messages, frequency_cap_days, created_at, updated_at"
     };
 }
 
