@@ -227,11 +227,12 @@ pub async fn review_outreach(
     let recent_since = now
         .checked_sub(SignedDuration::from_hours(24 * RECENT_DAYS))
         .unwrap_or(now);
-    let cap = dispatch.frequency_cap;
-    let cap_since = cap.and_then(|c| {
-        now.checked_sub(SignedDuration::from_hours(24 * i64::from(c.days)))
-            .ok()
-    });
+    // The workspace's cap and the campaign's: a recipient over either is skipped.
+    let caps: Vec<herald_core::FrequencyCap> = dispatch
+        .frequency_cap
+        .into_iter()
+        .chain(campaign.frequency_cap)
+        .collect();
     let mut sent_recently = 0u64;
     let mut capped = 0u64;
     let mut check_error = None;
@@ -240,13 +241,17 @@ pub async fn review_outreach(
             sent_recently += store
                 .campaign_contacts_among(campaign.id, &addresses, recent_since)
                 .await?;
-            if let (Some(cap), Some(since)) = (cap, cap_since) {
-                let counts = store.contacts_since(&addresses, since).await?;
-                capped += counts
-                    .values()
-                    .filter(|&&n| n >= u64::from(cap.messages))
-                    .count() as u64;
+            let mut over = std::collections::HashSet::new();
+            for cap in &caps {
+                let counts = store.contacts_since(&addresses, cap.since(now)).await?;
+                over.extend(
+                    counts
+                        .into_iter()
+                        .filter(|(_, n)| *n >= u64::from(cap.messages))
+                        .map(|(a, _)| a),
+                );
             }
+            capped += over.len() as u64;
             Ok::<(), herald_store::StoreError>(())
         }
         .await;
@@ -383,19 +388,24 @@ pub async fn review_outreach(
             message,
         });
     }
-    if let Some(cap) = cap
-        && capped > 0
-    {
+    if capped > 0 {
+        let limits = caps
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} or more messages in the last {} days",
+                    c.messages, c.days
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", or ");
         warnings.push(ReviewWarning {
             code: "frequency_cap".into(),
             count: capped,
             message: format!(
-                "{} {} already sent {} or more messages in the last {} days; the frequency cap \
-                 will skip {}",
+                "{} {} already sent {limits}; the frequency cap will skip {}",
                 things(capped, "recipient"),
                 were(capped),
-                cap.messages,
-                cap.days,
                 if capped == 1 { "it" } else { "them" }
             ),
         });

@@ -22,6 +22,7 @@ herald_store::on_both_backends!(
     the_review_warns_of_recipients_sent_recently_and_capped,
     the_forecast_is_when_the_dispatcher_finishes,
     the_web_form_reviews_then_launches_the_same_file,
+    the_campaigns_own_frequency_cap_warns_too,
 );
 
 /// Monday 2026-12-07, 08:30 UTC.
@@ -473,4 +474,53 @@ async fn the_web_form_reviews_then_launches_the_same_file(db: TestStore) {
         .await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
     assert_eq!(outreach_count(&s.app, &campaign).await, 1);
+}
+
+async fn the_campaigns_own_frequency_cap_warns_too(db: TestStore) {
+    let s = setup(
+        db,
+        DispatchConfig {
+            rates: RateConfig {
+                sms: f64::INFINITY,
+                ..RateConfig::default()
+            },
+            ..DispatchConfig::default()
+        },
+    )
+    .await;
+    let campaign = campaign(&s.app, &["00:00-24:00"]).await;
+    let (_, mut c) = s
+        .app
+        .admin(Method::GET, &format!("/api/v1/campaigns/{campaign}"), None)
+        .await;
+    c["frequency_cap"] = json!({"messages": 1, "days": 7});
+    let (status, saved) = s
+        .app
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/campaigns/{campaign}"),
+            Some(c),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    let (status, o) = upload_to(&s.app, &campaign, "", &list(2), &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{o}");
+    send_all(&s, 2).await;
+    let r = review(&s.app, &campaign, &list(4), &[]).await;
+    let capped = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["code"] == "frequency_cap")
+        .cloned()
+        .unwrap_or_else(|| panic!("no frequency_cap warning: {r}"));
+    assert_eq!(capped["count"], 2, "{capped}");
+    assert!(
+        capped["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 or more messages in the last 7 days"),
+        "{capped}"
+    );
+    assert_eq!(r["forecast"]["sent"], 2, "{r}");
 }
