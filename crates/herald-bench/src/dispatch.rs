@@ -1461,6 +1461,20 @@ impl herald_store::ChatSites for TimedStore {
     ) -> herald_store::Result<Vec<herald_store::ChatStartRecord>> {
         self.inner.chat_starts(conversation_id).await
     }
+    async fn add_chat_figures(
+        &self,
+        rows: &[(Uuid, herald_store::ChatDayFigures)],
+    ) -> herald_store::Result<()> {
+        self.inner.add_chat_figures(rows).await
+    }
+    async fn chat_figures(
+        &self,
+        campaign_id: Uuid,
+        from: jiff::civil::Date,
+        to: jiff::civil::Date,
+    ) -> herald_store::Result<Vec<herald_store::ChatDayFigures>> {
+        self.inner.chat_figures(campaign_id, from, to).await
+    }
 }
 
 #[cfg(test)]

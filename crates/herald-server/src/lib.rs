@@ -58,6 +58,8 @@ pub struct AppState {
     /// Live chat on this node: the conversation tokens' key, visitors' rate buckets, open
     /// streams and their pollers.
     pub chat_live: Arc<routes::chat_live::ChatLive>,
+    /// The chat campaigns' counts gathered on this node, written every few seconds.
+    pub chat_figures: Arc<routes::chat_figures::ChatFigures>,
 }
 
 /// The default of [`AppState::events_interval`].
@@ -79,6 +81,7 @@ impl AppState {
             public_url: String::new(),
             chat: Arc::new(routes::chat::ChatConfigs::default()),
             chat_live: Arc::new(routes::chat_live::ChatLive::default()),
+            chat_figures: Arc::new(routes::chat_figures::ChatFigures::default()),
             replies: herald_engine::Replies::new(
                 store.clone(),
                 Arc::new(herald_channels::Transports::new()),

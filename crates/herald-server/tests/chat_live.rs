@@ -23,6 +23,7 @@ herald_store::on_both_backends!(
     a_campaign_without_an_inbox_refuses_the_chat_in_words,
     agents_see_the_chat_start_and_answer_from_the_conversation_page,
     event_streams_are_bounded_per_conversation,
+    figures_count_what_pages_report_and_the_chats_that_start,
 );
 
 const ORIGIN: &str = "https://shop.example.com";
@@ -871,4 +872,131 @@ async fn event_streams_are_bounded_per_conversation(app: App) {
     // The open streams start with what the visitor may read: the greeting and the message.
     let said = wait_for_event(streams.remove(0), "\"body\":\"hi\"", Duration::from_secs(2)).await;
     assert!(said.contains("\"from\":\"greeting\""), "{said}");
+}
+
+/// Posts a batch of the widget's counts as `sendBeacon` does (text, no preflight).
+async fn beacon(app: &App, key: &str, origin: &str, body: String) -> StatusCode {
+    app.http
+        .post(format!("{}/chat/v1/sites/{key}/events", app.base))
+        .header("origin", origin)
+        .header("content-type", "text/plain;charset=UTF-8")
+        .body(body)
+        .send()
+        .await
+        .expect("beacon")
+        .status()
+}
+
+async fn figures_count_what_pages_report_and_the_chats_that_start(app: App) {
+    let (key, campaign, _) = chat_setup(&app, "Shoes").await;
+    let (_, other, _) = chat_setup(&app, "Socks").await;
+    let batch = |events: Value| json!({ "events": events }).to_string();
+    let page_view = batch(json!([
+        {"campaign": campaign, "kind": "eligible"},
+        {"campaign": campaign, "kind": "shown", "n": 1},
+        {"campaign": campaign, "kind": "closed"},
+        // Answers are counted by the server, not taken from pages.
+        {"campaign": campaign, "kind": "engaged", "n": 5},
+        // Not a campaign of this site.
+        {"campaign": "0191e9a4-0000-7000-8000-000000000000", "kind": "shown"},
+        // A page view shows a greeting once: a larger count is cut.
+        {"campaign": campaign, "kind": "eligible", "n": 1000}
+    ]));
+    assert_eq!(
+        beacon(&app, &key, ORIGIN, page_view).await,
+        StatusCode::NO_CONTENT
+    );
+    // Another origin, too large a batch, too many entries: refused, nothing counted.
+    let one = batch(json!([{"campaign": campaign, "kind": "shown"}]));
+    assert_eq!(
+        beacon(&app, &key, "https://evil.example", one.clone()).await,
+        StatusCode::FORBIDDEN
+    );
+    let big = batch(json!([{"campaign": campaign, "kind": "shown", "pad": "x".repeat(5000)}]));
+    assert_eq!(
+        beacon(&app, &key, ORIGIN, big).await,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    let many: Vec<Value> = (0..31)
+        .map(|_| json!({"campaign": campaign, "kind": "shown"}))
+        .collect();
+    assert_eq!(
+        beacon(&app, &key, ORIGIN, batch(json!(many))).await,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    // A visitor answers: engaged, and a conversation opened.
+    start_chat(&app, &key, &campaign, "Do you have size 42?").await;
+
+    let (s, f) = app
+        .admin(
+            Method::GET,
+            &format!("/api/v1/campaigns/{campaign}/chat/figures?days=7"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{f}");
+    assert_eq!(
+        f["total"],
+        json!({"day": f["to"], "eligible": 11, "shown": 1, "closed": 1, "engaged": 1,
+               "conversations": 1}),
+        "{f}"
+    );
+    assert_eq!(f["days"].as_array().map(Vec::len), Some(1), "{f}");
+    assert_eq!(f["days"][0]["day"], f["to"]);
+    // The other campaign counted nothing; an SMS campaign has no such figures.
+    let (_, f) = app
+        .admin(
+            Method::GET,
+            &format!("/api/v1/campaigns/{other}/chat/figures"),
+            None,
+        )
+        .await;
+    assert_eq!(f["total"]["shown"], 0, "{f}");
+    let sms = app.sms_campaign().await;
+    let (s, problem) = app
+        .admin(
+            Method::GET,
+            &format!("/api/v1/campaigns/{sms}/chat/figures"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    // The counts are added, not replaced, by the next batch.
+    let again = batch(json!([{"campaign": campaign, "kind": "shown"}]));
+    assert_eq!(
+        beacon(&app, &key, ORIGIN, again).await,
+        StatusCode::NO_CONTENT
+    );
+    let (_, f) = app
+        .admin(
+            Method::GET,
+            &format!("/api/v1/campaigns/{campaign}/chat/figures"),
+            None,
+        )
+        .await;
+    assert_eq!(f["total"]["shown"], 2, "{f}");
+    // One address sends at most 120 batches a minute (245 cross any minute's line at most once).
+    let mut refused = 0;
+    for _ in 0..245 {
+        let one = batch(json!([{"campaign": campaign, "kind": "eligible"}]));
+        if beacon(&app, &key, ORIGIN, one).await == StatusCode::TOO_MANY_REQUESTS {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "no batch was refused");
+    // The campaign's page shows them by day.
+    let admin = common::web::sign_in(&app, "admin@example.com", herald_core::Role::Admin).await;
+    let page = admin.get(&format!("/campaigns/{campaign}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let cell = |id: &str| {
+        common::web::element(&page.body, id)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(cell("chat-shown").ends_with(">2</td>"), "{}", page.body);
+    assert!(
+        cell("chat-conversations").ends_with(">1</td>"),
+        "{}",
+        page.body
+    );
 }

@@ -244,6 +244,36 @@ pub struct ChatStartRecord {
     pub started_at: Timestamp,
 }
 
+/// A chat campaign's figures for one UTC day (or, added up, for several).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChatDayFigures {
+    /// `YYYY-MM-DD`, UTC.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
+    pub day: jiff::civil::Date,
+    /// Page views on which the campaign's triggers all held.
+    pub eligible: u64,
+    /// Greetings shown.
+    pub shown: u64,
+    /// Greetings the visitor closed.
+    pub closed: u64,
+    /// Visitors who answered the greeting.
+    pub engaged: u64,
+    /// Conversations those answers opened in the inbox.
+    pub conversations: u64,
+}
+
+impl ChatDayFigures {
+    /// `other`'s counts added to these.
+    pub fn add(&mut self, other: &ChatDayFigures) {
+        self.eligible += other.eligible;
+        self.shown += other.shown;
+        self.closed += other.closed;
+        self.engaged += other.engaged;
+        self.conversations += other.conversations;
+    }
+}
+
 /// A provider's report on a message it accepted (Twilio `MessageStatus`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusReport {

@@ -4,8 +4,9 @@
 use async_trait::async_trait;
 pub use audit::{PhoneTable, RecipientPhone};
 pub use conversation::{
-    Author, ChatStart, ChatStartRecord, Conversation, Customer, Direction, InboundMessage, Message,
-    OutboundRecord, Received, SentMessage, StatusApplied, StatusReport, Suppression,
+    Author, ChatDayFigures, ChatStart, ChatStartRecord, Conversation, Customer, Direction,
+    InboundMessage, Message, OutboundRecord, Received, SentMessage, StatusApplied, StatusReport,
+    Suppression,
 };
 pub use dispatch::{
     ClaimedRecipient, DailyCap, DeliveryResult, Grant, Held, LiveOutreach, Outcome, RecipientRecord,
@@ -223,6 +224,17 @@ pub trait ChatSites: Send + Sync {
     async fn record_chat_start(&self, start: &ChatStart) -> Result<Message>;
     /// The chat starts of a conversation, oldest first (at most 100).
     async fn chat_starts(&self, conversation_id: Uuid) -> Result<Vec<ChatStartRecord>>;
+    /// Adds each row's counts to its campaign's figures of its day (rows of campaigns deleted
+    /// meanwhile are dropped). One transaction.
+    async fn add_chat_figures(&self, campaign_rows: &[(Uuid, ChatDayFigures)]) -> Result<()>;
+    /// The campaign's figures for each day from `from` to `to` (UTC, both included) that has
+    /// any, oldest first.
+    async fn chat_figures(
+        &self,
+        campaign_id: Uuid,
+        from: jiff::civil::Date,
+        to: jiff::civil::Date,
+    ) -> Result<Vec<ChatDayFigures>>;
 }
 
 /// Outreaches and their recipients: the import, the lists, progress, and an admin's stop and retry.

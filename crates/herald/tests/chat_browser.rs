@@ -320,6 +320,30 @@ async fn the_widget_greets_visitors_of_another_origin() {
         .await;
     nothing_shows_for(&b, 1, "the site shows at most one campaign per visit").await;
 
+    // The widget reported what this visitor saw: the greeting eligible, shown and closed.
+    let mut figures = Value::Null;
+    for _ in 0..60 {
+        figures = api
+            .send(
+                reqwest::Method::GET,
+                &format!("/campaigns/{page_campaign}/chat/figures"),
+                Value::Null,
+            )
+            .await;
+        let t = &figures["total"];
+        if t["shown"].as_u64() >= Some(1) && t["closed"].as_u64() >= Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let t = &figures["total"];
+    assert!(
+        t["eligible"].as_u64() >= Some(1)
+            && t["shown"].as_u64() >= Some(1)
+            && t["closed"].as_u64() == Some(1),
+        "the campaign's figures: {figures}"
+    );
+
     b.assert_no_problems().await;
 
     // Live chat. A new visit: the greeting, and the visitor answers it from the keyboard.

@@ -53,6 +53,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_sites, create_site))
         .routes(routes!(get_site, update_site, delete_site))
         .routes(routes!(get_chat_settings, set_chat_settings))
+        .routes(routes!(super::chat_figures::get_figures))
 }
 
 /// The public routes (no token): the widget, its configuration, and live chat

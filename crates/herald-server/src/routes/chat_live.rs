@@ -103,6 +103,10 @@ pub fn router() -> axum::Router<AppState> {
             "/chat/v1/sites/{key}/conversations/events",
             get(events).options(preflight),
         )
+        .route(
+            "/chat/v1/sites/{key}/events",
+            post(super::chat_figures::post_events).options(preflight),
+        )
 }
 
 // ---------------------------------------------------------------- the token
@@ -508,12 +512,12 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::invalid(herald_core::ValidationError::single(field, message))
 }
 
-fn problem(e: ApiError) -> Response {
+pub(super) fn problem(e: ApiError) -> Response {
     e.into_response()
 }
 
 /// The site of `key`, or 404 (answered from the configuration snapshot, not the store).
-async fn site(s: &AppState, key: &str) -> Result<Arc<SiteEntry>, Response> {
+pub(super) async fn site(s: &AppState, key: &str) -> Result<Arc<SiteEntry>, Response> {
     s.chat.site(s, key).await.ok_or_else(|| {
         problem(ApiError::not_found(
             "no chat site has this key (or it was deleted)",
@@ -524,7 +528,7 @@ async fn site(s: &AppState, key: &str) -> Result<Arc<SiteEntry>, Response> {
 /// Refuses a request from a page not on the site's list of origins (a browser would not let the
 /// page read the answer; this makes sure it changes nothing either). A request without `Origin`
 /// (not from a browser page) is let through: it could have sent any `Origin` it liked.
-fn check_origin(site: &SiteEntry, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn check_origin(site: &SiteEntry, headers: &HeaderMap) -> Result<(), ApiError> {
     match headers.get(header::ORIGIN) {
         Some(origin) if !site.allows(origin) => Err(ApiError::forbidden(
             "this page's origin is not one of the chat site's allowed origins",
@@ -534,7 +538,7 @@ fn check_origin(site: &SiteEntry, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Adds the CORS grant for an allowed origin.
-fn with_cors(mut res: Response, site: &SiteEntry, headers: &HeaderMap) -> Response {
+pub(super) fn with_cors(mut res: Response, site: &SiteEntry, headers: &HeaderMap) -> Response {
     let h = res.headers_mut();
     h.insert(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(origin) = headers.get(header::ORIGIN)
@@ -549,7 +553,7 @@ fn with_cors(mut res: Response, site: &SiteEntry, headers: &HeaderMap) -> Respon
     res
 }
 
-async fn preflight(
+pub(super) async fn preflight(
     State(s): State<AppState>,
     Path(key): Path<String>,
     headers: HeaderMap,
@@ -780,6 +784,29 @@ async fn start_chat(
         })
         .await
         .map_err(|e| problem(e.into()))?;
+    // The figures: an answer to the greeting, and a conversation if it opened one (a visitor
+    // matched by email may continue the customer's conversation).
+    let opened = store
+        .chat_starts(conversation_id)
+        .await
+        .map(|starts| starts.len() == 1)
+        .unwrap_or(false);
+    s.chat_figures.record(
+        &s.store,
+        campaign_id,
+        now,
+        super::chat_figures::ChatEventKind::Engaged,
+        1,
+    );
+    if opened {
+        s.chat_figures.record(
+            &s.store,
+            campaign_id,
+            now,
+            super::chat_figures::ChatEventKind::Conversation,
+            1,
+        );
+    }
     // The conversation's own bucket starts with this message taken.
     let _ = s
         .chat_live

@@ -3,6 +3,7 @@
 pub mod answers;
 pub mod campaigns;
 pub mod chat;
+pub mod chat_figures;
 pub mod chat_live;
 pub mod conversations;
 pub mod health;

@@ -899,6 +899,11 @@ struct ShowPage {
     /// The funnel over all the campaign's outreaches (SVG from `charts`), its reply rate and
     /// its opt-out rate; `None` before the first recipient.
     report: Option<(String, String, String)>,
+    /// A chat campaign's figures of the last [`CHAT_FIGURE_DAYS`] days: each day, then the sum.
+    chat_figures: Option<(
+        Vec<herald_store::ChatDayFigures>,
+        herald_store::ChatDayFigures,
+    )>,
 }
 
 /// The campaign page's "Send a test" form and the campaign's latest test sends.
@@ -1013,6 +1018,16 @@ async fn show_page(
             super::charts::rate(figures.opted_out, total.total),
         )
     });
+    let chat_figures = if c.channel == herald_core::Channel::Chat {
+        let f = crate::routes::chat_figures::figures_of(s, id, CHAT_FIGURE_DAYS)
+            .await
+            .map_err(|e| super::outreaches::problem(user, e.status(), e.to_problem().detail))?;
+        let mut days = f.days;
+        days.reverse();
+        Some((days, f.total))
+    } else {
+        None
+    };
     Ok(super::render(&ShowPage {
         chrome: Chrome::new(user, c.name.clone(), "campaigns"),
         id,
@@ -1043,8 +1058,12 @@ async fn show_page(
         status,
         test,
         report,
+        chat_figures,
     }))
 }
+
+/// Days of figures a chat campaign's page shows.
+const CHAT_FIGURE_DAYS: u32 = 14;
 
 /// `at most 2 messages` → `At most 2 messages`.
 fn upper_first(words: &str) -> String {

@@ -49,6 +49,29 @@
   }
   function now() { return new Date().getTime(); }
 
+  // The campaign's figures: each count once per page view, sent in one batch (a beacon, so it
+  // survives the page going away), soon after the first and when the page is hidden.
+  var counted = {}, counts = [], flushTimer = null;
+  function count(kind, id) {
+    if (counted[kind + id]) return;
+    counted[kind + id] = 1;
+    counts.push({ campaign: id, kind: kind, n: 1 });
+    if (!flushTimer) flushTimer = setTimeout(flush, 2000);
+  }
+  function flush() {
+    flushTimer = null;
+    if (!counts.length) return;
+    var body = JSON.stringify({ events: counts.splice(0, 30) });
+    var url = base + "/chat/v1/sites/" + encodeURIComponent(key) + "/events";
+    try {
+      if (!(navigator.sendBeacon && navigator.sendBeacon(url, body))) {
+        fetch(url, { method: "POST", body: body, keepalive: true, credentials: "omit" }).catch(function () {});
+      }
+    } catch (e) { /* figures are best effort */ }
+  }
+  document.addEventListener("visibilitychange", function () { if (document.visibilityState === "hidden") flush(); });
+  window.addEventListener("pagehide", flush);
+
   // The visitor and the visit: first-party, in localStorage, no cookie.
   if (!load("visitor", null)) {
     var id = (window.crypto && crypto.randomUUID) ? crypto.randomUUID() : String(Math.random()).slice(2);
@@ -257,6 +280,7 @@
   }
 
   function dismiss(id) {
+    count("closed", id);
     var closed = load("closed", []);
     if (closed.indexOf(id) < 0) closed.push(id);
     save("closed", closed);
@@ -273,18 +297,23 @@
       if (ui) return;
       var closed = load("closed", []);
       visit = load("visit", visit);
+      var pick = null;
       for (var i = 0; i < campaigns.length; i++) {
         var c = campaigns[i];
         if (closed.indexOf(c.id) >= 0) continue;
+        if (c.triggers.length === 0 || !c.triggers.every(holds)) continue;
+        count("eligible", c.id);
+        if (pick) continue;
         var seen = visit.shown.indexOf(c.id) >= 0;
         if (!seen && max !== null && max !== undefined && visit.shown.length >= max) continue;
-        if (c.triggers.length === 0 || !c.triggers.every(holds)) continue;
+        pick = c;
         if (!seen) visit.shown.push(c.id);
-        visit.last = now();
-        save("visit", visit);
-        render(c);
-        return;
       }
+      if (!pick) return;
+      visit.last = now();
+      save("visit", visit);
+      count("shown", pick.id);
+      render(pick);
     };
     campaigns.forEach(function (c) {
       c.triggers.forEach(function (t) {

@@ -437,4 +437,71 @@ impl crate::ChatSites for Backend {
             )
             .collect())
     }
+
+    async fn add_chat_figures(&self, rows: &[(Uuid, crate::ChatDayFigures)]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (campaign_id, f) in rows {
+            let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            // `WHERE EXISTS`: a campaign deleted since the counts were gathered takes none.
+            sqlx::query(
+                "INSERT INTO chat_figures \
+                 (campaign_id, day, eligible, shown, closed, engaged, conversations) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7 \
+                 WHERE EXISTS (SELECT 1 FROM campaigns WHERE id = $1) \
+                 ON CONFLICT (campaign_id, day) DO UPDATE SET \
+                 eligible = chat_figures.eligible + excluded.eligible, \
+                 shown = chat_figures.shown + excluded.shown, \
+                 closed = chat_figures.closed + excluded.closed, \
+                 engaged = chat_figures.engaged + excluded.engaged, \
+                 conversations = chat_figures.conversations + excluded.conversations",
+            )
+            .bind(campaign_id)
+            .bind(f.day.to_string())
+            .bind(n(f.eligible))
+            .bind(n(f.shown))
+            .bind(n(f.closed))
+            .bind(n(f.engaged))
+            .bind(n(f.conversations))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn chat_figures(
+        &self,
+        campaign_id: Uuid,
+        from: jiff::civil::Date,
+        to: jiff::civil::Date,
+    ) -> Result<Vec<crate::ChatDayFigures>> {
+        let rows: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT day, eligible, shown, closed, engaged, conversations FROM chat_figures \
+             WHERE campaign_id = $1 AND day >= $2 AND day <= $3 ORDER BY day",
+        )
+        .bind(campaign_id)
+        .bind(from.to_string())
+        .bind(to.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let u = |v: i64| u64::try_from(v).unwrap_or(0);
+        rows.into_iter()
+            .map(|(day, eligible, shown, closed, engaged, conversations)| {
+                let day = day.parse().map_err(|e| {
+                    common::corrupt("chat figures", campaign_id, format!("day `{day}`: {e}"))
+                })?;
+                Ok(crate::ChatDayFigures {
+                    day,
+                    eligible: u(eligible),
+                    shown: u(shown),
+                    closed: u(closed),
+                    engaged: u(engaged),
+                    conversations: u(conversations),
+                })
+            })
+            .collect()
+    }
 }
