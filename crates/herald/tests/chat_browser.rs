@@ -423,6 +423,8 @@ async fn the_widget_greets_visitors_of_another_origin() {
         ])
     );
 
+    b.screenshot("chat-widget").await;
+
     // A reload (or another page of the site): the conversation is still there, and live.
     b.goto(&format!("{demo}/about")).await;
     let said = chat_lines(&b, "the conversation after a page change", 2).await;
