@@ -280,10 +280,7 @@ pub async fn review_outreach(
             ),
         )
     })?;
-    let renderer = match campaign.channel {
-        Channel::Email => Renderer::email(variant),
-        _ => Renderer::new(variant),
-    }
+    let renderer = Renderer::for_channel(variant, campaign.channel)
     .map_err(|e| invalid("campaign", e.to_string()))?;
     let mut samples = Vec::new();
     let mut segments = 0u64;

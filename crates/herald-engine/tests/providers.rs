@@ -81,6 +81,7 @@ async fn campaign(
                 subject: (channel == Channel::Email)
                     .then(|| Template::parse("Your order {{ order }}").unwrap()),
                 body: Template::parse(body).unwrap(),
+                voice: None,
             }],
         })
         .await
@@ -106,6 +107,7 @@ async fn campaign(
             .unwrap(),
             quiet_hours: false,
             frequency_cap: None,
+            voice_settings: Default::default(),
         })
         .await
         .unwrap()

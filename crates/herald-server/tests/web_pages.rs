@@ -47,6 +47,7 @@ async fn answer(store: &dyn Store, name: &str, variants: &[(&str, Option<&str>, 
                 language: (*language).into(),
                 subject: subject.map(str::to_string),
                 body: (*body).into(),
+                voice: None,
             })
             .collect(),
     }

@@ -148,6 +148,7 @@ async fn a_voice_call_speaks_the_message_and_offers_an_agent() {
         call.agent_number.as_ref().unwrap(),
         &call.language,
     );
+    let speech = herald_channels::Speech::new(&call.language, &call.voice_settings);
     let person = concat!(
         "<Response>",
         "<Say language=\"en-US\">Your appointment is tomorrow at 10 &amp; not later.</Say>",
@@ -162,7 +163,7 @@ async fn a_voice_call_speaks_the_message_and_offers_an_agent() {
     );
     for human in ["human", "unknown", ""] {
         assert_eq!(
-            herald_channels::voice_answer_twiml(human, &call.body, &call.language, Some(&gather)),
+            herald_channels::voice_answer_twiml(human, &call.body, &speech, Some(&gather)),
             person,
             "{human}"
         );
@@ -183,7 +184,7 @@ async fn a_voice_call_speaks_the_message_and_offers_an_agent() {
             herald_channels::voice_answer_twiml(
                 answered_by,
                 &call.body,
-                &call.language,
+                &speech,
                 Some(&gather)
             ),
             machine,
@@ -222,7 +223,12 @@ async fn a_call_without_an_agent_number_only_speaks_the_message() {
     assert_eq!(form[2].0, "Url");
     assert!(!form[2].1.contains("agent="), "{}", form[2].1);
     assert_eq!(
-        herald_channels::voice_answer_twiml("human", &call.body, &call.language, None),
+        herald_channels::voice_answer_twiml(
+            "human",
+            &call.body,
+            &herald_channels::Speech::new(&call.language, &call.voice_settings),
+            None
+        ),
         "<Response><Say language=\"fr-FR\">Bonjour &lt;Jeanne&gt;</Say></Response>"
     );
 }
