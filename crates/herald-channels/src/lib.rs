@@ -44,9 +44,9 @@ pub use secret::Secret;
 pub use smtp::SmtpTransport;
 pub use twilio::{
     Speech, TwilioTransport, VoicePrompts, answered_by_machine, dialed_response_twiml, dialed_url,
-    gather_response_twiml, gather_url_for, twilio_signature, voice_prompts,
-    verify_twilio_signature, voice_answer_twiml, voice_answer_url, voice_twiml_machine,
-    voice_twiml_person, xml_escape,
+    gather_response_twiml, gather_url_for, twilio_signature, verify_twilio_signature,
+    voice_answer_twiml, voice_answer_url, voice_prompts, voice_twiml_machine, voice_twiml_person,
+    xml_escape,
 };
 pub use webhook::{WebhookTransport, verify_webhook_signature, webhook_signature};
 

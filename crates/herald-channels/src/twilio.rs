@@ -756,7 +756,10 @@ mod tests {
 
     #[test]
     fn twiml_documents_are_exact_and_escaped() {
-        let en = Speech::new(&Language::parse("en-US").unwrap(), &VoiceSettings::default());
+        let en = Speech::new(
+            &Language::parse("en-US").unwrap(),
+            &VoiceSettings::default(),
+        );
         assert_eq!(
             voice_twiml_machine("Your order <#42> & more is \"ready\"", &en),
             "<Response><Say language=\"en-US\">Your order &lt;#42&gt; &amp; more is &quot;ready&quot;</Say></Response>"
@@ -771,7 +774,12 @@ mod tests {
             "<Response><Say language=\"en-US\">Connecting you to an agent.</Say><Dial>+14155550100</Dial></Response>"
         );
         assert_eq!(
-            gather_response_twiml("1", Some(&agent), &en, Some("https://h.example.com/d?a=1&b=2")),
+            gather_response_twiml(
+                "1",
+                Some(&agent),
+                &en,
+                Some("https://h.example.com/d?a=1&b=2")
+            ),
             "<Response><Say language=\"en-US\">Connecting you to an agent.</Say><Dial action=\"https://h.example.com/d?a=1&amp;b=2\" method=\"POST\">+14155550100</Dial></Response>"
         );
         for digits in ["2", "", "11", "*"] {
@@ -784,7 +792,10 @@ mod tests {
             gather_response_twiml("1", None, &en, None),
             "<Response><Say language=\"en-US\">Goodbye.</Say><Hangup/></Response>"
         );
-        let es = Speech::new(&Language::parse("es-MX").unwrap(), &VoiceSettings::default());
+        let es = Speech::new(
+            &Language::parse("es-MX").unwrap(),
+            &VoiceSettings::default(),
+        );
         assert_eq!(
             gather_response_twiml("1", Some(&agent), &es, None),
             "<Response><Say language=\"es-MX\">Le comunicamos con un agente.</Say><Dial>+14155550100</Dial></Response>"

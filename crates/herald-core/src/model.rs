@@ -467,7 +467,10 @@ impl VoiceSettings {
             if let Some(t) = &text
                 && t.chars().count() > Self::PROMPT_MAX
             {
-                problems.push((field, format!("is longer than {} characters", Self::PROMPT_MAX)));
+                problems.push((
+                    field,
+                    format!("is longer than {} characters", Self::PROMPT_MAX),
+                ));
             }
             text
         };

@@ -281,7 +281,7 @@ pub async fn review_outreach(
         )
     })?;
     let renderer = Renderer::for_channel(variant, campaign.channel)
-    .map_err(|e| invalid("campaign", e.to_string()))?;
+        .map_err(|e| invalid("campaign", e.to_string()))?;
     let mut samples = Vec::new();
     let mut segments = 0u64;
     let mut rendered_rows = 0u64;

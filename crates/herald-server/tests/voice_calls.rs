@@ -157,7 +157,10 @@ async fn a_voice_call_says_the_script_in_the_campaigns_voice_and_prompts(db: Tes
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0].to, ADMIN_PHONE);
     let url = calls[0].url.clone().expect("the call's TwiML URL");
-    assert!(url.starts_with(&format!("{}/webhooks/twilio/voice?", s.base)), "{url}");
+    assert!(
+        url.starts_with(&format!("{}/webhooks/twilio/voice?", s.base)),
+        "{url}"
+    );
     assert!(!url.contains("Reply+here"), "{url}");
 
     // A person answers: the voice script, then the campaign's press-1 prompt, in its language
@@ -166,7 +169,11 @@ async fn a_voice_call_says_the_script_in_the_campaigns_voice_and_prompts(db: Tes
     let person = callback(
         &s,
         &url,
-        &[("CallSid", CALL), ("AccountSid", ACCOUNT), ("AnsweredBy", "human")],
+        &[
+            ("CallSid", CALL),
+            ("AccountSid", ACCOUNT),
+            ("AnsweredBy", "human"),
+        ],
     )
     .await;
     assert!(
@@ -202,7 +209,10 @@ async fn a_voice_call_says_the_script_in_the_campaigns_voice_and_prompts(db: Tes
 
     // The person presses 1: connected to the agent, the outcome posted back to Herald.
     let gather = attribute(&person, "action");
-    assert!(gather.starts_with(&format!("{}/webhooks/twilio/voice/gather?", s.base)), "{gather}");
+    assert!(
+        gather.starts_with(&format!("{}/webhooks/twilio/voice/gather?", s.base)),
+        "{gather}"
+    );
     let dial = callback(
         &s,
         &gather,
@@ -210,12 +220,20 @@ async fn a_voice_call_says_the_script_in_the_campaigns_voice_and_prompts(db: Tes
     )
     .await;
     assert!(
-        dial.starts_with(&format!("<Response>{say}Connecting you to an agent.</Say><Dial action=\"")),
+        dial.starts_with(&format!(
+            "<Response>{say}Connecting you to an agent.</Say><Dial action=\""
+        )),
         "{dial}"
     );
-    assert!(dial.ends_with(&format!(">{AGENT}</Dial></Response>")), "{dial}");
+    assert!(
+        dial.ends_with(&format!(">{AGENT}</Dial></Response>")),
+        "{dial}"
+    );
     let dialed = attribute(&dial, "action");
-    assert!(dialed.starts_with(&format!("{}/webhooks/twilio/voice/dialed?", s.base)), "{dialed}");
+    assert!(
+        dialed.starts_with(&format!("{}/webhooks/twilio/voice/dialed?", s.base)),
+        "{dialed}"
+    );
 
     // Nobody took the call: the campaign's agent-unavailable message.
     for status in ["no-answer", "busy", "failed"] {
@@ -231,7 +249,9 @@ async fn a_voice_call_says_the_script_in_the_campaigns_voice_and_prompts(db: Tes
         .await;
         assert_eq!(
             unavailable,
-            format!("<Response>{say}Nobody&apos;s free; we&apos;ll call back.</Say><Hangup/></Response>"),
+            format!(
+                "<Response>{say}Nobody&apos;s free; we&apos;ll call back.</Say><Hangup/></Response>"
+            ),
             "{status}"
         );
     }
@@ -290,15 +310,20 @@ async fn the_api_keeps_voice_settings_and_refuses_a_bad_voice(db: TestStore) {
             None,
         )
         .await;
-    assert_eq!(answer["variants"][0]["voice"], s.answer["variants"][0]["voice"]);
+    assert_eq!(
+        answer["variants"][0]["voice"],
+        s.answer["variants"][0]["voice"]
+    );
     // A misspelt voice script is refused as a body is, on its own field.
     let (st, v) = s
         .app
         .admin(
             Method::POST,
             "/api/v1/answers",
-            Some(json!({"name": "Broken", "variants": [{"language": "en", "body": "Hi",
-                        "voice": "Hi {{ first_name "}]})),
+            Some(
+                json!({"name": "Broken", "variants": [{"language": "en", "body": "Hi",
+                        "voice": "Hi {{ first_name "}]}),
+            ),
         )
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
@@ -323,9 +348,21 @@ async fn the_api_keeps_voice_settings_and_refuses_a_bad_voice(db: TestStore) {
     assert_eq!(got["voice_settings"], expected, "{got}");
 
     for (settings, field, needle) in [
-        (json!({"voice": "Polly Joanna\"/>"}), "voice_settings.voice", "letters, digits"),
-        (json!({"voice": "a".repeat(65)}), "voice_settings.voice", "64"),
-        (json!({"spoken_language": "english!"}), "voice_settings.spoken_language", ""),
+        (
+            json!({"voice": "Polly Joanna\"/>"}),
+            "voice_settings.voice",
+            "letters, digits",
+        ),
+        (
+            json!({"voice": "a".repeat(65)}),
+            "voice_settings.voice",
+            "64",
+        ),
+        (
+            json!({"spoken_language": "english!"}),
+            "voice_settings.spoken_language",
+            "",
+        ),
         (
             json!({"press_one_prompt": "x".repeat(501)}),
             "voice_settings.press_one_prompt",
@@ -350,5 +387,8 @@ async fn the_api_keeps_voice_settings_and_refuses_a_bad_voice(db: TestStore) {
         .admin(Method::POST, "/api/v1/campaigns", Some(sms))
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert!(has_error(&v, "voice_settings", "only voice campaigns"), "{v}");
+    assert!(
+        has_error(&v, "voice_settings", "only voice campaigns"),
+        "{v}"
+    );
 }

@@ -181,12 +181,7 @@ async fn a_voice_call_speaks_the_message_and_offers_an_agent() {
         "fax",
     ] {
         assert_eq!(
-            herald_channels::voice_answer_twiml(
-                answered_by,
-                &call.body,
-                &speech,
-                Some(&gather)
-            ),
+            herald_channels::voice_answer_twiml(answered_by, &call.body, &speech, Some(&gather)),
             machine,
             "{answered_by}"
         );

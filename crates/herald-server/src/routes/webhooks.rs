@@ -341,7 +341,11 @@ fn agent(raw: &str) -> Result<E164, ApiError> {
 /// How the campaign's calls speak. The callbacks carry only the campaign's id (and its
 /// language), so long prompts never lengthen a URL; a campaign deleted since the call was
 /// placed speaks with the defaults.
-async fn speech(state: &AppState, campaign_id: Uuid, language: &Language) -> herald_channels::Speech {
+async fn speech(
+    state: &AppState,
+    campaign_id: Uuid,
+    language: &Language,
+) -> herald_channels::Speech {
     let settings = match state.store.get_campaign(campaign_id).await {
         Ok(campaign) => campaign.voice_settings,
         Err(e) => {
@@ -417,7 +421,9 @@ async fn dialed(
     let status = param(&params, "DialCallStatus");
     tracing::info!(campaign = %q.campaign_id, status, "call to the agent ended");
     let speech = speech(&state, q.campaign_id, &language).await;
-    Ok(twiml(herald_channels::dialed_response_twiml(status, &speech)))
+    Ok(twiml(herald_channels::dialed_response_twiml(
+        status, &speech,
+    )))
 }
 
 /// `<Response/>`, or `<Response><Message>text</Message></Response>`.

@@ -684,10 +684,13 @@ fn place_error(field: &str, message: &str) -> (String, String) {
         "frequency_cap" => ("frequency_cap".into(), message.to_string()),
         "voice_settings.voice" => ("voice".into(), label("Voice")),
         "voice_settings.spoken_language" => ("spoken_language".into(), label("Spoken language")),
-        "voice_settings.press_one_prompt" => ("press_one_prompt".into(), label("The press-1 prompt")),
-        "voice_settings.agent_unavailable" => {
-            ("agent_unavailable".into(), label("The agent-unavailable message"))
+        "voice_settings.press_one_prompt" => {
+            ("press_one_prompt".into(), label("The press-1 prompt"))
         }
+        "voice_settings.agent_unavailable" => (
+            "agent_unavailable".into(),
+            label("The agent-unavailable message"),
+        ),
         "schedule.timezone" | "timezone" => ("timezone".into(), message.to_string()),
         f if f.starts_with("schedule.closed_dates") => ("closed_dates".into(), message.to_string()),
         f if f.starts_with("schedule") => {
