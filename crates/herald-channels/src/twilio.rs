@@ -17,9 +17,14 @@
 //! machine (`machine_*`, `fax`) is left the message only ([`voice_twiml_machine`]); a person hears
 //! the message, then "Press 1 to speak to an agent." ([`voice_twiml_person`]), whose digit Twilio
 //! posts to `{voice_callback_base}/webhooks/twilio/voice/gather?…` ([`gather_action_url`]),
-//! answered with [`gather_response_twiml`] (a `<Dial>` to the agent number on `1`). The URLs carry
-//! what the answers need (message, language, agent number); Twilio signs the full URL with the
-//! account's auth token, so the server can trust them after [`verify_twilio_signature`].
+//! answered with [`gather_response_twiml`] (a `<Dial>` to the agent number on `1`, whose outcome
+//! Twilio posts to [`dialed_url`], answered with [`dialed_response_twiml`]: the agent-unavailable
+//! message when nobody took the call). The URLs carry what the answers need (message, language,
+//! agent number, campaign id); Twilio signs the full URL with the account's auth token, so the
+//! server can trust them after [`verify_twilio_signature`]. How a call speaks ([`Speech`]: the
+//! `<Say>` voice and language, the prompts) comes from the campaign's
+//! [`VoiceSettings`](herald_core::VoiceSettings): in the message for the inline TwiML, read by
+//! the campaign id in the callbacks, so long prompts never lengthen a URL.
 //!
 //! Without a public callback URL (or when the message is too long for a URL) the call carries
 //! inline TwiML: the message only, or — with an agent number and a callback base — the person's
