@@ -298,6 +298,26 @@ async fn a_voice_call_says_the_script_in_the_campaigns_voice_and_prompts(db: Tes
 
 async fn the_api_keeps_voice_settings_and_refuses_a_bad_voice(db: TestStore) {
     let s = setup(db).await;
+    // The OpenAPI document describes the new fields.
+    let (_, spec) = s.app.admin(Method::GET, "/api/v1/openapi.json", None).await;
+    let schemas = &spec["components"]["schemas"];
+    for field in [
+        "voice",
+        "spoken_language",
+        "press_one_prompt",
+        "agent_unavailable",
+    ] {
+        assert!(
+            schemas["VoiceSettings"]["properties"][field].is_object(),
+            "{field}: {}",
+            schemas["VoiceSettings"]
+        );
+    }
+    assert!(
+        schemas["AnswerVariantInput"]["properties"]["voice"].is_object(),
+        "{}",
+        schemas["AnswerVariantInput"]
+    );
     assert_eq!(
         s.answer["variants"][0]["voice"],
         "Hello {{ first_name }}, your order {{ order }} is late & we're sorry."
