@@ -385,3 +385,43 @@ fn the_auth_token_never_shows() {
     assert!(TwilioTransport::new(&TwilioConfig::new("AC/../x", "t")).is_err());
     assert!(TwilioTransport::new(&TwilioConfig::new(SID, "")).is_err());
 }
+
+#[tokio::test]
+async fn a_script_too_long_for_a_url_is_spoken_inline_with_the_campaigns_voice_and_prompt() {
+    let fake = fake_twilio();
+    let twilio = transport(&fake.base_url());
+    // 1,000 "é": 6,000 characters in a URL (too long), 1,000 in TwiML (fine).
+    let script = "é".repeat(1000);
+    let mut call = message(
+        Channel::Voice,
+        phone("+14155550100"),
+        phone("+14155550199"),
+        &script,
+    );
+    call.agent_number = Some(E164::parse("+14155550142", None).unwrap());
+    call.voice_settings = herald_core::VoiceSettings {
+        voice: Some("Polly.Lea".into()),
+        spoken_language: Some("fr-FR".into()),
+        press_one_prompt: Some("Tapez 1 <vite> & parlez-nous.".into()),
+        agent_unavailable: None,
+    };
+    twilio.send(&call).await.expect("accepted");
+    let form = fake.requests()[0].form();
+    assert!(!form.iter().any(|(k, _)| k == "Url"), "{form:?}");
+    let twiml = &form
+        .iter()
+        .find(|(k, _)| k == "Twiml")
+        .expect("inline TwiML")
+        .1;
+    let say = "<Say language=\"fr-FR\" voice=\"Polly.Lea\">";
+    assert!(
+        twiml.starts_with(&format!("<Response>{say}{script}</Say><Gather ")),
+        "{twiml}"
+    );
+    assert!(
+        twiml.ends_with(&format!(
+            "{say}Tapez 1 &lt;vite&gt; &amp; parlez-nous.</Say></Gather></Response>"
+        )),
+        "{twiml}"
+    );
+}
