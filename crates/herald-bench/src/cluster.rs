@@ -437,6 +437,7 @@ async fn sms_campaign(store: &dyn Store) -> anyhow::Result<Uuid> {
                     language: "en".into(),
                     subject: None,
                     body: "Hi {{ name }}, your order has shipped.".into(),
+                    voice: None,
                 }],
             }
             .validate()?,

@@ -85,6 +85,7 @@ async fn email_campaign(store: &dyn Store) -> anyhow::Result<Uuid> {
             body: "Hello {{ name }}, your order {{ order_id }} is on its way and should \
                    arrive within three days. Reply to this email if anything is wrong."
                 .into(),
+            voice: None,
         },
         ScheduleInput {
             timezone: "UTC".into(),

@@ -346,6 +346,7 @@ async fn campaign(store: &dyn Store) -> anyhow::Result<uuid::Uuid> {
             language: "en-US".into(),
             subject: None,
             body: "Hi {{ first_name }}, order {{ order_id }} ships late.".into(),
+            voice: None,
         },
         ScheduleInput {
             timezone: "America/New_York".into(),

@@ -43,9 +43,10 @@ pub use file::{Clock, FileTransport};
 pub use secret::Secret;
 pub use smtp::SmtpTransport;
 pub use twilio::{
-    TwilioTransport, answered_by_machine, gather_response_twiml, gather_url_for, twilio_signature,
-    verify_twilio_signature, voice_answer_twiml, voice_answer_url, voice_twiml_machine,
-    voice_twiml_person, xml_escape,
+    Speech, TwilioTransport, VoicePrompts, answered_by_machine, dialed_response_twiml, dialed_url,
+    gather_response_twiml, gather_url_for, twilio_signature, verify_twilio_signature,
+    voice_answer_twiml, voice_answer_url, voice_prompts, voice_twiml_machine, voice_twiml_person,
+    xml_escape,
 };
 pub use webhook::{WebhookTransport, verify_webhook_signature, webhook_signature};
 
@@ -82,6 +83,8 @@ pub struct OutboundMessage {
     /// Email only: the one-click unsubscribe target, sent as `List-Unsubscribe` together with
     /// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058).
     pub unsubscribe_url: Option<String>,
+    /// Voice only: the voice, spoken language and prompts of the call (the campaign's).
+    pub voice_settings: herald_core::VoiceSettings,
     /// Voice only: the number a person who presses 1 is connected to (the sender's inbox).
     pub agent_number: Option<E164>,
     /// Email only: the `Message-ID` (with angle brackets) of the customer's email this one

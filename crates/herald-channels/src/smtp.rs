@@ -443,6 +443,7 @@ mod tests {
             recipient_id: 1234,
             unsubscribe_url: None,
             agent_number: None,
+            voice_settings: Default::default(),
             in_reply_to: None,
         };
         let id = message_id(&msg).unwrap();
@@ -502,6 +503,7 @@ mod tests {
             recipient_id: 1,
             unsubscribe_url: None,
             agent_number: None,
+            voice_settings: Default::default(),
             in_reply_to: None,
         };
         let raw = build_email(&msg).unwrap().formatted();

@@ -17,9 +17,14 @@
 //! machine (`machine_*`, `fax`) is left the message only ([`voice_twiml_machine`]); a person hears
 //! the message, then "Press 1 to speak to an agent." ([`voice_twiml_person`]), whose digit Twilio
 //! posts to `{voice_callback_base}/webhooks/twilio/voice/gather?…` ([`gather_action_url`]),
-//! answered with [`gather_response_twiml`] (a `<Dial>` to the agent number on `1`). The URLs carry
-//! what the answers need (message, language, agent number); Twilio signs the full URL with the
-//! account's auth token, so the server can trust them after [`verify_twilio_signature`].
+//! answered with [`gather_response_twiml`] (a `<Dial>` to the agent number on `1`, whose outcome
+//! Twilio posts to [`dialed_url`], answered with [`dialed_response_twiml`]: the agent-unavailable
+//! message when nobody took the call). The URLs carry what the answers need (message, language,
+//! agent number, campaign id); Twilio signs the full URL with the account's auth token, so the
+//! server can trust them after [`verify_twilio_signature`]. How a call speaks ([`Speech`]: the
+//! `<Say>` voice and language, the prompts) comes from the campaign's
+//! [`VoiceSettings`](herald_core::VoiceSettings): in the message for the inline TwiML, read by
+//! the campaign id in the callbacks, so long prompts never lengthen a URL.
 //!
 //! Without a public callback URL (or when the message is too long for a URL) the call carries
 //! inline TwiML: the message only, or — with an agent number and a callback base — the person's
@@ -43,7 +48,7 @@ use crate::{Accepted, OutboundMessage, SendError, Transport, codes, unsupported}
 use async_trait::async_trait;
 use base64::Engine;
 use bytes::Bytes;
-use herald_core::{Address, Channel, E164, Language};
+use herald_core::{Address, Channel, E164, Language, VoiceSettings};
 use hmac::{Hmac, KeyInit, Mac};
 use http::{Request, StatusCode, Uri, header};
 use http_body_util::Full;
@@ -148,13 +153,12 @@ impl TwilioTransport {
     /// The inline TwiML of a call that cannot use [`voice_answer_url`]: for a person when the
     /// message has an agent number and a voice callback base is configured, else the message only.
     pub fn voice_twiml(&self, msg: &OutboundMessage) -> String {
+        let speech = Speech::new(&msg.language, &msg.voice_settings);
         match (&self.voice_callback_base, &msg.agent_number) {
-            (Some(base), Some(agent)) => voice_twiml_person(
-                &msg.body,
-                &msg.language,
-                &gather_action_url(base, msg, agent),
-            ),
-            _ => voice_twiml_machine(&msg.body, &msg.language),
+            (Some(base), Some(agent)) => {
+                voice_twiml_person(&msg.body, &speech, &gather_action_url(base, msg, agent))
+            }
+            _ => voice_twiml_machine(&msg.body, &speech),
         }
     }
 
@@ -338,6 +342,7 @@ pub struct VoicePrompts {
     pub press_one: &'static str,
     pub connecting: &'static str,
     pub goodbye: &'static str,
+    pub agent_unavailable: &'static str,
 }
 
 /// The prompts for a language, chosen by its primary subtag; English for the rest.
@@ -347,82 +352,157 @@ pub fn voice_prompts(language: &Language) -> VoicePrompts {
             press_one: "Pulse 1 para hablar con un agente.",
             connecting: "Le comunicamos con un agente.",
             goodbye: "Adiós.",
+            agent_unavailable: "Lo sentimos, ningún agente está disponible ahora. Adiós.",
         },
         "fr" => VoicePrompts {
             press_one: "Appuyez sur 1 pour parler à un conseiller.",
             connecting: "Nous vous mettons en relation avec un conseiller.",
             goodbye: "Au revoir.",
+            agent_unavailable: "Désolé, aucun conseiller n'est disponible pour le moment. Au revoir.",
         },
         "de" => VoicePrompts {
             press_one: "Drücken Sie die 1, um mit einem Mitarbeiter zu sprechen.",
             connecting: "Sie werden mit einem Mitarbeiter verbunden.",
             goodbye: "Auf Wiederhören.",
+            agent_unavailable: "Leider ist gerade kein Mitarbeiter erreichbar. Auf Wiederhören.",
         },
         "pt" => VoicePrompts {
             press_one: "Pressione 1 para falar com um atendente.",
             connecting: "Estamos transferindo você para um atendente.",
             goodbye: "Até logo.",
+            agent_unavailable: "Desculpe, nenhum atendente está disponível agora. Até logo.",
         },
         "it" => VoicePrompts {
             press_one: "Premi 1 per parlare con un operatore.",
             connecting: "Ti mettiamo in contatto con un operatore.",
             goodbye: "Arrivederci.",
+            agent_unavailable: "Spiacenti, nessun operatore è disponibile ora. Arrivederci.",
         },
         _ => VoicePrompts {
             press_one: "Press 1 to speak to an agent.",
             connecting: "Connecting you to an agent.",
             goodbye: "Goodbye.",
+            agent_unavailable: "Sorry, no agent is available right now. Goodbye.",
         },
     }
 }
 
-fn say(language: &Language, text: &str) -> String {
-    format!(
-        "<Say language=\"{}\">{}</Say>",
-        xml_escape(language.as_str()),
-        xml_escape(text)
-    )
+/// How one call speaks: the `<Say>` attributes and the prompts, from the campaign's language
+/// and its [`VoiceSettings`] (each absent setting takes its default: the campaign's language,
+/// Twilio's voice for it, the prompts of [`voice_prompts`] in the spoken language).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Speech {
+    pub language: String,
+    pub voice: Option<String>,
+    pub press_one: String,
+    pub connecting: String,
+    pub goodbye: String,
+    pub agent_unavailable: String,
+}
+
+impl Speech {
+    pub fn new(language: &Language, settings: &VoiceSettings) -> Self {
+        let spoken = settings
+            .spoken_language
+            .as_deref()
+            .and_then(|l| Language::parse(l).ok())
+            .unwrap_or_else(|| language.clone());
+        let defaults = voice_prompts(&spoken);
+        let text = |set: &Option<String>, default: &str| {
+            set.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .unwrap_or(default)
+                .to_string()
+        };
+        Speech {
+            language: spoken.as_str().to_string(),
+            voice: settings
+                .voice
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+            press_one: text(&settings.press_one_prompt, defaults.press_one),
+            connecting: defaults.connecting.to_string(),
+            goodbye: defaults.goodbye.to_string(),
+            agent_unavailable: text(&settings.agent_unavailable, defaults.agent_unavailable),
+        }
+    }
+
+    /// `<Say language="…" voice="…">text</Say>`, every value escaped.
+    pub fn say(&self, text: &str) -> String {
+        let voice = self
+            .voice
+            .as_deref()
+            .map(|v| format!(" voice=\"{}\"", xml_escape(v)))
+            .unwrap_or_default();
+        format!(
+            "<Say language=\"{}\"{voice}>{}</Say>",
+            xml_escape(&self.language),
+            xml_escape(text)
+        )
+    }
 }
 
 /// TwiML for an answering machine (and for calls that cannot offer an agent): the message only.
 ///
 /// `<Response><Say language="en-US">{body}</Say></Response>`
-pub fn voice_twiml_machine(body: &str, language: &Language) -> String {
-    format!("<Response>{}</Response>", say(language, body))
+pub fn voice_twiml_machine(body: &str, speech: &Speech) -> String {
+    format!("<Response>{}</Response>", speech.say(body))
 }
 
-/// TwiML for a person: the message, then one digit gathered with "Press 1 to speak to an agent."
-/// posted to `gather_action_url`.
+/// TwiML for a person: the message, then one digit gathered with the press-one prompt ("Press 1
+/// to speak to an agent." unless the campaign has its own) posted to `gather_action_url`.
 ///
 /// `<Response><Say language="en-US">{body}</Say><Gather numDigits="1" timeout="5"
 /// action="{url}" method="POST"><Say language="en-US">Press 1 to speak to an agent.</Say></Gather>
 /// </Response>` (on one line)
-pub fn voice_twiml_person(body: &str, language: &Language, gather_action_url: &str) -> String {
+pub fn voice_twiml_person(body: &str, speech: &Speech, gather_action_url: &str) -> String {
     format!(
         "<Response>{}<Gather numDigits=\"1\" timeout=\"5\" action=\"{}\" method=\"POST\">{}</Gather></Response>",
-        say(language, body),
+        speech.say(body),
         xml_escape(gather_action_url),
-        say(language, voice_prompts(language).press_one),
+        speech.say(&speech.press_one),
     )
 }
 
 /// The answer to Twilio's gather callback: on `1` with an agent number, "Connecting you to an
-/// agent." and `<Dial>` to it; otherwise "Goodbye." and hang up.
+/// agent." and `<Dial>` to it (whose outcome Twilio posts to `dialed_url`, see
+/// [`dialed_response_twiml`]); otherwise "Goodbye." and hang up.
 pub fn gather_response_twiml(
     digits: &str,
     agent_number: Option<&E164>,
-    language: &Language,
+    speech: &Speech,
+    dialed_url: Option<&str>,
 ) -> String {
-    let prompts = voice_prompts(language);
     match agent_number {
-        Some(agent) if digits.trim() == "1" => format!(
-            "<Response>{}<Dial>{}</Dial></Response>",
-            say(language, prompts.connecting),
-            xml_escape(agent.as_str()),
-        ),
+        Some(agent) if digits.trim() == "1" => {
+            let action = dialed_url
+                .map(|u| format!(" action=\"{}\" method=\"POST\"", xml_escape(u)))
+                .unwrap_or_default();
+            format!(
+                "<Response>{}<Dial{action}>{}</Dial></Response>",
+                speech.say(&speech.connecting),
+                xml_escape(agent.as_str()),
+            )
+        }
         _ => format!(
             "<Response>{}<Hangup/></Response>",
-            say(language, prompts.goodbye)
+            speech.say(&speech.goodbye)
+        ),
+    }
+}
+
+/// The answer to the `<Dial>`'s action: when the agent did not take the call
+/// (`DialCallStatus` busy, no-answer, failed or canceled) the agent-unavailable message, then
+/// hang up; after a call that took place, hang up.
+pub fn dialed_response_twiml(dial_call_status: &str, speech: &Speech) -> String {
+    match dial_call_status.trim() {
+        "completed" | "answered" => "<Response><Hangup/></Response>".to_string(),
+        _ => format!(
+            "<Response>{}<Hangup/></Response>",
+            speech.say(&speech.agent_unavailable)
         ),
     }
 }
@@ -460,13 +540,26 @@ pub fn answered_by_machine(answered_by: &str) -> bool {
 pub fn voice_answer_twiml(
     answered_by: &str,
     body: &str,
-    language: &Language,
+    speech: &Speech,
     gather_url: Option<&str>,
 ) -> String {
     match gather_url {
-        Some(url) if !answered_by_machine(answered_by) => voice_twiml_person(body, language, url),
-        _ => voice_twiml_machine(body, language),
+        Some(url) if !answered_by_machine(answered_by) => voice_twiml_person(body, speech, url),
+        _ => voice_twiml_machine(body, speech),
     }
+}
+
+/// Where Twilio posts the outcome of the `<Dial>` to the agent:
+/// `{base}/webhooks/twilio/voice/dialed?campaign_id=…&language=…`.
+pub fn dialed_url(base: &str, campaign_id: Uuid, language: &Language) -> String {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("campaign_id", &campaign_id.to_string())
+        .append_pair("language", language.as_str())
+        .finish();
+    format!(
+        "{}/webhooks/twilio/voice/dialed?{query}",
+        base.trim_end_matches('/')
+    )
 }
 
 /// [`gather_action_url`] from the values of a [`voice_answer_url`].
@@ -668,7 +761,10 @@ mod tests {
 
     #[test]
     fn twiml_documents_are_exact_and_escaped() {
-        let en = Language::parse("en-US").unwrap();
+        let en = Speech::new(
+            &Language::parse("en-US").unwrap(),
+            &VoiceSettings::default(),
+        );
         assert_eq!(
             voice_twiml_machine("Your order <#42> & more is \"ready\"", &en),
             "<Response><Say language=\"en-US\">Your order &lt;#42&gt; &amp; more is &quot;ready&quot;</Say></Response>"
@@ -679,25 +775,96 @@ mod tests {
         );
         let agent = E164::parse("+14155550100", None).unwrap();
         assert_eq!(
-            gather_response_twiml("1", Some(&agent), &en),
+            gather_response_twiml("1", Some(&agent), &en, None),
             "<Response><Say language=\"en-US\">Connecting you to an agent.</Say><Dial>+14155550100</Dial></Response>"
+        );
+        assert_eq!(
+            gather_response_twiml(
+                "1",
+                Some(&agent),
+                &en,
+                Some("https://h.example.com/d?a=1&b=2")
+            ),
+            "<Response><Say language=\"en-US\">Connecting you to an agent.</Say><Dial action=\"https://h.example.com/d?a=1&amp;b=2\" method=\"POST\">+14155550100</Dial></Response>"
         );
         for digits in ["2", "", "11", "*"] {
             assert_eq!(
-                gather_response_twiml(digits, Some(&agent), &en),
+                gather_response_twiml(digits, Some(&agent), &en, None),
                 "<Response><Say language=\"en-US\">Goodbye.</Say><Hangup/></Response>"
             );
         }
         assert_eq!(
-            gather_response_twiml("1", None, &en),
+            gather_response_twiml("1", None, &en, None),
             "<Response><Say language=\"en-US\">Goodbye.</Say><Hangup/></Response>"
         );
-        let es = Language::parse("es-MX").unwrap();
+        let es = Speech::new(
+            &Language::parse("es-MX").unwrap(),
+            &VoiceSettings::default(),
+        );
         assert_eq!(
-            gather_response_twiml("1", Some(&agent), &es),
+            gather_response_twiml("1", Some(&agent), &es, None),
             "<Response><Say language=\"es-MX\">Le comunicamos con un agente.</Say><Dial>+14155550100</Dial></Response>"
         );
+        for status in ["busy", "no-answer", "failed", "canceled"] {
+            assert_eq!(
+                dialed_response_twiml(status, &en),
+                "<Response><Say language=\"en-US\">Sorry, no agent is available right now. Goodbye.</Say><Hangup/></Response>",
+                "{status}"
+            );
+        }
+        assert_eq!(
+            dialed_response_twiml("completed", &en),
+            "<Response><Hangup/></Response>"
+        );
         assert_eq!(xml_escape("a\u{1}b'"), "a b&apos;");
+    }
+
+    #[test]
+    fn a_campaigns_voice_language_and_prompts_are_spoken_escaped() {
+        let settings = VoiceSettings {
+            voice: Some("Polly.\"Joanna\"&<x>".to_string()),
+            spoken_language: Some("en-GB".to_string()),
+            press_one_prompt: Some("Press 1 for <Ann> & \"Bob\"".to_string()),
+            agent_unavailable: Some("Nobody's here <sorry> & bye".to_string()),
+        };
+        let speech = Speech::new(&Language::parse("fr-FR").unwrap(), &settings);
+        assert_eq!(
+            voice_twiml_person("Hi <you>", &speech, "https://h.example.com/g"),
+            concat!(
+                "<Response><Say language=\"en-GB\" voice=\"Polly.&quot;Joanna&quot;&amp;&lt;x&gt;\">Hi &lt;you&gt;</Say>",
+                "<Gather numDigits=\"1\" timeout=\"5\" action=\"https://h.example.com/g\" method=\"POST\">",
+                "<Say language=\"en-GB\" voice=\"Polly.&quot;Joanna&quot;&amp;&lt;x&gt;\">Press 1 for &lt;Ann&gt; &amp; &quot;Bob&quot;</Say>",
+                "</Gather></Response>"
+            )
+        );
+        assert_eq!(
+            dialed_response_twiml("no-answer", &speech),
+            "<Response><Say language=\"en-GB\" voice=\"Polly.&quot;Joanna&quot;&amp;&lt;x&gt;\">Nobody&apos;s here &lt;sorry&gt; &amp; bye</Say><Hangup/></Response>"
+        );
+        // Without settings the prompts follow the spoken language, which is the campaign's.
+        let only_voice = VoiceSettings {
+            voice: Some("alice".to_string()),
+            ..VoiceSettings::default()
+        };
+        let fr = Speech::new(&Language::parse("fr-FR").unwrap(), &only_voice);
+        assert_eq!(
+            voice_twiml_machine("Bonjour", &fr),
+            "<Response><Say language=\"fr-FR\" voice=\"alice\">Bonjour</Say></Response>"
+        );
+        assert_eq!(fr.press_one, "Appuyez sur 1 pour parler à un conseiller.");
+        // A spoken language given switches the default prompts to it.
+        let de = Speech::new(
+            &Language::parse("en-US").unwrap(),
+            &VoiceSettings {
+                spoken_language: Some("de-DE".to_string()),
+                ..VoiceSettings::default()
+            },
+        );
+        assert_eq!(de.language, "de-DE");
+        assert_eq!(
+            de.press_one,
+            "Drücken Sie die 1, um mit einem Mitarbeiter zu sprechen."
+        );
     }
 
     #[test]

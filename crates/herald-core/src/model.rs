@@ -179,6 +179,10 @@ pub struct AnswerVariantInput {
     pub subject: Option<String>,
     #[serde(default)]
     pub body: String,
+    /// What a voice call says instead of `body` (a template like it); a call says `body` when
+    /// this is absent or blank.
+    #[serde(default)]
+    pub voice: Option<String>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -199,6 +203,20 @@ pub struct AnswerVariant {
     pub subject: Option<Template>,
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub body: Template,
+    /// What a voice call says instead of `body`, when set.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub voice: Option<Template>,
+}
+
+impl AnswerVariant {
+    /// The template a message of `channel` renders as its body: a voice call's script when the
+    /// variant has one, the body otherwise.
+    pub fn body_for(&self, channel: Channel) -> &Template {
+        match (&self.voice, channel) {
+            (Some(script), Channel::Voice) => script,
+            _ => &self.body,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,11 +260,23 @@ impl AnswerInput {
                 field("body"),
                 Template::parse(&v.body).and_then(|t| t.check_names().map(|()| t)),
             );
+            let voice = match v.voice.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(s) if s.len() > BODY_MAX => {
+                    errors.push(field("voice"), format!("is longer than {BODY_MAX} bytes"));
+                    None
+                }
+                Some(s) => errors.take(
+                    field("voice"),
+                    Template::parse(s).and_then(|t| t.check_names().map(|()| t)),
+                ),
+            };
             if let (Some(language), Some(body)) = (language, body) {
                 variants.push(AnswerVariant {
                     language,
                     subject,
                     body,
+                    voice,
                 });
             }
         }
@@ -361,6 +391,103 @@ impl std::fmt::Display for FrequencyCap {
     }
 }
 
+/// How a voice campaign's calls speak: Twilio's `<Say voice="…" language="…">` and the prompts
+/// said around the message. Every field is optional; an absent one takes the default (Twilio's
+/// voice for the language, the campaign's language, the prompts in that language).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoiceSettings {
+    /// Twilio's voice, e.g. `Polly.Joanna`, `Google.en-US-Standard-C` or `alice`.
+    #[serde(default)]
+    pub voice: Option<String>,
+    /// The language the call is spoken in (`<Say language>`), e.g. `en-GB`; the campaign's
+    /// language when absent.
+    #[serde(default)]
+    pub spoken_language: Option<String>,
+    /// What a person hears after the message, before pressing 1 for an agent.
+    #[serde(default)]
+    pub press_one_prompt: Option<String>,
+    /// What a person who pressed 1 hears when no agent picked up.
+    #[serde(default)]
+    pub agent_unavailable: Option<String>,
+}
+
+impl VoiceSettings {
+    /// The longest voice name.
+    pub const VOICE_MAX: usize = 64;
+    /// The longest prompt, in characters.
+    pub const PROMPT_MAX: usize = 500;
+
+    /// Whether every field takes its default.
+    pub fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// The settings trimmed (blank fields absent, the language in its canonical form) and what
+    /// makes them unusable, by field (`voice`, `spoken_language`, `press_one_prompt`,
+    /// `agent_unavailable`).
+    pub fn normalized(&self) -> (VoiceSettings, Vec<(&'static str, String)>) {
+        fn given(v: &Option<String>) -> Option<String> {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        }
+        let mut problems = Vec::new();
+        let voice = given(&self.voice);
+        if let Some(v) = &voice {
+            if v.chars().count() > Self::VOICE_MAX {
+                problems.push((
+                    "voice",
+                    format!("is longer than {} characters", Self::VOICE_MAX),
+                ));
+            } else if !v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            {
+                problems.push((
+                    "voice",
+                    "may hold only letters, digits, dots, hyphens and underscores, like Polly.Joanna or alice".to_string(),
+                ));
+            }
+        }
+        let spoken_language = match given(&self.spoken_language) {
+            None => None,
+            Some(raw) => match Language::parse(&raw) {
+                Ok(l) => Some(l.as_str().to_string()),
+                Err(e) => {
+                    problems.push(("spoken_language", e.to_string()));
+                    None
+                }
+            },
+        };
+        let mut prompt = |field: &'static str, v: &Option<String>| {
+            let text = given(v);
+            if let Some(t) = &text
+                && t.chars().count() > Self::PROMPT_MAX
+            {
+                problems.push((
+                    field,
+                    format!("is longer than {} characters", Self::PROMPT_MAX),
+                ));
+            }
+            text
+        };
+        let press_one_prompt = prompt("press_one_prompt", &self.press_one_prompt);
+        let agent_unavailable = prompt("agent_unavailable", &self.agent_unavailable);
+        (
+            VoiceSettings {
+                voice,
+                spoken_language,
+                press_one_prompt,
+                agent_unavailable,
+            },
+            problems,
+        )
+    }
+}
+
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct CampaignInput {
@@ -383,6 +510,9 @@ pub struct CampaignInput {
     /// (`[dispatch.frequency_cap]`) applies as well; whichever is stricter decides.
     #[serde(default)]
     pub frequency_cap: Option<FrequencyCap>,
+    /// Voice campaigns only: the voice, spoken language and prompts of its calls.
+    #[serde(default)]
+    pub voice_settings: Option<VoiceSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -396,6 +526,7 @@ pub struct CampaignSpec {
     pub schedule: Schedule,
     pub quiet_hours: bool,
     pub frequency_cap: Option<FrequencyCap>,
+    pub voice_settings: VoiceSettings,
 }
 
 impl CampaignInput {
@@ -453,6 +584,20 @@ impl CampaignInput {
                 errors.push(format!("frequency_cap.{field}"), message);
             }
         }
+        let mut voice_settings = VoiceSettings::default();
+        if let Some(settings) = &self.voice_settings {
+            let (normalized, problems) = settings.normalized();
+            if channel.is_some_and(|c| c != Channel::Voice) && !normalized.is_default() {
+                errors.push(
+                    "voice_settings",
+                    "only voice campaigns make calls; leave it out",
+                );
+            }
+            for (field, message) in problems {
+                errors.push(format!("voice_settings.{field}"), message);
+            }
+            voice_settings = normalized;
+        }
         errors.finish()?;
         match (channel, language, self.answer_id, schedule) {
             (Some(channel), Some(language), Some(answer_id), Some(schedule)) => Ok(CampaignSpec {
@@ -465,6 +610,7 @@ impl CampaignInput {
                 schedule,
                 quiet_hours: self.quiet_hours.unwrap_or(true),
                 frequency_cap: self.frequency_cap,
+                voice_settings,
             }),
             _ => Err(ValidationError::single("", "incomplete campaign")),
         }
@@ -536,6 +682,8 @@ pub struct Campaign {
     pub quiet_hours: bool,
     /// The campaign's own frequency cap, or null (the workspace's, if any, still applies).
     pub frequency_cap: Option<FrequencyCap>,
+    /// How the campaign's calls speak (voice campaigns; every field null means the defaults).
+    pub voice_settings: VoiceSettings,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]

@@ -21,6 +21,7 @@
 //! value that is not a string, a missing variable, an output large enough to approach the fuel
 //! limit — goes through minijinja, which also produces every error.
 
+use crate::channel::Channel;
 use crate::model::AnswerVariant;
 use minijinja::value::{Serde, Value, ValueKind};
 use minijinja::{Environment, ErrorKind};
@@ -173,6 +174,17 @@ impl Renderer {
             variant.subject.as_ref().map(|t| t.source()),
             variant.body.source(),
         )
+    }
+
+    /// Compiles `variant` as a message of `channel` renders it: an email's body as Markdown
+    /// ([`Renderer::email`]), a call's voice script when the variant has one (its body
+    /// otherwise, see [`AnswerVariant::body_for`]), any other message's body as it is.
+    pub fn for_channel(variant: &AnswerVariant, channel: Channel) -> Result<Self, RenderError> {
+        match channel {
+            Channel::Email => Self::email(variant),
+            Channel::Voice => Self::from_sources(None, variant.body_for(channel).source()),
+            _ => Self::new(variant),
+        }
     }
 
     /// Compiles a subject (if any) and body given as template source.

@@ -13,6 +13,7 @@ fn variant(subject: Option<&str>, body: &str) -> AnswerVariant {
             language: "en".into(),
             subject: subject.map(str::to_string),
             body: body.into(),
+            voice: None,
         }],
     }
     .validate()

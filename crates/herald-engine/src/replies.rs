@@ -382,6 +382,7 @@ impl Replies {
             recipient_id: 0,
             unsubscribe_url: None,
             agent_number: None,
+            voice_settings: Default::default(),
             in_reply_to,
         };
         let accepted = transport.send(&msg).await.map_err(ReplyError::Send)?;

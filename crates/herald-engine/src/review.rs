@@ -280,11 +280,8 @@ pub async fn review_outreach(
             ),
         )
     })?;
-    let renderer = match campaign.channel {
-        Channel::Email => Renderer::email(variant),
-        _ => Renderer::new(variant),
-    }
-    .map_err(|e| invalid("campaign", e.to_string()))?;
+    let renderer = Renderer::for_channel(variant, campaign.channel)
+        .map_err(|e| invalid("campaign", e.to_string()))?;
     let mut samples = Vec::new();
     let mut segments = 0u64;
     let mut rendered_rows = 0u64;

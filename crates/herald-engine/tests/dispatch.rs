@@ -294,6 +294,7 @@ impl World {
                     subject: (o.channel == Channel::Email)
                         .then(|| Template::parse("About your order").unwrap()),
                     body: Template::parse(o.body).unwrap(),
+                    voice: None,
                 }],
             })
             .await
@@ -310,6 +311,7 @@ impl World {
                 schedule: o.schedule,
                 quiet_hours: o.quiet_hours,
                 frequency_cap: o.frequency_cap,
+                voice_settings: Default::default(),
             })
             .await
             .expect("campaign")

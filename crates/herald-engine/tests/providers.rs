@@ -80,7 +80,13 @@ async fn campaign(
                 language: language.clone(),
                 subject: (channel == Channel::Email)
                     .then(|| Template::parse("Your order {{ order }}").unwrap()),
-                body: Template::parse(body).unwrap(),
+                // A call says the voice script; the SMS body is never read aloud.
+                body: Template::parse(match channel {
+                    Channel::Voice => "Reply here about your order.",
+                    _ => body,
+                })
+                .unwrap(),
+                voice: (channel == Channel::Voice).then(|| Template::parse(body).unwrap()),
             }],
         })
         .await
@@ -106,6 +112,7 @@ async fn campaign(
             .unwrap(),
             quiet_hours: false,
             frequency_cap: None,
+            voice_settings: Default::default(),
         })
         .await
         .unwrap()
@@ -306,7 +313,8 @@ async fn twilio_gets_exact_sms_fields_and_call_twiml() {
         Some("application/x-www-form-urlencoded")
     );
 
-    // A voice campaign: a call whose TwiML speaks the answer in the campaign's language.
+    // A voice campaign: a call whose TwiML speaks the answer's voice script (not its SMS body)
+    // in the campaign's language.
     let inbox_store = store.clone();
     let voice = campaign(
         &*inbox_store,

@@ -47,6 +47,7 @@ async fn answer(store: &dyn Store, name: &str, variants: &[(&str, Option<&str>, 
                 language: (*language).into(),
                 subject: subject.map(str::to_string),
                 body: (*body).into(),
+                voice: None,
             })
             .collect(),
     }
@@ -934,12 +935,131 @@ async fn agents_read_campaigns_but_change_nothing(app: common::App) {
     assert!(res.location().starts_with("/login"));
 }
 
+async fn a_voice_campaigns_speech_and_an_answers_voice_script_are_set_on_their_forms(
+    app: common::App,
+) {
+    let store = app.db.store.clone();
+    let admin = sign_in(&app, "admin@example.com", Role::Admin).await;
+    let desk = inbox(&*store, "Desk").await;
+    let voice = sender(&*store, "voice", "+14155550100", desk)
+        .await
+        .to_string();
+
+    // The answer form takes a voice script per variant, checked as the body is.
+    let res = admin
+        .post(
+            "/settings/answers",
+            &[
+                ("name", "Call"),
+                ("language_0", "en"),
+                ("body_0", "Reply here."),
+                ("voice_0", "Hello {{ first_name"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert!(
+        element(&res.body, "voice_0-error").is_some(),
+        "the error is next to the script: {}",
+        res.body
+    );
+    assert!(element(&res.body, "body_0-error").is_none(), "not the body");
+    let res = admin
+        .post(
+            "/settings/answers",
+            &[
+                ("name", "Call"),
+                ("language_0", "en"),
+                ("body_0", "Reply here."),
+                ("voice_0", "Hello {{ first_name }}, we called."),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let answers = store
+        .list_answers(herald_core::Page::default())
+        .await
+        .unwrap()
+        .items;
+    let script = answers[0].variants[0].voice.as_ref().expect("a script");
+    assert_eq!(script.source(), "Hello {{ first_name }}, we called.");
+    let edit = admin
+        .get(&format!("/settings/answers/{}", answers[0].id))
+        .await;
+    assert!(
+        edit.body
+            .contains(">Hello {{ first_name }}, we called.</textarea>"),
+        "{}",
+        edit.body
+    );
+    let answer_id = answers[0].id.to_string();
+
+    // The campaign form asks how calls speak for voice campaigns only.
+    let page = admin.get("/campaigns/new?channel=voice").await;
+    let field = element(&page.body, "voice-settings").expect("the voice fieldset");
+    assert!(field.contains("name=\"press_one_prompt\""), "{field}");
+    let page = admin.get("/campaigns/new?channel=sms").await;
+    assert!(
+        element(&page.body, "voice-settings").is_none(),
+        "not on SMS"
+    );
+
+    let with = |voice_name: &'static str| {
+        let mut f = campaign_fields("Calls", &voice, "en", &answer_id);
+        f.retain(|(k, _)| *k != "channel");
+        f.extend([
+            ("channel", "voice"),
+            ("voice", voice_name),
+            ("spoken_language", "en-GB"),
+            ("press_one_prompt", "Press 1 for <us>."),
+            ("agent_unavailable", ""),
+        ]);
+        f
+    };
+    let res = admin.post("/campaigns", &with("Polly Amy")).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    let error = element(&res.body, "voice-error").expect("the voice's error");
+    assert!(error.contains("letters, digits"), "{error}");
+    assert!(
+        res.body.contains("value=\"Press 1 for &#60;us&#62;.\"")
+            || res.body.contains("value=\"Press 1 for &lt;us&gt;.\""),
+        "the typed prompt is kept, escaped"
+    );
+    assert_eq!(count_campaigns(&*store).await, 0);
+
+    let res = admin.post("/campaigns", &with("Polly.Amy")).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let id: Uuid = res
+        .location()
+        .strip_prefix("/campaigns/")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        store.get_campaign(id).await.unwrap().voice_settings,
+        herald_core::VoiceSettings {
+            voice: Some("Polly.Amy".into()),
+            spoken_language: Some("en-GB".into()),
+            press_one_prompt: Some("Press 1 for <us>.".into()),
+            agent_unavailable: None,
+        }
+    );
+    let edit = admin.get(&format!("/campaigns/{id}/edit")).await;
+    let field = element(&edit.body, "voice-settings").unwrap();
+    assert!(
+        field.contains("name=\"voice\" value=\"Polly.Amy\"")
+            && field.contains("name=\"spoken_language\" value=\"en-GB\""),
+        "{field}"
+    );
+}
+
 herald_store::on_both_backends!(
     with crate::common::start:
     settings_forms_store_what_they_check,
     campaign_forms_offer_only_what_fits,
     agents_read_campaigns_but_change_nothing,
     a_campaigns_frequency_cap_is_set_checked_and_cleared_on_its_form,
+    a_voice_campaigns_speech_and_an_answers_voice_script_are_set_on_their_forms,
     missing_pages_are_styled_for_browsers_and_json_for_the_api,
     the_answer_editor_warns_of_variables_no_recent_list_had,
 );

@@ -102,7 +102,7 @@ async fn a_person_is_offered_an_agent_and_a_machine_hears_the_message() {
     )
     .await;
     assert_eq!(status, 200);
-    assert!(body.contains("<Dial>+14155550142</Dial>"), "{body}");
+    assert!(body.contains(">+14155550142</Dial>"), "{body}");
     let (_, body, _) = post(
         &app,
         gather,

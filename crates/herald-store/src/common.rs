@@ -6,7 +6,7 @@ use herald_core::schedule::ScheduleInput;
 use herald_core::{
     Address, Answer, AnswerSpec, AnswerVariant, ApiToken, Campaign, CampaignSpec, Channel, E164,
     EmailAddress, FrequencyCap, Inbox, Language, Listing, PAGE_MAX, Page, Provider, Role, Schedule,
-    Sender, SenderSpec, Template,
+    Sender, SenderSpec, Template, VoiceSettings,
 };
 use jiff::Timestamp;
 use uuid::Uuid;
@@ -112,6 +112,7 @@ pub(crate) struct VariantRow {
     pub language: String,
     pub subject: Option<String>,
     pub body: String,
+    pub voice: Option<String>,
 }
 
 impl VariantRow {
@@ -127,10 +128,17 @@ impl VariantRow {
             }
         };
         let body = Template::parse(&self.body).map_err(|e| bad(format!("{language} body: {e}")))?;
+        let voice = match self.voice {
+            None => None,
+            Some(s) => {
+                Some(Template::parse(&s).map_err(|e| bad(format!("{language} voice: {e}")))?)
+            }
+        };
         Ok(AnswerVariant {
             language,
             subject,
             body,
+            voice,
         })
     }
 }
@@ -224,6 +232,7 @@ pub(crate) struct CampaignRow {
     pub quiet_hours: bool,
     /// `frequency_cap_messages` and `frequency_cap_days`.
     pub frequency_cap: (Option<i64>, Option<i64>),
+    pub voice_settings: VoiceSettings,
     pub created_us: crate::Ts,
     pub updated_us: crate::Ts,
 }
@@ -273,6 +282,7 @@ impl CampaignRow {
             schedule,
             quiet_hours: self.quiet_hours,
             frequency_cap,
+            voice_settings: self.voice_settings,
             created_at: self.created_us.0,
             updated_at: self.updated_us.0,
         })

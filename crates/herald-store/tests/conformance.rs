@@ -145,6 +145,7 @@ fn variant(language: &str, subject: Option<&str>, body: &str) -> AnswerVariant {
         language: lang(language),
         subject: subject.map(tmpl),
         body: tmpl(body),
+        voice: None,
     }
 }
 
@@ -194,6 +195,7 @@ fn campaign_spec(
         schedule: schedule(),
         quiet_hours: true,
         frequency_cap: None,
+        voice_settings: Default::default(),
     }
 }
 
@@ -539,6 +541,7 @@ async fn campaign_round_trip(store: &dyn Store) {
         schedule: Schedule::office_hours("Europe/Madrid").expect("schedule"),
         quiet_hours: true,
         frequency_cap: None,
+        voice_settings: Default::default(),
     };
     let updated = store
         .update_campaign(created.id, &spec)

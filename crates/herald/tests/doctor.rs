@@ -51,6 +51,7 @@ async fn campaign(store: &dyn Store) -> (uuid::Uuid, uuid::Uuid) {
                 language: Language::parse("en").unwrap(),
                 subject: None,
                 body: Template::parse("Your order is late.").unwrap(),
+                voice: None,
             }],
         })
         .await
@@ -74,6 +75,7 @@ async fn campaign(store: &dyn Store) -> (uuid::Uuid, uuid::Uuid) {
             schedule,
             quiet_hours: true,
             frequency_cap: None,
+            voice_settings: Default::default(),
         })
         .await
         .unwrap();

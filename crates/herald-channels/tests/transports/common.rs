@@ -29,6 +29,7 @@ pub fn message(channel: Channel, from: Address, to: Address, body: &str) -> Outb
         recipient_id,
         unsubscribe_url: None,
         agent_number: None,
+        voice_settings: Default::default(),
         in_reply_to: None,
     }
 }

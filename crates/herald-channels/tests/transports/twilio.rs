@@ -148,6 +148,7 @@ async fn a_voice_call_speaks_the_message_and_offers_an_agent() {
         call.agent_number.as_ref().unwrap(),
         &call.language,
     );
+    let speech = herald_channels::Speech::new(&call.language, &call.voice_settings);
     let person = concat!(
         "<Response>",
         "<Say language=\"en-US\">Your appointment is tomorrow at 10 &amp; not later.</Say>",
@@ -162,7 +163,7 @@ async fn a_voice_call_speaks_the_message_and_offers_an_agent() {
     );
     for human in ["human", "unknown", ""] {
         assert_eq!(
-            herald_channels::voice_answer_twiml(human, &call.body, &call.language, Some(&gather)),
+            herald_channels::voice_answer_twiml(human, &call.body, &speech, Some(&gather)),
             person,
             "{human}"
         );
@@ -180,12 +181,7 @@ async fn a_voice_call_speaks_the_message_and_offers_an_agent() {
         "fax",
     ] {
         assert_eq!(
-            herald_channels::voice_answer_twiml(
-                answered_by,
-                &call.body,
-                &call.language,
-                Some(&gather)
-            ),
+            herald_channels::voice_answer_twiml(answered_by, &call.body, &speech, Some(&gather)),
             machine,
             "{answered_by}"
         );
@@ -222,7 +218,12 @@ async fn a_call_without_an_agent_number_only_speaks_the_message() {
     assert_eq!(form[2].0, "Url");
     assert!(!form[2].1.contains("agent="), "{}", form[2].1);
     assert_eq!(
-        herald_channels::voice_answer_twiml("human", &call.body, &call.language, None),
+        herald_channels::voice_answer_twiml(
+            "human",
+            &call.body,
+            &herald_channels::Speech::new(&call.language, &call.voice_settings),
+            None
+        ),
         "<Response><Say language=\"fr-FR\">Bonjour &lt;Jeanne&gt;</Say></Response>"
     );
 }
@@ -383,4 +384,44 @@ fn the_auth_token_never_shows() {
     assert!(!format!("{t:?}").contains(TOKEN));
     assert!(TwilioTransport::new(&TwilioConfig::new("AC/../x", "t")).is_err());
     assert!(TwilioTransport::new(&TwilioConfig::new(SID, "")).is_err());
+}
+
+#[tokio::test]
+async fn a_script_too_long_for_a_url_is_spoken_inline_with_the_campaigns_voice_and_prompt() {
+    let fake = fake_twilio();
+    let twilio = transport(&fake.base_url());
+    // 1,000 "é": 6,000 characters in a URL (too long), 1,000 in TwiML (fine).
+    let script = "é".repeat(1000);
+    let mut call = message(
+        Channel::Voice,
+        phone("+14155550100"),
+        phone("+14155550199"),
+        &script,
+    );
+    call.agent_number = Some(E164::parse("+14155550142", None).unwrap());
+    call.voice_settings = herald_core::VoiceSettings {
+        voice: Some("Polly.Lea".into()),
+        spoken_language: Some("fr-FR".into()),
+        press_one_prompt: Some("Tapez 1 <vite> & parlez-nous.".into()),
+        agent_unavailable: None,
+    };
+    twilio.send(&call).await.expect("accepted");
+    let form = fake.requests()[0].form();
+    assert!(!form.iter().any(|(k, _)| k == "Url"), "{form:?}");
+    let twiml = &form
+        .iter()
+        .find(|(k, _)| k == "Twiml")
+        .expect("inline TwiML")
+        .1;
+    let say = "<Say language=\"fr-FR\" voice=\"Polly.Lea\">";
+    assert!(
+        twiml.starts_with(&format!("<Response>{say}{script}</Say><Gather ")),
+        "{twiml}"
+    );
+    assert!(
+        twiml.ends_with(&format!(
+            "{say}Tapez 1 &lt;vite&gt; &amp; parlez-nous.</Say></Gather></Response>"
+        )),
+        "{twiml}"
+    );
 }

@@ -124,12 +124,8 @@ impl Dispatcher {
                 answer.name, campaign.language
             )));
         };
-        // Email bodies are Markdown, sent as HTML and plain text.
-        let compiled = if campaign.channel == herald_core::Channel::Email {
-            Renderer::email(variant)
-        } else {
-            Renderer::new(variant)
-        };
+        // Email bodies are Markdown, sent as HTML and plain text; calls say the voice script.
+        let compiled = Renderer::for_channel(variant, campaign.channel);
         let renderer = match compiled {
             Ok(r) => r,
             Err(e) => {

@@ -111,6 +111,10 @@ impl Dispatcher {
                 Channel::Voice => ctx.agent_number.clone(),
                 _ => None,
             },
+            voice_settings: match ctx.campaign.channel {
+                Channel::Voice => ctx.campaign.voice_settings.clone(),
+                _ => Default::default(),
+            },
             in_reply_to: None,
         };
         Ok((message, cost))

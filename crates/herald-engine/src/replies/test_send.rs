@@ -74,11 +74,9 @@ impl Replies {
                 ),
             ));
         };
-        // As an outreach renders it: an email's Markdown as an HTML and a text part.
-        let renderer = match campaign.channel {
-            Channel::Email => Renderer::email(variant),
-            _ => Renderer::new(variant),
-        };
+        // As an outreach renders it: an email's Markdown as an HTML and a text part, a call's
+        // voice script.
+        let renderer = Renderer::for_channel(variant, campaign.channel);
         let rendered = renderer
             .and_then(|r| r.render(req.variables))
             .map_err(|e| invalid("variables", e.to_string()))?;
@@ -127,6 +125,7 @@ impl Replies {
             // A test is no subscription: there is nothing to unsubscribe from.
             unsubscribe_url: None,
             agent_number,
+            voice_settings: campaign.voice_settings.clone(),
             in_reply_to: None,
         };
         tracing::info!(campaign = %campaign.id, test_send = %record.id, "test send");

@@ -19,8 +19,14 @@
 //!   state. A report that arrives before Herald recorded the send is kept and applied then.
 //! - `POST /webhooks/twilio/voice?…` — Twilio fetches a call's TwiML here once answering-machine
 //!   detection decided (`AnsweredBy`): a machine is left the message; a person hears it and
-//!   "Press 1 to speak to an agent." (when the sender's inbox has an agent number).
+//!   the campaign's press-one prompt ("Press 1 to speak to an agent." by default) when the
+//!   sender's inbox has an agent number.
 //! - `POST /webhooks/twilio/voice/gather?…` — the digit pressed: `1` dials the agent.
+//! - `POST /webhooks/twilio/voice/dialed?…` — the outcome of that `<Dial>` (`DialCallStatus`):
+//!   when the agent did not take the call, the campaign's agent-unavailable message.
+//!
+//! The voice callbacks speak as the campaign says (voice, spoken language, prompts: its
+//! `voice_settings`), read by the campaign id the signed URL carries.
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -58,6 +64,7 @@ pub fn router() -> Router<AppState> {
         .route("/twilio/status", post(status))
         .route("/twilio/voice", post(voice))
         .route("/twilio/voice/gather", post(gather))
+        .route("/twilio/voice/dialed", post(dialed))
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,7 +79,14 @@ struct VoiceQuery {
 
 #[derive(Debug, Deserialize)]
 struct GatherQuery {
+    campaign_id: Uuid,
     agent: String,
+    language: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct DialedQuery {
+    campaign_id: Uuid,
     language: String,
 }
 
@@ -179,6 +193,10 @@ const TWILIO_PARAMS: &[&str] = &[
     "QueueTime",
     "Digits",
     "FinishedOnKey",
+    "DialCallStatus",
+    "DialCallSid",
+    "DialCallDuration",
+    "DialBridged",
     "SpeechResult",
     "Confidence",
     "msg",
@@ -198,7 +216,7 @@ fn known_param(name: &str) -> bool {
 fn sid_prefixes(name: &str) -> Option<&'static [&'static str]> {
     Some(match name {
         "MessageSid" | "SmsSid" | "SmsMessageSid" | "OriginalRepliedMessageSid" => &["SM", "MM"],
-        "CallSid" | "ParentCallSid" => &["CA"],
+        "CallSid" | "ParentCallSid" | "DialCallSid" => &["CA"],
         "AccountSid" => &["AC"],
         "MessagingServiceSid" => &["MG"],
         "RecordingSid" => &["RE"],
@@ -320,6 +338,24 @@ fn agent(raw: &str) -> Result<E164, ApiError> {
     E164::parse(raw, None).map_err(|e| ApiError::bad_param("agent", e.to_string()))
 }
 
+/// How the campaign's calls speak. The callbacks carry only the campaign's id (and its
+/// language), so long prompts never lengthen a URL; a campaign deleted since the call was
+/// placed speaks with the defaults.
+async fn speech(
+    state: &AppState,
+    campaign_id: Uuid,
+    language: &Language,
+) -> herald_channels::Speech {
+    let settings = match state.store.get_campaign(campaign_id).await {
+        Ok(campaign) => campaign.voice_settings,
+        Err(e) => {
+            tracing::warn!(campaign = %campaign_id, error = %e, "a call's campaign could not be read; speaking with the defaults");
+            herald_core::VoiceSettings::default()
+        }
+    };
+    herald_channels::Speech::new(language, &settings)
+}
+
 async fn voice(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
@@ -342,10 +378,11 @@ async fn voice(
     };
     let answered_by = param(&params, "AnsweredBy");
     tracing::info!(outreach = %q.outreach_id, recipient = q.recipient_id, answered_by, "call answered");
+    let speech = speech(&state, q.campaign_id, &language).await;
     Ok(twiml(herald_channels::voice_answer_twiml(
         answered_by,
         &q.body,
-        &language,
+        &speech,
         gather.as_deref(),
     )))
 }
@@ -357,13 +394,35 @@ async fn gather(
     Query(q): Query<GatherQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let (_, params) = verified(&state, Hook::Voice, &uri, &headers, &body)?;
+    let (twilio, params) = verified(&state, Hook::Voice, &uri, &headers, &body)?;
     let language = language(&q.language)?;
     let agent = agent(&q.agent)?;
+    let speech = speech(&state, q.campaign_id, &language).await;
+    let dialed = herald_channels::dialed_url(&twilio.public_url, q.campaign_id, &language);
     Ok(twiml(herald_channels::gather_response_twiml(
         param(&params, "Digits"),
         Some(&agent),
-        &language,
+        &speech,
+        Some(&dialed),
+    )))
+}
+
+/// The outcome of the `<Dial>` to the agent: when nobody took the call, the campaign's
+/// agent-unavailable message.
+async fn dialed(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Query(q): Query<DialedQuery>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let (_, params) = verified(&state, Hook::Voice, &uri, &headers, &body)?;
+    let language = language(&q.language)?;
+    let status = param(&params, "DialCallStatus");
+    tracing::info!(campaign = %q.campaign_id, status, "call to the agent ended");
+    let speech = speech(&state, q.campaign_id, &language).await;
+    Ok(twiml(herald_channels::dialed_response_twiml(
+        status, &speech,
     )))
 }
 

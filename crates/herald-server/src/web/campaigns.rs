@@ -24,7 +24,7 @@ use axum::{Form, Router};
 use herald_core::schedule::{ScheduleInput, WEEKDAYS, Window};
 use herald_core::{
     Answer, Campaign, CampaignInput, CampaignSpec, Channel, FrequencyCap, Language, Schedule,
-    Sender, ValidationError, check_campaign_references,
+    Sender, ValidationError, VoiceSettings, check_campaign_references,
 };
 use herald_store::StoreError;
 use jiff::Timestamp;
@@ -215,6 +215,8 @@ struct CampaignValues {
     /// The campaign's own frequency cap as typed: messages, and days (both empty: none).
     cap_messages: String,
     cap_days: String,
+    /// Voice campaigns: the voice, spoken language and prompts as typed (empty: the default).
+    voice: VoiceSettings,
     days: Vec<DayRow>,
     /// Holidays, one `YYYY-MM-DD` a line.
     closed_dates: String,
@@ -232,6 +234,7 @@ impl CampaignValues {
             quiet_hours: true,
             cap_messages: String::new(),
             cap_days: String::new(),
+            voice: VoiceSettings::default(),
             days: WEEKDAYS
                 .iter()
                 .zip(DAY_LABELS)
@@ -294,6 +297,7 @@ impl CampaignValues {
                 .frequency_cap
                 .map(|f| f.days.to_string())
                 .unwrap_or_default(),
+            voice: c.voice_settings.clone(),
             days,
             closed_dates: c
                 .schedule
@@ -315,6 +319,12 @@ impl CampaignValues {
             quiet_hours: form.has("quiet_hours"),
             cap_messages: form.get("frequency_cap_messages").trim().to_string(),
             cap_days: form.get("frequency_cap_days").trim().to_string(),
+            voice: VoiceSettings {
+                voice: Some(form.get("voice").to_string()),
+                spoken_language: Some(form.get("spoken_language").to_string()),
+                press_one_prompt: Some(form.get("press_one_prompt").to_string()),
+                agent_unavailable: Some(form.get("agent_unavailable").to_string()),
+            },
             days: WEEKDAYS
                 .iter()
                 .zip(DAY_LABELS)
@@ -672,6 +682,15 @@ fn place_error(field: &str, message: &str) -> (String, String) {
         "frequency_cap.messages" => ("frequency_cap".into(), format!("Messages {message}")),
         "frequency_cap.days" => ("frequency_cap".into(), format!("Days {message}")),
         "frequency_cap" => ("frequency_cap".into(), message.to_string()),
+        "voice_settings.voice" => ("voice".into(), label("Voice")),
+        "voice_settings.spoken_language" => ("spoken_language".into(), label("Spoken language")),
+        "voice_settings.press_one_prompt" => {
+            ("press_one_prompt".into(), label("The press-1 prompt"))
+        }
+        "voice_settings.agent_unavailable" => (
+            "agent_unavailable".into(),
+            label("The agent-unavailable message"),
+        ),
         "schedule.timezone" | "timezone" => ("timezone".into(), message.to_string()),
         f if f.starts_with("schedule.closed_dates") => ("closed_dates".into(), message.to_string()),
         f if f.starts_with("schedule") => {
@@ -727,6 +746,7 @@ async fn checked(
         schedule: Some(values.schedule()),
         quiet_hours: channel.is_phone().then_some(values.quiet_hours),
         frequency_cap,
+        voice_settings: (channel == Channel::Voice).then(|| values.voice.clone()),
     };
     let spec = match input.validate() {
         Ok(spec) if unreadable.is_empty() => spec,

@@ -59,6 +59,7 @@ pub(super) fn answer_variant_row(r: &DbRow) -> Result<(AnswerRow, Option<Variant
             language,
             subject: col(r, e, Some(id), "subject")?,
             body: col(r, e, Some(id), "body")?,
+            voice: col(r, e, Some(id), "voice")?,
         }),
     };
     Ok((answer, variant))
@@ -81,6 +82,12 @@ pub(super) fn campaign_row(r: &DbRow) -> Result<CampaignRow> {
             col(r, e, Some(id), "frequency_cap_messages")?,
             col(r, e, Some(id), "frequency_cap_days")?,
         ),
+        voice_settings: herald_core::VoiceSettings {
+            voice: col(r, e, Some(id), "voice")?,
+            spoken_language: col(r, e, Some(id), "spoken_language")?,
+            press_one_prompt: col(r, e, Some(id), "press_one_prompt")?,
+            agent_unavailable: col(r, e, Some(id), "agent_unavailable")?,
+        },
         created_us: col(r, e, Some(id), "created_at")?,
         updated_us: col(r, e, Some(id), "updated_at")?,
     })
@@ -157,14 +164,15 @@ pub(super) async fn insert_variants(
 ) -> Result<()> {
     for (position, v) in spec.variants.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO answer_variants (answer_id, position, language, subject, body) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO answer_variants (answer_id, position, language, subject, body, voice) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(answer_id)
         .bind(i32::try_from(position).unwrap_or(i32::MAX))
         .bind(v.language.as_str())
         .bind(v.subject.as_ref().map(|s| s.source()))
         .bind(v.body.source())
+        .bind(v.voice.as_ref().map(|s| s.source()))
         .execute(&mut **tx)
         .await
         .map_err(|e| match Violation::of(e) {
@@ -630,8 +638,9 @@ impl crate::Catalog for Backend {
         sqlx::query(
             "INSERT INTO campaigns (id, name, description, channel, sender_id, language, \
              answer_id, schedule, quiet_hours, frequency_cap_messages, frequency_cap_days, \
+             voice, spoken_language, press_one_prompt, agent_unavailable, \
              created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $12, $10, $10)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $12, $13, $14, $15, $16, $10, $10)",
         )
         .bind(id)
         .bind(&spec.name)
@@ -645,6 +654,10 @@ impl crate::Catalog for Backend {
         .bind(now_us)
         .bind(spec.frequency_cap.map(|c| i64::from(c.messages)))
         .bind(spec.frequency_cap.map(|c| i64::from(c.days)))
+        .bind(spec.voice_settings.voice.as_deref())
+        .bind(spec.voice_settings.spoken_language.as_deref())
+        .bind(spec.voice_settings.press_one_prompt.as_deref())
+        .bind(spec.voice_settings.agent_unavailable.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(|e| common::campaign_violation(e, spec))?;
@@ -661,6 +674,7 @@ impl crate::Catalog for Backend {
             schedule: spec.schedule.clone(),
             quiet_hours: spec.quiet_hours,
             frequency_cap: spec.frequency_cap,
+            voice_settings: spec.voice_settings.clone(),
             created_at: now,
             updated_at: now,
         })
@@ -727,7 +741,8 @@ impl crate::Catalog for Backend {
         let row = sqlx::query(concat!(
             "UPDATE campaigns SET name = $2, description = $3, channel = $4, sender_id = $5, \
              language = $6, answer_id = $7, schedule = $8, quiet_hours = $9, \
-             frequency_cap_messages = $11, frequency_cap_days = $12, updated_at = ",
+             frequency_cap_messages = $11, frequency_cap_days = $12, voice = $13, \
+             spoken_language = $14, press_one_prompt = $15, agent_unavailable = $16, updated_at = ",
             later!("$10"),
             " WHERE id = $1 RETURNING ",
             campaign_cols!()
@@ -744,6 +759,10 @@ impl crate::Catalog for Backend {
         .bind(now_us)
         .bind(spec.frequency_cap.map(|c| i64::from(c.messages)))
         .bind(spec.frequency_cap.map(|c| i64::from(c.days)))
+        .bind(spec.voice_settings.voice.as_deref())
+        .bind(spec.voice_settings.spoken_language.as_deref())
+        .bind(spec.voice_settings.press_one_prompt.as_deref())
+        .bind(spec.voice_settings.agent_unavailable.as_deref())
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| common::campaign_violation(e, spec))?;

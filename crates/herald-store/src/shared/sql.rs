@@ -16,14 +16,16 @@ macro_rules! sender_cols {
 macro_rules! campaign_cols {
     () => {
         "id, name, description, channel, sender_id, language, answer_id, schedule, quiet_hours, \
-         frequency_cap_messages, frequency_cap_days, created_at, updated_at"
+         frequency_cap_messages, frequency_cap_days, voice, spoken_language, press_one_prompt, \
+         agent_unavailable, created_at, updated_at"
     };
 }
 
 macro_rules! answers_with_variants {
     ($answers:literal) => {
         concat!(
-            "SELECT a.id, a.name, a.created_at, a.updated_at, v.language, v.subject, v.body \
+            "SELECT a.id, a.name, a.created_at, a.updated_at, v.language, v.subject, v.body, \
+             v.voice \
              FROM (",
             $answers,
             ") a LEFT JOIN answer_variants v ON v.answer_id = a.id \

@@ -35,6 +35,7 @@ pub fn message(
         recipient_id,
         unsubscribe_url: None,
         agent_number: None,
+        voice_settings: Default::default(),
         in_reply_to: None,
     }
 }

@@ -33,15 +33,17 @@ struct AnswersPage {
 }
 
 /// One language variant of the answer form (`language_{index}`, `subject_{index}`,
-/// `body_{index}`).
+/// `body_{index}`, `voice_{index}`).
 struct VariantRow {
     index: usize,
     language: String,
     subject: String,
     body: String,
+    voice: String,
     language_error: Option<String>,
     subject_error: Option<String>,
     body_error: Option<String>,
+    voice_error: Option<String>,
 }
 
 #[derive(Template)]
@@ -101,6 +103,8 @@ struct AnswerSubmission {
     name: String,
     /// `(form index, language, subject, body)`, blank variants included.
     variants: Vec<(usize, String, String, String)>,
+    /// The voice script of each form index that has one.
+    voices: std::collections::BTreeMap<usize, String>,
     sample: String,
 }
 
@@ -108,7 +112,7 @@ impl AnswerSubmission {
     fn parse(form: &FormPairs) -> Self {
         let mut indices = BTreeSet::new();
         for (key, _) in &form.0 {
-            for prefix in ["language_", "subject_", "body_"] {
+            for prefix in ["language_", "subject_", "body_", "voice_"] {
                 if let Some(n) = key
                     .strip_prefix(prefix)
                     .and_then(|n| n.parse::<usize>().ok())
@@ -127,10 +131,16 @@ impl AnswerSubmission {
                     form.get(&format!("body_{i}")).to_string(),
                 )
             })
+            .collect::<Vec<_>>();
+        let voices = variants
+            .iter()
+            .map(|(i, ..)| (*i, form.get(&format!("voice_{i}")).to_string()))
+            .filter(|(_, v)| !v.trim().is_empty())
             .collect();
         Self {
             name: form.get("name").to_string(),
             variants,
+            voices,
             sample: form.get("sample").to_string(),
         }
     }
@@ -140,7 +150,12 @@ impl AnswerSubmission {
         let mut indices = Vec::new();
         let mut variants = Vec::new();
         for (i, language, subject, body) in &self.variants {
-            if language.trim().is_empty() && subject.trim().is_empty() && body.trim().is_empty() {
+            let voice = self.voices.get(i);
+            if language.trim().is_empty()
+                && subject.trim().is_empty()
+                && body.trim().is_empty()
+                && voice.is_none()
+            {
                 continue;
             }
             indices.push(*i);
@@ -148,6 +163,7 @@ impl AnswerSubmission {
                 language: language.clone(),
                 subject: Some(subject.clone()),
                 body: body.clone(),
+                voice: voice.cloned(),
             });
         }
         (
@@ -173,6 +189,7 @@ fn answer_errors(e: &ValidationError, indices: &[usize]) -> FieldErrors {
             let label = match part {
                 "language" => "Language",
                 "subject" => "Subject",
+                "voice" => "Voice script",
                 _ => "Body",
             };
             return (format!("{part}_{index}"), label);
@@ -190,14 +207,19 @@ fn variant_rows(sub: &AnswerSubmission, errors: &FieldErrors) -> Vec<VariantRow>
             language: language.clone(),
             subject: subject.clone(),
             body: body.clone(),
+            voice: sub.voices.get(i).cloned().unwrap_or_default(),
             language_error: errors.get(&format!("language_{i}")),
             subject_error: errors.get(&format!("subject_{i}")),
             body_error: errors.get(&format!("body_{i}")),
+            voice_error: errors.get(&format!("voice_{i}")),
         })
         .collect();
     // Always one blank variant at the end, to add a language.
     let has_blank = rows.last().is_some_and(|r| {
-        r.language.trim().is_empty() && r.subject.trim().is_empty() && r.body.trim().is_empty()
+        r.language.trim().is_empty()
+            && r.subject.trim().is_empty()
+            && r.body.trim().is_empty()
+            && r.voice.trim().is_empty()
     });
     if !has_blank || rows.len() < 2 {
         let next = rows.iter().map(|r| r.index + 1).max().unwrap_or(0);
@@ -207,9 +229,11 @@ fn variant_rows(sub: &AnswerSubmission, errors: &FieldErrors) -> Vec<VariantRow>
                 language: String::new(),
                 subject: String::new(),
                 body: String::new(),
+                voice: String::new(),
                 language_error: None,
                 subject_error: None,
                 body_error: None,
+                voice_error: None,
             });
         }
     }
@@ -398,6 +422,7 @@ pub(super) async fn new_answer(Admin(user): Admin) -> Response {
     let sub = AnswerSubmission {
         name: String::new(),
         variants: Vec::new(),
+        voices: Default::default(),
         sample: String::new(),
     };
     crate::web::render(&answer_form_page(
@@ -459,6 +484,12 @@ pub(super) async fn edit_answer(
                     v.body.source().to_string(),
                 )
             })
+            .collect(),
+        voices: answer
+            .variants
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.voice.as_ref().map(|t| (i, t.source().to_string())))
             .collect(),
         sample: String::new(),
     };
