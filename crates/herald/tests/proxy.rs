@@ -82,12 +82,26 @@ fn nginx_binary() -> &'static str {
     }
 }
 
+/// A port free now for nginx to listen on, below Linux's ephemeral range (32768–60999): a port
+/// taken from that range and let go could be handed out again to any socket bound to port 0
+/// meanwhile (a Herald node, the fake Twilio), and nginx would then fail to listen while curl
+/// reached the other socket.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Any varying number will do: an ephemeral port, mixed with the process id.
+    let ephemeral = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_or(0, |a| u32::from(a.port()));
+    let seed = ephemeral.wrapping_mul(40_503) ^ std::process::id().wrapping_mul(2_654_435_761);
+    for _ in 0..1000 {
+        let n = seed.wrapping_add(NEXT.fetch_add(7_919, Ordering::Relaxed));
+        let port = 20_000 + (n % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000");
 }
 
 /// A self-signed certificate for [`HOST`] made with the `openssl` command: (cert, key).
