@@ -23,7 +23,7 @@
 //! agent number, campaign id); Twilio signs the full URL with the account's auth token, so the
 //! server can trust them after [`verify_twilio_signature`]. How a call speaks ([`Speech`]: the
 //! `<Say>` voice and language, the prompts) comes from the campaign's
-//! [`VoiceSettings`](herald_core::VoiceSettings): in the message for the inline TwiML, read by
+//! [`VoiceSettings`]: in the message for the inline TwiML, read by
 //! the campaign id in the callbacks, so long prompts never lengthen a URL.
 //!
 //! Without a public callback URL (or when the message is too long for a URL) the call carries
