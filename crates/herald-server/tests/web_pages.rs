@@ -1044,6 +1044,23 @@ async fn a_voice_campaigns_speech_and_an_answers_voice_script_are_set_on_their_f
             agent_unavailable: None,
         }
     );
+    // The campaign's page says how its calls speak, escaped.
+    let page = admin.get(&format!("/campaigns/{id}")).await;
+    let speech = page
+        .body
+        .split("id=\"campaign-speech\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</dl>").next())
+        .expect("how calls speak");
+    assert!(
+        speech.contains("Polly.Amy") && speech.contains("en-GB"),
+        "{speech}"
+    );
+    assert!(
+        speech.contains("Press 1 for &#60;us&#62;.") || speech.contains("Press 1 for &lt;us&gt;."),
+        "{speech}"
+    );
+    assert!(speech.contains("the built-in one"), "{speech}");
     let edit = admin.get(&format!("/campaigns/{id}/edit")).await;
     let field = element(&edit.body, "voice-settings").unwrap();
     assert!(

@@ -919,6 +919,8 @@ struct ShowPage {
     /// The funnel over all the campaign's outreaches (SVG from `charts`), its reply rate and
     /// its opt-out rate; `None` before the first recipient.
     report: Option<(String, String, String)>,
+    /// How a voice campaign's calls speak, one line per setting; `None` for other channels.
+    speech: Option<Vec<(&'static str, String)>>,
     /// A chat campaign's figures of the last [`CHAT_FIGURE_DAYS`] days: each day, then the sum.
     chat_figures: Option<(
         Vec<herald_store::ChatDayFigures>,
@@ -1079,7 +1081,38 @@ async fn show_page(
         test,
         report,
         chat_figures,
+        speech: (c.channel == herald_core::Channel::Voice).then(|| speech_lines(&c)),
     }))
+}
+
+/// What a voice campaign's page says of how its calls speak (defaults said as such).
+fn speech_lines(c: &Campaign) -> Vec<(&'static str, String)> {
+    let v = &c.voice_settings;
+    let or = |value: &Option<String>, default: String| value.clone().unwrap_or(default);
+    vec![
+        (
+            "Spoken language",
+            or(
+                &v.spoken_language,
+                format!("{} (the campaign's)", c.language),
+            ),
+        ),
+        ("Voice", or(&v.voice, "Twilio's default".to_string())),
+        (
+            "Press-1 prompt",
+            or(
+                &v.press_one_prompt,
+                "the built-in one of the language".to_string(),
+            ),
+        ),
+        (
+            "Agent unavailable",
+            or(
+                &v.agent_unavailable,
+                "the built-in one of the language".to_string(),
+            ),
+        ),
+    ]
 }
 
 /// Days of figures a chat campaign's page shows.
