@@ -1,12 +1,12 @@
 //! Uploads: CSV file -> validated recipients -> one outreach, visible all at once or not at all.
 
-use herald_core::{Address, Campaign, Channel};
+use herald_core::{Address, Campaign, Channel, Renderer};
 use herald_import::{ImportOptions, ImportSink, Recipient, RowError};
 use herald_store::{
     ImportErrorRecord, ImportSummary, ImportedRecipient, NewOutreach, Outreach, Store, StoreError,
 };
 use jiff::Timestamp;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -126,11 +126,12 @@ impl ImportSink for ChannelSink {
     }
 }
 
-/// The variables a campaign's answer uses in its language: each must be a column.
-async fn required_variables(
+/// The campaign's message as its channel renders it (an email's Markdown, a call's voice
+/// script): from the answer's variant in the campaign's language.
+async fn campaign_renderer(
     store: &dyn Store,
     campaign: &Campaign,
-) -> Result<BTreeSet<String>, ImportOutreachError> {
+) -> Result<Renderer, ImportOutreachError> {
     let answer = store.get_answer(campaign.answer_id).await?;
     let variant = answer.variant(&campaign.language).ok_or_else(|| {
         invalid(
@@ -141,17 +142,15 @@ async fn required_variables(
             ),
         )
     })?;
-    let mut vars: BTreeSet<String> = variant.body.variables().iter().cloned().collect();
-    if let Some(subject) = &variant.subject {
-        vars.extend(subject.variables().iter().cloned());
-    }
-    Ok(vars)
+    Renderer::for_channel(variant, campaign.channel).map_err(|e| invalid("campaign", e.to_string()))
 }
 
 /// What an upload is read with, once its campaign and form are checked.
 pub(crate) struct Prepared {
     pub campaign: Campaign,
     pub sender: Option<herald_core::Sender>,
+    /// The message as the campaign's channel renders it; its variables must be columns.
+    pub renderer: Renderer,
     pub options: ImportOptions,
     /// Addresses on the sender's opt-out list.
     pub suppressed: HashSet<String>,
@@ -197,7 +196,12 @@ pub(crate) async fn prepare(
     }
     let mut options = ImportOptions::new(campaign.channel);
     options.default_region = default_region.clone();
-    options.required_variables = required_variables(store, &campaign).await?;
+    let renderer = campaign_renderer(store, &campaign).await?;
+    options.required_variables = renderer
+        .variables()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     options.max_bytes = upload.limits.max_bytes;
     options.max_rows = upload.limits.max_rows;
     options.max_columns = upload.limits.max_columns;
@@ -206,6 +210,7 @@ pub(crate) async fn prepare(
     Ok(Prepared {
         campaign,
         sender,
+        renderer,
         options,
         suppressed,
         default_region,

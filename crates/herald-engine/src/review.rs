@@ -16,7 +16,7 @@ use crate::import::{
 use herald_core::forecast::{Forecast, ForecastInput, ZoneGroup, forecast};
 use herald_core::quiet::{ZoneSource, resolve_recipient_zone};
 use herald_core::sms::SmsInfo;
-use herald_core::{Address, Channel, Renderer, SendingHours};
+use herald_core::{Address, Channel, SendingHours};
 use herald_import::{ImportSink, Recipient, RowError};
 use herald_store::{ImportSummary, Store};
 use jiff::{SignedDuration, Timestamp};
@@ -196,6 +196,7 @@ pub async fn review_outreach(
     let Prepared {
         campaign,
         sender,
+        renderer,
         options,
         suppressed,
         ..
@@ -270,18 +271,6 @@ pub async fn review_outreach(
     let summary = read_outcome(Ok(read))?;
 
     // The message for the first rows, and what one costs the sender.
-    let answer = store.get_answer(campaign.answer_id).await?;
-    let variant = answer.variant(&campaign.language).ok_or_else(|| {
-        invalid(
-            "campaign",
-            format!(
-                "answer `{}` has no {} variant any more; fix the campaign first",
-                answer.name, campaign.language
-            ),
-        )
-    })?;
-    let renderer = Renderer::for_channel(variant, campaign.channel)
-        .map_err(|e| invalid("campaign", e.to_string()))?;
     let mut samples = Vec::new();
     let mut segments = 0u64;
     let mut rendered_rows = 0u64;

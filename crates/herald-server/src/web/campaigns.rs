@@ -299,12 +299,7 @@ impl CampaignValues {
                 .unwrap_or_default(),
             voice: c.voice_settings.clone(),
             days,
-            closed_dates: c
-                .schedule
-                .closed_dates()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
+            closed_dates: closed_dates_text(&c.schedule, "\n"),
         }
     }
 
@@ -407,6 +402,15 @@ impl CampaignValues {
                 .collect(),
         }
     }
+}
+
+/// The schedule's holidays as `YYYY-MM-DD` dates joined by `sep` (empty without any).
+fn closed_dates_text(schedule: &Schedule, sep: &str) -> String {
+    schedule
+        .closed_dates()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(sep)
 }
 
 /// `HH:MM` for a minute of the day; the end of the day (24:00) is `00:00`, as a time input
@@ -1063,12 +1067,7 @@ async fn show_page(
         description: c.description.clone(),
         timezone: c.schedule.timezone_name().to_string(),
         days: schedule_summary(&c.schedule),
-        closed_dates: c
-            .schedule
-            .closed_dates()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
+        closed_dates: closed_dates_text(&c.schedule, ", "),
         never_opens: c.schedule.is_always_closed(),
         quiet_hours: c.channel.is_phone().then_some(c.quiet_hours),
         frequency_cap: c.channel.has_senders().then(|| match c.frequency_cap {
