@@ -514,6 +514,152 @@ pub fn compile_triggers(triggers: &[TriggerInput]) -> Result<Vec<Trigger>, Valid
     Ok(out)
 }
 
+// ---------------------------------------------------------------- triggers, in words
+
+impl UrlMatch {
+    /// Every kind, in the order a form offers them.
+    pub const ALL: [UrlMatch; 5] = [
+        UrlMatch::Equals,
+        UrlMatch::StartsWith,
+        UrlMatch::Contains,
+        UrlMatch::Wildcard,
+        UrlMatch::Regex,
+    ];
+
+    /// The words a rule line starts with: `starts with /pricing`.
+    pub fn words(self) -> &'static str {
+        match self {
+            UrlMatch::Equals => "equals",
+            UrlMatch::StartsWith => "starts with",
+            UrlMatch::Contains => "contains",
+            UrlMatch::Wildcard => "wildcard",
+            UrlMatch::Regex => "regex",
+        }
+    }
+}
+
+impl std::fmt::Display for UrlRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind.words(), self.value)
+    }
+}
+
+impl UrlRule {
+    /// A rule from one line as an admin types it, the way [`UrlRule`]'s `Display` writes it:
+    /// `starts with /pricing`, `regex ^/blog/[0-9]+$` (`starts_with` too). A line that names no
+    /// kind is a wildcard rule when it has a `*`, else an equals rule.
+    pub fn from_line(line: &str) -> UrlRule {
+        let line = line.trim();
+        for kind in UrlMatch::ALL {
+            for words in [kind.words().to_string(), kind.words().replace(' ', "_")] {
+                if line.len() > words.len()
+                    && line.is_char_boundary(words.len())
+                    && line[..words.len()].eq_ignore_ascii_case(&words)
+                    && line[words.len()..].starts_with([' ', '\t'])
+                {
+                    return UrlRule {
+                        kind,
+                        value: line[words.len()..].trim().to_string(),
+                    };
+                }
+            }
+        }
+        UrlRule {
+            kind: if line.contains('*') {
+                UrlMatch::Wildcard
+            } else {
+                UrlMatch::Equals
+            },
+            value: line.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Comparison {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Comparison::Gte => "≥",
+            Comparison::Lte => "≤",
+            Comparison::Eq => "=",
+        })
+    }
+}
+
+fn rules_in_words(rules: &[UrlRule]) -> String {
+    rules
+        .iter()
+        .map(|r| format!("“{r}”"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl TriggerInput {
+    /// The trigger in a sentence's words, for the campaign page and the URL tester.
+    pub fn describe(&self) -> String {
+        match self {
+            TriggerInput::Url { include, exclude } => {
+                let mut out = String::new();
+                if !include.is_empty() {
+                    out.push_str("the page URL matches ");
+                    if include.len() > 1 {
+                        out.push_str("one of ");
+                    }
+                    out.push_str(&rules_in_words(include));
+                }
+                if !exclude.is_empty() {
+                    out.push_str(if include.is_empty() {
+                        "the page URL matches none of "
+                    } else {
+                        " and none of "
+                    });
+                    out.push_str(&rules_in_words(exclude));
+                }
+                out
+            }
+            TriggerInput::TimeOnPage { seconds } => {
+                format!("the visitor has been on the page {seconds} s")
+            }
+            TriggerInput::Visitor {
+                visitor: VisitorKind::New,
+            } => "the visitor is new to the site".to_string(),
+            TriggerInput::Visitor {
+                visitor: VisitorKind::Returning,
+            } => "the visitor has been to the site before".to_string(),
+            TriggerInput::Language { languages } => {
+                format!("the page's language is {}", languages.join(" or "))
+            }
+            TriggerInput::Event { name, condition } => {
+                let mut out = format!("the page calls Herald.trigger(\"{name}\")");
+                if let Some(c) = condition {
+                    out.push_str(&format!(" with {} {} {}", c.field, c.op, c.value));
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Whether a page URL passes a campaign's URL triggers, and if not, why, naming the admin's own
+/// rule. The other triggers depend on the visit, not the URL, and are not checked here.
+pub fn url_verdict(triggers: &[TriggerInput], url: &url::Url) -> Result<(), String> {
+    for t in triggers {
+        let TriggerInput::Url { include, exclude } = t else {
+            continue;
+        };
+        let matches = |rule: &UrlRule| compile_url_rule(rule).is_ok_and(|c| c.matches(url));
+        if let Some(rule) = exclude.iter().find(|r| matches(r)) {
+            return Err(format!("the URL matches the exclude rule “{rule}”"));
+        }
+        if !include.is_empty() && !include.iter().any(matches) {
+            return Err(format!(
+                "the URL matches no include rule ({})",
+                rules_in_words(include)
+            ));
+        }
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------- sites
 
 /// How many campaigns one visit may see: `None` is unlimited; `Some(0)` none.
@@ -851,6 +997,70 @@ mod tests {
         .expect_err("bad");
         let fields: Vec<_> = err.0.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["name", "allowed_origins[0]", "allowed_origins[1]"]);
+    }
+
+    #[test]
+    fn rule_lines_read_back_what_display_writes() {
+        for kind in UrlMatch::ALL {
+            let r = rule(kind, "/shop/*");
+            assert_eq!(UrlRule::from_line(&r.to_string()), r);
+        }
+        assert_eq!(
+            UrlRule::from_line("  Starts_With   /pricing "),
+            rule(UrlMatch::StartsWith, "/pricing")
+        );
+        assert_eq!(
+            UrlRule::from_line("*.example.com/cart"),
+            rule(UrlMatch::Wildcard, "*.example.com/cart")
+        );
+        assert_eq!(
+            UrlRule::from_line("/pricing"),
+            rule(UrlMatch::Equals, "/pricing")
+        );
+        // A kind word that is the value's start, not a kind: kept whole.
+        assert_eq!(
+            UrlRule::from_line("/regexes"),
+            rule(UrlMatch::Equals, "/regexes")
+        );
+    }
+
+    #[test]
+    fn url_verdicts_name_the_rule_that_decided() {
+        let triggers = vec![
+            TriggerInput::Url {
+                include: vec![rule(UrlMatch::Wildcard, "/shop/*")],
+                exclude: vec![rule(UrlMatch::StartsWith, "/shop/checkout")],
+            },
+            TriggerInput::TimeOnPage { seconds: 5 },
+        ];
+        let url = |s: &str| url::Url::parse(s).unwrap();
+        assert_eq!(
+            url_verdict(&triggers, &url("https://a.example/shop/shoes")),
+            Ok(())
+        );
+        let excluded = url_verdict(&triggers, &url("https://a.example/shop/checkout/pay"));
+        assert_eq!(
+            excluded,
+            Err("the URL matches the exclude rule “starts with /shop/checkout”".to_string())
+        );
+        let elsewhere = url_verdict(&triggers, &url("https://a.example/blog")).unwrap_err();
+        assert!(elsewhere.contains("no include rule"), "{elsewhere}");
+        assert_eq!(
+            triggers[0].describe(),
+            "the page URL matches “wildcard /shop/*” and none of “starts with /shop/checkout”"
+        );
+        let event = TriggerInput::Event {
+            name: "cart".into(),
+            condition: Some(EventCondition {
+                field: "value".into(),
+                op: Comparison::Gte,
+                value: 200.0,
+            }),
+        };
+        assert_eq!(
+            event.describe(),
+            "the page calls Herald.trigger(\"cart\") with value ≥ 200"
+        );
     }
 
     #[test]

@@ -925,6 +925,9 @@ struct ShowPage {
     report: Option<(String, String, String)>,
     /// How a voice campaign's calls speak, one line per setting; `None` for other channels.
     speech: Option<Vec<(&'static str, String)>>,
+    /// Where a chat campaign shows, one line per setting, and its triggers in words; `None`
+    /// for other channels, `Some` with no lines before its chat settings are set.
+    chat: Option<(Vec<(&'static str, String)>, Vec<String>)>,
     /// A chat campaign's figures of the last [`CHAT_FIGURE_DAYS`] days: each day, then the sum.
     chat_figures: Option<(
         Vec<herald_store::ChatDayFigures>,
@@ -1054,6 +1057,11 @@ async fn show_page(
     } else {
         None
     };
+    let chat = if c.channel == herald_core::Channel::Chat {
+        Some(chat_lines(s, &c).await.map_err(&err)?)
+    } else {
+        None
+    };
     Ok(super::render(&ShowPage {
         chrome: Chrome::new(user, c.name.clone(), "campaigns"),
         id,
@@ -1079,9 +1087,64 @@ async fn show_page(
         status,
         test,
         report,
+        chat,
         chat_figures,
         speech: (c.channel == herald_core::Channel::Voice).then(|| speech_lines(&c)),
     }))
+}
+
+/// What a chat campaign's page says of where and when it shows, and its triggers in words
+/// (nothing before its chat settings are set).
+async fn chat_lines(
+    s: &AppState,
+    c: &Campaign,
+) -> Result<(Vec<(&'static str, String)>, Vec<String>), StoreError> {
+    let Some(settings) = s.store.get_chat_settings(c.id).await? else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let tz = c.schedule.timezone();
+    let site = absent(s.store.get_chat_site(settings.site_id).await)?
+        .map(|x| x.name)
+        .unwrap_or_default();
+    let inbox = match settings.inbox_id {
+        Some(id) => absent(s.store.get_inbox(id).await)?
+            .map(|x| x.name)
+            .unwrap_or_default(),
+        None => "None: visitors cannot answer".to_string(),
+    };
+    let now = s.clock.now();
+    let state = if settings.paused {
+        "Paused".to_string()
+    } else if let Some(at) = settings.starts_at.filter(|t| now < *t) {
+        format!("Starts {}", super::outreaches::when(at, tz))
+    } else if settings.ends_at.is_some_and(|t| t <= now) {
+        "Ended".to_string()
+    } else {
+        match settings.ends_at {
+            Some(end) => format!("Live until {}", super::outreaches::when(end, tz)),
+            None => "Live".to_string(),
+        }
+    };
+    let lines = vec![
+        ("State", state),
+        ("Site", site),
+        ("Inbox", inbox),
+        ("Order", settings.order.to_string()),
+        (
+            "Onboarding",
+            if settings.onboarding {
+                "Asks the visitor's name and email".to_string()
+            } else {
+                "Off".to_string()
+            },
+        ),
+    ];
+    let triggers = settings
+        .triggers
+        .iter()
+        .map(herald_core::chat::TriggerInput::describe)
+        .collect();
+    Ok((lines, triggers))
 }
 
 /// What a voice campaign's page says of how its calls speak (defaults said as such).

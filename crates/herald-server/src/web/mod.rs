@@ -19,6 +19,7 @@ use axum::response::{Html, IntoResponse, Response};
 pub mod auth;
 pub mod campaigns;
 pub mod charts;
+pub mod chat;
 pub mod inbox;
 pub mod limits;
 pub mod outreaches;
@@ -34,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .merge(campaigns::router())
         .merge(outreaches::router())
         .merge(inbox::router())
+        .merge(chat::router())
         .route("/static/htmx.min.js", axum::routing::get(htmx_js))
         .route("/static/app.css", axum::routing::get(app_css))
         .route("/static/app.js", axum::routing::get(app_js))
