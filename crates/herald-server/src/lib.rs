@@ -285,7 +285,6 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(routes::metrics::router(state.clone()))
         .merge(routes::unsubscribe::router())
-        .merge(routes::chat::public_router())
         .merge(web::router())
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn(headers::security_headers))
@@ -302,6 +301,27 @@ pub fn app(state: AppState) -> Router {
                 })
                 .on_response(
                     tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO),
+                ),
+        )
+        // Every page view of every site that embeds the widget calls these: a line each at the
+        // default level would cost the config route ~40% of its requests/s (measured by
+        // `herald-bench chat`). They are logged at DEBUG (`RUST_LOG=tower_http=debug`).
+        .merge(
+            routes::chat::public_router()
+                .layer(axum::middleware::from_fn(headers::security_headers))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request<_>| {
+                            tracing::debug_span!(
+                                "http",
+                                method = %req.method(),
+                                path = %req.uri().path(),
+                            )
+                        })
+                        .on_response(
+                            tower_http::trace::DefaultOnResponse::new()
+                                .level(tracing::Level::DEBUG),
+                        ),
                 ),
         )
         .with_state(state)

@@ -284,18 +284,32 @@ impl ChatConfigs {
         self.get(s).await.sites.get(key).cloned()
     }
 
-    /// The snapshot, rebuilt first if it is older than [`CONFIG_REFRESH`]: one caller rebuilds
-    /// while the others wait for it. If the store fails, the old snapshot is served.
+    /// The snapshot, rebuilt first if it is older than [`CONFIG_REFRESH`]. One caller rebuilds
+    /// it; the others meanwhile get the old one at once, so no page view waits on the store
+    /// but the first after a start or an admin's change (which wait, to see that change). If
+    /// the store fails, the old snapshot is served.
     async fn get(&self, s: &AppState) -> Arc<Snapshot> {
         let snap = self.current();
         if Self::fresh(&snap) {
             return snap;
         }
-        let _one = self.rebuild.lock().await;
+        let _one = if snap.built.is_some() {
+            match self.rebuild.try_lock() {
+                Ok(one) => one,
+                Err(_) => return snap,
+            }
+        } else {
+            self.rebuild.lock().await
+        };
         let snap = self.current();
         if Self::fresh(&snap) {
             return snap;
         }
+        self.rebuild_from(s, &snap).await
+    }
+
+    /// Builds a new snapshot from the store (the old one's sites if it fails), under `rebuild`.
+    async fn rebuild_from(&self, s: &AppState, snap: &Snapshot) -> Arc<Snapshot> {
         match build(s).await {
             Ok(sites) => self.replace(Snapshot {
                 built: Some(Instant::now()),
