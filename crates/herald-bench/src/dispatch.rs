@@ -1237,6 +1237,45 @@ impl herald_store::Conversations for TimedStore {
     async fn get_customer(&self, id: Uuid) -> herald_store::Result<Customer> {
         self.inner.get_customer(id).await
     }
+    async fn set_conversation_status(
+        &self,
+        id: Uuid,
+        status: herald_store::ConversationStatus,
+    ) -> herald_store::Result<herald_store::Conversation> {
+        self.inner.set_conversation_status(id, status).await
+    }
+    async fn assign_conversation(
+        &self,
+        id: Uuid,
+        assignee: Option<Uuid>,
+    ) -> herald_store::Result<herald_store::Conversation> {
+        self.inner.assign_conversation(id, assignee).await
+    }
+    async fn mark_conversation_read(
+        &self,
+        id: Uuid,
+        user_id: Uuid,
+        at: jiff::Timestamp,
+    ) -> herald_store::Result<()> {
+        self.inner.mark_conversation_read(id, user_id, at).await
+    }
+    async fn conversation_glances(
+        &self,
+        ids: &[Uuid],
+        user_id: Uuid,
+    ) -> herald_store::Result<std::collections::HashMap<Uuid, herald_store::ConversationGlance>>
+    {
+        self.inner.conversation_glances(ids, user_id).await
+    }
+    async fn unread_by_inbox(
+        &self,
+        user_id: Uuid,
+    ) -> herald_store::Result<std::collections::HashMap<Uuid, u64>> {
+        self.inner.unread_by_inbox(user_id).await
+    }
+    async fn set_customer_name(&self, id: Uuid, name: &str) -> herald_store::Result<()> {
+        self.inner.set_customer_name(id, name).await
+    }
     async fn find_customer(&self, address: &str) -> herald_store::Result<Option<Customer>> {
         self.inner.find_customer(address).await
     }

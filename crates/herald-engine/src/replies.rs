@@ -228,6 +228,7 @@ impl Replies {
                 .add_outbound(&OutboundRecord {
                     conversation_id: inbound.received.conversation.id,
                     author: Author::Auto,
+                    agent_id: None,
                     subject: None,
                     body: text.clone(),
                     provider_message_id: None,
@@ -277,6 +278,7 @@ impl Replies {
     pub async fn agent_reply(
         &self,
         conversation_id: Uuid,
+        agent_id: Option<Uuid>,
         subject: Option<&str>,
         body: &str,
     ) -> Result<Message, ReplyError> {
@@ -296,6 +298,7 @@ impl Replies {
                 .add_outbound(&OutboundRecord {
                     conversation_id,
                     author: Author::Agent,
+                    agent_id,
                     subject: None,
                     body: body.to_string(),
                     provider_message_id: None,
@@ -391,6 +394,7 @@ impl Replies {
             .add_outbound(&OutboundRecord {
                 conversation_id,
                 author: Author::Agent,
+                agent_id,
                 subject,
                 body: body.to_string(),
                 provider_message_id: accepted.provider_message_id,

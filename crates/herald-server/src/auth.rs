@@ -14,9 +14,13 @@ use herald_core::{ApiToken, Role};
 use sha2::{Digest, Sha256};
 
 /// Routes (method, path template under `/api/v1`) that agents may call with a method other
-/// than GET: replying to a customer. Everything else that changes data (campaigns, senders,
-/// outreaches, the opt-out list) is for admins.
-pub const AGENT_WRITABLE: &[(&str, &str)] = &[("POST", "/conversations/{id}/messages")];
+/// than GET: replying to a customer, and closing, reopening or assigning a conversation.
+/// Everything else that changes data (campaigns, senders, outreaches, the opt-out list) is for
+/// admins.
+pub const AGENT_WRITABLE: &[(&str, &str)] = &[
+    ("POST", "/conversations/{id}/messages"),
+    ("PATCH", "/conversations/{id}"),
+];
 
 /// A token's prefix, so a leaked one is recognisable in a secret scanner.
 pub const TOKEN_PREFIX: &str = "hrld_";

@@ -128,6 +128,29 @@ document.addEventListener("DOMContentLoaded", () => {
       if (msg.data) source.close();
     });
   });
+  // Live parts of a page (the inbox list, a conversation): <div data-live-url="/inbox/events"
+  // data-live-event="list">. Each event's data is the part's new HTML, rendered and escaped
+  // by the server; the browser reconnects by itself after a dropped connection.
+  document.querySelectorAll("[data-live-url]").forEach((el) => {
+    if (!window.EventSource) return;
+    const source = new EventSource(el.getAttribute("data-live-url"));
+    let pending = null;
+    const busy = () => el.contains(document.activeElement) &&
+      ["SELECT", "INPUT", "TEXTAREA"].includes(document.activeElement.tagName);
+    source.addEventListener(el.getAttribute("data-live-event"), (msg) => {
+      // A choice being made in the part is not swept away: the news waits until it is left.
+      if (busy()) pending = msg.data;
+      else el.innerHTML = msg.data;
+    });
+    el.addEventListener("focusout", () => {
+      setTimeout(() => {
+        if (pending !== null && !busy()) {
+          el.innerHTML = pending;
+          pending = null;
+        }
+      }, 0);
+    });
+  });
   // A new campaign starts in the admin's own time zone (the server cannot know it).
   const zone = document.querySelector("input[data-browser-zone]");
   if (zone && zone.value === "UTC" && window.Intl) {

@@ -697,7 +697,7 @@ async fn onboarding_matches_the_customer_by_email_and_shows_this_chat_only(app: 
     );
     assert!(inbox_conversations(&app, &inbox).await.is_empty());
 
-    let start = |body: &'static str| {
+    let start = |body: &'static str, name: &'static str| {
         visitor(
             &app,
             Method::POST,
@@ -706,11 +706,22 @@ async fn onboarding_matches_the_customer_by_email_and_shows_this_chat_only(app: 
             None,
             Some(
                 json!({"campaign_id": campaign, "page_url": PAGE, "body": body,
-                        "email": "ann@example.com"}),
+                        "email": "ann@example.com", "name": name}),
             ),
         )
     };
-    let (s, _, first) = start("first chat").await;
+    let (s, _, p) = start("no name", "  ").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert!(
+        common::has_error(&p, "name", "asks for the visitor's name"),
+        "{p}"
+    );
+    let (s, _, p) = start("a name of two lines", "Ann\nLee").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert!(common::has_error(&p, "name", "one line"), "{p}");
+    assert!(inbox_conversations(&app, &inbox).await.is_empty());
+
+    let (s, _, first) = start("first chat", " Ann Lee ").await;
     assert_eq!(s, StatusCode::CREATED, "{first}");
     let (s, customer) = app
         .admin(
@@ -724,7 +735,8 @@ async fn onboarding_matches_the_customer_by_email_and_shows_this_chat_only(app: 
         StatusCode::OK,
         "the visitor is the customer of that email: {customer}"
     );
-    let (s, _, second) = start("second chat").await;
+    assert_eq!(customer["customer"]["name"], "Ann Lee", "{customer}");
+    let (s, _, second) = start("second chat", "Ann L.").await;
     assert_eq!(s, StatusCode::CREATED, "{second}");
     assert_eq!(
         first["conversation_id"], second["conversation_id"],
@@ -738,6 +750,10 @@ async fn onboarding_matches_the_customer_by_email_and_shows_this_chat_only(app: 
         "{view}"
     );
     assert_eq!(view["conversation"]["customer_address"], "ann@example.com");
+    assert_eq!(
+        view["conversation"]["customer_name"], "Ann L.",
+        "the latest name given: {view}"
+    );
     // Whoever types that email reads this chat only, not the customer's earlier one.
     let seen =
         bodies(&visitor_messages(&app, &key, second["token"].as_str().expect("token")).await);

@@ -24,6 +24,8 @@ pub struct Customer {
     pub id: Uuid,
     /// E.164 (`+15551234567`) or a normalized email address.
     pub address: String,
+    /// The name the customer gave (a chat's onboarding), if any.
+    pub name: Option<String>,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
 }
@@ -99,6 +101,14 @@ pub struct Conversation {
     pub sender_id: Uuid,
     pub customer_id: Uuid,
     pub customer_address: String,
+    /// The name the customer gave, if any.
+    pub customer_name: Option<String>,
+    pub status: ConversationStatus,
+    /// The user it is assigned to, if any.
+    pub assignee_id: Option<Uuid>,
+    /// The newest customer message's time (none before the customer wrote).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub last_inbound_at: Option<Timestamp>,
     pub channel: Channel,
     /// The campaign the latest attributed reply answered, if any.
     pub campaign_id: Option<Uuid>,
@@ -108,6 +118,42 @@ pub struct Conversation {
     /// The newest message's time: inboxes list conversations newest first.
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub last_message_at: Timestamp,
+}
+
+/// Whether a conversation waits for the team (open) or is done (closed). A customer's new
+/// message opens it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationStatus {
+    Open,
+    Closed,
+}
+
+impl ConversationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationStatus::Open => "open",
+            ConversationStatus::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(ConversationStatus::Open),
+            "closed" => Some(ConversationStatus::Closed),
+            _ => None,
+        }
+    }
+}
+
+/// What an inbox list shows of a conversation besides the conversation itself, for one user.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConversationGlance {
+    /// The customer's messages since the user last read the conversation.
+    pub unread: u64,
+    /// The newest message's text.
+    pub preview: Option<String>,
 }
 
 /// One message on a timeline.
@@ -142,6 +188,8 @@ pub struct Message {
     pub unverified_sender: bool,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
+    /// The user who wrote an agent's answer (none for an answer through the API).
+    pub agent_id: Option<Uuid>,
 }
 
 /// A proactive message the provider accepted, recorded with its recipient's result
@@ -206,6 +254,8 @@ pub struct Received {
 pub struct OutboundRecord {
     pub conversation_id: Uuid,
     pub author: Author,
+    /// The user who wrote it (an agent's answer from the web UI).
+    pub agent_id: Option<Uuid>,
     pub subject: Option<String>,
     pub body: String,
     pub provider_message_id: Option<String>,
@@ -419,6 +469,7 @@ pub(crate) struct MessageRow {
     pub error_code: Option<String>,
     pub unverified_sender: bool,
     pub created_us: crate::Ts,
+    pub agent_id: Option<Uuid>,
 }
 
 /// Reads a [`MessageRow`] selected with `message_cols!` (`shared/sql.rs`).
@@ -459,6 +510,7 @@ where
         error_code: col(r, e, i, "error_code")?,
         unverified_sender: col(r, e, i, "unverified_sender")?,
         created_us: col(r, e, i, "created_at")?,
+        agent_id: col(r, e, i, "agent_id")?,
     })
 }
 
@@ -492,6 +544,7 @@ impl MessageRow {
             error_code: self.error_code,
             unverified_sender: self.unverified_sender,
             created_at: self.created_us.0,
+            agent_id: self.agent_id,
         })
     }
 }
@@ -503,6 +556,10 @@ pub(crate) struct ConversationRow {
     pub sender_id: Uuid,
     pub customer_id: Uuid,
     pub customer_address: String,
+    pub customer_name: Option<String>,
+    pub status: String,
+    pub assignee_id: Option<Uuid>,
+    pub last_inbound_us: Option<crate::Ts>,
     pub channel: String,
     pub campaign_id: Option<Uuid>,
     pub outreach_id: Option<Uuid>,
@@ -530,6 +587,10 @@ where
         sender_id: col(r, e, i, "sender_id")?,
         customer_id: col(r, e, i, "customer_id")?,
         customer_address: col(r, e, i, "customer_address")?,
+        customer_name: col(r, e, i, "customer_name")?,
+        status: col(r, e, i, "status")?,
+        assignee_id: col(r, e, i, "assignee_id")?,
+        last_inbound_us: col(r, e, i, "last_inbound_at")?,
         channel: col(r, e, i, "channel")?,
         campaign_id: col(r, e, i, "campaign_id")?,
         outreach_id: col(r, e, i, "outreach_id")?,
@@ -548,6 +609,12 @@ impl ConversationRow {
             sender_id: self.sender_id,
             customer_id: self.customer_id,
             customer_address: self.customer_address,
+            customer_name: self.customer_name,
+            status: ConversationStatus::parse(&self.status).ok_or_else(|| {
+                crate::common::corrupt(e, id, format!("status: `{}`", self.status))
+            })?,
+            assignee_id: self.assignee_id,
+            last_inbound_at: self.last_inbound_us.map(|t| t.0),
             channel: channel(e, id, &self.channel)?,
             campaign_id: self.campaign_id,
             outreach_id: self.outreach_id,
@@ -558,12 +625,13 @@ impl ConversationRow {
 }
 
 /// A customer as selected: id, address, created_at.
-pub(crate) type CustomerRow = (Uuid, String, crate::Ts);
+pub(crate) type CustomerRow = (Uuid, String, Option<String>, crate::Ts);
 
-pub(crate) fn customer((id, address, created_us): CustomerRow) -> crate::Result<Customer> {
+pub(crate) fn customer((id, address, name, created_us): CustomerRow) -> crate::Result<Customer> {
     Ok(Customer {
         id,
         address,
+        name,
         created_at: created_us.0,
     })
 }

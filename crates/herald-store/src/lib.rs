@@ -4,9 +4,9 @@
 use async_trait::async_trait;
 pub use audit::{PhoneTable, RecipientPhone};
 pub use conversation::{
-    Author, ChatDayFigures, ChatStart, ChatStartRecord, Conversation, Customer, Direction,
-    InboundMessage, Message, OutboundRecord, Received, SentMessage, StatusApplied, StatusReport,
-    Suppression,
+    Author, ChatDayFigures, ChatStart, ChatStartRecord, Conversation, ConversationGlance,
+    ConversationStatus, Customer, Direction, InboundMessage, Message, OutboundRecord, Received,
+    SentMessage, StatusApplied, StatusReport, Suppression,
 };
 pub use dispatch::{
     ClaimedRecipient, DailyCap, DeliveryResult, Grant, Held, LiveOutreach, Outcome, RecipientRecord,
@@ -552,6 +552,26 @@ pub trait Conversations: Send + Sync {
     /// conversation.
     async fn add_outbound(&self, msg: &OutboundRecord) -> Result<Message>;
     async fn get_conversation(&self, id: Uuid) -> Result<Conversation>;
+    /// Closes or reopens a conversation (a customer's new message reopens it by itself).
+    async fn set_conversation_status(
+        &self,
+        id: Uuid,
+        status: ConversationStatus,
+    ) -> Result<Conversation>;
+    /// Assigns a conversation to a user, or to nobody; an unknown user is
+    /// [`StoreError::Invalid`] (`assignee_id`).
+    async fn assign_conversation(&self, id: Uuid, assignee: Option<Uuid>) -> Result<Conversation>;
+    /// Records that a user has read a conversation up to `at` (a read never goes back).
+    async fn mark_conversation_read(&self, id: Uuid, user_id: Uuid, at: Timestamp) -> Result<()>;
+    /// For each of the conversations (an inbox page's), what the user has not read and the
+    /// newest message's text. Conversations not found are left out.
+    async fn conversation_glances(
+        &self,
+        ids: &[Uuid],
+        user_id: Uuid,
+    ) -> Result<std::collections::HashMap<Uuid, ConversationGlance>>;
+    /// Per inbox, the open conversations with customer messages the user has not read.
+    async fn unread_by_inbox(&self, user_id: Uuid) -> Result<std::collections::HashMap<Uuid, u64>>;
     /// An inbox's conversations, the most recent `last_message_at` first (ties by id, newest
     /// first); `page.after` is the id of the last conversation of the previous page.
     async fn list_conversations(&self, inbox_id: Uuid, page: Page)
@@ -566,6 +586,8 @@ pub trait Conversations: Send + Sync {
     ) -> Result<Vec<Message>>;
     async fn get_customer(&self, id: Uuid) -> Result<Customer>;
     async fn find_customer(&self, address: &str) -> Result<Option<Customer>>;
+    /// Sets the name a customer gave (a chat's onboarding); the latest given wins.
+    async fn set_customer_name(&self, id: Uuid, name: &str) -> Result<()>;
     /// A customer's whole timeline (every sender), oldest first.
     async fn customer_messages(
         &self,

@@ -4412,6 +4412,7 @@ async fn conversations_list_newest_first_and_page(store: &dyn Store) {
     // conversation.
     let out = store
         .add_outbound(&OutboundRecord {
+            agent_id: None,
             conversation_id: ca.id,
             author: Author::Agent,
             subject: None,
@@ -4477,6 +4478,7 @@ async fn conversations_list_newest_first_and_page(store: &dyn Store) {
     expect_not_found(
         store
             .add_outbound(&OutboundRecord {
+                agent_id: None,
                 conversation_id: missing,
                 author: Author::Agent,
                 subject: None,
@@ -4491,6 +4493,7 @@ async fn conversations_list_newest_first_and_page(store: &dyn Store) {
     let (field, _) = expect_invalid(
         store
             .add_outbound(&OutboundRecord {
+                agent_id: None,
                 conversation_id: ca.id,
                 author: Author::Customer,
                 subject: None,

@@ -20,6 +20,7 @@ use std::time::Duration;
 /// The greeting of the page campaign.
 const GREETING: &str = "Need a hand choosing <b>shoes</b>?";
 const EVENT_GREETING: &str = "Big cart! Free shipping today.";
+const PASSWORD: &str = "correct horse battery staple";
 
 /// Serves the demo page on every path of `127.0.0.1:port` (0: any free port), from a thread:
 /// it embeds the widget of `herald` for site `key`, under a stylesheet that unsets everything.
@@ -214,7 +215,8 @@ async fn the_widget_greets_visitors_of_another_origin() {
         .chat_campaign(
             "Shoes",
             GREETING,
-            json!({"site_id": site["id"], "inbox_id": inbox_id, "order": 1, "triggers": [
+            json!({"site_id": site["id"], "inbox_id": inbox_id, "order": 1, "onboarding": true,
+                   "triggers": [
                 {"kind": "url", "include": [{"match": "wildcard", "value": "/shop/*"}],
                  "exclude": [{"match": "equals", "value": "/shop/checkout"}]},
                 {"kind": "time_on_page", "seconds": 2}]}),
@@ -362,6 +364,26 @@ async fn the_widget_greets_visitors_of_another_origin() {
         )
         .await;
     assert_eq!(reply["label"], "Your reply", "{reply}");
+    // Onboarding asks who the visitor is first, with labelled fields.
+    let asked = b
+        .js(
+            "const root = document.getElementById('herald-chat').shadowRoot;
+             const out = {};
+             for (const [id, value] of [['herald-name', 'Ann Lee'], ['herald-email', 'ann@example.com']]) {
+               const f = root.querySelector('#' + id);
+               const l = root.querySelector('label[for=' + id + ']');
+               out[id] = [f && f.type, l && l.textContent];
+               if (f) f.value = value;
+             }
+             return out",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        asked,
+        json!({"herald-name": ["text", "Your name"], "herald-email": ["email", "Your email"]}),
+        "the onboarding fields"
+    );
     assert_eq!(reply["send"], "Send", "{reply}");
     let input = common::webdriver::El(
         reply["input"][common::webdriver::ELEMENT]
@@ -424,6 +446,42 @@ async fn the_widget_greets_visitors_of_another_origin() {
     );
 
     b.screenshot("chat-widget").await;
+    let left = b
+        .js(
+            "return !!document.getElementById('herald-chat').shadowRoot.querySelector('#herald-email')",
+            vec![],
+        )
+        .await;
+    assert_eq!(left, false, "onboarding is asked once");
+
+    // The agent's side in the web admin: the visitor by name, and the campaign's figures.
+    common::create_user(dir.path(), db, "ada@example.com", "admin", PASSWORD);
+    b.goto(&format!("{base}/login")).await;
+    b.fill("input[name=email]", "ada@example.com").await;
+    b.fill("input[name=password]", PASSWORD).await;
+    b.submit("input[name=password]").await;
+    b.wait_url("signed in", |u| !u.contains("/login")).await;
+    b.goto(&format!("{base}/conversations/{conversation}"))
+        .await;
+    assert_eq!(b.text("#customer").await, "Ann Lee (ann@example.com)");
+    // The figures the page shows once this node has written the chat's own counts (every 10 s).
+    for _ in 0..80 {
+        let f = api
+            .send(
+                reqwest::Method::GET,
+                &format!("/campaigns/{page_campaign}/chat/figures"),
+                Value::Null,
+            )
+            .await;
+        if f["total"]["conversations"].as_u64() >= Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    b.goto(&format!("{base}/campaigns/{page_campaign}")).await;
+    assert_eq!(b.text("#chat-conversations").await, "1");
+    b.screenshot_element("#chat-figures", "chat-figures").await;
+    b.screenshot_element("#chat-where", "chat-where").await;
 
     // A reload (or another page of the site): the conversation is still there, and live.
     b.goto(&format!("{demo}/about")).await;

@@ -16,30 +16,9 @@ fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("herald.db").display())
 }
 
-/// `herald user create --password-stdin`.
+/// `herald user create --password-stdin` with [`PASSWORD`].
 fn create_user(dir: &Path, db: &str, email: &str, role: &str) {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = herald(dir, db)
-        .args(["user", "create", "--email", email, "--role", role])
-        .arg("--password-stdin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::create_user(dir, db, email, role, PASSWORD);
 }
 
 /// `herald user create` printing a link (with extra arguments and environment): the link.

@@ -654,6 +654,30 @@ struct StartInput {
     body: String,
     /// The visitor's email, asked by a campaign with onboarding.
     email: Option<String>,
+    /// The visitor's name, asked by a campaign with onboarding.
+    name: Option<String>,
+}
+
+/// The longest visitor name onboarding takes, in characters.
+const NAME_MAX: usize = 100;
+
+/// The name a visitor typed, trimmed: required, at most [`NAME_MAX`] characters, no control
+/// characters.
+fn check_name(raw: Option<&str>) -> Result<String, ApiError> {
+    let name = raw.unwrap_or_default().trim();
+    if name.is_empty() {
+        return Err(invalid(
+            "name",
+            "this campaign asks for the visitor's name: write it",
+        ));
+    }
+    if name.chars().count() > NAME_MAX || name.chars().any(char::is_control) {
+        return Err(invalid(
+            "name",
+            format!("must be at most {NAME_MAX} characters, on one line"),
+        ));
+    }
+    Ok(name.to_string())
 }
 
 /// What a start returns.
@@ -746,6 +770,11 @@ async fn start_chat(
     } else {
         format!("chat:{}", Uuid::now_v7())
     };
+    let name = if settings.onboarding {
+        Some(check_name(input.name.as_deref()).map_err(problem)?)
+    } else {
+        None
+    };
     s.chat_live
         .take(&[BucketKey::Address(ip)])
         .map_err(rate_limited)?;
@@ -773,6 +802,12 @@ async fn start_chat(
         .await
         .map_err(|e| problem(e.into()))?;
     let conversation_id = received.conversation.id;
+    if let Some(name) = &name {
+        store
+            .set_customer_name(received.conversation.customer_id, name)
+            .await
+            .map_err(|e| problem(e.into()))?;
+    }
     let greeting = store
         .record_chat_start(&ChatStart {
             conversation_id,

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use herald_core::{Address, Listing};
 use herald_engine::ReplyError;
-use herald_store::{ChatStartRecord, Conversation, Customer, Message, Store};
+use herald_store::{ChatStartRecord, Conversation, ConversationStatus, Customer, Message, Store};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -19,7 +19,7 @@ use uuid::Uuid;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_conversations))
-        .routes(routes!(get_conversation))
+        .routes(routes!(get_conversation, update_conversation))
         .routes(routes!(reply))
         .routes(routes!(find_customer))
         .routes(routes!(get_customer))
@@ -95,6 +95,24 @@ pub struct ReplyInput {
     pub subject: Option<String>,
 }
 
+/// A change of a conversation: its status, its assignee, or both.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationChange {
+    /// `open` or `closed`.
+    pub status: Option<ConversationStatus>,
+    /// The user to assign it to; `null` to unassign. Leave out to keep the assignee.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Uuid>)]
+    pub assignee_id: Option<Option<Uuid>>,
+}
+
+/// A field that is present, `null` or not: `Some(None)` for `null` (absent is `None`, by
+/// `default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Uuid>>, D::Error> {
+    Option::<Uuid>::deserialize(d).map(Some)
+}
+
 /// `?address=+15551234567`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -164,6 +182,29 @@ async fn get_conversation(
     }))
 }
 
+/// Closes or reopens a conversation, or assigns it (to a user id, or `null` for nobody). Agents
+/// may do this. A customer's new message reopens a closed conversation.
+#[utoipa::path(patch, path = "/conversations/{id}", tag = "conversations",
+    params(("id" = Uuid, Path)), request_body = ConversationChange, security(("bearer" = [])),
+    responses(
+        (status = 200, body = Conversation),
+        (status = 404, body = Problem),
+        (status = 422, description = "An unknown user", body = Problem)))]
+async fn update_conversation(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(change): ApiJson<ConversationChange>,
+) -> ApiResult<Json<Conversation>> {
+    let mut conversation = s.store.get_conversation(id).await?;
+    if let Some(assignee) = change.assignee_id {
+        conversation = s.store.assign_conversation(id, assignee).await?;
+    }
+    if let Some(status) = change.status {
+        conversation = s.store.set_conversation_status(id, status).await?;
+    }
+    Ok(Json(conversation))
+}
+
 /// Replies to the customer through the conversation's sender and channel (SMS or email). Agents
 /// may do this. Refused (409) when the customer opted out of that sender; 502 when the provider
 /// refused the message; nothing is recorded unless the provider accepted it.
@@ -182,7 +223,7 @@ async fn reply(
 ) -> ApiResult<(StatusCode, Json<Message>)> {
     match s
         .replies
-        .agent_reply(id, input.subject.as_deref(), &input.body)
+        .agent_reply(id, None, input.subject.as_deref(), &input.body)
         .await
     {
         Ok(m) => {

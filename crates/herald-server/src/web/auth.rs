@@ -47,7 +47,8 @@ pub const MIN_PASSWORD_CHARS: usize = 10;
 /// The longest (hashing cost grows with the length).
 pub const MAX_PASSWORD_CHARS: usize = 1000;
 /// Where a sign-in goes when it was not sent from a page.
-const HOME: &str = "/campaigns";
+/// Home: [`home`] sends each person to where they work.
+const HOME: &str = "/";
 const BAD_CREDENTIALS: &str = "Wrong email or password.";
 const TOO_MANY: &str = "Too many failed sign-ins for this email address.";
 const SLOW_DOWN: &str = "Too many attempts from your network.";
@@ -59,7 +60,7 @@ const BUSY_RETRY_SECS: u64 = 2;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(|| async { Redirect::to(HOME) }))
+        .route("/", get(home))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/setup/{token}", get(setup_page).post(setup))
@@ -144,6 +145,15 @@ fn server_error() -> Response {
 fn store_failed(e: StoreError) -> Response {
     tracing::error!(error = %e, "web sign-in: store error");
     server_error()
+}
+
+/// Where a signed-in person starts: agents in the inbox, admins with the campaigns.
+async fn home(user: super::session::CurrentUser) -> Redirect {
+    Redirect::to(if user.is_admin() {
+        "/campaigns"
+    } else {
+        "/inbox"
+    })
 }
 
 /// `next` if it is a path on this site (not `//host`, not the sign-in page itself), else home.

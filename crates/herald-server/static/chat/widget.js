@@ -220,16 +220,24 @@
     input.maxLength = 2000;
     var label = el("label", "b", "Your reply");
     label.htmlFor = input.id;
-    var email = null;
+    var name = null, email = null, asked = [];
+    function ask(id, type, auto, text) {
+      var i = el("input", "i");
+      i.type = type;
+      i.id = id;
+      i.autocomplete = auto;
+      i.required = true;
+      var l = el("label", "b", text);
+      l.htmlFor = id;
+      part.appendChild(l);
+      part.appendChild(i);
+      asked.push(l, i);
+      return i;
+    }
     if (campaign.onboarding && !conv) {
-      email = el("input", "i");
-      email.type = "email";
-      email.id = "herald-email";
-      email.autocomplete = "email";
-      var el2 = el("label", "b", "Your email");
-      el2.htmlFor = email.id;
-      part.appendChild(el2);
-      part.appendChild(email);
+      name = ask("herald-name", "text", "name", "Your name");
+      name.maxLength = 100;
+      email = ask("herald-email", "email", "email", "Your email");
     }
     var send = el("button", "s", "Send");
     send.type = "submit";
@@ -241,10 +249,12 @@
       send.disabled = true;
       err.textContent = "";
       var done = conv ? call("POST", "/messages", { body: body }).then(add)
-        : call("POST", "", { campaign_id: campaign.id, page_url: window.location.href, body: body, email: email ? email.value : undefined })
+        : call("POST", "", { campaign_id: campaign.id, page_url: window.location.href, body: body, email: email ? email.value : undefined, name: name ? name.value : undefined })
           .then(function (r) {
             conv = { token: r.token, campaign: campaign.id, greeting: campaign.greeting };
             save("conv", conv);
+            // Asked once: the chat goes on under the visitor's name.
+            asked.forEach(function (n) { n.remove(); });
             r.messages.forEach(add);
             listen();
           });

@@ -8,9 +8,9 @@
 use super::{Backend, DbConn};
 use crate::Ts;
 use crate::conversation::{
-    self, AttributionRow, Conversation, Customer, CustomerRow, InboundMessage, KeptRow, Message,
-    Outbound, OutboundRecord, Received, SentMessage, StatusApplied, StatusReport, Suppression,
-    SuppressionRow,
+    self, AttributionRow, Conversation, ConversationGlance, ConversationStatus, Customer,
+    CustomerRow, InboundMessage, KeptRow, Message, Outbound, OutboundRecord, Received, SentMessage,
+    StatusApplied, StatusReport, Suppression, SuppressionRow,
 };
 use crate::{Result, StoreError, common};
 use async_trait::async_trait;
@@ -542,9 +542,16 @@ impl crate::Conversations for Backend {
         }
         sqlx::query(concat!(
             "INSERT INTO conversations (id, inbox_id, sender_id, customer_id, channel, campaign_id, \
-             outreach_id, created_at, last_message_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+             outreach_id, created_at, last_message_at, last_inbound_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8) \
              ON CONFLICT (sender_id, customer_id) DO UPDATE SET \
-               inbox_id = excluded.inbox_id, channel = excluded.channel, \
+               inbox_id = excluded.inbox_id, channel = excluded.channel, status = 'open', \
+               last_inbound_at = ",
+            greatest!(
+                "coalesce(conversations.last_inbound_at, excluded.last_inbound_at)",
+                "excluded.last_inbound_at"
+            ),
+            ", \
                campaign_id = coalesce(excluded.campaign_id, conversations.campaign_id), \
                outreach_id = coalesce(excluded.outreach_id, conversations.outreach_id), \
                last_message_at = ",
@@ -595,8 +602,10 @@ impl crate::Conversations for Backend {
         let at_us = Ts::new(msg.sent_at);
         let row = sqlx::query(concat!(
             "INSERT INTO messages (id, customer_id, sender_id, direction, author, channel, \
-             from_address, to_address, subject, body, provider_message_id, status, created_at) \
-             VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, $9, $10, 'sent', $11) RETURNING ",
+             from_address, to_address, subject, body, provider_message_id, status, created_at, \
+             agent_id) \
+             VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, $9, $10, 'sent', $11, $12) \
+             RETURNING ",
             message_cols!()
         ))
         .bind(Uuid::now_v7())
@@ -610,6 +619,7 @@ impl crate::Conversations for Backend {
         .bind(&msg.body)
         .bind(&msg.provider_message_id)
         .bind(at_us)
+        .bind(msg.agent_id)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| conversation::outbound_violation(e, msg))?;
@@ -639,6 +649,122 @@ impl crate::Conversations for Backend {
         .await?
         .ok_or_else(|| conversation_not_found(id))?;
         conversation::conversation_row(&row)?.parse()
+    }
+
+    async fn set_conversation_status(
+        &self,
+        id: Uuid,
+        status: ConversationStatus,
+    ) -> Result<Conversation> {
+        let done = sqlx::query("UPDATE conversations SET status = $2 WHERE id = $1")
+            .bind(id)
+            .bind(status.as_str())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(conversation_not_found(id));
+        }
+        self.get_conversation(id).await
+    }
+
+    async fn assign_conversation(&self, id: Uuid, assignee: Option<Uuid>) -> Result<Conversation> {
+        if let Some(user) = assignee {
+            let known: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM users WHERE id = $1")
+                .bind(user)
+                .fetch_optional(&self.pool)
+                .await?;
+            if known.is_none() {
+                return Err(StoreError::Invalid {
+                    field: "assignee_id",
+                    message: format!("no user has the id {user}"),
+                });
+            }
+        }
+        let done = sqlx::query("UPDATE conversations SET assignee_id = $2 WHERE id = $1")
+            .bind(id)
+            .bind(assignee)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(conversation_not_found(id));
+        }
+        self.get_conversation(id).await
+    }
+
+    async fn mark_conversation_read(&self, id: Uuid, user_id: Uuid, at: Timestamp) -> Result<()> {
+        sqlx::query(concat!(
+            "INSERT INTO conversation_reads (conversation_id, user_id, read_at) \
+             VALUES ($1, $2, $3) ON CONFLICT (conversation_id, user_id) DO UPDATE SET read_at = ",
+            greatest!("conversation_reads.read_at", "excluded.read_at")
+        ))
+        .bind(id)
+        .bind(user_id)
+        .bind(Ts::new(at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => conversation_not_found(id),
+            e => e.into(),
+        })?;
+        Ok(())
+    }
+
+    async fn conversation_glances(
+        &self,
+        ids: &[Uuid],
+        user_id: Uuid,
+    ) -> Result<std::collections::HashMap<Uuid, ConversationGlance>> {
+        let mut conn = self.pool.acquire().await?;
+        let mut out = std::collections::HashMap::with_capacity(ids.len());
+        // One indexed read per conversation (an inbox page has at most a few dozen): the
+        // customer's messages after the user's read, and the newest message, both ranges of
+        // `messages_timeline`.
+        for &id in ids {
+            let row: Option<(i64, Option<String>)> = sqlx::query_as(
+                "SELECT \
+                   (SELECT count(*) FROM messages m \
+                     WHERE m.customer_id = c.customer_id AND m.sender_id = c.sender_id \
+                       AND m.direction = 'inbound' \
+                       AND (r.read_at IS NULL OR m.created_at > r.read_at)), \
+                   (SELECT m.body FROM messages m \
+                     WHERE m.customer_id = c.customer_id AND m.sender_id = c.sender_id \
+                     ORDER BY m.created_at DESC, m.id DESC LIMIT 1) \
+                 FROM conversations c LEFT JOIN conversation_reads r \
+                   ON r.conversation_id = c.id AND r.user_id = $2 \
+                 WHERE c.id = $1",
+            )
+            .bind(id)
+            .bind(user_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some((unread, preview)) = row {
+                out.insert(
+                    id,
+                    ConversationGlance {
+                        unread: u64::try_from(unread).unwrap_or(0),
+                        preview,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    async fn unread_by_inbox(&self, user_id: Uuid) -> Result<std::collections::HashMap<Uuid, u64>> {
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+            "SELECT c.inbox_id, count(*) FROM conversations c \
+             LEFT JOIN conversation_reads r ON r.conversation_id = c.id AND r.user_id = $1 \
+             WHERE c.status = 'open' AND c.last_inbound_at IS NOT NULL \
+               AND (r.read_at IS NULL OR c.last_inbound_at > r.read_at) \
+             GROUP BY c.inbox_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(inbox, n)| (inbox, u64::try_from(n).unwrap_or(0)))
+            .collect())
     }
 
     async fn list_conversations(
@@ -735,6 +861,21 @@ impl crate::Conversations for Backend {
             id,
         })?;
         conversation::customer(row)
+    }
+
+    async fn set_customer_name(&self, id: Uuid, name: &str) -> Result<()> {
+        let done = sqlx::query("UPDATE customers SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                entity: "customer",
+                id,
+            });
+        }
+        Ok(())
     }
 
     async fn find_customer(&self, address: &str) -> Result<Option<Customer>> {

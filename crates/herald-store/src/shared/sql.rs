@@ -46,7 +46,7 @@ macro_rules! message_cols {
     () => {
         "id, customer_id, sender_id, direction, author, channel, from_address, to_address, \
          subject, body, campaign_id, outreach_id, recipient_id, provider_message_id, status, \
-         error_code, unverified_sender, created_at"
+         error_code, unverified_sender, created_at, agent_id"
     };
 }
 
@@ -54,6 +54,7 @@ macro_rules! message_cols {
 macro_rules! conversation_cols {
     () => {
         "c.id, c.inbox_id, c.sender_id, c.customer_id, cu.address AS customer_address, \
+         cu.name AS customer_name, c.status, c.assignee_id, c.last_inbound_at, \
          c.channel, c.campaign_id, c.outreach_id, c.created_at, c.last_message_at"
     };
 }
@@ -66,7 +67,7 @@ macro_rules! suppression_cols {
 
 macro_rules! customer_cols {
     () => {
-        "id, address, created_at"
+        "id, address, name, created_at"
     };
 }
 

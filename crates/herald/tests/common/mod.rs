@@ -19,6 +19,33 @@ pub fn herald(dir: &Path, db: &str) -> Command {
     cmd
 }
 
+/// `herald user create --password-stdin`: a user who signs in with `password` (the command must
+/// succeed).
+pub fn create_user(dir: &Path, db: &str, email: &str, role: &str, password: &str) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = herald(dir, db)
+        .args(["user", "create", "--email", email, "--role", role])
+        .arg("--password-stdin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn herald user create");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write the password");
+    let out = child.wait_with_output().expect("herald user create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `herald token create` for an admin token: the token (the command must succeed).
 pub fn admin_token(dir: &Path, db: &str) -> String {
     let out = herald(dir, db)
