@@ -470,7 +470,7 @@ async fn sms_campaign(store: &dyn Store) -> anyhow::Result<Uuid> {
 type Tail = Arc<Mutex<VecDeque<String>>>;
 
 /// A running `herald serve`; killed if the bench fails before it stops it.
-struct Node {
+pub(crate) struct Node {
     child: Option<Child>,
     index: usize,
     tail: Tail,
@@ -479,10 +479,27 @@ struct Node {
 
 impl Node {
     fn start(herald: &Path, dir: &Path, url: &str, index: usize) -> anyhow::Result<Node> {
-        let mut child = Command::new(herald)
+        Self::start_logging(herald, dir, url, index, Some("warn"))
+    }
+
+    /// `herald serve` in `dir` (its `herald.toml`) on `url`, with `RUST_LOG` set to `log` (or
+    /// left to Herald's default filter when `None`).
+    pub(crate) fn start_logging(
+        herald: &Path,
+        dir: &Path,
+        url: &str,
+        index: usize,
+        log: Option<&str>,
+    ) -> anyhow::Result<Node> {
+        let mut command = Command::new(herald);
+        command
             .current_dir(dir)
             .env("HERALD_DATABASE_URL", url)
-            .env("RUST_LOG", "warn")
+            .env_remove("RUST_LOG");
+        if let Some(log) = log {
+            command.env("RUST_LOG", log);
+        }
+        let mut child = command
             .args(["serve", "--bind", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -518,9 +535,15 @@ impl Node {
         tail.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 
-    fn wait_listening(&mut self, limit: Duration) -> anyhow::Result<()> {
+    /// The process id (to read its memory and CPU time in `/proc`).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Waits for the line that says where it listens; returns that URL (`http://host:port`).
+    pub(crate) fn wait_listening(&mut self, limit: Duration) -> anyhow::Result<String> {
         match self.listening.recv_timeout(limit) {
-            Ok(_) => Ok(()),
+            Ok(url) => Ok(url),
             Err(_) => {
                 self.check_alive()?;
                 bail!(
@@ -532,7 +555,7 @@ impl Node {
         }
     }
 
-    fn check_alive(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {
         if let Some(child) = &mut self.child
             && let Some(status) = child.try_wait()?
         {
@@ -548,7 +571,7 @@ impl Node {
     }
 
     /// SIGTERM (as a service manager stops it); SIGKILL if it has not exited within 30 s.
-    fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) fn stop(mut self) -> anyhow::Result<()> {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };

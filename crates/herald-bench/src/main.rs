@@ -15,6 +15,13 @@
 //! answers after a latency: messages a second from one node and from several, then the aggregate
 //! rate of one rate-limited sender from one node and from several. One JSON line per run and per
 //! comparison (see [`cluster`]).
+//!
+//! `herald-bench chat [--herald PATH] [--postgres URL] [--wrk PATH] [--connections 256]
+//! [--duration-secs 10] [--streams 10000] ...` starts one real `herald serve` (SQLite in a
+//! temporary directory by default) with a chat site and campaigns, and measures in that one run:
+//! the widget's configuration route under `wrk` against a bare axum route answering the same
+//! bytes, the widget's gzipped size, and the server's memory with 10,000 idle visitor event
+//! streams. One JSON line per run and per figure, and a summary on stderr (see [`chat`]).
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -30,6 +37,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod chat;
 mod cluster;
 mod dispatch;
 
@@ -110,6 +118,42 @@ enum Bench {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// Chat: the widget's configuration route against a bare axum route serving the same bytes
+    /// (wrk), the widget's gzipped size, and the memory of idle visitor event streams, all
+    /// against one `herald serve`.
+    Chat {
+        /// The `herald` binary to run (default: the one beside this program).
+        #[arg(long, value_name = "PATH")]
+        herald: Option<std::path::PathBuf>,
+        /// Run on this PostgreSQL server (a throw-away database is created there) instead of
+        /// SQLite in a temporary directory.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        /// The `wrk` load generator to run.
+        #[arg(long, value_name = "PATH", default_value = "wrk")]
+        wrk: std::path::PathBuf,
+        /// wrk's connections.
+        #[arg(long, default_value_t = 256)]
+        connections: u32,
+        /// wrk's threads.
+        #[arg(long, default_value_t = 2)]
+        threads: u32,
+        /// Seconds of each measured wrk run.
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Measured runs of each route, alternating Herald and bare.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Idle visitor event streams to open (0: leave that figure out).
+        #[arg(long, default_value_t = 10_000)]
+        streams: usize,
+        /// Streams on each conversation (1: every stream a visitor of its own).
+        #[arg(long, default_value_t = 1)]
+        streams_per_conversation: usize,
+        /// The server's `RUST_LOG` (default: Herald's own filter, which logs each request).
+        #[arg(long, value_name = "FILTER")]
+        rust_log: Option<String>,
+    },
     /// Fills a database for `dispatch` (run by it as a child process, so that the import's
     /// memory is not counted in the dispatch's peak).
     #[command(hide = true)]
@@ -163,6 +207,32 @@ async fn main() -> anyhow::Result<()> {
                 limited_secs,
                 batch,
                 concurrency,
+            })
+            .await
+        }
+        Bench::Chat {
+            herald,
+            postgres,
+            wrk,
+            connections,
+            threads,
+            duration_secs,
+            rounds,
+            streams,
+            streams_per_conversation,
+            rust_log,
+        } => {
+            chat::chat_bench(chat::Options {
+                herald: herald.unwrap_or_else(cluster::default_herald),
+                postgres,
+                wrk,
+                connections,
+                threads,
+                duration_secs,
+                rounds,
+                streams,
+                streams_per_conversation,
+                rust_log,
             })
             .await
         }
