@@ -471,7 +471,12 @@ async fn the_admin_ui_works_in_a_browser() {
     .await;
     b.screenshot("recipients").await;
 
-    // --- A customer replies by text; an agent answers from the inbox.
+    // --- A customer replies by text while the inbox is open: it shows without a reload,
+    // unread; opened, it is read; the agent takes it and answers.
+    b.goto("/inbox").await;
+    b.wait("#inbox-live").await;
+    b.js("window.herald_no_reload = true; return true", vec![])
+        .await;
     let inbound = twilio
         .send_inbound(
             &format!("{base}/webhooks/twilio/sms"),
@@ -481,11 +486,28 @@ async fn the_admin_ui_works_in_a_browser() {
         )
         .await;
     assert_eq!(inbound.reply.status, 200, "{:?}", inbound.reply);
-    b.goto("/inbox").await;
-    b.wait_text("#conversations", "the customer's conversation", |t| {
-        t.contains("2672")
-    })
-    .await;
+    let row = b
+        .wait_text("#conversations", "the customer's conversation, live", |t| {
+            t.contains("2672") && t.contains("Where is my order?")
+        })
+        .await;
+    let unread = b
+        .js(
+            "return [...document.querySelectorAll('#conversations li.unread .unread-count, .tabs a[aria-current=page] .count')]
+                .map(e => e.textContent.trim())",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        unread,
+        json!(["1 unread", "1 unread"]),
+        "the conversation and its inbox tab count it: {row}"
+    );
+    assert_eq!(
+        b.js("return window.herald_no_reload === true", vec![]).await,
+        json!(true),
+        "the list changed without a reload"
+    );
     b.click("#conversations a[href^='/conversations/']").await;
     let conversation_url = b
         .wait_url("the conversation", |u| u.contains("/conversations/"))
@@ -494,6 +516,28 @@ async fn the_admin_ui_works_in_a_browser() {
         t.contains("Where is my order?")
     })
     .await;
+    b.click("#assign-me").await;
+    b.wait_text("#assignee", "assigned to the agent", |t| t.contains("(you)"))
+        .await;
+    // The customer writes again while the conversation is open: it appears, no reload.
+    b.js("window.herald_no_reload = true; return true", vec![])
+        .await;
+    twilio
+        .send_inbound(
+            &format!("{base}/webhooks/twilio/sms"),
+            CUSTOMER,
+            SENDER,
+            "Any news?",
+        )
+        .await;
+    b.wait_text("#timeline", "the second message, live", |t| {
+        t.contains("Any news?")
+    })
+    .await;
+    assert_eq!(
+        b.js("return window.herald_no_reload === true", vec![]).await,
+        json!(true)
+    );
     b.fill("#reply-body", "It ships tomorrow, sorry for the wait.")
         .await;
     b.check_labels().await;
@@ -503,6 +547,21 @@ async fn the_admin_ui_works_in_a_browser() {
     })
     .await;
     b.wait("#timeline li.outbound").await;
+    b.screenshot("conversation").await;
+    b.goto("/inbox").await;
+    let row = b
+        .wait_text("#conversations", "the list, read", |t| t.contains("2672"))
+        .await;
+    assert_eq!(
+        b.js(
+            "return document.querySelectorAll('#conversations li.unread, .tabs .count').length",
+            vec![]
+        )
+        .await,
+        json!(0),
+        "read in the open conversation, the counts are gone: {row}"
+    );
+    assert!(row.contains("Assigned to you"), "{row}");
     b.screenshot("inbox").await;
     let deadline = Instant::now() + WAIT;
     loop {
