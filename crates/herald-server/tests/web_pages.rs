@@ -743,6 +743,28 @@ async fn campaign_forms_offer_only_what_fits(app: common::App) {
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     assert_eq!(res.location(), "/campaigns?channel=sms");
     assert_eq!(count_campaigns(&*store).await, 0);
+
+    // A city, written as people write it, is its IANA zone.
+    let mut ny = campaign_fields("Promo NY", &sms_s, "en", &english_s);
+    ny.retain(|(k, _)| *k != "timezone");
+    ny.push(("timezone", "New York"));
+    let res = admin.post("/campaigns", &ny).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let ny_id: Uuid = res
+        .location()
+        .strip_prefix("/campaigns/")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        store
+            .get_campaign(ny_id)
+            .await
+            .unwrap()
+            .schedule
+            .timezone_name(),
+        "America/New_York"
+    );
 }
 
 /// The campaign form's frequency cap: offered on channels that send (not chat), refused with

@@ -392,7 +392,7 @@ impl CampaignValues {
             days.insert(d.key.to_string(), windows);
         }
         ScheduleInput {
-            timezone: self.timezone.clone(),
+            timezone: zone_named(&self.timezone),
             days,
             closed_dates: self
                 .closed_dates
@@ -514,8 +514,26 @@ struct FormPage {
     suggest_zone: bool,
 }
 
+/// The IANA name a person meant by a city: `New York` or `new_york` is `America/New_York`,
+/// when exactly one zone ends with that city; anything else is left as typed (to be checked,
+/// and explained, as the API does).
+pub(crate) fn zone_named(typed: &str) -> String {
+    let typed = typed.trim();
+    if typed.is_empty() || jiff::tz::TimeZone::get(typed).is_ok() {
+        return typed.to_string();
+    }
+    let city = typed.replace(' ', "_").to_lowercase();
+    let mut found = timezones()
+        .iter()
+        .filter(|z| z.rsplit('/').next().is_some_and(|c| c.to_lowercase() == city));
+    match (found.next(), found.next()) {
+        (Some(zone), None) => zone.clone(),
+        _ => typed.to_string(),
+    }
+}
+
 /// Every IANA time zone name, for the time zone field's suggestions.
-fn timezones() -> &'static [String] {
+pub(crate) fn timezones() -> &'static [String] {
     static ZONES: OnceLock<Vec<String>> = OnceLock::new();
     ZONES.get_or_init(|| {
         let mut zones: Vec<String> = jiff::tz::db()
@@ -1371,6 +1389,10 @@ mod tests {
         assert_eq!(f, "schedule");
         assert!(m.starts_with("Tuesday: "), "{m}");
         assert_eq!(place_error("schedule.timezone", "x").0, "timezone");
+        assert_eq!(zone_named("New York"), "America/New_York");
+        assert_eq!(zone_named(" sao_paulo "), "America/Sao_Paulo");
+        assert_eq!(zone_named("Europe/Paris"), "Europe/Paris");
+        assert_eq!(zone_named("Atlantis"), "Atlantis", "left for the check to explain");
         assert_eq!(place_error("name", "is required").1, "Name is required");
         assert_eq!(place_error("sender_id", "x").0, "sender_id");
     }

@@ -522,6 +522,8 @@ pub(crate) struct UploadPage {
     start_at: String,
     end_at: String,
     timezone_of_times: String,
+    /// Every IANA zone, for the time zone field's suggestions.
+    timezones: &'static [String],
     /// Phone campaigns: the region numbers written without a country code are read in, and the
     /// choices (code, label).
     default_region: String,
@@ -553,10 +555,11 @@ impl UploadPage {
             }),
             start_at: now
                 .to_zoned_datetime(tz.clone())
-                .strftime("%Y-%m-%dT%H:%M")
+                .strftime("%Y-%m-%d %H:%M")
                 .to_string(),
             end_at: String::new(),
             timezone_of_times: campaign.schedule.timezone_name().to_string(),
+            timezones: super::campaigns::timezones(),
             default_region: String::new(),
             regions: match campaign.channel {
                 Channel::Sms | Channel::Voice => herald_core::address::phone_regions()
@@ -604,8 +607,8 @@ async fn sender_region(store: &dyn Store, campaign: &Campaign) -> String {
     }
 }
 
-/// A `datetime-local` value (`2026-05-01T09:30`) read as the wall clock of `tz`; an RFC 3339
-/// time with an offset is taken as it is.
+/// A date and 24-hour time (`2026-05-01 09:30`, or `2026-05-01T09:30`) read as the wall clock of
+/// `tz`; an RFC 3339 time with an offset is taken as it is.
 fn parse_local(value: &str, tz: &TimeZone) -> Result<Timestamp, String> {
     let value = value.trim();
     if let Ok(ts) = value.parse::<Timestamp>() {
@@ -614,7 +617,7 @@ fn parse_local(value: &str, tz: &TimeZone) -> Result<Timestamp, String> {
     let shown = clip(value, 40);
     let civil: jiff::civil::DateTime = value
         .parse()
-        .map_err(|_| format!("`{shown}` is not a date and time such as 2026-12-01T09:00"))?;
+        .map_err(|_| format!("`{shown}` is not a date and time such as 2026-12-01 09:00"))?;
     civil
         .to_zoned_datetime(tz.clone())
         .map(|z| z.timestamp())
@@ -800,7 +803,7 @@ pub(crate) async fn receive(
     page.start_at = up.start_at.trim().to_string();
     page.end_at = up.end_at.trim().to_string();
     if !up.timezone_of_times.trim().is_empty() {
-        page.timezone_of_times = up.timezone_of_times.trim().to_string();
+        page.timezone_of_times = super::campaigns::zone_named(&up.timezone_of_times);
     }
     if busy.is_some() {
         return Receipt::Refused(Box::new(page), errors, busy);
