@@ -1361,7 +1361,7 @@ impl herald_store::Accounts for TimedStore {
     async fn invite_user(
         &self,
         email: &str,
-        role: Role,
+        role: herald_core::Role,
         hash_hex: &str,
         expires_at: Timestamp,
         ctx: &herald_store::AuditContext,

@@ -5,6 +5,8 @@
 //!
 //! The Postgres half needs `HERALD_TEST_POSTGRES_URL`, as `conformance.rs`.
 
+#![allow(clippy::disallowed_methods)] // the suite sets up data relative to the real time
+
 use herald_core::{Page, Role};
 use herald_store::users::action;
 use herald_store::{Actor, AuditContext, NewToken, Store, StoreError, UserChange};

@@ -286,6 +286,10 @@ pub(super) async fn change_person(
     }
     let ctx = web_context(&s, &user, client);
     match s.store.update_user(id, change, &ctx).await {
+        // An admin who made herself an agent can no longer see this page.
+        Ok(_) if id == user.id && change.role == Some(Role::Agent) => {
+            Ok(Redirect::to("/campaigns").into_response())
+        }
         Ok(_) => Ok(Redirect::to("/settings/people").into_response()),
         Err(StoreError::Conflict(m)) => refuse(crate::web::plain_words(&m)).await,
         Err(e) => Err(settings_err(&user)(e)),
