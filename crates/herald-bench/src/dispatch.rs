@@ -1385,6 +1385,98 @@ impl herald_store::Accounts for TimedStore {
     async fn clear_login_attempts(&self, email: &str) -> herald_store::Result<()> {
         self.inner.clear_login_attempts(email).await
     }
+    async fn list_users(
+        &self,
+        page: Page,
+    ) -> herald_store::Result<Listing<herald_store::UserAccount>> {
+        self.inner.list_users(page).await
+    }
+    async fn get_user_account(&self, id: Uuid) -> herald_store::Result<herald_store::UserAccount> {
+        self.inner.get_user_account(id).await
+    }
+    async fn list_invitations(&self) -> herald_store::Result<Vec<herald_store::Invitation>> {
+        self.inner.list_invitations().await
+    }
+    async fn invite_user(
+        &self,
+        email: &str,
+        role: herald_core::Role,
+        hash_hex: &str,
+        expires_at: Timestamp,
+        ctx: &herald_store::AuditContext,
+    ) -> herald_store::Result<bool> {
+        self.inner
+            .invite_user(email, role, hash_hex, expires_at, ctx)
+            .await
+    }
+    async fn update_user(
+        &self,
+        id: Uuid,
+        change: herald_store::UserChange,
+        ctx: &herald_store::AuditContext,
+    ) -> herald_store::Result<herald_store::UserAccount> {
+        self.inner.update_user(id, change, ctx).await
+    }
+    async fn list_tokens(
+        &self,
+        page: Page,
+    ) -> herald_store::Result<Listing<herald_store::TokenInfo>> {
+        self.inner.list_tokens(page).await
+    }
+    async fn create_token_audited(
+        &self,
+        token: &NewToken,
+        ctx: &herald_store::AuditContext,
+    ) -> herald_store::Result<ApiToken> {
+        self.inner.create_token_audited(token, ctx).await
+    }
+    async fn revoke_token(
+        &self,
+        id: Uuid,
+        ctx: &herald_store::AuditContext,
+    ) -> herald_store::Result<herald_store::TokenInfo> {
+        self.inner.revoke_token(id, ctx).await
+    }
+    async fn use_token(
+        &self,
+        hash_hex: &str,
+        now: Timestamp,
+    ) -> herald_store::Result<Option<ApiToken>> {
+        self.inner.use_token(hash_hex, now).await
+    }
+    async fn add_suppression_audited(
+        &self,
+        address: &str,
+        sender_id: Option<Uuid>,
+        reason: &str,
+        ctx: &herald_store::AuditContext,
+    ) -> herald_store::Result<bool> {
+        self.inner
+            .add_suppression_audited(address, sender_id, reason, ctx)
+            .await
+    }
+    async fn delete_suppression_audited(
+        &self,
+        id: Uuid,
+        ctx: &herald_store::AuditContext,
+    ) -> herald_store::Result<herald_store::Suppression> {
+        self.inner.delete_suppression_audited(id, ctx).await
+    }
+    async fn record_audit(
+        &self,
+        ctx: &herald_store::AuditContext,
+        action: &str,
+        subject: &str,
+        detail: &str,
+    ) -> herald_store::Result<()> {
+        self.inner.record_audit(ctx, action, subject, detail).await
+    }
+    async fn list_audit(
+        &self,
+        page: Page,
+    ) -> herald_store::Result<Listing<herald_store::AuditEntry>> {
+        self.inner.list_audit(page).await
+    }
 }
 
 #[async_trait]

@@ -77,7 +77,7 @@ pub async fn require_token(
         })?;
     let token = state
         .store
-        .find_token(&hash_token(secret))
+        .use_token(&hash_token(secret), state.clock.now())
         .await?
         .ok_or_else(|| ApiError::unauthorized("this token is not known (revoked or mistyped)"))?;
 

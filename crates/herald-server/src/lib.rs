@@ -217,6 +217,7 @@ impl AppState {
         (name = "outreaches", description = "One launch of a campaign to an uploaded recipient list"),
         (name = "conversations", description = "Customers' replies, their timelines, and agents' answers"),
         (name = "suppressions", description = "Addresses that must not be messaged"),
+        (name = "people", description = "Users, API tokens and the audit log (admins only)"),
         (name = "chat", description = "Proactive chat: sites that embed the widget, and chat campaigns' settings"),
         (name = "health", description = "Liveness"),
     )
@@ -246,6 +247,7 @@ fn api_v1() -> OpenApiRouter<AppState> {
         .merge(routes::tracking::router())
         .merge(routes::conversations::router())
         .merge(routes::suppressions::router())
+        .merge(routes::people::router())
         .merge(routes::chat::router())
 }
 

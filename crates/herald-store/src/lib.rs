@@ -25,7 +25,10 @@ pub use outreach::{
 use std::collections::HashSet;
 use std::sync::Arc;
 pub use test_send::{NewTestSend, TestSend, TestSendState};
-pub use users::{LoginAttempt, User};
+pub use users::{
+    Actor, AuditContext, AuditEntry, Invitation, LoginAttempt, TokenInfo, User, UserAccount,
+    UserChange,
+};
 use uuid::Uuid;
 
 pub mod audit;
@@ -621,7 +624,8 @@ pub trait Accounts: Send + Sync {
     async fn count_users(&self) -> Result<u64>;
     /// [`StoreError::Conflict`] if a user has the email (compared lower-cased).
     async fn create_user(&self, email: &str, role: Role, password_hash: &str) -> Result<User>;
-    /// The user with the email (compared lower-cased) and their argon2 PHC password hash.
+    /// The active user with the email (compared lower-cased) and their argon2 PHC password
+    /// hash; none for a deactivated user (they cannot sign in).
     async fn find_user_by_email(&self, email: &str) -> Result<Option<(User, String)>>;
     /// [`StoreError::NotFound`] (entity `user`) for an unknown id.
     async fn get_user(&self, id: Uuid) -> Result<User>;
@@ -652,7 +656,8 @@ pub trait Accounts: Send + Sync {
         now: Timestamp,
     ) -> Result<Option<(Option<String>, Role)>>;
     /// A signed-in browser of the user until `expires_at`. [`StoreError::NotFound`] for an
-    /// unknown user. Expired sessions are swept.
+    /// unknown user. Expired sessions are swept. Records the sign-in on the user
+    /// (`last_sign_in_at`).
     async fn create_session(
         &self,
         hash_hex: &str,
@@ -660,7 +665,7 @@ pub trait Accounts: Send + Sync {
         csrf_token: &str,
         expires_at: Timestamp,
     ) -> Result<()>;
-    /// The session's user and CSRF token, while `now < expires_at`.
+    /// The session's user and CSRF token, while `now < expires_at` and the user is active.
     async fn find_session(&self, hash_hex: &str, now: Timestamp) -> Result<Option<(User, String)>>;
     /// Signs the session out (nothing happens for an unknown one).
     async fn delete_session(&self, hash_hex: &str) -> Result<()>;
@@ -678,6 +683,70 @@ pub trait Accounts: Send + Sync {
     ) -> Result<LoginAttempt>;
     /// Forgets the address's attempts (after a successful sign-in).
     async fn clear_login_attempts(&self, email: &str) -> Result<()>;
+
+    // ---- people and access (the admin's People, API tokens, Opt-outs and Audit log)
+
+    /// Users in creation order (keyset by id), deactivated ones included.
+    async fn list_users(&self, page: Page) -> Result<Listing<UserAccount>>;
+    /// One user with their state. [`StoreError::NotFound`] (entity `user`) for an unknown id.
+    async fn get_user_account(&self, id: Uuid) -> Result<UserAccount>;
+    /// Invitations not taken yet (expired ones included), oldest first, at most 500.
+    async fn list_invitations(&self) -> Result<Vec<Invitation>>;
+    /// Invites `email` with `role`: a setup link (its hash) until `expires_at` that replaces any
+    /// earlier link of the email ([`Accounts::create_setup_token`]), and the audit entry
+    /// (`user.invited`, or `user.invitation_resent` when the email had a link still unused), in
+    /// one transaction. True when it replaced a link. [`StoreError::Conflict`] if a user has the
+    /// email (active or not).
+    async fn invite_user(
+        &self,
+        email: &str,
+        role: Role,
+        hash_hex: &str,
+        expires_at: Timestamp,
+        ctx: &AuditContext,
+    ) -> Result<bool>;
+    /// Changes a user's role and whether they are active, with one audit entry per change, in
+    /// one transaction. Deactivating deletes the user's sessions in the same transaction (their
+    /// next request is signed out). [`StoreError::Conflict`] if it would leave no active admin.
+    async fn update_user(
+        &self,
+        id: Uuid,
+        change: UserChange,
+        ctx: &AuditContext,
+    ) -> Result<UserAccount>;
+    /// API tokens in creation order (keyset by id).
+    async fn list_tokens(&self, page: Page) -> Result<Listing<TokenInfo>>;
+    /// [`Accounts::create_token`] with its `token.created` audit entry, in one transaction.
+    async fn create_token_audited(&self, token: &NewToken, ctx: &AuditContext) -> Result<ApiToken>;
+    /// Deletes a token (the next request with it is refused) and writes `token.revoked`, in one
+    /// transaction. [`StoreError::NotFound`] (entity `token`) for an unknown id.
+    async fn revoke_token(&self, id: Uuid, ctx: &AuditContext) -> Result<TokenInfo>;
+    /// [`Accounts::find_token`] for a request at `now`: also records the use, when the last one
+    /// recorded is older than [`users::TOKEN_USE_RESOLUTION`] (so most requests only read).
+    async fn use_token(&self, hash_hex: &str, now: Timestamp) -> Result<Option<ApiToken>>;
+    /// [`Suppressions::add_suppression`] with its `suppression.added` audit entry (the address,
+    /// the reason; only when it was new), in one transaction.
+    async fn add_suppression_audited(
+        &self,
+        address: &str,
+        sender_id: Option<Uuid>,
+        reason: &str,
+        ctx: &AuditContext,
+    ) -> Result<bool>;
+    /// [`Suppressions::delete_suppression`] with its `suppression.removed` audit entry, in one
+    /// transaction: the suppression that was lifted.
+    async fn delete_suppression_audited(&self, id: Uuid, ctx: &AuditContext)
+    -> Result<Suppression>;
+    /// Writes one audit entry on its own (for changes made outside these methods).
+    async fn record_audit(
+        &self,
+        ctx: &AuditContext,
+        action: &str,
+        subject: &str,
+        detail: &str,
+    ) -> Result<()>;
+    /// The audit log, newest first (keyset by id).
+    async fn list_audit(&self, page: Page) -> Result<Listing<AuditEntry>>;
 }
 
 /// Stored phone numbers, for `herald doctor phones`, which checks numbers stored by an older

@@ -152,7 +152,7 @@ enum UserCommand {
 /// How long the first-admin link printed by `herald serve` works.
 const FIRST_ADMIN_LINK_VALID: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
 /// How long a link printed by `herald user create` works.
-const INVITE_LINK_VALID: jiff::SignedDuration = jiff::SignedDuration::from_hours(7 * 24);
+use herald_server::routes::people::INVITE_LINK_VALID;
 
 fn init_tracing(format: &str) {
     use tracing_subscriber::EnvFilter;
@@ -213,11 +213,14 @@ async fn main() -> anyhow::Result<()> {
             let store = open_store(&cfg).await?;
             let secret = herald_server::auth::generate_token();
             let token = store
-                .create_token(&NewToken {
-                    name,
-                    role,
-                    hash_hex: secret.hash_hex.clone(),
-                })
+                .create_token_audited(
+                    &NewToken {
+                        name,
+                        role,
+                        hash_hex: secret.hash_hex.clone(),
+                    },
+                    &cli_context(),
+                )
                 .await?;
             eprintln!(
                 "Created {} token `{}` ({}). It is shown only this once:",
@@ -309,6 +312,15 @@ async fn setup_token(
     Ok(secret)
 }
 
+/// Changes made on the command line, for the audit log.
+fn cli_context() -> herald_store::AuditContext {
+    herald_store::AuditContext {
+        actor: herald_store::Actor::Cli,
+        client_addr: None,
+        at: SystemClock.now(),
+    }
+}
+
 /// `herald user create`.
 async fn create_user(
     store: &dyn Store,
@@ -321,11 +333,25 @@ async fn create_user(
         .map_err(|e| anyhow::anyhow!("--email: {e}"))?
         .as_str()
         .to_lowercase();
-    if store.find_user_by_email(&email).await?.is_some() {
-        anyhow::bail!("a user with the email {email} already exists");
-    }
     if !password_stdin {
-        let token = setup_token(store, Some(&email), role, INVITE_LINK_VALID).await?;
+        // Recorded in the audit log; refused for an email that has an account (deactivated
+        // ones included); replaces any earlier link of the email.
+        use herald_server::web::session::{new_secret, secret_hash};
+        let token = new_secret();
+        let expires_at = SystemClock.now().checked_add(INVITE_LINK_VALID)?;
+        store
+            .invite_user(
+                &email,
+                role,
+                &secret_hash(&token),
+                expires_at,
+                &cli_context(),
+            )
+            .await
+            .map_err(|e| match e {
+                herald_store::StoreError::Conflict(m) => anyhow::anyhow!(m),
+                e => anyhow::Error::new(e).context("cannot store the setup link"),
+            })?;
         eprintln!(
             "The link works once, for {} days; whoever opens it becomes the {role} {email}. It replaces any earlier link for {email}.",
             INVITE_LINK_VALID.as_hours() / 24
@@ -350,6 +376,9 @@ async fn create_user(
     let (problem, _) = herald_server::web::auth::password_errors(password, password);
     if let Some(problem) = problem {
         anyhow::bail!("the password read from stdin is refused: {problem}");
+    }
+    if store.find_user_by_email(&email).await?.is_some() {
+        anyhow::bail!("a user with the email {email} already exists");
     }
     let hash = herald_server::web::auth::hash_password(password);
     let user = store.create_user(&email, role, &hash).await?;

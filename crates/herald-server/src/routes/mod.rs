@@ -10,6 +10,7 @@ pub mod health;
 pub mod inboxes;
 pub mod metrics;
 pub mod outreaches;
+pub mod people;
 pub mod senders;
 pub mod suppressions;
 pub mod tracking;

@@ -6,11 +6,13 @@
 
 use super::conversations::normalize_address;
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use axum::Json;
+use crate::web::limits::ClientAddr;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use herald_core::outreach::SkipReason;
 use herald_core::{Listing, Page};
 use herald_store::{StoreError, Suppression};
@@ -80,12 +82,15 @@ async fn list_suppressions(
 
 /// Suppresses an address (for one sender or all of them) and skips its recipients in
 /// outreaches not yet sent to it. Adding one that exists changes nothing (`created: false`).
+/// A new one is written to the audit log (`suppression.added`, with the reason and the token).
 #[utoipa::path(post, path = "/suppressions", tag = "suppressions",
     request_body = SuppressionInput, security(("bearer" = ["admin"])),
     responses((status = 201, body = SuppressionCreated), (status = 200, body = SuppressionCreated),
         (status = 400, body = Problem), (status = 422, body = Problem)))]
 async fn create_suppression(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    client: ClientAddr,
     ApiJson(input): ApiJson<SuppressionInput>,
 ) -> ApiResult<(StatusCode, Json<SuppressionCreated>)> {
     let address = normalize_address(&input.address, input.region.as_deref())?;
@@ -109,9 +114,10 @@ async fn create_suppression(
         .filter(|r| !r.is_empty())
         .unwrap_or("added by an administrator")
         .to_string();
+    let ctx = super::people::api_context(&s, &caller, client);
     let created = s
         .store
-        .add_suppression(&address, input.sender_id, &reason)
+        .add_suppression_audited(&address, input.sender_id, &reason, &ctx)
         .await?;
     let skipped_recipients = s
         .store
@@ -160,14 +166,17 @@ async fn get_suppression(
 }
 
 /// Lifts a suppression: the address may be messaged again (recipients already skipped stay
-/// skipped).
+/// skipped). Written to the audit log (`suppression.removed`, with its reason and the token).
 #[utoipa::path(delete, path = "/suppressions/{id}", tag = "suppressions",
     params(("id" = Uuid, Path)), security(("bearer" = ["admin"])),
     responses((status = 204), (status = 404, body = Problem)))]
 async fn delete_suppression(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    client: ClientAddr,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<StatusCode> {
-    s.store.delete_suppression(id).await?;
+    let ctx = super::people::api_context(&s, &caller, client);
+    s.store.delete_suppression_audited(id, &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,4 +1,6 @@
-//! Settings (admins only): inboxes, senders and answers, with the answer's live preview.
+//! Settings (admins only): inboxes, senders and answers, with the answer's live preview; chat
+//! sites; and people and access: users and invitations, API tokens, the opt-out list and the
+//! audit log of changes to them.
 //!
 //! Every form is checked with the same `herald_core::*Input::validate` as the JSON API, so the
 //! messages are the API's; each error is shown next to its field (`<p class="field-error"
@@ -7,13 +9,18 @@
 //! Also shared with [`super::campaigns`]: [`FieldErrors`], [`MessagePage`], [`error_page`],
 //! [`collect_all`], [`FormPairs`] and [`CsrfForm`] (in `forms.rs`).
 //!
-//! One file per noun: `inboxes.rs`, `senders.rs`, `answers.rs`; the overview is here.
+//! One file per noun: `inboxes.rs`, `senders.rs`, `answers.rs`, `sites.rs`, `people.rs`,
+//! `tokens.rs`, `opt_outs.rs`, `audit.rs`; the overview is here.
 
 mod answers;
+mod audit;
 mod forms;
 mod inboxes;
+mod opt_outs;
+mod people;
 mod senders;
 mod sites;
+mod tokens;
 
 pub use forms::{
     Choice, CsrfForm, FieldErrors, FormPairs, MessagePage, collect_all, error_page, parse_id,
@@ -58,6 +65,29 @@ pub fn router() -> Router<AppState> {
         .route("/settings/answers/{id}/delete", post(delete_answer))
         .route("/settings/sites", get(list_sites).post(create_site))
         .route("/settings/sites/{id}/delete", post(delete_site))
+        .route(
+            "/settings/people",
+            get(people::list_people).post(people::invite_person),
+        )
+        .route(
+            "/settings/people/invitations/resend",
+            post(people::resend_invitation),
+        )
+        .route("/settings/people/{id}", post(people::change_person))
+        .route(
+            "/settings/tokens",
+            get(tokens::list_tokens).post(tokens::create_token),
+        )
+        .route("/settings/tokens/{id}/revoke", post(tokens::revoke_token))
+        .route(
+            "/settings/opt-outs",
+            get(opt_outs::list_opt_outs).post(opt_outs::add_opt_out),
+        )
+        .route(
+            "/settings/opt-outs/{id}/delete",
+            post(opt_outs::remove_opt_out),
+        )
+        .route("/settings/audit", get(audit::list_audit))
 }
 
 type PageResult = Result<Response, Response>;
