@@ -17,6 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 herald_store::on_both_backends!(
+    with crate::start_bounded:
+    a_users_live_streams_are_bounded,
+);
+
+herald_store::on_both_backends!(
     with crate::start:
     unread_counts_previews_and_reads_are_each_agents_own,
     the_list_and_the_conversation_update_live_as_customers_write,
@@ -46,6 +51,53 @@ async fn start(db: herald_store::testing::TestStore) -> (App, tempfile::TempDir)
     })
     .await;
     (app, dir)
+}
+
+/// A server where one caller may hold 2 event streams (the default is 10).
+async fn start_bounded(db: herald_store::testing::TestStore) -> App {
+    common::start_with(db, |s| {
+        *s = s
+            .clone()
+            .with_outreach_limits(&herald_server::limits::OutreachLimits {
+                event_streams_per_caller: 2,
+                ..Default::default()
+            });
+    })
+    .await
+}
+
+/// The bound of docs/security.md at a reduced size: a user's third live stream is refused with
+/// 429 while two are open, and taken once one closes; another user's are their own.
+async fn a_users_live_streams_are_bounded(app: App) {
+    let (_, inbox) = sms_sender(&app).await;
+    let bo = sign_in(&app, "bo@example.com", Role::Agent).await;
+    let first = Events::open(&bo, "/inbox/events").await;
+    let _second = Events::open(&bo, &format!("/inbox/events?inbox={inbox}")).await;
+    let third = bo.get("/inbox/events").await;
+    assert_eq!(
+        third.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        third.body
+    );
+    assert!(third.headers.contains_key("retry-after"));
+    let ada = sign_in(&app, "ada@example.com", Role::Admin).await;
+    let _hers = Events::open(&ada, "/inbox/events").await;
+    drop(first);
+    let mut again = None;
+    for _ in 0..50 {
+        let res = bo
+            .request(Method::GET, "/inbox/events")
+            .send()
+            .await
+            .expect("request");
+        if res.status() == StatusCode::OK {
+            again = Some(res);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(again.is_some(), "a closed stream gives its place back");
 }
 
 /// What the SMS sender of [`App::sms_campaign`] is: (sender id, inbox id).
@@ -285,6 +337,14 @@ async fn agents_assign_close_and_answer_under_their_own_name(
     assert!(
         row(&list, &id).contains("Assigned to bo@example.com"),
         "{list}"
+    );
+    // Ada can hand it to anyone on the team: both are offered, Bo chosen.
+    let page = ada.page(&format!("/conversations/{id}")).await;
+    let select = element(&page, "assignee-select").expect("the assignee list");
+    assert!(
+        select.contains(&format!("value=\"{me}\" selected>bo@example.com"))
+            && select.contains(">ada@example.com<"),
+        "{select}"
     );
     let bad = bo
         .post(

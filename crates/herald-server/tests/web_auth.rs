@@ -387,7 +387,11 @@ async fn setup_links_create_one_user_once(app: App) {
     )
     .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
-    assert_eq!(res.location(), "/", "home, which sends each user where they work");
+    assert_eq!(
+        res.location(),
+        "/",
+        "home, which sends each user where they work"
+    );
     assert!(res.set_cookie("herald_session").is_some());
     let (user, hash) = app
         .db

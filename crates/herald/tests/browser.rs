@@ -504,7 +504,8 @@ async fn the_admin_ui_works_in_a_browser() {
         "the conversation and its inbox tab count it: {row}"
     );
     assert_eq!(
-        b.js("return window.herald_no_reload === true", vec![]).await,
+        b.js("return window.herald_no_reload === true", vec![])
+            .await,
         json!(true),
         "the list changed without a reload"
     );
@@ -517,8 +518,10 @@ async fn the_admin_ui_works_in_a_browser() {
     })
     .await;
     b.click("#assign-me").await;
-    b.wait_text("#assignee", "assigned to the agent", |t| t.contains("(you)"))
-        .await;
+    b.wait_text("#assignee", "assigned to the agent", |t| {
+        t.contains("(you)")
+    })
+    .await;
     // The customer writes again while the conversation is open: it appears, no reload.
     b.js("window.herald_no_reload = true; return true", vec![])
         .await;
@@ -535,7 +538,8 @@ async fn the_admin_ui_works_in_a_browser() {
     })
     .await;
     assert_eq!(
-        b.js("return window.herald_no_reload === true", vec![]).await,
+        b.js("return window.herald_no_reload === true", vec![])
+            .await,
         json!(true)
     );
     b.fill("#reply-body", "It ships tomorrow, sorry for the wait.")

@@ -158,7 +158,12 @@ async fn a_large_export_is_streamed_in_constant_memory(dir: &Path, db: &str) {
     let (herald, base) = serve(dir, db);
     let pid = herald.pid();
     let api = Api {
-        http: reqwest::Client::new(),
+        // Herald closes a keep-alive connection idle for 10 s (`header_read_timeout`); a long
+        // import between two calls must not leave the next on a connection being closed.
+        http: reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(5))
+            .build()
+            .expect("client"),
         token,
     };
     let inbox = api.post(&base, "inboxes", json!({"name": "Care"})).await;

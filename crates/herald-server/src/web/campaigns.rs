@@ -523,9 +523,11 @@ pub(crate) fn zone_named(typed: &str) -> String {
         return typed.to_string();
     }
     let city = typed.replace(' ', "_").to_lowercase();
-    let mut found = timezones()
-        .iter()
-        .filter(|z| z.rsplit('/').next().is_some_and(|c| c.to_lowercase() == city));
+    let mut found = timezones().iter().filter(|z| {
+        z.rsplit('/')
+            .next()
+            .is_some_and(|c| c.to_lowercase() == city)
+    });
     match (found.next(), found.next()) {
         (Some(zone), None) => zone.clone(),
         _ => typed.to_string(),
@@ -1392,7 +1394,11 @@ mod tests {
         assert_eq!(zone_named("New York"), "America/New_York");
         assert_eq!(zone_named(" sao_paulo "), "America/Sao_Paulo");
         assert_eq!(zone_named("Europe/Paris"), "Europe/Paris");
-        assert_eq!(zone_named("Atlantis"), "Atlantis", "left for the check to explain");
+        assert_eq!(
+            zone_named("Atlantis"),
+            "Atlantis",
+            "left for the check to explain"
+        );
         assert_eq!(place_error("name", "is required").1, "Name is required");
         assert_eq!(place_error("sender_id", "x").0, "sender_id");
     }

@@ -598,14 +598,29 @@ async fn conversation_page(
     })
 }
 
-/// The users a conversation may be assigned to: the viewer and its assignee.
+/// The users a conversation may be assigned to: every active user (the first
+/// [`INBOX_MAX`], the viewer always among them), and its assignee even if deactivated.
 async fn team(
     store: &dyn Store,
     user: &CurrentUser,
     assignee: Option<Uuid>,
 ) -> Result<Vec<(Uuid, String)>, StoreError> {
-    let mut out = vec![(user.id, user.email.clone())];
-    if let Some(id) = assignee.filter(|id| *id != user.id)
+    let page = Page {
+        limit: INBOX_MAX,
+        after: None,
+    };
+    let mut out: Vec<(Uuid, String)> = store
+        .list_users(page)
+        .await?
+        .items
+        .into_iter()
+        .filter(|u| u.active || Some(u.id) == assignee)
+        .map(|u| (u.id, u.email))
+        .collect();
+    if !out.iter().any(|(id, _)| *id == user.id) {
+        out.insert(0, (user.id, user.email.clone()));
+    }
+    if let Some(id) = assignee.filter(|id| !out.iter().any(|(u, _)| u == id))
         && let Ok(u) = store.get_user(id).await
     {
         out.push((u.id, u.email));
