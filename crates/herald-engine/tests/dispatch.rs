@@ -1695,6 +1695,9 @@ async fn the_dispatchers_log_lines_name_the_node_and_the_outreach() {
         .with_max_level(tracing::Level::INFO)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests of this binary run at once without a subscriber: a span's callsite they
+    // registered first may have cached "nobody listens", and the line would lose its span.
+    tracing::callsite::rebuild_interest_cache();
 
     let db = herald_store::testing::sqlite().await;
     let config = DispatchConfig {

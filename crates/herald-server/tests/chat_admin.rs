@@ -266,7 +266,7 @@ async fn admins_set_a_chat_campaign_up_in_its_settings_page(app: App) {
         )
         .await;
     assert_eq!(live.status, StatusCode::SEE_OTHER, "{}", live.body);
-    assert_eq!(configured(&app, key).await, [id.clone()]);
+    assert_eq!(configured(&app, key).await, std::slice::from_ref(&id));
     let (_, settings) = stored(&app, &id).await;
     assert_eq!(settings["inbox_id"], Value::Null, "the inbox was unset");
     assert_eq!(settings["triggers"].as_array().map(Vec::len), Some(1));

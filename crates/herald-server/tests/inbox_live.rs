@@ -114,7 +114,7 @@ async fn sms_sender(app: &App) -> (uuid::Uuid, String) {
 /// The customer texts the sender (as a verified Twilio webhook would have it stored): the
 /// conversation's id.
 async fn customer_writes(app: &App, sender_id: uuid::Uuid, body: &str) -> String {
-    let now = jiff::Timestamp::now();
+    let now = herald_engine::Clock::now(&herald_engine::SystemClock);
     let received = app
         .db
         .store

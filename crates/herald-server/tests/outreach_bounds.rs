@@ -194,8 +194,9 @@ async fn long_text_fields_are_refused_without_being_echoed(app: App) {
             .post_multipart(&format!("/campaigns/{c}/outreaches"), form, &[])
             .await;
         assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+        // The form's time-zone suggestions are ~15 KB of the page; the 1 MiB value is not.
         assert!(
-            page.body.len() < 20_000,
+            page.body.len() < 40_000,
             "{field}: {} bytes",
             page.body.len()
         );

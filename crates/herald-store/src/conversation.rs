@@ -690,6 +690,33 @@ pub(crate) fn attributed_of(m: &Message) -> Option<(Uuid, Uuid, i64)> {
     Some((m.campaign_id?, m.outreach_id?, m.recipient_id?))
 }
 
+/// The name a recipient list gave a customer: its `name` (or `full_name`, `customer_name`)
+/// column, else `first_name` and `last_name` together; `None` when the row has none.
+pub(crate) fn name_in_variables(variables_json: &str) -> Option<String> {
+    let vars: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(variables_json).ok()?;
+    let get = |key: &str| {
+        vars.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .and_then(|(_, v)| v.as_str())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let name = match ["name", "full_name", "customer_name"]
+        .into_iter()
+        .find_map(get)
+    {
+        Some(name) => name.to_string(),
+        None => [get("first_name"), get("last_name")]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
+    (!name.is_empty()).then_some(name)
+}
+
 /// Refuses an outbound message said to be written by the customer.
 pub(crate) fn check_outbound_author(author: Author) -> crate::Result<()> {
     if author == Author::Customer {
@@ -729,5 +756,28 @@ pub(crate) fn outbound_violation(e: sqlx::Error, msg: &OutboundRecord) -> crate:
             msg.provider_message_id.as_deref().unwrap_or_default()
         )),
         v => v.into(),
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::name_in_variables;
+
+    #[test]
+    fn a_lists_name_columns_make_the_customers_name() {
+        assert_eq!(
+            name_in_variables(r#"{"Name": " Ann Lee ", "first_name": "A"}"#).as_deref(),
+            Some("Ann Lee")
+        );
+        assert_eq!(
+            name_in_variables(r#"{"first_name": "Ann", "last_name": "Lee"}"#).as_deref(),
+            Some("Ann Lee")
+        );
+        assert_eq!(
+            name_in_variables(r#"{"first_name": "Ann"}"#).as_deref(),
+            Some("Ann")
+        );
+        assert_eq!(name_in_variables(r#"{"order": "A-1"}"#), None);
+        assert_eq!(name_in_variables("not json"), None);
     }
 }

@@ -491,6 +491,10 @@ async fn the_admin_ui_works_in_a_browser() {
             t.contains("2672") && t.contains("Where is my order?")
         })
         .await;
+    assert!(
+        row.contains("Ada (+14155552672)"),
+        "the customer by the name their row gave: {row}"
+    );
     let unread = b
         .js(
             "return [...document.querySelectorAll('#conversations li.unread .unread-count, .tabs a[aria-current=page] .count')]

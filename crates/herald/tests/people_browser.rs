@@ -100,6 +100,11 @@ async fn admins_manage_people_tokens_and_opt_outs_in_a_browser() {
         .fill("input[name=password_confirm]", AGENT_PASSWORD)
         .await;
     agent.submit("input[name=password_confirm]").await;
+    // Agents start in the inbox.
+    agent
+        .wait_url("the agent's inbox, first", |u| u.ends_with("/inbox"))
+        .await;
+    agent.goto("/campaigns").await;
     agent
         .wait_url("the agent's campaigns", |u| u.contains("/campaigns"))
         .await;

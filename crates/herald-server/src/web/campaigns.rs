@@ -947,7 +947,7 @@ struct ShowPage {
     speech: Option<Vec<(&'static str, String)>>,
     /// Where a chat campaign shows, one line per setting, and its triggers in words; `None`
     /// for other channels, `Some` with no lines before its chat settings are set.
-    chat: Option<(Vec<(&'static str, String)>, Vec<String>)>,
+    chat: Option<ChatSummary>,
     /// A chat campaign's figures of the last [`CHAT_FIGURE_DAYS`] days: each day, then the sum.
     chat_figures: Option<(
         Vec<herald_store::ChatDayFigures>,
@@ -1113,12 +1113,13 @@ async fn show_page(
     }))
 }
 
+/// A chat campaign's settings as its page says them: one line per setting, then its triggers
+/// in words.
+type ChatSummary = (Vec<(&'static str, String)>, Vec<String>);
+
 /// What a chat campaign's page says of where and when it shows, and its triggers in words
 /// (nothing before its chat settings are set).
-async fn chat_lines(
-    s: &AppState,
-    c: &Campaign,
-) -> Result<(Vec<(&'static str, String)>, Vec<String>), StoreError> {
+async fn chat_lines(s: &AppState, c: &Campaign) -> Result<ChatSummary, StoreError> {
     let Some(settings) = s.store.get_chat_settings(c.id).await? else {
         return Ok((Vec::new(), Vec::new()));
     };

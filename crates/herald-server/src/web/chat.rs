@@ -512,7 +512,7 @@ async fn save(
                 return Ok(Redirect::to(&format!("/campaigns/{id}")).into_response());
             }
             Err(StoreError::Invalid { field, message }) => {
-                let (f, label) = place(&field, &trigger_fields);
+                let (f, label) = place(field, &trigger_fields);
                 errors.push(f, format!("{label}: {}", super::plain_words(&message)));
             }
             Err(StoreError::NotFound { .. }) if site_id.is_some() => {

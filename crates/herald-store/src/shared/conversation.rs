@@ -141,24 +141,35 @@ pub(super) async fn attribute(
     Ok(conversation::attribution(row))
 }
 
-/// The attributed recipient becomes `replied`, if its state allows.
+/// The attributed recipient becomes `replied`, if its state allows; the customer takes the
+/// name its row gave, if they have none yet.
 pub(super) async fn mark_replied(
     conn: &mut DbConn,
+    customer_id: Uuid,
     outreach_id: Uuid,
     recipient_id: i64,
     at_us: Ts,
 ) -> Result<()> {
-    let state: Option<(String,)> = sqlx::query_as(concat!(
-        "SELECT state FROM recipients WHERE id = $1 AND outreach_id = $2",
+    let row: Option<(String, String)> = sqlx::query_as(concat!(
+        "SELECT state, variables FROM recipients WHERE id = $1 AND outreach_id = $2",
         for_update!()
     ))
     .bind(recipient_id)
     .bind(outreach_id)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((state,)) = state else {
+    let Some((state, variables)) = row else {
         return Ok(());
     };
+    // The customer's name as the list wrote it, for the inbox; a name they gave later (a
+    // chat's onboarding) is theirs and stays.
+    if let Some(name) = conversation::name_in_variables(&variables) {
+        sqlx::query("UPDATE customers SET name = $1 WHERE id = $2 AND name IS NULL")
+            .bind(name)
+            .bind(customer_id)
+            .execute(&mut *conn)
+            .await?;
+    }
     let state = conversation::stored_state("recipient", recipient_id.to_string(), &state)?;
     if state.apply_callback(DeliveryState::Replied).is_some() {
         sqlx::query("UPDATE recipients SET state = 'replied', updated_at = $2 WHERE id = $1")
@@ -538,7 +549,7 @@ impl crate::Conversations for Backend {
         };
         let message = conversation::message_row(&row)?.parse()?;
         if let Some((_, outreach_id, recipient_id)) = attributed {
-            mark_replied(&mut tx, outreach_id, recipient_id, at_us).await?;
+            mark_replied(&mut tx, customer_id, outreach_id, recipient_id, at_us).await?;
         }
         sqlx::query(concat!(
             "INSERT INTO conversations (id, inbox_id, sender_id, customer_id, channel, campaign_id, \
