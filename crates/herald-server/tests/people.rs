@@ -377,6 +377,7 @@ async fn api_opt_outs_are_audited_with_reason_actor_and_address(app: App) {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let id = v["suppression"]["id"].as_str().unwrap().to_string();
+    assert_eq!(v["suppression"]["added_by"], "token test-admin");
     // Added again: nothing new, nothing audited.
     let (s, _) = app
         .admin(
@@ -633,6 +634,7 @@ async fn the_web_admin_adds_and_removes_opt_outs_and_the_audit_log_shows_both(ap
         table.contains("wrote to support") && table.contains("every sender"),
         "{table}"
     );
+    assert!(table.contains("ann@example.org"), "who added it: {table}");
     let page = admin
         .page("/settings/opt-outs?address=%2B14155550100")
         .await;

@@ -360,6 +360,9 @@ pub struct Suppression {
     pub reason: String,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
+    /// Who added it from the web admin (their email) or the API (`token NAME`); `null` for a
+    /// customer's STOP or unsubscribe.
+    pub added_by: Option<String>,
 }
 
 // ---------------------------------------------------------------- shared by both backends
@@ -637,10 +640,17 @@ pub(crate) fn customer((id, address, name, created_us): CustomerRow) -> crate::R
 }
 
 /// A suppression as selected: id, address, sender_id, reason, created_at.
-pub(crate) type SuppressionRow = (Uuid, String, Option<Uuid>, String, crate::Ts);
+pub(crate) type SuppressionRow = (
+    Uuid,
+    String,
+    Option<Uuid>,
+    String,
+    crate::Ts,
+    Option<String>,
+);
 
 pub(crate) fn suppression(
-    (id, address, sender_id, reason, created_us): SuppressionRow,
+    (id, address, sender_id, reason, created_us, added_by): SuppressionRow,
 ) -> crate::Result<Suppression> {
     Ok(Suppression {
         id,
@@ -648,6 +658,7 @@ pub(crate) fn suppression(
         sender_id,
         reason,
         created_at: created_us.0,
+        added_by,
     })
 }
 

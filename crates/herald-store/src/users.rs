@@ -186,6 +186,14 @@ impl Actor {
             Actor::Cli => "herald (command line)",
         }
     }
+
+    /// In a few words: a user's email, `token NAME`, or the command line.
+    pub fn described(&self) -> String {
+        match self {
+            Actor::Token(n) => format!("token {n}"),
+            other => other.name().to_string(),
+        }
+    }
 }
 
 /// Who is making a change and from which address: written into the audit log with it.

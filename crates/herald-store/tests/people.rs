@@ -453,6 +453,18 @@ async fn opt_outs_added_and_removed_are_audited_with_their_reason(store: &dyn St
         .items;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].reason, "asked by phone");
+    assert_eq!(listed[0].added_by.as_deref(), Some("ann@example.org"));
+    // One that came from elsewhere (a STOP) says nobody.
+    store
+        .add_suppression("+14155550112", None, "STOP")
+        .await
+        .unwrap();
+    let stop = store
+        .list_suppressions(Some("+14155550112"), all())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(stop[0].added_by, None);
     let gone = store
         .delete_suppression_audited(listed[0].id, &c)
         .await

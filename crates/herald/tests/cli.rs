@@ -379,3 +379,90 @@ async fn web_users_first_admin_link_and_user_create() {
     );
     child.stop();
 }
+
+/// `herald token create` and `herald user create` are written in the audit log, by the command
+/// line (no client address); an email whose account is deactivated is not invited again.
+#[tokio::test]
+#[allow(clippy::disallowed_methods)] // the deactivation is made at the real time
+async fn command_line_changes_are_in_the_audit_log() {
+    use herald_store::{Actor, AuditContext, UserChange};
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let _token = common::admin_token(dir.path(), &db);
+    let out = herald(dir.path(), &db)
+        .args([
+            "user",
+            "create",
+            "--email",
+            "eve@example.com",
+            "--role",
+            "agent",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = herald_store::connect(&db).await.unwrap();
+    let page = herald_core::Page::new(None, None).unwrap();
+    let log: Vec<String> = store
+        .list_audit(page)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| {
+            format!(
+                "{} {} by {} {}{}",
+                e.action,
+                e.subject,
+                e.actor_kind,
+                e.actor,
+                e.client_addr
+                    .map(|a| format!(" from {a}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        log,
+        [
+            "user.invited eve@example.com by cli herald (command line)",
+            "token.created ops by cli herald (command line)",
+        ]
+    );
+
+    let cy = store
+        .create_user("cy@example.com", herald_core::Role::Agent, "not a hash")
+        .await
+        .unwrap();
+    let ctx = AuditContext {
+        actor: Actor::Cli,
+        client_addr: None,
+        at: jiff::Timestamp::now(),
+    };
+    let change = UserChange {
+        role: None,
+        active: Some(false),
+    };
+    store.update_user(cy.id, change, &ctx).await.unwrap();
+    let out = herald(dir.path(), &db)
+        .args([
+            "user",
+            "create",
+            "--email",
+            "cy@example.com",
+            "--role",
+            "agent",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cy@example.com has an account that is deactivated"),
+        "{stderr}"
+    );
+}

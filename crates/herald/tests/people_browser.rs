@@ -104,14 +104,6 @@ async fn admins_manage_people_tokens_and_opt_outs_in_a_browser() {
     agent
         .wait_url("the agent's inbox, first", |u| u.ends_with("/inbox"))
         .await;
-    agent.goto("/campaigns").await;
-    agent
-        .wait_url("the agent's campaigns", |u| u.contains("/campaigns"))
-        .await;
-    agent.goto("/inbox").await;
-    agent
-        .wait_url("the agent's inbox", |u| u.ends_with("/inbox"))
-        .await;
 
     // --- The admin sees them, then deactivates them.
     b.goto("/settings/people").await;
@@ -171,6 +163,7 @@ async fn admins_manage_people_tokens_and_opt_outs_in_a_browser() {
     b.goto("/settings/tokens").await;
     let token_row = "#tokens tr[data-name='nightly export']";
     b.wait(token_row).await;
+    b.check_phone_width().await;
     let page = b.text("main").await;
     assert!(!page.contains(&secret), "the secret is shown only once");
     click_and_confirm(
@@ -209,7 +202,9 @@ async fn admins_manage_people_tokens_and_opt_outs_in_a_browser() {
     b.submit("#search-address").await;
     let opt_out = "#opt-outs tr[data-address='+14155550123']";
     b.wait_text(opt_out, "the opt-out found", |t| {
-        t.contains("asked by phone") && t.contains("every sender")
+        t.contains("asked by phone")
+            && t.contains("every sender")
+            && t.contains("admin@example.com")
     })
     .await;
     b.screenshot("opt-outs").await;

@@ -61,7 +61,7 @@ macro_rules! conversation_cols {
 
 macro_rules! suppression_cols {
     () => {
-        "id, address, sender_id, reason, created_at"
+        "id, address, sender_id, reason, created_at, added_by"
     };
 }
 

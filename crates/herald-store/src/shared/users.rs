@@ -617,14 +617,15 @@ impl crate::Accounts for Backend {
     ) -> Result<bool> {
         let mut tx = self.write().await?;
         let created = sqlx::query(
-            "INSERT INTO suppressions (id, address, sender_id, reason, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            "INSERT INTO suppressions (id, address, sender_id, reason, created_at, added_by) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         )
         .bind(Uuid::now_v7())
         .bind(address)
         .bind(sender_id)
         .bind(reason)
         .bind(Ts::new(ctx.at))
+        .bind(ctx.actor.described())
         .execute(&mut *tx)
         .await?
         .rows_affected()

@@ -32,6 +32,8 @@ struct OptOutRow {
     sender: String,
     reason: String,
     added: String,
+    /// Who added it; empty for a customer's own opt-out (or one older than this record).
+    added_by: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -130,6 +132,7 @@ async fn opt_outs_page(s: &AppState, user: &CurrentUser, shown: Shown) -> PageRe
             address: x.address,
             reason: x.reason,
             added: when(x.created_at),
+            added_by: x.added_by.unwrap_or_default(),
         })
         .collect();
     Ok(render_status(
