@@ -186,6 +186,22 @@ async fn the_admin_ui_works_in_a_browser() {
     )
     .await;
     b.select("select[name=answer_id]", "Order delay").await;
+    // The time-zone picker: the field searches every IANA zone as one types (its list), and
+    // starts in the browser's own zone.
+    let picker = b
+        .js(
+            "const f = document.querySelector('[name=timezone]');
+             const list = f.list ? [...f.list.options].map(o => o.value) : [];
+             return {n: list.length, ny: list.includes('America/New_York'),
+                     paris: list.filter(z => z.toLowerCase().includes('paris')),
+                     own: f.value === Intl.DateTimeFormat().resolvedOptions().timeZone}",
+            vec![],
+        )
+        .await;
+    assert!(picker["n"].as_u64() > Some(300), "{picker}");
+    assert_eq!(picker["ny"], json!(true), "{picker}");
+    assert_eq!(picker["paris"], json!(["Europe/Paris"]), "{picker}");
+    assert_eq!(picker["own"], json!(true), "{picker}");
     b.choose("[name=timezone]", "Europe/Paris").await;
     b.set_checked("input[name=quiet_hours]", false).await;
     for day in DAYS {
