@@ -84,7 +84,7 @@ fn channel_param(raw: Option<&str>) -> Channel {
     raw.and_then(|c| c.parse().ok()).unwrap_or(Channel::Sms)
 }
 
-fn campaigns_err(user: &CurrentUser) -> impl Fn(StoreError) -> Response + '_ {
+pub(super) fn campaigns_err(user: &CurrentUser) -> impl Fn(StoreError) -> Response + '_ {
     move |e| error_page(user, "campaigns", e)
 }
 

@@ -9,8 +9,10 @@
 //! the form, never rewritten by it. Checks are `ChatSettingsInput::validate`'s, as the API's
 //! `PUT /api/v1/campaigns/{id}/chat`, with each message next to its field.
 
+use super::campaigns::campaigns_err as err;
+use super::outreaches::parse_local;
 use super::session::{Admin, Chrome, CurrentUser, WebId};
-use super::settings::{Choice, FieldErrors, FormPairs, collect_all, error_page};
+use super::settings::{Choice, FieldErrors, FormPairs, collect_all};
 use crate::AppState;
 use askama::Template;
 use axum::Router;
@@ -35,10 +37,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/campaigns/{id}/chat", get(edit).post(save))
         .route("/settings/sites/test", get(test_url))
-}
-
-fn err(user: &CurrentUser) -> impl Fn(StoreError) -> Response + '_ {
-    move |e| error_page(user, "campaigns", e)
 }
 
 /// The form's fields as typed (or as the stored settings read).
@@ -70,20 +68,6 @@ fn local(ts: Timestamp, tz: &TimeZone) -> String {
     ts.to_zoned_datetime(tz.clone())
         .strftime("%Y-%m-%d %H:%M")
         .to_string()
-}
-
-/// `2026-12-24 18:00` (or `…T18:00`) read in `tz`; an RFC 3339 time is taken as it is.
-fn parse_local(value: &str, tz: &TimeZone) -> Result<Timestamp, String> {
-    if let Ok(ts) = value.parse::<Timestamp>() {
-        return Ok(ts);
-    }
-    let civil: jiff::civil::DateTime = value
-        .parse()
-        .map_err(|_| format!("“{value}” is not a date and time such as 2026-12-24 18:00"))?;
-    civil
-        .to_zoned_datetime(tz.clone())
-        .map(|z| z.timestamp())
-        .map_err(|e| format!("“{value}” cannot be read in the campaign's time zone: {e}"))
 }
 
 fn op_value(op: Comparison) -> &'static str {
@@ -490,7 +474,7 @@ async fn save(
             return None;
         }
         parse_local(raw, &tz)
-            .map_err(|e| errors.push(field, format!("{label}: {e}")))
+            .map_err(|e| errors.push(field, format!("{label}: {}", super::plain_words(&e))))
             .ok()
     };
     let starts_at = time("starts_at", &form.starts_at, "Starts");

@@ -24,6 +24,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
@@ -775,12 +776,23 @@ async fn conversation_events(
     if let Err(e) = s.store.get_conversation(id).await {
         return store_problem(&user, e);
     }
-    let render = move |s: AppState, user: CurrentUser| async move {
-        let (live, _) = conversation_live(&*s.store, &user, id).await?;
-        s.store
-            .mark_conversation_read(id, user.id, s.clock.now())
-            .await?;
-        Ok(live.render().unwrap_or_default())
+    // The newest customer message this stream has marked read: a read is written once per new
+    // message, not at every interval.
+    let marked = Arc::new(std::sync::Mutex::new(None::<Timestamp>));
+    let render = move |s: AppState, user: CurrentUser| {
+        let marked = marked.clone();
+        async move {
+            let (live, c) = conversation_live(&*s.store, &user, id).await?;
+            let newest = c.last_inbound_at;
+            let seen = *marked.lock().unwrap_or_else(|p| p.into_inner());
+            if newest.is_some() && newest != seen {
+                s.store
+                    .mark_conversation_read(id, user.id, s.clock.now())
+                    .await?;
+                *marked.lock().unwrap_or_else(|p| p.into_inner()) = newest;
+            }
+            Ok(live.render().unwrap_or_default())
+        }
     };
     live(s, user, "conversation", render).await
 }
@@ -808,9 +820,24 @@ async fn set_status(
             );
         }
     };
-    match s.store.set_conversation_status(id, status).await {
+    shown_again(&user, id, s.store.set_conversation_status(id, status).await)
+}
+
+/// After a change of a conversation's state: the conversation again, or why the change was
+/// refused.
+fn shown_again(
+    user: &CurrentUser,
+    id: Uuid,
+    changed: Result<Conversation, StoreError>,
+) -> Response {
+    match changed {
         Ok(_) => Redirect::to(&format!("/conversations/{id}")).into_response(),
-        Err(e) => store_problem(&user, e),
+        Err(StoreError::Invalid { message, .. }) => super::outreaches::problem(
+            user,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("The conversation was not changed: {message}."),
+        ),
+        Err(e) => store_problem(user, e),
     }
 }
 
@@ -842,15 +869,7 @@ async fn assign(
             }
         }
     };
-    match s.store.assign_conversation(id, assignee).await {
-        Ok(_) => Redirect::to(&format!("/conversations/{id}")).into_response(),
-        Err(StoreError::Invalid { message, .. }) => super::outreaches::problem(
-            &user,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("The conversation was not assigned: {message}."),
-        ),
-        Err(e) => store_problem(&user, e),
-    }
+    shown_again(&user, id, s.store.assign_conversation(id, assignee).await)
 }
 
 async fn reply(

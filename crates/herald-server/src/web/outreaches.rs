@@ -609,7 +609,7 @@ async fn sender_region(store: &dyn Store, campaign: &Campaign) -> String {
 
 /// A date and 24-hour time (`2026-05-01 09:30`, or `2026-05-01T09:30`) read as the wall clock of
 /// `tz`; an RFC 3339 time with an offset is taken as it is.
-fn parse_local(value: &str, tz: &TimeZone) -> Result<Timestamp, String> {
+pub(crate) fn parse_local(value: &str, tz: &TimeZone) -> Result<Timestamp, String> {
     let value = value.trim();
     if let Ok(ts) = value.parse::<Timestamp>() {
         return Ok(ts);
