@@ -1593,6 +1593,13 @@ impl herald_store::ChatSites for TimedStore {
     ) -> herald_store::Result<Vec<herald_store::ChatStartRecord>> {
         self.inner.chat_starts(conversation_id).await
     }
+    async fn recent_conversations(
+        &self,
+        since: jiff::Timestamp,
+        limit: u32,
+    ) -> herald_store::Result<Vec<(Uuid, jiff::Timestamp)>> {
+        self.inner.recent_conversations(since, limit).await
+    }
     async fn add_chat_figures(
         &self,
         rows: &[(Uuid, herald_store::ChatDayFigures)],

@@ -144,6 +144,10 @@ enum Bench {
         /// Measured runs of each route, alternating Herald and bare.
         #[arg(long, default_value_t = 2)]
         rounds: usize,
+        /// Think time of each wrk connection, in ms, in the paced runs that measure latency
+        /// under a load below saturation (0: leave them out).
+        #[arg(long, default_value_t = 10)]
+        pace_ms: u32,
         /// Idle visitor event streams to open (0: leave that figure out).
         #[arg(long, default_value_t = 10_000)]
         streams: usize,
@@ -218,6 +222,7 @@ async fn main() -> anyhow::Result<()> {
             threads,
             duration_secs,
             rounds,
+            pace_ms,
             streams,
             streams_per_conversation,
             rust_log,
@@ -230,6 +235,7 @@ async fn main() -> anyhow::Result<()> {
                 threads,
                 duration_secs,
                 rounds,
+                pace_ms,
                 streams,
                 streams_per_conversation,
                 rust_log,

@@ -16,6 +16,16 @@
 //!
 //! Each request carries the peer's address as axum's `ConnectInfo<SocketAddr>` (see
 //! [`crate::web::limits::ClientAddr`]).
+//!
+//! **Lean event streams.** A chat visitor's event stream (`GET
+//! /chat/v1/sites/{key}/conversations/events`) stays open as long as the page does, and a busy
+//! site has thousands. hyper keeps two 8 KiB buffers for every connection for its whole life;
+//! so a connection whose first request is such a stream, with its head complete in its first
+//! packet (as a browser's `EventSource` sends it), is answered here instead: its head is parsed
+//! from a peek (at most [`PEEK_MAX`] bytes, freed once read), the app answers it as any request,
+//! and its body is written with chunked encoding straight to the socket, after which the
+//! connection closes (`Connection: close`). The same bounds hold: the header read timeout for
+//! the first byte, the idle timeout, shutdown. Every other connection goes to hyper untouched.
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -29,7 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tower::ServiceExt;
@@ -244,6 +254,213 @@ impl AsyncWrite for Tracked {
     }
 }
 
+// ---------------------------------------------------------------- lean event streams
+
+/// The most bytes of a connection's first packet read to see whether it opens a lean stream.
+pub const PEEK_MAX: usize = 4096;
+/// The most headers such a request may have (more: hyper answers it).
+const LEAN_HEADERS_MAX: usize = 32;
+
+/// How a connection begins.
+enum First {
+    /// Nothing came within the header read timeout, or it closed, or it was evicted.
+    Closed,
+    /// A lean stream's request, its head already read off the socket.
+    Lean(hyper::Request<axum::body::Body>),
+    /// Anything else: for hyper, with nothing read.
+    Other,
+}
+
+/// Whether `path` (without its query) is served as a lean stream.
+fn lean_path(path: &str) -> bool {
+    crate::routes::chat_live::is_events_path(path)
+}
+
+/// Peeks at the first packet of `stream`; reads it off only when it is a lean stream's
+/// complete head.
+async fn first_request(stream: &mut TcpStream) -> First {
+    const PREFIX: &[u8] = b"GET /chat/";
+    let mut buf = vec![0u8; PEEK_MAX];
+    let n = match stream.peek(&mut buf).await {
+        Ok(0) | Err(_) => return First::Closed,
+        Ok(n) => n,
+    };
+    if !buf[..n].starts_with(PREFIX) {
+        return First::Other;
+    }
+    let Some((len, req)) = lean_head(&buf[..n]) else {
+        return First::Other;
+    };
+    // The head is in the socket's buffer already: this read does not wait.
+    match stream.read_exact(&mut buf[..len]).await {
+        Ok(_) => First::Lean(req),
+        Err(_) => First::Closed,
+    }
+}
+
+/// A complete `GET` head of a lean stream at the start of `bytes`: its length and the request.
+fn lean_head(bytes: &[u8]) -> Option<(usize, hyper::Request<axum::body::Body>)> {
+    let mut headers = [httparse::EMPTY_HEADER; LEAN_HEADERS_MAX];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(len) = parsed.parse(bytes).ok()? else {
+        return None;
+    };
+    if parsed.method != Some("GET") || parsed.version != Some(1) {
+        return None;
+    }
+    let target = parsed.path?;
+    if !lean_path(target.split('?').next().unwrap_or(target)) {
+        return None;
+    }
+    let mut req = hyper::Request::builder()
+        .method(hyper::Method::GET)
+        .uri(target)
+        .version(hyper::Version::HTTP_11);
+    for h in parsed.headers.iter() {
+        let name = hyper::header::HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        // A body, or an upgrade, is not for this path.
+        if [
+            hyper::header::CONTENT_LENGTH,
+            hyper::header::TRANSFER_ENCODING,
+            hyper::header::UPGRADE,
+            hyper::header::EXPECT,
+        ]
+        .contains(&name)
+        {
+            return None;
+        }
+        req = req.header(name, hyper::header::HeaderValue::from_bytes(h.value).ok()?);
+    }
+    Some((len, req.body(axum::body::Body::empty()).ok()?))
+}
+
+/// The status line and headers of `res` as sent on a lean stream: chunked, then closed.
+fn lean_response_head(res: &hyper::Response<axum::body::Body>) -> Vec<u8> {
+    use std::io::Write;
+    let mut head = Vec::with_capacity(512);
+    let status = res.status();
+    let _ = write!(
+        head,
+        "HTTP/1.1 {} {}\r\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in res.headers() {
+        if [
+            hyper::header::CONTENT_LENGTH,
+            hyper::header::TRANSFER_ENCODING,
+            hyper::header::CONNECTION,
+            hyper::header::DATE,
+        ]
+        .contains(name)
+        {
+            continue;
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    let _ = write!(
+        head,
+        "date: {}\r\nconnection: close\r\n",
+        httpdate::fmt_http_date(std::time::SystemTime::now())
+    );
+    if !(status.is_informational()
+        || status == hyper::StatusCode::NO_CONTENT
+        || status == hyper::StatusCode::NOT_MODIFIED)
+    {
+        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+/// What a lean stream's connection task needs besides the request.
+struct LeanConn {
+    io: Tracked,
+    app: Router,
+    peer: std::net::SocketAddr,
+    stop: tokio::sync::watch::Receiver<bool>,
+    idle: Duration,
+}
+
+/// Answers a lean stream's request and writes its body until it ends, the client leaves, the
+/// connection is idle past its timeout or the server stops.
+async fn serve_lean(mut c: LeanConn, mut req: hyper::Request<axum::body::Body>) {
+    use http_body_util::BodyExt;
+    let _busy = BusyGuard::new(c.io.conn.clone());
+    req.extensions_mut().insert(ConnectInfo(c.peer));
+    // Boxed: the router's future is large and lives only until the answer.
+    let Ok(res) = Box::pin(c.app.oneshot(req)).await;
+    let bodiless = res.status().is_informational()
+        || res.status() == hyper::StatusCode::NO_CONTENT
+        || res.status() == hyper::StatusCode::NOT_MODIFIED;
+    let head = lean_response_head(&res);
+    let idle = c.idle;
+    if !matches!(
+        tokio::time::timeout(idle, c.io.write_all(&head)).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    drop(head);
+    if bodiless {
+        return;
+    }
+    let mut body = res.into_body();
+    let check = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let mut eof = [0u8; 16];
+    loop {
+        let frame = tokio::select! {
+            frame = body.frame() => frame,
+            // The visitor left (or sent something no stream expects): close.
+            _ = c.io.io.read(&mut eof) => return,
+            changed = c.stop.changed() => {
+                if changed.is_err() || *c.stop.borrow() {
+                    let _ = c.io.write_all(b"0\r\n\r\n").await;
+                    return;
+                }
+                continue;
+            }
+            () = tokio::time::sleep(check) => {
+                let quiet = millis_since(c.io.start)
+                    .saturating_sub(c.io.conn.last_active.load(Ordering::Acquire));
+                if Duration::from_millis(quiet) >= idle {
+                    tracing::debug!("event stream closed: idle timeout");
+                    return;
+                }
+                continue;
+            }
+        };
+        let chunk = match frame {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) if !data.is_empty() => {
+                    let mut chunk = Vec::with_capacity(data.len() + 12);
+                    chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                    chunk.extend_from_slice(&data);
+                    chunk.extend_from_slice(b"\r\n");
+                    chunk
+                }
+                _ => continue,
+            },
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "event stream body failed");
+                return;
+            }
+            None => b"0\r\n\r\n".to_vec(),
+        };
+        let last = chunk.as_slice() == b"0\r\n\r\n";
+        if !matches!(
+            tokio::time::timeout(idle, c.io.write_all(&chunk)).await,
+            Ok(Ok(()))
+        ) || last
+        {
+            return;
+        }
+    }
+}
+
 // ---------------------------------------------------------------- serving
 
 /// Serves `app` on `listener` within `limits` until `shutdown` resolves; then stops accepting,
@@ -311,60 +528,46 @@ pub async fn serve(
             evict: Notify::new(),
         });
         registry.lock().insert(id, conn.clone());
-        let io = TokioIo::new(Tracked {
-            io: stream,
-            conn: conn.clone(),
-            start,
-        });
-        let router = app.clone();
-        let svc_conn = conn.clone();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            let guard = BusyGuard::new(svc_conn.clone());
-            let fut = router.clone().oneshot(req);
-            async move {
-                let res = fut.await?;
-                Ok::<_, std::convert::Infallible>(res.map(|inner| GuardedBody {
-                    inner,
-                    _guard: guard,
-                }))
-            }
-        });
+        let app = app.clone();
         let builder = builder.clone();
         let registry = registry.clone();
         let mut stop = stop_rx.clone();
-        let idle = limits.idle_timeout;
+        let limits = limits;
         tasks.spawn(async move {
             let _permit = permit;
-            let mut http = std::pin::pin!(builder.serve_connection(io, service));
-            let mut stopping = false;
-            let check = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
-            loop {
-                tokio::select! {
-                    res = http.as_mut() => {
-                        if let Err(e) = res {
-                            tracing::debug!(error = %e, "http connection ended");
-                        }
-                        break;
-                    }
-                    () = conn.evict.notified() => {
-                        tracing::debug!("http connection closed to make room (connection cap)");
-                        break;
-                    }
-                    changed = stop.changed(), if !stopping => {
-                        if changed.is_err() || *stop.borrow() {
-                            stopping = true;
-                            http.as_mut().graceful_shutdown();
-                        }
-                    }
-                    () = tokio::time::sleep(check) => {
-                        let quiet = millis_since(start)
-                            .saturating_sub(conn.last_active.load(Ordering::Acquire));
-                        if Duration::from_millis(quiet) >= idle {
-                            tracing::debug!("http connection closed: idle timeout");
-                            break;
-                        }
-                    }
+            let mut stream = stream;
+            // The first request's head must come within the header read timeout, as hyper
+            // would ask of it.
+            let first = tokio::select! {
+                first = tokio::time::timeout(limits.header_read_timeout, first_request(&mut stream)) => {
+                    first.unwrap_or(First::Closed)
+                }
+                () = conn.evict.notified() => First::Closed,
+                _ = stop.changed() => First::Closed,
+            };
+            let io = Tracked {
+                io: stream,
+                conn: conn.clone(),
+                start,
+            };
+            match first {
+                First::Closed => {}
+                First::Lean(req) => {
+                    io.touch();
+                    let lean = LeanConn {
+                        io,
+                        app,
+                        peer,
+                        stop,
+                        idle: limits.idle_timeout,
+                    };
+                    // Boxed apart from hyper's connection, so that a lean stream's task holds
+                    // only what it needs.
+                    Box::pin(serve_lean(lean, req)).await;
+                }
+                First::Other => {
+                    Box::pin(serve_hyper(io, app, peer, builder, conn, stop, limits.idle_timeout, start))
+                        .await;
                 }
             }
             registry.lock().remove(&id);
@@ -377,4 +580,119 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Serves one connection with hyper until it ends, is evicted, idles past `idle` or the
+/// server stops (then gracefully).
+#[allow(clippy::too_many_arguments)]
+async fn serve_hyper(
+    io: Tracked,
+    app: Router,
+    peer: std::net::SocketAddr,
+    builder: Arc<hyper::server::conn::http1::Builder>,
+    conn: Arc<Conn>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    idle: Duration,
+    start: Instant,
+) {
+    let svc_conn = conn.clone();
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let guard = BusyGuard::new(svc_conn.clone());
+        let fut = app.clone().oneshot(req);
+        async move {
+            let res = fut.await?;
+            Ok::<_, std::convert::Infallible>(res.map(|inner| GuardedBody {
+                inner,
+                _guard: guard,
+            }))
+        }
+    });
+    let mut http = std::pin::pin!(builder.serve_connection(TokioIo::new(io), service));
+    let mut stopping = false;
+    let check = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            res = http.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "http connection ended");
+                }
+                break;
+            }
+            () = conn.evict.notified() => {
+                tracing::debug!("http connection closed to make room (connection cap)");
+                break;
+            }
+            changed = stop.changed(), if !stopping => {
+                if changed.is_err() || *stop.borrow() {
+                    stopping = true;
+                    http.as_mut().graceful_shutdown();
+                }
+            }
+            () = tokio::time::sleep(check) => {
+                let quiet = millis_since(start)
+                    .saturating_sub(conn.last_active.load(Ordering::Acquire));
+                if Duration::from_millis(quiet) >= idle {
+                    tracing::debug!("http connection closed: idle timeout");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STREAM: &str = "/chat/v1/sites/abc/conversations/events?token=t";
+
+    #[test]
+    fn only_a_complete_bodiless_get_of_a_stream_is_taken_lean() {
+        let head = format!("GET {STREAM} HTTP/1.1\r\nHost: h\r\nOrigin: https://a.example\r\n\r\n");
+        let (len, req) = lean_head(head.as_bytes()).expect("a stream's head");
+        assert_eq!(len, head.len());
+        assert_eq!(req.uri().query(), Some("token=t"));
+        assert_eq!(req.headers()["origin"], "https://a.example");
+        // A partial head, another route, another method or version, a body: hyper's.
+        assert!(lean_head(&head.as_bytes()[..head.len() - 2]).is_none());
+        for other in [
+            "GET /chat/v1/sites/abc/config HTTP/1.1\r\n\r\n".to_string(),
+            "GET /chat/v1/sites/a/b/conversations/events HTTP/1.1\r\n\r\n".to_string(),
+            format!("POST {STREAM} HTTP/1.1\r\n\r\n"),
+            format!("GET {STREAM} HTTP/1.0\r\n\r\n"),
+            format!("GET {STREAM} HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"),
+            format!("GET {STREAM} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+            format!("GET {STREAM} HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"),
+            format!("GET {STREAM} HTTP/1.1\r\n{}\r\n", "X-A: 1\r\n".repeat(40)),
+        ] {
+            assert!(lean_head(other.as_bytes()).is_none(), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_lean_answer_is_chunked_and_closes() {
+        let res = hyper::Response::builder()
+            .status(200)
+            .header("content-type", "text/event-stream")
+            .header("content-length", "5")
+            .body(axum::body::Body::empty())
+            .expect("response");
+        let head = String::from_utf8(lean_response_head(&res)).expect("text");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.contains("content-type: text/event-stream\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+        assert!(head.contains("connection: close\r\n"), "{head}");
+        assert!(!head.contains("content-length"), "{head}");
+        assert!(head.ends_with("\r\n\r\n"), "{head}");
+        let not_modified = hyper::Response::builder()
+            .status(304)
+            .body(axum::body::Body::empty())
+            .expect("response");
+        let head = String::from_utf8(lean_response_head(&not_modified)).expect("text");
+        assert!(!head.contains("transfer-encoding"), "{head}");
+    }
 }

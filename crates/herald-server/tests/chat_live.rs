@@ -23,6 +23,7 @@ herald_store::on_both_backends!(
     a_campaign_without_an_inbox_refuses_the_chat_in_words,
     agents_see_the_chat_start_and_answer_from_the_conversation_page,
     event_streams_are_bounded_per_conversation,
+    a_fresh_connections_stream_is_chunked_live_and_freed_when_the_visitor_leaves,
     figures_count_what_pages_report_and_the_chats_that_start,
 );
 
@@ -888,6 +889,162 @@ async fn event_streams_are_bounded_per_conversation(app: App) {
     // The open streams start with what the visitor may read: the greeting and the message.
     let said = wait_for_event(streams.remove(0), "\"body\":\"hi\"", Duration::from_secs(2)).await;
     assert!(said.contains("\"from\":\"greeting\""), "{said}");
+}
+
+/// Opens an event stream on a new connection, as a browser's `EventSource` does, and reads
+/// its answer's head: (the socket, the head, what came after it).
+async fn raw_stream(app: &App, path: &str) -> (tokio::net::TcpStream, String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket
+        .write_all(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: {ORIGIN}\r\n\
+                 Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("send");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            return (socket, head, got[end + 4..].to_vec());
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf))
+            .await
+            .expect("a head within 5 s")
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed before a head: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Decodes a chunked body read so far: its text, and whether its last chunk came.
+fn dechunk(mut bytes: &[u8]) -> (String, bool) {
+    let mut text = Vec::new();
+    loop {
+        let Some(eol) = bytes.windows(2).position(|w| w == b"\r\n") else {
+            return (String::from_utf8_lossy(&text).into_owned(), false);
+        };
+        let size = usize::from_str_radix(std::str::from_utf8(&bytes[..eol]).expect("size"), 16)
+            .expect("a chunk size in hex");
+        if size == 0 {
+            return (String::from_utf8_lossy(&text).into_owned(), true);
+        }
+        let data = &bytes[eol + 2..];
+        if data.len() < size + 2 {
+            return (String::from_utf8_lossy(&text).into_owned(), false);
+        }
+        assert_eq!(&data[size..size + 2], b"\r\n", "a chunk ends with CRLF");
+        text.extend_from_slice(&data[..size]);
+        bytes = &data[size + 2..];
+    }
+}
+
+/// Reads `socket` (after `got`) until its chunked body holds `needle`.
+async fn read_until(socket: &mut tokio::net::TcpStream, mut got: Vec<u8>, needle: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut buf = [0u8; 4096];
+    loop {
+        let (text, _) = dechunk(&got);
+        if text.contains(needle) {
+            return text;
+        }
+        let n = tokio::time::timeout_at(deadline, socket.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} within 3 s; the stream said: {text}"))
+            .expect("read");
+        assert!(n > 0, "closed before {needle:?}: {text}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A stream opened on a new connection is answered by Herald's lean path (`serve.rs`): its
+/// answer is a chunked event stream with the site's CORS grant, live (an agent's answer comes
+/// as an event), and its slot is given back when the visitor leaves.
+async fn a_fresh_connections_stream_is_chunked_live_and_freed_when_the_visitor_leaves(app: App) {
+    let (key, campaign, _) = chat_setup(&app, "Shoes").await;
+    let (token, conversation, _) = start_chat(&app, &key, &campaign, "hi").await;
+    let path = format!("/chat/v1/sites/{key}/conversations/events?token={token}");
+    let (mut socket, head, rest) = raw_stream(&app, &path).await;
+    assert!(head.starts_with("http/1.1 200 ok"), "{head}");
+    for line in [
+        "content-type: text/event-stream",
+        "transfer-encoding: chunked",
+        "connection: close",
+        &format!("access-control-allow-origin: {ORIGIN}"),
+        "cache-control: no-store",
+        "x-content-type-options: nosniff",
+    ] {
+        assert!(head.contains(line), "no {line:?} in {head}");
+    }
+    assert!(!head.contains("content-length"), "{head}");
+    let said = read_until(&mut socket, rest.clone(), "\"body\":\"hi\"").await;
+    assert!(said.contains("event: message"), "{said}");
+    let (s, reply) = app
+        .admin(
+            Method::POST,
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            Some(json!({"body": "Size 42 is in stock"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{reply}");
+    let said = read_until(&mut socket, rest, "Size 42 is in stock").await;
+    assert!(said.contains("\"from\":\"agent\""), "{said}");
+
+    // A wrong token is refused on this path too, in a complete answer.
+    let (mut bad, head, rest) = raw_stream(
+        &app,
+        &format!("/chat/v1/sites/{key}/conversations/events?token=x.y.z.w"),
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 4"), "{head}");
+    let mut got = rest;
+    let mut buf = [0u8; 1024];
+    while !dechunk(&got).1 {
+        use tokio::io::AsyncReadExt;
+        let n = tokio::time::timeout(Duration::from_secs(3), bad.read(&mut buf))
+            .await
+            .expect("the refusal ends")
+            .expect("read");
+        assert!(n > 0, "closed before the last chunk");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(dechunk(&got).0.contains("token"), "{}", dechunk(&got).0);
+
+    // The conversation's slots fill; a visitor who leaves gives theirs back.
+    let most = ChatLimits::default().streams_per_conversation;
+    let mut held = vec![socket];
+    for _ in 1..most {
+        let (socket, head, _) = raw_stream(&app, &path).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        held.push(socket);
+    }
+    let (_, head, _) = raw_stream(&app, &path).await;
+    assert!(head.starts_with("http/1.1 429"), "past the bound: {head}");
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let (socket, head, _) = raw_stream(&app, &path).await;
+        if head.starts_with("http/1.1 200") {
+            held.push(socket);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot of the stream whose visitor left was not given back: {head}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Posts a batch of the widget's counts as `sendBeacon` does (text, no preflight).

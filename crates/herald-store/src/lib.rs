@@ -227,6 +227,13 @@ pub trait ChatSites: Send + Sync {
     async fn record_chat_start(&self, start: &ChatStart) -> Result<Message>;
     /// The chat starts of a conversation, oldest first (at most 100).
     async fn chat_starts(&self, conversation_id: Uuid) -> Result<Vec<ChatStartRecord>>;
+    /// Conversations whose newest message is at `since` or later, with that message's time,
+    /// the newest first, at most `limit`: what changed lately, for live chat's poller.
+    async fn recent_conversations(
+        &self,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, Timestamp)>>;
     /// Adds each row's counts to its campaign's figures of its day (rows of campaigns deleted
     /// meanwhile are dropped). One transaction.
     async fn add_chat_figures(&self, campaign_rows: &[(Uuid, ChatDayFigures)]) -> Result<()>;

@@ -16,10 +16,13 @@
 //! known customer by email does not read the customer's earlier chats).
 //!
 //! Bounds ([`ChatLimits`]): message size, a token bucket per conversation and per client
-//! address, event streams per node and per conversation. A stream is fed by one poller per
-//! conversation on this node ([`ChatLive`]), which reads the store every
-//! [`ChatLimits::poll_interval`]: an answer written through another node on the same
-//! PostgreSQL reaches the visitor as soon as one written here.
+//! address, event streams per node and per conversation. The streams of a node are woken by
+//! one poller ([`ChatLive`]), which asks the store every [`ChatLimits::poll_interval`] which
+//! conversations got a message in the last [`LOOKBACK`] (one query, whatever the number of
+//! streams: a range of an index on `conversations.last_message_at`) and wakes the streams of
+//! those whose newest message changed: an answer written through another node on the same
+//! PostgreSQL reaches the visitor within an interval. A message written on this node wakes its
+//! streams at once.
 
 use super::chat::SiteEntry;
 use crate::AppState;
@@ -40,7 +43,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 /// The header that carries the conversation token.
@@ -57,6 +60,12 @@ const VIEW_PAGE: u32 = 100;
 const VIEW_PAGES: usize = 10;
 /// The most rate-limit buckets kept at once (conversations and client addresses together).
 const BUCKETS_MAX: usize = 100_000;
+/// How far back the poller looks for conversations with new messages: a message's time is
+/// taken by the node that writes it before its transaction commits, so one committed late, or
+/// written by a node whose clock is a little behind, is still seen.
+pub const LOOKBACK: SignedDuration = SignedDuration::from_secs(10);
+/// The most conversations one poll reads (the most recently active first).
+const RECENT_MAX: u32 = 20_000;
 
 /// Bounds on what visitors may cause. Defaults are in `docs/security.md`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +118,14 @@ pub fn router() -> axum::Router<AppState> {
         )
 }
 
+/// Whether `path` is a visitor's event stream (`/chat/v1/sites/{key}/conversations/events`),
+/// which `crate::serve` answers on a lean connection.
+pub fn is_events_path(path: &str) -> bool {
+    path.strip_prefix("/chat/v1/sites/")
+        .and_then(|rest| rest.strip_suffix("/conversations/events"))
+        .is_some_and(|key| !key.is_empty() && !key.contains('/'))
+}
+
 // ---------------------------------------------------------------- the token
 
 /// What a valid token says.
@@ -133,25 +150,32 @@ struct Bucket {
     at: Instant,
 }
 
-/// One poller per conversation with open streams on this node.
+/// A conversation with open streams on this node.
 #[derive(Debug)]
-struct Poller {
-    /// The newest message id the poller has seen; streams wake when it changes.
-    tx: watch::Sender<Option<Uuid>>,
-    /// Read now rather than at the next interval (a message was written on this node).
-    poke: Notify,
+struct Watch {
+    /// A count its streams wake at and read the conversation when it changes.
+    tx: watch::Sender<u64>,
+    /// Its newest message's time as the poller last saw it.
+    seen: Option<Timestamp>,
+}
+
+/// The conversations with open streams on this node, and whether the poller runs.
+#[derive(Debug, Default)]
+struct Watched {
+    conversations: HashMap<Uuid, Watch>,
+    polling: bool,
 }
 
 /// The live side of chat on one node: the token key, the rate buckets, the open streams and
-/// their pollers.
+/// the poller that wakes them.
 pub struct ChatLive {
     key: [u8; 32],
     limits: ChatLimits,
     buckets: Mutex<HashMap<BucketKey, Bucket>>,
     /// Open streams by conversation, and their total.
     streams: Mutex<(HashMap<Uuid, usize>, usize)>,
-    pollers: Mutex<HashMap<Uuid, Arc<Poller>>>,
-    /// Reads of a conversation by the pollers, for tests and diagnostics.
+    watched: Mutex<Watched>,
+    /// Reads of the store by the poller, for tests and diagnostics.
     polls: AtomicU64,
 }
 
@@ -191,7 +215,7 @@ impl ChatLive {
             limits,
             buckets: Mutex::new(HashMap::new()),
             streams: Mutex::new((HashMap::new(), 0)),
-            pollers: Mutex::new(HashMap::new()),
+            watched: Mutex::new(Watched::default()),
             polls: AtomicU64::new(0),
         }
     }
@@ -200,7 +224,7 @@ impl ChatLive {
         &self.limits
     }
 
-    /// How many times the pollers read a conversation.
+    /// How many times the poller read the store.
     pub fn polls(&self) -> u64 {
         self.polls.load(Ordering::Relaxed)
     }
@@ -330,105 +354,83 @@ impl ChatLive {
         })
     }
 
-    /// Reads `conversation_id` now on this node, rather than at its poller's next interval.
+    /// Wakes the streams of `conversation_id` on this node now (a message was written here),
+    /// rather than at the poller's next interval.
     pub fn poke(&self, conversation_id: Uuid) {
-        if let Some(p) = lock(&self.pollers).get(&conversation_id) {
-            p.poke.notify_one();
+        if let Some(w) = lock(&self.watched).conversations.get(&conversation_id) {
+            w.tx.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 
-    /// Wakes when the conversation gets a message: joins its poller, or starts one.
-    fn subscribe(
-        self: &Arc<Self>,
-        store: &Arc<dyn Store>,
-        conversation_id: Uuid,
-        closed: crate::progress::Closed,
-    ) -> watch::Receiver<Option<Uuid>> {
-        let mut pollers = lock(&self.pollers);
-        if let Some(p) = pollers.get(&conversation_id) {
-            return p.tx.subscribe();
+    /// Wakes when the conversation gets a message; starts the node's poller if it is not
+    /// running.
+    fn subscribe(self: &Arc<Self>, s: &AppState, conversation_id: Uuid) -> watch::Receiver<u64> {
+        let mut watched = lock(&self.watched);
+        let rx = match watched.conversations.entry(conversation_id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.get().tx.subscribe(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let (tx, rx) = watch::channel(0);
+                e.insert(Watch { tx, seen: None });
+                rx
+            }
+        };
+        if !watched.polling {
+            watched.polling = true;
+            tokio::spawn(self.clone().poll(
+                s.store.clone(),
+                s.clock.clone(),
+                Box::pin(s.event_streams_closed()),
+            ));
         }
-        let (tx, rx) = watch::channel(None);
-        let poller = Arc::new(Poller {
-            tx,
-            poke: Notify::new(),
-        });
-        pollers.insert(conversation_id, poller.clone());
-        drop(pollers);
-        tokio::spawn(
-            self.clone()
-                .poll(store.clone(), conversation_id, poller, closed),
-        );
         rx
     }
 
+    /// The node's poller: runs while any conversation has open streams.
     async fn poll(
         self: Arc<Self>,
         store: Arc<dyn Store>,
-        conversation_id: Uuid,
-        poller: Arc<Poller>,
+        clock: Arc<dyn herald_engine::Clock>,
         mut closed: crate::progress::Closed,
     ) {
-        // The newest message now: streams read from their own cursor; this one only says when
-        // there is something after it.
-        let mut cursor = None;
-        let mut first = true;
         loop {
-            if !first {
-                tokio::select! {
-                    () = tokio::time::sleep(self.limits.poll_interval) => {}
-                    () = poller.poke.notified() => {}
-                    () = &mut closed => break,
-                }
+            tokio::select! {
+                () = tokio::time::sleep(self.limits.poll_interval) => {}
+                () = &mut closed => break,
             }
             {
-                // Under the lock: a new stream either joins this poller before it looks, or
-                // finds it gone and starts another.
-                let mut pollers = lock(&self.pollers);
-                if poller.tx.receiver_count() == 0 {
-                    remove_if_same(&mut pollers, conversation_id, &poller);
+                // Under the lock: a new stream either is seen here, or finds the poller
+                // stopped and starts another.
+                let mut watched = lock(&self.watched);
+                watched
+                    .conversations
+                    .retain(|_, w| w.tx.receiver_count() > 0);
+                if watched.conversations.is_empty() {
+                    watched.polling = false;
                     return;
                 }
             }
             self.polls.fetch_add(1, Ordering::Relaxed);
-            loop {
-                match store
-                    .conversation_messages(conversation_id, cursor, VIEW_PAGE)
-                    .await
-                {
-                    Ok(page) => {
-                        let full = page.len() == VIEW_PAGE as usize;
-                        if let Some(last) = page.last() {
-                            cursor = Some(last.id);
+            let since = clock.now() - LOOKBACK;
+            match store.recent_conversations(since, RECENT_MAX).await {
+                Ok(recent) => {
+                    let mut watched = lock(&self.watched);
+                    for (id, at) in recent {
+                        if let Some(w) = watched.conversations.get_mut(&id)
+                            && w.seen != Some(at)
+                        {
+                            // Seen for the first time, the message may be older than the
+                            // stream's first read: one read too many, never one too few.
+                            w.seen = Some(at);
+                            w.tx.send_modify(|n| *n = n.wrapping_add(1));
                         }
-                        if !full {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(%conversation_id, error = %e, "cannot read a chat conversation; trying again");
-                        break;
                     }
                 }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the chat conversations that changed; trying again");
+                }
             }
-            if !first {
-                poller.tx.send_if_modified(|seen| {
-                    let changed = *seen != cursor;
-                    *seen = cursor;
-                    changed
-                });
-            } else {
-                poller.tx.send_replace(cursor);
-            }
-            first = false;
         }
-        remove_if_same(&mut lock(&self.pollers), conversation_id, &poller);
-    }
-}
-
-fn remove_if_same(pollers: &mut HashMap<Uuid, Arc<Poller>>, id: Uuid, poller: &Arc<Poller>) {
-    if pollers.get(&id).is_some_and(|p| Arc::ptr_eq(p, poller)) {
-        pollers.remove(&id);
+        lock(&self.watched).polling = false;
     }
 }
 
@@ -995,7 +997,7 @@ async fn events(
 struct StreamState {
     store: Arc<dyn Store>,
     claims: Claims,
-    rx: watch::Receiver<Option<Uuid>>,
+    rx: watch::Receiver<u64>,
     cursor: Option<Uuid>,
     pending: VecDeque<VisitorMessage>,
     first: bool,
@@ -1020,11 +1022,7 @@ fn open_events(s: &AppState, site: &SiteEntry, q: AfterQuery, headers: &HeaderMa
         Ok(slot) => slot,
         Err(busy) => return busy.into_response(),
     };
-    let rx = s.chat_live.subscribe(
-        &s.store,
-        claims.conversation_id,
-        Box::pin(s.event_streams_closed()),
-    );
+    let rx = s.chat_live.subscribe(s, claims.conversation_id);
     let state = StreamState {
         store: s.store.clone(),
         claims,

@@ -62,7 +62,13 @@ pub async fn start_at(
     let mut state = herald_server::AppState::new(db.store.clone());
     configure(&mut state, &format!("http://{addr}"));
     let app = herald_server::app(state);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    // Herald's own serving loop, as `herald serve` runs it (bounds, lean event streams).
+    tokio::spawn(herald_server::serve::serve(
+        listener,
+        app,
+        herald_server::serve::HttpLimits::default(),
+        std::future::pending(),
+    ));
     App {
         base: format!("http://{addr}"),
         http: reqwest::Client::new(),

@@ -438,6 +438,22 @@ impl crate::ChatSites for Backend {
             .collect())
     }
 
+    async fn recent_conversations(
+        &self,
+        since: jiff::Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, jiff::Timestamp)>> {
+        let rows: Vec<(Uuid, Ts)> = sqlx::query_as(
+            "SELECT id, last_message_at FROM conversations WHERE last_message_at >= $1 \
+             ORDER BY last_message_at DESC LIMIT $2",
+        )
+        .bind(Ts::new(since))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id, at)| (id, at.0)).collect())
+    }
+
     async fn add_chat_figures(&self, rows: &[(Uuid, crate::ChatDayFigures)]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
