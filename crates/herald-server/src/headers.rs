@@ -59,7 +59,18 @@ pub fn policy(path: &str) -> Policy {
 /// `Cache-Control` or `Content-Security-Policy` is kept).
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let policy = policy(req.uri().path());
-    let mut res = next.run(req).await;
+    let res = next.run(req).await;
+    apply(policy, res)
+}
+
+/// The headers of [`policy`] for `/chat/` on `res`: for the public chat routes, whose policy
+/// does not depend on the path (a plain function, so that every page view of every site that
+/// embeds the widget pays no middleware's boxing for it).
+pub fn chat_headers(res: Response) -> Response {
+    apply(policy("/chat/"), res)
+}
+
+fn apply(policy: Policy, mut res: Response) -> Response {
     let h = res.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
         h.insert(name, HeaderValue::from_static(value));

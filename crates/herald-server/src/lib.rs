@@ -192,6 +192,12 @@ impl AppState {
     }
 
     /// Resolves once [`AppState::close_event_streams`] has been called.
+    /// The flag behind [`Self::event_streams_closed`], for a stream that waits on it often
+    /// (`wait_for(|closed| *closed)`) without a boxed future of its own.
+    pub(crate) fn event_streams_closed_flag(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.events_closed.subscribe()
+    }
+
     pub(crate) fn event_streams_closed(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut rx = self.events_closed.subscribe();
         async move {
@@ -305,26 +311,14 @@ pub fn app(state: AppState) -> Router {
                     tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO),
                 ),
         )
-        // Every page view of every site that embeds the widget calls these: a line each at the
-        // default level would cost the config route ~40% of its requests/s (measured by
-        // `herald-bench chat`). They are logged at DEBUG (`RUST_LOG=tower_http=debug`).
+        // Every page view of every site that embeds the widget calls these: a log line each
+        // at the default level cost the config route ~40% of its requests/s (measured by
+        // `herald-bench chat`), and a tracing layer and a boxing middleware cost more for
+        // nothing. They get their fixed security headers from a plain function and are not
+        // logged (`docs/benchmarks.md`, "Chat").
         .merge(
             routes::chat::public_router()
-                .layer(axum::middleware::from_fn(headers::security_headers))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(|req: &Request<_>| {
-                            tracing::debug_span!(
-                                "http",
-                                method = %req.method(),
-                                path = %req.uri().path(),
-                            )
-                        })
-                        .on_response(
-                            tower_http::trace::DefaultOnResponse::new()
-                                .level(tracing::Level::DEBUG),
-                        ),
-                ),
+                .layer(tower::util::MapResponseLayer::new(headers::chat_headers)),
         )
         .with_state(state)
 }

@@ -25,7 +25,9 @@
 //! from a peek (at most [`PEEK_MAX`] bytes, freed once read), the app answers it as any request,
 //! and its body is written with chunked encoding straight to the socket, after which the
 //! connection closes (`Connection: close`). The same bounds hold: the header read timeout for
-//! the first byte, the idle timeout, shutdown. Every other connection goes to hyper untouched.
+//! the first byte, the idle timeout for each write (a stream writes a keep-alive every 15 s, so
+//! only a visitor who stops reading meets it), shutdown. Every other connection goes to hyper
+//! untouched.
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -265,8 +267,9 @@ const LEAN_HEADERS_MAX: usize = 32;
 enum First {
     /// Nothing came within the header read timeout, or it closed, or it was evicted.
     Closed,
-    /// A lean stream's request, its head already read off the socket.
-    Lean(hyper::Request<axum::body::Body>),
+    /// A lean stream's request, its head already read off the socket (boxed: the connection's
+    /// task holds this enum for its whole life).
+    Lean(Box<hyper::Request<axum::body::Body>>),
     /// Anything else: for hyper, with nothing read.
     Other,
 }
@@ -293,7 +296,7 @@ async fn first_request(stream: &mut TcpStream) -> First {
     };
     // The head is in the socket's buffer already: this read does not wait.
     match stream.read_exact(&mut buf[..len]).await {
-        Ok(_) => First::Lean(req),
+        Ok(_) => First::Lean(Box::new(req)),
         Err(_) => First::Closed,
     }
 }
@@ -335,6 +338,9 @@ fn lean_head(bytes: &[u8]) -> Option<(usize, hyper::Request<axum::body::Body>)> 
 }
 
 /// The status line and headers of `res` as sent on a lean stream: chunked, then closed.
+// `Date` is the transport's wall clock, as hyper writes it for every other answer; no business
+// time is read here.
+#[allow(clippy::disallowed_methods)]
 fn lean_response_head(res: &hyper::Response<axum::body::Body>) -> Vec<u8> {
     use std::io::Write;
     let mut head = Vec::with_capacity(512);
@@ -376,88 +382,121 @@ fn lean_response_head(res: &hyper::Response<axum::body::Body>) -> Vec<u8> {
     head
 }
 
-/// What a lean stream's connection task needs besides the request.
-struct LeanConn {
-    io: Tracked,
+/// The app's answer to a lean stream's request, counted as busy until its body is sent.
+async fn answer_lean(
     app: Router,
+    mut req: hyper::Request<axum::body::Body>,
     peer: std::net::SocketAddr,
-    stop: tokio::sync::watch::Receiver<bool>,
-    idle: Duration,
+    conn: Arc<Conn>,
+) -> (hyper::Response<axum::body::Body>, BusyGuard) {
+    let busy = BusyGuard::new(conn);
+    req.extensions_mut().insert(ConnectInfo(peer));
+    let Ok(res) = app.oneshot(req).await;
+    (res, busy)
 }
 
-/// Answers a lean stream's request and writes its body until it ends, the client leaves, the
-/// connection is idle past its timeout or the server stops.
-async fn serve_lean(mut c: LeanConn, mut req: hyper::Request<axum::body::Body>) {
-    use http_body_util::BodyExt;
-    let _busy = BusyGuard::new(c.io.conn.clone());
-    req.extensions_mut().insert(ConnectInfo(c.peer));
-    // Boxed: the router's future is large and lives only until the answer.
-    let Ok(res) = Box::pin(c.app.oneshot(req)).await;
-    let bodiless = res.status().is_informational()
-        || res.status() == hyper::StatusCode::NO_CONTENT
-        || res.status() == hyper::StatusCode::NOT_MODIFIED;
-    let head = lean_response_head(&res);
-    let idle = c.idle;
-    if !matches!(
-        tokio::time::timeout(idle, c.io.write_all(&head)).await,
+/// Writes `bytes` to a lean stream, within `idle`: whether they were written.
+async fn write_lean(io: &mut Tracked, bytes: &[u8], idle: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(idle, io.write_all(bytes)).await,
         Ok(Ok(()))
-    ) {
+    )
+}
+
+/// Writes a lean stream's answer: its head, then its body chunked until the body ends, the
+/// visitor leaves, a write waits past `idle` or the server stops. An event stream writes a
+/// keep-alive comment every 15 s, so a stream whose writes go through is never idle; one whose
+/// visitor stops reading is closed by the write's timeout.
+async fn pump_lean(
+    mut io: Tracked,
+    res: hyper::Response<axum::body::Body>,
+    _busy: BusyGuard,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    idle: Duration,
+) {
+    use http_body_util::BodyExt;
+    // What lives across this function's waits is what each idle stream costs: the answer's
+    // parts are dropped before the first, and each write (with its timer) is boxed apart.
+    let status = res.status();
+    let head = lean_response_head(&res);
+    let body = res.into_body();
+    if !Box::pin(write_lean(&mut io, &head, idle)).await {
         return;
     }
     drop(head);
-    if bodiless {
+    if status.is_informational()
+        || status == hyper::StatusCode::NO_CONTENT
+        || status == hyper::StatusCode::NOT_MODIFIED
+    {
         return;
     }
-    let mut body = res.into_body();
-    let check = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
-    let mut eof = [0u8; 16];
+    let mut body = body;
+    let mut eof = [0u8; 8];
     loop {
         let frame = tokio::select! {
             frame = body.frame() => frame,
             // The visitor left (or sent something no stream expects): close.
-            _ = c.io.io.read(&mut eof) => return,
-            changed = c.stop.changed() => {
-                if changed.is_err() || *c.stop.borrow() {
-                    let _ = c.io.write_all(b"0\r\n\r\n").await;
-                    return;
-                }
-                continue;
-            }
-            () = tokio::time::sleep(check) => {
-                let quiet = millis_since(c.io.start)
-                    .saturating_sub(c.io.conn.last_active.load(Ordering::Acquire));
-                if Duration::from_millis(quiet) >= idle {
-                    tracing::debug!("event stream closed: idle timeout");
+            _ = io.io.read(&mut eof) => return,
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    let _ = Box::pin(write_lean(&mut io, b"0\r\n\r\n", idle)).await;
                     return;
                 }
                 continue;
             }
         };
-        let chunk = match frame {
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) if !data.is_empty() => {
+        match frame {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data()
+                    && !data.is_empty()
+                {
                     let mut chunk = Vec::with_capacity(data.len() + 12);
                     chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
                     chunk.extend_from_slice(&data);
                     chunk.extend_from_slice(b"\r\n");
-                    chunk
+                    if !Box::pin(write_lean(&mut io, &chunk, idle)).await {
+                        return;
+                    }
                 }
-                _ => continue,
-            },
+            }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "event stream body failed");
                 return;
             }
-            None => b"0\r\n\r\n".to_vec(),
-        };
-        let last = chunk.as_slice() == b"0\r\n\r\n";
-        if !matches!(
-            tokio::time::timeout(idle, c.io.write_all(&chunk)).await,
-            Ok(Ok(()))
-        ) || last
-        {
-            return;
+            None => {
+                let _ = Box::pin(write_lean(&mut io, b"0\r\n\r\n", idle)).await;
+                return;
+            }
         }
+    }
+}
+
+/// Takes a connection's id out of the registry when its task ends, however it ends.
+struct Deregister {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Deregister {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+    }
+}
+
+/// Waits for a connection's first packet: within the header read timeout (as hyper would ask
+/// of its first request's head), unless it is evicted or the server stops first.
+async fn first_phase(
+    stream: &mut TcpStream,
+    conn: &Conn,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    header_read_timeout: Duration,
+) -> First {
+    tokio::select! {
+        first = tokio::time::timeout(header_read_timeout, first_request(stream)) => {
+            first.unwrap_or(First::Closed)
+        }
+        () = conn.evict.notified() => First::Closed,
+        _ = stop.changed() => First::Closed,
     }
 }
 
@@ -532,19 +571,19 @@ pub async fn serve(
         let builder = builder.clone();
         let registry = registry.clone();
         let mut stop = stop_rx.clone();
-        let limits = limits;
+        // The task's own future is small and each phase is boxed apart, so that a lean
+        // stream's task holds only what its streaming needs, not the largest phase.
         tasks.spawn(async move {
             let _permit = permit;
+            let _gone = Deregister { registry, id };
             let mut stream = stream;
-            // The first request's head must come within the header read timeout, as hyper
-            // would ask of it.
-            let first = tokio::select! {
-                first = tokio::time::timeout(limits.header_read_timeout, first_request(&mut stream)) => {
-                    first.unwrap_or(First::Closed)
-                }
-                () = conn.evict.notified() => First::Closed,
-                _ = stop.changed() => First::Closed,
-            };
+            let first = Box::pin(first_phase(
+                &mut stream,
+                &conn,
+                &mut stop,
+                limits.header_read_timeout,
+            ))
+            .await;
             let io = Tracked {
                 io: stream,
                 conn: conn.clone(),
@@ -554,23 +593,23 @@ pub async fn serve(
                 First::Closed => {}
                 First::Lean(req) => {
                     io.touch();
-                    let lean = LeanConn {
+                    let (res, busy) = Box::pin(answer_lean(app, *req, peer, conn)).await;
+                    Box::pin(pump_lean(io, res, busy, stop, limits.idle_timeout)).await;
+                }
+                First::Other => {
+                    Box::pin(serve_hyper(
                         io,
                         app,
                         peer,
+                        builder,
+                        conn,
                         stop,
-                        idle: limits.idle_timeout,
-                    };
-                    // Boxed apart from hyper's connection, so that a lean stream's task holds
-                    // only what it needs.
-                    Box::pin(serve_lean(lean, req)).await;
-                }
-                First::Other => {
-                    Box::pin(serve_hyper(io, app, peer, builder, conn, stop, limits.idle_timeout, start))
-                        .await;
+                        limits.idle_timeout,
+                        start,
+                    ))
+                    .await;
                 }
             }
-            registry.lock().remove(&id);
         });
         // Reap finished tasks so the set does not grow.
         while tasks.try_join_next().is_some() {}

@@ -261,6 +261,48 @@ async fn the_widget_script_is_served_within_its_budget(app: App) {
     );
     let text = String::from_utf8_lossy(&body);
     assert!(!text.contains("innerHTML"), "the widget never inserts HTML");
+
+    // A browser that takes gzip gets it compressed, and it unpacks (by gzip) to the script.
+    let res = app
+        .http
+        .get(format!("{}/chat/widget.js", app.base))
+        .header("accept-encoding", "gzip, deflate, br")
+        .send()
+        .await
+        .expect("widget");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    assert_eq!(res.headers()["vary"], "Accept-Encoding");
+    let packed = res.bytes().await.expect("body");
+    assert!(
+        packed.len() <= 15_000,
+        "Herald sends the widget in {} bytes gzipped; the budget is 15 KB",
+        packed.len()
+    );
+    let mut gunzip = std::process::Command::new("gzip")
+        .args(["-d", "-c"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip -d");
+    {
+        use std::io::Write;
+        let mut stdin = gunzip.stdin.take().expect("stdin");
+        stdin.write_all(&packed).expect("write to gzip");
+    }
+    let out = gunzip.wait_with_output().expect("gzip output");
+    assert!(out.status.success(), "gzip -d refused Herald's gzip");
+    assert_eq!(out.stdout, body, "the gzipped widget is the script");
+    // `gzip;q=0` refuses it.
+    let res = app
+        .http
+        .get(format!("{}/chat/widget.js", app.base))
+        .header("accept-encoding", "gzip;q=0, identity")
+        .send()
+        .await
+        .expect("widget");
+    assert!(res.headers().get("content-encoding").is_none());
+    assert_eq!(res.bytes().await.expect("body"), body);
 }
 
 async fn get_config(
@@ -356,6 +398,15 @@ async fn config_lists_live_campaigns_with_validators_and_cors_for_allowed_origin
         Some(&b"https://shop.example.com"[..])
     );
     assert_eq!(h.get("vary").map(|v| v.as_bytes()), Some(&b"Origin"[..]));
+    // The API's security headers, from the public chat routes' own layer.
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    let csp = h["content-security-policy"].to_str().unwrap_or("");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
     let cache = h["cache-control"].to_str().unwrap_or("");
     let max_age: u64 = cache
         .split("max-age=")

@@ -441,8 +441,54 @@ async fn site_config(
 /// The widget's script, compiled into the binary.
 pub const WIDGET_JS: &str = include_str!("../../static/chat/widget.js");
 
-async fn widget_js() -> Response {
-    crate::web::asset("text/javascript; charset=utf-8", WIDGET_JS)
+/// [`WIDGET_JS`] gzipped at the best level, made at its first request.
+fn widget_gz() -> &'static Bytes {
+    static GZ: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    GZ.get_or_init(|| {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(WIDGET_JS.as_bytes())
+            .and_then(|()| gz.finish())
+            .map(Bytes::from)
+            .expect("gzip into memory does not fail")
+    })
+}
+
+/// Whether `Accept-Encoding` takes gzip (named, or `*`, without `q=0`).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+        })
+}
+
+/// The widget's script: gzipped for a browser that takes it (every browser does), as sent on
+/// every page of every site that embeds it.
+async fn widget_js(headers: HeaderMap) -> Response {
+    let mut res = if accepts_gzip(&headers) {
+        let mut res = crate::web::asset("text/javascript; charset=utf-8", "");
+        *res.body_mut() = axum::body::Body::from(widget_gz().clone());
+        res.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        res
+    } else {
+        crate::web::asset("text/javascript; charset=utf-8", WIDGET_JS)
+    };
+    res.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    res
 }
 
 #[cfg(test)]
@@ -460,5 +506,25 @@ mod tests {
             snippet("https://herald.example.com/", "k"),
             "<script src=\"https://herald.example.com/chat/widget.js\" data-site=\"k\" async></script>"
         );
+    }
+
+    #[test]
+    fn gzip_is_sent_only_where_accepted() {
+        let accepts = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_str(v).expect("value"),
+            );
+            accepts_gzip(&h)
+        };
+        assert!(accepts("gzip, deflate, br, zstd"));
+        assert!(accepts("br;q=1.0, GZIP;q=0.5"));
+        assert!(accepts("*"));
+        assert!(!accepts("gzip;q=0"));
+        assert!(!accepts("gzip; q=0.0, identity"));
+        assert!(!accepts("br, deflate"));
+        assert!(!accepts("xgzip"));
+        assert!(!accepts_gzip(&HeaderMap::new()));
     }
 }

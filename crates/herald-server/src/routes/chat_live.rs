@@ -150,11 +150,44 @@ struct Bucket {
     at: Instant,
 }
 
+/// What wakes the streams of one conversation: a count that goes up when it gets a message
+/// (a stream reads the conversation when the count is not the one it last read at), and the
+/// streams waiting for it. (Lighter than a `watch` channel, which costs 350 bytes.)
+#[derive(Debug, Default)]
+struct Wake {
+    count: AtomicU64,
+    notify: tokio::sync::Notify,
+}
+
+impl Wake {
+    fn bump(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Returns once the count is not `seen` (at once if it is not already).
+    async fn changed(&self, seen: u64) {
+        loop {
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the count is read: a bump in between still wakes it.
+            notified.as_mut().enable();
+            if self.count() != seen {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// A conversation with open streams on this node.
 #[derive(Debug)]
 struct Watch {
-    /// A count its streams wake at and read the conversation when it changes.
-    tx: watch::Sender<u64>,
+    wake: Arc<Wake>,
     /// Its newest message's time as the poller last saw it.
     seen: Option<Timestamp>,
 }
@@ -358,22 +391,23 @@ impl ChatLive {
     /// rather than at the poller's next interval.
     pub fn poke(&self, conversation_id: Uuid) {
         if let Some(w) = lock(&self.watched).conversations.get(&conversation_id) {
-            w.tx.send_modify(|n| *n = n.wrapping_add(1));
+            w.wake.bump();
         }
     }
 
     /// Wakes when the conversation gets a message; starts the node's poller if it is not
     /// running.
-    fn subscribe(self: &Arc<Self>, s: &AppState, conversation_id: Uuid) -> watch::Receiver<u64> {
+    fn subscribe(self: &Arc<Self>, s: &AppState, conversation_id: Uuid) -> Arc<Wake> {
         let mut watched = lock(&self.watched);
-        let rx = match watched.conversations.entry(conversation_id) {
-            std::collections::hash_map::Entry::Occupied(e) => e.get().tx.subscribe(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let (tx, rx) = watch::channel(0);
-                e.insert(Watch { tx, seen: None });
-                rx
-            }
-        };
+        let wake = watched
+            .conversations
+            .entry(conversation_id)
+            .or_insert_with(|| Watch {
+                wake: Arc::new(Wake::default()),
+                seen: None,
+            })
+            .wake
+            .clone();
         if !watched.polling {
             watched.polling = true;
             tokio::spawn(self.clone().poll(
@@ -382,7 +416,7 @@ impl ChatLive {
                 Box::pin(s.event_streams_closed()),
             ));
         }
-        rx
+        wake
     }
 
     /// The node's poller: runs while any conversation has open streams.
@@ -403,7 +437,7 @@ impl ChatLive {
                 let mut watched = lock(&self.watched);
                 watched
                     .conversations
-                    .retain(|_, w| w.tx.receiver_count() > 0);
+                    .retain(|_, w| Arc::strong_count(&w.wake) > 1);
                 if watched.conversations.is_empty() {
                     watched.polling = false;
                     return;
@@ -421,7 +455,7 @@ impl ChatLive {
                             // Seen for the first time, the message may be older than the
                             // stream's first read: one read too many, never one too few.
                             w.seen = Some(at);
-                            w.tx.send_modify(|n| *n = n.wrapping_add(1));
+                            w.wake.bump();
                         }
                     }
                 }
@@ -997,11 +1031,14 @@ async fn events(
 struct StreamState {
     store: Arc<dyn Store>,
     claims: Claims,
-    rx: watch::Receiver<u64>,
+    wake: Arc<Wake>,
+    /// The wake count at the stream's last read.
+    read_at: u64,
     cursor: Option<Uuid>,
     pending: VecDeque<VisitorMessage>,
     first: bool,
-    closed: crate::progress::Closed,
+    /// Set when the server stops.
+    closed: watch::Receiver<bool>,
     _slot: StreamSlot,
 }
 
@@ -1022,15 +1059,16 @@ fn open_events(s: &AppState, site: &SiteEntry, q: AfterQuery, headers: &HeaderMa
         Ok(slot) => slot,
         Err(busy) => return busy.into_response(),
     };
-    let rx = s.chat_live.subscribe(s, claims.conversation_id);
+    let wake = s.chat_live.subscribe(s, claims.conversation_id);
     let state = StreamState {
         store: s.store.clone(),
         claims,
-        rx,
+        read_at: wake.count(),
+        wake,
         cursor: after,
         pending: VecDeque::new(),
         first: true,
-        closed: Box::pin(s.event_streams_closed()),
+        closed: s.event_streams_closed_flag(),
         _slot: slot,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
@@ -1044,13 +1082,18 @@ fn open_events(s: &AppState, site: &SiteEntry, q: AfterQuery, headers: &HeaderMa
                 return Some((Ok::<_, std::convert::Infallible>(event), st));
             }
             if !st.first {
+                // Idle until the next message: keep nothing the last one needed.
+                st.pending = VecDeque::new();
                 tokio::select! {
-                    r = st.rx.changed() => if r.is_err() { return None; },
-                    () = &mut st.closed => return None,
+                    () = st.wake.changed(st.read_at) => {}
+                    _ = st.closed.wait_for(|closed| *closed) => return None,
                 }
             }
             st.first = false;
-            match visible(&*st.store, &st.claims, st.cursor).await {
+            // Read at this count: a message after the read bumps it again.
+            st.read_at = st.wake.count();
+            // Boxed: an idle stream keeps no room for a read it is not doing.
+            match Box::pin(visible(&*st.store, &st.claims, st.cursor)).await {
                 Ok(messages) => {
                     for m in messages {
                         st.cursor = Some(m.id);
