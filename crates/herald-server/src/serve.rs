@@ -4,7 +4,8 @@
 //! - **Header read timeout** ([`HttpLimits::header_read_timeout`]): a request's headers must
 //!   arrive within it, counted from when Herald is ready for the request (a new connection, or
 //!   the previous response sent): half-sent requests (slowloris) and idle keep-alive connections
-//!   are closed after it.
+//!   are closed after it. Checked by the connection's task every quarter of the shorter of the
+//!   two timeouts (so within 1.25 times it), not by a timer per request.
 //! - **Idle timeout** ([`HttpLimits::idle_timeout`]): a connection on which no byte moves either
 //!   way for this long is closed (a request body trickled in, a response nobody reads).
 //! - **Connection cap** ([`HttpLimits::max_connections`]): at most this many connections are
@@ -110,6 +111,11 @@ struct Conn {
     busy: AtomicUsize,
     /// When a byte last moved, in [`millis_since`] the server's start.
     last_active: AtomicU64,
+    /// When it last became ready for a request (opened, or its last answer sent), in
+    /// [`millis_since`] the server's start: the header read timeout counts from here.
+    ready_since: AtomicU64,
+    /// The server's start, the origin of the two instants above.
+    start: Instant,
     /// Set when the connection is chosen to make room; its task closes it.
     evicted: AtomicBool,
     evict: Notify,
@@ -158,7 +164,11 @@ impl BusyGuard {
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+        if self.0.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0
+                .ready_since
+                .store(millis_since(self.0.start), Ordering::Release);
+        }
     }
 }
 
@@ -516,10 +526,11 @@ pub async fn serve(
     let start = Instant::now();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    // No `header_read_timeout` of hyper's: it arms a timer for every request of a keep-alive
+    // connection, which cost the widget's config route (herald-bench chat). `serve_hyper`
+    // checks the same bound on the connection's own clock (`Conn::ready_since`).
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+    builder.timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let mut shutdown = std::pin::pin!(shutdown);
 
@@ -563,6 +574,8 @@ pub async fn serve(
         let conn = Arc::new(Conn {
             busy: AtomicUsize::new(0),
             last_active: AtomicU64::new(millis_since(start)),
+            ready_since: AtomicU64::new(millis_since(start)),
+            start,
             evicted: AtomicBool::new(false),
             evict: Notify::new(),
         });
@@ -597,17 +610,7 @@ pub async fn serve(
                     Box::pin(pump_lean(io, res, busy, stop, limits.idle_timeout)).await;
                 }
                 First::Other => {
-                    Box::pin(serve_hyper(
-                        io,
-                        app,
-                        peer,
-                        builder,
-                        conn,
-                        stop,
-                        limits.idle_timeout,
-                        start,
-                    ))
-                    .await;
+                    Box::pin(serve_hyper(io, app, peer, builder, conn, stop, limits)).await;
                 }
             }
         });
@@ -621,9 +624,9 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves one connection with hyper until it ends, is evicted, idles past `idle` or the
-/// server stops (then gracefully).
-#[allow(clippy::too_many_arguments)]
+/// Serves one connection with hyper until it ends, is evicted, waits for a request's headers
+/// past the header read timeout, idles past the idle timeout or the server stops (then
+/// gracefully). Both timeouts are checked every quarter of the shorter one.
 async fn serve_hyper(
     io: Tracked,
     app: Router,
@@ -631,9 +634,10 @@ async fn serve_hyper(
     builder: Arc<hyper::server::conn::http1::Builder>,
     conn: Arc<Conn>,
     mut stop: tokio::sync::watch::Receiver<bool>,
-    idle: Duration,
-    start: Instant,
+    limits: HttpLimits,
 ) {
+    let idle = limits.idle_timeout;
+    let header_read_timeout = limits.header_read_timeout;
     let svc_conn = conn.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
@@ -649,7 +653,8 @@ async fn serve_hyper(
     });
     let mut http = std::pin::pin!(builder.serve_connection(TokioIo::new(io), service));
     let mut stopping = false;
-    let check = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let check = (idle.min(header_read_timeout) / 4)
+        .clamp(Duration::from_millis(50), Duration::from_secs(5));
     loop {
         tokio::select! {
             res = http.as_mut() => {
@@ -669,10 +674,18 @@ async fn serve_hyper(
                 }
             }
             () = tokio::time::sleep(check) => {
-                let quiet = millis_since(start)
-                    .saturating_sub(conn.last_active.load(Ordering::Acquire));
+                let now = millis_since(conn.start);
+                let quiet = now.saturating_sub(conn.last_active.load(Ordering::Acquire));
                 if Duration::from_millis(quiet) >= idle {
                     tracing::debug!("http connection closed: idle timeout");
+                    break;
+                }
+                // Waiting for a request (its headers, or a kept-alive connection's next one).
+                let waiting = now.saturating_sub(conn.ready_since.load(Ordering::Acquire));
+                if conn.busy.load(Ordering::Acquire) == 0
+                    && Duration::from_millis(waiting) >= header_read_timeout
+                {
+                    tracing::debug!("http connection closed: no request within the header read timeout");
                     break;
                 }
             }
