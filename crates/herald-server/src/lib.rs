@@ -317,7 +317,7 @@ pub fn app(state: AppState) -> Router {
         // nothing. They get their fixed security headers from a plain function and are not
         // logged (`docs/benchmarks.md`, "Chat").
         .merge(
-            routes::chat::public_router()
+            routes::chat::public_router(&state)
                 .layer(tower::util::MapResponseLayer::new(headers::chat_headers)),
         )
         .with_state(state)
