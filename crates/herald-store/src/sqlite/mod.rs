@@ -37,6 +37,17 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// How long a connection waits for another writer before giving up with "database is locked".
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Each connection's page cache, in KiB (SQLite's `cache_size`, negative for KiB): at most
+/// [`CONNECTIONS`] times this stays resident for pages read, whatever the database's size.
+/// SQLite's default is 2,000 KiB; a page that falls out is read again from the operating
+/// system's file cache (a `pread` of one page), so a small cache costs a read its system call,
+/// not a disk access, while every connection's thread keeps its own cache.
+pub const CACHE_KIB: u32 = 256;
+
+/// Connections in the pool of a file database (readers in parallel in WAL mode; one writer at
+/// a time).
+pub const CONNECTIONS: u32 = 8;
+
 /// [`crate::Store`] on SQLite.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -58,7 +69,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
-            .synchronous(SqliteSynchronous::Normal);
+            .synchronous(SqliteSynchronous::Normal)
+            .pragma("cache_size", format!("-{CACHE_KIB}"));
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         if !in_memory {
             create_private(options.get_filename())?;
@@ -75,7 +87,7 @@ impl SqliteStore {
                 .await?
         } else {
             SqlitePoolOptions::new()
-                .max_connections(8)
+                .max_connections(CONNECTIONS)
                 .connect_with(options)
                 .await?
         };
