@@ -1,6 +1,6 @@
 //! `herald-bench chat [--herald PATH] [--postgres URL] [--wrk PATH] [--connections 256]
-//! [--duration-secs 10] [--rounds 2] [--streams 10000] [--streams-per-conversation 1]`: one real
-//! `herald serve` (on a fresh SQLite file in a temporary directory, or a throw-away database on
+//! [--duration-secs 10] [--rounds 2] [--streams 10000] [--streams-per-conversation 1] [--no-pin]`:
+//! one real `herald serve` (on a fresh SQLite file in a temporary directory, or a throw-away database on
 //! `--postgres`), set up through its admin API with a chat site, an inbox and two live chat
 //! campaigns, then three figures:
 //!
@@ -10,7 +10,10 @@
 //!    answered (fetched once, compared header by header before the runs). After a short warm-up
 //!    of each, the runs alternate Herald, bare, Herald, bare… (`--rounds` of each); the figures
 //!    are both requests/s, their ratio (Herald's median over the bare median) and the 99th
-//!    percentile latencies. Targets: ratio ≥ 0.8, Herald's p99 < 5 ms.
+//!    percentile latencies. Targets: ratio ≥ 0.8, Herald's p99 < 5 ms. Where the machine has
+//!    two CPUs and `taskset`, the servers (this process, so the bare route, and `herald`) run
+//!    on CPU 0 and wrk on CPU 1, unless `--no-pin`: on two CPUs shared by both, the ratio of
+//!    single runs of the same binaries varied from 0.65 to 1.06.
 //!
 //!    At saturation a closed loop's latency is its queue: 256 connections each waiting for its
 //!    answer make a mean latency of 256 ÷ requests/s (Little's law), 4 ms at 64,000 requests/s,
@@ -89,6 +92,9 @@ pub struct Options {
     pub streams: usize,
     pub streams_per_conversation: usize,
     pub rust_log: Option<String>,
+    /// Pin the servers (this process, so the bare route, and the `herald` it starts) to CPU 0
+    /// and wrk to CPU 1, where there are two CPUs and `taskset`; turned off where not.
+    pub pin: bool,
 }
 
 impl Options {
@@ -185,8 +191,11 @@ fn open_file_limit() -> Option<u64> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-pub async fn chat_bench(options: Options) -> anyhow::Result<()> {
+pub async fn chat_bench(mut options: Options) -> anyhow::Result<()> {
     options.check()?;
+    if options.pin {
+        options.pin = pin_servers();
+    }
     match options.postgres.clone() {
         None => {
             let dir = tempfile::tempdir()?;
@@ -476,6 +485,34 @@ fn parse_wrk(out: &str) -> anyhow::Result<WrkRun> {
     }
 }
 
+/// Pins this process's threads (the bare route's runtime among them, and every process it
+/// starts after, `herald` among them) to CPU 0, for wrk to have CPU 1 to itself: on a machine
+/// of two CPUs, the load generator and the server otherwise take each other's time in a way
+/// that changes from run to run (single runs of the same binaries varied from 0.65 to 1.06 in
+/// ratio unpinned). Whether it pinned; says why not on stderr.
+fn pin_servers() -> bool {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!("not pinned: one CPU");
+        return false;
+    }
+    match Command::new("taskset")
+        .args(["-a", "-p", "-c", "0", &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()
+    {
+        Ok(status) if status.success() => true,
+        Ok(status) => {
+            eprintln!("not pinned: taskset exited with {status}");
+            false
+        }
+        Err(e) => {
+            eprintln!("not pinned: cannot run taskset ({e})");
+            false
+        }
+    }
+}
+
 /// `wrk --latency` against `url` with the widget's `Origin`; its figures.
 async fn wrk(
     options: &Options,
@@ -483,7 +520,13 @@ async fn wrk(
     duration: Duration,
     script: Option<&Path>,
 ) -> anyhow::Result<WrkRun> {
-    let mut command = Command::new(&options.wrk);
+    let mut command = if options.pin {
+        let mut taskset = Command::new("taskset");
+        taskset.args(["-c", "1"]).arg(&options.wrk);
+        taskset
+    } else {
+        Command::new(&options.wrk)
+    };
     if let Some(script) = script {
         command.arg("-s").arg(script);
     }
@@ -715,10 +758,16 @@ async fn config_bench(
         "ratio": round_to(ratio, 1000.0),
         "ratio_target": RATIO_TARGET,
         "ratio_met": ratio >= RATIO_TARGET,
+        "pinned": options.pin,
         "p99_target_ms": P99_TARGET_MS,
         "p99_met": herald_p99 < P99_TARGET_MS,
     });
     println!("{figure}");
+    summary.push(if options.pin {
+        "servers pinned to CPU 0, wrk to CPU 1 (--no-pin: unpinned)".to_string()
+    } else {
+        "not pinned".to_string()
+    });
     summary.push(format!(
         "config route, {} connections, {} s runs, saturated: Herald {:.0} req/s (p99 {:.2} ms), \
          bare axum {:.0} req/s (p99 {:.2} ms), ratio {:.3} (target ≥ {RATIO_TARGET}: {})",
@@ -1189,6 +1238,7 @@ Transfer/sec:     30.00MB
             streams: 10_000,
             streams_per_conversation: 1,
             rust_log: None,
+            pin: false,
         };
         let config: toml::Value = toml::from_str(&options.config()).unwrap();
         assert_eq!(config["http"]["max_connections"].as_integer(), Some(10_512));

@@ -157,6 +157,9 @@ enum Bench {
         /// The server's `RUST_LOG` (default: Herald's own filter, which logs each request).
         #[arg(long, value_name = "FILTER")]
         rust_log: Option<String>,
+        /// Leave the processes unpinned (by default the servers run on CPU 0 and wrk on CPU 1).
+        #[arg(long)]
+        no_pin: bool,
     },
     /// Fills a database for `dispatch` (run by it as a child process, so that the import's
     /// memory is not counted in the dispatch's peak).
@@ -226,6 +229,7 @@ async fn main() -> anyhow::Result<()> {
             streams,
             streams_per_conversation,
             rust_log,
+            no_pin,
         } => {
             chat::chat_bench(chat::Options {
                 herald: herald.unwrap_or_else(cluster::default_herald),
@@ -239,6 +243,7 @@ async fn main() -> anyhow::Result<()> {
                 streams,
                 streams_per_conversation,
                 rust_log,
+                pin: !no_pin,
             })
             .await
         }
