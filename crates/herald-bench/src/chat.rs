@@ -1,7 +1,7 @@
 //! `herald-bench chat [--herald PATH] [--postgres URL] [--wrk PATH] [--connections 256]
 //! [--duration-secs 10] [--rounds 2] [--streams 10000] [--streams-per-conversation 1] [--no-pin]`:
-//! one real `herald serve` (on a fresh SQLite file in a temporary directory, or a throw-away database on
-//! `--postgres`), set up through its admin API with a chat site, an inbox and two live chat
+//! one real `herald serve` (on a fresh SQLite file in a temporary directory, or a throw-away
+//! database on `--postgres`), set up through its admin API with a chat site, an inbox and two live chat
 //! campaigns, then three figures:
 //!
 //! 1. **config**: `GET /chat/v1/sites/{key}/config` (with an allowed `Origin`, as the widget sends

@@ -21,9 +21,31 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
-/// What every handler can reach.
+/// What every handler can reach, behind one pointer: axum clones the state for every request
+/// (and every `State` extractor clones it again), so a clone is one reference count, not a copy
+/// of each part. The parts are reached through it (`state.store`, …); changing one
+/// (`state.events_interval = …`, the `with_*` builders) changes this state's own copy only, as
+/// when the parts were copied.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut AppParts {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Clone)]
+pub struct AppParts {
     pub store: Arc<dyn Store>,
     /// Size and row limits of one recipient upload.
     pub import_limits: herald_engine::ImportLimits,
@@ -67,7 +89,7 @@ pub const EVENTS_INTERVAL: Duration = Duration::from_secs(1);
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self {
+        Self(Arc::new(AppParts {
             import_limits: herald_engine::ImportLimits::default(),
             events_interval: EVENTS_INTERVAL,
             gates: Arc::new(limits::Gates::new(&limits::OutreachLimits::default())),
@@ -88,7 +110,7 @@ impl AppState {
                 herald_engine::RepliesConfig::default(),
             ),
             store,
-        }
+        }))
     }
 
     /// Handles replies with these (configured transports, `[replies]` settings, unsubscribe
@@ -317,7 +339,7 @@ pub fn app(state: AppState) -> Router {
         // nothing. They get their fixed security headers from a plain function and are not
         // logged (`docs/benchmarks.md`, "Chat").
         .merge(
-            routes::chat::public_router(&state)
+            routes::chat::public_router()
                 .layer(tower::util::MapResponseLayer::new(headers::chat_headers)),
         )
         .with_state(state)

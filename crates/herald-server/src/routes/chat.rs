@@ -20,7 +20,6 @@ use herald_core::chat::{
     ChatSettings, ChatSettingsInput, ChatSite, ChatSiteInput, Trigger, compile_triggers,
 };
 use herald_core::{Listing, PAGE_MAX, Page};
-use herald_store::Store;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -59,47 +58,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The public routes (no token): the widget, its configuration, and live chat
 /// ([`super::chat_live`]).
-pub fn public_router(s: &AppState) -> axum::Router<AppState> {
-    // The config route gets a state of its own: axum hands every request its handler's state
-    // by value, and a clone (and drop) of the whole `AppState` was ~5% of this route's time
-    // (`herald-bench chat`, profiled).
-    let config = axum::Router::new()
+pub fn public_router() -> axum::Router<AppState> {
+    super::chat_live::router()
+        .route("/chat/widget.js", axum::routing::get(widget_js))
         .route(
             "/chat/v1/sites/{key}/config",
             axum::routing::get(site_config),
         )
-        .with_state(ConfigState {
-            chat: s.chat.clone(),
-            store: s.store.clone(),
-            clock: s.clock.clone(),
-        });
-    super::chat_live::router()
-        .route("/chat/widget.js", axum::routing::get(widget_js))
-        .merge(config)
-}
-
-/// What the config route reads.
-#[derive(Clone)]
-struct ConfigState {
-    chat: Arc<ChatConfigs>,
-    store: Arc<dyn Store>,
-    clock: Arc<dyn herald_engine::Clock>,
-}
-
-/// What a rebuild of the chat configurations reads.
-#[derive(Clone, Copy)]
-struct Source<'a> {
-    store: &'a dyn Store,
-    clock: &'a dyn herald_engine::Clock,
-}
-
-impl<'a> Source<'a> {
-    fn of(s: &'a AppState) -> Self {
-        Self {
-            store: &*s.store,
-            clock: &*s.clock,
-        }
-    }
 }
 
 // ---------------------------------------------------------------- admin: sites
@@ -316,14 +281,14 @@ impl ChatConfigs {
         if !is_site_key(key) {
             return None;
         }
-        self.get(Source::of(s)).await.sites.get(key).cloned()
+        self.get(s).await.sites.get(key).cloned()
     }
 
     /// The snapshot, rebuilt first if it is older than [`CONFIG_REFRESH`]. One caller rebuilds
     /// it; the others meanwhile get the old one at once, so no page view waits on the store
     /// but the first after a start or an admin's change (which wait, to see that change). If
     /// the store fails, the old snapshot is served.
-    async fn get(&self, from: Source<'_>) -> Arc<Snapshot> {
+    async fn get(&self, s: &AppState) -> Arc<Snapshot> {
         let snap = self.current();
         if Self::fresh(&snap) {
             return snap;
@@ -340,12 +305,12 @@ impl ChatConfigs {
         if Self::fresh(&snap) {
             return snap;
         }
-        self.rebuild_from(from, &snap).await
+        self.rebuild_from(s, &snap).await
     }
 
     /// Builds a new snapshot from the store (the old one's sites if it fails), under `rebuild`.
-    async fn rebuild_from(&self, from: Source<'_>, snap: &Snapshot) -> Arc<Snapshot> {
-        match build(from).await {
+    async fn rebuild_from(&self, s: &AppState, snap: &Snapshot) -> Arc<Snapshot> {
+        match build(s).await {
             Ok(sites) => self.replace(Snapshot {
                 built: Some(Instant::now()),
                 sites,
@@ -364,7 +329,7 @@ impl ChatConfigs {
 
 /// Every site's configuration: its campaigns that are live now (not paused, within start and
 /// end, in their schedule's hours), in order, with their triggers compiled.
-async fn build(s: Source<'_>) -> ApiResult<HashMap<String, Arc<SiteEntry>>> {
+async fn build(s: &AppState) -> ApiResult<HashMap<String, Arc<SiteEntry>>> {
     let now = s.clock.now();
     let mut out = HashMap::new();
     let mut page = Page {
@@ -427,7 +392,7 @@ async fn build(s: Source<'_>) -> ApiResult<HashMap<String, Arc<SiteEntry>>> {
 
 /// `GET /chat/v1/sites/{key}/config`: the site's live campaigns for the widget.
 async fn site_config(
-    State(s): State<ConfigState>,
+    State(s): State<AppState>,
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -442,13 +407,7 @@ async fn site_config(
     if !is_site_key(&key) {
         return unknown();
     }
-    let snap = s
-        .chat
-        .get(Source {
-            store: &*s.store,
-            clock: &*s.clock,
-        })
-        .await;
+    let snap = s.chat.get(&s).await;
     let Some(site) = snap.sites.get(&key).cloned() else {
         return unknown();
     };
