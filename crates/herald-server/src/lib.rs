@@ -84,7 +84,7 @@ pub struct AppParts {
     pub chat_figures: Arc<routes::chat_figures::ChatFigures>,
 }
 
-/// The default of [`AppState::events_interval`].
+/// The default of [`AppParts::events_interval`].
 pub const EVENTS_INTERVAL: Duration = Duration::from_secs(1);
 
 impl AppState {
