@@ -266,7 +266,7 @@ pub async fn import_outreach(
         .await?;
     let outreach_id = writer.outreach_id();
 
-    let (tx, mut rx) = mpsc::channel::<Batch>(4);
+    let (tx, mut rx) = mpsc::channel::<Batch>(2);
     let file = upload.file;
     let reader = tokio::task::spawn_blocking(move || {
         let check = |a: &Address| suppressed.contains(a.as_str());

@@ -25,7 +25,7 @@ pub struct ImportOptions {
     pub max_columns: usize,
     /// Most bytes one row (a record, quoted line breaks included) may span (default 64 KiB).
     pub max_row_bytes: usize,
-    /// Recipients and row errors reach the sink in batches of this many (default 10,000).
+    /// Recipients and row errors reach the sink in batches of this many (default 4,096).
     pub batch_size: usize,
     /// Validation threads; 0 means one per available core (the default).
     pub workers: usize,
@@ -34,7 +34,7 @@ pub struct ImportOptions {
 impl ImportOptions {
     pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
     pub const DEFAULT_MAX_ROWS: u64 = 5_000_000;
-    pub const DEFAULT_BATCH_SIZE: usize = 10_000;
+    pub const DEFAULT_BATCH_SIZE: usize = 4_096;
     pub const DEFAULT_MAX_COLUMNS: usize = 1_000;
     pub const DEFAULT_MAX_ROW_BYTES: usize = 64 * 1024;
 

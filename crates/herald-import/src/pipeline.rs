@@ -2,30 +2,28 @@
 //! chunks, and the calling thread takes the results back in file order, drops duplicates and
 //! feeds the sink. Channels are bounded, so memory stays flat however long the file is.
 
+use crate::dedup::Seen;
 use crate::error::{FileError, ImportError};
 use crate::header::Plan;
 use crate::model::{ImportOptions, ImportSink, ImportSummary, Recipient, RowError};
-use crate::row::{DedupKey, Outcome, Validator};
+use crate::row::{Outcome, Validator};
 use crate::scan::{Fail, Scan, scan};
 use crate::split::{ByteBuf, Splitter, is_blank};
 use crate::text::{Counted, TextSource};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use herald_core::{Address, Channel};
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Rows per chunk handed to a worker.
-const CHUNK_ROWS: usize = 4096;
+const CHUNK_ROWS: usize = 1024;
 /// A chunk is also handed over once its field bytes pass this size.
-const CHUNK_BYTES: usize = 4 << 20;
+const CHUNK_BYTES: usize = 1 << 20;
 /// More validation threads than this buy nothing.
 const MAX_WORKERS: usize = 64;
 /// A batch of recipients also goes to the sink once their variables pass this size, so that
 /// wide rows cannot make one batch (and the sink's queue of them) arbitrarily large.
-const BATCH_BYTES: usize = 8 << 20;
+const BATCH_BYTES: usize = 2 << 20;
 
 /// Reads a CSV recipient list, validates every row, and hands accepted recipients and row
 /// errors to `sink` in batches, in file order.
@@ -177,7 +175,7 @@ struct Chunk {
 impl Default for Chunk {
     fn default() -> Self {
         Chunk {
-            data: ByteBuf::with_capacity(512 * 1024),
+            data: ByteBuf::with_capacity(128 * 1024),
             ends: Vec::with_capacity(CHUNK_ROWS * 8),
             records: Vec::with_capacity(CHUNK_ROWS),
             blank: 0,
@@ -295,32 +293,12 @@ fn read_pass<R: Read>(
     Ok(())
 }
 
-/// Hashes a [`DedupKey`] by passing its bits through: it is a hash already.
-#[derive(Default)]
-struct PassHasher(u64);
-
-impl Hasher for PassHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 /// The calling thread's side: dedupe, count, batch, and feed the sink.
 struct Consumer<'a, S: ImportSink> {
     sink: &'a mut S,
     summary: ImportSummary,
     batch_size: usize,
-    seen: HashMap<DedupKey, u32, BuildHasherDefault<PassHasher>>,
+    seen: Seen,
     recipients: Vec<Recipient>,
     /// Bytes of the variables of `recipients`.
     recipient_bytes: usize,
@@ -351,10 +329,7 @@ impl<'a, S: ImportSink> Consumer<'a, S> {
                 variables: plan.variables.iter().map(|(_, n)| n.clone()).collect(),
             },
             batch_size,
-            seen: HashMap::with_capacity_and_hasher(
-                usize::try_from(scan.rows).unwrap_or(usize::MAX),
-                BuildHasherDefault::default(),
-            ),
+            seen: Seen::with_rows(usize::try_from(scan.rows).unwrap_or(usize::MAX)),
             recipients: Vec::with_capacity(batch_size.min(CHUNK_ROWS * 4)),
             recipient_bytes: 0,
             errors: Vec::new(),
@@ -381,10 +356,11 @@ impl<'a, S: ImportSink> Consumer<'a, S> {
                         self.push_error(e)?;
                     }
                 }
-                Outcome::Valid { recipient, key } => match self.seen.entry(key) {
-                    Entry::Occupied(first) => {
+                Outcome::Valid { recipient, key } => {
+                    let line = u32::try_from(recipient.line).unwrap_or(u32::MAX);
+                    if let Some(first) = self.seen.insert(key, line) {
                         self.summary.duplicates += 1;
-                        let reason = match *first.get() {
+                        let reason = match first {
                             u32::MAX => "duplicate of an earlier line".to_string(),
                             line => format!("duplicate of line {line}"),
                         };
@@ -395,9 +371,7 @@ impl<'a, S: ImportSink> Consumer<'a, S> {
                             reason,
                         };
                         self.push_error(e)?;
-                    }
-                    Entry::Vacant(slot) => {
-                        slot.insert(u32::try_from(recipient.line).unwrap_or(u32::MAX));
+                    } else {
                         self.summary.accepted += 1;
                         if recipient.suppressed {
                             self.summary.suppressed += 1;
@@ -410,7 +384,7 @@ impl<'a, S: ImportSink> Consumer<'a, S> {
                             self.flush_recipients()?;
                         }
                     }
-                },
+                }
             }
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! Validating one row: contact address, time zone, required variables, and the variables as a
 //! JSON object. Runs on the worker threads.
 
+use crate::dedup::DedupKey;
 use crate::header::{ContactKind, Plan};
 use crate::model::{Recipient, RowError};
 use crate::text::FieldDecode;
@@ -16,25 +17,6 @@ const MAX_VALUE_CHARS: usize = 200;
 pub(crate) enum Outcome {
     Valid { recipient: Recipient, key: DedupKey },
     Invalid(Vec<RowError>),
-}
-
-/// 96 bits of the xxh3-128 hash of a normalized address: collisions are out of reach
-/// (~1e-16 at 5 million rows) and a map entry with its `u32` line is 16 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct DedupKey(pub(crate) [u32; 3]);
-
-impl DedupKey {
-    pub(crate) fn of(address: &str) -> Self {
-        let h = xxhash_rust::xxh3::xxh3_128(address.as_bytes());
-        DedupKey([h as u32, (h >> 32) as u32, (h >> 64) as u32])
-    }
-}
-
-impl std::hash::Hash for DedupKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // Already a hash: hand 64 of its bits to the map as they are.
-        state.write_u64(u64::from(self.0[0]) | (u64::from(self.0[1]) << 32));
-    }
 }
 
 /// The longest raw phone value kept with a recipient, in characters.
@@ -161,11 +143,7 @@ impl<'a> Validator<'a> {
             return Outcome::Invalid(errors);
         }
         let variables_json = self.variables_json(fields);
-        let key = match &address {
-            Address::Phone(p) => DedupKey::of(p.as_str()),
-            // Mailboxes differing only in letter case are one person in practice.
-            Address::Email(e) => DedupKey::of(&e.as_str().to_lowercase()),
-        };
+        let key = DedupKey::of(&address);
         let suppressed = (self.suppressions)(&address);
         // A phone number as the file wrote it, so that a later, better reading can be checked
         // against it (`herald doctor phones`). Empty when the file wrote the stored number's own
