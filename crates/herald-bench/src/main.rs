@@ -10,6 +10,10 @@
 //! and sets as many rows of another outreach to `sent` by plain SQL, B a transaction: the bare
 //! store limit. One JSON line per backend (see [`dispatch`]).
 //!
+//! `herald-bench plot --output curve.svg FILE...` draws what `import` and `dispatch` printed at
+//! several sizes (`--rows 100000,1000000,5000000`) as seconds and peak memory against rows (see
+//! [`plot`]).
+//!
 //! `herald-bench cluster --postgres URL [--herald PATH] [--nodes 3] [--latency-ms 20] ...`
 //! starts real `herald serve` processes on one PostgreSQL database against a fake Twilio that
 //! answers after a latency: messages a second from one node and from several, then the aggregate
@@ -40,6 +44,7 @@ use std::time::Instant;
 mod chat;
 mod cluster;
 mod dispatch;
+mod plot;
 
 #[derive(Parser)]
 #[command(
@@ -55,9 +60,10 @@ struct Cli {
 enum Bench {
     /// CSV import: Herald's import path against the database's bare bulk load of the same file.
     Import {
-        /// Recipients in the generated file.
-        #[arg(long, default_value_t = 1_000_000)]
-        rows: u64,
+        /// Recipients in the generated file; several sizes (`100000,1000000,5000000`) measure
+        /// each in turn, a scale curve.
+        #[arg(long, value_delimiter = ',', default_value = "1000000")]
+        rows: Vec<u64>,
         /// Also measure PostgreSQL on this server (a throw-away database is created there).
         #[arg(long, value_name = "URL")]
         postgres: Option<String>,
@@ -68,9 +74,10 @@ enum Bench {
     /// Dispatch: an outreach sent through Herald's dispatcher against the same rows set to
     /// `sent` by plain SQL.
     Dispatch {
-        /// Recipients in the outreach.
-        #[arg(long, default_value_t = 100_000)]
-        recipients: u64,
+        /// Recipients in the outreach; several sizes (`100000,1000000,5000000`) measure each in
+        /// turn, a scale curve.
+        #[arg(long, value_delimiter = ',', default_value = "100000")]
+        recipients: Vec<u64>,
         /// Recipients claimed (and recorded) per batch by Herald, rows per transaction by the
         /// baseline.
         #[arg(long, default_value_t = 1000)]
@@ -161,6 +168,16 @@ enum Bench {
         #[arg(long)]
         no_pin: bool,
     },
+    /// Draws the JSON lines of `import` and `dispatch` runs (a scale curve) as an SVG of seconds
+    /// and peak memory against rows, one line per bench and backend.
+    Plot {
+        /// Files of JSON lines as the benches print them (other lines are ignored).
+        #[arg(required = true)]
+        inputs: Vec<std::path::PathBuf>,
+        /// Where to write the SVG.
+        #[arg(long, short)]
+        output: std::path::PathBuf,
+    },
     /// Fills a database for `dispatch` (run by it as a child process, so that the import's
     /// memory is not counted in the dispatch's peak).
     #[command(hide = true)]
@@ -182,7 +199,12 @@ async fn main() -> anyhow::Result<()> {
             rows,
             postgres,
             seed,
-        } => import_bench(rows, postgres.as_deref(), seed).await,
+        } => {
+            for rows in rows {
+                import_bench(rows, postgres.as_deref(), seed).await?;
+            }
+            Ok(())
+        }
         Bench::Dispatch {
             recipients,
             batch,
@@ -191,8 +213,12 @@ async fn main() -> anyhow::Result<()> {
             no_journal,
         } => {
             dispatch::NO_JOURNAL.store(no_journal, std::sync::atomic::Ordering::Relaxed);
-            dispatch::dispatch_bench(recipients, batch, postgres.as_deref(), profile).await
+            for recipients in recipients {
+                dispatch::dispatch_bench(recipients, batch, postgres.as_deref(), profile).await?;
+            }
+            Ok(())
         }
+        Bench::Plot { inputs, output } => plot::plot_files(&inputs, &output),
         Bench::Cluster {
             postgres,
             herald,
