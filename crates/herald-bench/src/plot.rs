@@ -1,11 +1,11 @@
 //! `herald-bench plot`: the scale curve as an SVG.
 //!
 //! Reads the JSON lines `import` and `dispatch` print (an import line has `rows`, a dispatch
-//! line `recipients`) and draws two panels against rows on a logarithmic axis: seconds (Herald
-//! solid, the database's bare baseline dashed) and Herald's peak resident memory in MB, with the
-//! targets (import 100 MB, dispatch 64 MB) dotted. Several runs of one bench, backend and size
-//! are drawn as their median, and the points are marked so that three sizes read as three
-//! measurements, not as a curve between them.
+//! line `recipients`) and draws two panels against rows on a logarithmic axis: seconds, also
+//! logarithmic (Herald solid, the database's bare baseline dashed), and Herald's peak resident
+//! memory in MB, with the targets (import 100 MB, dispatch 64 MB) dotted. Several runs of one
+//! bench, backend and size are drawn as their median, and the points are marked so that three
+//! sizes read as three measurements, not as a curve between them.
 
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
@@ -116,6 +116,14 @@ fn colour(key: &SeriesKey) -> &'static str {
         .map_or("#555555", |c| c.2)
 }
 
+/// A panel's vertical axis: linear from 0 to a bound, or logarithmic between two powers of ten
+/// (their exponents).
+#[derive(Clone, Copy)]
+enum Scale {
+    Linear(f64),
+    Log(f64, f64),
+}
+
 /// Which figure of a point a line draws.
 type Value = fn(&Point) -> f64;
 
@@ -142,13 +150,28 @@ pub(crate) fn svg(series: &BTreeMap<SeriesKey, Vec<Point>>) -> anyhow::Result<St
         .iter()
         .map(|p| p.herald_s.max(p.baseline_s))
         .fold(0.0, f64::max);
+    let min_s = all
+        .iter()
+        .map(|p| p.herald_s.min(p.baseline_s))
+        .filter(|s| *s > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let (s0, mut s1) = (min_s.log10().floor(), max_s.log10().ceil());
+    if !s0.is_finite() || !s1.is_finite() {
+        bail!("no seconds to draw");
+    }
+    if s1 <= s0 {
+        s1 = s0 + 1.0;
+    }
     let max_mb = all.iter().map(|p| p.peak_mb).fold(100.0, f64::max);
     let panels = [
         (
-            "seconds (solid: Herald, dashed: bare baseline)",
-            nice_max(max_s),
+            "seconds, log scale (solid: Herald, dashed: bare baseline)",
+            Scale::Log(s0, s1),
         ),
-        ("Herald's peak RSS, MB (dotted: targets)", nice_max(max_mb)),
+        (
+            "Herald's peak RSS, MB (dotted: targets)",
+            Scale::Linear(nice_max(max_mb)),
+        ),
     ];
     let width = LEFT + 2.0 * PANEL_W + GAP + 20.0;
     let height = TOP + PANEL_H + 95.0;
@@ -161,10 +184,16 @@ pub(crate) fn svg(series: &BTreeMap<SeriesKey, Vec<Point>>) -> anyhow::Result<St
         out,
         r#"<rect width="{width}" height="{height}" fill="white"/>"#
     )?;
-    for (i, (title, ymax)) in panels.iter().enumerate() {
+    for (i, (title, scale)) in panels.iter().enumerate() {
         let left = LEFT + i as f64 * (PANEL_W + GAP);
         let x = |rows: f64| left + (rows.log10() - x0) / (x1 - x0) * PANEL_W;
-        let y = |v: f64| TOP + PANEL_H - v / ymax * PANEL_H;
+        let y = |v: f64| {
+            let share = match *scale {
+                Scale::Linear(max) => v / max,
+                Scale::Log(lo, hi) => (v.max(f64::MIN_POSITIVE).log10() - lo) / (hi - lo),
+            };
+            TOP + PANEL_H - share * PANEL_H
+        };
         writeln!(
             out,
             r#"<text x="{left}" y="{}" font-weight="bold">{title}</text>"#,
@@ -174,8 +203,11 @@ pub(crate) fn svg(series: &BTreeMap<SeriesKey, Vec<Point>>) -> anyhow::Result<St
             out,
             r##"<rect x="{left}" y="{TOP}" width="{PANEL_W}" height="{PANEL_H}" fill="none" stroke="#999"/>"##
         )?;
-        for k in 0..=4 {
-            let v = ymax * f64::from(k) / 4.0;
+        let ticks: Vec<f64> = match *scale {
+            Scale::Linear(max) => (0..=4).map(|k| max * f64::from(k) / 4.0).collect(),
+            Scale::Log(lo, hi) => (lo as i32..=hi as i32).map(|d| 10f64.powi(d)).collect(),
+        };
+        for v in ticks {
             writeln!(
                 out,
                 r##"<line x1="{left}" x2="{}" y1="{y}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,

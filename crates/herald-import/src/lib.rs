@@ -59,8 +59,10 @@
 //!   reads numbers with lock-free automata of its own (`herald-core/src/phone.rs`,
 //!   `examples/phone_bench.rs` there); `docs/benchmarks.md` has the current figures.
 //!
-//! The largest allocation is the duplicate index: 16 bytes per distinct address in a hash table
-//! sized once from the row count of the first pass (about 34 MB at 1,000,000 rows).
+//! The largest allocation is the duplicate index (`dedup.rs`): 12 bytes a slot in a table at
+//! most three quarters full, sized once from the row count of the first pass (16 MB at 1,000,000
+//! rows, 80 MB at the 5,000,000-row limit). Everything else in flight is bounded by the chunk,
+//! batch and channel sizes, whatever the file's length.
 
 mod dedup;
 mod error;

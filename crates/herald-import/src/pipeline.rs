@@ -1,6 +1,7 @@
 //! The import pass: a reader thread splits records into chunks, worker threads validate the
 //! chunks, and the calling thread takes the results back in file order, drops duplicates and
-//! feeds the sink. Channels are bounded, so memory stays flat however long the file is.
+//! feeds the sink. Channels are bounded, so what is in flight stays the same however long the
+//! file is; the table of addresses seen (`dedup::Seen`) grows with it, 12 bytes a slot.
 
 use crate::dedup::Seen;
 use crate::error::{FileError, ImportError};
