@@ -33,22 +33,13 @@ impl DedupKey {
     /// An E.164 number (`+` and up to 15 digits) as its digits' value: exact.
     fn phone(e164: &str) -> Self {
         let digits = e164.strip_prefix('+').unwrap_or(e164);
-        let mut n: u64 = 0;
-        let mut exact = digits.len() <= 18;
-        for b in digits.bytes() {
-            if !b.is_ascii_digit() {
-                exact = false;
-                break;
-            }
-            n = n * 10 + u64::from(b - b'0');
-        }
-        if exact {
+        match digits.parse::<u64>() {
             // A number's first digit (its country code's) is never 0, so the value says the
-            // digits' count too.
-            DedupKey(PHONE | n)
-        } else {
-            // Not E.164 after all (the parser never hands these out): a hash keeps it apart.
-            DedupKey(PHONE | (xxhash_rust::xxh3::xxh3_64(e164.as_bytes()) >> 2) | (1 << 62))
+            // digits' count too; 15 digits are under 2^50.
+            Ok(n) if n < 1 << 62 && !digits.starts_with(['0', '+']) => DedupKey(PHONE | n),
+            // Not E.164 after all (the parser never hands these out): a hash, with bit 62 set,
+            // keeps it apart from every exact key.
+            _ => DedupKey(PHONE | 1 << 62 | xxhash_rust::xxh3::xxh3_64(e164.as_bytes()) >> 2),
         }
     }
 
