@@ -1685,8 +1685,35 @@ impl std::io::Write for Captured {
 
 /// Every log line of the dispatcher names the node and, inside an outreach's turn, the outreach:
 /// an operator of many nodes can tell which one resolved a dead node's claims.
+///
+/// The check runs in a process of its own (this test binary, started again for this one test).
+/// `tracing` caches per call site whether anybody listens; the other tests of this binary run
+/// dispatchers at once without a subscriber, and one registering the `outreach` span while this
+/// test installs its own can cache "nobody listens" for good, so the line loses its span. That
+/// race failed a CI run under load; alone in its process the test has no such neighbour.
 #[tokio::test]
 async fn the_dispatchers_log_lines_name_the_node_and_the_outreach() {
+    const CHILD: &str = "HERALD_TEST_LOG_LINES_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        return log_lines_name_the_node_and_the_outreach().await;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "the_dispatchers_log_lines_name_the_node_and_the_outreach",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // The child ran the check: a filter that matched nothing would pass with "0 passed".
+    assert!(stdout.contains("1 passed"), "{stdout}\n{stderr}");
+}
+
+async fn log_lines_name_the_node_and_the_outreach() {
     let captured = Captured::default();
     let sink = captured.clone();
     let subscriber = tracing_subscriber::fmt()
