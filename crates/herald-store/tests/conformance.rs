@@ -46,6 +46,7 @@ herald_store::on_both_backends!(
     campaigns_filter_by_channel,
     concurrent_creates_all_succeed,
     outreach_import_is_one_transaction,
+    imported_rows_keep_every_byte,
     stored_phones_are_read_back_with_the_file_values,
     a_dropped_import_leaves_nothing,
     an_import_in_progress_is_invisible,
@@ -1757,6 +1758,67 @@ async fn outreach_import_is_one_transaction(store: &dyn Store) {
         .await
         .expect("list");
     assert!(none.items.is_empty());
+}
+
+/// Every column an import writes reads back as it was given: text with the bytes a `COPY` text
+/// stream would escape (tab, newline, backslash, `\N`), characters beyond ASCII, absent values,
+/// a line number beyond 32 bits, and the start time to the microsecond as the first due time.
+async fn imported_rows_keep_every_byte(store: &dyn Store) {
+    let campaign = sms_campaign(store).await;
+    let mut new = new_outreach(campaign);
+    new.start_at = "2026-12-01T09:00:00.123456Z".parse().unwrap();
+    let mut import = store.begin_outreach(&new).await.expect("begin");
+    let written = vec![
+        herald_store::ImportedRecipient {
+            line: 2,
+            address: "+14155550101".into(),
+            raw_address: Some("(415) 555-0101\t\\N".into()),
+            timezone: Some("America/Los_Angeles".into()),
+            variables_json: r#"{"name":"Zoë ✓ 🎉","note":"a\tb\nc\\d \\N","q":"\"x\""}"#.into(),
+            suppressed: false,
+        },
+        herald_store::ImportedRecipient {
+            line: 4_000_000_123,
+            address: "+442071838750".into(),
+            raw_address: None,
+            timezone: None,
+            variables_json: "{}".into(),
+            suppressed: true,
+        },
+    ];
+    import.recipients(&written).await.expect("batch");
+    let id = import.outreach_id();
+    let summary = herald_store::ImportSummary {
+        rows: 2,
+        accepted: 2,
+        suppressed: 1,
+        encoding: "utf-8".into(),
+        ..Default::default()
+    };
+    import.commit(&summary).await.expect("commit");
+
+    let read: Vec<RecipientRecord> = recipients_by_id(store, id).await.into_values().collect();
+    assert_eq!(read.len(), 2);
+    for (w, r) in written.iter().zip(&read) {
+        assert_eq!(r.line, w.line);
+        assert_eq!(r.address, w.address);
+        assert_eq!(r.timezone, w.timezone);
+        let variables: serde_json::Value = serde_json::from_str(&w.variables_json).unwrap();
+        assert_eq!(r.variables, variables);
+        assert_eq!(r.due_at, Some(new.start_at), "{r:?}");
+        assert_eq!(r.attempts, 0);
+    }
+    assert_eq!(read[0].state, DeliveryState::Pending);
+    assert_eq!(read[0].skip_reason, None);
+    assert_eq!(read[1].state, DeliveryState::Skipped);
+    assert_eq!(read[1].skip_reason, Some(SkipReason::Suppressed));
+    let phones = store.recipient_phones(0, 100).await.expect("phones");
+    let raw: Vec<Option<String>> = phones
+        .iter()
+        .filter(|p| p.outreach_id == id)
+        .map(|p| p.raw_address.clone())
+        .collect();
+    assert_eq!(raw, vec![written[0].raw_address.clone(), None]);
 }
 
 /// The outreach `id` of `campaign` cannot be read, has no import report and is not listed.
