@@ -34,6 +34,11 @@ impl Ts {
         self.0.as_microsecond()
     }
 
+    /// The instant as PostgreSQL's binary `timestamptz`: microseconds since 2000-01-01 UTC.
+    pub(crate) fn pg_micros(self) -> i64 {
+        self.micros() - PG_EPOCH_US
+    }
+
     fn from_micros(us: i64) -> Result<Self, BoxDynError> {
         Ok(Ts(Timestamp::from_microsecond(us)?))
     }
@@ -89,7 +94,7 @@ impl PgHasArrayType for Ts {
 
 impl Encode<'_, Postgres> for Ts {
     fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
-        <i64 as Encode<Postgres>>::encode(self.micros() - PG_EPOCH_US, buf)
+        <i64 as Encode<Postgres>>::encode(self.pg_micros(), buf)
     }
 }
 

@@ -110,14 +110,6 @@ impl OutreachImport for PgImport {
 /// The binary `COPY` header: its signature, no flags, no header extension.
 const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
-/// Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01T00:00:00Z.
-const PG_EPOCH_US: i64 = 946_684_800_000_000;
-
-/// A `timestamptz` as binary `COPY` sends it: microseconds since 2000-01-01 UTC.
-fn timestamptz_binary(t: Timestamp) -> i64 {
-    t.as_microsecond() - PG_EPOCH_US
-}
-
 /// One field of a binary `COPY` tuple: its length and bytes, or -1 for NULL.
 fn field(buf: &mut Vec<u8>, value: Option<&[u8]>) -> Result<()> {
     match value {
@@ -160,7 +152,7 @@ async fn begin_import(store: &PgStore, new: &NewOutreach) -> Result<Box<dyn Outr
         tx,
         pool: store.pool.clone(),
         id,
-        start_binary: timestamptz_binary(new.start_at),
+        start_binary: Ts::new(new.start_at).pg_micros(),
         buf: Vec::new(),
     }))
 }
