@@ -40,7 +40,7 @@
 //! Output: one JSON line per run and per figure on stdout, and a readable summary on stderr.
 
 use crate::cluster::Node;
-use crate::with_database;
+use crate::{median, with_database};
 use anyhow::{Context, bail, ensure};
 use axum::http::{HeaderMap, HeaderName, header};
 use bytes::Bytes;
@@ -1149,16 +1149,6 @@ async fn streams_bench(
 
 // ---------------------------------------------------------------- figures
 
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 fn round_to(x: f64, per: f64) -> f64 {
     (x * per).round() / per
 }
@@ -1215,13 +1205,6 @@ Transfer/sec:     30.00MB
         assert!(parse_wrk("Running 10s test\n").is_err());
         assert_eq!(wrk_millis("2.00m"), Some(120_000.0));
         assert_eq!(wrk_millis("3"), None);
-    }
-
-    #[test]
-    fn medians() {
-        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
-        assert_eq!(median([4.0, 1.0].into_iter()), 2.5);
-        assert!(median(std::iter::empty()).is_nan());
     }
 
     #[test]

@@ -597,6 +597,17 @@ async fn import_bench(rows: u64, postgres: Option<&str>, seed: u64) -> anyhow::R
     Ok(())
 }
 
+/// The median of `values` (the mean of the middle two for an even count; NaN for none).
+pub(crate) fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 /// The same server url with another database name.
 fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
@@ -617,6 +628,13 @@ fn with_database(url: &str, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median([3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median([4.0, 1.0]), 2.5);
+        assert!(median(std::iter::empty()).is_nan());
+    }
 
     #[test]
     fn database_name_is_replaced() {

@@ -7,6 +7,7 @@
 //! bench, backend and size are drawn as their median, and the points are marked so that three
 //! sizes read as three measurements, not as a curve between them.
 
+use crate::median;
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -76,17 +77,6 @@ pub(crate) fn series(text: &str) -> BTreeMap<SeriesKey, Vec<Point>> {
             (key, points)
         })
         .collect()
-}
-
-/// The median (the mean of the middle two for an even count).
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
 }
 
 /// A round upper bound for an axis: 1, 2 or 5 times a power of ten, at least `max`.
