@@ -47,6 +47,21 @@ impl DedupKey {
         let h = xxhash_rust::xxh3::xxh3_64(lowercased.as_bytes()) & !PHONE;
         DedupKey(h.max(1))
     }
+
+    /// The key's value, as written to the spill files (`spill.rs`).
+    pub(crate) fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// A key read back from a spill file.
+    pub(crate) fn from_raw(raw: u64) -> Self {
+        DedupKey(raw)
+    }
+
+    /// The key spread over all 64 bits: where it goes, in a table or among files.
+    pub(crate) fn mixed(self) -> u64 {
+        mix(self.0)
+    }
 }
 
 /// The splitmix64 finalizer: spreads phone keys (which differ in their last digits) over the
@@ -79,7 +94,7 @@ impl Seen {
     }
 
     fn home(&self, key: DedupKey) -> usize {
-        ((u128::from(mix(key.0)) * self.slots.len() as u128) >> 64) as usize
+        ((u128::from(key.mixed()) * self.slots.len() as u128) >> 64) as usize
     }
 
     /// Records `key` first seen on `line`; if it was seen before, returns that line instead

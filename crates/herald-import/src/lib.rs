@@ -61,8 +61,9 @@
 //!
 //! The largest allocation is the duplicate index (`dedup.rs`): 12 bytes a slot in a table at
 //! most three quarters full, sized once from the row count of the first pass (16 MB at 1,000,000
-//! rows, 80 MB at the 5,000,000-row limit). Everything else in flight is bounded by the chunk,
-//! batch and channel sizes, whatever the file's length.
+//! rows). A file longer than [`ImportOptions::dedup_memory_rows`] (1,000,000 by default) has its
+//! repeats found on disk instead (`spill.rs`), a few MB at a time. Everything else in flight is
+//! bounded by the chunk, batch and channel sizes, whatever the file's length.
 
 mod dedup;
 mod error;
@@ -72,6 +73,7 @@ mod pipeline;
 mod report;
 mod row;
 mod scan;
+mod spill;
 mod split;
 mod text;
 

@@ -29,6 +29,11 @@ pub struct ImportOptions {
     pub batch_size: usize,
     /// Validation threads; 0 means one per available core (the default).
     pub workers: usize,
+    /// Files of up to this many rows find repeated addresses in memory, 16 bytes a row
+    /// (default 1,000,000); a longer file's are found on disk, in unnamed temporary files in
+    /// `$TMPDIR` (16 bytes a valid row), by one more pass over the file: about an eighth more
+    /// time, for memory that stays the same however long the file is (`docs/benchmarks.md`).
+    pub dedup_memory_rows: u64,
 }
 
 impl ImportOptions {
@@ -37,6 +42,7 @@ impl ImportOptions {
     pub const DEFAULT_BATCH_SIZE: usize = 4_096;
     pub const DEFAULT_MAX_COLUMNS: usize = 1_000;
     pub const DEFAULT_MAX_ROW_BYTES: usize = 64 * 1024;
+    pub const DEFAULT_DEDUP_MEMORY_ROWS: u64 = 1_000_000;
 
     /// Options with the defaults for everything but the channel.
     pub fn new(channel: Channel) -> Self {
@@ -50,6 +56,7 @@ impl ImportOptions {
             max_row_bytes: Self::DEFAULT_MAX_ROW_BYTES,
             batch_size: Self::DEFAULT_BATCH_SIZE,
             workers: 0,
+            dedup_memory_rows: Self::DEFAULT_DEDUP_MEMORY_ROWS,
         }
     }
 }

@@ -1,14 +1,17 @@
 //! The import pass: a reader thread splits records into chunks, worker threads validate the
 //! chunks, and the calling thread takes the results back in file order, drops duplicates and
 //! feeds the sink. Channels are bounded, so what is in flight stays the same however long the
-//! file is; the table of addresses seen (`dedup::Seen`) grows with it, 12 bytes a slot.
+//! file is. Up to [`ImportOptions::dedup_memory_rows`] rows, repeats are found in a table of the
+//! addresses seen (`dedup::Seen`, 12 bytes a slot); a longer file's are found on disk by a first
+//! pass of the same threads (`spill.rs`), so memory does not grow with the file.
 
-use crate::dedup::Seen;
+use crate::dedup::{DedupKey, Seen};
 use crate::error::{FileError, ImportError};
 use crate::header::Plan;
 use crate::model::{ImportOptions, ImportSink, ImportSummary, Recipient, RowError};
 use crate::row::{Outcome, Validator};
 use crate::scan::{Fail, Scan, scan};
+use crate::spill::{KeySpill, Repeats};
 use crate::split::{ByteBuf, Splitter, is_blank};
 use crate::text::{Counted, TextSource};
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -31,9 +34,12 @@ const BATCH_BYTES: usize = 2 << 20;
 ///
 /// `input` is read twice: a fast validation pass settles every whole-file question (size,
 /// encoding, binary content, header, row count) before anything reaches the sink, then the
-/// import pass validates rows on [`ImportOptions::workers`] threads. `suppressions` is asked
-/// about every valid row (from the worker threads); `progress` is told the bytes read so far
-/// during the import pass (from the calling thread, as is every sink call).
+/// import pass validates rows on [`ImportOptions::workers`] threads. A file of more than
+/// [`ImportOptions::dedup_memory_rows`] rows is read once more between the two, on the same
+/// threads, to find its repeated addresses on disk. `suppressions` is asked about every valid
+/// row (from the worker threads); `progress` is told the bytes read so far during the import
+/// pass (from the calling thread, as is every sink call), or, when repeats were found on disk,
+/// half of the bytes of each of the two last passes, so that it still ends at the file's size.
 ///
 /// On `Err`, `sink.finish` was not called; see [`ImportSink`] for when batches may already have
 /// been handed over.
@@ -78,14 +84,128 @@ where
         n => n,
     }
     .min(MAX_WORKERS);
-    let mut consumer = Consumer::new(&plan, &scan, opts, sink);
-    let cancel = AtomicBool::new(false);
 
-    let read_result = std::thread::scope(|s| -> Result<(), Fail> {
+    // A long file's repeats are found on disk first (`spill.rs`); progress then counts the
+    // first pass as the first half of the file's bytes.
+    let (dedup, progress_base) = if scan.rows > opts.dedup_memory_rows {
+        let mut spill = KeySpill::new(scan.rows).map_err(spill_failed)?;
+        let mut spill_error = None;
+        let mut total = 0;
+        let lost = run_pass(
+            &mut input,
+            &scan,
+            opts,
+            &validator,
+            workers,
+            Pass::Keys,
+            &mut |done| {
+                for &(line, key) in &done.keys {
+                    if let Err(e) = spill.push(key, line) {
+                        spill_error = Some(e);
+                        return false;
+                    }
+                }
+                total = done.bytes_read;
+                progress(total / 2);
+                true
+            },
+        )
+        .map_err(fail_to_import)?;
+        if let Some(e) = spill_error {
+            return Err(spill_failed(e));
+        }
+        if lost {
+            return Err(lost_worker());
+        }
+        input.seek(SeekFrom::Start(0))?;
+        (Dedup::Disk(spill.resolve().map_err(spill_failed)?), Some(total / 2))
+    } else {
+        let rows = usize::try_from(scan.rows).unwrap_or(usize::MAX);
+        (Dedup::Memory(Seen::with_rows(rows)), None)
+    };
+
+    let mut consumer = Consumer::new(&plan, &scan, opts, dedup, sink);
+    let pass = run_pass(
+        input,
+        &scan,
+        opts,
+        &validator,
+        workers,
+        Pass::Import,
+        &mut |done| {
+            if consumer.take(done).is_err() {
+                return false;
+            }
+            match progress_base {
+                // Rounded up, so that the last call is the file's size.
+                Some(base) => progress(base + consumer.bytes_read.div_ceil(2)),
+                None => progress(consumer.bytes_read),
+            }
+            true
+        },
+    );
+
+    if let Some(e) = consumer.sink_error.take() {
+        return Err(ImportError::Sink(e));
+    }
+    if let Some(e) = consumer.io_error.take() {
+        return Err(match e.kind() {
+            // The file changed under the import (`spill::CHANGED`).
+            std::io::ErrorKind::InvalidData => ImportError::Io(e),
+            _ => spill_failed(e),
+        });
+    }
+    if pass.map_err(fail_to_import)? {
+        return Err(lost_worker());
+    }
+    consumer.finish().map_err(ImportError::Sink)
+}
+
+/// A temporary file of repeats could not be made, written or read (a full or read-only
+/// `$TMPDIR`, most likely): said as such, not as a problem with the upload.
+fn spill_failed<E: std::error::Error + 'static>(e: std::io::Error) -> ImportError<E> {
+    ImportError::Io(std::io::Error::new(
+        e.kind(),
+        format!(
+            "finding repeated addresses in temporary files in {}: {e}",
+            std::env::temp_dir().display()
+        ),
+    ))
+}
+
+fn lost_worker<E: std::error::Error + 'static>() -> ImportError<E> {
+    ImportError::Io(std::io::Error::other(
+        "a validation thread stopped before answering",
+    ))
+}
+
+/// What the workers make of the rows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Only each valid row's key, for finding repeats on disk.
+    Keys,
+    /// Every row's outcome.
+    Import,
+}
+
+/// One threaded pass over `input`: the reader thread splits it into chunks, the workers validate
+/// them, and `take` gets each chunk's results on the calling thread, in file order, until it
+/// returns false. True if a worker went away without answering (it panicked).
+fn run_pass<R: Read + Send>(
+    input: R,
+    scan: &Scan,
+    opts: &ImportOptions,
+    validator: &Validator<'_>,
+    workers: usize,
+    pass: Pass,
+    take: &mut dyn FnMut(Done) -> bool,
+) -> Result<bool, Fail> {
+    let cancel = AtomicBool::new(false);
+    let mut lost = false;
+    std::thread::scope(|s| -> Result<(), Fail> {
         let (work_tx, work_rx) = bounded::<Job>(workers);
         let (order_tx, order_rx) = bounded::<Receiver<Done>>(workers + 2);
         let cancel = &cancel;
-        let validator = &validator;
         let mut started = 0;
         for i in 0..workers {
             let work_rx = work_rx.clone();
@@ -96,7 +216,7 @@ where
                         if cancel.load(Ordering::Relaxed) {
                             continue;
                         }
-                        let done = validate_chunk(validator, job.chunk);
+                        let done = validate_chunk(validator, job.chunk, pass);
                         let _ = job.reply.send(done);
                     }
                 });
@@ -107,7 +227,6 @@ where
             }
         }
         drop(work_rx);
-        let scan = &scan;
         let reader = std::thread::Builder::new()
             .name("herald-import-read".into())
             .spawn_scoped(s, move || {
@@ -118,15 +237,15 @@ where
         for reply in order_rx.iter() {
             let Ok(done) = reply.recv() else {
                 // A worker went away without answering: it panicked, and the scope will say so.
-                consumer.failed = true;
+                lost = true;
                 break;
             };
-            if consumer.take(done).is_err() {
+            if !take(done) {
+                cancel.store(true, Ordering::Relaxed);
                 break;
             }
-            progress(consumer.bytes_read);
         }
-        if consumer.failed() {
+        if lost {
             cancel.store(true, Ordering::Relaxed);
         }
         drop(order_rx);
@@ -134,18 +253,8 @@ where
             Ok(result) => result,
             Err(panic) => std::panic::resume_unwind(panic),
         }
-    });
-
-    if let Some(e) = consumer.sink_error.take() {
-        return Err(ImportError::Sink(e));
-    }
-    read_result.map_err(fail_to_import)?;
-    if consumer.failed {
-        return Err(ImportError::Io(std::io::Error::other(
-            "a validation thread stopped before answering",
-        )));
-    }
-    consumer.finish().map_err(ImportError::Sink)
+    })?;
+    Ok(lost)
 }
 
 fn fail_to_import<E: std::error::Error + 'static>(fail: Fail) -> ImportError<E> {
@@ -192,13 +301,20 @@ struct Job {
 
 struct Done {
     outcomes: Vec<Outcome>,
+    /// The valid rows' lines and keys, in a [`Pass::Keys`].
+    keys: Vec<(u64, DedupKey)>,
     blank: u64,
     bytes_read: u64,
 }
 
-fn validate_chunk(validator: &Validator<'_>, chunk: Chunk) -> Done {
+fn validate_chunk(validator: &Validator<'_>, chunk: Chunk, pass: Pass) -> Done {
     let data = chunk.data.as_slice();
-    let mut outcomes = Vec::with_capacity(chunk.records.len());
+    let mut outcomes = Vec::new();
+    let mut keys = Vec::new();
+    match pass {
+        Pass::Import => outcomes.reserve(chunk.records.len()),
+        Pass::Keys => keys.reserve(chunk.records.len()),
+    }
     let mut fields: Vec<&[u8]> = Vec::new();
     for rec in &chunk.records {
         fields.clear();
@@ -212,10 +328,18 @@ fn validate_chunk(validator: &Validator<'_>, chunk: Chunk) -> Done {
             fields.push(data.get(start..end as usize).unwrap_or_default());
             start = end as usize;
         }
-        outcomes.push(validator.row(rec.line, &fields));
+        match pass {
+            Pass::Import => outcomes.push(validator.row(rec.line, &fields)),
+            Pass::Keys => {
+                if let Some(key) = validator.key(rec.line, &fields) {
+                    keys.push((rec.line, key));
+                }
+            }
+        }
     }
     Done {
         outcomes,
+        keys,
         blank: chunk.blank,
         bytes_read: chunk.bytes_read,
     }
@@ -299,7 +423,7 @@ struct Consumer<'a, S: ImportSink> {
     sink: &'a mut S,
     summary: ImportSummary,
     batch_size: usize,
-    seen: Seen,
+    dedup: Dedup,
     recipients: Vec<Recipient>,
     /// Bytes of the variables of `recipients`.
     recipient_bytes: usize,
@@ -307,11 +431,20 @@ struct Consumer<'a, S: ImportSink> {
     contact_column: String,
     bytes_read: u64,
     sink_error: Option<S::Error>,
-    failed: bool,
+    /// Reading the repeats found on disk failed.
+    io_error: Option<std::io::Error>,
+}
+
+/// Where the import pass learns that a row repeats an earlier one.
+enum Dedup {
+    /// A table of the addresses accepted so far, filled as the rows come.
+    Memory(Seen),
+    /// Every repeat, found by a first pass (`spill.rs`).
+    Disk(Repeats),
 }
 
 impl<'a, S: ImportSink> Consumer<'a, S> {
-    fn new(plan: &Plan, scan: &Scan, opts: &ImportOptions, sink: &'a mut S) -> Self {
+    fn new(plan: &Plan, scan: &Scan, opts: &ImportOptions, dedup: Dedup, sink: &'a mut S) -> Self {
         let contact_column = plan.column_name(plan.contact);
         let batch_size = opts.batch_size;
         Consumer {
@@ -330,19 +463,15 @@ impl<'a, S: ImportSink> Consumer<'a, S> {
                 variables: plan.variables.iter().map(|(_, n)| n.clone()).collect(),
             },
             batch_size,
-            seen: Seen::with_rows(usize::try_from(scan.rows).unwrap_or(usize::MAX)),
+            dedup,
             recipients: Vec::with_capacity(batch_size.min(CHUNK_ROWS * 4)),
             recipient_bytes: 0,
             errors: Vec::new(),
             contact_column,
             bytes_read: 0,
             sink_error: None,
-            failed: false,
+            io_error: None,
         }
-    }
-
-    fn failed(&self) -> bool {
-        self.failed || self.sink_error.is_some()
     }
 
     fn take(&mut self, done: Done) -> Result<(), ()> {
@@ -358,8 +487,16 @@ impl<'a, S: ImportSink> Consumer<'a, S> {
                     }
                 }
                 Outcome::Valid { recipient, key } => {
-                    let line = u32::try_from(recipient.line).unwrap_or(u32::MAX);
-                    if let Some(first) = self.seen.insert(key, line) {
+                    let repeats = match &mut self.dedup {
+                        Dedup::Memory(seen) => {
+                            let line = u32::try_from(recipient.line).unwrap_or(u32::MAX);
+                            seen.insert(key, line)
+                        }
+                        Dedup::Disk(repeats) => repeats
+                            .first_of(key, recipient.line)
+                            .map_err(|e| self.io_error = Some(e))?,
+                    };
+                    if let Some(first) = repeats {
                         self.summary.duplicates += 1;
                         let reason = match first {
                             u32::MAX => "duplicate of an earlier line".to_string(),

@@ -19,6 +19,14 @@ pub(crate) enum Outcome {
     Invalid(Vec<RowError>),
 }
 
+/// What a valid row's check found.
+struct Checked<'f> {
+    address: Address,
+    /// The contact cell as written (untrimmed).
+    contact: Cow<'f, str>,
+    timezone: Option<String>,
+}
+
 /// The longest raw phone value kept with a recipient, in characters.
 const MAX_RAW_CONTACT: usize = 64;
 
@@ -76,10 +84,56 @@ impl<'a> Validator<'a> {
 
     /// Validates a non-blank row whose fields are `fields`.
     pub(crate) fn row(&self, line: u64, fields: &[&[u8]]) -> Outcome {
+        let Checked {
+            address,
+            contact,
+            timezone,
+        } = match self.check(line, fields) {
+            Ok(checked) => checked,
+            Err(errors) => return Outcome::Invalid(errors),
+        };
+        let contact = contact.trim();
+        let variables_json = self.variables_json(fields);
+        let key = DedupKey::of(&address);
+        let suppressed = (self.suppressions)(&address);
+        // A phone number as the file wrote it, so that a later, better reading can be checked
+        // against it (`herald doctor phones`). Empty when the file wrote the stored number's own
+        // digits in another layout: re-reading the stored number is then the same check, and
+        // most files (`(415) 555-2671`, `+1 415-555-2671`) keep nothing per row.
+        let raw_contact = match &address {
+            Address::Phone(p) if p.as_str() == contact => None,
+            Address::Phone(p) if self.only_layout(contact, p.as_str()) => Some(String::new()),
+            Address::Phone(_) => Some(contact.chars().take(MAX_RAW_CONTACT).collect()),
+            Address::Email(_) => None,
+        };
+        Outcome::Valid {
+            recipient: Recipient {
+                line,
+                address,
+                raw_contact,
+                timezone,
+                variables_json,
+                suppressed,
+            },
+            key,
+        }
+    }
+
+    /// The key of the row at `line` if it is valid, for finding repeats before the import pass
+    /// (`spill.rs`): what [`Validator::row`] decides, without building the recipient.
+    pub(crate) fn key(&self, line: u64, fields: &[&[u8]]) -> Option<DedupKey> {
+        self.check(line, fields)
+            .ok()
+            .map(|checked| DedupKey::of(&checked.address))
+    }
+
+    /// Whether the row is valid (field count, contact, time zone, required variables), and if so
+    /// its address, contact cell and time zone; otherwise every problem found.
+    fn check<'f>(&self, line: u64, fields: &[&'f [u8]]) -> Result<Checked<'f>, Vec<RowError>> {
         let plan = self.plan;
         let expected = plan.original.len();
         if fields.len() != expected {
-            return Outcome::Invalid(vec![RowError {
+            return Err(vec![RowError {
                 line,
                 column: None,
                 value: String::new(),
@@ -136,35 +190,13 @@ impl<'a> Validator<'a> {
                 ));
             }
         }
-        let Some(address) = address else {
-            return Outcome::Invalid(errors);
-        };
-        if !errors.is_empty() {
-            return Outcome::Invalid(errors);
-        }
-        let variables_json = self.variables_json(fields);
-        let key = DedupKey::of(&address);
-        let suppressed = (self.suppressions)(&address);
-        // A phone number as the file wrote it, so that a later, better reading can be checked
-        // against it (`herald doctor phones`). Empty when the file wrote the stored number's own
-        // digits in another layout: re-reading the stored number is then the same check, and
-        // most files (`(415) 555-2671`, `+1 415-555-2671`) keep nothing per row.
-        let raw_contact = match &address {
-            Address::Phone(p) if p.as_str() == contact => None,
-            Address::Phone(p) if self.only_layout(contact, p.as_str()) => Some(String::new()),
-            Address::Phone(_) => Some(contact.chars().take(MAX_RAW_CONTACT).collect()),
-            Address::Email(_) => None,
-        };
-        Outcome::Valid {
-            recipient: Recipient {
-                line,
+        match address {
+            Some(address) if errors.is_empty() => Ok(Checked {
                 address,
-                raw_contact,
+                contact: contact_raw,
                 timezone,
-                variables_json,
-                suppressed,
-            },
-            key,
+            }),
+            _ => Err(errors),
         }
     }
 

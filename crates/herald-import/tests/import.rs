@@ -717,3 +717,99 @@ fn the_file_value_is_kept_when_it_says_more_than_the_stored_number() {
         ]
     );
 }
+
+/// A list whose repeats the generator knows: row `i` is person `i * 7 % people`, written in one
+/// of four layouts of the same US number (or with a bad time zone, which makes the row invalid
+/// and so never the first of its person). Returns the file and, per data row in order, its line,
+/// its person and whether it is valid.
+fn known_repeats(rows: u64, people: u64) -> (Vec<u8>, Vec<(u64, u64, bool)>) {
+    let mut csv = String::from("phone,timezone,n\n");
+    let mut truth = Vec::new();
+    let mut line = 1;
+    for i in 0..rows {
+        let person = i * 7 % people;
+        let (a, b) = (200 + person / 10_000 % 700, person % 10_000);
+        let written = match i % 4 {
+            0 => format!("+1415{a:03}{b:04}"),
+            1 => format!("(415) {a:03}-{b:04}"),
+            2 => format!("+1 415.{a:03}.{b:04}"),
+            _ => format!("415-{a:03}-{b:04}"),
+        };
+        let valid = i % 11 != 5;
+        let tz = if valid {
+            "America/Chicago"
+        } else {
+            "Mars/Olympus"
+        };
+        line += 1;
+        if i % 13 == 0 {
+            // A blank line: the next row's line number skips it.
+            csv.push('\n');
+            line += 1;
+        }
+        csv.push_str(&format!("{written},{tz},{i}\n"));
+        truth.push((line, person, valid));
+    }
+    (csv.into_bytes(), truth)
+}
+
+/// Repeats are found the same whether in memory or on disk (a file longer than
+/// `dedup_memory_rows`): both give exactly what the generator knows, first valid row kept and
+/// every later one reported with its line.
+#[test]
+fn repeats_on_disk_are_exactly_the_repeats_in_memory() {
+    let (mut bytes, truth) = known_repeats(6_000, 2_500);
+    if bytes.len() % 2 == 0 {
+        bytes.push(b'\n'); // an odd size: the two halves of progress still add up
+    }
+    let mut first_line = std::collections::HashMap::new();
+    let mut kept = Vec::new();
+    let mut repeats = Vec::new();
+    for &(line, person, valid) in &truth {
+        if !valid {
+            continue;
+        }
+        match first_line.get(&person) {
+            Some(&first) => repeats.push((line, format!("duplicate of line {first}"))),
+            None => {
+                first_line.insert(person, line);
+                kept.push(line);
+            }
+        }
+    }
+    assert!(repeats.len() > 2_000 && kept.len() > 2_000);
+    for memory_rows in [ImportOptions::DEFAULT_DEDUP_MEMORY_ROWS, 0, 5_999] {
+        let mut opts = sms();
+        opts.dedup_memory_rows = memory_rows;
+        opts.batch_size = 500;
+        let bytes_total = bytes.len() as u64;
+        let seen = std::sync::Mutex::new(Vec::new());
+        let mut sink = CollectSink::default();
+        let result = import(
+            Cursor::new(bytes.clone()),
+            &opts,
+            &no_suppressions,
+            &mut sink,
+            &|b| seen.lock().unwrap().push(b),
+        );
+        let (summary, sink) = ok((result, sink));
+        let lines: Vec<u64> = sink.recipients.iter().map(|r| r.line).collect();
+        assert_eq!(lines, kept, "memory_rows {memory_rows}");
+        assert_eq!(summary.duplicates, repeats.len() as u64);
+        let got: Vec<(u64, String)> = sink
+            .row_errors
+            .iter()
+            .filter(|e| e.reason.starts_with("duplicate"))
+            .map(|e| (e.line, e.reason.clone()))
+            .collect();
+        assert_eq!(got, repeats, "memory_rows {memory_rows}");
+        assert_eq!(
+            summary.invalid,
+            truth.iter().filter(|t| !t.2).count() as u64
+        );
+        // Progress only grows and ends at the file's size, whichever way repeats were found.
+        let seen = seen.into_inner().unwrap();
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        assert_eq!(seen.last().copied(), Some(bytes_total));
+    }
+}
