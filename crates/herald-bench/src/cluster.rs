@@ -339,7 +339,7 @@ async fn run_on(
 
     let csv = dir.path().join("recipients.csv");
     write_recipients(&csv, recipients)?;
-    let outreach = crate::import_file(store.clone(), campaign, &csv).await?;
+    let outreach = crate::import_file(store.clone(), campaign, &csv, Default::default()).await?;
     ensure!(
         outreach.summary.accepted == recipients,
         "the import accepted {} of {recipients} recipients",

@@ -70,6 +70,10 @@ enum Bench {
         /// Seed of the generated file, for repeatable runs.
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// Lists of up to this many rows find repeats in memory, longer ones on disk (default:
+        /// Herald's, 1,000,000); 0 always takes the disk path, a large value the memory one.
+        #[arg(long)]
+        dedup_memory_rows: Option<u64>,
     },
     /// Dispatch: an outreach sent through Herald's dispatcher against the same rows set to
     /// `sent` by plain SQL.
@@ -199,9 +203,14 @@ async fn main() -> anyhow::Result<()> {
             rows,
             postgres,
             seed,
+            dedup_memory_rows,
         } => {
+            let mut limits = herald_engine::ImportLimits::default();
+            if let Some(n) = dedup_memory_rows {
+                limits.dedup_memory_rows = n;
+            }
             for rows in rows {
-                import_bench(rows, postgres.as_deref(), seed).await?;
+                import_bench(rows, postgres.as_deref(), seed, &limits).await?;
             }
             Ok(())
         }
@@ -468,11 +477,12 @@ async fn campaign(store: &dyn Store) -> anyhow::Result<uuid::Uuid> {
 async fn herald_import(
     store: Arc<dyn Store>,
     csv: &Path,
+    limits: &herald_engine::ImportLimits,
 ) -> anyhow::Result<(f64, herald_store::ImportSummary)> {
     let campaign_id = campaign(store.as_ref()).await?;
     reset_peak_rss();
     let started = Instant::now();
-    let outreach = import_file(store, campaign_id, csv).await?;
+    let outreach = import_file(store, campaign_id, csv, *limits).await?;
     Ok((started.elapsed().as_secs_f64(), outreach.summary))
 }
 
@@ -481,6 +491,7 @@ async fn import_file(
     store: Arc<dyn Store>,
     campaign_id: uuid::Uuid,
     csv: &Path,
+    limits: herald_engine::ImportLimits,
 ) -> anyhow::Result<herald_store::Outreach> {
     herald_engine::import_outreach(
         store,
@@ -491,7 +502,7 @@ async fn import_file(
             start_at: herald_engine::Clock::now(&herald_engine::SystemClock),
             end_at: None,
             default_region: None,
-            limits: herald_engine::ImportLimits::default(),
+            limits,
         },
         Arc::new(|_| {}),
     )
@@ -518,6 +529,7 @@ fn report(
     baseline_s: f64,
     peak: f64,
     summary: &herald_store::ImportSummary,
+    limits: &herald_engine::ImportLimits,
 ) {
     println!(
         "{}",
@@ -531,11 +543,17 @@ fn report(
             "accepted": summary.accepted,
             "invalid": summary.invalid,
             "duplicates": summary.duplicates,
+            "repeats_found": if rows > limits.dedup_memory_rows { "on disk" } else { "in memory" },
         })
     );
 }
 
-async fn import_bench(rows: u64, postgres: Option<&str>, seed: u64) -> anyhow::Result<()> {
+async fn import_bench(
+    rows: u64,
+    postgres: Option<&str>,
+    seed: u64,
+    limits: &herald_engine::ImportLimits,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let csv = dir.path().join("recipients.csv");
     generate(&csv, rows, seed)?;
@@ -545,7 +563,7 @@ async fn import_bench(rows: u64, postgres: Option<&str>, seed: u64) -> anyhow::R
     let db = dir.path().join("herald.db");
     let store = herald_store::connect(&format!("sqlite://{}", db.display())).await?;
     store.migrate().await?;
-    let (herald_s, summary) = herald_import(store.clone(), &csv).await?;
+    let (herald_s, summary) = herald_import(store.clone(), &csv, limits).await?;
     let peak = peak_rss_mb();
     drop(store);
     let bare = dir.path().join("bare.db");
@@ -555,7 +573,7 @@ async fn import_bench(rows: u64, postgres: Option<&str>, seed: u64) -> anyhow::R
             .arg(".mode csv")
             .arg(format!(".import {csv_text} recipients")),
     )?;
-    report("sqlite", rows, herald_s, baseline_s, peak, &summary);
+    report("sqlite", rows, herald_s, baseline_s, peak, &summary, limits);
 
     if let Some(url) = postgres {
         let name = format!("herald_bench_{}", uuid::Uuid::now_v7().simple());
@@ -567,7 +585,7 @@ async fn import_bench(rows: u64, postgres: Option<&str>, seed: u64) -> anyhow::R
         let result = async {
             let store = herald_store::connect(&db_url).await?;
             store.migrate().await?;
-            let (herald_s, summary) = herald_import(store.clone(), &csv).await?;
+            let (herald_s, summary) = herald_import(store.clone(), &csv, limits).await?;
             let peak = peak_rss_mb();
             drop(store);
             run_timed(Command::new("psql").args([
@@ -583,7 +601,9 @@ async fn import_bench(rows: u64, postgres: Option<&str>, seed: u64) -> anyhow::R
                 "-c",
                 &format!("\\copy bare FROM '{csv_text}' WITH (FORMAT csv, HEADER true)"),
             ]))?;
-            report("postgres", rows, herald_s, baseline_s, peak, &summary);
+            report(
+                "postgres", rows, herald_s, baseline_s, peak, &summary, limits,
+            );
             anyhow::Ok(())
         }
         .await;

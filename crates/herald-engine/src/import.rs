@@ -20,6 +20,9 @@ pub struct ImportLimits {
     pub max_columns: usize,
     /// Most bytes one row may span.
     pub max_row_bytes: usize,
+    /// Lists of up to this many rows find repeated addresses in memory, longer ones on disk
+    /// (see `herald_import::ImportOptions::dedup_memory_rows`).
+    pub dedup_memory_rows: u64,
 }
 
 impl Default for ImportLimits {
@@ -29,6 +32,7 @@ impl Default for ImportLimits {
             max_rows: ImportOptions::DEFAULT_MAX_ROWS,
             max_columns: ImportOptions::DEFAULT_MAX_COLUMNS,
             max_row_bytes: ImportOptions::DEFAULT_MAX_ROW_BYTES,
+            dedup_memory_rows: ImportOptions::DEFAULT_DEDUP_MEMORY_ROWS,
         }
     }
 }
@@ -206,6 +210,7 @@ pub(crate) async fn prepare(
     options.max_rows = upload.limits.max_rows;
     options.max_columns = upload.limits.max_columns;
     options.max_row_bytes = upload.limits.max_row_bytes;
+    options.dedup_memory_rows = upload.limits.dedup_memory_rows;
     let suppressed: HashSet<String> = store.suppressed_addresses(campaign.sender_id).await?;
     Ok(Prepared {
         campaign,

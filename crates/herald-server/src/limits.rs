@@ -24,6 +24,9 @@ pub struct OutreachLimits {
     pub max_columns: usize,
     /// Most bytes one row of a list may span.
     pub max_row_bytes: usize,
+    /// Lists of up to this many rows find repeated addresses in memory (16 bytes a row); longer
+    /// ones find them on disk, in temporary files, with memory that does not grow with the list.
+    pub dedup_memory_rows: u64,
     /// Uploads spooled or imported at the same time, over the API and the web UI together.
     pub concurrent_uploads: usize,
     /// Temporary disk space all uploads in progress may hold together, in bytes.
@@ -44,6 +47,7 @@ impl OutreachLimits {
             max_rows: self.max_rows,
             max_columns: self.max_columns,
             max_row_bytes: self.max_row_bytes,
+            dedup_memory_rows: self.dedup_memory_rows,
         }
     }
 }
@@ -56,6 +60,7 @@ impl Default for OutreachLimits {
             max_rows: import.max_rows,
             max_columns: import.max_columns,
             max_row_bytes: import.max_row_bytes,
+            dedup_memory_rows: import.dedup_memory_rows,
             concurrent_uploads: Self::DEFAULT_CONCURRENT_UPLOADS,
             upload_temp_bytes: Self::DEFAULT_UPLOAD_TEMP_BYTES,
             event_streams_per_caller: Self::DEFAULT_EVENT_STREAMS_PER_CALLER,

@@ -32,6 +32,7 @@ herald_store::on_both_backends!(
     uploads_at_once_are_capped,
     uploads_together_hold_bounded_temp_space,
     many_progress_streams_share_one_poller,
+    a_list_past_dedup_memory_rows_finds_its_repeats_on_disk,
 );
 
 fn store(app: &App) -> &dyn Store {
@@ -383,6 +384,90 @@ async fn uploads_together_hold_bounded_temp_space(db: herald_store::testing::Tes
     let (s, v) = app.upload(&c, &list(2_000, 5_000), &[]).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(outreach_count(&app, &c).await, 2);
+}
+
+/// Past `dedup_memory_rows` (3 here, 1,000,000 by default) the repeats are found on disk:
+/// the same outreach is stored, the first row of each number kept and every later one reported
+/// with that row's line, as a short list gets in memory.
+async fn a_list_past_dedup_memory_rows_finds_its_repeats_on_disk(
+    db: herald_store::testing::TestStore,
+) {
+    let limits = OutreachLimits {
+        dedup_memory_rows: 3,
+        ..OutreachLimits::default()
+    };
+    let (app, _state) = start_limited(db, limits).await;
+    let c = campaign(&app).await;
+    // Row i (line i + 2) is number i % 4, written three ways. Row 1 (number 1, line 3) has no
+    // first name, which the answer needs: invalid, so never the row a repeat is measured
+    // against; number 1's first row is row 5 (line 7).
+    let bad = 1;
+    let mut csv = String::from("phone,first_name\n");
+    for i in 0..12 {
+        let n = 2671 + i % 4;
+        let phone = match i % 3 {
+            0 => format!("+1415555{n}"),
+            1 => format!("(415) 555-{n}"),
+            _ => format!("1-415-555-{n}"),
+        };
+        let name = if i == bad {
+            String::new()
+        } else {
+            format!("R{i}")
+        };
+        csv.push_str(&format!("{phone},{name}\n"));
+    }
+    let (s, o) = app.upload(&c, &csv, &[]).await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    assert_eq!(o["summary"]["accepted"], 4, "{o}");
+    assert_eq!(o["summary"]["invalid"], 1, "{o}");
+    assert_eq!(o["summary"]["duplicates"], 7, "{o}");
+    let id = o["id"].as_str().unwrap();
+    let (s, v) = app
+        .admin(
+            Method::GET,
+            &format!("/api/v1/outreaches/{id}/recipients"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let kept: Vec<(u64, String, String)> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["address"].as_str().unwrap().to_string(),
+                r["variables"]["first_name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // Numbers 0, 2, 3 keep rows 0, 2, 3; number 1 keeps row 5, its first valid row.
+    assert_eq!(
+        kept,
+        [
+            (2, "+14155552671", "R0"),
+            (4, "+14155552673", "R2"),
+            (5, "+14155552674", "R3"),
+            (7, "+14155552672", "R5"),
+        ]
+        .map(|(l, a, n)| (l, a.to_string(), n.to_string()))
+    );
+    let res = app
+        .http
+        .get(format!("{}/api/v1/outreaches/{id}/errors.csv", app.base))
+        .bearer_auth(&app.admin)
+        .send()
+        .await
+        .unwrap();
+    let report = res.text().await.unwrap();
+    for (line, first) in [(6, 2), (8, 4), (9, 5), (10, 2), (11, 7), (12, 4), (13, 5)] {
+        let number = 2671 + (line - 2) % 4;
+        let row = format!("\n{line},phone,'+1415555{number},duplicate of line {first}");
+        assert!(report.contains(&row), "no {row:?} in {report}");
+    }
+    assert_eq!(report.matches("duplicate of line").count(), 7, "{report}");
 }
 
 async fn upload_with_headers(
