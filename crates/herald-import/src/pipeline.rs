@@ -118,7 +118,10 @@ where
             return Err(lost_worker());
         }
         input.seek(SeekFrom::Start(0))?;
-        (Dedup::Disk(spill.resolve().map_err(spill_failed)?), Some(total / 2))
+        (
+            Dedup::Disk(spill.resolve().map_err(spill_failed)?),
+            Some(total / 2),
+        )
     } else {
         let rows = usize::try_from(scan.rows).unwrap_or(usize::MAX);
         (Dedup::Memory(Seen::with_rows(rows)), None)
