@@ -83,16 +83,15 @@ impl KeySpill {
             let mut record = [0u8; KEY_RECORD];
             for _ in 0..count {
                 reader.read_exact(&mut record)?;
-                let key = u64::from_le_bytes(record[..8].try_into().unwrap_or_default());
-                let line = u64::from_le_bytes(record[8..].try_into().unwrap_or_default());
+                let key = le64(&record[..8]);
+                let line = le64(&record[8..]);
                 let short = u32::try_from(line).unwrap_or(u32::MAX);
                 if let Some(first) = seen.insert(DedupKey::from_raw(key), short) {
                     let mut r = [0u8; REPEAT_RECORD];
                     r[..8].copy_from_slice(&line.to_le_bytes());
                     r[8..12].copy_from_slice(&first.to_le_bytes());
                     r[12..].copy_from_slice(&key.to_le_bytes());
-                    let bucket = usize::try_from(line / width).unwrap_or(n - 1).min(n - 1);
-                    out[bucket].write_all(&r)?;
+                    out[range_of(line, width, n)].write_all(&r)?;
                     found += 1;
                 }
             }
@@ -118,6 +117,16 @@ impl KeySpill {
 /// high bits, and a file whose keys shared those would crowd one end of its table.
 fn pick(mixed: u64, n: usize) -> usize {
     ((u64::from(mixed as u32) * n as u64) >> 32) as usize
+}
+
+/// The little-endian `u64` of 8 bytes of a record.
+fn le64(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(bytes.try_into().unwrap_or_default())
+}
+
+/// Which of `n` line ranges of `width` lines holds `line` (the last one takes any beyond).
+fn range_of(line: u64, width: u64, n: usize) -> usize {
+    usize::try_from(line / width).map_or(n - 1, |i| i.min(n - 1))
 }
 
 /// The repeats of a file, by line range, read back in file order.
@@ -148,9 +157,7 @@ impl Repeats {
         if self.found == 0 {
             return Ok(None);
         }
-        let bucket = usize::try_from(line / self.width)
-            .unwrap_or(usize::MAX)
-            .min(self.buckets.len() - 1);
+        let bucket = range_of(line, self.width, self.buckets.len());
         if self.current != Some(bucket) {
             self.load(bucket)?;
         }
@@ -180,9 +187,9 @@ impl Repeats {
         BufReader::new(file).read_to_end(&mut bytes)?;
         self.loaded.reserve(bytes.len() / REPEAT_RECORD);
         for r in bytes.chunks_exact(REPEAT_RECORD) {
-            let line = u64::from_le_bytes(r[..8].try_into().unwrap_or_default());
+            let line = le64(&r[..8]);
             let first = u32::from_le_bytes(r[8..12].try_into().unwrap_or_default());
-            let key = u64::from_le_bytes(r[12..].try_into().unwrap_or_default());
+            let key = le64(&r[12..]);
             self.loaded.push((line, first, key));
         }
         self.loaded.sort_unstable_by_key(|r| r.0);
