@@ -454,14 +454,15 @@ async fn a_list_past_dedup_memory_rows_finds_its_repeats_on_disk(
         ]
         .map(|(l, a, n)| (l, a.to_string(), n.to_string()))
     );
-    let res = app
-        .http
-        .get(format!("{}/api/v1/outreaches/{id}/errors.csv", app.base))
-        .bearer_auth(&app.admin)
-        .send()
-        .await
-        .unwrap();
-    let report = res.text().await.unwrap();
+    let (s, report) = app
+        .admin(
+            Method::GET,
+            &format!("/api/v1/outreaches/{id}/errors.csv"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    let report = report.as_str().unwrap();
     for (line, first) in [(6, 2), (8, 4), (9, 5), (10, 2), (11, 7), (12, 4), (13, 5)] {
         let number = 2671 + (line - 2) % 4;
         let row = format!("\n{line},phone,'+1415555{number},duplicate of line {first}");
