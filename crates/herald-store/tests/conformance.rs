@@ -1715,6 +1715,15 @@ async fn outreach_import_is_one_transaction(store: &dyn Store) {
     let outreach = import.commit(&summary).await.expect("commit");
     assert_eq!(outreach.id, id);
     assert_eq!(outreach.summary, summary);
+    // The progress the commit answers is the summary's, and the rows' own (read back below).
+    assert_eq!(
+        (
+            outreach.progress.total,
+            outreach.progress.pending,
+            outreach.progress.skipped
+        ),
+        (3010, 2408, 602)
+    );
     assert_eq!(outreach.status, herald_core::OutreachStatus::Scheduled);
     assert_eq!(outreach.start_at.to_string(), "2026-12-01T09:00:00Z");
     assert_eq!(

@@ -181,7 +181,7 @@ async fn finish_import(
     .await?;
     tx.commit().await?;
     let mut conn = pool.acquire().await?;
-    get_in(&mut conn, id).await
+    imported_in(&mut conn, id, summary).await
 }
 
 include!("../shared/outreach.rs");

@@ -288,7 +288,7 @@ impl OutreachImport for SqliteImport {
         }
         self.settled = true;
         let mut conn = self.pool.acquire().await?;
-        get_in(&mut conn, self.id).await
+        imported_in(&mut conn, self.id, summary).await
     }
 
     async fn abort(mut self: Box<Self>) -> Result<()> {
