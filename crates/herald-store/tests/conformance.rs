@@ -46,6 +46,7 @@ herald_store::on_both_backends!(
     campaigns_filter_by_channel,
     concurrent_creates_all_succeed,
     outreach_import_is_one_transaction,
+    a_batch_the_database_refuses_fails_the_import,
     imported_rows_keep_every_byte,
     stored_phones_are_read_back_with_the_file_values,
     a_dropped_import_leaves_nothing,
@@ -1875,6 +1876,94 @@ async fn a_dropped_import_leaves_nothing(store: &dyn Store) {
             ..
         })
     ));
+}
+
+/// A batch the database refuses, among good ones and import errors. PostgreSQL's text cannot
+/// hold a NUL byte: its `COPY` fails, and that failure must reach the import (from a later batch
+/// or from the commit), roll everything back and leave the store usable. SQLite keeps the byte.
+/// (Herald's CSV reader refuses files with NUL bytes before any of this; the store must not rely
+/// on it.)
+async fn a_batch_the_database_refuses_fails_the_import(store: &dyn Store) {
+    let campaign = sms_campaign(store).await;
+    let mut import = store
+        .begin_outreach(&new_outreach(campaign))
+        .await
+        .expect("begin");
+    let id = import.outreach_id();
+    let mut bad = recipients(4002, 10);
+    bad[3].timezone = Some("Europe/Ber\u{0}lin".into());
+    let error = herald_store::ImportErrorRecord {
+        line: 1,
+        column: None,
+        value: "x".into(),
+        reason: "not a phone number".into(),
+    };
+    let mut failed = None;
+    for step in 0..8 {
+        let done = match step {
+            0 => import.recipients(&recipients(2, 2000)).await,
+            1 => import.row_errors(std::slice::from_ref(&error)).await,
+            2 => import.recipients(&recipients(2002, 2000)).await,
+            3 => import.recipients(&bad).await,
+            _ => {
+                import
+                    .recipients(&recipients(5000 + step * 1000, 1000))
+                    .await
+            }
+        };
+        if let Err(e) = done {
+            failed = Some(e);
+            break;
+        }
+    }
+    if store.backend() == "sqlite" {
+        assert!(failed.is_none(), "{failed:?}");
+        let outreach = import
+            .commit(&herald_store::ImportSummary::default())
+            .await
+            .expect("SQLite keeps a NUL byte");
+        let page = store
+            .list_recipients(outreach.id, None, 0, 5000)
+            .await
+            .expect("page");
+        let kept = page.iter().find(|r| r.line == 4005).expect("line 4005");
+        assert_eq!(kept.timezone.as_deref(), Some("Europe/Ber\u{0}lin"));
+        return;
+    }
+    let failure = match failed {
+        Some(e) => e,
+        None => import
+            .commit(&herald_store::ImportSummary::default())
+            .await
+            .expect_err("PostgreSQL refuses a NUL byte in text"),
+    };
+    assert!(
+        failure.to_string().contains("0x00"),
+        "the database's own reason: {failure}"
+    );
+    assert_outreach_is_nowhere(store, campaign, id).await;
+    // The connection went back to the pool in a usable state: a new import commits.
+    let mut again = store
+        .begin_outreach(&new_outreach(campaign))
+        .await
+        .expect("begin again");
+    again.recipients(&recipients(2, 50)).await.expect("batch");
+    let summary = herald_store::ImportSummary {
+        rows: 50,
+        accepted: 50,
+        suppressed: 10,
+        ..herald_store::ImportSummary::default()
+    };
+    let outreach = again.commit(&summary).await.expect("commit again");
+    assert_eq!(
+        store
+            .get_outreach(outreach.id)
+            .await
+            .expect("get")
+            .progress
+            .total,
+        50
+    );
 }
 
 /// More rows than one chunk of a SQLite import (5,000), so that an import in progress has
@@ -5648,8 +5737,15 @@ async fn imports_whose_process_is_gone_are_purged_at_start(db: herald_store::tes
     for id in [silent_id, killed_id] {
         assert_eq!(import_rows(&db, Some(id)).await, 0, "rows of {id}");
     }
+    // The summary a real import would give: the commit answers its counts as the progress.
+    let summary = herald_store::ImportSummary {
+        rows: BIG_IMPORT,
+        accepted: BIG_IMPORT,
+        suppressed: BIG_IMPORT / 5,
+        ..herald_store::ImportSummary::default()
+    };
     let live = live
-        .commit(&herald_store::ImportSummary::default())
+        .commit(&summary)
         .await
         .expect("the running import commits");
     assert_eq!(live.progress.total, BIG_IMPORT);
