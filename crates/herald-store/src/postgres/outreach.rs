@@ -20,6 +20,11 @@ const RECIPIENTS_COPY: &str = "COPY recipients (outreach_id, line, address, raw_
 /// rows by default), so this bounds what is held beyond the batch being sent.
 const PARTS_IN_FLIGHT: usize = 1;
 
+/// A `COPY` of recipients ends, and the next batch begins another, past this many bytes: the
+/// server answers a refused row only when its `COPY` ends, so an import learns of it within
+/// about 64 MiB of the list (some 250,000 rows), not only at its end.
+const COPY_BYTES: usize = 64 << 20;
+
 /// One batch for the writing task, already in `COPY`'s format.
 enum Part {
     /// Binary tuples of recipients, without the header and the trailer.
@@ -74,12 +79,14 @@ impl PgImport {
     }
 }
 
-/// The writing task: every part in order, the recipients of consecutive parts in one `COPY`.
+/// The writing task: every part in order, the recipients of consecutive parts in one `COPY` (of
+/// about `copy_bytes` at most: [`COPY_BYTES`]).
 /// Ends, handing the transaction back, when the channel closes; an error ends it at once, and the
 /// dropped transaction rolls back.
 async fn write_parts(
     mut tx: Transaction<'static, Postgres>,
     mut parts: mpsc::Receiver<Part>,
+    copy_bytes: usize,
 ) -> Result<Transaction<'static, Postgres>> {
     let mut next = parts.recv().await;
     loop {
@@ -92,11 +99,16 @@ async fn write_parts(
             Some(Part::Recipients(tuples)) => {
                 let mut copy = tx.copy_in_raw(RECIPIENTS_COPY).await?;
                 copy.send(BINARY_HEADER).await?;
+                let mut sent = tuples.len();
                 copy.send(tuples).await?;
                 loop {
                     next = parts.recv().await;
+                    if sent >= copy_bytes {
+                        break;
+                    }
                     match next.take() {
                         Some(Part::Recipients(tuples)) => {
+                            sent += tuples.len();
                             copy.send(tuples).await?;
                         }
                         other => {
@@ -246,7 +258,7 @@ async fn begin_import(store: &PgStore, new: &NewOutreach) -> Result<Box<dyn Outr
         start_binary: Ts::new(new.start_at).pg_micros(),
         last_len: 0,
         parts: Some(parts),
-        writer: Some(tokio::spawn(write_parts(tx, received))),
+        writer: Some(tokio::spawn(write_parts(tx, received, COPY_BYTES))),
     }))
 }
 
@@ -278,3 +290,71 @@ async fn finish_import(
 }
 
 include!("../shared/outreach.rs");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(from_line: u64, refused: bool) -> Vec<ImportedRecipient> {
+        (from_line..from_line + 100)
+            .map(|line| ImportedRecipient {
+                line,
+                address: format!("+1415555{line:04}"),
+                raw_address: None,
+                // PostgreSQL's text cannot hold a NUL byte.
+                timezone: (refused && line == from_line + 50).then(|| "Europe/Ber\u{0}lin".into()),
+                variables_json: "{}".into(),
+                suppressed: false,
+            })
+            .collect()
+    }
+
+    /// A refused row is learnt when its `COPY` ends: past `copy_bytes`, from a later batch of
+    /// the same import; within one `COPY`, only at the commit. Either way the server's own
+    /// reason comes back.
+    #[tokio::test]
+    async fn a_refused_row_is_learnt_when_its_copy_ends() {
+        let Some(test) = crate::testing::postgres().await else {
+            return;
+        };
+        let store = PgStore::connect(&test.url).await.expect("connect");
+        for (copy_bytes, learnt_from_a_batch) in [(1, true), (COPY_BYTES, false)] {
+            let tx = store.pool.begin().await.expect("begin");
+            let (parts, received) = mpsc::channel(PARTS_IN_FLIGHT);
+            let mut import = PgImport {
+                pool: store.pool.clone(),
+                id: Uuid::now_v7(),
+                start_binary: 0,
+                last_len: 0,
+                parts: Some(parts),
+                writer: Some(tokio::spawn(write_parts(tx, received, copy_bytes))),
+            };
+            let mut failure = None;
+            for n in 0..5u64 {
+                if let Err(e) = import.recipients(&batch(2 + n * 100, n == 1)).await {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            assert_eq!(
+                failure.is_some(),
+                learnt_from_a_batch,
+                "copy_bytes {copy_bytes}"
+            );
+            let failure = match failure {
+                Some(e) => e,
+                None => match import.written().await {
+                    Ok(_) => panic!("the refused row was written"),
+                    Err(e) => e,
+                },
+            };
+            assert!(failure.to_string().contains("0x00"), "{failure}");
+        }
+        // Nothing of either import stayed.
+        let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM recipients")
+            .fetch_one(&store.pool)
+            .await
+            .expect("count");
+        assert_eq!(rows, 0);
+    }
+}
