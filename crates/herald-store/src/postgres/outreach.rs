@@ -42,8 +42,10 @@ pub(crate) struct PgImport {
     id: Uuid,
     /// `start_at`, the recipients' first due time, as binary COPY writes a `timestamptz`.
     start_binary: i64,
-    /// The size of the last batch's encoding, to size the next one's buffer.
-    last_len: usize,
+    /// Buffers the writing task has sent, back for the next batches: two or three buffers go
+    /// round, rather than one allocated on this thread and freed on the task's for every batch
+    /// (which grew the import's peak memory by 5–9 MB, docs/benchmarks.md).
+    spare: mpsc::Receiver<Vec<u8>>,
     /// Closed (None) when the import ends, which ends the writing task.
     parts: Option<mpsc::Sender<Part>>,
     /// The writing task; it hands the transaction back once every part is written.
@@ -51,6 +53,35 @@ pub(crate) struct PgImport {
 }
 
 impl PgImport {
+    /// Starts the writing task on the import's transaction.
+    fn start(
+        tx: Transaction<'static, Postgres>,
+        pool: PgPool,
+        id: Uuid,
+        start_binary: i64,
+    ) -> Self {
+        Self::start_with(tx, pool, id, start_binary, COPY_BYTES)
+    }
+
+    fn start_with(
+        tx: Transaction<'static, Postgres>,
+        pool: PgPool,
+        id: Uuid,
+        start_binary: i64,
+        copy_bytes: usize,
+    ) -> Self {
+        let (parts, received) = mpsc::channel(PARTS_IN_FLIGHT);
+        let (done, spare) = mpsc::channel(PARTS_IN_FLIGHT + 1);
+        PgImport {
+            pool,
+            id,
+            start_binary,
+            spare,
+            parts: Some(parts),
+            writer: Some(tokio::spawn(write_parts(tx, received, done, copy_bytes))),
+        }
+    }
+
     /// Hands an encoded batch to the writing task, or answers the error that stopped it.
     async fn send(&mut self, part: Part) -> Result<()> {
         let sent = match &self.parts {
@@ -86,6 +117,7 @@ impl PgImport {
 async fn write_parts(
     mut tx: Transaction<'static, Postgres>,
     mut parts: mpsc::Receiver<Part>,
+    done: mpsc::Sender<Vec<u8>>,
     copy_bytes: usize,
 ) -> Result<Transaction<'static, Postgres>> {
     let mut next = parts.recv().await;
@@ -100,7 +132,8 @@ async fn write_parts(
                 let mut copy = tx.copy_in_raw(RECIPIENTS_COPY).await?;
                 copy.send(BINARY_HEADER).await?;
                 let mut sent = tuples.len();
-                copy.send(tuples).await?;
+                copy.send(tuples.as_slice()).await?;
+                let _ = done.try_send(tuples);
                 loop {
                     next = parts.recv().await;
                     if sent >= copy_bytes {
@@ -109,7 +142,9 @@ async fn write_parts(
                     match next.take() {
                         Some(Part::Recipients(tuples)) => {
                             sent += tuples.len();
-                            copy.send(tuples).await?;
+                            copy.send(tuples.as_slice()).await?;
+                            // Kept only while the encoder has fewer than it can use.
+                            let _ = done.try_send(tuples);
                         }
                         other => {
                             next = other;
@@ -146,7 +181,8 @@ impl OutreachImport for PgImport {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut buf = Vec::with_capacity(self.last_len);
+        let mut buf = self.spare.try_recv().unwrap_or_default();
+        buf.clear();
         for r in batch {
             // Nine fields, in the order of the COPY's column list.
             buf.extend_from_slice(&9i16.to_be_bytes());
@@ -165,7 +201,6 @@ impl OutreachImport for PgImport {
             field(&mut buf, skip_reason.map(str::as_bytes))?;
             field(&mut buf, Some(&self.start_binary.to_be_bytes()))?;
         }
-        self.last_len = buf.len();
         self.send(Part::Recipients(buf)).await
     }
 
@@ -251,15 +286,12 @@ async fn begin_import(store: &PgStore, new: &NewOutreach) -> Result<Box<dyn Outr
         ..ImportSummary::default()
     };
     insert_outreach(&mut tx, id, new, &summary, now_us, now_us).await?;
-    let (parts, received) = mpsc::channel(PARTS_IN_FLIGHT);
-    Ok(Box::new(PgImport {
-        pool: store.pool.clone(),
+    Ok(Box::new(PgImport::start(
+        tx,
+        store.pool.clone(),
         id,
-        start_binary: Ts::new(new.start_at).pg_micros(),
-        last_len: 0,
-        parts: Some(parts),
-        writer: Some(tokio::spawn(write_parts(tx, received, COPY_BYTES))),
-    }))
+        Ts::new(new.start_at).pg_micros(),
+    )))
 }
 
 /// Ends an import: writes its summary on the outreach, commits, and reads the outreach back.
@@ -320,15 +352,8 @@ mod tests {
         let store = PgStore::connect(&test.url).await.expect("connect");
         for (copy_bytes, learnt_from_a_batch) in [(1, true), (COPY_BYTES, false)] {
             let tx = store.pool.begin().await.expect("begin");
-            let (parts, received) = mpsc::channel(PARTS_IN_FLIGHT);
-            let mut import = PgImport {
-                pool: store.pool.clone(),
-                id: Uuid::now_v7(),
-                start_binary: 0,
-                last_len: 0,
-                parts: Some(parts),
-                writer: Some(tokio::spawn(write_parts(tx, received, copy_bytes))),
-            };
+            let mut import =
+                PgImport::start_with(tx, store.pool.clone(), Uuid::now_v7(), 0, copy_bytes);
             let mut failure = None;
             for n in 0..5u64 {
                 if let Err(e) = import.recipients(&batch(2 + n * 100, n == 1)).await {
