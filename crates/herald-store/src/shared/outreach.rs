@@ -81,7 +81,7 @@ pub(crate) async fn get_in(conn: &mut DbConn, id: Uuid) -> Result<Outreach> {
 /// A just-imported outreach, read back after its commit. Its progress is the import's own count
 /// (every accepted recipient pending, the suppressed ones skipped), not a count of its rows: on
 /// PostgreSQL counting 1,000,000 fresh rows, not yet vacuumed, took 0.4 s of the import
-/// (docs/benchmarks.md). A dispatcher that claims some meanwhile changes none of the totals.
+/// (docs/benchmarks.md). It is the outreach as committed: a dispatcher may already be sending.
 pub(crate) async fn imported_in(
     conn: &mut DbConn,
     id: Uuid,
