@@ -1885,11 +1885,11 @@ async fn a_dropped_import_leaves_nothing(store: &dyn Store) {
 /// on it.)
 async fn a_batch_the_database_refuses_fails_the_import(store: &dyn Store) {
     let campaign = sms_campaign(store).await;
-    let mut import = store
+    let mut refused = store
         .begin_outreach(&new_outreach(campaign))
         .await
         .expect("begin");
-    let id = import.outreach_id();
+    let id = refused.outreach_id();
     let mut bad = recipients(4002, 10);
     bad[3].timezone = Some("Europe/Ber\u{0}lin".into());
     let error = herald_store::ImportErrorRecord {
@@ -1901,12 +1901,12 @@ async fn a_batch_the_database_refuses_fails_the_import(store: &dyn Store) {
     let mut failed = None;
     for step in 0..8 {
         let done = match step {
-            0 => import.recipients(&recipients(2, 2000)).await,
-            1 => import.row_errors(std::slice::from_ref(&error)).await,
-            2 => import.recipients(&recipients(2002, 2000)).await,
-            3 => import.recipients(&bad).await,
+            0 => refused.recipients(&recipients(2, 2000)).await,
+            1 => refused.row_errors(std::slice::from_ref(&error)).await,
+            2 => refused.recipients(&recipients(2002, 2000)).await,
+            3 => refused.recipients(&bad).await,
             _ => {
-                import
+                refused
                     .recipients(&recipients(5000 + step * 1000, 1000))
                     .await
             }
@@ -1918,7 +1918,7 @@ async fn a_batch_the_database_refuses_fails_the_import(store: &dyn Store) {
     }
     if store.backend() == "sqlite" {
         assert!(failed.is_none(), "{failed:?}");
-        let outreach = import
+        let outreach = refused
             .commit(&herald_store::ImportSummary::default())
             .await
             .expect("SQLite keeps a NUL byte");
@@ -1932,7 +1932,7 @@ async fn a_batch_the_database_refuses_fails_the_import(store: &dyn Store) {
     }
     let failure = match failed {
         Some(e) => e,
-        None => import
+        None => refused
             .commit(&herald_store::ImportSummary::default())
             .await
             .expect_err("PostgreSQL refuses a NUL byte in text"),
@@ -1943,18 +1943,7 @@ async fn a_batch_the_database_refuses_fails_the_import(store: &dyn Store) {
     );
     assert_outreach_is_nowhere(store, campaign, id).await;
     // The connection went back to the pool in a usable state: a new import commits.
-    let mut again = store
-        .begin_outreach(&new_outreach(campaign))
-        .await
-        .expect("begin again");
-    again.recipients(&recipients(2, 50)).await.expect("batch");
-    let summary = herald_store::ImportSummary {
-        rows: 50,
-        accepted: 50,
-        suppressed: 10,
-        ..herald_store::ImportSummary::default()
-    };
-    let outreach = again.commit(&summary).await.expect("commit again");
+    let outreach = import(store, campaign, &recipients(2, 50)).await;
     assert_eq!(
         store
             .get_outreach(outreach.id)
