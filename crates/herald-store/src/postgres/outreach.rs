@@ -128,24 +128,22 @@ async fn write_parts(
                 copy_errors(&mut tx, &rows).await?;
                 next = parts.recv().await;
             }
-            Some(Part::Recipients(tuples)) => {
+            Some(Part::Recipients(first)) => {
                 let mut copy = tx.copy_in_raw(RECIPIENTS_COPY).await?;
                 copy.send(BINARY_HEADER).await?;
-                let mut sent = tuples.len();
-                copy.send(tuples.as_slice()).await?;
-                let _ = done.try_send(tuples);
+                let mut tuples = first;
+                let mut sent = 0;
                 loop {
+                    sent += tuples.len();
+                    copy.send(tuples.as_slice()).await?;
+                    // Kept only while the encoder has fewer than it can use.
+                    let _ = done.try_send(tuples);
                     next = parts.recv().await;
                     if sent >= copy_bytes {
                         break;
                     }
                     match next.take() {
-                        Some(Part::Recipients(tuples)) => {
-                            sent += tuples.len();
-                            copy.send(tuples.as_slice()).await?;
-                            // Kept only while the encoder has fewer than it can use.
-                            let _ = done.try_send(tuples);
-                        }
+                        Some(Part::Recipients(more)) => tuples = more,
                         other => {
                             next = other;
                             break;
