@@ -1006,6 +1006,9 @@ impl herald_store::Outreaches for TimedStore {
 
 #[async_trait]
 impl herald_store::Dispatch for TimedStore {
+    fn concurrent_writes(&self) -> bool {
+        self.inner.concurrent_writes()
+    }
     async fn live_outreaches(&self) -> herald_store::Result<Vec<LiveOutreach>> {
         timed!(self.live, self.inner.live_outreaches())
     }

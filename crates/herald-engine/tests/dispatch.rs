@@ -46,6 +46,8 @@ herald_store::on_both_backends!(
     status_reports_that_never_find_their_send_are_forgotten_after_a_week,
     a_claim_that_died_before_its_sends_began_is_sent_after_all,
     shutdown_begins_no_send_and_requeues_the_rest_of_the_batch,
+    a_batch_is_sent_only_once_the_one_before_is_written,
+    shutdown_gives_back_a_batch_claimed_ahead,
     shutdown_waits_no_longer_than_its_grace,
     a_live_slow_batch_keeps_its_lease,
     a_failed_write_of_results_is_tried_again_until_it_succeeds,
@@ -73,6 +75,11 @@ struct Recorder {
     delay: Mutex<Duration>,
     /// Sends begun, finished or not.
     begun: std::sync::atomic::AtomicUsize,
+    /// When set: the outreach whose recipients are counted as each send begins, into `seen`.
+    watch: Mutex<Option<(Arc<dyn Store>, Uuid)>>,
+    /// Per send, in order: the outreach's recipients `sent` and `sending` in the store as it
+    /// began.
+    seen: Mutex<Vec<(usize, usize)>>,
 }
 
 impl Recorder {
@@ -83,6 +90,8 @@ impl Recorder {
             failures: Mutex::new(HashMap::new()),
             delay: Mutex::new(Duration::ZERO),
             begun: std::sync::atomic::AtomicUsize::new(0),
+            watch: Mutex::new(None),
+            seen: Mutex::new(Vec::new()),
         })
     }
 
@@ -120,6 +129,14 @@ impl Transport for Recorder {
 
     async fn send(&self, msg: &OutboundMessage) -> Result<Accepted, SendError> {
         self.begun.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let watch = self.watch.lock().unwrap().clone();
+        if let Some((store, outreach)) = watch {
+            let rows = store.list_recipients(outreach, None, 0, 10_000).await;
+            let rows = rows.expect("the watched outreach's recipients");
+            let count = |s: DeliveryState| rows.iter().filter(|r| r.state == s).count();
+            let seen = (count(DeliveryState::Sent), count(DeliveryState::Sending));
+            self.seen.lock().unwrap().push(seen);
+        }
         let delay = *self.delay.lock().unwrap();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -1395,6 +1412,78 @@ async fn shutdown_begins_no_send_and_requeues_the_rest_of_the_batch(db: TestStor
         all
     });
     assert_eq!(w.status(o).await, OutreachStatus::Completed);
+}
+
+/// On PostgreSQL the dispatcher claims its next batch while the last one's results are written
+/// (on SQLite, one writer, it does not); either way no send of a batch begins before the batch
+/// before it is written, and no batch is claimed while another one's sends run.
+async fn a_batch_is_sent_only_once_the_one_before_is_written(db: TestStore) {
+    let config = DispatchConfig {
+        concurrency: 1,
+        batch_size: 5,
+        ..World::config()
+    };
+    let w = World::new(db, "2026-03-02T12:00Z", config).await;
+    let sms = w.campaign("Texts", CampaignOpts::default()).await;
+    let o = w
+        .outreach(sms, &phones(20), "2026-03-02T12:00Z", None)
+        .await;
+    *w.recorder.watch.lock().unwrap() = Some((w.store.clone(), o));
+    w.settle().await;
+    assert_eq!(w.recorder.sent().len(), 20);
+    let seen = w.recorder.seen.lock().unwrap().clone();
+    // Send k is in batch k / 5: the batches before it are `sent`, its own five `sending`.
+    let expected: Vec<(usize, usize)> = (0..20).map(|k| (k / 5 * 5, 5)).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(w.status(o).await, OutreachStatus::Completed);
+}
+
+/// A batch claimed ahead (PostgreSQL) while Herald was told to stop is given back at once:
+/// back in the queue, its attempt not counted, not left `sending` until its lease ends.
+async fn shutdown_gives_back_a_batch_claimed_ahead(db: TestStore) {
+    let config = DispatchConfig {
+        concurrency: 5,
+        batch_size: 5,
+        shutdown_grace_secs: 10,
+        ..World::config()
+    };
+    let mut w = World::new(db, "2026-03-02T12:00Z", config).await;
+    let sms = w.campaign("Texts", CampaignOpts::default()).await;
+    let o = w
+        .outreach(sms, &phones(20), "2026-03-02T12:00Z", None)
+        .await;
+    assert!(
+        w.store
+            .start_outreach(o, at("2026-03-02T12:00Z"))
+            .await
+            .unwrap()
+    );
+    w.recorder.slow(Duration::from_millis(300));
+    let running = Running::start(&w);
+    // The whole first batch is in flight when the signal comes.
+    wait_for("the first batch's sends", || w.recorder.begun() >= 5).await;
+    running.shut_down().await;
+    assert_eq!(w.recorder.begun(), 5, "no send began after the signal");
+    let rows = w.recipients(o).await;
+    let count = |s: DeliveryState| rows.iter().filter(|r| r.state == s).count();
+    assert_eq!(count(DeliveryState::Sent), 5, "{rows:?}");
+    assert_eq!(count(DeliveryState::Pending), 15, "{rows:?}");
+    assert!(
+        rows.iter()
+            .filter(|r| r.state == DeliveryState::Pending)
+            .all(|r| r.attempts == 0),
+        "{rows:?}"
+    );
+    // The next start sends the rest, and no one twice.
+    w.recorder.slow(Duration::ZERO);
+    w.restart();
+    w.settle().await;
+    assert_eq!(w.recorder.sent().len(), 20);
+    assert_eq!(w.recorder.sent_to(), {
+        let mut all: Vec<String> = rows.iter().map(|r| r.address.clone()).collect();
+        all.sort();
+        all
+    });
 }
 
 async fn shutdown_waits_no_longer_than_its_grace(db: TestStore) {

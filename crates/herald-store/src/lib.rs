@@ -342,6 +342,12 @@ pub trait Dispatch: Send + Sync {
     /// Every outreach that is `scheduled` or `in_progress`, with whether it has `pending` and
     /// `sending` recipients (cheap `EXISTS` checks, not counts).
     async fn live_outreaches(&self) -> Result<Vec<LiveOutreach>>;
+    /// Whether a write transaction can make progress while another one is under way
+    /// (PostgreSQL's many writers). On SQLite, with its one writer, a second write waits for the
+    /// first, so the dispatcher does not claim its next batch while one is being recorded.
+    fn concurrent_writes(&self) -> bool {
+        false
+    }
     /// The outreach's status alone (cheap; the dispatcher checks it mid-batch for a stop).
     async fn outreach_status(&self, id: Uuid) -> Result<OutreachStatus>;
     /// `scheduled → in_progress`. False (and nothing changes) if it was not `scheduled`.

@@ -107,6 +107,44 @@ impl Rendered {
     }
 }
 
+/// A batch claimed, not rendered yet.
+struct Taken {
+    claimed: Vec<ClaimedRecipient>,
+    /// When its lease ends.
+    lease: Timestamp,
+    /// What it could claim and the tokens taken for it, settled when its sends begin.
+    budget: Budget,
+}
+
+/// A batch claimed and rendered, not sent yet.
+struct Claimed {
+    /// As many as asked for were claimed: there may be more.
+    full: bool,
+    lease: Lease,
+    work: Work,
+    /// What it could claim and the tokens taken for it, settled when its sends begin.
+    budget: Budget,
+}
+
+/// What a claimed batch holds.
+enum Work {
+    /// Outcomes decided and messages ready to send.
+    Ready(Rendered),
+    /// The outreach cannot send as configured: every recipient's failure.
+    Failed(Vec<DeliveryResult>),
+}
+
+/// What a batch found of the next one while its results were written.
+enum Prefetch {
+    /// It did not look (the slice is over, or the batch claimed fewer than it asked for or sent
+    /// nothing).
+    NotTried,
+    /// Nothing was due, or the sender is out of tokens.
+    Nothing,
+    /// The next batch, claimed and rendered.
+    Batch(Claimed),
+}
+
 /// A message ready to send, and what it costs in the sender's tokens.
 struct Ready {
     recipient: ClaimedRecipient,
@@ -154,7 +192,12 @@ struct Lease {
 
 impl Dispatcher {
     /// Sends what is due of an outreach in batches, for up to a second (then the tick moves on
-    /// to the next outreach and reports `more_due`), within the sender's rate.
+    /// to the next outreach and reports `more_due`), within the sender's rate. The next batch is
+    /// rendered (and, on a store whose writes run side by side,
+    /// [`Dispatch::concurrent_writes`], claimed) while the last one's results are written; it is
+    /// sent only once they are.
+    ///
+    /// [`Dispatch::concurrent_writes`]: herald_store::Dispatch::concurrent_writes
     pub(super) async fn send_due(
         &self,
         o: &LiveOutreach,
@@ -163,19 +206,35 @@ impl Dispatcher {
     ) -> Result<(), DispatchError> {
         let slice = Instant::now() + Duration::from_secs(1);
         let mut only_deferred = false;
+        let mut next: Option<Claimed> = None;
         loop {
             if self.is_stopping() {
+                if let Some(batch) = next {
+                    self.release(ctx, batch).await;
+                }
                 return Ok(());
             }
-            let now = self.clock.now();
-            let Some(budget) = self.budget(ctx, now, only_deferred, report).await? else {
-                return Ok(());
+            let batch = match next.take() {
+                Some(batch) => batch,
+                None => {
+                    let now = self.clock.now();
+                    let Some(budget) = self.budget(ctx, now, only_deferred, report).await? else {
+                        return Ok(());
+                    };
+                    match self.prepare(o, ctx, now, budget).await? {
+                        Some(batch) => batch,
+                        None => return Ok(()),
+                    }
+                }
             };
-            match self.batch(o, ctx, now, budget, report).await? {
-                BatchEnd::Drained => return Ok(()),
-                BatchEnd::Full { only_deferred: d } => only_deferred = d,
+            let ahead = Instant::now() < slice;
+            let (end, fetched) = self.batch(o, ctx, batch, ahead, report).await?;
+            match (fetched, end) {
+                (Prefetch::Batch(batch), _) => next = Some(batch),
+                (Prefetch::Nothing, _) | (Prefetch::NotTried, BatchEnd::Drained) => return Ok(()),
+                (Prefetch::NotTried, BatchEnd::Full { only_deferred: d }) => only_deferred = d,
             }
-            if Instant::now() >= slice {
+            if next.is_none() && Instant::now() >= slice {
                 report.more_due = true;
                 return Ok(());
             }
@@ -279,40 +338,124 @@ impl Dispatcher {
             .max(Duration::from_millis(100))
     }
 
-    /// One batch, top to bottom: claim due recipients with a lease, render their messages,
-    /// send them, record every outcome in one write.
-    #[tracing::instrument(name = "batch", skip_all, fields(outreach = %o.id))]
-    async fn batch(
+    /// Claims due recipients with a lease and renders their messages: the first half of a batch.
+    /// `None` when nothing was due.
+    async fn prepare(
         &self,
         o: &LiveOutreach,
         ctx: &Result<Arc<Ctx>, String>,
         now: Timestamp,
         budget: Budget,
-        report: &mut TickReport,
-    ) -> Result<BatchEnd, DispatchError> {
+    ) -> Result<Option<Claimed>, DispatchError> {
+        match self.take(o, ctx, now, budget).await? {
+            Some(taken) => Ok(Some(self.ready(o, ctx, taken).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The claim of [`Dispatcher::prepare`]: the batch's recipients, their lease, and whether it
+    /// claimed as many as it asked for. `None` (the tokens given back) when nothing was due.
+    async fn take(
+        &self,
+        o: &LiveOutreach,
+        ctx: &Result<Arc<Ctx>, String>,
+        now: Timestamp,
+        budget: Budget,
+    ) -> Result<Option<Taken>, DispatchError> {
         let (claimed, lease) = self.claim(o, now, budget.claim).await?;
         self.metrics.claim(claimed.len());
         if claimed.is_empty() {
             if let Ok(ctx) = ctx {
                 self.give_back(ctx, budget, 0, now).await?;
             }
-            return Ok(BatchEnd::Drained);
+            return Ok(None);
         }
+        Ok(Some(Taken {
+            claimed,
+            lease,
+            budget,
+        }))
+    }
+
+    /// The rest of [`Dispatcher::prepare`]: renders the claimed batch and leaves out the
+    /// recipients opted out or over a frequency cap since the upload. Reads only: no write.
+    async fn ready(
+        &self,
+        o: &LiveOutreach,
+        ctx: &Result<Arc<Ctx>, String>,
+        taken: Taken,
+    ) -> Result<Claimed, DispatchError> {
+        let Taken {
+            claimed,
+            lease,
+            budget,
+        } = taken;
         let full = claimed.len() as u32 == budget.claim;
         let lease = Lease {
             ids: claimed.iter().map(|r| r.id).collect(),
             until: tokio::sync::Mutex::new(lease),
         };
-        let (results, timeline, journal_error) = match ctx {
+        let work = match ctx {
             Ok(ctx) => {
                 let mut rendered = self.render(o, ctx, claimed, budget.tokens);
                 self.drop_suppressed(ctx, &mut rendered).await?;
                 self.drop_capped(ctx, &mut rendered).await?;
+                Work::Ready(rendered)
+            }
+            Err(why) => Work::Failed(misconfigured(&claimed, why)),
+        };
+        Ok(Claimed {
+            full,
+            lease,
+            work,
+            budget,
+        })
+    }
+
+    /// The next batch's claim, made while the last one is recorded: `Nothing` when nothing is
+    /// due or the sender is out of tokens (then with how long until it has some).
+    async fn take_ahead(
+        &self,
+        o: &LiveOutreach,
+        ctx: &Result<Arc<Ctx>, String>,
+    ) -> Result<(Option<Taken>, Option<Duration>), DispatchError> {
+        let now = self.clock.now();
+        let mut scratch = TickReport::default();
+        let Some(budget) = self.budget(ctx, now, false, &mut scratch).await? else {
+            return Ok((None, scratch.rate_wait));
+        };
+        Ok((self.take(o, ctx, now, budget).await?, None))
+    }
+
+    /// The second half of a batch: sends what [`Dispatcher::prepare`] made ready and records
+    /// every outcome in one write. With `ahead`, a batch with messages to send that claimed as
+    /// many as it asked for also prepares the next batch while its own results are written: on
+    /// a store with one writer it claims first and renders during the write, on one with many it
+    /// claims during the write as well.
+    #[tracing::instrument(name = "batch", skip_all, fields(outreach = %o.id))]
+    async fn batch(
+        &self,
+        o: &LiveOutreach,
+        ctx: &Result<Arc<Ctx>, String>,
+        batch: Claimed,
+        ahead: bool,
+        report: &mut TickReport,
+    ) -> Result<(BatchEnd, Prefetch), DispatchError> {
+        let Claimed {
+            full,
+            lease,
+            work,
+            budget,
+        } = batch;
+        let ahead = ahead && full && matches!(&work, Work::Ready(r) if !r.ready.is_empty());
+        let (results, timeline, journal_error) = match (ctx, work) {
+            (Ok(ctx), Work::Ready(rendered)) => {
                 self.give_back(ctx, budget, rendered.used, rendered.at)
                     .await?;
                 self.send(o, ctx, rendered, &lease).await?
             }
-            Err(why) => (misconfigured(&claimed, why), Vec::new(), None),
+            (_, Work::Ready(rendered)) => (rendered.results, Vec::new(), None),
+            (_, Work::Failed(results)) => (results, Vec::new(), None),
         };
         let (channel, provider) = match ctx {
             Ok(c) => (c.campaign.channel.as_str(), c.sender.provider.as_str()),
@@ -332,14 +475,77 @@ impl Dispatcher {
         // The renewer has stopped (`send_all` waits for it): this is the lease the batch's
         // recipients are still held under, if no other node took them meanwhile.
         let held = Held::Lease(*lease.until.lock().await);
-        self.record(held, &results, &timeline, report).await?;
-        if let Some(e) = journal_error {
-            return Err(self.journal_failed(e));
+        // The next batch is claimed and rendered while this one is written, but its sends
+        // begin only after: the journal settles this batch before the next one marks a send.
+        let ahead = ahead && journal_error.is_none();
+        let side_by_side = self.store.concurrent_writes();
+        let taken = match ahead && !side_by_side {
+            true => Some(self.take_ahead(o, ctx).await),
+            false => None,
+        };
+        let next = async {
+            let taken = match taken {
+                Some(taken) => taken?,
+                None if ahead => self.take_ahead(o, ctx).await?,
+                None => return Ok((Prefetch::NotTried, None)),
+            };
+            Ok::<_, DispatchError>(match taken {
+                (Some(taken), _) => (Prefetch::Batch(self.ready(o, ctx, taken).await?), None),
+                (None, wait) => (Prefetch::Nothing, wait),
+            })
+        };
+        let (recorded, next) = tokio::join!(self.record(held, &results, &timeline, report), next);
+        let failed = match (recorded, journal_error) {
+            (Err(e), _) => Some(e),
+            (Ok(()), Some(e)) => Some(self.journal_failed(e)),
+            (Ok(()), None) => None,
+        };
+        let (next, wait) = match (next, failed) {
+            (Ok((next, wait)), None) => (next, wait),
+            (Ok((next, _)), Some(e)) => {
+                if let Prefetch::Batch(batch) = next {
+                    self.release(ctx, batch).await;
+                }
+                return Err(e);
+            }
+            // A batch claimed before the error is resolved when its lease ends, like one claimed
+            // by a node that stopped.
+            (Err(e), _) => return Err(e),
+        };
+        if let Some(w) = wait {
+            report.rate_wait = Some(report.rate_wait.map_or(w, |r| r.min(w)));
         }
         Ok(match full {
-            true => BatchEnd::Full { only_deferred },
-            false => BatchEnd::Drained,
+            true => (BatchEnd::Full { only_deferred }, next),
+            false => (BatchEnd::Drained, next),
         })
+    }
+
+    /// Gives back a claimed batch that will not be sent (Herald is stopping, or the batch before
+    /// it failed): its recipients go back to the queue, their attempt not counted, and the
+    /// tokens its messages took go back to the sender. If the store cannot take that now, the
+    /// batch's lease ends and lease recovery does the same.
+    async fn release(&self, ctx: &Result<Arc<Ctx>, String>, batch: Claimed) {
+        let now = self.clock.now();
+        let results: Vec<DeliveryResult> = batch
+            .lease
+            .ids
+            .iter()
+            .map(|&id| DeliveryResult {
+                recipient_id: id,
+                outcome: Outcome::Defer { due_at: now },
+            })
+            .collect();
+        let held = Held::Lease(*batch.lease.until.lock().await);
+        if let Err(e) = self.store.record_batch(now, held, &results, &[]).await {
+            tracing::warn!(error = %e, recipients = results.len(),
+                "could not give back a batch claimed ahead; its recipients go back to the queue when its lease ends");
+        }
+        if let Ok(ctx) = ctx
+            && let Err(e) = self.give_back(ctx, batch.budget, 0, now).await
+        {
+            tracing::warn!(error = %e, "could not give back the tokens of a batch claimed ahead");
+        }
     }
 
     /// Claim: up to `want` recipients due at `now`, leased for `lease_secs`; and the lease.

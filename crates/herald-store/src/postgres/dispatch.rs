@@ -16,6 +16,9 @@
 use crate::dispatch::{ClaimRow, OtherRow, SentRow};
 use sqlx::PgConnection;
 
+/// Many writers: a claim runs while another batch's results are written.
+const CONCURRENT_WRITES: bool = true;
+
 /// The outreaches the dispatcher works on, with whether they have recipients pending and sending.
 /// "Pending" is the first entry of the `recipients_due` walk, which a plain `EXISTS` would not use.
 const LIVE_SELECT: &str = concat!(

@@ -117,6 +117,10 @@ async fn with_bucket<T>(
 
 #[async_trait]
 impl crate::Dispatch for Backend {
+    fn concurrent_writes(&self) -> bool {
+        CONCURRENT_WRITES
+    }
+
     async fn live_outreaches(&self) -> Result<Vec<LiveOutreach>> {
         let rows: Vec<LiveRow> = sqlx::query_as(LIVE_SELECT).fetch_all(&self.pool).await?;
         dispatch::live(rows)

@@ -51,6 +51,9 @@ pub(super) async fn write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
 }
 
+/// One writer at a time: a second write transaction waits for the first.
+const CONCURRENT_WRITES: bool = false;
+
 /// The outreaches the dispatcher works on, with whether they have recipients pending and sending.
 const LIVE_SELECT: &str = "SELECT o.id, o.campaign_id, o.status, o.start_at, o.end_at, \
      EXISTS (SELECT 1 FROM recipients r WHERE r.outreach_id = o.id AND r.state = 'pending'), \
