@@ -191,11 +191,12 @@ struct Lease {
 }
 
 impl Dispatcher {
-    /// Sends what is due of an outreach in batches, for up to a second (then the tick moves on
+    /// Sends what is due of an outreach in batches, for about a second (then the tick moves on
     /// to the next outreach and reports `more_due`), within the sender's rate. The next batch is
     /// rendered (and, on a store whose writes run side by side,
     /// [`Dispatch::concurrent_writes`], claimed) while the last one's results are written; it is
-    /// sent only once they are.
+    /// sent only once they are. A batch prepared before the second was over is still sent
+    /// after it, so a slice can run one batch longer.
     ///
     /// [`Dispatch::concurrent_writes`]: herald_store::Dispatch::concurrent_writes
     pub(super) async fn send_due(
