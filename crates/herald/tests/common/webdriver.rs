@@ -307,6 +307,13 @@ impl Browser {
     }
 
     pub async fn find(&self, css: &str) -> Option<El> {
+        self.look(css, false).await
+    }
+
+    /// The first element matching `css`, if any. `polling`: a page being replaced while the
+    /// browser looked (a redirect after a form, a link followed) counts as not found yet, for the
+    /// poll to look again on the new page; otherwise it fails the test.
+    async fn look(&self, css: &str, polling: bool) -> Option<El> {
         let found = self
             .cmd(
                 Method::POST,
@@ -317,6 +324,7 @@ impl Browser {
         match found {
             Ok(v) => v[ELEMENT].as_str().map(|id| El(id.to_string())),
             Err(e) if e.error == "no such element" => None,
+            Err(e) if polling && e.error.contains("aborted by navigation") => None,
             Err(e) => self.fail(&format!("looking for `{css}`: {e}")).await,
         }
     }
@@ -343,7 +351,7 @@ impl Browser {
     /// The first element matching `css`, once there is one.
     pub async fn wait(&self, css: &str) -> El {
         self.poll(&format!("an element `{css}`"), WAIT, async |b| {
-            b.find(css).await
+            b.look(css, true).await
         })
         .await
     }
@@ -361,7 +369,7 @@ impl Browser {
         ok: impl Fn(&str) -> bool,
     ) -> String {
         self.poll(&format!("`{css}` to show {what}"), timeout, async |b| {
-            let el = b.find(css).await?;
+            let el = b.look(css, true).await?;
             let text = b.element_text(&el).await?;
             ok(&text).then_some(text)
         })
