@@ -1326,16 +1326,28 @@ async fn a_claim_that_died_before_its_sends_began_is_sent_after_all(db: TestStor
 /// A dispatcher with `concurrency` sends in flight, a batch of ten and `grace` seconds to
 /// finish at shutdown; its world holds one started outreach of ten recipients.
 async fn slow_world(db: TestStore, concurrency: usize, grace: u64) -> (World, Uuid) {
+    started_world(db, concurrency, 10, grace, 10).await
+}
+
+/// A dispatcher with `concurrency` sends in flight, batches of `batch` and `grace` seconds to
+/// finish at shutdown; its world holds one started outreach of `recipients` recipients.
+async fn started_world(
+    db: TestStore,
+    concurrency: usize,
+    batch: u32,
+    grace: u64,
+    recipients: usize,
+) -> (World, Uuid) {
     let config = DispatchConfig {
         concurrency,
-        batch_size: 10,
+        batch_size: batch,
         shutdown_grace_secs: grace,
         ..World::config()
     };
     let w = World::new(db, "2026-03-02T12:00Z", config).await;
     let sms = w.campaign("Texts", CampaignOpts::default()).await;
     let o = w
-        .outreach(sms, &phones(10), "2026-03-02T12:00Z", None)
+        .outreach(sms, &phones(recipients), "2026-03-02T12:00Z", None)
         .await;
     assert!(
         w.store
@@ -1414,9 +1426,9 @@ async fn shutdown_begins_no_send_and_requeues_the_rest_of_the_batch(db: TestStor
     assert_eq!(w.status(o).await, OutreachStatus::Completed);
 }
 
-/// On PostgreSQL the dispatcher claims its next batch while the last one's results are written
-/// (on SQLite, one writer, it does not); either way no send of a batch begins before the batch
-/// before it is written, and no batch is claimed while another one's sends run.
+/// The dispatcher claims its next batch as the last one's results are written (on PostgreSQL
+/// during the write, on SQLite just before it); either way no send of a batch begins before the
+/// batch before it is written, and no batch is claimed while another one's sends run.
 async fn a_batch_is_sent_only_once_the_one_before_is_written(db: TestStore) {
     let config = DispatchConfig {
         concurrency: 1,
@@ -1438,26 +1450,10 @@ async fn a_batch_is_sent_only_once_the_one_before_is_written(db: TestStore) {
     assert_eq!(w.status(o).await, OutreachStatus::Completed);
 }
 
-/// A batch claimed ahead (PostgreSQL) while Herald was told to stop is given back at once:
-/// back in the queue, its attempt not counted, not left `sending` until its lease ends.
+/// The batch claimed ahead while Herald was told to stop is given back at once: back in the
+/// queue, its attempt not counted, not left `sending` until its lease ends.
 async fn shutdown_gives_back_a_batch_claimed_ahead(db: TestStore) {
-    let config = DispatchConfig {
-        concurrency: 5,
-        batch_size: 5,
-        shutdown_grace_secs: 10,
-        ..World::config()
-    };
-    let mut w = World::new(db, "2026-03-02T12:00Z", config).await;
-    let sms = w.campaign("Texts", CampaignOpts::default()).await;
-    let o = w
-        .outreach(sms, &phones(20), "2026-03-02T12:00Z", None)
-        .await;
-    assert!(
-        w.store
-            .start_outreach(o, at("2026-03-02T12:00Z"))
-            .await
-            .unwrap()
-    );
+    let (mut w, o) = started_world(db, 5, 5, 10, 20).await;
     w.recorder.slow(Duration::from_millis(300));
     let running = Running::start(&w);
     // The whole first batch is in flight when the signal comes.

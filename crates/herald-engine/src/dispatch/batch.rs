@@ -413,8 +413,8 @@ impl Dispatcher {
         })
     }
 
-    /// The next batch's claim, made while the last one is recorded: `Nothing` when nothing is
-    /// due or the sender is out of tokens (then with how long until it has some).
+    /// The next batch's claim, made as the last one is recorded: none when nothing is due or
+    /// the sender is out of tokens (then with how long until it has some).
     async fn take_ahead(
         &self,
         o: &LiveOutreach,
