@@ -48,6 +48,7 @@ herald_store::on_both_backends!(
     shutdown_begins_no_send_and_requeues_the_rest_of_the_batch,
     a_batch_is_sent_only_once_the_one_before_is_written,
     shutdown_gives_back_a_batch_claimed_ahead,
+    a_batch_whose_opt_outs_cannot_be_read_is_given_back,
     shutdown_waits_no_longer_than_its_grace,
     a_live_slow_batch_keeps_its_lease,
     a_failed_write_of_results_is_tried_again_until_it_succeeds,
@@ -1480,6 +1481,77 @@ async fn shutdown_gives_back_a_batch_claimed_ahead(db: TestStore) {
         all.sort();
         all
     });
+}
+
+/// A batch claimed whose opt-outs cannot then be read is given back at once, as one Herald
+/// stops before sending: back in the queue, its attempt not counted, not left `sending` until its
+/// lease ends. The opt-out list goes away (its table renamed, so every read of it fails) while
+/// the first batch is sent; the second batch is claimed ahead of the first one's write.
+async fn a_batch_whose_opt_outs_cannot_be_read_is_given_back(db: TestStore) {
+    let (backend, url) = (db.store.backend(), db.url.clone());
+    let (mut w, o) = started_world(db, 5, 5, 10, 20).await;
+    w.recorder.slow(Duration::from_millis(300));
+    let running = Running::start(&w);
+    wait_for("the first batch's sends", || w.recorder.begun() >= 5).await;
+    rename_table(backend, &url, "suppressions", "suppressions_away").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while w
+        .recipients(o)
+        .await
+        .iter()
+        .filter(|r| r.state == DeliveryState::Sent)
+        .count()
+        < 5
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first batch was not written"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A few more ticks: each claims the next batch, fails its read and gives it back.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    running.shut_down().await;
+    assert_eq!(
+        w.recorder.begun(),
+        5,
+        "nothing sent without the opt-out list"
+    );
+    let rows = w.recipients(o).await;
+    let count = |s: DeliveryState| rows.iter().filter(|r| r.state == s).count();
+    assert_eq!(count(DeliveryState::Sent), 5, "{rows:?}");
+    assert_eq!(count(DeliveryState::Pending), 15, "{rows:?}");
+    assert!(
+        rows.iter()
+            .filter(|r| r.state == DeliveryState::Pending)
+            .all(|r| r.attempts == 0),
+        "{rows:?}"
+    );
+    // With the list back, the next start sends the rest, and no one twice.
+    rename_table(backend, &url, "suppressions_away", "suppressions").await;
+    w.recorder.slow(Duration::ZERO);
+    w.restart();
+    w.settle().await;
+    assert_eq!(w.recorder.sent().len(), 20);
+    assert_eq!(w.recorder.sent_to(), {
+        let mut all: Vec<String> = rows.iter().map(|r| r.address.clone()).collect();
+        all.sort();
+        all
+    });
+}
+
+/// Renames a table of the test's database from another connection (a real fault: every
+/// statement that names `from` fails until it is renamed back).
+async fn rename_table(backend: &str, url: &str, from: &str, to: &str) {
+    use sqlx::{Connection, Executor};
+    let sql = format!("ALTER TABLE {from} RENAME TO {to}");
+    if backend == "sqlite" {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        conn.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        conn.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
+    }
 }
 
 async fn shutdown_waits_no_longer_than_its_grace(db: TestStore) {

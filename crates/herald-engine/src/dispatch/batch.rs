@@ -211,7 +211,7 @@ impl Dispatcher {
         loop {
             if self.is_stopping() {
                 if let Some(batch) = next {
-                    self.release(ctx, batch).await;
+                    self.release(ctx, &batch.lease, batch.budget).await;
                 }
                 return Ok(());
             }
@@ -397,10 +397,17 @@ impl Dispatcher {
             until: tokio::sync::Mutex::new(lease),
         };
         let work = match ctx {
-            Ok(ctx) => {
-                let mut rendered = self.render(o, ctx, claimed, budget.tokens);
-                self.drop_suppressed(ctx, &mut rendered).await?;
-                self.drop_capped(ctx, &mut rendered).await?;
+            Ok(c) => {
+                let mut rendered = self.render(o, c, claimed, budget.tokens);
+                let read = async {
+                    self.drop_suppressed(c, &mut rendered).await?;
+                    self.drop_capped(c, &mut rendered).await
+                };
+                if let Err(e) = read.await {
+                    // Nothing of it was sent: back to the queue now, not when its lease ends.
+                    self.release(ctx, &lease, budget).await;
+                    return Err(e);
+                }
                 Work::Ready(rendered)
             }
             Err(why) => Work::Failed(misconfigured(&claimed, why)),
@@ -505,12 +512,12 @@ impl Dispatcher {
             (Ok((next, wait)), None) => (next, wait),
             (Ok((next, _)), Some(e)) => {
                 if let Prefetch::Batch(batch) = next {
-                    self.release(ctx, batch).await;
+                    self.release(ctx, &batch.lease, batch.budget).await;
                 }
                 return Err(e);
             }
-            // A batch claimed before the error is resolved when its lease ends, like one claimed
-            // by a node that stopped.
+            // The claim failed (nothing claimed), or the reads after it did and `ready` gave the
+            // claimed batch back.
             (Err(e), _) => return Err(e),
         };
         if let Some(w) = wait {
@@ -522,14 +529,13 @@ impl Dispatcher {
         })
     }
 
-    /// Gives back a claimed batch that will not be sent (Herald is stopping, or the batch before
-    /// it failed): its recipients go back to the queue, their attempt not counted, and the
+    /// Gives back a claimed batch that will not be sent (Herald is stopping, the batch before it
+    /// failed, or its opt-outs or frequency caps could not be read): its recipients go back to the queue, their attempt not counted, and the
     /// tokens its messages took go back to the sender. If the store cannot take that now, the
     /// batch's lease ends and lease recovery does the same.
-    async fn release(&self, ctx: &Result<Arc<Ctx>, String>, batch: Claimed) {
+    async fn release(&self, ctx: &Result<Arc<Ctx>, String>, lease: &Lease, budget: Budget) {
         let now = self.clock.now();
-        let results: Vec<DeliveryResult> = batch
-            .lease
+        let results: Vec<DeliveryResult> = lease
             .ids
             .iter()
             .map(|&id| DeliveryResult {
@@ -537,13 +543,13 @@ impl Dispatcher {
                 outcome: Outcome::Defer { due_at: now },
             })
             .collect();
-        let held = Held::Lease(*batch.lease.until.lock().await);
+        let held = Held::Lease(*lease.until.lock().await);
         if let Err(e) = self.store.record_batch(now, held, &results, &[]).await {
             tracing::warn!(error = %e, recipients = results.len(),
                 "could not give back a batch claimed ahead; its recipients go back to the queue when its lease ends");
         }
         if let Ok(ctx) = ctx
-            && let Err(e) = self.give_back(ctx, batch.budget, 0, now).await
+            && let Err(e) = self.give_back(ctx, budget, 0, now).await
         {
             tracing::warn!(error = %e, "could not give back the tokens of a batch claimed ahead");
         }
