@@ -11,7 +11,10 @@ and Herald's 256 KiB page cache. Foreign keys are off (the sender row is not cre
 
 `seq` keeps the addresses in file order as `herald-bench dispatch` writes them; `random`
 shuffles them, as a real list's are. Variants: `noidx` drops `messages_timeline`, `nojoin`
-gives the messages their customer id directly instead of joining `customers` by address.
+gives the messages their customer id directly instead of joining `customers` by address,
+`norowid` makes `messages` a WITHOUT ROWID table, `pid` gives every message a random provider
+id (as Twilio's) and `opid` the ordered one Herald's SMTP transport gets (its own Message-ID);
+without either, no provider id.
 Python's own sqlite3 module is used, so the figures leave out sqlx; compare them with each
 other, not with `herald-bench`.
 """
@@ -42,6 +45,17 @@ def main():
     c.execute("pragma journal_mode=wal")
     c.execute("pragma synchronous=normal")
     c.execute("pragma cache_size=-256")
+    if "norowid" in variant:
+        # The same table WITHOUT ROWID, keyed by its id alone (no separate primary-key index).
+        c.execute("drop index messages_timeline")
+        c.execute("drop index messages_provider_id")
+        sql = c.execute("select sql from sqlite_master where name = 'messages'").fetchone()[0]
+        c.execute("alter table messages rename to messages_old")
+        c.execute(sql.replace("STRICT", "STRICT, WITHOUT ROWID"))
+        c.execute("CREATE INDEX messages_timeline ON messages "
+                  "(customer_id, sender_id, created_at, id)")
+        c.execute("CREATE UNIQUE INDEX messages_provider_id ON messages "
+                  "(direction, provider_message_id) WHERE provider_message_id IS NOT NULL")
     if "noidx" in variant:
         c.execute("drop index messages_timeline")
     outreach, sender, campaign = uuid.uuid4().bytes, uuid.uuid4().bytes, uuid.uuid4().bytes
@@ -62,6 +76,13 @@ def main():
         counter[0] += 1
         return int(time.time() * 1000).to_bytes(6, "big") + counter[0].to_bytes(10, "big")
 
+    def provider_id(rid):
+        if "pid" in variant:  # random, as a Twilio MessageSid
+            return "SM" + uuid.uuid4().hex
+        if "opid" in variant:  # Herald's own Message-ID, as the SMTP transport's
+            return "<%s-%d@shop.example>" % (outreach.hex(), rid)
+        return None
+
     spent = {"update": 0.0, "customers": 0.0, "messages": 0.0}
     for b in range(0, n, batch):
         chunk, to = ids[b:b + batch], addrs[b:b + batch]
@@ -78,7 +99,7 @@ def main():
         t2 = time.perf_counter()
         rows = []
         for rid, a, cu in zip(chunk, to, customers):
-            rows += [v7(), cu if "nojoin" in variant else a, a, BODY % a, rid]
+            rows += [v7(), cu if "nojoin" in variant else a, a, BODY % a, rid, provider_id(rid)]
         customer = "v.column2" if "nojoin" in variant else "cu.id"
         join = "" if "nojoin" in variant else " JOIN customers cu ON cu.address = v.column2"
         c.execute(
@@ -86,8 +107,8 @@ def main():
             "from_address, to_address, subject, body, campaign_id, outreach_id, recipient_id, "
             "provider_message_id, status, created_at) SELECT v.column1, %s, ?, 'outbound', "
             "'outreach', 'email', 'news@shop.example', v.column3, 'Your order', v.column4, ?, ?, "
-            "v.column5, NULL, 'sent', 1 FROM (VALUES %s) AS v%s WHERE v.column1 IS NOT NULL "
-            "ON CONFLICT DO NOTHING" % (customer, ",".join(["(?,?,?,?,?)"] * len(chunk)), join),
+            "v.column5, v.column6, 'sent', 1 FROM (VALUES %s) AS v%s WHERE v.column1 IS NOT NULL "
+            "ON CONFLICT DO NOTHING" % (customer, ",".join(["(?,?,?,?,?,?)"] * len(chunk)), join),
             [sender, campaign, outreach] + rows)
         t3 = time.perf_counter()
         c.execute("commit")
