@@ -1677,6 +1677,15 @@ mod tests {
             .unwrap();
         let profile = profile.unwrap();
         assert_eq!(profile["claim_due"]["calls"], 3, "{profile}");
+        // Every send's provider id was kept, as a real one's is: the Message-ID the SMTP
+        // transport writes, `<outreach-recipient@domain>`.
+        let rows = store.list_recipients(herald, None, 0, 3_000).await.unwrap();
+        assert_eq!(rows.len(), 2_345);
+        for r in &rows {
+            let key = herald_core::outreach::idempotency_key(herald, r.id);
+            let id = r.provider_message_id.as_deref().unwrap_or_default();
+            assert!(id.starts_with(&format!("<{key}@")), "{id}");
+        }
         // The baseline outreach was left alone.
         assert_eq!(
             store.outreach_status(baseline).await.unwrap(),
