@@ -1461,26 +1461,9 @@ async fn shutdown_gives_back_a_batch_claimed_ahead(db: TestStore) {
     wait_for("the first batch's sends", || w.recorder.begun() >= 5).await;
     running.shut_down().await;
     assert_eq!(w.recorder.begun(), 5, "no send began after the signal");
-    let rows = w.recipients(o).await;
-    let count = |s: DeliveryState| rows.iter().filter(|r| r.state == s).count();
-    assert_eq!(count(DeliveryState::Sent), 5, "{rows:?}");
-    assert_eq!(count(DeliveryState::Pending), 15, "{rows:?}");
-    assert!(
-        rows.iter()
-            .filter(|r| r.state == DeliveryState::Pending)
-            .all(|r| r.attempts == 0),
-        "{rows:?}"
-    );
+    let rows = first_batch_sent_rest_given_back(&w, o).await;
     // The next start sends the rest, and no one twice.
-    w.recorder.slow(Duration::ZERO);
-    w.restart();
-    w.settle().await;
-    assert_eq!(w.recorder.sent().len(), 20);
-    assert_eq!(w.recorder.sent_to(), {
-        let mut all: Vec<String> = rows.iter().map(|r| r.address.clone()).collect();
-        all.sort();
-        all
-    });
+    sends_the_rest_once_after_a_restart(&mut w, &rows).await;
 }
 
 /// A batch claimed whose opt-outs cannot then be read is given back at once, as one Herald
@@ -1517,6 +1500,15 @@ async fn a_batch_whose_opt_outs_cannot_be_read_is_given_back(db: TestStore) {
         5,
         "nothing sent without the opt-out list"
     );
+    let rows = first_batch_sent_rest_given_back(&w, o).await;
+    // With the list back, the next start sends the rest, and no one twice.
+    rename_table(backend, &url, "suppressions_away", "suppressions").await;
+    sends_the_rest_once_after_a_restart(&mut w, &rows).await;
+}
+
+/// The rows of an outreach of 20 whose first batch of five was sent and whose claims after it
+/// were given back: 5 `sent`, 15 `pending` with no attempt counted, none left `sending`.
+async fn first_batch_sent_rest_given_back(w: &World, o: Uuid) -> Vec<RecipientRecord> {
     let rows = w.recipients(o).await;
     let count = |s: DeliveryState| rows.iter().filter(|r| r.state == s).count();
     assert_eq!(count(DeliveryState::Sent), 5, "{rows:?}");
@@ -1527,8 +1519,12 @@ async fn a_batch_whose_opt_outs_cannot_be_read_is_given_back(db: TestStore) {
             .all(|r| r.attempts == 0),
         "{rows:?}"
     );
-    // With the list back, the next start sends the rest, and no one twice.
-    rename_table(backend, &url, "suppressions_away", "suppressions").await;
+    rows
+}
+
+/// The next start, with a provider that answers at once, sends the rest of `rows`: every
+/// recipient once, no one twice.
+async fn sends_the_rest_once_after_a_restart(w: &mut World, rows: &[RecipientRecord]) {
     w.recorder.slow(Duration::ZERO);
     w.restart();
     w.settle().await;

@@ -530,9 +530,10 @@ impl Dispatcher {
     }
 
     /// Gives back a claimed batch that will not be sent (Herald is stopping, the batch before it
-    /// failed, or its opt-outs or frequency caps could not be read): its recipients go back to the queue, their attempt not counted, and the
-    /// tokens its messages took go back to the sender. If the store cannot take that now, the
-    /// batch's lease ends and lease recovery does the same.
+    /// failed, or its opt-outs or frequency caps could not be read): its recipients go back to
+    /// the queue, their attempt not counted, and the tokens its messages took go back to the
+    /// sender. If the store cannot take that now, the batch's lease ends and lease recovery does
+    /// the same.
     async fn release(&self, ctx: &Result<Arc<Ctx>, String>, lease: &Lease, budget: Budget) {
         let now = self.clock.now();
         let results: Vec<DeliveryResult> = lease
@@ -546,12 +547,12 @@ impl Dispatcher {
         let held = Held::Lease(*lease.until.lock().await);
         if let Err(e) = self.store.record_batch(now, held, &results, &[]).await {
             tracing::warn!(error = %e, recipients = results.len(),
-                "could not give back a batch claimed ahead; its recipients go back to the queue when its lease ends");
+                "could not give back a claimed batch; its recipients go back to the queue when its lease ends");
         }
         if let Ok(ctx) = ctx
             && let Err(e) = self.give_back(ctx, budget, 0, now).await
         {
-            tracing::warn!(error = %e, "could not give back the tokens of a batch claimed ahead");
+            tracing::warn!(error = %e, "could not give back the tokens of a claimed batch");
         }
     }
 
